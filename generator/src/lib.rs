@@ -1,0 +1,4 @@
+//! asg-refresh's generator: the typed ASL DSL, the rollout state machine built from a
+//! stack config, the IAM documents and the names of every stack resource.
+
+pub mod asl;
