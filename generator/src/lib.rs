@@ -2,3 +2,11 @@
 //! stack config, the IAM documents and the names of every stack resource.
 
 pub mod asl;
+pub mod config;
+pub mod names;
+pub mod payload;
+pub mod waves;
+pub mod rollout;
+pub mod iam;
+pub mod review;
+pub mod render;

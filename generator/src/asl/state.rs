@@ -329,7 +329,7 @@ pub struct ItemReader {
 pub struct ReaderConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "CSVHeaderLocation", skip_serializing_if = "Option::is_none")]
     pub csv_header_location: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_items: Option<u32>,
@@ -365,7 +365,10 @@ pub struct Map {
     pub max_concurrency: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tolerated_failure_count: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "whole_numbers_as_integers"
+    )]
     pub tolerated_failure_percentage: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -377,6 +380,15 @@ pub struct Map {
     pub retry: Vec<Retrier>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub catch: Vec<Catcher>,
+}
+
+/// Writes `100.0` as `100`: validators (statelint) want an integer where one is meant.
+fn whole_numbers_as_integers<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => serializer.serialize_i64(*v as i64),
+        Some(v) => serializer.serialize_f64(*v),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl Map {

@@ -233,6 +233,8 @@ impl Validator {
                     self.path(at, "ItemsPath", items, false);
                 }
                 self.template(at, "ItemSelector", map.item_selector.as_ref());
+                self.template(at, "ItemReader Parameters", map.item_reader.as_ref().and_then(|r| r.parameters.as_ref()));
+                self.template(at, "BatchInput", map.item_batcher.as_ref().and_then(|b| b.batch_input.as_ref()));
                 self.template(at, "ResultSelector", map.result_selector.as_ref());
                 self.result_path(at, map.result_path.as_ref());
                 self.retry_catch(at, &map.retry, &map.catch, names);

@@ -1,0 +1,585 @@
+//! The stack config (`envs/<env>.toml`): the serde model, defaults and validation, with
+//! every error naming the file, the key and, where it can, the line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Most ASGs refreshing at once (a Distributed Map runs up to 10,000 children; more than
+/// this many refreshes at once defeats the point of the tool).
+pub const MAX_BATCH_SIZE: u32 = 1000;
+
+/// One environment stack.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackConfig {
+    /// Stack name: resources are `asg-refresh-<name>-*`.
+    pub name: String,
+    pub region: String,
+    /// The account the stack lives in; IAM documents are scoped to it.
+    pub account_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Points every client at an emulator (or any other endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    pub targets: Targets,
+    #[serde(default)]
+    pub rollout: Rollout,
+    #[serde(default)]
+    pub refresh: Refresh,
+    #[serde(default)]
+    pub lambda: LambdaSettings,
+}
+
+/// Which ASGs a rollout covers: explicit names, tag filters (all must match), or both.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    #[serde(default)]
+    pub asgs: Vec<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Waves of `batch_size` ASGs; the next wave starts when the whole wave has ended.
+    Batches,
+    /// A sliding window: a new ASG starts as soon as one of `batch_size` slots frees.
+    Window,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Batches => "batches",
+            Strategy::Window => "window",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Start no further ASG; refreshes already running finish on their own.
+    Stop,
+    /// Carry on with every wave and report the failures at the end.
+    Continue,
+    /// Stop and roll back every refresh still in flight.
+    Rollback,
+}
+
+impl OnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Stop => "stop",
+            OnFailure::Continue => "continue",
+            OnFailure::Rollback => "rollback",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rollout {
+    pub strategy: Strategy,
+    pub batch_size: u32,
+    pub canary: Vec<String>,
+    pub on_failure: OnFailure,
+    pub poll_seconds: u32,
+    pub timeout_minutes: u32,
+    pub approval: bool,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Batches,
+            batch_size: 3,
+            canary: Vec::new(),
+            on_failure: OnFailure::Stop,
+            poll_seconds: 60,
+            timeout_minutes: 60,
+            approval: false,
+        }
+    }
+}
+
+/// StartInstanceRefresh preferences.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Refresh {
+    pub min_healthy_percentage: u32,
+    pub max_healthy_percentage: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_warmup: Option<u32>,
+    pub skip_matching: bool,
+    pub auto_rollback: bool,
+    pub alarms: Vec<String>,
+    pub checkpoint_percentages: Vec<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_delay: Option<u32>,
+    /// Roles of the launch templates' instance profiles: starting a refresh passes them
+    /// to EC2, so the Lambda role may pass exactly these.
+    pub instance_roles: Vec<String>,
+}
+
+impl Default for Refresh {
+    fn default() -> Self {
+        Self {
+            min_healthy_percentage: 100,
+            max_healthy_percentage: 200,
+            instance_warmup: None,
+            skip_matching: true,
+            auto_rollback: true,
+            alarms: Vec::new(),
+            checkpoint_percentages: Vec::new(),
+            checkpoint_delay: None,
+            instance_roles: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Architecture {
+    #[serde(rename = "arm64")]
+    Arm64,
+    #[serde(rename = "x86_64")]
+    X86_64,
+}
+
+impl Architecture {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Architecture::Arm64 => "arm64",
+            Architecture::X86_64 => "x86_64",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LambdaSettings {
+    pub architecture: Architecture,
+    pub memory_mb: u32,
+    pub timeout_seconds: u32,
+}
+
+impl Default for LambdaSettings {
+    fn default() -> Self {
+        Self {
+            architecture: Architecture::Arm64,
+            memory_mb: 256,
+            timeout_seconds: 60,
+        }
+    }
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `rollout.batch_size`; empty for the file as a whole.
+    pub key: String,
+    /// 1-based line, where it is known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Why a config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(file, problems))]
+    Invalid { file: PathBuf, problems: Vec<Problem> },
+}
+
+impl ConfigError {
+    /// The problems found (empty for a read error).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Read { .. } => &[],
+            ConfigError::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+fn render_problems(file: &Path, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| p.to_string_in(file))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Problem {
+    fn to_string_in(&self, file: &Path) -> String {
+        let mut out = file.display().to_string();
+        if let Some(line) = self.line {
+            out.push_str(&format!(":{line}"));
+        }
+        if !self.key.is_empty() {
+            out.push_str(&format!(": `{}`", self.key));
+        }
+        out.push_str(&format!(": {}", self.message));
+        out
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_string_in(Path::new("<config>")))
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load(file: &Path) -> Result<StackConfig, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    parse(&text, file)
+}
+
+/// Parses and validates config text; `file` only names the source in errors.
+pub fn parse(text: &str, file: &Path) -> Result<StackConfig, ConfigError> {
+    let invalid = |problems| ConfigError::Invalid {
+        file: file.to_path_buf(),
+        problems,
+    };
+    let deserializer = toml::Deserializer::new(text);
+    let config: StackConfig = match serde_path_to_error::deserialize(deserializer) {
+        Ok(config) => config,
+        Err(error) => return Err(invalid(vec![decode_problem(text, &error)])),
+    };
+    let problems = check(&config, &Locator::new(text));
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(invalid(problems))
+    }
+}
+
+fn decode_problem(text: &str, error: &serde_path_to_error::Error<toml::de::Error>) -> Problem {
+    let inner = error.inner();
+    let mut key = error.path().to_string();
+    if key == "." {
+        key.clear();
+    }
+    let message = inner.message().trim().to_string();
+    // serde names the offending field only in its message: make it part of the key.
+    for prefix in ["unknown field `", "missing field `"] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some(field) = rest.split('`').next() {
+                key = if key.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{key}.{field}")
+                };
+            }
+        }
+    }
+    let line = inner
+        .span()
+        .map(|span| line_of(text, span.start))
+        .or_else(|| Locator::new(text).line(&key));
+    Problem { key, line, message }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Finds the line of a dotted key in the original text.
+struct Locator<'a> {
+    text: &'a str,
+    doc: Option<toml_edit::ImDocument<&'a str>>,
+}
+
+impl<'a> Locator<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            doc: toml_edit::ImDocument::parse(text).ok(),
+        }
+    }
+
+    /// The line of the deepest part of `key` present in the file (`a.b[2]` finds item 2 of b).
+    fn line(&self, key: &str) -> Option<usize> {
+        let doc = self.doc.as_ref()?;
+        let mut table: &dyn toml_edit::TableLike = doc.as_table();
+        let mut found = None;
+        let parts: Vec<&str> = key.split('.').filter(|p| !p.is_empty()).collect();
+        for (i, part) in parts.iter().enumerate() {
+            let (name, index) = match part.split_once('[') {
+                Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+                None => (*part, None),
+            };
+            let Some((k, item)) = table.get_key_value(name) else { break };
+            found = k.span().or_else(|| item.span()).map(|s| s.start).or(found);
+            if let (Some(index), Some(array)) = (index, item.as_array()) {
+                if let Some(span) = array.get(index).and_then(|v| v.span()) {
+                    found = Some(span.start);
+                }
+            }
+            if i + 1 < parts.len() {
+                match item.as_table_like() {
+                    Some(inner) => table = inner,
+                    None => break,
+                }
+            }
+        }
+        found.map(|offset| line_of(self.text, offset))
+    }
+}
+
+struct Checker<'a> {
+    locator: &'a Locator<'a>,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.to_string(),
+            line: self.locator.line(key),
+            message: message.into(),
+        });
+    }
+
+    fn range(&mut self, key: &str, value: u32, low: u32, high: u32) {
+        if !(low..=high).contains(&value) {
+            self.fail(key, format!("must be between {low} and {high} (got {value})"));
+        }
+    }
+}
+
+/// Every rule a parsed config must also meet.
+fn check(config: &StackConfig, locator: &Locator<'_>) -> Vec<Problem> {
+    let mut c = Checker {
+        locator,
+        problems: Vec::new(),
+    };
+    if !is_stack_name(&config.name) {
+        c.fail(
+            "name",
+            format!(
+                "`{}` is not a stack name: 1 to 20 of a-z, 0-9 and `-`, starting with a letter, not ending with `-`",
+                config.name
+            ),
+        );
+    }
+    if !is_region(&config.region) {
+        c.fail("region", format!("`{}` is not an AWS region (like `ap-south-1`)", config.region));
+    }
+    if config.account_id.len() != 12 || !config.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        c.fail("account_id", format!("`{}` is not a 12-digit AWS account id", config.account_id));
+    }
+    if config.profile.as_deref() == Some("") {
+        c.fail("profile", "is empty: remove it to use the default credential chain");
+    }
+    if let Some(url) = &config.endpoint_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+            c.fail("endpoint_url", format!("`{url}` is not an http(s) URL"));
+        }
+    }
+    check_targets(config, &mut c);
+    check_rollout(config, &mut c);
+    check_refresh(&config.refresh, &mut c);
+    let lambda = &config.lambda;
+    c.range("lambda.memory_mb", lambda.memory_mb, 128, 10240);
+    c.range("lambda.timeout_seconds", lambda.timeout_seconds, 3, 900);
+    c.problems
+}
+
+fn check_targets(config: &StackConfig, c: &mut Checker<'_>) {
+    let targets = &config.targets;
+    if targets.asgs.is_empty() && targets.tags.is_empty() {
+        c.fail("targets", "names no ASG: give `asgs`, `tags` or both");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, name) in targets.asgs.iter().enumerate() {
+        let key = format!("targets.asgs[{i}]");
+        if !is_asg_name(name) {
+            c.fail(&key, format!("`{name}` is not an ASG name (1 to 255 characters, no `:`)"));
+        }
+        if !seen.insert(name) {
+            c.fail(&key, format!("`{name}` is listed twice"));
+        }
+    }
+    for (key, value) in &targets.tags {
+        let at = format!("targets.tags.{key}");
+        if key.is_empty() || key.len() > 128 || key.starts_with("aws:") {
+            c.fail(&at, "tag keys are 1 to 128 characters and may not start with `aws:`");
+        }
+        if value.len() > 256 {
+            c.fail(&at, "tag values are at most 256 characters");
+        }
+    }
+}
+
+fn check_rollout(config: &StackConfig, c: &mut Checker<'_>) {
+    let rollout = &config.rollout;
+    c.range("rollout.batch_size", rollout.batch_size, 1, MAX_BATCH_SIZE);
+    c.range("rollout.poll_seconds", rollout.poll_seconds, 5, 3600);
+    c.range("rollout.timeout_minutes", rollout.timeout_minutes, 1, 10080);
+    if u64::from(rollout.timeout_minutes) * 60 < u64::from(rollout.poll_seconds) {
+        c.fail(
+            "rollout.timeout_minutes",
+            format!(
+                "{} minutes is shorter than one poll ({} seconds)",
+                rollout.timeout_minutes, rollout.poll_seconds
+            ),
+        );
+    }
+    if rollout.canary.len() > rollout.batch_size as usize && rollout.batch_size > 0 {
+        c.fail(
+            "rollout.canary",
+            format!(
+                "{} canary ASGs exceed batch_size {}: the canary wave would refresh more than batch_size at once",
+                rollout.canary.len(),
+                rollout.batch_size
+            ),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, name) in rollout.canary.iter().enumerate() {
+        let key = format!("rollout.canary[{i}]");
+        if !seen.insert(name) {
+            c.fail(&key, format!("`{name}` is listed twice"));
+        }
+        // With tag filters a canary may be found by tag at plan time; without, it must be listed.
+        if config.targets.tags.is_empty() && !config.targets.asgs.contains(name) {
+            c.fail(&key, format!("`{name}` is not in targets.asgs"));
+        }
+    }
+}
+
+fn check_refresh(refresh: &Refresh, c: &mut Checker<'_>) {
+    c.range("refresh.min_healthy_percentage", refresh.min_healthy_percentage, 0, 100);
+    c.range("refresh.max_healthy_percentage", refresh.max_healthy_percentage, 100, 200);
+    if refresh.max_healthy_percentage > refresh.min_healthy_percentage + 100 {
+        c.fail(
+            "refresh.max_healthy_percentage",
+            "may exceed min_healthy_percentage by at most 100",
+        );
+    }
+    if let Some(warmup) = refresh.instance_warmup {
+        c.range("refresh.instance_warmup", warmup, 0, 86400);
+    }
+    if refresh.alarms.len() > 10 {
+        c.fail("refresh.alarms", "at most 10 alarms");
+    }
+    if !refresh.alarms.is_empty() && !refresh.auto_rollback {
+        c.fail("refresh.alarms", "alarms roll back a refresh only with auto_rollback = true");
+    }
+    for (i, alarm) in refresh.alarms.iter().enumerate() {
+        if alarm.is_empty() || alarm.len() > 255 {
+            c.fail(&format!("refresh.alarms[{i}]"), "alarm names are 1 to 255 characters");
+        }
+    }
+    let mut last = 0;
+    for (i, pct) in refresh.checkpoint_percentages.iter().enumerate() {
+        if *pct == 0 || *pct > 100 || *pct <= last {
+            c.fail(
+                &format!("refresh.checkpoint_percentages[{i}]"),
+                "checkpoints are ascending percentages between 1 and 100",
+            );
+        }
+        last = *pct;
+    }
+    for (i, role) in refresh.instance_roles.iter().enumerate() {
+        let valid = !role.is_empty()
+            && role.len() <= 64
+            && role.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+        if !valid {
+            c.fail(&format!("refresh.instance_roles[{i}]"), format!("`{role}` is not an IAM role name"));
+        }
+    }
+    if let Some(delay) = refresh.checkpoint_delay {
+        if refresh.checkpoint_percentages.is_empty() {
+            c.fail("refresh.checkpoint_delay", "needs checkpoint_percentages");
+        }
+        c.range("refresh.checkpoint_delay", delay, 0, 172800);
+    }
+}
+
+fn is_stack_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 20
+        && bytes[0].is_ascii_lowercase()
+        && !name.ends_with('-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts.iter().take(parts.len() - 1).all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok()
+}
+
+fn is_asg_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= 255 && !name.contains(':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "dev"
+region = "eu-west-1"
+account_id = "123456789012"
+[targets]
+asgs = ["a", "b"]
+"#;
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let config = parse(MINIMAL, Path::new("dev.toml")).unwrap();
+        assert_eq!(config.rollout, Rollout::default());
+        assert_eq!(config.refresh, Refresh::default());
+        assert_eq!(config.lambda.architecture, Architecture::Arm64);
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let text = MINIMAL.to_string() + "[rollout]\nbatch_size = \"3\"\n";
+        let err = parse(&text, Path::new("dev.toml")).unwrap_err();
+        let p = &err.problems()[0];
+        assert_eq!(p.key, "rollout.batch_size");
+        assert_eq!(p.line, Some(8));
+        assert!(err.to_string().starts_with("dev.toml:8: `rollout.batch_size`: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn range_error_finds_the_line() {
+        let text = MINIMAL.to_string() + "[rollout]\npoll_seconds = 60\nbatch_size = 0\n";
+        let err = parse(&text, Path::new("dev.toml")).unwrap_err();
+        assert_eq!(err.problems()[0].key, "rollout.batch_size");
+        assert_eq!(err.problems()[0].line, Some(9));
+    }
+
+    #[test]
+    fn regions() {
+        for ok in ["ap-south-1", "us-gov-west-1", "eu-central-2"] {
+            assert!(is_region(ok), "{ok}");
+        }
+        for bad in ["", "mars", "us-east", "US-EAST-1", "us-east-x"] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The events the state machine sends the Lambdas and what they return. The state
+//! machine's Parameters are checked against these types, so the two cannot drift apart.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Strategy;
+
+/// Error names the Lambdas return and the state machine retries or catches.
+pub mod errors {
+    /// Throttling or a transient fault: the state machine retries with backoff.
+    pub const RETRYABLE: &str = "Retryable";
+    /// Another rollout of the same stack holds the lock.
+    pub const ROLLOUT_LOCKED: &str = "RolloutLocked";
+    /// An ASG's instance refresh ended without success.
+    pub const REFRESH_FAILED: &str = "RefreshFailed";
+    /// An ASG's refresh ran past `timeout_minutes`.
+    pub const REFRESH_TIMED_OUT: &str = "RefreshTimedOut";
+    /// An instance refresh not started by this rollout is running on the ASG.
+    pub const REFRESH_CONFLICT: &str = "RefreshConflict";
+    /// The event does not match the types below: a bug or a hand-made event, never retried.
+    pub const INVALID_INPUT: &str = "InvalidInput";
+    /// The rollout ended with failures (the execution's error).
+    pub const ROLLOUT_FAILED: &str = "RolloutFailed";
+    /// Errors of the Lambda service itself that are safe to retry.
+    pub const LAMBDA_TRANSIENT: [&str; 4] = [
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+    ];
+}
+
+/// The input a rollout execution starts with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionInput {
+    pub rollout_id: String,
+    pub ami: String,
+}
+
+/// Target selection as the planner receives it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    pub asgs: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Planner event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    pub rollout_id: String,
+    pub ami: String,
+    pub targets: TargetSpec,
+    pub canary: Vec<String>,
+    pub strategy: Strategy,
+    pub batch_size: u32,
+    /// Most waves one execution can walk under the history limit: a plan with more is refused.
+    pub max_waves: u64,
+}
+
+/// Planner result: the waves the state machine walks through.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanResponse {
+    pub rollout_id: String,
+    /// ASG names per wave, canary wave first.
+    pub waves: Vec<Vec<String>>,
+    pub wave_count: u32,
+    /// Index of the last wave (`-1` when there is none).
+    pub last_wave: i64,
+    /// ASGs that will be refreshed.
+    pub planned: u32,
+    /// ASGs skipped by the pre-checks, with reasons recorded in the table.
+    pub skipped: u32,
+    /// Explicit names that do not exist.
+    pub missing: Vec<String>,
+}
+
+/// StartInstanceRefresh preferences, from the `[refresh]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshPreferences {
+    pub min_healthy_percentage: u32,
+    pub max_healthy_percentage: u32,
+    pub instance_warmup: Option<u32>,
+    pub skip_matching: bool,
+    pub auto_rollback: bool,
+    pub alarms: Vec<String>,
+    pub checkpoint_percentages: Vec<u32>,
+    pub checkpoint_delay: Option<u32>,
+}
+
+/// Refresher events, one per action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RefresherRequest {
+    /// Create the launch template version with the new AMI and start the refresh.
+    Start {
+        rollout_id: String,
+        asg: String,
+        ami: String,
+        wave: u32,
+        preferences: RefreshPreferences,
+    },
+    /// Describe the refresh, record it, say whether it has ended.
+    Check {
+        rollout_id: String,
+        asg: String,
+        timeout_minutes: u32,
+    },
+    /// Store the task token and wait for an operator to approve the next wave.
+    AwaitApproval {
+        rollout_id: String,
+        wave: u32,
+        task_token: String,
+    },
+    /// Roll back every refresh of the rollout that is still in flight.
+    Rollback { rollout_id: String },
+    /// Release the lock and write the rollout summary.
+    Finish {
+        rollout_id: String,
+        outcome: Outcome,
+        #[serde(default)]
+        error: Option<Value>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+}
+
+/// What `start` and `check` return for one ASG.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepResponse {
+    pub asg: String,
+    /// Instance refresh status, or `Skipped` / `AlreadyDone`.
+    pub status: String,
+    pub percentage: Option<u32>,
+    /// True when nothing more is to be done for this ASG.
+    pub done: bool,
+    pub message: Option<String>,
+}
+
+/// What `finish` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinishResponse {
+    pub rollout_id: String,
+    pub outcome: Outcome,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    /// One line for people, naming failed ASGs.
+    pub message: String,
+}

@@ -1,0 +1,49 @@
+//! Everything `cargo xtask render` writes for one stack, built in memory first so that
+//! nothing is written when any part fails.
+
+use std::path::PathBuf;
+
+use crate::asl::{validate, ValidationErrors};
+use crate::config::StackConfig;
+use crate::iam::{self, IamError};
+use crate::review;
+use crate::rollout;
+
+/// One output file, relative to the output directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFile {
+    pub path: PathBuf,
+    pub contents: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    StateMachine(#[from] ValidationErrors),
+    #[error(transparent)]
+    Iam(#[from] IamError),
+    #[error("review report: {0}")]
+    Review(#[from] minijinja::Error),
+}
+
+/// The state machine, the IAM documents and the review report of a stack.
+pub fn render(config: &StackConfig) -> Result<Vec<OutputFile>, RenderError> {
+    let machine = rollout::build(config);
+    validate(&machine)?;
+    let documents = iam::documents(config)?;
+    let mut files = vec![OutputFile {
+        path: PathBuf::from("state-machine.asl.json"),
+        contents: machine.to_json(),
+    }];
+    for doc in &documents {
+        files.push(OutputFile {
+            path: PathBuf::from("iam").join(&doc.file_name),
+            contents: doc.to_json(),
+        });
+    }
+    files.push(OutputFile {
+        path: PathBuf::from("review.md"),
+        contents: review::render(config, &machine, &documents)?,
+    });
+    Ok(files)
+}

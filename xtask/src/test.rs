@@ -1,0 +1,153 @@
+//! `cargo xtask test`: everything CI runs. Installs the pinned tools, runs the workspace
+//! tests, renders every `envs/*.toml` (twice, to prove the bytes are stable) and runs
+//! asl-validator, statelint and parliament on every render; any finding fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use generator::config::StackConfig;
+use generator::iam;
+use generator::names::Stack;
+
+use crate::env_file::{display_path, env_files, load_checked};
+use crate::render::{default_out_dir, render_files, write_files};
+use crate::tools::{self, Tools};
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Skip `cargo test --workspace` (renders and validators only)
+    #[arg(long)]
+    pub skip_cargo_test: bool,
+}
+
+/// Tally of the checks this command runs itself.
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, name: &str, result: anyhow::Result<()>) {
+        match result {
+            Ok(()) => {
+                self.passed += 1;
+                println!("ok    {name}");
+            }
+            Err(error) => {
+                println!("FAIL  {name}\n{}", indent(&format!("{error:#}")));
+                self.failed.push(name.to_string());
+            }
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("      {l}\n")).collect()
+}
+
+impl TestArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let tools = tools::ensure().context("cannot install the test tools")?;
+        if !self.skip_cargo_test {
+            println!("== cargo test --workspace");
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["test", "--workspace", "--locked"])
+                .status()
+                .context("cannot run cargo test")?;
+            if !status.success() {
+                bail!("cargo test --workspace failed");
+            }
+        }
+        println!("== renders and validators");
+        let mut tally = Tally::default();
+        for path in env_files()? {
+            let env = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            tally.record(&format!("{env}: render is deterministic"), render_env(&path, &env));
+            let Ok(config) = load_checked(&path, Some(&env)) else { continue };
+            check_render(&mut tally, &tools, &config);
+        }
+        println!("checks: {} passed, {} failed", tally.passed, tally.failed.len());
+        if !tally.failed.is_empty() {
+            bail!("failed: {}", tally.failed.join("; "));
+        }
+        Ok(())
+    }
+}
+
+/// Renders twice in memory, compares the bytes, writes the result to the default out dir.
+fn render_env(path: &Path, env: &str) -> anyhow::Result<()> {
+    let config = load_checked(path, Some(env))?;
+    let first = render_files(&config)?;
+    let second = render_files(&config)?;
+    if first != second {
+        bail!("two renders of {} differ", display_path(path).display());
+    }
+    write_files(&default_out_dir(&config), &first)
+}
+
+fn check_render(tally: &mut Tally, tools: &Tools, config: &StackConfig) {
+    let env = &config.name;
+    let out = default_out_dir(config);
+    let machine = out.join("state-machine.asl.json");
+    tally.record(
+        &format!("{env}: asl-validator"),
+        expect_clean(Command::new(tools.asl_validator()).arg("--json-path").arg(&machine), "asl-validator", false),
+    );
+    tally.record(
+        &format!("{env}: statelint"),
+        expect_clean(Command::new(tools.statelint()).arg(&machine), "statelint", true),
+    );
+    let policies = match parliament_inputs(config, &out) {
+        Ok(policies) => policies,
+        Err(error) => return tally.record(&format!("{env}: parliament"), Err(error)),
+    };
+    for (policy, is_trust) in policies {
+        let name = policy.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut cmd = Command::new(tools.parliament());
+        // The community auditors judge what an identity may do; on a trust policy they would
+        // flag sts:AssumeRole, which is the policy's whole purpose.
+        if !is_trust {
+            cmd.arg("--include-community-auditors");
+        }
+        cmd.arg("--files").arg(&policy).stdin(std::process::Stdio::null());
+        tally.record(&format!("{env}: parliament {name}"), expect_clean(&mut cmd, "parliament", true));
+    }
+}
+
+/// The permission policies as rendered, and each trust policy as a resource policy on
+/// its role (parliament audits statements with a Resource; a trust policy's is the role).
+fn parliament_inputs(config: &StackConfig, out: &Path) -> anyhow::Result<Vec<(PathBuf, bool)>> {
+    let stack = Stack::new(config);
+    let dir = out.join("parliament");
+    std::fs::create_dir_all(&dir)?;
+    let mut inputs = Vec::new();
+    for doc in iam::documents(config)? {
+        if doc.kind == "trust" {
+            let json = iam::trust_as_resource_policy(&doc.json, &stack.role_arn(&doc.role_name));
+            let path = dir.join(&doc.file_name);
+            std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
+            inputs.push((path, true));
+        } else {
+            inputs.push((out.join("iam").join(&doc.file_name), false));
+        }
+    }
+    if inputs.is_empty() {
+        bail!("no IAM documents rendered");
+    }
+    Ok(inputs)
+}
+
+/// Runs a validator: it must exit 0 and, when `silent_when_clean`, print nothing.
+fn expect_clean(cmd: &mut Command, tool: &str, silent_when_clean: bool) -> anyhow::Result<()> {
+    let output = cmd.output().with_context(|| format!("cannot run {tool}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let noisy = silent_when_clean && !(stdout.trim().is_empty() && stderr.trim().is_empty());
+    if !output.status.success() || noisy {
+        bail!("{tool} reported ({}):\n{stdout}{stderr}", output.status);
+    }
+    Ok(())
+}
