@@ -63,6 +63,7 @@ impl TestArgs {
         }
         println!("== renders and validators");
         let mut tally = Tally::default();
+        check_validators_can_fail(&mut tally, &tools);
         for path in env_files()? {
             let env = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             tally.record(&format!("{env}: render is deterministic"), render_env(&path, &env));
@@ -138,6 +139,41 @@ fn parliament_inputs(config: &StackConfig, out: &Path) -> anyhow::Result<Vec<(Pa
         bail!("no IAM documents rendered");
     }
     Ok(inputs)
+}
+
+/// Each validator must reject a known-bad file, or a clean report would mean nothing.
+fn check_validators_can_fail(tally: &mut Tally, tools: &Tools) {
+    let dir = crate::env_file::workspace_root().join("tests/fixtures/validators");
+    let machine = dir.join("broken.asl.json");
+    let policy = dir.join("broken.policy.json");
+    let cases: [(&str, Command); 3] = [
+        ("asl-validator", {
+            let mut c = Command::new(tools.asl_validator());
+            c.arg("--json-path").arg(&machine);
+            c
+        }),
+        ("statelint", {
+            let mut c = Command::new(tools.statelint());
+            c.arg(&machine);
+            c
+        }),
+        ("parliament", {
+            let mut c = Command::new(tools.parliament());
+            c.arg("--files").arg(&policy).stdin(std::process::Stdio::null());
+            c
+        }),
+    ];
+    for (tool, mut cmd) in cases {
+        if !Path::new(cmd.get_program()).exists() {
+            tally.record(&format!("{tool} rejects a known-bad file"), Err(anyhow::anyhow!("{tool} is not installed")));
+            continue;
+        }
+        let result = match expect_clean(&mut cmd, tool, true) {
+            Ok(()) => Err(anyhow::anyhow!("{tool} accepted a known-bad file")),
+            Err(_) => Ok(()),
+        };
+        tally.record(&format!("{tool} rejects a known-bad file"), result);
+    }
 }
 
 /// Runs a validator: it must exit 0 and, when `silent_when_clean`, print nothing.

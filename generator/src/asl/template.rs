@@ -79,6 +79,56 @@ impl Template {
     }
 }
 
+/// Reads a reference path (`$.a.b[0]`, `$['a']`) from `input`, or `$$.` from `context`.
+pub fn read_path<'v>(path: &str, input: &'v Value, context: &'v Value) -> Result<&'v Value, String> {
+    let (mut current, mut rest) = if let Some(rest) = path.strip_prefix("$$") {
+        (context, rest)
+    } else if let Some(rest) = path.strip_prefix('$') {
+        (input, rest)
+    } else {
+        return Err(format!("`{path}` is not a path"));
+    };
+    while !rest.is_empty() {
+        let (next, remaining) = if let Some(after) = rest.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            (current.get(&after[..end]), &after[end..])
+        } else if let Some(after) = rest.strip_prefix('[') {
+            let end = after.find(']').ok_or_else(|| format!("`{path}` has an unclosed `[`"))?;
+            let inner = &after[..end];
+            let value = match inner.parse::<usize>() {
+                Ok(index) => current.get(index),
+                Err(_) => current.get(inner.trim_matches(|c| c == '\'' || c == '"')),
+            };
+            (value, &after[end + 1..])
+        } else {
+            return Err(format!("`{path}` is not a reference path"));
+        };
+        current = next.ok_or_else(|| format!("`{path}` matches nothing in the input"))?;
+        rest = remaining;
+    }
+    Ok(current)
+}
+
+impl Template {
+    /// What the template becomes for `input` and the context object `context`, as Step
+    /// Functions would build it. Intrinsic calls are not evaluated: they are an error here.
+    pub fn resolve(&self, input: &Value, context: &Value) -> Result<Value, String> {
+        let mut out = serde_json::Map::new();
+        for (key, field) in &self.fields {
+            let value = match field {
+                Field::Literal(v) => v.clone(),
+                Field::Path(p) => read_path(p, input, context)
+                    .map_err(|e| format!("`{key}`: {e}"))?
+                    .clone(),
+                Field::Object(inner) => inner.resolve(input, context)?,
+                Field::Call(call) => return Err(format!("`{key}`: {} is not evaluated here", call.name())),
+            };
+            out.insert(key.clone(), value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 impl Serialize for Template {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.fields.len()))?;
@@ -99,6 +149,22 @@ mod tests {
     use super::*;
     use crate::asl::intrinsic::Arg;
     use serde_json::json;
+
+    #[test]
+    fn resolves_paths_against_input_and_context() {
+        let t = Template::new()
+            .lit("action", "check")
+            .path("asg", "$$.Map.Item.Value")
+            .object("inner", Template::new().path("first", "$.waves[0][1]").path("q", "$['a b']"));
+        let input = json!({"waves": [["x", "y"]], "a b": 1});
+        let context = json!({"Map": {"Item": {"Value": "web"}}});
+        assert_eq!(
+            t.resolve(&input, &context).unwrap(),
+            json!({"action": "check", "asg": "web", "inner": {"first": "y", "q": 1}})
+        );
+        let missing = Template::new().path("x", "$.nope");
+        assert!(missing.resolve(&input, &context).unwrap_err().contains("matches nothing"));
+    }
 
     #[test]
     fn serialises_dynamic_keys_with_suffix() {

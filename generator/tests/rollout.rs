@@ -1,0 +1,312 @@
+//! The rollout state machine for every combination of strategy, failure policy and
+//! approval: it validates, honours the config, and its Lambda payloads deserialise into
+//! the shared payload types (so the machine and the Lambdas cannot drift apart).
+
+use std::path::Path;
+
+use generator::asl::{validate, Kind, State, StateMachine, Task, Template, Transition};
+use generator::config::{self, OnFailure, StackConfig, Strategy};
+use generator::payload::{
+    errors, FinishResponse, Outcome, PlanRequest, PlanResponse, RefresherRequest, StepResponse,
+};
+use generator::rollout::{self, states as s};
+use serde_json::{json, Value};
+
+fn config(strategy: Strategy, on_failure: OnFailure, approval: bool) -> StackConfig {
+    let text = format!(
+        r#"
+name = "t"
+region = "eu-west-1"
+account_id = "123456789012"
+[targets]
+asgs = ["a", "b", "c", "d", "e"]
+tags = {{ "group" = "web" }}
+[rollout]
+strategy = "{}"
+batch_size = 2
+canary = ["c"]
+on_failure = "{}"
+poll_seconds = 45
+timeout_minutes = 20
+approval = {approval}
+[refresh]
+alarms = ["db-high"]
+checkpoint_percentages = [50, 100]
+checkpoint_delay = 60
+"#,
+        strategy.as_str(),
+        on_failure.as_str()
+    );
+    config::parse(&text, Path::new("t.toml")).expect("test config is valid")
+}
+
+fn all_configs() -> Vec<StackConfig> {
+    let mut out = Vec::new();
+    for strategy in [Strategy::Batches, Strategy::Window] {
+        for on_failure in [OnFailure::Stop, OnFailure::Continue, OnFailure::Rollback] {
+            for approval in [false, true] {
+                out.push(config(strategy, on_failure, approval));
+            }
+        }
+    }
+    out
+}
+
+fn state<'a>(machine: &'a StateMachine, name: &str) -> &'a State {
+    machine.states.get(name).unwrap_or_else(|| panic!("no state {name}"))
+}
+
+fn task<'a>(machine: &'a StateMachine, name: &str) -> &'a Task {
+    match &state(machine, name).kind {
+        Kind::Task(t) => t,
+        other => panic!("{name} is a {}", other.type_name()),
+    }
+}
+
+fn wave_map(machine: &StateMachine) -> &generator::asl::Map {
+    match &state(machine, s::WAVE).kind {
+        Kind::Map(m) => m,
+        other => panic!("Wave is a {}", other.type_name()),
+    }
+}
+
+fn child_task<'a>(machine: &'a StateMachine, name: &str) -> &'a Task {
+    match &wave_map(machine).item_processor.states.get(name).map(|st| &st.kind) {
+        Some(Kind::Task(t)) => t,
+        _ => panic!("no child task {name}"),
+    }
+}
+
+fn payload(task: &Task) -> &Template {
+    let params = task.parameters.as_ref().expect("lambda tasks have Parameters");
+    params
+        .fields()
+        .find_map(|(k, f)| match (k, f) {
+            ("Payload", generator::asl::Field::Object(t)) => Some(t),
+            _ => None,
+        })
+        .expect("lambda tasks have a Payload object")
+}
+
+fn top_input() -> Value {
+    json!({
+        "rollout_id": "r-1",
+        "ami": "ami-0123456789abcdef0",
+        "plan": {"waves": [["c"], ["a", "b"]], "wave_count": 2, "last_wave": 1, "planned": 3},
+        "cursor": {"wave": 0},
+        "current": {"wave": 0, "asgs": ["c"]},
+        "error": {"Error": "States.TaskFailed", "Cause": "boom"},
+        "summary": {"succeeded": 1, "failed": 0, "skipped": 0, "message": "ok"}
+    })
+}
+
+fn context() -> Value {
+    json!({"Task": {"Token": "token-1"}, "Map": {"Item": {"Value": "c", "Index": 0}}})
+}
+
+#[test]
+fn every_combination_validates() {
+    for config in all_configs() {
+        let machine = rollout::build(&config);
+        if let Err(errors) = validate(&machine) {
+            panic!("{:?}/{:?}/approval={}: {errors}", config.rollout.strategy, config.rollout.on_failure, config.rollout.approval);
+        }
+    }
+}
+
+#[test]
+fn concurrency_poll_and_timeout_come_from_the_config() {
+    for config in all_configs() {
+        let machine = rollout::build(&config);
+        let map = wave_map(&machine);
+        assert_eq!(map.max_concurrency, Some(2), "never more than batch_size at once");
+        assert!(map.item_processor.is_distributed(), "each ASG in its own child execution");
+        let wait = map.item_processor.states.get(s::WAIT).expect("a wait state");
+        assert!(matches!(&wait.kind, Kind::Wait(w) if w.seconds == Some(45)));
+        let check = payload(child_task(&machine, s::CHECK));
+        let resolved = check.resolve(&json!({"rollout_id": "r", "asg": "a"}), &context()).unwrap();
+        assert_eq!(resolved["timeout_minutes"], 20);
+    }
+}
+
+#[test]
+fn failure_policy_shapes_the_wave_and_the_failure_path() {
+    for config in all_configs() {
+        let machine = rollout::build(&config);
+        let map = wave_map(&machine);
+        let catch_target = &map.catch[0].next;
+        match config.rollout.on_failure {
+            OnFailure::Stop => {
+                assert_eq!(map.tolerated_failure_count, Some(0));
+                assert_eq!(catch_target, s::FINISH_FAILED);
+                assert!(machine.states.get(s::ROLL_BACK).is_none());
+            }
+            OnFailure::Rollback => {
+                assert_eq!(map.tolerated_failure_count, Some(0));
+                assert_eq!(catch_target, s::ROLL_BACK);
+                assert_eq!(state(&machine, s::ROLL_BACK).transition, Transition::Next(s::FINISH_FAILED.into()));
+            }
+            OnFailure::Continue => {
+                assert_eq!(map.tolerated_failure_percentage, Some(100.0));
+                assert_eq!(state(&machine, s::FINISH).transition, Transition::Next(s::ANY_FAILED.into()));
+            }
+        }
+        assert_eq!(state(&machine, s::FINISH_FAILED).transition, Transition::Next(s::ROLLOUT_FAILED.into()));
+    }
+}
+
+#[test]
+fn approval_pauses_between_waves_only_when_configured() {
+    for config in all_configs() {
+        let machine = rollout::build(&config);
+        let approve = machine.states.get(s::APPROVE_NEXT_WAVE);
+        assert_eq!(approve.is_some(), config.rollout.approval);
+        if let Some(State { kind: Kind::Task(t), .. }) = approve {
+            assert!(t.resource.ends_with("lambda:invoke.waitForTaskToken"));
+            let event: RefresherRequest =
+                serde_json::from_value(payload(t).resolve(&top_input(), &context()).unwrap()).unwrap();
+            assert_eq!(
+                event,
+                RefresherRequest::AwaitApproval { rollout_id: "r-1".into(), wave: 0, task_token: "token-1".into() }
+            );
+        }
+        let after_wave = &state(&machine, s::WAVE).transition;
+        let expected = if config.rollout.approval { s::IS_LAST_WAVE } else { s::NEXT_WAVE };
+        assert_eq!(after_wave, &Transition::Next(expected.into()));
+    }
+}
+
+#[test]
+fn plan_payload_is_a_plan_request() {
+    let config = config(Strategy::Window, OnFailure::Stop, false);
+    let machine = rollout::build(&config);
+    let plan = task(&machine, s::PLAN);
+    let event: PlanRequest = serde_json::from_value(payload(plan).resolve(&top_input(), &context()).unwrap()).unwrap();
+    assert_eq!(event.rollout_id, "r-1");
+    assert_eq!(event.targets.asgs, vec!["a", "b", "c", "d", "e"]);
+    assert_eq!(event.targets.tags.get("group").map(String::as_str), Some("web"));
+    assert_eq!(event.canary, vec!["c"]);
+    assert_eq!(event.strategy, Strategy::Window);
+    assert_eq!(event.batch_size, 2);
+    assert_eq!(event.max_waves, generator::review::max_waves(false));
+    // The planner's response carries every field the ResultSelector reads.
+    let response = PlanResponse {
+        rollout_id: "r-1".into(),
+        waves: vec![vec!["c".into()], vec!["a".into()]],
+        wave_count: 2,
+        last_wave: 1,
+        planned: 2,
+        skipped: 1,
+        missing: vec!["e".into()],
+    };
+    let selected = plan
+        .result_selector
+        .as_ref()
+        .unwrap()
+        .resolve(&json!({"Payload": response}), &context())
+        .unwrap();
+    assert_eq!(selected, json!({"waves": [["c"], ["a"]], "wave_count": 2, "last_wave": 1, "planned": 2}));
+}
+
+#[test]
+fn child_payloads_are_refresher_requests() {
+    let config = config(Strategy::Batches, OnFailure::Rollback, true);
+    let machine = rollout::build(&config);
+    // What the Wave map hands each child.
+    let child_input = wave_map(&machine)
+        .item_selector
+        .as_ref()
+        .unwrap()
+        .resolve(&top_input(), &context())
+        .unwrap();
+    assert_eq!(child_input, json!({"rollout_id": "r-1", "ami": "ami-0123456789abcdef0", "wave": 0, "asg": "c"}));
+    let start: RefresherRequest =
+        serde_json::from_value(payload(child_task(&machine, s::START)).resolve(&child_input, &context()).unwrap()).unwrap();
+    let RefresherRequest::Start { asg, ami, wave, preferences, .. } = start else { panic!("not a start") };
+    assert_eq!((asg.as_str(), ami.as_str(), wave), ("c", "ami-0123456789abcdef0", 0));
+    assert_eq!(preferences.alarms, vec!["db-high"]);
+    assert_eq!(preferences.checkpoint_percentages, vec![50, 100]);
+    assert_eq!(preferences.checkpoint_delay, Some(60));
+    assert_eq!((preferences.min_healthy_percentage, preferences.max_healthy_percentage), (100, 200));
+    let check: RefresherRequest =
+        serde_json::from_value(payload(child_task(&machine, s::CHECK)).resolve(&child_input, &context()).unwrap()).unwrap();
+    assert_eq!(check, RefresherRequest::Check { rollout_id: "r-1".into(), asg: "c".into(), timeout_minutes: 20 });
+    // Both steps' responses carry what the gate reads.
+    let response = StepResponse { asg: "c".into(), status: "InProgress".into(), percentage: Some(40), done: false, message: None };
+    for name in [s::START, s::CHECK] {
+        let selected = child_task(&machine, name)
+            .result_selector
+            .as_ref()
+            .unwrap()
+            .resolve(&json!({"Payload": response}), &context())
+            .unwrap();
+        assert_eq!(selected, json!({"status": "InProgress", "done": false}));
+    }
+}
+
+#[test]
+fn finish_rollback_payloads_are_refresher_requests() {
+    let config = config(Strategy::Batches, OnFailure::Rollback, false);
+    let machine = rollout::build(&config);
+    let finish: RefresherRequest =
+        serde_json::from_value(payload(task(&machine, s::FINISH)).resolve(&top_input(), &context()).unwrap()).unwrap();
+    assert_eq!(finish, RefresherRequest::Finish { rollout_id: "r-1".into(), outcome: Outcome::Succeeded, error: None });
+    let failed: RefresherRequest =
+        serde_json::from_value(payload(task(&machine, s::FINISH_FAILED)).resolve(&top_input(), &context()).unwrap()).unwrap();
+    assert_eq!(
+        failed,
+        RefresherRequest::Finish {
+            rollout_id: "r-1".into(),
+            outcome: Outcome::Failed,
+            error: Some(json!({"Error": "States.TaskFailed", "Cause": "boom"})),
+        }
+    );
+    let rollback: RefresherRequest =
+        serde_json::from_value(payload(task(&machine, s::ROLL_BACK)).resolve(&top_input(), &context()).unwrap()).unwrap();
+    assert_eq!(rollback, RefresherRequest::Rollback { rollout_id: "r-1".into() });
+    let summary = FinishResponse {
+        rollout_id: "r-1".into(),
+        outcome: Outcome::Failed,
+        succeeded: 2,
+        failed: 1,
+        skipped: 0,
+        message: "b: refresh Failed".into(),
+    };
+    let selected = task(&machine, s::FINISH_FAILED)
+        .result_selector
+        .as_ref()
+        .unwrap()
+        .resolve(&json!({"Payload": summary}), &context())
+        .unwrap();
+    assert_eq!(selected["message"], "b: refresh Failed");
+}
+
+#[test]
+fn lambda_tasks_retry_transient_errors_and_name_the_stack_functions() {
+    let config = config(Strategy::Batches, OnFailure::Stop, false);
+    let machine = rollout::build(&config);
+    let planner = task(&machine, s::PLAN);
+    assert_eq!(
+        planner.parameters.as_ref().unwrap().resolve(&top_input(), &context()).unwrap()["FunctionName"],
+        "arn:aws:lambda:eu-west-1:123456789012:function:asg-refresh-t-planner"
+    );
+    for t in [task(&machine, s::PLAN), child_task(&machine, s::START), child_task(&machine, s::CHECK)] {
+        let retried = &t.retry[0].error_equals;
+        assert!(retried.iter().any(|e| e == errors::RETRYABLE));
+        assert!(retried.iter().any(|e| e == "Lambda.TooManyRequestsException"));
+        assert!(!retried.iter().any(|e| e == errors::REFRESH_FAILED || e == "States.ALL"));
+    }
+    let locked = &planner.catch[0];
+    assert_eq!(locked.error_equals, vec![errors::ROLLOUT_LOCKED]);
+    assert_eq!(locked.next, s::LOCKED);
+}
+
+#[test]
+fn parent_history_does_not_grow_with_polls() {
+    // Every poll state lives in the Distributed Map's child; the parent holds none.
+    let machine = rollout::build(&config(Strategy::Batches, OnFailure::Stop, false));
+    for (name, st) in machine.states.iter() {
+        assert!(!matches!(st.kind, Kind::Wait(_)), "{name} waits in the parent");
+    }
+    assert!(generator::review::max_waves(false) > 1000);
+}
