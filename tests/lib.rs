@@ -1,1 +1,122 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: a `moto[server]` emulator on a free
+//! loopback port, started per test binary and stopped when dropped.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the emulator may take to answer its first request.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
+}
+
+/// The `moto_server` installed by `cargo xtask test` into `.venv`.
+pub fn moto_server_path() -> PathBuf {
+    std::env::var_os("ASG_REFRESH_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/moto_server"))
+}
+
+/// A running moto server on 127.0.0.1.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Moto {
+    /// Starts moto on a free loopback port and waits (bounded) until it answers.
+    pub fn start() -> Self {
+        let server = moto_server_path();
+        assert!(
+            server.exists(),
+            "{} is missing: run `cargo xtask test`, which installs the pinned emulator into .venv",
+            server.display()
+        );
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("asg-refresh-moto-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("moto log file");
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log handle"))
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
+        let mut moto = Self { child, port, log };
+        moto.wait_ready();
+        moto
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_DEADLINE;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("moto exited early ({status}); log: {}", self.read_log());
+            }
+            if self.request("GET", "/moto-api/", "").is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("moto did not answer within {START_DEADLINE:?}; log: {}", self.read_log());
+    }
+
+    /// Clears every emulated resource.
+    pub fn reset(&self) {
+        self.request("POST", "/moto-api/reset", "").expect("moto reset");
+    }
+
+    /// Sends one plain HTTP/1.1 request to the emulator and returns the body.
+    pub fn request(&self, method: &str, path: &str, body: &str) -> std::io::Result<String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        if !head.starts_with("HTTP/1.1 2") && !head.starts_with("HTTP/1.0 2") {
+            return Err(std::io::Error::other(format!("{method} {path}: {head}")));
+        }
+        Ok(body.to_string())
+    }
+
+    pub fn read_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

@@ -275,23 +275,50 @@ fn decode_problem(text: &str, error: &serde_path_to_error::Error<toml::de::Error
         key.clear();
     }
     let message = inner.message().trim().to_string();
-    // serde names the offending field only in its message: make it part of the key.
-    for prefix in ["unknown field `", "missing field `"] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some(field) = rest.split('`').next() {
-                key = if key.is_empty() {
-                    field.to_string()
-                } else {
-                    format!("{key}.{field}")
-                };
-            }
+    let locator = Locator::new(text);
+    // A missing key has no line of its own: point at its table's header, if it has one.
+    if let Some(field) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+        let parent = key.clone();
+        key = if parent.is_empty() { field.to_string() } else { format!("{parent}.{field}") };
+        let line = if parent.is_empty() { None } else { locator.line(&parent) };
+        return Problem { key, line, message };
+    }
+    // The path of an unknown field already ends with it; only add it when it does not.
+    if let Some(field) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+        if key != field && !key.ends_with(&format!(".{field}")) {
+            key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
         }
     }
-    let line = inner
-        .span()
-        .map(|span| line_of(text, span.start))
-        .or_else(|| Locator::new(text).line(&key));
+    let line = inner.span().map(|span| line_of(text, span.start));
+    // A TOML syntax error carries no path: name the key written on the offending line.
+    if key.is_empty() {
+        if let Some(line) = line {
+            key = key_on_line(text, line).unwrap_or_default();
+        }
+    }
+    let line = line.or_else(|| locator.line(&key));
     Problem { key, line, message }
+}
+
+/// The dotted key assigned on `line` (1-based), from the nearest `[table]` header above it.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    let (name, _) = here.split_once('=')?;
+    let name = name.trim().trim_matches('"');
+    if name.is_empty() || name.starts_with('#') || name.starts_with('[') {
+        return None;
+    }
+    let table = lines[..line - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(table) if !table.is_empty() => format!("{table}.{name}"),
+        _ => name.to_string(),
+    })
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -435,7 +462,7 @@ fn check_rollout(config: &StackConfig, c: &mut Checker<'_>) {
         c.fail(
             "rollout.timeout_minutes",
             format!(
-                "{} minutes is shorter than one poll ({} seconds)",
+                "{} minute(s) is shorter than one poll ({} seconds)",
                 rollout.timeout_minutes, rollout.poll_seconds
             ),
         );
@@ -457,7 +484,8 @@ fn check_rollout(config: &StackConfig, c: &mut Checker<'_>) {
             c.fail(&key, format!("`{name}` is listed twice"));
         }
         // With tag filters a canary may be found by tag at plan time; without, it must be listed.
-        if config.targets.tags.is_empty() && !config.targets.asgs.contains(name) {
+        let no_targets = config.targets.tags.is_empty() && config.targets.asgs.is_empty();
+        if config.targets.tags.is_empty() && !no_targets && !config.targets.asgs.contains(name) {
             c.fail(&key, format!("`{name}` is not in targets.asgs"));
         }
     }
@@ -469,7 +497,12 @@ fn check_refresh(refresh: &Refresh, c: &mut Checker<'_>) {
     if refresh.max_healthy_percentage > refresh.min_healthy_percentage + 100 {
         c.fail(
             "refresh.max_healthy_percentage",
-            "may exceed min_healthy_percentage by at most 100",
+            format!(
+                "{} is {} above min_healthy_percentage {}: at most 100 above",
+                refresh.max_healthy_percentage,
+                refresh.max_healthy_percentage - refresh.min_healthy_percentage,
+                refresh.min_healthy_percentage
+            ),
         );
     }
     if let Some(warmup) = refresh.instance_warmup {
@@ -491,7 +524,7 @@ fn check_refresh(refresh: &Refresh, c: &mut Checker<'_>) {
         if *pct == 0 || *pct > 100 || *pct <= last {
             c.fail(
                 &format!("refresh.checkpoint_percentages[{i}]"),
-                "checkpoints are ascending percentages between 1 and 100",
+                format!("{pct} after {last}: checkpoints are ascending percentages between 1 and 100"),
             );
         }
         last = *pct;

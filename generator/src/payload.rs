@@ -120,6 +120,8 @@ pub enum RefresherRequest {
     },
     /// Roll back every refresh of the rollout that is still in flight.
     Rollback { rollout_id: String },
+    /// Cancel every refresh of the rollout that is still in flight (replaced instances stay).
+    Cancel { rollout_id: String },
     /// Release the lock and write the rollout summary.
     Finish {
         rollout_id: String,
@@ -148,6 +150,16 @@ pub struct StepResponse {
     pub message: Option<String>,
 }
 
+/// What `rollback` and `cancel` return.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InFlightResponse {
+    pub rollout_id: String,
+    /// ASGs whose refresh was rolled back or cancelled.
+    pub acted_on: Vec<String>,
+    /// ASGs where that was refused, with why.
+    pub refused: Vec<String>,
+}
+
 /// What `finish` returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinishResponse {
@@ -158,4 +170,34 @@ pub struct FinishResponse {
     pub skipped: u32,
     /// One line for people, naming failed ASGs.
     pub message: String,
+}
+
+/// Statuses recorded per ASG: this project's own and the instance refresh statuses.
+pub mod status {
+    /// Planned, not started yet.
+    pub const PLANNED: &str = "Planned";
+    /// Left out by the planner's pre-checks (the reason is recorded).
+    pub const SKIPPED: &str = "Skipped";
+    /// Launch template version made, refresh being started.
+    pub const STARTING: &str = "Starting";
+    /// Past `timeout_minutes` while still running.
+    pub const TIMED_OUT: &str = "TimedOut";
+    pub const SUCCESSFUL: &str = "Successful";
+
+    /// Refresh statuses that mean it is still running.
+    pub const IN_FLIGHT: [&str; 6] = ["Starting", "Pending", "InProgress", "Baking", "Cancelling", "RollbackInProgress"];
+    /// Statuses that end an ASG without success.
+    pub const FAILED: [&str; 5] = ["Failed", "Cancelled", "RollbackSuccessful", "RollbackFailed", "TimedOut"];
+
+    pub fn is_in_flight(status: &str) -> bool {
+        IN_FLIGHT.contains(&status)
+    }
+
+    pub fn is_failed(status: &str) -> bool {
+        FAILED.contains(&status)
+    }
+
+    pub fn is_successful(status: &str) -> bool {
+        status == SUCCESSFUL
+    }
 }

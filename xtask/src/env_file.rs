@@ -8,9 +8,10 @@ use generator::config::{self, StackConfig};
 
 /// Which stack config to use.
 #[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
 pub struct StackSelector {
     /// Environment name: reads envs/<env>.toml
-    #[arg(long, conflicts_with = "config", required_unless_present = "config")]
+    #[arg(long)]
     pub env: Option<String>,
     /// Read this config file instead of envs/<env>.toml
     #[arg(long, value_name = "PATH")]

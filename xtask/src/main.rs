@@ -1,9 +1,12 @@
 //! `cargo xtask`: asg-refresh's command line (render, test; build, deploy and rollout follow).
 
+mod build;
+mod elf;
 mod env_file;
 mod render;
 mod test;
 mod tools;
+mod zip_listing;
 
 use std::process::ExitCode;
 
@@ -11,7 +14,13 @@ use clap::{Parser, Subcommand};
 
 /// Roll a new AMI across many EC2 Auto Scaling groups, a bounded number at a time.
 #[derive(Parser)]
-#[command(name = "cargo xtask", version, about, long_about = None)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "Roll a new AMI across many EC2 Auto Scaling groups, a bounded number at a time",
+    after_help = "Examples:\n  cargo xtask render --env prod [--out DIR]\n  cargo xtask render --config path/to/stack.toml\n  cargo xtask test"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +30,8 @@ struct Cli {
 enum Command {
     /// Render the state machine, IAM documents and review report of a stack
     Render(render::RenderArgs),
+    /// Build the Lambdas' release zips (target/lambda/<fn>/bootstrap.zip), glibc 2.34 at most
+    Build(build::BuildArgs),
     /// Run everything CI runs: unit and integration tests, renders, validators
     Test(test::TestArgs),
 }
@@ -29,6 +40,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Render(args) => args.run(),
+        Command::Build(args) => args.run(),
         Command::Test(args) => args.run(),
     };
     match result {

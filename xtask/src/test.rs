@@ -1,16 +1,19 @@
 //! `cargo xtask test`: everything CI runs. Installs the pinned tools, runs the workspace
 //! tests, renders every `envs/*.toml` (twice, to prove the bytes are stable) and runs
-//! asl-validator, statelint and parliament on every render; any finding fails.
+//! asl-validator, statelint and parliament on every render; any finding fails. Then builds
+//! the x86_64 Lambda zips and checks they need glibc 2.34 at most.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use generator::config::StackConfig;
+use generator::config::{Architecture, StackConfig};
 use generator::iam;
 use generator::names::Stack;
 
+use crate::build;
+use crate::elf::LAMBDA_GLIBC;
 use crate::env_file::{display_path, env_files, load_checked};
 use crate::render::{default_out_dir, render_files, write_files};
 use crate::tools::{self, Tools};
@@ -70,11 +73,28 @@ impl TestArgs {
             let Ok(config) = load_checked(&path, Some(&env)) else { continue };
             check_render(&mut tally, &tools, &config);
         }
+        check_lambda_zips(&mut tally, &tools);
         println!("checks: {} passed, {} failed", tally.passed, tally.failed.len());
         if !tally.failed.is_empty() {
             bail!("failed: {}", tally.failed.join("; "));
         }
         Ok(())
+    }
+}
+
+/// Builds the Lambda zips for x86_64, the architecture the tests run them on here, and
+/// checks each: one entry, `bootstrap`, executable, needing glibc 2.34 at most.
+fn check_lambda_zips(tally: &mut Tally, tools: &Tools) {
+    println!("== Lambda zips (x86_64; a cold release build takes minutes)");
+    let arch = Architecture::X86_64;
+    let builder = build::Builder::new(&tools.venv_bin, arch);
+    for function in build::FUNCTIONS {
+        let name = format!("{function}: {} zip builds and needs glibc <= {LAMBDA_GLIBC}", arch.as_str());
+        let result = match &builder {
+            Ok(builder) => builder.build(function).map(|_| ()),
+            Err(error) => Err(anyhow::anyhow!("{error:#}")),
+        };
+        tally.record(&name, result);
     }
 }
 

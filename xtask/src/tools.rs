@@ -36,6 +36,12 @@ pub fn ensure() -> anyhow::Result<Tools> {
     Ok(Tools { venv_bin, node_bin })
 }
 
+/// Installs (when missing or out of date) the Python tools alone and returns `.venv/bin`:
+/// for commands that need no Node tool, such as `cargo xtask build` (cargo-lambda, zig).
+pub fn ensure_python() -> anyhow::Result<PathBuf> {
+    ensure_venv(&workspace_root())
+}
+
 /// Runs a command, failing with its output when it fails.
 pub fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     let output = cmd

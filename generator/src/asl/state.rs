@@ -413,7 +413,9 @@ impl Map {
     }
 }
 
-/// What a state does, with the fields its type accepts.
+/// What a state does, with the fields its type accepts. Machines are built once per
+/// render, so the size difference between variants costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, DeriveSerialize)]
 #[serde(tag = "Type")]
 pub enum Kind {

@@ -1,0 +1,20 @@
+//! SDK configuration shared by the Lambdas: region, credentials and `AWS_ENDPOINT_URL`
+//! from the standard chain, built once per process.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Environment variable naming the progress table.
+pub const TABLE_ENV: &str = "ASG_REFRESH_TABLE";
+
+/// Loads the SDK config (the default chain honours `AWS_ENDPOINT_URL`).
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// The progress table's name from the environment.
+pub fn table_name() -> Result<String, crate::Error> {
+    std::env::var(TABLE_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| crate::Error::InvalidInput(format!("{TABLE_ENV} is not set")))
+}

@@ -1,0 +1,113 @@
+//! Errors the Lambdas return, named so that the state machine retries or catches them.
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::error::operation::BuildError;
+use generator::payload::errors;
+use lambda_runtime::Diagnostic;
+
+/// Why a handler failed; the variant becomes the error name Step Functions sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Throttling, timeouts, 5xx: retried by the state machine with backoff.
+    #[error("{0}")]
+    Retryable(String),
+    /// Another rollout of this stack holds the lock.
+    #[error("{0}")]
+    Locked(String),
+    /// An ASG's instance refresh ended without success.
+    #[error("{0}")]
+    RefreshFailed(String),
+    /// An ASG's refresh ran past the configured timeout.
+    #[error("{0}")]
+    TimedOut(String),
+    /// A refresh not started by this rollout is running on the ASG.
+    #[error("{0}")]
+    Conflict(String),
+    /// The event is malformed, or the plan cannot run as configured: never retried.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// Anything else AWS refused (access denied, validation): not retried.
+    #[error("{0}")]
+    Aws(String),
+}
+
+impl Error {
+    /// The error name the state machine matches in Retry and Catch.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::Retryable(_) => errors::RETRYABLE,
+            Error::Locked(_) => errors::ROLLOUT_LOCKED,
+            Error::RefreshFailed(_) => errors::REFRESH_FAILED,
+            Error::TimedOut(_) => errors::REFRESH_TIMED_OUT,
+            Error::Conflict(_) => errors::REFRESH_CONFLICT,
+            Error::InvalidInput(_) => errors::INVALID_INPUT,
+            Error::Aws(_) => "AwsError",
+        }
+    }
+}
+
+impl From<Error> for Diagnostic {
+    fn from(error: Error) -> Self {
+        Diagnostic {
+            error_type: error.name().to_string(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+impl From<BuildError> for Error {
+    fn from(error: BuildError) -> Self {
+        Error::InvalidInput(format!("cannot build request: {error}"))
+    }
+}
+
+/// Error codes AWS services use for throttling and transient faults.
+const TRANSIENT_CODES: [&str; 10] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceededException",
+    "ServiceUnavailable",
+    "InternalError",
+];
+
+/// Classifies an SDK error: transport failures, throttling and 5xx are retryable.
+pub fn classify<E>(context: &str, error: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            Error::Retryable(format!("{context}: {}", describe(&error)))
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            let message = service.err().message().unwrap_or_default();
+            let status = service.raw().status().as_u16();
+            if TRANSIENT_CODES.contains(&code) || status >= 500 {
+                Error::Retryable(format!("{context}: {code} {message}"))
+            } else {
+                Error::Aws(format!("{context}: {code}: {message}"))
+            }
+        }
+        _ => Error::Aws(format!("{context}: {}", describe(&error))),
+    }
+}
+
+/// The error and its sources on one line.
+pub fn describe(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        out.push_str(": ");
+        out.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    out
+}

@@ -1,0 +1,270 @@
+//! The planner: resolves targets from names and tags, runs the pre-checks (missing,
+//! capacity 0, unhealthy or empty target groups), orders the canary first, splits into
+//! waves, records the plan and takes the stack lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter};
+use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
+use generator::payload::{status, PlanRequest, PlanResponse};
+use generator::waves;
+
+use crate::error::{classify, Error};
+use crate::store::{AsgRecord, RolloutSummary, Store};
+use crate::{validate_ami, validate_rollout_id, Clock};
+
+/// Most names DescribeAutoScalingGroups accepts in one call.
+const NAMES_PER_CALL: usize = 50;
+
+/// What the planner needs: clients built once per process, and the clock.
+pub struct Planner {
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub store: Store,
+    pub clock: Clock,
+}
+
+/// An ASG found by name or tag, as the pre-checks see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub name: String,
+    pub desired_capacity: i32,
+    pub target_groups: Vec<String>,
+    pub has_launch_template: bool,
+}
+
+impl Candidate {
+    fn from_group(group: &AutoScalingGroup) -> Option<Self> {
+        Some(Self {
+            name: group.auto_scaling_group_name()?.to_string(),
+            desired_capacity: group.desired_capacity().unwrap_or_default(),
+            target_groups: group.target_group_arns().to_vec(),
+            has_launch_template: group.launch_template().is_some_and(|lt| {
+                lt.launch_template_id().is_some() || lt.launch_template_name().is_some()
+            }),
+        })
+    }
+}
+
+impl Planner {
+    pub async fn handle(&self, request: PlanRequest) -> Result<PlanResponse, Error> {
+        validate_rollout_id(&request.rollout_id)?;
+        validate_ami(&request.ami)?;
+        if request.batch_size == 0 {
+            return Err(Error::InvalidInput("batch_size must be at least 1".into()));
+        }
+        let now = (self.clock)();
+        self.store.acquire_lock(&request.rollout_id, now).await?;
+        let (found, missing) = self.resolve(&request).await?;
+        let mut eligible = Vec::new();
+        let mut skipped: Vec<(String, String)> = missing
+            .iter()
+            .map(|name| (name.clone(), "no Auto Scaling group has this name".to_string()))
+            .collect();
+        for candidate in found.values() {
+            match self.pre_check(candidate).await? {
+                None => eligible.push(candidate.name.clone()),
+                Some(reason) => skipped.push((candidate.name.clone(), reason)),
+            }
+        }
+        // A re-run leaves out what an earlier run of this rollout already refreshed.
+        let already_done: BTreeSet<String> = self
+            .store
+            .list(&request.rollout_id)
+            .await?
+            .into_iter()
+            .filter(|r| status::is_successful(&r.status))
+            .map(|r| r.asg)
+            .collect();
+        eligible.retain(|asg| !already_done.contains(asg));
+        // Canary first, then by name: the same fleet always gives the same plan.
+        eligible.sort();
+        let plan_waves = waves::split(&eligible, &request.canary, request.strategy, request.batch_size);
+        let wave_count = plan_waves.len() as u64;
+        if wave_count > request.max_waves {
+            return Err(Error::InvalidInput(format!(
+                "the plan has {wave_count} waves but one execution fits at most {}: raise batch_size or use strategy = \"window\"",
+                request.max_waves
+            )));
+        }
+        for (index, wave) in plan_waves.iter().enumerate() {
+            for asg in wave {
+                let record = AsgRecord {
+                    rollout_id: request.rollout_id.clone(),
+                    asg: asg.clone(),
+                    wave: Some(index as u32),
+                    status: status::PLANNED.into(),
+                    ami: Some(request.ami.clone()),
+                    updated_at: now,
+                    ..AsgRecord::default()
+                };
+                // An existing record keeps its progress (a failed ASG is retried by start).
+                self.store.insert(&record).await?;
+            }
+        }
+        for (asg, reason) in &skipped {
+            let record = AsgRecord {
+                rollout_id: request.rollout_id.clone(),
+                asg: asg.clone(),
+                status: status::SKIPPED.into(),
+                reason: Some(reason.clone()),
+                ami: Some(request.ami.clone()),
+                updated_at: now,
+                ..AsgRecord::default()
+            };
+            self.store.insert(&record).await?;
+        }
+        let planned: u32 = plan_waves.iter().map(|w| w.len() as u32).sum();
+        let started_at = self
+            .store
+            .summary(&request.rollout_id)
+            .await?
+            .map_or(now, |s| s.started_at);
+        self.store
+            .put_summary(
+                &RolloutSummary {
+                    rollout_id: request.rollout_id.clone(),
+                    ami: request.ami.clone(),
+                    status: "Running".into(),
+                    planned,
+                    skipped: skipped.len() as u32,
+                    waves: plan_waves.len() as u32,
+                    started_at,
+                    ended_at: None,
+                    message: None,
+                },
+                now,
+            )
+            .await?;
+        tracing::info!(
+            rollout = %request.rollout_id,
+            planned,
+            skipped = skipped.len(),
+            already_done = already_done.len(),
+            waves = plan_waves.len(),
+            "planned"
+        );
+        Ok(PlanResponse {
+            rollout_id: request.rollout_id,
+            wave_count: plan_waves.len() as u32,
+            last_wave: plan_waves.len() as i64 - 1,
+            waves: plan_waves,
+            planned,
+            skipped: skipped.len() as u32,
+            missing,
+        })
+    }
+
+    /// ASGs named explicitly plus those carrying every tag; names that do not exist.
+    pub async fn resolve(&self, request: &PlanRequest) -> Result<(BTreeMap<String, Candidate>, Vec<String>), Error> {
+        let mut found = BTreeMap::new();
+        for chunk in request.targets.asgs.chunks(NAMES_PER_CALL) {
+            let groups = self.describe(Some(chunk.to_vec()), Vec::new()).await?;
+            for group in groups {
+                found.insert(group.name.clone(), group);
+            }
+        }
+        let missing: Vec<String> = request
+            .targets
+            .asgs
+            .iter()
+            .filter(|name| !found.contains_key(*name))
+            .cloned()
+            .collect();
+        if !request.targets.tags.is_empty() {
+            let filters = request
+                .targets
+                .tags
+                .iter()
+                .map(|(key, value)| Filter::builder().name(format!("tag:{key}")).values(value).build())
+                .collect();
+            for group in self.describe(None, filters).await? {
+                found.insert(group.name.clone(), group);
+            }
+        }
+        Ok((found, missing))
+    }
+
+    async fn describe(&self, names: Option<Vec<String>>, filters: Vec<Filter>) -> Result<Vec<Candidate>, Error> {
+        let mut request = self.autoscaling.describe_auto_scaling_groups().set_auto_scaling_group_names(names);
+        if !filters.is_empty() {
+            request = request.set_filters(Some(filters));
+        }
+        let mut pages = request.into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("describing Auto Scaling groups", e))?;
+            out.extend(page.auto_scaling_groups().iter().filter_map(Candidate::from_group));
+        }
+        Ok(out)
+    }
+
+    /// Why an ASG cannot be refreshed now, or None when it can.
+    pub async fn pre_check(&self, candidate: &Candidate) -> Result<Option<String>, Error> {
+        if candidate.desired_capacity == 0 {
+            return Ok(Some("desired capacity is 0".into()));
+        }
+        if !candidate.has_launch_template {
+            return Ok(Some(
+                "has no launch template (launch configurations and mixed instances policies are not supported)".into(),
+            ));
+        }
+        for arn in &candidate.target_groups {
+            let health = self
+                .elb
+                .describe_target_health()
+                .target_group_arn(arn)
+                .send()
+                .await
+                .map_err(|e| classify(&format!("describing target health of {arn}"), e))?;
+            let targets = health.target_health_descriptions();
+            if targets.is_empty() {
+                return Ok(Some(format!("target group {} has no registered targets", short_arn(arn))));
+            }
+            let unhealthy = targets
+                .iter()
+                .filter(|t| t.target_health().and_then(|h| h.state()) != Some(&TargetHealthStateEnum::Healthy))
+                .count();
+            if unhealthy > 0 {
+                return Ok(Some(format!(
+                    "target group {}: {unhealthy} of {} targets are not healthy",
+                    short_arn(arn),
+                    targets.len()
+                )));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// `targetgroup/name/id` from a target group ARN, for messages.
+fn short_arn(arn: &str) -> &str {
+    arn.rsplit_once(':').map_or(arn, |(_, tail)| tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Step Functions' payload limit.
+    const PAYLOAD_LIMIT: usize = 256 * 1024;
+
+    #[test]
+    fn a_plan_for_2000_asgs_stays_far_under_the_payload_limit() {
+        // Names as long as real ones get: team, service, environment, region, suffix.
+        let names: Vec<String> = (0..2000).map(|i| format!("payments-checkout-api-prod-ap-south-1-asg-{i:04}")).collect();
+        let waves = waves::split(&names, &names[..3], generator::config::Strategy::Batches, 3);
+        let response = PlanResponse {
+            rollout_id: "r-20261126-0001".into(),
+            wave_count: waves.len() as u32,
+            last_wave: waves.len() as i64 - 1,
+            waves,
+            planned: 2000,
+            skipped: 0,
+            missing: Vec::new(),
+        };
+        let bytes = serde_json::to_vec(&response).unwrap().len();
+        println!("plan for 2000 ASGs: {bytes} bytes ({:.1}% of 256 KiB)", bytes as f64 * 100.0 / PAYLOAD_LIMIT as f64);
+        assert!(bytes < PAYLOAD_LIMIT / 2, "{bytes} bytes");
+    }
+}

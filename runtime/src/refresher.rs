@@ -1,0 +1,473 @@
+//! The refresher: starts an ASG's instance refresh on a new launch template version
+//! (adopting one it already started), checks it, cancels or rolls back what is in
+//! flight, records approvals, and finishes the rollout.
+
+use aws_sdk_autoscaling::types::{
+    AlarmSpecification, DesiredConfiguration, InstanceRefresh, LaunchTemplateSpecification, RefreshPreferences,
+};
+use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use generator::payload::{
+    status, FinishResponse, InFlightResponse, Outcome, RefreshPreferences as Preferences, RefresherRequest,
+    StepResponse,
+};
+use serde_json::Value;
+
+use crate::error::{classify, Error};
+use crate::store::{AsgRecord, RolloutSummary, Store};
+use crate::{validate_ami, validate_rollout_id, Clock};
+
+/// What the refresher needs: clients built once per process, and the clock.
+pub struct Refresher {
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub store: Store,
+    pub clock: Clock,
+}
+
+/// The launch template an ASG uses.
+#[derive(Debug, Clone, PartialEq)]
+struct TemplateRef {
+    id: Option<String>,
+    name: Option<String>,
+    version: String,
+}
+
+fn step(asg: &str, record: &AsgRecord, done: bool) -> StepResponse {
+    StepResponse {
+        asg: asg.to_string(),
+        status: record.status.clone(),
+        percentage: record.percentage,
+        done,
+        message: record.reason.clone(),
+    }
+}
+
+/// A stable ClientToken (at most 64 characters) for this rollout's version of a template.
+fn client_token(rollout_id: &str, asg: &str) -> String {
+    // FNV-1a: stable across processes and releases, unlike the std hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in rollout_id.bytes().chain([0]).chain(asg.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let prefix: String = rollout_id.chars().take(40).collect();
+    format!("asg-refresh-{prefix}-{hash:016x}")
+}
+
+impl Refresher {
+    pub async fn handle(&self, request: RefresherRequest) -> Result<Value, Error> {
+        match request {
+            RefresherRequest::Start { rollout_id, asg, ami, wave, preferences } => {
+                validate_rollout_id(&rollout_id)?;
+                validate_ami(&ami)?;
+                to_json(&self.start(&rollout_id, &asg, &ami, wave, &preferences).await?)
+            }
+            RefresherRequest::Check { rollout_id, asg, timeout_minutes } => {
+                validate_rollout_id(&rollout_id)?;
+                to_json(&self.check(&rollout_id, &asg, timeout_minutes).await?)
+            }
+            RefresherRequest::AwaitApproval { rollout_id, wave, task_token } => {
+                validate_rollout_id(&rollout_id)?;
+                self.store.put_approval(&rollout_id, wave, &task_token, (self.clock)()).await?;
+                Ok(serde_json::json!({"rollout_id": rollout_id, "awaiting_wave": wave + 1}))
+            }
+            RefresherRequest::Rollback { rollout_id } => {
+                validate_rollout_id(&rollout_id)?;
+                to_json(&self.in_flight(&rollout_id, true).await?)
+            }
+            RefresherRequest::Cancel { rollout_id } => {
+                validate_rollout_id(&rollout_id)?;
+                to_json(&self.in_flight(&rollout_id, false).await?)
+            }
+            RefresherRequest::Finish { rollout_id, outcome, error } => {
+                validate_rollout_id(&rollout_id)?;
+                to_json(&self.finish(&rollout_id, outcome, error.as_ref()).await?)
+            }
+        }
+    }
+
+    /// Starts (or adopts) the ASG's refresh to `ami`.
+    pub async fn start(
+        &self,
+        rollout_id: &str,
+        asg: &str,
+        ami: &str,
+        wave: u32,
+        preferences: &Preferences,
+    ) -> Result<StepResponse, Error> {
+        let now = (self.clock)();
+        let mut record = self.store.get(rollout_id, asg).await?.unwrap_or_else(|| AsgRecord {
+            rollout_id: rollout_id.to_string(),
+            asg: asg.to_string(),
+            wave: Some(wave),
+            status: status::PLANNED.into(),
+            updated_at: now,
+            ..AsgRecord::default()
+        });
+        if status::is_successful(&record.status) {
+            return Ok(step(asg, &record, true));
+        }
+        // A retried or re-run start adopts the refresh this rollout already started.
+        if let Some(id) = record.refresh_id.clone() {
+            if let Some(refresh) = self.describe_refresh(asg, Some(&id)).await? {
+                let current = refresh_status(&refresh);
+                if status::is_in_flight(&current) || status::is_successful(&current) {
+                    self.apply(&mut record, &refresh, now);
+                    self.store.put(&record).await?;
+                    tracing::info!(asg, refresh = %id, status = %current, "adopted the refresh this rollout started");
+                    return Ok(step(asg, &record, status::is_successful(&current)));
+                }
+            }
+        }
+        let previous_refresh = record.refresh_id.clone();
+        // Reuse the version an interrupted start already made; otherwise make one.
+        let (template_id, version) = match (&record.launch_template_id, &record.launch_template_version) {
+            (Some(id), Some(version)) if record.status == status::STARTING && record.ami.as_deref() == Some(ami) => {
+                (id.clone(), version.clone())
+            }
+            _ => {
+                let template = self.template_of(asg).await?;
+                self.ensure_version(rollout_id, asg, &template, ami).await?
+            }
+        };
+        record.ami = Some(ami.to_string());
+        record.wave = record.wave.or(Some(wave));
+        record.launch_template_id = Some(template_id.clone());
+        record.launch_template_version = Some(version.clone());
+        record.status = status::STARTING.into();
+        record.reason = None;
+        record.percentage = None;
+        record.started_at = Some(now);
+        record.ended_at = None;
+        record.updated_at = now;
+        self.store.put(&record).await?;
+        let started = self
+            .autoscaling
+            .start_instance_refresh()
+            .auto_scaling_group_name(asg)
+            .desired_configuration(
+                DesiredConfiguration::builder()
+                    .launch_template(
+                        LaunchTemplateSpecification::builder()
+                            .launch_template_id(&template_id)
+                            .version(&version)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .preferences(build_preferences(preferences))
+            .send()
+            .await;
+        let refresh_id = match started {
+            Ok(out) => out.instance_refresh_id().unwrap_or_default().to_string(),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_instance_refresh_in_progress_fault()) => {
+                self.adopt_in_progress(rollout_id, asg, &template_id, &version).await?
+            }
+            Err(e) => return Err(classify(&format!("starting the instance refresh of {asg}"), e)),
+        };
+        record.refresh_id = Some(refresh_id.clone());
+        record.status = "Pending".into();
+        if !self.store.put_if_refresh(&record, previous_refresh.as_deref()).await? {
+            // A concurrent start recorded its refresh first: report that one.
+            let winner = self.store.get(rollout_id, asg).await?.unwrap_or(record);
+            return Ok(step(asg, &winner, false));
+        }
+        tracing::info!(asg, refresh = %refresh_id, version = %version, "started instance refresh");
+        Ok(step(asg, &record, false))
+    }
+
+    /// The refresh already running on `asg`, if it is the one this rollout would start.
+    async fn adopt_in_progress(&self, rollout_id: &str, asg: &str, template_id: &str, version: &str) -> Result<String, Error> {
+        let Some(active) = self.describe_refresh(asg, None).await? else {
+            return Err(Error::Retryable(format!("{asg}: a refresh was reported in progress but none is listed")));
+        };
+        let desired = active
+            .desired_configuration()
+            .and_then(|d| d.launch_template())
+            .map(|lt| (lt.launch_template_id().unwrap_or_default(), lt.version().unwrap_or_default()));
+        let id = active.instance_refresh_id().unwrap_or_default().to_string();
+        if desired == Some((template_id, version)) {
+            tracing::info!(asg, refresh = %id, "adopted a refresh started by an interrupted attempt");
+            return Ok(id);
+        }
+        Err(Error::Conflict(format!(
+            "{asg}: instance refresh {id} ({}) is in progress and was not started by rollout {rollout_id}; let it finish or cancel it, then re-run",
+            refresh_status(&active)
+        )))
+    }
+
+    /// Describes, records and gates the ASG's refresh.
+    pub async fn check(&self, rollout_id: &str, asg: &str, timeout_minutes: u32) -> Result<StepResponse, Error> {
+        let now = (self.clock)();
+        let mut record = self
+            .store
+            .get(rollout_id, asg)
+            .await?
+            .ok_or_else(|| Error::InvalidInput(format!("{asg} is not part of rollout {rollout_id}")))?;
+        if status::is_successful(&record.status) {
+            return Ok(step(asg, &record, true));
+        }
+        let id = record
+            .refresh_id
+            .clone()
+            .ok_or_else(|| Error::InvalidInput(format!("{asg}: no refresh recorded for rollout {rollout_id}; start runs first")))?;
+        let refresh = self
+            .describe_refresh(asg, Some(&id))
+            .await?
+            .ok_or_else(|| Error::Aws(format!("{asg}: instance refresh {id} is not listed")))?;
+        self.apply(&mut record, &refresh, now);
+        let current = record.status.clone();
+        if status::is_successful(&current) {
+            self.store.put(&record).await?;
+            return Ok(step(asg, &record, true));
+        }
+        if status::is_failed(&current) {
+            self.store.put(&record).await?;
+            let reason = record.reason.clone().unwrap_or_else(|| "no reason given".into());
+            return Err(Error::RefreshFailed(format!("{asg}: instance refresh {id} ended {current}: {reason}")));
+        }
+        let elapsed = now - record.started_at.unwrap_or(now);
+        if elapsed > i64::from(timeout_minutes) * 60 {
+            record.status = status::TIMED_OUT.into();
+            record.reason = Some(format!("still {current} after {timeout_minutes} minutes"));
+            record.ended_at = Some(now);
+            self.store.put(&record).await?;
+            return Err(Error::TimedOut(format!(
+                "{asg}: instance refresh {id} still {current} after {timeout_minutes} minutes"
+            )));
+        }
+        self.store.put(&record).await?;
+        Ok(step(asg, &record, false))
+    }
+
+    /// Rolls back (or cancels) every refresh of the rollout that is still in flight.
+    pub async fn in_flight(&self, rollout_id: &str, rollback: bool) -> Result<InFlightResponse, Error> {
+        let now = (self.clock)();
+        let mut acted_on = Vec::new();
+        let mut refused = Vec::new();
+        for mut record in self.store.list(rollout_id).await? {
+            if !status::is_in_flight(&record.status) || record.refresh_id.is_none() {
+                continue;
+            }
+            let asg = record.asg.clone();
+            let result = if rollback {
+                self.autoscaling
+                    .rollback_instance_refresh()
+                    .auto_scaling_group_name(&asg)
+                    .send()
+                    .await
+                    .map(|_| "RollbackInProgress")
+                    .map_err(|e| classify(&format!("rolling back {asg}"), e))
+            } else {
+                self.autoscaling
+                    .cancel_instance_refresh()
+                    .auto_scaling_group_name(&asg)
+                    .send()
+                    .await
+                    .map(|_| "Cancelling")
+                    .map_err(|e| classify(&format!("cancelling {asg}"), e))
+            };
+            match result {
+                Ok(new_status) => {
+                    record.status = new_status.into();
+                    record.reason = Some(if rollback { "rolled back by the failure policy" } else { "cancelled" }.into());
+                    acted_on.push(asg);
+                }
+                Err(Error::Retryable(message)) => return Err(Error::Retryable(message)),
+                Err(error) => {
+                    record.reason = Some(error.to_string());
+                    refused.push(format!("{asg}: {error}"));
+                }
+            }
+            record.updated_at = now;
+            self.store.put(&record).await?;
+        }
+        tracing::info!(rollout = rollout_id, acted_on = acted_on.len(), refused = refused.len(), rollback, "in-flight refreshes handled");
+        Ok(InFlightResponse { rollout_id: rollout_id.to_string(), acted_on, refused })
+    }
+
+    /// Writes the rollout's summary and releases the lock.
+    pub async fn finish(&self, rollout_id: &str, outcome: Outcome, error: Option<&Value>) -> Result<FinishResponse, Error> {
+        let now = (self.clock)();
+        let records = self.store.list(rollout_id).await?;
+        let succeeded = records.iter().filter(|r| status::is_successful(&r.status)).count() as u32;
+        let skipped = records.iter().filter(|r| r.status == status::SKIPPED).count() as u32;
+        let failed: Vec<&AsgRecord> = records
+            .iter()
+            .filter(|r| status::is_failed(&r.status) || (outcome == Outcome::Failed && status::is_in_flight(&r.status) && r.status.starts_with("Rollback")))
+            .collect();
+        let outcome = if failed.is_empty() { outcome } else { Outcome::Failed };
+        let message = if !failed.is_empty() {
+            let names: Vec<String> = failed
+                .iter()
+                .map(|r| match &r.reason {
+                    Some(reason) => format!("{} ({}: {reason})", r.asg, r.status),
+                    None => format!("{} ({})", r.asg, r.status),
+                })
+                .collect();
+            format!("{} of {} ASGs failed: {}", failed.len(), records.len() - skipped as usize, names.join("; "))
+        } else if outcome == Outcome::Failed {
+            let cause = error
+                .and_then(|e| e.get("Cause").or_else(|| e.get("Error")))
+                .and_then(Value::as_str)
+                .map(cause_message)
+                .unwrap_or_else(|| "no cause recorded".into());
+            format!("rollout failed: {cause}")
+        } else {
+            format!("{succeeded} ASGs refreshed, {skipped} skipped")
+        };
+        let mut summary = self.store.summary(rollout_id).await?.unwrap_or_else(|| RolloutSummary {
+            rollout_id: rollout_id.to_string(),
+            started_at: now,
+            ..RolloutSummary::default()
+        });
+        summary.status = if outcome == Outcome::Succeeded { "Succeeded" } else { "Failed" }.into();
+        summary.ended_at = Some(now);
+        summary.message = Some(message.clone());
+        self.store.put_summary(&summary, now).await?;
+        let released = self.store.release_lock(rollout_id).await?;
+        tracing::info!(rollout = rollout_id, ?outcome, succeeded, failed = failed.len(), skipped, released, "finished");
+        Ok(FinishResponse {
+            rollout_id: rollout_id.to_string(),
+            outcome,
+            succeeded,
+            failed: failed.len() as u32,
+            skipped,
+            message,
+        })
+    }
+
+    /// Copies a described refresh into the record.
+    fn apply(&self, record: &mut AsgRecord, refresh: &InstanceRefresh, now: i64) {
+        record.status = refresh_status(refresh);
+        record.percentage = refresh.percentage_complete().map(|p| p.max(0) as u32);
+        record.reason = refresh.status_reason().map(str::to_string).or(record.reason.take());
+        if let Some(id) = refresh.instance_refresh_id() {
+            record.refresh_id = Some(id.to_string());
+        }
+        if !status::is_in_flight(&record.status) {
+            record.ended_at = refresh.end_time().map(|t| t.secs()).or(Some(now));
+        }
+        record.updated_at = now;
+    }
+
+    /// The refresh `id` of the ASG, or (no id) the newest one still in flight.
+    async fn describe_refresh(&self, asg: &str, id: Option<&str>) -> Result<Option<InstanceRefresh>, Error> {
+        let mut request = self.autoscaling.describe_instance_refreshes().auto_scaling_group_name(asg);
+        if let Some(id) = id {
+            request = request.instance_refresh_ids(id);
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| classify(&format!("describing the instance refreshes of {asg}"), e))?;
+        let refreshes = out.instance_refreshes();
+        Ok(match id {
+            Some(id) => refreshes.iter().find(|r| r.instance_refresh_id() == Some(id)).cloned(),
+            None => refreshes.iter().find(|r| status::is_in_flight(&refresh_status(r))).cloned(),
+        })
+    }
+
+    async fn template_of(&self, asg: &str) -> Result<TemplateRef, Error> {
+        let out = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(asg)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("describing {asg}"), e))?;
+        let group = out
+            .auto_scaling_groups()
+            .first()
+            .ok_or_else(|| Error::Aws(format!("{asg}: the Auto Scaling group no longer exists")))?;
+        let lt = group
+            .launch_template()
+            .ok_or_else(|| Error::Aws(format!("{asg}: has no launch template to put the new AMI in")))?;
+        Ok(TemplateRef {
+            id: lt.launch_template_id().map(str::to_string),
+            name: lt.launch_template_name().map(str::to_string),
+            version: lt.version().unwrap_or("$Default").to_string(),
+        })
+    }
+
+    /// A numbered launch template version with `ami`: the current one when it already
+    /// has it, else a new version made from the current with only ImageId changed.
+    async fn ensure_version(&self, rollout_id: &str, asg: &str, template: &TemplateRef, ami: &str) -> Result<(String, String), Error> {
+        let mut describe = self.ec2.describe_launch_template_versions().versions(&template.version);
+        describe = match (&template.id, &template.name) {
+            (Some(id), _) => describe.launch_template_id(id),
+            (None, Some(name)) => describe.launch_template_name(name),
+            (None, None) => return Err(Error::Aws(format!("{asg}: launch template has neither id nor name"))),
+        };
+        let out = describe
+            .send()
+            .await
+            .map_err(|e| classify(&format!("describing the launch template of {asg}"), e))?;
+        let current = out
+            .launch_template_versions()
+            .first()
+            .ok_or_else(|| Error::Aws(format!("{asg}: launch template version {} not found", template.version)))?;
+        let template_id = current
+            .launch_template_id()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Aws(format!("{asg}: launch template without an id")))?;
+        let number = current.version_number().unwrap_or(1);
+        if current.launch_template_data().and_then(|d| d.image_id()) == Some(ami) {
+            return Ok((template_id, number.to_string()));
+        }
+        let created = self
+            .ec2
+            .create_launch_template_version()
+            .launch_template_id(&template_id)
+            .source_version(number.to_string())
+            .client_token(client_token(rollout_id, asg))
+            .version_description(format!("asg-refresh {rollout_id}: {ami}"))
+            .launch_template_data(RequestLaunchTemplateData::builder().image_id(ami).build())
+            .send()
+            .await
+            .map_err(|e| classify(&format!("creating a launch template version for {asg}"), e))?;
+        let version = created
+            .launch_template_version()
+            .and_then(|v| v.version_number())
+            .ok_or_else(|| Error::Aws(format!("{asg}: the new launch template version has no number")))?;
+        tracing::info!(asg, template = %template_id, from = number, to = version, ami, "created launch template version");
+        Ok((template_id, version.to_string()))
+    }
+}
+
+fn refresh_status(refresh: &InstanceRefresh) -> String {
+    refresh.status().map(|s| s.as_str().to_string()).unwrap_or_else(|| "Pending".into())
+}
+
+/// The human part of a Step Functions error cause (Lambda causes are JSON with `errorMessage`).
+fn cause_message(cause: &str) -> String {
+    serde_json::from_str::<Value>(cause)
+        .ok()
+        .and_then(|v| v.get("errorMessage").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| cause.to_string())
+}
+
+fn build_preferences(p: &Preferences) -> RefreshPreferences {
+    let mut builder = RefreshPreferences::builder()
+        .min_healthy_percentage(p.min_healthy_percentage as i32)
+        .max_healthy_percentage(p.max_healthy_percentage as i32)
+        .skip_matching(p.skip_matching)
+        .auto_rollback(p.auto_rollback);
+    if let Some(warmup) = p.instance_warmup {
+        builder = builder.instance_warmup(warmup as i32);
+    }
+    if !p.alarms.is_empty() {
+        builder = builder.alarm_specification(AlarmSpecification::builder().set_alarms(Some(p.alarms.clone())).build());
+    }
+    if !p.checkpoint_percentages.is_empty() {
+        builder = builder.set_checkpoint_percentages(Some(p.checkpoint_percentages.iter().map(|c| *c as i32).collect()));
+    }
+    if let Some(delay) = p.checkpoint_delay {
+        builder = builder.checkpoint_delay(delay as i32);
+    }
+    builder.build()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, Error> {
+    serde_json::to_value(value).map_err(|e| Error::Aws(format!("cannot encode the response: {e}")))
+}

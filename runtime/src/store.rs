@@ -1,0 +1,347 @@
+//! The progress table: one item per ASG per rollout, the rollout's summary, approvals,
+//! and the per-stack lock. DynamoDB is the source of truth for status and restarts.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use serde::Serialize;
+
+use crate::error::{classify, Error};
+
+/// Sort key of the rollout's summary item.
+pub const SUMMARY_KEY: &str = "#rollout";
+/// Partition and sort key of the stack lock.
+pub const LOCK_KEY: &str = "#lock";
+/// Items expire this long after their last write (TTL attribute `expires_at`).
+pub const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// One ASG of one rollout.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct AsgRecord {
+    pub rollout_id: String,
+    pub asg: String,
+    pub wave: Option<u32>,
+    pub status: String,
+    /// Why it was skipped or failed.
+    pub reason: Option<String>,
+    pub ami: Option<String>,
+    pub refresh_id: Option<String>,
+    pub launch_template_id: Option<String>,
+    pub launch_template_version: Option<String>,
+    pub percentage: Option<u32>,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_string())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn get_s(item: &Item, key: &str) -> Option<String> {
+    item.get(key).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Option<T> {
+    item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+impl AsgRecord {
+    fn to_item(&self) -> Item {
+        let mut item = Item::new();
+        item.insert("rollout_id".into(), s(&self.rollout_id));
+        item.insert("asg".into(), s(&self.asg));
+        item.insert("status".into(), s(&self.status));
+        item.insert("updated_at".into(), n(self.updated_at));
+        item.insert("expires_at".into(), n(self.updated_at + RETENTION_SECONDS));
+        let strings = [
+            ("reason", &self.reason),
+            ("ami", &self.ami),
+            ("refresh_id", &self.refresh_id),
+            ("lt_id", &self.launch_template_id),
+            ("lt_version", &self.launch_template_version),
+        ];
+        for (key, value) in strings {
+            if let Some(v) = value {
+                item.insert(key.into(), s(v));
+            }
+        }
+        if let Some(w) = self.wave {
+            item.insert("wave".into(), n(w));
+        }
+        if let Some(p) = self.percentage {
+            item.insert("percentage".into(), n(p));
+        }
+        for (key, value) in [("started_at", self.started_at), ("ended_at", self.ended_at)] {
+            if let Some(v) = value {
+                item.insert(key.into(), n(v));
+            }
+        }
+        item
+    }
+
+    fn from_item(item: &Item) -> Self {
+        Self {
+            rollout_id: get_s(item, "rollout_id").unwrap_or_default(),
+            asg: get_s(item, "asg").unwrap_or_default(),
+            wave: get_n(item, "wave"),
+            status: get_s(item, "status").unwrap_or_default(),
+            reason: get_s(item, "reason"),
+            ami: get_s(item, "ami"),
+            refresh_id: get_s(item, "refresh_id"),
+            launch_template_id: get_s(item, "lt_id"),
+            launch_template_version: get_s(item, "lt_version"),
+            percentage: get_n(item, "percentage"),
+            started_at: get_n(item, "started_at"),
+            ended_at: get_n(item, "ended_at"),
+            updated_at: get_n(item, "updated_at").unwrap_or_default(),
+        }
+    }
+}
+
+/// The rollout's summary item.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct RolloutSummary {
+    pub rollout_id: String,
+    pub ami: String,
+    /// `Running`, `Succeeded` or `Failed`.
+    pub status: String,
+    pub planned: u32,
+    pub skipped: u32,
+    pub waves: u32,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub message: Option<String>,
+}
+
+/// Access to the progress table.
+#[derive(Debug, Clone)]
+pub struct Store {
+    client: Client,
+    table: String,
+}
+
+fn is_conditional_failure<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(
+    error: &aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> bool {
+    error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Takes the stack lock for `rollout_id` (again, if it already holds it).
+    pub async fn acquire_lock(&self, rollout_id: &str, now: i64) -> Result<(), Error> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("rollout_id", s(LOCK_KEY))
+            .item("asg", s(LOCK_KEY))
+            .item("holder", s(rollout_id))
+            .item("acquired_at", n(now))
+            .condition_expression("attribute_not_exists(holder) OR holder = :me")
+            .expression_attribute_values(":me", s(rollout_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => {
+                let holder = self.lock_holder().await?.unwrap_or_else(|| "another rollout".into());
+                Err(Error::Locked(format!(
+                    "rollout {holder} is running on this stack; a second rollout is refused until it ends"
+                )))
+            }
+            Err(e) => Err(classify("taking the stack lock", e)),
+        }
+    }
+
+    /// The rollout holding the lock, if any.
+    pub async fn lock_holder(&self) -> Result<Option<String>, Error> {
+        let item = self.get_item(LOCK_KEY, LOCK_KEY).await?;
+        Ok(item.and_then(|i| get_s(&i, "holder")))
+    }
+
+    /// Releases the lock if `rollout_id` holds it; returns whether it did.
+    pub async fn release_lock(&self, rollout_id: &str) -> Result<bool, Error> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("rollout_id", s(LOCK_KEY))
+            .key("asg", s(LOCK_KEY))
+            .condition_expression("holder = :me")
+            .expression_attribute_values(":me", s(rollout_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(classify("releasing the stack lock", e)),
+        }
+    }
+
+    async fn get_item(&self, rollout_id: &str, asg: &str) -> Result<Option<Item>, Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("rollout_id", s(rollout_id))
+            .key("asg", s(asg))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("reading the progress table", e))?;
+        Ok(out.item)
+    }
+
+    pub async fn get(&self, rollout_id: &str, asg: &str) -> Result<Option<AsgRecord>, Error> {
+        Ok(self.get_item(rollout_id, asg).await?.map(|i| AsgRecord::from_item(&i)))
+    }
+
+    /// Writes a planned (or skipped) ASG unless the rollout already has it: re-planning
+    /// never resets progress. Returns the existing record when there is one.
+    pub async fn insert(&self, record: &AsgRecord) -> Result<Option<AsgRecord>, Error> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(record.to_item()))
+            .condition_expression("attribute_not_exists(asg)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(e) if is_conditional_failure(&e) => self.get(&record.rollout_id, &record.asg).await,
+            Err(e) => Err(classify("recording the plan", e)),
+        }
+    }
+
+    /// Overwrites a record.
+    pub async fn put(&self, record: &AsgRecord) -> Result<(), Error> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(record.to_item()))
+            .send()
+            .await
+            .map_err(|e| classify("recording progress", e))?;
+        Ok(())
+    }
+
+    /// Writes `record` only if the stored refresh id is still `expected` (none: absent).
+    /// Returns false when another writer got there first.
+    pub async fn put_if_refresh(&self, record: &AsgRecord, expected: Option<&str>) -> Result<bool, Error> {
+        let mut request = self.client.put_item().table_name(&self.table).set_item(Some(record.to_item()));
+        request = match expected {
+            None => request.condition_expression("attribute_not_exists(refresh_id)"),
+            Some(id) => request
+                .condition_expression("refresh_id = :expected")
+                .expression_attribute_values(":expected", s(id)),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(classify("recording the refresh", e)),
+        }
+    }
+
+    /// Every ASG record of a rollout (not its summary or approvals).
+    pub async fn list(&self, rollout_id: &str) -> Result<Vec<AsgRecord>, Error> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("rollout_id = :r")
+            .expression_attribute_values(":r", s(rollout_id))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut out = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| classify("listing the rollout", e))?;
+            let record = AsgRecord::from_item(&item);
+            if !record.asg.starts_with('#') {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn summary(&self, rollout_id: &str) -> Result<Option<RolloutSummary>, Error> {
+        Ok(self.get_item(rollout_id, SUMMARY_KEY).await?.map(|i| RolloutSummary {
+            rollout_id: rollout_id.to_string(),
+            ami: get_s(&i, "ami").unwrap_or_default(),
+            status: get_s(&i, "status").unwrap_or_default(),
+            planned: get_n(&i, "planned").unwrap_or_default(),
+            skipped: get_n(&i, "skipped").unwrap_or_default(),
+            waves: get_n(&i, "waves").unwrap_or_default(),
+            started_at: get_n(&i, "started_at").unwrap_or_default(),
+            ended_at: get_n(&i, "ended_at"),
+            message: get_s(&i, "message"),
+        }))
+    }
+
+    pub async fn put_summary(&self, summary: &RolloutSummary, now: i64) -> Result<(), Error> {
+        let mut item = Item::new();
+        item.insert("rollout_id".into(), s(&summary.rollout_id));
+        item.insert("asg".into(), s(SUMMARY_KEY));
+        item.insert("ami".into(), s(&summary.ami));
+        item.insert("status".into(), s(&summary.status));
+        item.insert("planned".into(), n(summary.planned));
+        item.insert("skipped".into(), n(summary.skipped));
+        item.insert("waves".into(), n(summary.waves));
+        item.insert("started_at".into(), n(summary.started_at));
+        item.insert("updated_at".into(), n(now));
+        item.insert("expires_at".into(), n(now + RETENTION_SECONDS));
+        if let Some(end) = summary.ended_at {
+            item.insert("ended_at".into(), n(end));
+        }
+        if let Some(message) = &summary.message {
+            item.insert("message".into(), s(message));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| classify("recording the rollout summary", e))?;
+        Ok(())
+    }
+
+    /// Stores the task token an operator's approval of `wave + 1` will complete.
+    pub async fn put_approval(&self, rollout_id: &str, wave: u32, task_token: &str, now: i64) -> Result<(), Error> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("rollout_id", s(rollout_id))
+            .item("asg", s(&format!("#approval#{wave:05}")))
+            .item("wave", n(wave))
+            .item("status", s("AwaitingApproval"))
+            .item("task_token", s(task_token))
+            .item("updated_at", n(now))
+            .item("expires_at", n(now + RETENTION_SECONDS))
+            .send()
+            .await
+            .map_err(|e| classify("recording the approval request", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! Fixtures for the Lambda tests: SDK clients pointed at a moto server, the progress
+//! table, launch templates, target groups and ASGs.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use asg_refresh_tests::Moto;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use runtime::store::Store;
+use runtime::Clock;
+
+pub const TABLE: &str = "asg-refresh-test";
+pub const OLD_AMI: &str = "ami-0123456789abcdef0";
+pub const NEW_AMI: &str = "ami-0fedcba9876543210";
+
+/// A moto server with clients and the progress table.
+pub struct Emulator {
+    pub moto: Moto,
+    pub config: SdkConfig,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub now: Arc<AtomicI64>,
+}
+
+impl Emulator {
+    pub async fn start() -> Self {
+        let moto = Moto::start();
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(moto.endpoint())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
+            .load()
+            .await;
+        let emulator = Self {
+            autoscaling: aws_sdk_autoscaling::Client::new(&config),
+            ec2: aws_sdk_ec2::Client::new(&config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            config,
+            moto,
+            now: Arc::new(AtomicI64::new(1_800_000_000)),
+        };
+        emulator.create_table().await;
+        emulator
+    }
+
+    pub fn store(&self) -> Store {
+        Store::new(self.dynamodb.clone(), TABLE)
+    }
+
+    /// A clock the test moves with `advance`.
+    pub fn clock(&self) -> Clock {
+        let now = self.now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    }
+
+    pub fn advance(&self, seconds: i64) {
+        self.now.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    async fn create_table(&self) {
+        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        self.dynamodb
+            .create_table()
+            .table_name(TABLE)
+            .key_schema(key("rollout_id", KeyType::Hash))
+            .key_schema(key("asg", KeyType::Range))
+            .attribute_definitions(attr("rollout_id"))
+            .attribute_definitions(attr("asg"))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("create table");
+    }
+
+    /// A launch template with `ami`; returns its id.
+    pub async fn launch_template(&self, name: &str, ami: &str) -> String {
+        let out = self
+            .ec2
+            .create_launch_template()
+            .launch_template_name(name)
+            .launch_template_data(
+                RequestLaunchTemplateData::builder()
+                    .image_id(ami)
+                    .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create launch template");
+        out.launch_template().and_then(|t| t.launch_template_id()).unwrap().to_string()
+    }
+
+    /// A target group in the default VPC; returns its ARN.
+    pub async fn target_group(&self, name: &str) -> String {
+        let vpcs = self.ec2.describe_vpcs().send().await.expect("describe vpcs");
+        let vpc = vpcs.vpcs()[0].vpc_id().unwrap().to_string();
+        let out = self
+            .elb
+            .create_target_group()
+            .name(name)
+            .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+            .port(80)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .expect("create target group");
+        out.target_groups()[0].target_group_arn().unwrap().to_string()
+    }
+
+    /// An ASG on a new launch template with `OLD_AMI`.
+    pub async fn asg(&self, name: &str, desired: i32, tags: &[(&str, &str)], target_groups: &[String]) {
+        self.launch_template(&format!("{name}-lt"), OLD_AMI).await;
+        let mut request = self
+            .autoscaling
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_name(format!("{name}-lt"))
+                    .version("$Latest")
+                    .build(),
+            )
+            .min_size(0)
+            .max_size(4)
+            .desired_capacity(desired)
+            .availability_zones("us-east-1a")
+            .set_target_group_arns(Some(target_groups.to_vec()));
+        for (key, value) in tags {
+            request = request.tags(
+                Tag::builder()
+                    .key(*key)
+                    .value(*value)
+                    .propagate_at_launch(true)
+                    .resource_id(name)
+                    .resource_type("auto-scaling-group")
+                    .build(),
+            );
+        }
+        request.send().await.expect("create ASG");
+    }
+
+    /// The instances a target group holds.
+    pub async fn targets(&self, target_group: &str) -> Vec<String> {
+        let out = self.elb.describe_target_health().target_group_arn(target_group).send().await.unwrap();
+        out.target_health_descriptions()
+            .iter()
+            .filter_map(|t| t.target().and_then(|t| t.id()).map(str::to_string))
+            .collect()
+    }
+}

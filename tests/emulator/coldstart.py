@@ -1,0 +1,112 @@
+"""Measures a Lambda binary's cold start: process start to first response, under the
+local Runtime API, against a moto server. Prints one line per run and the median.
+
+usage: coldstart.py planner|refresher BOOTSTRAP RUNS
+
+Starts its own moto server on a free loopback port and stops it at the end.
+"""
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+import boto3
+
+from runtime_api import LambdaProcess
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto():
+    port = free_port()
+    server = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+            return process, endpoint
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("moto did not start within 60 s")
+
+
+def main():
+    function, bootstrap, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    moto, endpoint = start_moto()
+    try:
+        measure(function, bootstrap, runs, endpoint)
+    finally:
+        moto.kill()
+        moto.wait(timeout=10)
+
+
+# One realistic event per function: each makes its usual AWS calls against moto.
+EVENTS = {
+    "refresher": lambda run: {"action": "await_approval", "rollout_id": f"coldstart-{run}", "wave": 0, "task_token": "token"},
+    "planner": lambda run: {
+        "rollout_id": f"coldstart-{run}",
+        "ami": "ami-0123456789abcdef0",
+        "targets": {"asgs": ["web-1"], "tags": {"group": "web"}},
+        "canary": [],
+        "strategy": "batches",
+        "batch_size": 3,
+        "max_waves": 1000,
+    },
+}
+
+
+def measure(function, bootstrap, runs, endpoint):
+    table = "coldstart"
+    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "rollout_id", "KeyType": "HASH"}, {"AttributeName": "asg", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "rollout_id", "AttributeType": "S"}, {"AttributeName": "asg", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "ASG_REFRESH_TABLE": table,
+    }
+    cold, warm = [], []
+    for run in range(runs):
+        event = EVENTS[function](run)
+        if function == "planner":
+            # Each run is a new rollout: release the previous run's lock.
+            dynamodb.delete_item(TableName=table, Key={"rollout_id": {"S": "#lock"}, "asg": {"S": "#lock"}})
+        process = LambdaProcess(bootstrap, env, function)
+        try:
+            payload, errored = process.invoke(event, timeout=30)
+            first = time.monotonic() - process.started_at
+            if errored:
+                raise SystemExit(f"cold start run {run}: error {payload!r}")
+            begin = time.monotonic()
+            payload, errored = process.invoke(event, timeout=30)
+            second = time.monotonic() - begin
+            if errored:
+                raise SystemExit(f"warm run {run}: error {payload!r}")
+        finally:
+            process.stop()
+        cold.append(first * 1000)
+        warm.append(second * 1000)
+        print(f"run {run + 1}: cold {first * 1000:.1f} ms, warm {second * 1000:.1f} ms")
+    print(json.dumps({"function": function, "cold_ms_median": round(statistics.median(cold), 1), "warm_ms_median": round(statistics.median(warm), 1), "runs": runs}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+//! The `xtask` binary as a user runs it: `render` with good and bad configs, and its help.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Malformed configs from `tests/fixtures/bad-envs/` with the key each error must name.
+const BAD_FIXTURES: &[(&str, &str)] = &[
+    ("batch-size-string.toml", "rollout.batch_size"),
+    ("batch-size-zero.toml", "rollout.batch_size"),
+    ("canary-not-in-targets.toml", "rollout.canary[0]"),
+    ("region-invalid.toml", "region"),
+    ("account-id-short.toml", "account_id"),
+    ("memory-too-small.toml", "lambda.memory_mb"),
+];
+
+/// The workspace root (the directory above `xtask/`).
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    match manifest.parent() {
+        Some(root) => root.to_path_buf(),
+        None => panic!("{} has no parent", manifest.display()),
+    }
+}
+
+/// A fresh temporary directory.
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
+}
+
+/// Runs the xtask binary in `cwd` with `args`.
+fn xtask(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run xtask {args:?}: {e}"))
+}
+
+/// The output's stdout and stderr as text, for assertions and failure messages.
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs xtask and requires it to succeed.
+fn xtask_ok(cwd: &Path, args: &[&str]) -> String {
+    let output = xtask(cwd, args);
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "xtask {args:?} failed ({}):\n{stdout}{stderr}",
+        output.status
+    );
+    stdout
+}
+
+/// Every file under `dir`, by path relative to `dir`, with its bytes.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        let entries =
+            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry
+                .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+                .path();
+            if path.is_dir() {
+                walk(root, &path, files);
+            } else {
+                let bytes = std::fs::read(&path)
+                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+                let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+                files.insert(relative, bytes);
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    walk(dir, dir, &mut files);
+    files
+}
+
+#[test]
+fn bad_config_fails_naming_file_and_key_and_writes_nothing() {
+    let fixtures = workspace_root()
+        .join("tests")
+        .join("fixtures")
+        .join("bad-envs");
+    for (file, key) in BAD_FIXTURES {
+        let tmp = temp_dir();
+        let out = tmp.path().join("out");
+        let config = fixtures.join(file);
+        let config_arg = config.to_string_lossy().into_owned();
+        let out_arg = out.to_string_lossy().into_owned();
+        let output = xtask(
+            tmp.path(),
+            &["render", "--config", &config_arg, "--out", &out_arg],
+        );
+        let (stdout, stderr) = text(&output);
+        assert!(
+            !output.status.success(),
+            "{file}: render succeeded:\n{stdout}{stderr}"
+        );
+        assert!(
+            stderr.contains(&config_arg),
+            "{file}: stderr should name {config_arg}:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("`{key}`")),
+            "{file}: stderr should name `{key}`:\n{stderr}"
+        );
+        assert!(
+            !out.exists(),
+            "{file}: {} was created though the config is invalid",
+            out.display()
+        );
+    }
+}
+
+#[test]
+fn missing_config_file_fails_and_writes_nothing() {
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let config = tmp.path().join("no-such-config.toml");
+    let config_arg = config.to_string_lossy().into_owned();
+    let out_arg = out.to_string_lossy().into_owned();
+    let output = xtask(
+        tmp.path(),
+        &["render", "--config", &config_arg, "--out", &out_arg],
+    );
+    let (_, stderr) = text(&output);
+    assert!(
+        !output.status.success(),
+        "render of a missing file succeeded"
+    );
+    assert!(
+        stderr.contains(&config_arg) && stderr.contains("does not exist"),
+        "stderr should say {config_arg} does not exist:\n{stderr}"
+    );
+    assert!(!out.exists(), "{} was created", out.display());
+}
+
+#[test]
+fn unknown_env_names_the_known_envs() {
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let out_arg = out.to_string_lossy().into_owned();
+    let output = xtask(
+        &workspace_root(),
+        &["render", "--env", "nosuch", "--out", &out_arg],
+    );
+    let (_, stderr) = text(&output);
+    assert!(!output.status.success(), "render --env nosuch succeeded");
+    assert!(
+        stderr.contains("unknown env `nosuch`"),
+        "stderr should name the unknown env:\n{stderr}"
+    );
+    let known: Vec<&str> = match stderr.split_once("known envs are ") {
+        Some((_, list)) => list.lines().next().unwrap_or("").split(", ").collect(),
+        None => panic!("stderr should list the known envs:\n{stderr}"),
+    };
+    for env in ["dev", "local", "prod"] {
+        assert!(
+            known.contains(&env),
+            "the known envs should include {env}:\n{stderr}"
+        );
+    }
+    assert!(!out.exists(), "{} was created", out.display());
+}
+
+#[test]
+fn render_prod_writes_every_file_and_is_deterministic() {
+    let tmp = temp_dir();
+    let first = tmp.path().join("first");
+    let second = tmp.path().join("second");
+    for out in [&first, &second] {
+        let out_arg = out.to_string_lossy().into_owned();
+        let stdout = xtask_ok(tmp.path(), &["render", "--env", "prod", "--out", &out_arg]);
+        assert!(
+            stdout.contains("state-machine.asl.json"),
+            "render should list what it wrote:\n{stdout}"
+        );
+    }
+
+    let files = tree(&first);
+    let names: Vec<String> = files
+        .keys()
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "state-machine.asl.json"),
+        "no state machine in {names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n == "review.md"),
+        "no review report in {names:?}"
+    );
+    let iam: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("iam/") && n.ends_with(".json"))
+        .collect();
+    assert_eq!(iam.len(), 4, "expected four IAM documents, got {iam:?}");
+    assert_eq!(names.len(), 6, "unexpected files in the render: {names:?}");
+
+    for (path, bytes) in &files {
+        if path.extension().is_some_and(|ext| ext == "json") {
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(bytes) {
+                panic!("{} is not JSON: {e}", path.display());
+            }
+        }
+    }
+    assert!(
+        files == tree(&second),
+        "two renders of prod differ:\n{names:?}"
+    );
+}
+
+#[test]
+fn config_flag_accepts_any_stack_name() {
+    // With --config the file name says nothing about the stack, so `name` may be anything.
+    let tmp = temp_dir();
+    let source = workspace_root().join("envs").join("dev.toml");
+    let original = std::fs::read_to_string(&source)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", source.display()));
+    assert!(
+        original.contains("name = \"dev\""),
+        "envs/dev.toml no longer sets name = \"dev\""
+    );
+    let config = tmp.path().join("not-qa.toml");
+    std::fs::write(&config, original.replace("name = \"dev\"", "name = \"qa\""))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
+    let out = tmp.path().join("out");
+    let config_arg = config.to_string_lossy().into_owned();
+    let out_arg = out.to_string_lossy().into_owned();
+    xtask_ok(
+        tmp.path(),
+        &["render", "--config", &config_arg, "--out", &out_arg],
+    );
+    assert!(
+        out.join("state-machine.asl.json").is_file(),
+        "no state machine under {}",
+        out.display()
+    );
+}
+
+#[test]
+fn help_lists_render() {
+    let stdout = xtask_ok(&workspace_root(), &["--help"]);
+    assert!(
+        stdout.contains("render"),
+        "--help should list render:\n{stdout}"
+    );
+}
+
+#[test]
+fn help_mentions_render_flags() {
+    let stdout = xtask_ok(&workspace_root(), &["--help"]);
+    for flag in ["--env", "--config", "--out"] {
+        assert!(
+            stdout.contains(flag),
+            "--help should mention {flag}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn render_help_mentions_every_flag() {
+    let stdout = xtask_ok(&workspace_root(), &["render", "--help"]);
+    for flag in ["--env", "--config", "--out"] {
+        assert!(
+            stdout.contains(flag),
+            "render --help should mention {flag}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn render_without_env_or_config_is_a_usage_error() {
+    let output = xtask(&workspace_root(), &["render"]);
+    let (_, stderr) = text(&output);
+    // clap exits with 2 on a usage error.
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "render with no stack should be a usage error:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("required") && stderr.contains("--env") && stderr.contains("Usage:"),
+        "stderr should say a stack is required:\n{stderr}"
+    );
+}
+
+#[test]
+fn render_without_env_or_config_names_both_flags() {
+    let output = xtask(&workspace_root(), &["render"]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--env") && stderr.contains("--config"),
+        "the usage error should offer both --env and --config:\n{stderr}"
+    );
+}
+
+#[test]
+fn env_and_config_together_are_a_usage_error() {
+    let config = workspace_root().join("envs").join("dev.toml");
+    let config_arg = config.to_string_lossy().into_owned();
+    let output = xtask(
+        &workspace_root(),
+        &["render", "--env", "dev", "--config", &config_arg],
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot be used with"),
+        "stderr should say the flags conflict:\n{stderr}"
+    );
+}
