@@ -100,6 +100,8 @@ impl BuildArgs {
 #[derive(Debug)]
 pub struct BuiltZip {
     pub path: PathBuf,
+    /// The release binary the zip holds, for running it locally.
+    pub binary: PathBuf,
     pub bytes: u64,
     /// The newest glibc version the binary needs; `None` when it is static.
     pub max_glibc: Option<elf::GlibcVersion>,
@@ -167,10 +169,11 @@ impl Builder {
             bail!("cargo lambda build of {function} for {} failed ({status})", target.arch.as_str());
         }
         eprintln!("  built {function} in {} s", started.elapsed().as_secs());
-        let max_glibc = check_zip(&zip, &release_dir.join(function), *target)
+        let binary = release_dir.join(function);
+        let max_glibc = check_zip(&zip, &binary, *target)
             .with_context(|| format!("{} ({function} for {})", display_path(&zip).display(), target.arch.as_str()))?;
         let bytes = std::fs::metadata(&zip)?.len();
-        Ok(BuiltZip { path: zip, bytes, max_glibc })
+        Ok(BuiltZip { path: zip, binary, bytes, max_glibc })
     }
 }
 

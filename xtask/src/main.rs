@@ -1,5 +1,6 @@
-//! `cargo xtask`: asg-refresh's command line (render, test; build, deploy and rollout follow).
+//! `cargo xtask`: asg-refresh's command line (render, build, test, bench; deploy and rollout follow).
 
+mod bench;
 mod build;
 mod elf;
 mod env_file;
@@ -32,6 +33,8 @@ enum Command {
     Render(render::RenderArgs),
     /// Build the Lambdas' release zips (target/lambda/<fn>/bootstrap.zip), glibc 2.34 at most
     Build(build::BuildArgs),
+    /// Measure the Lambdas: zip sizes, cold and warm start, plan payload size
+    Bench(bench::BenchArgs),
     /// Run everything CI runs: unit and integration tests, renders, validators
     Test(test::TestArgs),
 }
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Render(args) => args.run(),
         Command::Build(args) => args.run(),
         Command::Test(args) => args.run(),
+        Command::Bench(args) => args.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,87 @@
+//! `cargo xtask bench`: the Lambdas' figures, measured here: zip sizes, cold and warm
+//! start (process start to first response under a local Runtime API, against moto), and
+//! the planner's response size for large fleets against Step Functions' payload limit.
+
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use generator::config::{Architecture, Strategy};
+use generator::payload::PlanResponse;
+use generator::waves;
+
+use crate::build::{self, Builder};
+use crate::env_file::workspace_root;
+use crate::tools;
+
+/// Step Functions' limit on a state's input or output.
+const PAYLOAD_LIMIT: usize = 256 * 1024;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Cold starts measured per function
+    #[arg(long, default_value_t = 5)]
+    pub runs: u32,
+}
+
+impl BenchArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        if self.runs == 0 {
+            bail!("--runs must be at least 1");
+        }
+        let tools = tools::ensure()?;
+        println!("== planner response size (canary of 3, batches of 3, names of 44 characters)");
+        for asgs in [300, 2000, 5000] {
+            let bytes = plan_bytes(asgs);
+            println!(
+                "{asgs:>5} ASGs: {bytes:>7} bytes, {:.1}% of the 256 KiB payload limit",
+                bytes as f64 * 100.0 / PAYLOAD_LIMIT as f64
+            );
+        }
+        // Only the host's architecture runs here; the other is built for its size.
+        for arch in [Architecture::X86_64, Architecture::Arm64] {
+            println!("== {} zips", arch.as_str());
+            let builder = Builder::new(&tools.venv_bin, arch)?;
+            for function in build::FUNCTIONS {
+                let zip = builder.build(function)?;
+                println!("{function}: {} bytes ({:.1} MiB)", zip.bytes, zip.bytes as f64 / 1048576.0);
+                if arch == Architecture::X86_64 && cfg!(target_arch = "x86_64") {
+                    cold_start(&tools.venv_bin, function, &zip.binary, self.runs)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of the planner's response for `asgs` ASGs.
+fn plan_bytes(asgs: usize) -> usize {
+    let names: Vec<String> = (0..asgs).map(|i| format!("payments-checkout-api-prod-ap-south-1-asg-{i:04}")).collect();
+    let plan = waves::split(&names, &names[..3], Strategy::Batches, 3);
+    let response = PlanResponse {
+        rollout_id: "r-20261126-0001".into(),
+        wave_count: plan.len() as u32,
+        last_wave: plan.len() as i64 - 1,
+        waves: plan,
+        planned: asgs as u32,
+        skipped: 0,
+        missing: Vec::new(),
+    };
+    serde_json::to_vec(&response).map_or(0, |v| v.len())
+}
+
+fn cold_start(venv_bin: &std::path::Path, function: &str, binary: &std::path::Path, runs: u32) -> anyhow::Result<()> {
+    println!("{function}: cold and warm start, {runs} runs (tests/emulator/coldstart.py)");
+    let status = Command::new(venv_bin.join("python"))
+        .arg("coldstart.py")
+        .arg(function)
+        .arg(binary)
+        .arg(runs.to_string())
+        .current_dir(workspace_root().join("tests/emulator"))
+        .status()
+        .context("cannot run tests/emulator/coldstart.py")?;
+    if !status.success() {
+        bail!("cold start measurement of {function} failed ({status})");
+    }
+    Ok(())
+}
