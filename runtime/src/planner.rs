@@ -144,7 +144,7 @@ impl Planner {
             waves = plan_waves.len(),
             "planned"
         );
-        Ok(PlanResponse {
+        let response = PlanResponse {
             rollout_id: request.rollout_id,
             wave_count: plan_waves.len() as u32,
             last_wave: plan_waves.len() as i64 - 1,
@@ -152,7 +152,9 @@ impl Planner {
             planned,
             skipped: skipped.len() as u32,
             missing,
-        })
+        };
+        check_payload_size(&response)?;
+        Ok(response)
     }
 
     /// ASGs named explicitly plus those carrying every tag; names that do not exist.
@@ -237,6 +239,22 @@ impl Planner {
     }
 }
 
+/// Most bytes a plan may take: the execution state that carries it is capped at 256 KiB
+/// and also holds the rollout's input and cursor.
+pub const MAX_PLAN_BYTES: usize = 200 * 1024;
+
+/// Refuses a plan too large to travel through the state machine.
+pub fn check_payload_size(plan: &PlanResponse) -> Result<(), Error> {
+    let bytes = serde_json::to_vec(plan).map_or(usize::MAX, |v| v.len());
+    if bytes > MAX_PLAN_BYTES {
+        return Err(Error::InvalidInput(format!(
+            "the plan of {} ASGs takes {bytes} bytes, more than the {MAX_PLAN_BYTES} a rollout's state can carry: split the fleet across stacks",
+            plan.planned
+        )));
+    }
+    Ok(())
+}
+
 /// `targetgroup/name/id` from a target group ARN, for messages.
 fn short_arn(arn: &str) -> &str {
     arn.rsplit_once(':').map_or(arn, |(_, tail)| tail)
@@ -266,5 +284,22 @@ mod tests {
         let bytes = serde_json::to_vec(&response).unwrap().len();
         println!("plan for 2000 ASGs: {bytes} bytes ({:.1}% of 256 KiB)", bytes as f64 * 100.0 / PAYLOAD_LIMIT as f64);
         assert!(bytes < PAYLOAD_LIMIT / 2, "{bytes} bytes");
+        assert!(check_payload_size(&response).is_ok());
+    }
+
+    #[test]
+    fn a_plan_too_large_for_the_state_is_refused() {
+        let names: Vec<String> = (0..5000).map(|i| format!("payments-checkout-api-prod-ap-south-1-asg-{i:04}")).collect();
+        let response = PlanResponse {
+            rollout_id: "r".into(),
+            wave_count: 1,
+            last_wave: 0,
+            waves: vec![names],
+            planned: 5000,
+            skipped: 0,
+            missing: Vec::new(),
+        };
+        let error = check_payload_size(&response).unwrap_err();
+        assert!(matches!(&error, Error::InvalidInput(m) if m.contains("5000 ASGs")), "{error:?}");
     }
 }
