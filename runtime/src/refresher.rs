@@ -246,7 +246,9 @@ impl Refresher {
         let mut acted_on = Vec::new();
         let mut refused = Vec::new();
         for mut record in self.store.list(rollout_id).await? {
-            if !status::is_in_flight(&record.status) || record.refresh_id.is_none() {
+            // A timed-out refresh is still running at AWS: it is in flight for this purpose.
+            let running = status::is_in_flight(&record.status) || record.status == status::TIMED_OUT;
+            if !running || record.refresh_id.is_none() {
                 continue;
             }
             let asg = record.asg.clone();

@@ -340,6 +340,40 @@ async fn finish_of_a_clean_rollout_succeeds_and_a_plan_failure_names_its_cause()
 }
 
 #[tokio::test]
+async fn throttling_is_retryable_and_access_denied_is_not() {
+    use aws_sdk_autoscaling::error::ErrorMetadata;
+    use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesError;
+    let emulator = Emulator::start().await;
+    started(&emulator, "web", "refresh-1").await;
+    let throttled = mock!(AutoScaling::describe_instance_refreshes)
+        .then_error(|| DescribeInstanceRefreshesError::generic(ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build()));
+    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&throttled]);
+    let error = refresher(&emulator, client).check(ROLLOUT, "web", 30).await.unwrap_err();
+    assert!(matches!(&error, Error::Retryable(m) if m.contains("Throttling")), "{error:?}");
+    let denied = mock!(AutoScaling::describe_instance_refreshes)
+        .then_error(|| DescribeInstanceRefreshesError::generic(ErrorMetadata::builder().code("AccessDenied").message("no").build()));
+    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&denied]);
+    let error = refresher(&emulator, client).check(ROLLOUT, "web", 30).await.unwrap_err();
+    assert!(matches!(&error, Error::Aws(m) if m.contains("AccessDenied")), "{error:?}");
+}
+
+#[tokio::test]
+async fn rollback_also_reaches_a_timed_out_refresh() {
+    let emulator = Emulator::start().await;
+    started(&emulator, "slow", "refresh-1").await;
+    let store = emulator.store();
+    let mut record = store.get(ROLLOUT, "slow").await.unwrap().unwrap();
+    record.status = status::TIMED_OUT.into();
+    store.put(&record).await.unwrap();
+    let rollback = mock!(AutoScaling::rollback_instance_refresh)
+        .then_output(|| RollbackInstanceRefreshOutput::builder().instance_refresh_id("refresh-1").build());
+    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&rollback]);
+    let result = refresher(&emulator, client).in_flight(ROLLOUT, true).await.unwrap();
+    assert_eq!(result.acted_on, vec!["slow"]);
+    assert_eq!(rollback.num_calls(), 1);
+}
+
+#[tokio::test]
 async fn malformed_events_are_invalid_input() {
     let event = serde_json::json!({"action": "start", "rollout_id": "r-1"});
     let error = runtime::parse_event::<RefresherRequest>(event).unwrap_err();
