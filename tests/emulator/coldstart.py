@@ -67,6 +67,16 @@ EVENTS = {
 }
 
 
+def check_answer(function, run, answer):
+    """The binary did its job, not just answered: the fields its caller reads are there."""
+    if function == "planner":
+        ok = answer.get("rollout_id") == f"coldstart-{run}" and answer.get("missing") == ["web-1"] and answer.get("waves") == []
+    else:
+        ok = answer.get("awaiting_wave") == 1
+    if not ok:
+        raise SystemExit(f"{function} answered {answer!r}")
+
+
 def measure(function, bootstrap, runs, endpoint):
     table = "coldstart"
     dynamodb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
@@ -95,6 +105,7 @@ def measure(function, bootstrap, runs, endpoint):
             first = time.monotonic() - process.started_at
             if errored:
                 raise SystemExit(f"cold start run {run}: error {payload!r}")
+            check_answer(function, run, json.loads(payload))
             begin = time.monotonic()
             payload, errored = process.invoke(event, timeout=30)
             second = time.monotonic() - begin

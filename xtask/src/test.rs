@@ -90,11 +90,27 @@ fn check_lambda_zips(tally: &mut Tally, tools: &Tools) {
     let builder = build::Builder::new(&tools.venv_bin, arch);
     for function in build::FUNCTIONS {
         let name = format!("{function}: {} zip builds and needs glibc <= {LAMBDA_GLIBC}", arch.as_str());
-        let result = match &builder {
-            Ok(builder) => builder.build(function).map(|_| ()),
+        let built = match &builder {
+            Ok(builder) => builder.build(function),
             Err(error) => Err(anyhow::anyhow!("{error:#}")),
         };
-        tally.record(&name, result);
+        let binary = built.as_ref().ok().map(|zip| zip.binary.clone());
+        tally.record(&name, built.map(|_| ()));
+        // The release binary itself, as Lambda runs it: under a Runtime API, with
+        // AWS_ENDPOINT_URL pointing its SDK clients at a moto server.
+        if let (Some(binary), true) = (binary, cfg!(target_arch = "x86_64")) {
+            let check = format!("{function}: release binary answers an event under a local Runtime API against moto");
+            let result = crate::tools::run(
+                Command::new(tools.venv_bin.join("python"))
+                    .arg("coldstart.py")
+                    .arg(function)
+                    .arg(&binary)
+                    .arg("1")
+                    .current_dir(crate::env_file::workspace_root().join("tests/emulator")),
+                "tests/emulator/coldstart.py",
+            );
+            tally.record(&check, result);
+        }
     }
 }
 
