@@ -7,7 +7,7 @@
 //! 25,000-event cap. `batches` gets waves of `batch_size`; `window` gets one wave after the
 //! canary, over which `MaxConcurrency = batch_size` slides.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::asl::{
     Arg, Branch, Catcher, Choice, ChoiceRule, Comparison, Condition, ExecutionType, Fail, Intrinsic,
@@ -284,7 +284,8 @@ impl Builder<'_> {
         );
         check.result_selector = Some(step_result());
         check.result_path = PathOrNull::path("$.refresh");
-        let gate = |_: ()| {
+        // The gate: done (refreshed, or nothing to do) ends the child; otherwise poll again.
+        let gate = || {
             State::new(Kind::Choice(Choice {
                 choices: vec![ChoiceRule::new(
                     Condition::test("$.refresh.done", Comparison::BooleanEquals(true)),
@@ -301,7 +302,7 @@ impl Builder<'_> {
                     .comment("New launch template version with the AMI, then StartInstanceRefresh; adopts a refresh it already started.")
                     .next(STARTED),
             )
-            .add(STARTED, gate(()))
+            .add(STARTED, gate())
             .add(WAIT, State::new(Kind::Wait(Wait::seconds(rollout.poll_seconds))).next(CHECK))
             .add(
                 CHECK,
@@ -309,7 +310,7 @@ impl Builder<'_> {
                     .comment("DescribeInstanceRefreshes; fails with RefreshFailed or RefreshTimedOut.")
                     .next(GATE),
             )
-            .add(GATE, gate(()))
+            .add(GATE, gate())
             .add(REFRESHED, State::new(Kind::Succeed(Succeed::default())));
         Branch::new(states).distributed(ExecutionType::Standard)
     }
@@ -421,9 +422,4 @@ impl Builder<'_> {
             .comment("Release the lock and record why the rollout failed.")
             .next(ROLLOUT_FAILED)
     }
-}
-
-/// A sample execution input, for tests and the review report.
-pub fn sample_input() -> Value {
-    json!({"rollout_id": "r-20261126-0001", "ami": "ami-0123456789abcdef0"})
 }
