@@ -1,7 +1,8 @@
-//! `cargo xtask`: asg-refresh's command line (render, build, test, bench; deploy and rollout follow).
+//! `cargo xtask`: asg-refresh's command line (render, build, deploy, destroy, test, bench; rollout follows).
 
 mod bench;
 mod build;
+mod deploy;
 mod elf;
 mod env_file;
 mod render;
@@ -20,7 +21,7 @@ use clap::{Parser, Subcommand};
     bin_name = "cargo xtask",
     version,
     about = "Roll a new AMI across many EC2 Auto Scaling groups, a bounded number at a time",
-    after_help = "Examples:\n  cargo xtask render --env prod [--out DIR]\n  cargo xtask render --config path/to/stack.toml\n  cargo xtask test"
+    after_help = "Examples:\n  cargo xtask render --env prod [--out DIR]\n  cargo xtask render --config path/to/stack.toml\n  cargo xtask deploy --env prod [--dry-run]\n  cargo xtask destroy --env dev [--yes]\n  cargo xtask test"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,6 +34,10 @@ enum Command {
     Render(render::RenderArgs),
     /// Build the Lambdas' release zips (target/lambda/<fn>/bootstrap.zip), glibc 2.34 at most
     Build(build::BuildArgs),
+    /// Create or update a stack's AWS resources straight through the SDK (prints the plan first)
+    Deploy(deploy::DeployArgs),
+    /// Delete a stack's tagged AWS resources
+    Destroy(deploy::DestroyArgs),
     /// Measure the Lambdas: zip sizes, cold and warm start, plan payload size
     Bench(bench::BenchArgs),
     /// Run everything CI runs: unit and integration tests, renders, validators
@@ -44,6 +49,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Render(args) => args.run(),
         Command::Build(args) => args.run(),
+        Command::Deploy(args) => args.run(),
+        Command::Destroy(args) => args.run(),
         Command::Test(args) => args.run(),
         Command::Bench(args) => args.run(),
     };

@@ -1,0 +1,266 @@
+//! The two Lambda functions: configuration (runtime, handler, architecture, memory, timeout,
+//! environment, role), code (updated only when the zip's SHA-256 differs) and tags.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State};
+use base64::Engine;
+use generator::config::StackConfig;
+use sha2::{Digest, Sha256};
+
+use super::aws::{check_owned, desired_tags, is_owned, poll, tags_differ, Clients, SdkResultExt};
+use super::Action;
+
+/// The environment variable naming the progress table.
+pub const TABLE_VARIABLE: &str = "ASG_REFRESH_TABLE";
+const HANDLER: &str = "bootstrap";
+/// How long CreateFunction retries while a new role propagates.
+const ROLE_PROPAGATION: Duration = Duration::from_secs(60);
+
+/// A function as the stack wants it.
+#[derive(Debug, Clone)]
+pub struct DesiredFunction {
+    pub name: String,
+    pub role_arn: String,
+    pub architecture: Architecture,
+    pub memory_mb: i32,
+    pub timeout_seconds: i32,
+    pub environment: BTreeMap<String, String>,
+    pub zip: Vec<u8>,
+    /// Base64 of the zip's SHA-256, as Lambda reports `CodeSha256`.
+    pub code_sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct FunctionPlan {
+    pub desired: DesiredFunction,
+    pub action: Action,
+    pub arn: Option<String>,
+}
+
+/// Both functions; `zips` maps a function (`planner`, `refresher`) to its zip.
+pub fn desired(config: &StackConfig, zips: &BTreeMap<&'static str, PathBuf>) -> anyhow::Result<Vec<DesiredFunction>> {
+    let stack = generator::names::Stack::new(config);
+    let architecture = match config.lambda.architecture {
+        generator::config::Architecture::Arm64 => Architecture::Arm64,
+        generator::config::Architecture::X86_64 => Architecture::X8664,
+    };
+    let mut out = Vec::new();
+    for (function, zip_path) in zips {
+        let name = match *function {
+            "planner" => stack.planner_function(),
+            "refresher" => stack.refresher_function(),
+            other => bail!("unknown function {other}"),
+        };
+        let zip = std::fs::read(zip_path).with_context(|| format!("cannot read {}", zip_path.display()))?;
+        let code_sha256 = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
+        out.push(DesiredFunction {
+            name,
+            role_arn: stack.role_arn(&stack.lambda_role()),
+            architecture: architecture.clone(),
+            memory_mb: i32::try_from(config.lambda.memory_mb).context("lambda.memory_mb is too large")?,
+            timeout_seconds: i32::try_from(config.lambda.timeout_seconds)
+                .context("lambda.timeout_seconds is too large")?,
+            environment: BTreeMap::from([(TABLE_VARIABLE.to_string(), stack.table())]),
+            zip,
+            code_sha256,
+        });
+    }
+    Ok(out)
+}
+
+pub async fn plan(clients: &Clients, desired: Vec<DesiredFunction>) -> anyhow::Result<Vec<FunctionPlan>> {
+    let mut out = Vec::new();
+    for function in desired {
+        let (action, arn) = diff(clients, &function).await?;
+        out.push(FunctionPlan { desired: function, action, arn });
+    }
+    Ok(out)
+}
+
+/// Configuration fields that UpdateFunctionConfiguration changes.
+const CONFIG_FIELDS: [&str; 6] = ["runtime", "handler", "memory", "timeout", "environment", "role"];
+
+async fn diff(clients: &Clients, desired: &DesiredFunction) -> anyhow::Result<(Action, Option<String>)> {
+    let name = &desired.name;
+    let out = match clients.lambda.get_function().function_name(name).send().await {
+        Ok(out) => out,
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+            return Ok((Action::Create, None));
+        }
+        Err(error) => return Err(error).ctx(format!("cannot read function {name}")),
+    };
+    let tags: BTreeMap<String, String> =
+        out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    check_owned(&clients.stack, "Lambda function", name, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let config = out.configuration().context("GetFunction returned no configuration")?;
+    let environment: BTreeMap<String, String> = config
+        .environment()
+        .and_then(|e| e.variables())
+        .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let mut fields = Vec::new();
+    let mut differs = |field: &str, differs: bool| {
+        if differs {
+            fields.push(field.to_string());
+        }
+    };
+    differs("runtime", config.runtime() != Some(&Runtime::Providedal2023));
+    differs("handler", config.handler() != Some(HANDLER));
+    differs("memory", config.memory_size() != Some(desired.memory_mb));
+    differs("timeout", config.timeout() != Some(desired.timeout_seconds));
+    differs("environment", environment != desired.environment);
+    differs("role", config.role() != Some(desired.role_arn.as_str()));
+    // The architecture changes with the code (UpdateFunctionCode).
+    differs("architecture", config.architectures() != [desired.architecture.clone()]);
+    differs("code", config.code_sha256() != Some(desired.code_sha256.as_str()));
+    differs("tags", tags_differ(&clients.stack, &tags));
+    let arn = config.function_arn().map(str::to_string);
+    Ok((if fields.is_empty() { Action::Unchanged } else { Action::Update(fields) }, arn))
+}
+
+pub async fn apply(clients: &Clients, plan: &FunctionPlan) -> anyhow::Result<()> {
+    let function = &plan.desired;
+    let name = &function.name;
+    let environment =
+        Environment::builder().set_variables(Some(function.environment.clone().into_iter().collect())).build();
+    let fields: &[String] = match &plan.action {
+        Action::Create => return create(clients, function, environment).await,
+        Action::Update(fields) => fields,
+        Action::Unchanged => return Ok(()),
+    };
+    let has = |field: &str| fields.iter().any(|f| f == field);
+    if CONFIG_FIELDS.iter().any(|f| has(f)) {
+        wait_ready(clients, name).await?;
+        clients
+            .lambda
+            .update_function_configuration()
+            .function_name(name)
+            .runtime(Runtime::Providedal2023)
+            .handler(HANDLER)
+            .memory_size(function.memory_mb)
+            .timeout(function.timeout_seconds)
+            .environment(environment)
+            .role(&function.role_arn)
+            .send()
+            .await
+            .ctx(format!("cannot update the configuration of function {name}"))?;
+        wait_ready(clients, name).await?;
+    }
+    if has("code") || has("architecture") {
+        wait_ready(clients, name).await?;
+        clients
+            .lambda
+            .update_function_code()
+            .function_name(name)
+            .zip_file(Blob::new(function.zip.clone()))
+            .architectures(function.architecture.clone())
+            .send()
+            .await
+            .ctx(format!("cannot update the code of function {name}"))?;
+        wait_ready(clients, name).await?;
+    }
+    if has("tags") {
+        let arn = plan.arn.clone().unwrap_or_else(|| clients.stack.function_arn(name));
+        let tags: HashMap<String, String> = desired_tags(&clients.stack).into_iter().collect();
+        clients
+            .lambda
+            .tag_resource()
+            .resource(arn)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .ctx(format!("cannot tag function {name}"))?;
+    }
+    Ok(())
+}
+
+/// Creates the function, retrying with backoff while Lambda cannot yet assume a new role.
+async fn create(clients: &Clients, function: &DesiredFunction, environment: Environment) -> anyhow::Result<()> {
+    let name = &function.name;
+    let tags: HashMap<String, String> = desired_tags(&clients.stack).into_iter().collect();
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_secs(2);
+    loop {
+        let result = clients
+            .lambda
+            .create_function()
+            .function_name(name)
+            .runtime(Runtime::Providedal2023)
+            .handler(HANDLER)
+            .role(&function.role_arn)
+            .architectures(function.architecture.clone())
+            .memory_size(function.memory_mb)
+            .timeout(function.timeout_seconds)
+            .environment(environment.clone())
+            .code(FunctionCode::builder().zip_file(Blob::new(function.zip.clone())).build())
+            .set_tags(Some(tags.clone()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => break,
+            Err(error)
+                if error.as_service_error().is_some_and(|e| e.is_invalid_parameter_value_exception())
+                    && started.elapsed() + delay < ROLE_PROPAGATION =>
+            {
+                let reason = error.as_service_error().and_then(|e| e.meta().message()).unwrap_or("invalid parameter");
+                println!(
+                    "  function {name}: Lambda cannot use role {} yet ({reason}); a new role takes a few seconds \
+                     to propagate: retrying in {} s",
+                    function.role_arn,
+                    delay.as_secs()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(error) => return Err(error).ctx(format!("cannot create function {name}")),
+        }
+    }
+    wait_ready(clients, name).await
+}
+
+/// Waits for `State=Active` and `LastUpdateStatus` not `InProgress`; fails on `Failed`.
+pub async fn wait_ready(clients: &Clients, name: &str) -> anyhow::Result<()> {
+    poll(&format!("function {name} to become Active"), Duration::from_secs(300), Duration::from_secs(2), || async {
+        let config = clients
+            .lambda
+            .get_function_configuration()
+            .function_name(name)
+            .send()
+            .await
+            .ctx(format!("cannot read function {name}"))?;
+        if config.state() == Some(&State::Failed) {
+            bail!("function {name} failed: {}", config.state_reason().unwrap_or("no reason given"));
+        }
+        if config.last_update_status() == Some(&LastUpdateStatus::Failed) {
+            bail!(
+                "the last update of function {name} failed: {}",
+                config.last_update_status_reason().unwrap_or("no reason given")
+            );
+        }
+        let active = matches!(config.state(), None | Some(State::Active));
+        let settled = config.last_update_status() != Some(&LastUpdateStatus::InProgress);
+        Ok((active && settled).then_some(()))
+    })
+    .await
+}
+
+/// True when the function exists and carries the stack tag; `None` when it does not exist.
+pub async fn owned(clients: &Clients, name: &str) -> anyhow::Result<Option<bool>> {
+    match clients.lambda.get_function().function_name(name).send().await {
+        Ok(out) => {
+            Ok(Some(is_owned(&clients.stack, out.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())))))
+        }
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(None),
+        Err(error) => Err(error).ctx(format!("cannot read function {name}")),
+    }
+}
+
+pub async fn delete(clients: &Clients, name: &str) -> anyhow::Result<()> {
+    clients.lambda.delete_function().function_name(name).send().await.ctx(format!("cannot delete function {name}"))?;
+    Ok(())
+}

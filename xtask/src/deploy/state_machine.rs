@@ -1,0 +1,217 @@
+//! The Standard state machine: the definition `render` writes, its role, and logging to the
+//! stack's log group (level ALL, without execution data).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::bail;
+use aws_sdk_sfn::types::{
+    CloudWatchLogsLogGroup, LogDestination, LogLevel, LoggingConfiguration, StateMachineType, Tag,
+};
+use generator::config::StackConfig;
+use serde_json::Value;
+
+use super::aws::{check_owned, desired_tags, is_owned, tags_differ, Clients, SdkResultExt};
+use super::Action;
+
+/// How long CreateStateMachine retries while a new role propagates.
+const ROLE_PROPAGATION: Duration = Duration::from_secs(60);
+
+/// The state machine as the stack wants it.
+#[derive(Debug, Clone)]
+pub struct DesiredStateMachine {
+    pub definition: String,
+    pub role_arn: String,
+}
+
+pub fn desired(config: &StackConfig) -> DesiredStateMachine {
+    let stack = generator::names::Stack::new(config);
+    DesiredStateMachine {
+        definition: generator::rollout::build(config).to_json(),
+        role_arn: stack.role_arn(&stack.states_role()),
+    }
+}
+
+fn logging(clients: &Clients) -> LoggingConfiguration {
+    LoggingConfiguration::builder()
+        .level(LogLevel::All)
+        .include_execution_data(false)
+        .destinations(
+            LogDestination::builder()
+                .cloud_watch_logs_log_group(
+                    CloudWatchLogsLogGroup::builder()
+                        .log_group_arn(clients.stack.state_machine_log_group_arn())
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+/// The machine's tags, or `None` when it does not exist.
+async fn current_tags(clients: &Clients) -> anyhow::Result<Option<BTreeMap<String, String>>> {
+    let arn = clients.stack.state_machine_arn();
+    match clients.sfn.describe_state_machine().state_machine_arn(&arn).send().await {
+        Ok(_) => {}
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_state_machine_does_not_exist()) => return Ok(None),
+        Err(error) => return Err(error).ctx(format!("cannot read state machine {arn}")),
+    }
+    let tags = clients
+        .sfn
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .ctx(format!("cannot read the tags of {arn}"))?;
+    Ok(Some(
+        tags.tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .collect(),
+    ))
+}
+
+pub async fn plan(clients: &Clients, desired: &DesiredStateMachine) -> anyhow::Result<Action> {
+    let name = clients.stack.state_machine();
+    let arn = clients.stack.state_machine_arn();
+    let Some(tags) = current_tags(clients).await? else {
+        return Ok(Action::Create);
+    };
+    check_owned(&clients.stack, "state machine", &name, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let machine = clients
+        .sfn
+        .describe_state_machine()
+        .state_machine_arn(&arn)
+        .send()
+        .await
+        .ctx(format!("cannot read state machine {arn}"))?;
+    if machine.r#type() != &StateMachineType::Standard {
+        bail!(
+            "state machine {name} is {}, not STANDARD: the type cannot change in place; destroy the stack first",
+            machine.r#type().as_str()
+        );
+    }
+    let mut fields = Vec::new();
+    let as_json = |text: &str| serde_json::from_str::<Value>(text).ok();
+    if as_json(machine.definition()) != as_json(&desired.definition) {
+        fields.push("definition".to_string());
+    }
+    if machine.role_arn() != desired.role_arn {
+        fields.push("role".to_string());
+    }
+    let want = logging(clients);
+    let have = machine.logging_configuration();
+    let same_logging = have.is_some_and(|have| {
+        have.level() == want.level()
+            && have.include_execution_data() == want.include_execution_data()
+            && have
+                .destinations()
+                .iter()
+                .filter_map(|d| d.cloud_watch_logs_log_group()?.log_group_arn())
+                .collect::<Vec<_>>()
+                == want
+                    .destinations()
+                    .iter()
+                    .filter_map(|d| d.cloud_watch_logs_log_group()?.log_group_arn())
+                    .collect::<Vec<_>>()
+    });
+    if !same_logging {
+        fields.push("logging".to_string());
+    }
+    if tags_differ(&clients.stack, &tags) {
+        fields.push("tags".to_string());
+    }
+    Ok(if fields.is_empty() { Action::Unchanged } else { Action::Update(fields) })
+}
+
+pub async fn apply(clients: &Clients, desired: &DesiredStateMachine, action: &Action) -> anyhow::Result<()> {
+    let name = clients.stack.state_machine();
+    let arn = clients.stack.state_machine_arn();
+    let tags: Vec<Tag> =
+        desired_tags(&clients.stack).into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    let fields = match action {
+        Action::Create => return create(clients, desired, tags).await,
+        Action::Update(fields) => fields,
+        Action::Unchanged => return Ok(()),
+    };
+    let has = |field: &str| fields.iter().any(|f| f == field);
+    if has("definition") || has("role") || has("logging") {
+        clients
+            .sfn
+            .update_state_machine()
+            .state_machine_arn(&arn)
+            .definition(&desired.definition)
+            .role_arn(&desired.role_arn)
+            .logging_configuration(logging(clients))
+            .send()
+            .await
+            .ctx(format!("cannot update state machine {name}"))?;
+    }
+    if has("tags") {
+        clients
+            .sfn
+            .tag_resource()
+            .resource_arn(&arn)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .ctx(format!("cannot tag state machine {name}"))?;
+    }
+    Ok(())
+}
+
+/// Creates the machine, retrying with backoff while Step Functions cannot yet assume a new role.
+async fn create(clients: &Clients, desired: &DesiredStateMachine, tags: Vec<Tag>) -> anyhow::Result<()> {
+    let name = clients.stack.state_machine();
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_secs(2);
+    loop {
+        let result = clients
+            .sfn
+            .create_state_machine()
+            .name(&name)
+            .r#type(StateMachineType::Standard)
+            .definition(&desired.definition)
+            .role_arn(&desired.role_arn)
+            .logging_configuration(logging(clients))
+            .set_tags(Some(tags.clone()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => return Ok(()),
+            // Step Functions answers AccessDenied until it may assume a role created seconds ago.
+            Err(error)
+                if error.as_service_error().and_then(|e| e.meta().code()) == Some("AccessDeniedException")
+                    && started.elapsed() + delay < ROLE_PROPAGATION =>
+            {
+                println!(
+                    "  state machine {name}: Step Functions cannot assume role {} yet (it takes a few seconds to \
+                     propagate): retrying in {} s",
+                    desired.role_arn,
+                    delay.as_secs()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(error) => return Err(error).ctx(format!("cannot create state machine {name}")),
+        }
+    }
+}
+
+pub async fn owned(clients: &Clients) -> anyhow::Result<Option<bool>> {
+    Ok(current_tags(clients)
+        .await?
+        .map(|tags| is_owned(&clients.stack, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))))
+}
+
+pub async fn delete(clients: &Clients) -> anyhow::Result<()> {
+    let arn = clients.stack.state_machine_arn();
+    clients
+        .sfn
+        .delete_state_machine()
+        .state_machine_arn(&arn)
+        .send()
+        .await
+        .ctx(format!("cannot delete state machine {arn}"))?;
+    Ok(())
+}

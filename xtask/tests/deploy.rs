@@ -1,0 +1,490 @@
+//! `cargo xtask deploy` and `destroy` against a moto server on loopback: the real binary,
+//! fake Lambda zips (moto stores code but never runs it here), checks through the SDK.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use asg_refresh_tests::{free_port, workspace_root, Moto};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use serde_json::Value;
+
+const ENV: &str = "local";
+const PREFIX: &str = "asg-refresh-local";
+
+/// A moto server, a config pointing nowhere by itself, and fake zips.
+struct Fixture {
+    moto: Moto,
+    dir: tempfile::TempDir,
+    sdk: SdkConfig,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        let moto = Moto::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let local = std::fs::read_to_string(workspace_root().join("envs/local.toml")).expect("envs/local.toml");
+        // The endpoint comes from --endpoint-url, as the brief of the command says it may.
+        let config: String =
+            local.lines().filter(|l| !l.starts_with("endpoint_url")).map(|l| format!("{l}\n")).collect();
+        std::fs::write(dir.path().join("local.toml"), config).unwrap();
+        for function in ["planner", "refresher"] {
+            write_zip(&dir.path().join("zips").join(function).join("bootstrap.zip"), function.as_bytes());
+        }
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(moto.endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_iam::config::Credentials::new("test", "test", None, None, "test"))
+            .load()
+            .await;
+        Self { moto, dir, sdk }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("local.toml")
+    }
+
+    fn zips(&self) -> PathBuf {
+        self.dir.path().join("zips")
+    }
+
+    /// Runs `cargo xtask <args>` against the emulator with stdin not a terminal.
+    fn xtask(&self, args: &[&str]) -> Output {
+        let endpoint = self.moto.endpoint();
+        run(args, &["--endpoint-url", &endpoint])
+    }
+
+    fn deploy(&self) -> String {
+        let config = self.config();
+        let zips = self.zips();
+        let output = self.xtask(&["deploy", "--config", config.to_str().unwrap(), "--zip-dir", zips.to_str().unwrap()]);
+        assert_success(&output);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn destroy(&self, yes: bool) -> Output {
+        let config = self.config();
+        let mut args = vec!["destroy", "--config", config.to_str().unwrap()];
+        if yes {
+            args.push("--yes");
+        }
+        self.xtask(&args)
+    }
+
+    fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.sdk)
+    }
+}
+
+fn run(args: &[&str], extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .args(extra)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_SESSION_TOKEN")
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xtask")
+}
+
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "xtask failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A stored (uncompressed) zip holding `bootstrap`: enough for Lambda's validation.
+fn write_zip(path: &Path, contents: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let name = b"bootstrap";
+    let crc = crc32(contents);
+    let mut zip = Vec::new();
+    let size = contents.len() as u32;
+    zip.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+    zip.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    zip.extend_from_slice(&crc.to_le_bytes());
+    zip.extend_from_slice(&size.to_le_bytes());
+    zip.extend_from_slice(&size.to_le_bytes());
+    zip.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    zip.extend_from_slice(name);
+    zip.extend_from_slice(contents);
+    let central = zip.len() as u32;
+    zip.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+    zip.extend_from_slice(&[20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    zip.extend_from_slice(&crc.to_le_bytes());
+    zip.extend_from_slice(&size.to_le_bytes());
+    zip.extend_from_slice(&size.to_le_bytes());
+    zip.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    zip.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+    zip.extend_from_slice(&(0o100755u32 << 16).to_le_bytes());
+    zip.extend_from_slice(&0u32.to_le_bytes());
+    zip.extend_from_slice(name);
+    let central_size = zip.len() as u32 - central;
+    zip.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    zip.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
+    zip.extend_from_slice(&central_size.to_le_bytes());
+    zip.extend_from_slice(&central.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    std::fs::write(path, zip).unwrap();
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// The figure of the `api calls: N total, mutating calls: M` line.
+fn mutating_calls(stdout: &str) -> u64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("mutating calls: "))
+        .unwrap_or_else(|| panic!("no call count in:\n{stdout}"));
+    line.rsplit("mutating calls: ").next().unwrap().trim().parse().expect("a number")
+}
+
+/// The operations the per-operation table marks as mutating.
+fn mutating_operations(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter(|l| l.trim_end().ends_with(" mutating"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+fn tags_ok<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
+    let tags: Vec<_> = tags.into_iter().collect();
+    tags.contains(&("asg-refresh:stack", ENV)) && tags.contains(&("asg-refresh:managed", "true"))
+}
+
+/// `cargo xtask render` of the same config, for byte comparisons.
+fn rendered(fixture: &Fixture) -> PathBuf {
+    let out = fixture.dir.path().join("render");
+    let config = fixture.config();
+    let output = run(&["render", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
+    assert_success(&output);
+    out
+}
+
+fn decode(document: &str) -> Value {
+    serde_json::from_str(document).unwrap_or_else(|_| {
+        let mut out = Vec::new();
+        let b = document.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                out.push(u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).unwrap());
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        serde_json::from_slice(&out).expect("a JSON policy document")
+    })
+}
+
+#[tokio::test]
+async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call() {
+    let fixture = Fixture::start().await;
+    let stdout = fixture.deploy();
+    assert!(mutating_calls(&stdout) > 0, "{stdout}");
+    let render = rendered(&fixture);
+
+    // IAM: trust and inline policies equal render's documents; both tags.
+    let iam = fixture.iam();
+    for role in [format!("{PREFIX}-lambda"), format!("{PREFIX}-states")] {
+        let got = iam.get_role().role_name(&role).send().await.expect("role exists");
+        let trust: Value =
+            serde_json::from_str(&std::fs::read_to_string(render.join(format!("iam/{role}.trust.json"))).unwrap())
+                .unwrap();
+        assert_eq!(decode(got.role().unwrap().assume_role_policy_document().unwrap()), trust, "{role} trust");
+        let policy = iam.get_role_policy().role_name(&role).policy_name(&role).send().await.expect("inline policy");
+        let want: Value =
+            serde_json::from_str(&std::fs::read_to_string(render.join(format!("iam/{role}.policy.json"))).unwrap())
+                .unwrap();
+        assert_eq!(decode(policy.policy_document()), want, "{role} policy");
+        let tags = iam.list_role_tags().role_name(&role).send().await.unwrap();
+        assert!(tags_ok(tags.tags().iter().map(|t| (t.key(), t.value()))), "{role} tags");
+    }
+
+    // DynamoDB: keys, on-demand, SSE, PITR, TTL, tags.
+    let db = aws_sdk_dynamodb::Client::new(&fixture.sdk);
+    let table = db.describe_table().table_name(PREFIX).send().await.expect("table exists");
+    let table = table.table().unwrap();
+    let keys: Vec<_> = table.key_schema().iter().map(|k| (k.attribute_name(), k.key_type().as_str())).collect();
+    assert_eq!(keys, [("rollout_id", "HASH"), ("asg", "RANGE")]);
+    assert_eq!(
+        table.billing_mode_summary().and_then(|b| b.billing_mode()).map(|b| b.as_str()),
+        Some("PAY_PER_REQUEST")
+    );
+    assert_eq!(table.sse_description().and_then(|s| s.status()).map(|s| s.as_str()), Some("ENABLED"));
+    let backups = db.describe_continuous_backups().table_name(PREFIX).send().await.unwrap();
+    let pitr = backups.continuous_backups_description().and_then(|d| d.point_in_time_recovery_description());
+    assert_eq!(pitr.and_then(|p| p.point_in_time_recovery_status()).map(|s| s.as_str()), Some("ENABLED"));
+    let ttl = db.describe_time_to_live().table_name(PREFIX).send().await.unwrap();
+    assert_eq!(ttl.time_to_live_description().and_then(|t| t.attribute_name()), Some("expires_at"));
+    let tags = db.list_tags_of_resource().resource_arn(table.table_arn().unwrap()).send().await.unwrap();
+    assert!(tags_ok(tags.tags().iter().map(|t| (t.key(), t.value()))), "table tags");
+
+    // Lambda: configuration, code hash, tags.
+    let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
+    for function in ["planner", "refresher"] {
+        let name = format!("{PREFIX}-{function}");
+        let got = lambda.get_function().function_name(&name).send().await.expect("function exists");
+        let c = got.configuration().unwrap();
+        assert_eq!(c.runtime().map(|r| r.as_str()), Some("provided.al2023"));
+        assert_eq!(c.handler(), Some("bootstrap"));
+        assert_eq!(c.architectures().iter().map(|a| a.as_str()).collect::<Vec<_>>(), ["x86_64"]);
+        assert_eq!(c.memory_size(), Some(128));
+        assert_eq!(c.timeout(), Some(30));
+        assert_eq!(c.role(), Some(format!("arn:aws:iam::123456789012:role/{PREFIX}-lambda").as_str()));
+        let vars = c.environment().and_then(|e| e.variables()).unwrap();
+        assert_eq!(vars.get("ASG_REFRESH_TABLE").map(String::as_str), Some(PREFIX));
+        assert!(tags_ok(got.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()))), "{name} tags");
+    }
+
+    // Logs and Step Functions: the rendered definition byte for byte, role, logging, tags.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&fixture.sdk);
+    let group = format!("/aws/vendedlogs/states/{PREFIX}");
+    let groups = logs.describe_log_groups().log_group_name_prefix(&group).send().await.unwrap();
+    let found = groups.log_groups().iter().find(|g| g.log_group_name() == Some(group.as_str())).expect("log group");
+    let group_arn =
+        found.log_group_arn().map(str::to_string).unwrap_or_else(|| found.arn().unwrap().trim_end_matches(":*").into());
+    let tags = logs.list_tags_for_resource().resource_arn(group_arn).send().await.unwrap();
+    assert!(tags_ok(tags.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()))), "log group tags");
+    let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
+    let arn = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}");
+    let machine = sfn.describe_state_machine().state_machine_arn(&arn).send().await.expect("state machine");
+    assert_eq!(machine.definition(), std::fs::read_to_string(render.join("state-machine.asl.json")).unwrap());
+    assert_eq!(machine.r#type().as_str(), "STANDARD");
+    assert_eq!(machine.role_arn(), format!("arn:aws:iam::123456789012:role/{PREFIX}-states"));
+    let logging = machine.logging_configuration().expect("logging configuration");
+    assert_eq!(logging.level().map(|l| l.as_str()), Some("ALL"));
+    assert!(!logging.include_execution_data());
+    let destination = logging.destinations()[0].cloud_watch_logs_log_group().and_then(|g| g.log_group_arn());
+    assert_eq!(destination, Some(format!("arn:aws:logs:us-east-1:123456789012:log-group:{group}:*").as_str()));
+    let tags = sfn.list_tags_for_resource().resource_arn(&arn).send().await.unwrap();
+    assert!(tags_ok(tags.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))));
+
+    // A second deploy: counted, not assumed.
+    let again = fixture.deploy();
+    assert_eq!(mutating_calls(&again), 0, "{again}");
+    assert!(again.contains("no changes"), "{again}");
+    assert_eq!(again.lines().filter(|l| l.trim_start().starts_with("unchanged")).count(), 7, "{again}");
+}
+
+#[tokio::test]
+async fn dry_run_prints_the_plan_and_changes_nothing() {
+    let fixture = Fixture::start().await;
+    let config = fixture.config();
+    let zips = fixture.zips();
+    let output = fixture.xtask(&[
+        "deploy",
+        "--config",
+        config.to_str().unwrap(),
+        "--zip-dir",
+        zips.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_success(&output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().filter(|l| l.trim_start().starts_with("create ")).count(), 7, "{stdout}");
+    assert_eq!(mutating_calls(&stdout), 0, "{stdout}");
+    assert!(fixture.iam().get_role().role_name(format!("{PREFIX}-lambda")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn a_config_change_updates_only_the_function_configuration() {
+    let fixture = Fixture::start().await;
+    fixture.deploy();
+    let config = std::fs::read_to_string(fixture.config()).unwrap().replace("memory_mb = 128", "memory_mb = 256");
+    std::fs::write(fixture.config(), config).unwrap();
+    let stdout = fixture.deploy();
+    assert_eq!(mutating_operations(&stdout), ["Lambda.UpdateFunctionConfiguration 2 mutating"], "{stdout}");
+    assert_eq!(mutating_calls(&stdout), 2, "{stdout}");
+    assert!(stdout.contains("(memory)"), "{stdout}");
+    let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
+    let got = lambda.get_function_configuration().function_name(format!("{PREFIX}-planner")).send().await.unwrap();
+    assert_eq!(got.memory_size(), Some(256));
+}
+
+#[tokio::test]
+async fn a_new_zip_updates_only_that_functions_code() {
+    let fixture = Fixture::start().await;
+    fixture.deploy();
+    write_zip(&fixture.zips().join("refresher/bootstrap.zip"), b"refresher v2");
+    let stdout = fixture.deploy();
+    assert_eq!(mutating_operations(&stdout), ["Lambda.UpdateFunctionCode 1 mutating"], "{stdout}");
+}
+
+#[tokio::test]
+async fn a_partly_deployed_stack_converges() {
+    // What a deploy killed midway leaves: a role without its inline policy, a missing
+    // function and no state machine. The next deploy completes it, and the one after is a no-op.
+    let fixture = Fixture::start().await;
+    fixture.deploy();
+    let role = format!("{PREFIX}-states");
+    fixture.iam().delete_role_policy().role_name(&role).policy_name(&role).send().await.unwrap();
+    let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
+    lambda.delete_function().function_name(format!("{PREFIX}-refresher")).send().await.unwrap();
+    let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
+    let arn = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}");
+    sfn.delete_state_machine().state_machine_arn(&arn).send().await.unwrap();
+    let stdout = fixture.deploy();
+    assert_eq!(
+        mutating_operations(&stdout),
+        ["IAM.PutRolePolicy 1 mutating", "Lambda.CreateFunction 1 mutating", "SFN.CreateStateMachine 1 mutating"],
+        "{stdout}"
+    );
+    assert_eq!(mutating_calls(&fixture.deploy()), 0);
+}
+
+#[tokio::test]
+async fn destroy_without_yes_and_no_terminal_deletes_nothing() {
+    let fixture = Fixture::start().await;
+    fixture.deploy();
+    let output = fixture.destroy(false);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("without --yes"), "{stderr}");
+    assert!(fixture.iam().get_role().role_name(format!("{PREFIX}-lambda")).send().await.is_ok());
+    assert_eq!(mutating_calls(&fixture.deploy()), 0, "destroy changed something");
+}
+
+#[tokio::test]
+async fn destroy_removes_the_stack_and_nothing_else() {
+    let fixture = Fixture::start().await;
+    fixture.deploy();
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let foreign = format!("{PREFIX}-lambda-other");
+    fixture.iam().create_role().role_name(&foreign).assume_role_policy_document(trust).send().await.unwrap();
+    let output = fixture.destroy(true);
+    assert_success(&output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("7 resources deleted"), "{stdout}");
+    assert!(fixture.iam().get_role().role_name(&foreign).send().await.is_ok(), "the foreign role was deleted");
+    // Nothing of the stack is left: a deploy would create all seven resources again.
+    let config = fixture.config();
+    let zips = fixture.zips();
+    let plan = fixture.xtask(&[
+        "deploy",
+        "--config",
+        config.to_str().unwrap(),
+        "--zip-dir",
+        zips.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.lines().filter(|l| l.trim_start().starts_with("create ")).count(), 7, "{plan}");
+    let again = fixture.destroy(true);
+    assert_success(&again);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to delete"));
+}
+
+#[tokio::test]
+async fn an_untagged_resource_with_the_stacks_name_stops_deploy_before_any_change() {
+    let fixture = Fixture::start().await;
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let iam = fixture.iam();
+    iam.create_role().role_name(format!("{PREFIX}-states")).assume_role_policy_document(trust).send().await.unwrap();
+    let config = fixture.config();
+    let zips = fixture.zips();
+    let output = fixture.xtask(&["deploy", "--config", config.to_str().unwrap(), "--zip-dir", zips.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "IAM role {PREFIX}-states exists and is not tagged asg-refresh:stack=local: refusing to take it over"
+        )),
+        "{stderr}"
+    );
+    assert!(iam.get_role().role_name(format!("{PREFIX}-lambda")).send().await.is_err(), "deploy changed something");
+    let db = aws_sdk_dynamodb::Client::new(&fixture.sdk);
+    assert!(db.describe_table().table_name(PREFIX).send().await.is_err(), "deploy created the table");
+    // Destroy leaves the foreign role alone too.
+    let output = fixture.destroy(true);
+    assert_success(&output);
+    assert!(iam.get_role().role_name(format!("{PREFIX}-states")).send().await.is_ok());
+}
+
+#[test]
+fn an_unknown_env_fails_clearly() {
+    let started = Instant::now();
+    let output = run(&["deploy", "--env", "no-such-env", "--zip-dir", "/nonexistent"], &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown env `no-such-env`: known envs are"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn an_unreachable_endpoint_fails_clearly_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    for function in ["planner", "refresher"] {
+        write_zip(&dir.path().join(function).join("bootstrap.zip"), b"x");
+    }
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let config = workspace_root().join("envs/local.toml");
+    let output = run(
+        &["deploy", "--config", config.to_str().unwrap(), "--zip-dir", dir.path().to_str().unwrap()],
+        &["--endpoint-url", &endpoint],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot reach the AWS endpoint"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn missing_credentials_fail_clearly_before_any_call() {
+    let dir = tempfile::tempdir().unwrap();
+    for function in ["planner", "refresher"] {
+        write_zip(&dir.path().join(function).join("bootstrap.zip"), b"x");
+    }
+    let config = workspace_root().join("envs/local.toml");
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["deploy", "--config", config.to_str().unwrap(), "--zip-dir", dir.path().to_str().unwrap()])
+        .args(["--endpoint-url", &format!("http://127.0.0.1:{}", free_port())])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("AWS_CONFIG_FILE", dir.path().join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no AWS credentials") && stderr.contains("AWS_ACCESS_KEY_ID"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn an_invalid_env_file_fails_before_any_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = std::fs::read_to_string(workspace_root().join("envs/local.toml")).unwrap();
+    let config = dir.path().join("local.toml");
+    std::fs::write(&config, local.replace("region = \"us-east-1\"\n", "")).unwrap();
+    let output = run(&["deploy", "--config", config.to_str().unwrap(), "--zip-dir", "/nonexistent"], &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`region`") && stderr.contains("missing field"), "{stderr}");
+}
