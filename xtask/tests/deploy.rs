@@ -355,6 +355,44 @@ async fn a_partly_deployed_stack_converges() {
 }
 
 #[tokio::test]
+async fn deploys_killed_at_many_points_then_rerun_converge() {
+    // Kill the real process at growing delays, each time from what the last kill left
+    // behind, so the kills land before, between and after the resources' writes.
+    let fixture = Fixture::start().await;
+    let config = fixture.config();
+    let zips = fixture.zips();
+    let endpoint = fixture.moto.endpoint();
+    let mut finished_before_kill = 0;
+    for delay_ms in [30u64, 80, 130, 180, 240, 320, 420, 560] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["deploy", "--config", config.to_str().unwrap(), "--zip-dir", zips.to_str().unwrap()])
+            .args(["--endpoint-url", &endpoint])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn xtask");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().expect("poll xtask").is_some() {
+            finished_before_kill += 1;
+        }
+        let _ = child.kill();
+        child.wait().expect("reap xtask");
+    }
+    // Whatever the kills left, one deploy completes the stack and the next changes nothing.
+    let stdout = fixture.deploy();
+    assert!(stdout.contains("deployed stack `local`"), "{stdout}");
+    let again = fixture.deploy();
+    assert_eq!(mutating_calls(&again), 0, "{again}");
+    assert!(finished_before_kill < 8, "every deploy finished before its kill: the test interrupted nothing");
+}
+
+#[tokio::test]
 async fn destroy_without_yes_and_no_terminal_deletes_nothing() {
     let fixture = Fixture::start().await;
     fixture.deploy();
