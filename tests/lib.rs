@@ -1,5 +1,9 @@
 //! Helpers shared by the integration tests: a `moto[server]` emulator on a free
 //! loopback port, started per test binary and stopped when dropped.
+//!
+//! [`Moto::start`] runs plain moto; [`Moto::start_extended`] runs the project's emulator
+//! (`tests/emulator/server.py`): moto plus instance refreshes with a time model, Lambda
+//! invocations that run the uploaded `bootstrap`, and Step Functions executions.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -25,11 +29,28 @@ pub fn moto_server_path() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join(".venv/bin/moto_server"))
 }
 
+/// The Python interpreter of `.venv` (the one that has the pinned moto).
+pub fn venv_python_path() -> PathBuf {
+    std::env::var_os("ASG_REFRESH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
+}
+
+/// The extended emulator's launcher.
+pub fn emulator_server_path() -> PathBuf {
+    workspace_root().join("tests/emulator/server.py")
+}
+
+/// The extended emulator: [`Moto::start_extended`].
+pub type Emulator = Moto;
+
 /// A running moto server on 127.0.0.1.
 pub struct Moto {
     child: Child,
     pub port: u16,
     log: PathBuf,
+    /// The extended emulator's scratch directory (unpacked Lambda code, Lambda logs).
+    work_dir: Option<PathBuf>,
 }
 
 impl Moto {
@@ -42,19 +63,78 @@ impl Moto {
             server.display()
         );
         let port = free_port();
+        let mut command = Command::new(&server);
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        Self::spawn(command, port, &server)
+    }
+
+    /// Starts the project's extended emulator (`tests/emulator/server.py` under the
+    /// `.venv` Python) on a free loopback port and waits (bounded) until it answers.
+    pub fn start_extended() -> Self {
+        let python = venv_python_path();
+        assert!(
+            python.exists(),
+            "{} is missing: run `cargo xtask test`, which installs the pinned emulator into .venv",
+            python.display()
+        );
+        let script = emulator_server_path();
+        let port = free_port();
+        let work_dir = std::env::temp_dir().join(format!("asg-refresh-emulator-{port}"));
+        let mut command = Command::new(&python);
+        command
+            .arg(&script)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .env("ASG_REFRESH_EMULATOR_WORK_DIR", &work_dir);
+        let mut moto = Self::spawn(command, port, &script);
+        moto.work_dir = Some(work_dir);
+        moto
+    }
+
+    /// The extended emulator's Lambda output (every bootstrap's stdout and stderr), for
+    /// failure messages.
+    pub fn lambda_logs(&self) -> String {
+        let Some(dir) = &self.work_dir else { return String::new() };
+        let mut out = String::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                out.push_str(&format!("== {}\n{}\n", path.display(), std::fs::read_to_string(&path).unwrap_or_default()));
+            }
+        }
+        out
+    }
+
+    fn spawn(mut command: Command, port: u16, what: &Path) -> Self {
+        use std::os::unix::process::CommandExt;
         let log = std::env::temp_dir().join(format!("asg-refresh-moto-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("moto log file");
-        let child = Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let child = command
             .env("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+            .env("PYTHONUNBUFFERED", "1")
+            // Its own process group, so that dropping it also stops the Lambda
+            // processes the extended emulator starts.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log handle"))
             .stderr(log_file)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
-        let mut moto = Self { child, port, log };
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", what.display()));
+        let mut moto = Self { child, port, log, work_dir: None };
         moto.wait_ready();
         moto
+    }
+
+    /// The extended emulator's log of instance refresh starts and ends:
+    /// `{"now": t, "events": [{"event": "start"|"end"|"cancel"|"rollback", "asg", "refresh_id", "t", ...}]}`,
+    /// `t` in the server's monotonic seconds.
+    pub fn refresh_log(&self) -> serde_json::Value {
+        let body = self.request("GET", "/emulator/refresh-log", "").expect("GET /emulator/refresh-log");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("refresh log is not JSON ({e}): {body}"))
+    }
+
+    /// Empties the refresh log.
+    pub fn clear_refresh_log(&self) {
+        self.request("DELETE", "/emulator/refresh-log", "").expect("DELETE /emulator/refresh-log");
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -107,9 +187,18 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        // The whole process group: the server and any Lambda bootstrap it started.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
+        if let Some(dir) = &self.work_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

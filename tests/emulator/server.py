@@ -1,0 +1,581 @@
+"""The project's local AWS emulator: moto 5.2.5 (pinned) plus what moto lacks.
+
+usage: server.py --port PORT [--host 127.0.0.1]
+
+Patches moto in-process, then runs `moto.server.main`:
+
+* EC2 Auto Scaling instance refreshes (`StartInstanceRefresh`, `DescribeInstanceRefreshes`,
+  `CancelInstanceRefresh`, `RollbackInstanceRefresh`) with a time model:
+  Pending -> InProgress (PercentageComplete grows) -> Successful | Failed, and
+  Cancelling -> Cancelled, RollbackInProgress -> RollbackSuccessful | RollbackFailed.
+  One active refresh per group (`InstanceRefreshInProgress` otherwise). Per-group
+  behaviour comes from the group's tags (defaults in brackets):
+      emulator:refresh-seconds    how long a refresh runs [10]
+      emulator:refresh-outcome    Successful | Failed [Successful]
+      emulator:cancel-seconds     Cancelling -> Cancelled [1]
+      emulator:rollback-seconds   RollbackInProgress -> Rollback* [2]
+      emulator:rollback-outcome   RollbackSuccessful | RollbackFailed [RollbackSuccessful]
+  A successful refresh puts its DesiredConfiguration's launch template (and version)
+  on the group. Every start and end is logged with `time.monotonic()` timestamps:
+      GET    /emulator/refresh-log   -> {"now": t, "events": [...]}
+      DELETE /emulator/refresh-log   clears it
+  `/moto-api/reset` also clears every refresh and the log.
+
+* Lambda invocations run the uploaded zip's `bootstrap` under the local Runtime API
+  (runtime_api.py), kept warm per function and code hash (a small pool per function so
+  concurrent invocations run side by side), with the function's environment plus
+  `AWS_ENDPOINT_URL` back to this server, its region and dummy credentials.
+
+* Step Functions executions are on (`execute_state_machine`), as `/moto-api/config` would set.
+
+Every wait is bounded.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import moto.server  # noqa: E402
+from moto.autoscaling.models import autoscaling_backends  # noqa: E402
+from moto.autoscaling.responses import AutoScalingResponse  # noqa: E402
+from moto.awslambda.models import LambdaFunction  # noqa: E402
+from moto.core import config as moto_config  # noqa: E402
+from moto.core.exceptions import ServiceException  # noqa: E402
+from moto.core.responses import ActionResult  # noqa: E402
+from moto.moto_api._internal.models import MotoAPIBackend  # noqa: E402
+
+from runtime_api import LambdaProcess  # noqa: E402
+
+ENDPOINT = None  # set in main()
+
+# ---------------------------------------------------------------------------------------
+# Instance refresh
+# ---------------------------------------------------------------------------------------
+
+ACTIVE = ("Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking")
+DEFAULTS = {
+    "refresh-seconds": 10.0,
+    "refresh-outcome": "Successful",
+    "cancel-seconds": 1.0,
+    "rollback-seconds": 2.0,
+    "rollback-outcome": "RollbackSuccessful",
+}
+
+
+class InstanceRefreshInProgress(ServiceException):
+    code = "InstanceRefreshInProgress"
+
+
+class ActiveInstanceRefreshNotFound(ServiceException):
+    code = "ActiveInstanceRefreshNotFound"
+
+
+class ValidationError(ServiceException):
+    code = "ValidationError"
+
+
+_lock = threading.RLock()
+_refreshes = {}  # (account, region, asg) -> [Refresh], newest last
+_log = []
+
+
+def _now_utc():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _log_event(event, refresh, t, **extra):
+    entry = {
+        "event": event,
+        "asg": refresh.asg,
+        "refresh_id": refresh.id,
+        "t": t,
+        "wall": time.time() - (time.monotonic() - t),
+        "account": refresh.account,
+        "region": refresh.region,
+    }
+    entry.update(extra)
+    _log.append(entry)
+
+
+class Refresh:
+    def __init__(self, account, region, asg, desired, preferences, strategy, settings):
+        self.id = str(uuid.uuid4())
+        self.account, self.region, self.asg = account, region, asg
+        self.desired = desired or {}
+        self.preferences = preferences or {}
+        self.strategy = strategy or "Rolling"
+        self.settings = settings
+        self.started = time.monotonic()
+        self.start_time = _now_utc()
+        self.duration = max(0.0, float(settings["refresh-seconds"]))
+        self.pending = min(1.0, self.duration / 5)
+        self.outcome = settings["refresh-outcome"]
+        self.status = "Pending"
+        self.reason = "Waiting for the refresh to start."
+        self.percentage = 0
+        self.end_time = None
+        self.ended = None
+        # Set when cancel/rollback is requested: (kind, requested_at, seconds, from_percentage)
+        self.transition = None
+        self.rollback_details = None
+
+    def _end(self, status, reason, t):
+        self.status = status
+        self.reason = reason
+        self.ended = t
+        self.end_time = _now_utc() - datetime.timedelta(seconds=max(0.0, time.monotonic() - t))
+        _log_event("end", self, t, status=status, percentage=self.percentage)
+        if status == "Successful":
+            _apply_desired(self)
+
+    def advance(self, now):
+        """Moves the refresh along the time model up to `now` (call with the lock held)."""
+        if self.status not in ACTIVE:
+            return
+        if self.transition is not None:
+            kind, requested, seconds, from_pct = self.transition
+            done_at = requested + seconds
+            if kind == "rollback":
+                fraction = 1.0 if seconds <= 0 else min(1.0, (now - requested) / seconds)
+                self.percentage = int(round(from_pct * (1 - fraction)))
+                if now >= done_at:
+                    outcome = self.settings["rollback-outcome"]
+                    self._end(outcome, "Rollback completed." if outcome == "RollbackSuccessful" else "Rollback failed (emulator:refresh-outcome tag).", done_at)
+            elif now >= done_at:
+                self._end("Cancelled", "Cancelled by the user.", done_at)
+            return
+        elapsed = now - self.started
+        end_at = self.started + self.duration
+        if now >= end_at:
+            if self.outcome == "Failed":
+                self.percentage = min(self.percentage, 50) if self.percentage else 50
+                self._end("Failed", "Instance refresh failed (emulator:refresh-outcome=Failed).", end_at)
+            else:
+                self.percentage = 100
+                self._end("Successful", None, end_at)
+            return
+        if elapsed >= self.pending:
+            self.status = "InProgress"
+            self.reason = "Replacing instances."
+            span = max(self.duration - self.pending, 1e-6)
+            pct = int(100 * (elapsed - self.pending) / span)
+            if self.outcome == "Failed":
+                pct = min(pct, 50)
+            self.percentage = max(0, min(99, pct))
+
+    def describe(self):
+        out = {
+            "InstanceRefreshId": self.id,
+            "AutoScalingGroupName": self.asg,
+            "Status": self.status,
+            "StartTime": self.start_time,
+            "PercentageComplete": self.percentage,
+            "InstancesToUpdate": 0 if self.status == "Successful" else 1,
+            "Strategy": self.strategy,
+        }
+        if self.reason:
+            out["StatusReason"] = self.reason
+        if self.end_time is not None:
+            out["EndTime"] = self.end_time
+        if self.preferences:
+            out["Preferences"] = self.preferences
+        if self.desired:
+            out["DesiredConfiguration"] = self.desired
+        if self.rollback_details:
+            out["RollbackDetails"] = self.rollback_details
+        return out
+
+
+def _apply_desired(refresh):
+    """A successful refresh leaves the group on the desired launch template version."""
+    lt = (refresh.desired or {}).get("LaunchTemplate")
+    if not lt:
+        return
+    try:
+        group = autoscaling_backends[refresh.account][refresh.region].autoscaling_groups.get(refresh.asg)
+        if group is None:
+            return
+        spec = {"Version": lt.get("Version")} if lt.get("Version") else {}
+        if lt.get("LaunchTemplateId"):
+            spec["LaunchTemplateId"] = lt["LaunchTemplateId"]
+        else:
+            spec["LaunchTemplateName"] = lt.get("LaunchTemplateName")
+        group._set_launch_configuration(None, spec, None)
+    except Exception as e:  # never take the server down over this
+        print(f"emulator: cannot apply the desired configuration to {refresh.asg}: {e!r}", file=sys.stderr)
+
+
+def _settings(group):
+    settings = dict(DEFAULTS)
+    for tag in group.tags or []:
+        key = tag.get("Key", "")
+        if key.startswith("emulator:") and key[len("emulator:"):] in DEFAULTS:
+            name = key[len("emulator:"):]
+            value = tag.get("Value", "")
+            settings[name] = float(value) if name.endswith("-seconds") else value
+    return settings
+
+
+def _advance_all():
+    now = time.monotonic()
+    with _lock:
+        for refreshes in _refreshes.values():
+            for refresh in refreshes:
+                refresh.advance(now)
+
+
+def _ticker():
+    while True:
+        time.sleep(0.1)
+        try:
+            _advance_all()
+        except Exception as e:
+            print(f"emulator: ticker: {e!r}", file=sys.stderr)
+
+
+def _group(response, name):
+    group = response.autoscaling_backend.autoscaling_groups.get(name)
+    if group is None:
+        raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {name} not found")
+    return group
+
+
+def _key(response, name):
+    return (response.current_account, response.region, name)
+
+
+def _active(refreshes, statuses=ACTIVE):
+    return next((r for r in reversed(refreshes) if r.status in statuses), None)
+
+
+def start_instance_refresh(self):
+    params = self._get_params()
+    name = params.get("AutoScalingGroupName")
+    group = _group(self, name)
+    _advance_all()
+    with _lock:
+        refreshes = _refreshes.setdefault(_key(self, name), [])
+        active = _active(refreshes)
+        if active is not None:
+            raise InstanceRefreshInProgress(
+                f"An Instance Refresh is already in progress and blocks the execution of this Instance Refresh ({active.id}, {active.status})."
+            )
+        refresh = Refresh(
+            self.current_account,
+            self.region,
+            name,
+            params.get("DesiredConfiguration"),
+            params.get("Preferences"),
+            params.get("Strategy"),
+            _settings(group),
+        )
+        refreshes.append(refresh)
+        _log_event(
+            "start",
+            refresh,
+            refresh.started,
+            desired=refresh.desired,
+            duration=refresh.duration,
+            outcome=refresh.outcome,
+        )
+    return ActionResult({"InstanceRefreshId": refresh.id})
+
+
+def describe_instance_refreshes(self):
+    params = self._get_params()
+    name = params.get("AutoScalingGroupName")
+    ids = params.get("InstanceRefreshIds") or []
+    _group(self, name)
+    _advance_all()
+    with _lock:
+        refreshes = list(reversed(_refreshes.get(_key(self, name), [])))
+        if ids:
+            refreshes = [r for r in refreshes if r.id in ids]
+        described = [r.describe() for r in refreshes]
+    max_records = int(params.get("MaxRecords") or 50)
+    start = int(params.get("NextToken") or 0)
+    page = described[start : start + max_records]
+    result = {"InstanceRefreshes": page}
+    if start + max_records < len(described):
+        result["NextToken"] = str(start + max_records)
+    return ActionResult(result)
+
+
+def cancel_instance_refresh(self):
+    name = self._get_param("AutoScalingGroupName")
+    group = _group(self, name)
+    _advance_all()
+    with _lock:
+        refresh = _active(_refreshes.get(_key(self, name), []), ("Pending", "InProgress", "Baking"))
+        if refresh is None:
+            raise ActiveInstanceRefreshNotFound("No in progress or pending Instance Refresh found for this Auto Scaling group.")
+        now = time.monotonic()
+        refresh.status = "Cancelling"
+        refresh.reason = "Cancellation requested."
+        refresh.transition = ("cancel", now, float(_settings(group)["cancel-seconds"]), refresh.percentage)
+        _log_event("cancel", refresh, now)
+    return ActionResult({"InstanceRefreshId": refresh.id})
+
+
+def rollback_instance_refresh(self):
+    name = self._get_param("AutoScalingGroupName")
+    group = _group(self, name)
+    _advance_all()
+    with _lock:
+        refresh = _active(_refreshes.get(_key(self, name), []), ("Pending", "InProgress", "Baking"))
+        if refresh is None:
+            raise ActiveInstanceRefreshNotFound("No in progress or pending Instance Refresh found for this Auto Scaling group.")
+        now = time.monotonic()
+        refresh.rollback_details = {
+            "RollbackReason": "Rollback requested by the user.",
+            "RollbackStartTime": _now_utc(),
+            "PercentageCompleteOnRollback": refresh.percentage,
+            "InstancesToUpdateOnRollback": 1,
+        }
+        refresh.status = "RollbackInProgress"
+        refresh.reason = "Rolling back."
+        refresh.settings = _settings(group)
+        refresh.transition = ("rollback", now, float(refresh.settings["rollback-seconds"]), refresh.percentage)
+        _log_event("rollback", refresh, now)
+    return ActionResult({"InstanceRefreshId": refresh.id})
+
+
+def _patch_autoscaling():
+    # `call_action` dispatches to any function on the class named after the action.
+    AutoScalingResponse.start_instance_refresh = start_instance_refresh
+    AutoScalingResponse.describe_instance_refreshes = describe_instance_refreshes
+    AutoScalingResponse.cancel_instance_refresh = cancel_instance_refresh
+    AutoScalingResponse.rollback_instance_refresh = rollback_instance_refresh
+
+    original_reset = MotoAPIBackend.reset
+
+    def reset(self):
+        original_reset(self)
+        with _lock:
+            _refreshes.clear()
+            _log.clear()
+        _stop_all_lambdas()
+
+    MotoAPIBackend.reset = reset
+    threading.Thread(target=_ticker, name="instance-refresh-ticker", daemon=True).start()
+
+
+# ---------------------------------------------------------------------------------------
+# Lambda
+# ---------------------------------------------------------------------------------------
+
+MAX_WARM_PER_FUNCTION = 8
+LOG_TAIL = 4096
+
+_lambda_lock = threading.Lock()
+_code_dirs = {}  # (function_arn, code_sha) -> directory with the unpacked zip
+_pools = {}  # function_arn -> {"code": sha, "env": env, "idle": [LambdaProcess], "all": set()}
+# Unpacked code and Lambda logs. The test harness passes a directory it removes itself
+# (it stops the server with SIGKILL, so no cleanup of ours would run).
+_work_dir = os.environ.get("ASG_REFRESH_EMULATOR_WORK_DIR") or tempfile.mkdtemp(prefix="asg-refresh-emulator-")
+os.makedirs(_work_dir, exist_ok=True)
+
+
+def _unpack(function):
+    key = (function.function_arn, function.code_sha_256)
+    directory = _code_dirs.get(key)
+    if directory is not None:
+        return directory
+    directory = tempfile.mkdtemp(prefix="code-", dir=_work_dir)
+    path = os.path.join(directory, "code.zip")
+    with open(path, "wb") as f:
+        f.write(function.code_bytes)
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            target = archive.extract(info, directory)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                os.chmod(target, mode)
+    os.remove(path)
+    bootstrap = os.path.join(directory, "bootstrap")
+    if os.path.exists(bootstrap):
+        os.chmod(bootstrap, 0o755)
+    _code_dirs[key] = directory
+    return directory
+
+
+def _environment(function):
+    env = {
+        "AWS_REGION": function.region,
+        "AWS_DEFAULT_REGION": function.region,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_SESSION_TOKEN": "test",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(function.timeout),
+        "_HANDLER": str(function.handler or ""),
+        "LAMBDA_TASK_ROOT": "",
+    }
+    env.update({k: str(v) for k, v in (function.environment_vars or {}).items()})
+    env["AWS_ENDPOINT_URL"] = ENDPOINT
+    return env
+
+
+def _acquire(function):
+    """A warm process for the function's current code and environment, or a new one."""
+    with _lambda_lock:
+        directory = _unpack(function)
+        env = _environment(function)
+        pool = _pools.get(function.function_arn)
+        if pool is None or pool["code"] != function.code_sha_256 or pool["env"] != env:
+            if pool is not None:
+                for process in pool["idle"]:
+                    process.stop()
+            pool = {"code": function.code_sha_256, "env": env, "idle": [], "busy": 0, "dir": directory}
+            _pools[function.function_arn] = pool
+        while pool["idle"]:
+            process = pool["idle"].pop()
+            if process.process.poll() is None:
+                pool["busy"] += 1
+                return pool, process
+            process.stop()
+        env["LAMBDA_TASK_ROOT"] = directory
+        log = open(os.path.join(_work_dir, f"{function.function_name}-{uuid.uuid4().hex[:8]}.log"), "a+b")
+        process = LambdaProcess(
+            os.path.join(directory, "bootstrap"),
+            env,
+            function.function_name,
+            timeout_seconds=int(function.timeout or 3),
+            log=log,
+        )
+        process.log_file = log
+        pool["busy"] += 1
+        return pool, process
+
+
+def _release(pool, process, healthy):
+    with _lambda_lock:
+        pool["busy"] -= 1
+        current = next((p for p in _pools.values() if p is pool), None)
+        if healthy and current is not None and len(pool["idle"]) < MAX_WARM_PER_FUNCTION:
+            pool["idle"].append(process)
+            return
+    _stop(process)
+
+
+def _stop(process):
+    try:
+        process.stop()
+    finally:
+        try:
+            process.log_file.close()
+        except Exception:
+            pass
+
+
+def _stop_all_lambdas():
+    with _lambda_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        for process in pool["idle"]:
+            _stop(process)
+
+
+def _invoke_lambda(self, event=None):
+    """Replaces moto's Docker runner: returns (payload str, errored, logs)."""
+    if event is None:
+        event = {}
+    if isinstance(event, (str, bytes)):
+        try:
+            event = json.loads(event)
+        except ValueError:
+            pass
+    try:
+        self.logs_backend.ensure_log_group(self.logs_group_name)
+    except Exception:
+        pass
+    if not self.code_bytes:
+        return json.dumps({"errorType": "Runtime.InvalidEntrypoint", "errorMessage": "the function has no zip code"}), True, ""
+    try:
+        pool, process = _acquire(self)
+    except Exception as e:
+        return json.dumps({"errorType": "Runtime.InvalidEntrypoint", "errorMessage": f"cannot start bootstrap: {e}"}), True, ""
+    log_start = process.log_file.seek(0, os.SEEK_END)
+    timeout = int(self.timeout or 3)
+    healthy = False
+    try:
+        payload, errored = process.invoke(event, timeout=timeout + 2)
+        healthy = process.process.poll() is None and not (
+            errored and b"Sandbox.Timedout" in payload or process.init_error is not None
+        )
+    finally:
+        try:
+            process.log_file.flush()
+            process.log_file.seek(log_start)
+            logs = process.log_file.read().decode("utf-8", "replace")[-LOG_TAIL:]
+            process.log_file.seek(0, os.SEEK_END)
+        except Exception:
+            logs = ""
+        _release(pool, process, healthy)
+    try:
+        self.save_logs(logs)
+    except Exception:
+        pass
+    return payload.decode("utf-8", "replace"), errored, logs
+
+
+def _patch_lambda():
+    LambdaFunction._invoke_lambda = _invoke_lambda
+
+
+# ---------------------------------------------------------------------------------------
+# HTTP routes of the emulator itself, and startup
+# ---------------------------------------------------------------------------------------
+
+def _patch_routes():
+    base = moto.server.DomainDispatcherApplication
+
+    class EmulatorApplication(base):
+        def __call__(self, environ, start_response):
+            if environ.get("PATH_INFO", "") == "/emulator/refresh-log":
+                method = environ.get("REQUEST_METHOD")
+                _advance_all()
+                with _lock:
+                    if method == "DELETE":
+                        _log.clear()
+                    body = json.dumps({"now": time.monotonic(), "events": list(_log)}, default=str).encode()
+                start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+                return [body]
+            return super().__call__(environ, start_response)
+
+    moto.server.DomainDispatcherApplication = EmulatorApplication
+
+
+def main():
+    global ENDPOINT
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    ENDPOINT = f"http://{args.host}:{args.port}"
+    os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+    _patch_autoscaling()
+    _patch_lambda()
+    _patch_routes()
+    # What POST /moto-api/config {"stepfunctions": {"execute_state_machine": true}} does.
+    moto_config.default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    try:
+        moto.server.main(["-H", args.host, "-p", str(args.port)])
+    finally:
+        _stop_all_lambdas()
+        shutil.rmtree(_work_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

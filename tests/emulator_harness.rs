@@ -1,0 +1,424 @@
+//! The extended emulator (`tests/emulator/server.py`) through the AWS SDK: instance
+//! refreshes with their time model and failure injection, Lambda invocations that run
+//! the refresher's real `bootstrap`, and a Step Functions execution that invokes it.
+//! Every loop has a deadline.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use asg_refresh_tests::{venv_python_path, workspace_root, Moto};
+use aws_sdk_autoscaling::types::{DesiredConfiguration, InstanceRefresh, LaunchTemplateSpecification, Tag};
+use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use serde_json::{json, Value};
+
+const REGION: &str = "us-east-1";
+
+async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto.endpoint())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_autoscaling::config::Credentials::new("test", "test", None, None, "emulator"))
+        .load()
+        .await
+}
+
+/// A launch template with versions 1 (ami-1...) and 2 (ami-2...), and an ASG on version 1
+/// with the given emulator tags. Returns the template id.
+async fn fleet(config: &aws_config::SdkConfig, asg: &str, tags: &[(&str, &str)]) -> String {
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let autoscaling = aws_sdk_autoscaling::Client::new(config);
+    let template = ec2
+        .create_launch_template()
+        .launch_template_name(format!("{asg}-lt"))
+        .launch_template_data(RequestLaunchTemplateData::builder().image_id("ami-11111111").instance_type("t3.micro".into()).build())
+        .send()
+        .await
+        .expect("create launch template");
+    let id = template.launch_template().and_then(|t| t.launch_template_id()).expect("template id").to_string();
+    let version = ec2
+        .create_launch_template_version()
+        .launch_template_id(&id)
+        .source_version("1")
+        .launch_template_data(RequestLaunchTemplateData::builder().image_id("ami-22222222").build())
+        .send()
+        .await
+        .expect("create launch template version");
+    assert_eq!(version.launch_template_version().and_then(|v| v.version_number()), Some(2));
+    let mut create = autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(asg)
+        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(&id).version("1").build())
+        .min_size(1)
+        .max_size(2)
+        .desired_capacity(1)
+        .availability_zones("us-east-1a");
+    for (key, value) in tags {
+        create = create.tags(Tag::builder().key(*key).value(*value).build());
+    }
+    create.send().await.expect("create auto scaling group");
+    id
+}
+
+async fn start(config: &aws_config::SdkConfig, asg: &str, template_id: &str) -> String {
+    aws_sdk_autoscaling::Client::new(config)
+        .start_instance_refresh()
+        .auto_scaling_group_name(asg)
+        .desired_configuration(
+            DesiredConfiguration::builder()
+                .launch_template(LaunchTemplateSpecification::builder().launch_template_id(template_id).version("2").build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("start instance refresh")
+        .instance_refresh_id()
+        .expect("refresh id")
+        .to_string()
+}
+
+async fn describe(config: &aws_config::SdkConfig, asg: &str, id: &str) -> InstanceRefresh {
+    let out = aws_sdk_autoscaling::Client::new(config)
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(asg)
+        .instance_refresh_ids(id)
+        .send()
+        .await
+        .expect("describe instance refreshes");
+    out.instance_refreshes().first().cloned().expect("the refresh is listed")
+}
+
+fn status(refresh: &InstanceRefresh) -> String {
+    refresh.status().map(|s| s.as_str().to_string()).unwrap_or_default()
+}
+
+/// Polls until the refresh reaches a status outside `in_flight`; returns every status
+/// and percentage seen, in order.
+async fn poll_until_done(
+    config: &aws_config::SdkConfig,
+    asg: &str,
+    id: &str,
+    in_flight: &[&str],
+    deadline: Duration,
+) -> (InstanceRefresh, Vec<(String, i32)>) {
+    let until = Instant::now() + deadline;
+    let mut seen = Vec::new();
+    loop {
+        let refresh = describe(config, asg, id).await;
+        let current = status(&refresh);
+        seen.push((current.clone(), refresh.percentage_complete().unwrap_or(-1)));
+        if !in_flight.contains(&current.as_str()) {
+            return (refresh, seen);
+        }
+        assert!(Instant::now() < until, "{asg}: refresh {id} still {current} after {deadline:?}; seen {seen:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn group_version(config: &aws_config::SdkConfig, asg: &str) -> Option<String> {
+    let out = aws_sdk_autoscaling::Client::new(config)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(asg)
+        .send()
+        .await
+        .expect("describe auto scaling groups");
+    out.auto_scaling_groups()
+        .first()
+        .and_then(|g| g.launch_template())
+        .and_then(|lt| lt.version())
+        .map(str::to_string)
+}
+
+/// The log's events for one refresh, as (event, status) pairs.
+fn logged(moto: &Moto, id: &str) -> Vec<(String, Option<String>)> {
+    let log = moto.refresh_log();
+    log["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["refresh_id"] == id)
+        .map(|e| (e["event"].as_str().unwrap_or_default().to_string(), e["status"].as_str().map(str::to_string)))
+        .collect()
+}
+
+fn pairs(items: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+    items.iter().map(|(e, s)| (e.to_string(), s.map(str::to_string))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_runs_pending_in_progress_successful_and_applies_the_version() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    let template = fleet(&config, "web-1", &[("emulator:refresh-seconds", "3")]).await;
+    let id = start(&config, "web-1", &template).await;
+
+    // A second start while the first is active is refused with the typed error.
+    let second = aws_sdk_autoscaling::Client::new(&config)
+        .start_instance_refresh()
+        .auto_scaling_group_name("web-1")
+        .send()
+        .await
+        .expect_err("a second refresh while one is active");
+    assert!(
+        second.as_service_error().is_some_and(|e| e.is_instance_refresh_in_progress_fault()),
+        "expected InstanceRefreshInProgress, got {second:?}"
+    );
+
+    let (done, seen) = poll_until_done(&config, "web-1", &id, &["Pending", "InProgress"], Duration::from_secs(30)).await;
+    assert_eq!(status(&done), "Successful", "seen {seen:?}");
+    assert_eq!(done.percentage_complete(), Some(100));
+    assert!(done.end_time().is_some() && done.start_time().is_some());
+    assert_eq!(seen[0].0, "Pending", "seen {seen:?}");
+    assert!(seen.iter().any(|(s, p)| s == "InProgress" && *p > 0 && *p < 100), "seen {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].1 <= w[1].1), "percentage never goes down: {seen:?}");
+    let desired = done.desired_configuration().and_then(|d| d.launch_template()).expect("desired configuration");
+    assert_eq!((desired.launch_template_id(), desired.version()), (Some(template.as_str()), Some("2")));
+    assert_eq!(group_version(&config, "web-1").await.as_deref(), Some("2"));
+
+    // Nothing is active any more: a new start is accepted.
+    let again = start(&config, "web-1", &template).await;
+    assert_ne!(again, id);
+
+    assert_eq!(logged(&moto, &id), pairs(&[("start", None), ("end", Some("Successful"))]));
+    let log = moto.refresh_log();
+    let events = log["events"].as_array().unwrap();
+    let start_t = events.iter().find(|e| e["refresh_id"] == id && e["event"] == "start").unwrap()["t"].as_f64().unwrap();
+    let end_t = events.iter().find(|e| e["refresh_id"] == id && e["event"] == "end").unwrap()["t"].as_f64().unwrap();
+    assert!((end_t - start_t - 3.0).abs() < 0.01, "ran {} s, tagged 3 s", end_t - start_t);
+    assert_eq!(events.iter().filter(|e| e["event"] == "start").count(), 2, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_outcome_failed_from_a_tag() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    let template = fleet(&config, "api-1", &[("emulator:refresh-seconds", "1"), ("emulator:refresh-outcome", "Failed")]).await;
+    let id = start(&config, "api-1", &template).await;
+    let (done, seen) = poll_until_done(&config, "api-1", &id, &["Pending", "InProgress"], Duration::from_secs(20)).await;
+    assert_eq!(status(&done), "Failed", "seen {seen:?}");
+    assert!(done.status_reason().is_some_and(|r| !r.is_empty()));
+    assert_eq!(group_version(&config, "api-1").await.as_deref(), Some("1"), "a failed refresh leaves the group as it was");
+    assert_eq!(logged(&moto, &id), pairs(&[("start", None), ("end", Some("Failed"))]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_and_cancel() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    let autoscaling = aws_sdk_autoscaling::Client::new(&config);
+    let slow = [("emulator:refresh-seconds", "60"), ("emulator:rollback-seconds", "1"), ("emulator:cancel-seconds", "1")];
+
+    // Nothing active: both are refused with the typed error.
+    let template = fleet(&config, "db-1", &slow).await;
+    let none = autoscaling.rollback_instance_refresh().auto_scaling_group_name("db-1").send().await.expect_err("no refresh");
+    assert!(none.as_service_error().is_some_and(|e| e.is_active_instance_refresh_not_found_fault()), "{none:?}");
+    let none = autoscaling.cancel_instance_refresh().auto_scaling_group_name("db-1").send().await.expect_err("no refresh");
+    assert!(none.as_service_error().is_some_and(|e| e.is_active_instance_refresh_not_found_fault()), "{none:?}");
+
+    let id = start(&config, "db-1", &template).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rolled = autoscaling.rollback_instance_refresh().auto_scaling_group_name("db-1").send().await.expect("rollback");
+    assert_eq!(rolled.instance_refresh_id(), Some(id.as_str()));
+    let (done, seen) = poll_until_done(&config, "db-1", &id, &["RollbackInProgress"], Duration::from_secs(20)).await;
+    assert_eq!(status(&done), "RollbackSuccessful", "seen {seen:?}");
+    assert_eq!(seen[0].0, "RollbackInProgress", "seen {seen:?}");
+    assert!(done.rollback_details().is_some());
+    assert_eq!(group_version(&config, "db-1").await.as_deref(), Some("1"));
+    assert_eq!(logged(&moto, &id), pairs(&[("start", None), ("rollback", None), ("end", Some("RollbackSuccessful"))]));
+
+    let template = fleet(&config, "db-2", &slow).await;
+    let id = start(&config, "db-2", &template).await;
+    let cancelled = autoscaling.cancel_instance_refresh().auto_scaling_group_name("db-2").send().await.expect("cancel");
+    assert_eq!(cancelled.instance_refresh_id(), Some(id.as_str()));
+    // Cancelling is still active: a new start is refused until it ends.
+    let busy = autoscaling.start_instance_refresh().auto_scaling_group_name("db-2").send().await.expect_err("still cancelling");
+    assert!(busy.as_service_error().is_some_and(|e| e.is_instance_refresh_in_progress_fault()), "{busy:?}");
+    let (done, seen) = poll_until_done(&config, "db-2", &id, &["Cancelling"], Duration::from_secs(20)).await;
+    assert_eq!(status(&done), "Cancelled", "seen {seen:?}");
+    assert_eq!(logged(&moto, &id), pairs(&[("start", None), ("cancel", None), ("end", Some("Cancelled"))]));
+}
+
+/// The debug refresher, stripped of debug info and zipped as `bootstrap`.
+fn refresher_zip() -> Vec<u8> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let binary = target.join("debug/refresher");
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "asg-refresh-runtime", "--bin", "refresher"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo build the refresher");
+        assert!(status.success(), "cargo build -p asg-refresh-runtime --bin refresher failed");
+    }
+    let dir = std::env::temp_dir().join(format!("asg-refresh-zip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bootstrap = dir.join("bootstrap");
+    let zip = dir.join("code.zip");
+    // Debug info makes the binary ~700 MB; stripped it is ~40 MB (about 12 MB zipped).
+    let stripped = Command::new("strip").arg("-o").arg(&bootstrap).arg(&binary).status().map(|s| s.success()).unwrap_or(false);
+    if !stripped {
+        std::fs::copy(&binary, &bootstrap).expect("copy the refresher");
+    }
+    let status = Command::new(venv_python_path())
+        .arg("-c")
+        .arg("import sys, zipfile\nwith zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z:\n    z.write(sys.argv[1], 'bootstrap')")
+        .arg(&bootstrap)
+        .arg(&zip)
+        .status()
+        .expect("python zips the bootstrap");
+    assert!(status.success());
+    let bytes = std::fs::read(&zip).expect("the zip");
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}
+
+/// A DynamoDB table shaped like the rollout table, and the refresher deployed with it.
+async fn deploy_refresher(config: &aws_config::SdkConfig, table: &str) -> String {
+    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    dynamodb
+        .create_table()
+        .table_name(table)
+        .key_schema(KeySchemaElement::builder().attribute_name("rollout_id").key_type(KeyType::Hash).build().unwrap())
+        .key_schema(KeySchemaElement::builder().attribute_name("asg").key_type(KeyType::Range).build().unwrap())
+        .attribute_definitions(AttributeDefinition::builder().attribute_name("rollout_id").attribute_type(ScalarAttributeType::S).build().unwrap())
+        .attribute_definitions(AttributeDefinition::builder().attribute_name("asg").attribute_type(ScalarAttributeType::S).build().unwrap())
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table");
+    let role = aws_sdk_iam::Client::new(config)
+        .create_role()
+        .role_name("refresher")
+        .assume_role_policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}, "Action": "sts:AssumeRole"}]})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("create role");
+    let role_arn = role.role().map(|r| r.arn().to_string()).expect("role arn");
+    use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
+    let created = aws_sdk_lambda::Client::new(config)
+        .create_function()
+        .function_name("refresher")
+        .runtime(Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(&role_arn)
+        .timeout(30)
+        .code(FunctionCode::builder().zip_file(aws_sdk_lambda::primitives::Blob::new(refresher_zip())).build())
+        .environment(Environment::builder().variables("ASG_REFRESH_TABLE", table).build())
+        .send()
+        .await
+        .expect("create function");
+    created.function_arn().expect("function arn").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_runs_the_refresher_bootstrap_against_the_emulator() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    deploy_refresher(&config, "rollouts").await;
+    let lambda = aws_sdk_lambda::Client::new(&config);
+    // Three invocations: the first starts the process, the others reuse it.
+    for run in 0..3 {
+        let rollout = format!("r-{run}");
+        let event = json!({"action": "await_approval", "rollout_id": rollout, "wave": 0, "task_token": format!("token-{run}")});
+        let out = lambda
+            .invoke()
+            .function_name("refresher")
+            .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+            .send()
+            .await
+            .expect("invoke");
+        assert_eq!(
+            out.function_error(),
+            None,
+            "payload: {:?}\nlambda output:\n{}",
+            out.payload().map(|p| String::from_utf8_lossy(p.as_ref()).to_string()),
+            moto.lambda_logs()
+        );
+        let payload: Value = serde_json::from_slice(out.payload().expect("payload").as_ref()).expect("JSON payload");
+        assert_eq!(payload, json!({"rollout_id": rollout, "awaiting_wave": 1}));
+    }
+    // The binary wrote through AWS_ENDPOINT_URL to the emulator's DynamoDB.
+    let items = aws_sdk_dynamodb::Client::new(&config).scan().table_name("rollouts").send().await.expect("scan");
+    let mut written: Vec<(String, String, String)> = items
+        .items()
+        .iter()
+        .map(|item| {
+            let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            (s("rollout_id"), s("task_token"), s("status"))
+        })
+        .collect();
+    written.sort();
+    assert_eq!(
+        written,
+        (0..3).map(|r| (format!("r-{r}"), format!("token-{r}"), "AwaitingApproval".to_string())).collect::<Vec<_>>()
+    );
+
+    // A handler error comes back as a Lambda function error with the runtime's payload.
+    let out = lambda
+        .invoke()
+        .function_name("refresher")
+        .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"action":"bogus"}"#))
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(out.function_error(), Some("Handled"));
+    let payload: Value = serde_json::from_slice(out.payload().expect("payload").as_ref()).expect("JSON error payload");
+    assert_eq!(payload["errorType"], "InvalidInput", "{payload}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_functions_execution_invokes_the_refresher() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    let function_arn = deploy_refresher(&config, "rollouts").await;
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let definition = json!({
+        "StartAt": "Approve",
+        "States": {
+            "Approve": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
+                "ResultSelector": {"answer.$": "$.Payload"},
+                "Next": "Done"
+            },
+            "Done": {"Type": "Succeed"}
+        }
+    });
+    let machine = sfn
+        .create_state_machine()
+        .name("approve")
+        .role_arn("arn:aws:iam::123456789012:role/refresher")
+        .definition(definition.to_string())
+        .send()
+        .await
+        .expect("create state machine");
+    let execution = sfn
+        .start_execution()
+        .state_machine_arn(machine.state_machine_arn())
+        .name("run-1")
+        .input(json!({"action": "await_approval", "rollout_id": "sfn-1", "wave": 2, "task_token": "t"}).to_string())
+        .send()
+        .await
+        .expect("start execution");
+    let until = Instant::now() + Duration::from_secs(60);
+    let described = loop {
+        let described = sfn.describe_execution().execution_arn(execution.execution_arn()).send().await.expect("describe execution");
+        if described.status().as_str() != "RUNNING" {
+            break described;
+        }
+        assert!(Instant::now() < until, "execution still RUNNING after 60 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let history = sfn.get_execution_history().execution_arn(execution.execution_arn()).send().await.expect("history");
+    let kinds: Vec<String> = history.events().iter().map(|e| e.r#type().as_str().to_string()).collect();
+    eprintln!("execution history: {kinds:?}");
+    assert_eq!(described.status().as_str(), "SUCCEEDED", "history {kinds:?}; output {:?}", described.output());
+    let output: Value = serde_json::from_str(described.output().expect("output")).expect("JSON output");
+    assert_eq!(output, json!({"answer": {"rollout_id": "sfn-1", "awaiting_wave": 3}}));
+    assert!(kinds.contains(&"LambdaFunctionSucceeded".to_string()) || kinds.contains(&"TaskSucceeded".to_string()), "{kinds:?}");
+}
