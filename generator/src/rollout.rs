@@ -45,6 +45,7 @@ pub mod states {
     pub const CHECK: &str = "CheckRefresh";
     pub const GATE: &str = "IsRefreshed";
     pub const REFRESHED: &str = "Refreshed";
+    pub const REFRESH_FAILED: &str = "RefreshFailed";
 }
 
 use states::*;
@@ -65,9 +66,8 @@ pub fn build(config: &StackConfig) -> StateMachine {
     }
     top.push(NEXT_WAVE, b.next_wave());
     top.push(FINISH, b.finish());
-    if config.rollout.on_failure == OnFailure::Continue {
-        top.push(ANY_FAILED, b.any_failed());
-    }
+    // Whatever the policy, an execution never succeeds while the table holds a failed ASG.
+    top.push(ANY_FAILED, b.any_failed());
     top.push(DONE, State::new(Kind::Succeed(Succeed::default())));
     if config.rollout.on_failure == OnFailure::Rollback {
         top.push(ROLL_BACK, b.roll_back());
@@ -234,8 +234,10 @@ impl Builder<'_> {
         match rollout.on_failure {
             // Any failed ASG fails the wave, which stops the rollout.
             OnFailure::Stop | OnFailure::Rollback => map.tolerated_failure_count = Some(0),
-            // Failures are recorded per ASG and reported by Finish.
-            OnFailure::Continue => map.tolerated_failure_percentage = Some(100.0),
+            // Each child catches its own failure (see per_asg), so the wave never sees one:
+            // the same on every engine, with no ToleratedFailurePercentage to disagree on.
+            // The refresher recorded the failure; Finish reports it.
+            OnFailure::Continue => {}
         }
         map.result_path = Some(PathOrNull::Null);
         map.catch = vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
@@ -284,6 +286,12 @@ impl Builder<'_> {
         );
         check.result_selector = Some(step_result());
         check.result_path = PathOrNull::path("$.refresh");
+        let continue_on_failure = rollout.on_failure == OnFailure::Continue;
+        if continue_on_failure {
+            let absorb = || vec![Catcher::new(&["States.ALL"], REFRESH_FAILED).result_path("$.error")];
+            start.catch = absorb();
+            check.catch = absorb();
+        }
         // The gate: done (refreshed, or nothing to do) ends the child; otherwise poll again.
         let gate = || {
             State::new(Kind::Choice(Choice {
@@ -295,7 +303,7 @@ impl Builder<'_> {
                 ..Choice::default()
             }))
         };
-        let states = States::new()
+        let mut states = States::new()
             .add(
                 START,
                 State::new(Kind::Task(start))
@@ -312,6 +320,13 @@ impl Builder<'_> {
             )
             .add(GATE, gate())
             .add(REFRESHED, State::new(Kind::Succeed(Succeed::default())));
+        if continue_on_failure {
+            states.push(
+                REFRESH_FAILED,
+                State::new(Kind::Succeed(Succeed::default()))
+                    .comment("on_failure = continue: the refresher recorded the failure; Finish reports it."),
+            );
+        }
         Branch::new(states).distributed(ExecutionType::Standard)
     }
 
@@ -379,14 +394,9 @@ impl Builder<'_> {
         let mut task = self.refresher(self.finish_payload("succeeded"));
         task.result_selector = Some(self.summary());
         task.result_path = PathOrNull::path("$.summary");
-        let next = if self.config.rollout.on_failure == OnFailure::Continue {
-            ANY_FAILED
-        } else {
-            DONE
-        };
         State::new(Kind::Task(task))
             .comment("Release the lock and write the rollout summary.")
-            .next(next)
+            .next(ANY_FAILED)
     }
 
     fn any_failed(&self) -> State {

@@ -147,10 +147,23 @@ fn failure_policy_shapes_the_wave_and_the_failure_path() {
                 assert_eq!(state(&machine, s::ROLL_BACK).transition, Transition::Next(s::FINISH_FAILED.into()));
             }
             OnFailure::Continue => {
-                assert_eq!(map.tolerated_failure_percentage, Some(100.0));
-                assert_eq!(state(&machine, s::FINISH).transition, Transition::Next(s::ANY_FAILED.into()));
+                // Each child absorbs its own failure; the wave never fails.
+                assert_eq!((map.tolerated_failure_count, map.tolerated_failure_percentage), (None, None));
+                for name in [s::START, s::CHECK] {
+                    let catch = &child_task(&machine, name).catch;
+                    assert_eq!(catch.len(), 1, "{name}");
+                    assert_eq!((catch[0].error_equals.as_slice(), catch[0].next.as_str()), (&["States.ALL".to_string()][..], s::REFRESH_FAILED));
+                }
+                let absorbed = map.item_processor.states.get(s::REFRESH_FAILED).expect("a RefreshFailed end");
+                assert!(matches!(absorbed.kind, Kind::Succeed(_)));
             }
         }
+        if config.rollout.on_failure != OnFailure::Continue {
+            assert!(map.item_processor.states.get(s::REFRESH_FAILED).is_none());
+            assert!(child_task(&machine, s::START).catch.is_empty(), "a child failure must fail the wave");
+        }
+        // Every policy ends through AnyFailed: never a success while the table holds a failure.
+        assert_eq!(state(&machine, s::FINISH).transition, Transition::Next(s::ANY_FAILED.into()));
         assert_eq!(state(&machine, s::FINISH_FAILED).transition, Transition::Next(s::ROLLOUT_FAILED.into()));
     }
 }

@@ -294,20 +294,32 @@ impl Refresher {
         let records = self.store.list(rollout_id).await?;
         let succeeded = records.iter().filter(|r| status::is_successful(&r.status)).count() as u32;
         let skipped = records.iter().filter(|r| r.status == status::SKIPPED).count() as u32;
+        // After every wave ran (Succeeded), anything neither refreshed nor skipped failed
+        // somewhere, even if no failure was recorded: the rollout must not pass for a success.
         let failed: Vec<&AsgRecord> = records
             .iter()
-            .filter(|r| status::is_failed(&r.status) || (outcome == Outcome::Failed && status::is_in_flight(&r.status) && r.status.starts_with("Rollback")))
+            .filter(|r| {
+                status::is_failed(&r.status)
+                    || (outcome == Outcome::Failed && r.status.starts_with("Rollback"))
+                    || (outcome == Outcome::Succeeded && !status::is_successful(&r.status) && r.status != status::SKIPPED)
+            })
             .collect();
         let outcome = if failed.is_empty() { outcome } else { Outcome::Failed };
-        let message = if !failed.is_empty() {
-            let names: Vec<String> = failed
+        let names = |filter: &dyn Fn(&AsgRecord) -> bool| -> Vec<String> {
+            records.iter().filter(|r| filter(r)).map(|r| r.asg.clone()).collect()
+        };
+        // A stopped rollout also says what it left running and what it never started.
+        let still_running = names(&|r| status::is_in_flight(&r.status) && !r.status.starts_with("Rollback"));
+        let not_started = names(&|r| r.status == status::PLANNED);
+        let mut message = if !failed.is_empty() {
+            let described: Vec<String> = failed
                 .iter()
                 .map(|r| match &r.reason {
                     Some(reason) => format!("{} ({}: {reason})", r.asg, r.status),
                     None => format!("{} ({})", r.asg, r.status),
                 })
                 .collect();
-            format!("{} of {} ASGs failed: {}", failed.len(), records.len() - skipped as usize, names.join("; "))
+            format!("{} of {} ASGs failed: {}", failed.len(), records.len() - skipped as usize, described.join("; "))
         } else if outcome == Outcome::Failed {
             let cause = error
                 .and_then(|e| e.get("Cause").or_else(|| e.get("Error")))
@@ -318,6 +330,14 @@ impl Refresher {
         } else {
             format!("{succeeded} ASGs refreshed, {skipped} skipped")
         };
+        if outcome == Outcome::Failed {
+            if !still_running.is_empty() {
+                message.push_str(&format!("; still refreshing: {}", still_running.join(", ")));
+            }
+            if !not_started.is_empty() {
+                message.push_str(&format!("; not started: {}", not_started.join(", ")));
+            }
+        }
         let mut summary = self.store.summary(rollout_id).await?.unwrap_or_else(|| RolloutSummary {
             rollout_id: rollout_id.to_string(),
             started_at: now,

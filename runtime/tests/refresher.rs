@@ -374,6 +374,45 @@ async fn rollback_also_reaches_a_timed_out_refresh() {
 }
 
 #[tokio::test]
+async fn a_stopped_rollout_names_what_is_still_running_and_never_started() {
+    let emulator = Emulator::start().await;
+    let store = emulator.store();
+    let record = |asg: &str, status: &str| AsgRecord {
+        rollout_id: ROLLOUT.into(),
+        asg: asg.into(),
+        status: status.into(),
+        reason: None,
+        updated_at: 1,
+        ..AsgRecord::default()
+    };
+    store.put(&AsgRecord { reason: Some("health checks failed".into()), ..record("b", "Failed") }).await.unwrap();
+    store.put(&record("c", "InProgress")).await.unwrap();
+    store.put(&record("d", status::PLANNED)).await.unwrap();
+    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let summary = refresher(&emulator, client).finish(ROLLOUT, Outcome::Failed, None).await.unwrap();
+    assert_eq!(summary.message, "1 of 3 ASGs failed: b (Failed: health checks failed); still refreshing: c; not started: d");
+}
+
+#[tokio::test]
+async fn a_completed_rollout_with_an_unfinished_asg_is_not_a_success() {
+    // A start that failed after its retries without recording a failure leaves `Planned`.
+    let emulator = Emulator::start().await;
+    let store = emulator.store();
+    store
+        .put(&AsgRecord { rollout_id: ROLLOUT.into(), asg: "a".into(), status: status::SUCCESSFUL.into(), updated_at: 1, ..AsgRecord::default() })
+        .await
+        .unwrap();
+    store
+        .put(&AsgRecord { rollout_id: ROLLOUT.into(), asg: "b".into(), status: status::PLANNED.into(), updated_at: 1, ..AsgRecord::default() })
+        .await
+        .unwrap();
+    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let summary = refresher(&emulator, client).finish(ROLLOUT, Outcome::Succeeded, None).await.unwrap();
+    assert_eq!((summary.outcome, summary.failed), (Outcome::Failed, 1));
+    assert!(summary.message.starts_with("1 of 2 ASGs failed: b (Planned)"), "{}", summary.message);
+}
+
+#[tokio::test]
 async fn malformed_events_are_invalid_input() {
     let event = serde_json::json!({"action": "start", "rollout_id": "r-1"});
     let error = runtime::parse_event::<RefresherRequest>(event).unwrap_err();

@@ -557,6 +557,71 @@ def _patch_routes():
     moto.server.DomainDispatcherApplication = EmulatorApplication
 
 
+# --- Step Functions: what moto 5.2.5's interpreter gets wrong for the rollout machine ---
+
+
+def _patch_stepfunctions():
+    """Two fixes to moto's ASL interpreter, so a Distributed Map behaves as on AWS.
+
+    1. Its lexer reads `"ToleratedFailurePercentage": 100` as an integer where its grammar
+       wants a decimal: the parser gets a copy with `100.0` (the stored definition is
+       untouched, so deploy's comparisons still hold).
+    2. Its Distributed Map counts failed children and carries on (the Tolerated* fields
+       "have no effect"): once the threshold is passed, the map run fails with
+       States.ExceedToleratedFailureThreshold and hands out no more items. It fails only when
+       both limits are passed, which differs from AWS only when a machine sets both.
+    """
+    import re
+
+    from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor import (
+        distributed_item_processor_worker as worker,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    parse = AmazonStateLanguageParser.parse
+
+    def parse_with_decimal_percentages(definition):
+        fixed = re.sub(r'("ToleratedFailurePercentage"\s*:\s*)(\d+)(?=\s*[,}])', r"\1\2.0", definition)
+        return parse(fixed)
+
+    AmazonStateLanguageParser.parse = staticmethod(parse_with_decimal_percentages)
+
+    eval_job = worker.DistributedItemProcessorWorker._eval_job
+
+    def eval_job_within_tolerance(self, env, job):
+        eval_job(self, env, job)
+        record = self._map_run_record
+        failed = record.item_counter.failed.get() + record.item_counter.timed_out.get()
+        total = max(1, self._job_pool._jobs_number)
+        count = record.tolerated_failure_count or 0
+        percentage = record.tolerated_failure_percentage or 0.0
+        if failed > count and failed * 100.0 / total > percentage:
+            name = StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold)
+            cause = f"The specified tolerated failure threshold was exceeded ({failed} of {total} items failed)"
+            job.job_output = FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=name,
+                    event_type=HistoryEventType.MapRunFailed,
+                    event_details=EventDetails(
+                        mapRunFailedEventDetails=MapRunFailedEventDetails(error=name.error_name, cause=cause)
+                    ),
+                )
+            )
+
+    worker.DistributedItemProcessorWorker._eval_job = eval_job_within_tolerance
+
+
 def main():
     global ENDPOINT
     parser = argparse.ArgumentParser()
@@ -567,6 +632,7 @@ def main():
     os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
     _patch_autoscaling()
     _patch_lambda()
+    _patch_stepfunctions()
     _patch_routes()
     # What POST /moto-api/config {"stepfunctions": {"execute_state_machine": true}} does.
     moto_config.default_user_config["stepfunctions"] = {"execute_state_machine": True}
