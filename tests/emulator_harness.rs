@@ -240,24 +240,46 @@ async fn rollback_and_cancel() {
 
 /// The debug refresher, stripped of debug info and zipped as `bootstrap`.
 fn refresher_zip() -> Vec<u8> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
-    let binary = target.join("debug/refresher");
+    function_zip("refresher")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// A debug binary of the workspace, built when missing.
+fn debug_binary(package: &str, bin: &str) -> PathBuf {
+    let binary = target_dir().join("debug").join(bin);
     if !binary.exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "asg-refresh-runtime", "--bin", "refresher"])
+            .args(["build", "-p", package, "--bin", bin])
             .current_dir(workspace_root())
             .status()
-            .expect("cargo build the refresher");
-        assert!(status.success(), "cargo build -p asg-refresh-runtime --bin refresher failed");
+            .expect("cargo build");
+        assert!(status.success(), "cargo build -p {package} --bin {bin} failed");
     }
-    let dir = std::env::temp_dir().join(format!("asg-refresh-zip-{}", std::process::id()));
+    binary
+}
+
+/// A debug Lambda binary (`planner` or `refresher`), stripped and zipped as `bootstrap`.
+fn function_zip(function: &str) -> Vec<u8> {
+    let binary = target_dir().join("debug").join(function);
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "asg-refresh-runtime", "--bin", function])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo build the function");
+        assert!(status.success(), "cargo build -p asg-refresh-runtime --bin {function} failed");
+    }
+    let dir = std::env::temp_dir().join(format!("asg-refresh-zip-{function}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bootstrap = dir.join("bootstrap");
     let zip = dir.join("code.zip");
     // Debug info makes the binary ~700 MB; stripped it is ~40 MB (about 12 MB zipped).
     let stripped = Command::new("strip").arg("-o").arg(&bootstrap).arg(&binary).status().map(|s| s.success()).unwrap_or(false);
     if !stripped {
-        std::fs::copy(&binary, &bootstrap).expect("copy the refresher");
+        std::fs::copy(&binary, &bootstrap).expect("copy the binary");
     }
     let status = Command::new(venv_python_path())
         .arg("-c")
@@ -421,4 +443,211 @@ async fn step_functions_execution_invokes_the_refresher() {
     let output: Value = serde_json::from_str(described.output().expect("output")).expect("JSON output");
     assert_eq!(output, json!({"answer": {"rollout_id": "sfn-1", "awaiting_wave": 3}}));
     assert!(kinds.contains(&"LambdaFunctionSucceeded".to_string()) || kinds.contains(&"TaskSucceeded".to_string()), "{kinds:?}");
+}
+
+/// The whole job: `cargo xtask deploy` of envs/local.toml to the emulator, a fleet, and one
+/// execution of the deployed state machine driving the real Lambda binaries.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_runs_end_to_end_with_the_deployed_state_machine() {
+    const NEW_AMI: &str = "ami-0fedcba9876543210";
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    // Four ASGs found by local.toml's tag, refreshing for 2 to 5 s, and one with capacity 0.
+    let mut templates = Vec::new();
+    for (asg, seconds) in [("demo-a", "2"), ("demo-b", "4"), ("demo-c", "5"), ("demo-d", "3")] {
+        let id = fleet(&config, asg, &[("refresh-group", "demo"), ("emulator:refresh-seconds", seconds)]).await;
+        templates.push((asg, id));
+    }
+    fleet(&config, "demo-zero", &[("refresh-group", "demo")]).await;
+    aws_sdk_autoscaling::Client::new(&config)
+        .update_auto_scaling_group()
+        .auto_scaling_group_name("demo-zero")
+        .min_size(0)
+        .desired_capacity(0)
+        .send()
+        .await
+        .expect("scale demo-zero to 0");
+    // The debug binaries stand in for the release zips (the same code, quicker to build).
+    let zips = tempfile_dir("zips");
+    for function in ["planner", "refresher"] {
+        std::fs::create_dir_all(zips.join(function)).unwrap();
+        std::fs::write(zips.join(function).join("bootstrap.zip"), function_zip(function)).unwrap();
+    }
+    let xtask = debug_binary("xtask", "xtask");
+    let deploy = Command::new(&xtask)
+        .args(["deploy", "--env", "local", "--endpoint-url", &moto.endpoint(), "--zip-dir"])
+        .arg(&zips)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .current_dir(workspace_root())
+        .output()
+        .expect("run xtask deploy");
+    assert!(deploy.status.success(), "deploy failed:\n{}\n{}", String::from_utf8_lossy(&deploy.stdout), String::from_utf8_lossy(&deploy.stderr));
+    let _ = std::fs::remove_dir_all(&zips);
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let started = sfn
+        .start_execution()
+        .state_machine_arn("arn:aws:states:us-east-1:123456789012:stateMachine:asg-refresh-local")
+        .name("r-e2e-1")
+        .input(json!({"rollout_id": "r-e2e-1", "ami": NEW_AMI}).to_string())
+        .send()
+        .await
+        .expect("start execution");
+    let arn = started.execution_arn().to_string();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let execution = loop {
+        let described = sfn.describe_execution().execution_arn(&arn).send().await.expect("describe execution");
+        if described.status().as_str() != "RUNNING" {
+            break described;
+        }
+        assert!(Instant::now() < deadline, "the rollout did not end within 180 s; lambda logs:\n{}", moto.lambda_logs());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        execution.status().as_str(),
+        "SUCCEEDED",
+        "error {:?} cause {:?}; lambda logs:\n{}",
+        execution.error(),
+        execution.cause(),
+        moto.lambda_logs()
+    );
+    // Every eligible ASG refreshed exactly once, never more than batch_size (3) at once.
+    let log = moto.refresh_log();
+    let events = log["events"].as_array().expect("refresh log events");
+    let mut starts: Vec<&str> = events.iter().filter(|e| e["event"] == "start").filter_map(|e| e["asg"].as_str()).collect();
+    starts.sort();
+    assert_eq!(starts, ["demo-a", "demo-b", "demo-c", "demo-d"]);
+    let mut timeline: Vec<(f64, i32)> = events
+        .iter()
+        .filter_map(|e| {
+            let t = e["t"].as_f64()?;
+            match e["event"].as_str()? {
+                "start" => Some((t, 1)),
+                "end" => Some((t, -1)),
+                _ => None,
+            }
+        })
+        .collect();
+    timeline.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut in_flight, mut most) = (0, 0);
+    for (_, delta) in timeline {
+        in_flight += delta;
+        most = most.max(in_flight);
+    }
+    assert!(most <= 3, "{most} refreshes in flight at once, batch_size is 3");
+    assert_eq!(most, 3, "the window should fill its 3 slots");
+    // Each group now runs a launch template version whose ImageId is the new AMI.
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    for (asg, template) in &templates {
+        let version = group_version(&config, asg).await.expect("a version");
+        let described = ec2
+            .describe_launch_template_versions()
+            .launch_template_id(template)
+            .versions(&version)
+            .send()
+            .await
+            .expect("describe version");
+        let image = described.launch_template_versions()[0].launch_template_data().and_then(|d| d.image_id()).map(str::to_string);
+        assert_eq!(image.as_deref(), Some(NEW_AMI), "{asg} runs version {version}");
+    }
+    // The table says what happened to each ASG.
+    let items = aws_sdk_dynamodb::Client::new(&config)
+        .query()
+        .table_name("asg-refresh-local")
+        .key_condition_expression("rollout_id = :r")
+        .expression_attribute_values(":r", aws_sdk_dynamodb::types::AttributeValue::S("r-e2e-1".into()))
+        .send()
+        .await
+        .expect("query the table");
+    let status_of = |asg: &str| {
+        items
+            .items()
+            .iter()
+            .find(|i| i.get("asg").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(asg))
+            .and_then(|i| i.get("status").and_then(|v| v.as_s().ok()).cloned())
+    };
+    for asg in ["demo-a", "demo-b", "demo-c", "demo-d"] {
+        assert_eq!(status_of(asg).as_deref(), Some("Successful"), "{asg}");
+    }
+    assert_eq!(status_of("demo-zero").as_deref(), Some("Skipped"));
+    assert_eq!(status_of("#rollout").as_deref(), Some("Succeeded"));
+}
+
+/// `on_failure = "stop"` with waves of 2: a failed ASG in wave 0 fails the execution naming
+/// it, and no ASG of wave 1 starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_asg_stops_later_waves_and_fails_the_execution_naming_it() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    fleet(&config, "demo-a", &[("refresh-group", "demo"), ("emulator:refresh-seconds", "2"), ("emulator:refresh-outcome", "Failed")]).await;
+    for asg in ["demo-b", "demo-c", "demo-d"] {
+        fleet(&config, asg, &[("refresh-group", "demo"), ("emulator:refresh-seconds", "2")]).await;
+    }
+    let dir = tempfile_dir("stop");
+    let local = std::fs::read_to_string(workspace_root().join("envs/local.toml")).unwrap();
+    let stop = local
+        .replace("strategy = \"window\"", "strategy = \"batches\"")
+        .replace("batch_size = 3", "batch_size = 2")
+        .replace("on_failure = \"continue\"", "on_failure = \"stop\"");
+    assert_ne!(stop, local, "envs/local.toml changed shape: update this test");
+    std::fs::write(dir.join("stop.toml"), stop).unwrap();
+    for function in ["planner", "refresher"] {
+        std::fs::create_dir_all(dir.join(function)).unwrap();
+        std::fs::write(dir.join(function).join("bootstrap.zip"), function_zip(function)).unwrap();
+    }
+    let deploy = Command::new(debug_binary("xtask", "xtask"))
+        .args(["deploy", "--endpoint-url", &moto.endpoint(), "--config"])
+        .arg(dir.join("stop.toml"))
+        .arg("--zip-dir")
+        .arg(&dir)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .current_dir(workspace_root())
+        .output()
+        .expect("run xtask deploy");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(deploy.status.success(), "deploy failed:\n{}", String::from_utf8_lossy(&deploy.stderr));
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let arn = sfn
+        .start_execution()
+        .state_machine_arn("arn:aws:states:us-east-1:123456789012:stateMachine:asg-refresh-local")
+        .name("r-stop-1")
+        .input(json!({"rollout_id": "r-stop-1", "ami": "ami-0fedcba9876543210"}).to_string())
+        .send()
+        .await
+        .expect("start execution")
+        .execution_arn()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let execution = loop {
+        let described = sfn.describe_execution().execution_arn(&arn).send().await.expect("describe execution");
+        if described.status().as_str() != "RUNNING" {
+            break described;
+        }
+        assert!(Instant::now() < deadline, "the rollout did not end within 180 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(execution.status().as_str(), "FAILED");
+    assert_eq!(execution.error(), Some("RolloutFailed"));
+    let cause = execution.cause().unwrap_or_default();
+    assert!(cause.contains("demo-a (Failed"), "{cause}");
+    assert!(cause.contains("not started: demo-c, demo-d"), "{cause}");
+    let log = moto.refresh_log();
+    let mut starts: Vec<&str> = log["events"]
+        .as_array()
+        .expect("refresh log events")
+        .iter()
+        .filter(|e| e["event"] == "start")
+        .filter_map(|e| e["asg"].as_str())
+        .collect();
+    starts.sort();
+    assert_eq!(starts, ["demo-a", "demo-b"], "wave 1 must not start after wave 0 failed");
+}
+
+fn tempfile_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("asg-refresh-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
