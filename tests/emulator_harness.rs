@@ -272,7 +272,10 @@ fn function_zip(function: &str) -> Vec<u8> {
             .expect("cargo build the function");
         assert!(status.success(), "cargo build -p asg-refresh-runtime --bin {function} failed");
     }
-    let dir = std::env::temp_dir().join(format!("asg-refresh-zip-{function}-{}", std::process::id()));
+    // Tests run in parallel threads of one process: each call gets its own folder.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("asg-refresh-zip-{function}-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bootstrap = dir.join("bootstrap");
     let zip = dir.join("code.zip");
