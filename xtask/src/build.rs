@@ -226,7 +226,7 @@ fn check_zip_holds(data: &[u8], elf: &[u8]) -> anyhow::Result<()> {
     if entry.name != "bootstrap" {
         bail!("holds `{}`, not `bootstrap`", entry.name);
     }
-    if !entry.unix_mode.is_some_and(|mode| mode & 0o111 != 0) {
+    if entry.unix_mode.is_none_or(|mode| mode & 0o111 == 0) {
         bail!("its bootstrap is not executable");
     }
     if entry.size != elf.len() as u64 || entry.crc32 != zip_listing::crc32(elf) {
