@@ -60,7 +60,13 @@ impl Refresher {
             RefresherRequest::Start { rollout_id, asg, ami, wave, preferences } => {
                 validate_rollout_id(&rollout_id)?;
                 validate_ami(&ami)?;
-                to_json(&self.start(&rollout_id, &asg, &ami, wave, &preferences).await?)
+                match self.start(&rollout_id, &asg, &ami, wave, &preferences).await {
+                    Ok(step) => to_json(&step),
+                    Err(error) => {
+                        self.record_start_failure(&rollout_id, &asg, &error).await;
+                        Err(error)
+                    }
+                }
             }
             RefresherRequest::Check { rollout_id, asg, timeout_minutes } => {
                 validate_rollout_id(&rollout_id)?;
@@ -174,6 +180,25 @@ impl Refresher {
         }
         tracing::info!(asg, refresh = %refresh_id, version = %version, "started instance refresh");
         Ok(step(asg, &record, false))
+    }
+
+    /// Records why a start failed for good (a retryable error will be retried), so the
+    /// summary and `status` can say it. Best effort: the error itself is what matters.
+    async fn record_start_failure(&self, rollout_id: &str, asg: &str, error: &Error) {
+        if matches!(error, Error::Retryable(_)) {
+            return;
+        }
+        let Ok(Some(mut record)) = self.store.get(rollout_id, asg).await else { return };
+        if status::is_in_flight(&record.status) && record.status != status::STARTING {
+            return;
+        }
+        record.status = "Failed".into();
+        record.reason = Some(format!("could not start: {error}"));
+        record.ended_at = Some((self.clock)());
+        record.updated_at = (self.clock)();
+        if let Err(e) = self.store.put(&record).await {
+            tracing::warn!(asg, error = %e, "could not record the failed start");
+        }
     }
 
     /// The refresh already running on `asg`, if it is the one this rollout would start.

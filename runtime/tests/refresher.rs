@@ -209,6 +209,23 @@ async fn a_refresh_that_is_not_ours_is_a_clear_failure_naming_the_asg() {
     }
     let diagnostic: lambda_runtime::Diagnostic = error.into();
     assert_eq!(diagnostic.error_type, "RefreshConflict");
+    // Through the Lambda entry point the failed start is also recorded, with why.
+    let in_progress = mock!(AutoScaling::start_instance_refresh).then_error(|| {
+        StartInstanceRefreshError::InstanceRefreshInProgressFault(InstanceRefreshInProgressFault::builder().message("busy").build())
+    });
+    let foreign = describes(vec![refresh("manual-7", InstanceRefreshStatus::InProgress, 5, &template, "1")]);
+    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&group("web", template.clone()), &in_progress, &foreign]);
+    let event = RefresherRequest::Start {
+        rollout_id: ROLLOUT.into(),
+        asg: "web".into(),
+        ami: NEW_AMI.into(),
+        wave: 0,
+        preferences: preferences(),
+    };
+    assert!(matches!(refresher(&emulator, client).handle(event).await, Err(Error::Conflict(_))));
+    let record = emulator.store().get(ROLLOUT, "web").await.unwrap().unwrap();
+    assert_eq!(record.status, "Failed");
+    assert!(record.reason.as_deref().unwrap_or_default().starts_with("could not start: web: instance refresh manual-7"), "{record:?}");
 }
 
 #[tokio::test]
