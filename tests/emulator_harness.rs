@@ -263,20 +263,8 @@ fn debug_binary(package: &str, bin: &str) -> PathBuf {
 
 /// A debug Lambda binary (`planner` or `refresher`), stripped and zipped as `bootstrap`.
 fn function_zip(function: &str) -> Vec<u8> {
-    let binary = target_dir().join("debug").join(function);
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "asg-refresh-runtime", "--bin", function])
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo build the function");
-        assert!(status.success(), "cargo build -p asg-refresh-runtime --bin {function} failed");
-    }
-    // Tests run in parallel threads of one process: each call gets its own folder.
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("asg-refresh-zip-{function}-{}-{call}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let binary = debug_binary("asg-refresh-runtime", function);
+    let dir = tempfile_dir(&format!("zip-{function}"));
     let bootstrap = dir.join("bootstrap");
     let zip = dir.join("code.zip");
     // Debug info makes the binary ~700 MB; stripped it is ~40 MB (about 12 MB zipped).
@@ -448,6 +436,65 @@ async fn step_functions_execution_invokes_the_refresher() {
     assert!(kinds.contains(&"LambdaFunctionSucceeded".to_string()) || kinds.contains(&"TaskSucceeded".to_string()), "{kinds:?}");
 }
 
+/// `cargo xtask deploy` of the local stack (envs/local.toml, or `config` for a variant) to
+/// the emulator, with the debug Lambda binaries standing in for the release zips.
+fn deploy_local(moto: &Moto, config: Option<&std::path::Path>) {
+    let zips = tempfile_dir("zips");
+    for function in ["planner", "refresher"] {
+        std::fs::create_dir_all(zips.join(function)).unwrap();
+        std::fs::write(zips.join(function).join("bootstrap.zip"), function_zip(function)).unwrap();
+    }
+    let mut deploy = Command::new(debug_binary("xtask", "xtask"));
+    deploy.args(["deploy", "--endpoint-url", &moto.endpoint(), "--zip-dir"]).arg(&zips);
+    match config {
+        Some(path) => deploy.arg("--config").arg(path),
+        None => deploy.args(["--env", "local"]),
+    };
+    let output = deploy
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .current_dir(workspace_root())
+        .output()
+        .expect("run xtask deploy");
+    let _ = std::fs::remove_dir_all(&zips);
+    assert!(
+        output.status.success(),
+        "deploy failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Starts an execution of the deployed local state machine and waits (bounded) for its end.
+async fn run_rollout(
+    moto: &Moto,
+    config: &aws_config::SdkConfig,
+    rollout_id: &str,
+    ami: &str,
+) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
+    let sfn = aws_sdk_sfn::Client::new(config);
+    let arn = sfn
+        .start_execution()
+        .state_machine_arn("arn:aws:states:us-east-1:123456789012:stateMachine:asg-refresh-local")
+        .name(rollout_id)
+        .input(json!({"rollout_id": rollout_id, "ami": ami}).to_string())
+        .send()
+        .await
+        .expect("start execution")
+        .execution_arn()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let described = sfn.describe_execution().execution_arn(&arn).send().await.expect("describe execution");
+        if described.status().as_str() != "RUNNING" {
+            return described;
+        }
+        assert!(Instant::now() < deadline, "the rollout did not end within 180 s; lambda logs:\n{}", moto.lambda_logs());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The whole job: `cargo xtask deploy` of envs/local.toml to the emulator, a fleet, and one
 /// execution of the deployed state machine driving the real Lambda binaries.
 #[tokio::test(flavor = "multi_thread")]
@@ -470,43 +517,8 @@ async fn a_rollout_runs_end_to_end_with_the_deployed_state_machine() {
         .send()
         .await
         .expect("scale demo-zero to 0");
-    // The debug binaries stand in for the release zips (the same code, quicker to build).
-    let zips = tempfile_dir("zips");
-    for function in ["planner", "refresher"] {
-        std::fs::create_dir_all(zips.join(function)).unwrap();
-        std::fs::write(zips.join(function).join("bootstrap.zip"), function_zip(function)).unwrap();
-    }
-    let xtask = debug_binary("xtask", "xtask");
-    let deploy = Command::new(&xtask)
-        .args(["deploy", "--env", "local", "--endpoint-url", &moto.endpoint(), "--zip-dir"])
-        .arg(&zips)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .current_dir(workspace_root())
-        .output()
-        .expect("run xtask deploy");
-    assert!(deploy.status.success(), "deploy failed:\n{}\n{}", String::from_utf8_lossy(&deploy.stdout), String::from_utf8_lossy(&deploy.stderr));
-    let _ = std::fs::remove_dir_all(&zips);
-    let sfn = aws_sdk_sfn::Client::new(&config);
-    let started = sfn
-        .start_execution()
-        .state_machine_arn("arn:aws:states:us-east-1:123456789012:stateMachine:asg-refresh-local")
-        .name("r-e2e-1")
-        .input(json!({"rollout_id": "r-e2e-1", "ami": NEW_AMI}).to_string())
-        .send()
-        .await
-        .expect("start execution");
-    let arn = started.execution_arn().to_string();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let execution = loop {
-        let described = sfn.describe_execution().execution_arn(&arn).send().await.expect("describe execution");
-        if described.status().as_str() != "RUNNING" {
-            break described;
-        }
-        assert!(Instant::now() < deadline, "the rollout did not end within 180 s; lambda logs:\n{}", moto.lambda_logs());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    deploy_local(&moto, None);
+    let execution = run_rollout(&moto, &config, "r-e2e-1", NEW_AMI).await;
     assert_eq!(
         execution.status().as_str(),
         "SUCCEEDED",
@@ -595,43 +607,9 @@ async fn a_failed_asg_stops_later_waves_and_fails_the_execution_naming_it() {
         .replace("on_failure = \"continue\"", "on_failure = \"stop\"");
     assert_ne!(stop, local, "envs/local.toml changed shape: update this test");
     std::fs::write(dir.join("stop.toml"), stop).unwrap();
-    for function in ["planner", "refresher"] {
-        std::fs::create_dir_all(dir.join(function)).unwrap();
-        std::fs::write(dir.join(function).join("bootstrap.zip"), function_zip(function)).unwrap();
-    }
-    let deploy = Command::new(debug_binary("xtask", "xtask"))
-        .args(["deploy", "--endpoint-url", &moto.endpoint(), "--config"])
-        .arg(dir.join("stop.toml"))
-        .arg("--zip-dir")
-        .arg(&dir)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .current_dir(workspace_root())
-        .output()
-        .expect("run xtask deploy");
+    deploy_local(&moto, Some(&dir.join("stop.toml")));
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(deploy.status.success(), "deploy failed:\n{}", String::from_utf8_lossy(&deploy.stderr));
-    let sfn = aws_sdk_sfn::Client::new(&config);
-    let arn = sfn
-        .start_execution()
-        .state_machine_arn("arn:aws:states:us-east-1:123456789012:stateMachine:asg-refresh-local")
-        .name("r-stop-1")
-        .input(json!({"rollout_id": "r-stop-1", "ami": "ami-0fedcba9876543210"}).to_string())
-        .send()
-        .await
-        .expect("start execution")
-        .execution_arn()
-        .to_string();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let execution = loop {
-        let described = sfn.describe_execution().execution_arn(&arn).send().await.expect("describe execution");
-        if described.status().as_str() != "RUNNING" {
-            break described;
-        }
-        assert!(Instant::now() < deadline, "the rollout did not end within 180 s");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let execution = run_rollout(&moto, &config, "r-stop-1", "ami-0fedcba9876543210").await;
     assert_eq!(execution.status().as_str(), "FAILED");
     assert_eq!(execution.error(), Some("RolloutFailed"));
     let cause = execution.cause().unwrap_or_default();
@@ -650,7 +628,10 @@ async fn a_failed_asg_stops_later_waves_and_fails_the_execution_naming_it() {
 }
 
 fn tempfile_dir(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("asg-refresh-{what}-{}", std::process::id()));
+    // Tests run in parallel threads of one process: each call gets its own folder.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("asg-refresh-{what}-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -70,7 +70,9 @@ fn plan_bytes(asgs: usize) -> usize {
     serde_json::to_vec(&response).map_or(0, |v| v.len())
 }
 
-fn cold_start(venv_bin: &std::path::Path, function: &str, binary: &std::path::Path, runs: u32) -> anyhow::Result<()> {
+/// Runs a release binary under the local Runtime API against moto (tests/emulator/coldstart.py),
+/// which checks its answers and prints cold and warm times.
+pub fn cold_start(venv_bin: &std::path::Path, function: &str, binary: &std::path::Path, runs: u32) -> anyhow::Result<()> {
     println!("{function}: cold and warm start, {runs} runs (tests/emulator/coldstart.py)");
     let status = Command::new(venv_bin.join("python"))
         .arg("coldstart.py")

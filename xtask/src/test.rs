@@ -100,15 +100,7 @@ fn check_lambda_zips(tally: &mut Tally, tools: &Tools) {
         // AWS_ENDPOINT_URL pointing its SDK clients at a moto server.
         if let (Some(binary), true) = (binary, cfg!(target_arch = "x86_64")) {
             let check = format!("{function}: release binary answers an event under a local Runtime API against moto");
-            let result = crate::tools::run(
-                Command::new(tools.venv_bin.join("python"))
-                    .arg("coldstart.py")
-                    .arg(function)
-                    .arg(&binary)
-                    .arg("1")
-                    .current_dir(crate::env_file::workspace_root().join("tests/emulator")),
-                "tests/emulator/coldstart.py",
-            );
+            let result = crate::bench::cold_start(&tools.venv_bin, function, &binary, 1);
             tally.record(&check, result);
         }
     }
