@@ -13,6 +13,14 @@ use crate::error::{classify, Error};
 pub const SUMMARY_KEY: &str = "#rollout";
 /// Partition and sort key of the stack lock.
 pub const LOCK_KEY: &str = "#lock";
+/// Sort key prefix of approval items: `#approval#00003` waits to start wave 4.
+pub const APPROVAL_PREFIX: &str = "#approval#";
+/// Status of an approval item while its wave waits.
+pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
+/// Status of an approval item once an operator approved it.
+pub const APPROVED: &str = "Approved";
+/// Status of an approval item once an operator rejected it.
+pub const REJECTED: &str = "Rejected";
 /// Items expire this long after their last write (TTL attribute `expires_at`).
 pub const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
 
@@ -119,6 +127,22 @@ pub struct RolloutSummary {
     pub started_at: i64,
     pub ended_at: Option<i64>,
     pub message: Option<String>,
+}
+
+/// An operator approval the rollout waits for (or got): the wave after `wave` starts
+/// when `task_token` is sent back to Step Functions.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Approval {
+    pub rollout_id: String,
+    /// The wave that ended; the approval starts `wave + 1`.
+    pub wave: u32,
+    /// [`AWAITING_APPROVAL`], [`APPROVED`] or [`REJECTED`].
+    pub status: String,
+    #[serde(skip)]
+    pub task_token: String,
+    /// Who approved or rejected it.
+    pub decided_by: Option<String>,
+    pub updated_at: i64,
 }
 
 /// Access to the progress table.
@@ -333,9 +357,9 @@ impl Store {
             .put_item()
             .table_name(&self.table)
             .item("rollout_id", s(rollout_id))
-            .item("asg", s(&format!("#approval#{wave:05}")))
+            .item("asg", s(&approval_key(wave)))
             .item("wave", n(wave))
-            .item("status", s("AwaitingApproval"))
+            .item("status", s(AWAITING_APPROVAL))
             .item("task_token", s(task_token))
             .item("updated_at", n(now))
             .item("expires_at", n(now + RETENTION_SECONDS))
@@ -344,4 +368,61 @@ impl Store {
             .map_err(|e| classify("recording the approval request", e))?;
         Ok(())
     }
+
+    /// Every approval item of a rollout, by wave.
+    pub async fn approvals(&self, rollout_id: &str) -> Result<Vec<Approval>, Error> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("rollout_id = :r AND begins_with(asg, :p)")
+            .expression_attribute_values(":r", s(rollout_id))
+            .expression_attribute_values(":p", s(APPROVAL_PREFIX))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("listing the approvals", e))?;
+        Ok(out
+            .items()
+            .iter()
+            .map(|i| Approval {
+                rollout_id: rollout_id.to_string(),
+                wave: get_n(i, "wave").unwrap_or_default(),
+                status: get_s(i, "status").unwrap_or_default(),
+                task_token: get_s(i, "task_token").unwrap_or_default(),
+                decided_by: get_s(i, "decided_by"),
+                updated_at: get_n(i, "updated_at").unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Records an operator's decision ([`APPROVED`] or [`REJECTED`]) on a waiting approval;
+    /// false when it was not waiting any more (another operator decided first).
+    pub async fn decide_approval(&self, rollout_id: &str, wave: u32, decision: &str, by: &str, now: i64) -> Result<bool, Error> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("rollout_id", s(rollout_id))
+            .key("asg", s(&approval_key(wave)))
+            .update_expression("SET #s = :decision, decided_by = :by, updated_at = :now")
+            .condition_expression("#s = :waiting")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":decision", s(decision))
+            .expression_attribute_values(":waiting", s(AWAITING_APPROVAL))
+            .expression_attribute_values(":by", s(by))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(classify("recording the approval", e)),
+        }
+    }
+}
+
+/// Sort key of the approval that starts `wave + 1`.
+fn approval_key(wave: u32) -> String {
+    format!("{APPROVAL_PREFIX}{wave:05}")
 }
