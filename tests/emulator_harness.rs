@@ -3,62 +3,14 @@
 //! the refresher's real `bootstrap`, and a Step Functions execution that invokes it.
 //! Every loop has a deadline.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod e2e;
+
 use std::time::{Duration, Instant};
 
-use asg_refresh_tests::{venv_python_path, workspace_root, Moto};
-use aws_sdk_autoscaling::types::{DesiredConfiguration, InstanceRefresh, LaunchTemplateSpecification, Tag};
-use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use asg_refresh_tests::{workspace_root, Moto};
+use aws_sdk_autoscaling::types::{DesiredConfiguration, InstanceRefresh, LaunchTemplateSpecification};
+use e2e::{deploy_local, fleet, function_zip, group_version, run_rollout, sdk_config, tempfile_dir};
 use serde_json::{json, Value};
-
-const REGION: &str = "us-east-1";
-
-async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(aws_sdk_autoscaling::config::Credentials::new("test", "test", None, None, "emulator"))
-        .load()
-        .await
-}
-
-/// A launch template with versions 1 (ami-1...) and 2 (ami-2...), and an ASG on version 1
-/// with the given emulator tags. Returns the template id.
-async fn fleet(config: &aws_config::SdkConfig, asg: &str, tags: &[(&str, &str)]) -> String {
-    let ec2 = aws_sdk_ec2::Client::new(config);
-    let autoscaling = aws_sdk_autoscaling::Client::new(config);
-    let template = ec2
-        .create_launch_template()
-        .launch_template_name(format!("{asg}-lt"))
-        .launch_template_data(RequestLaunchTemplateData::builder().image_id("ami-11111111").instance_type("t3.micro".into()).build())
-        .send()
-        .await
-        .expect("create launch template");
-    let id = template.launch_template().and_then(|t| t.launch_template_id()).expect("template id").to_string();
-    let version = ec2
-        .create_launch_template_version()
-        .launch_template_id(&id)
-        .source_version("1")
-        .launch_template_data(RequestLaunchTemplateData::builder().image_id("ami-22222222").build())
-        .send()
-        .await
-        .expect("create launch template version");
-    assert_eq!(version.launch_template_version().and_then(|v| v.version_number()), Some(2));
-    let mut create = autoscaling
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(asg)
-        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(&id).version("1").build())
-        .min_size(1)
-        .max_size(2)
-        .desired_capacity(1)
-        .availability_zones("us-east-1a");
-    for (key, value) in tags {
-        create = create.tags(Tag::builder().key(*key).value(*value).build());
-    }
-    create.send().await.expect("create auto scaling group");
-    id
-}
 
 async fn start(config: &aws_config::SdkConfig, asg: &str, template_id: &str) -> String {
     aws_sdk_autoscaling::Client::new(config)
@@ -113,20 +65,6 @@ async fn poll_until_done(
         assert!(Instant::now() < until, "{asg}: refresh {id} still {current} after {deadline:?}; seen {seen:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-async fn group_version(config: &aws_config::SdkConfig, asg: &str) -> Option<String> {
-    let out = aws_sdk_autoscaling::Client::new(config)
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(asg)
-        .send()
-        .await
-        .expect("describe auto scaling groups");
-    out.auto_scaling_groups()
-        .first()
-        .and_then(|g| g.launch_template())
-        .and_then(|lt| lt.version())
-        .map(str::to_string)
 }
 
 /// The log's events for one refresh, as (event, status) pairs.
@@ -241,48 +179,6 @@ async fn rollback_and_cancel() {
 /// The debug refresher, stripped of debug info and zipped as `bootstrap`.
 fn refresher_zip() -> Vec<u8> {
     function_zip("refresher")
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
-}
-
-/// A debug binary of the workspace, built when missing.
-fn debug_binary(package: &str, bin: &str) -> PathBuf {
-    let binary = target_dir().join("debug").join(bin);
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", package, "--bin", bin])
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "cargo build -p {package} --bin {bin} failed");
-    }
-    binary
-}
-
-/// A debug Lambda binary (`planner` or `refresher`), stripped and zipped as `bootstrap`.
-fn function_zip(function: &str) -> Vec<u8> {
-    let binary = debug_binary("asg-refresh-runtime", function);
-    let dir = tempfile_dir(&format!("zip-{function}"));
-    let bootstrap = dir.join("bootstrap");
-    let zip = dir.join("code.zip");
-    // Debug info makes the binary ~700 MB; stripped it is ~40 MB (about 12 MB zipped).
-    let stripped = Command::new("strip").arg("-o").arg(&bootstrap).arg(&binary).status().map(|s| s.success()).unwrap_or(false);
-    if !stripped {
-        std::fs::copy(&binary, &bootstrap).expect("copy the binary");
-    }
-    let status = Command::new(venv_python_path())
-        .arg("-c")
-        .arg("import sys, zipfile\nwith zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z:\n    z.write(sys.argv[1], 'bootstrap')")
-        .arg(&bootstrap)
-        .arg(&zip)
-        .status()
-        .expect("python zips the bootstrap");
-    assert!(status.success());
-    let bytes = std::fs::read(&zip).expect("the zip");
-    let _ = std::fs::remove_dir_all(&dir);
-    bytes
 }
 
 /// A DynamoDB table shaped like the rollout table, and the refresher deployed with it.
@@ -436,65 +332,6 @@ async fn step_functions_execution_invokes_the_refresher() {
     assert!(kinds.contains(&"LambdaFunctionSucceeded".to_string()) || kinds.contains(&"TaskSucceeded".to_string()), "{kinds:?}");
 }
 
-/// `cargo xtask deploy` of the local stack (envs/local.toml, or `config` for a variant) to
-/// the emulator, with the debug Lambda binaries standing in for the release zips.
-fn deploy_local(moto: &Moto, config: Option<&std::path::Path>) {
-    let zips = tempfile_dir("zips");
-    for function in ["planner", "refresher"] {
-        std::fs::create_dir_all(zips.join(function)).unwrap();
-        std::fs::write(zips.join(function).join("bootstrap.zip"), function_zip(function)).unwrap();
-    }
-    let mut deploy = Command::new(debug_binary("xtask", "xtask"));
-    deploy.args(["deploy", "--endpoint-url", &moto.endpoint(), "--zip-dir"]).arg(&zips);
-    match config {
-        Some(path) => deploy.arg("--config").arg(path),
-        None => deploy.args(["--env", "local"]),
-    };
-    let output = deploy
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .current_dir(workspace_root())
-        .output()
-        .expect("run xtask deploy");
-    let _ = std::fs::remove_dir_all(&zips);
-    assert!(
-        output.status.success(),
-        "deploy failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Starts an execution of the deployed local state machine and waits (bounded) for its end.
-async fn run_rollout(
-    moto: &Moto,
-    config: &aws_config::SdkConfig,
-    rollout_id: &str,
-    ami: &str,
-) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
-    let sfn = aws_sdk_sfn::Client::new(config);
-    let arn = sfn
-        .start_execution()
-        .state_machine_arn("arn:aws:states:us-east-1:123456789012:stateMachine:asg-refresh-local")
-        .name(rollout_id)
-        .input(json!({"rollout_id": rollout_id, "ami": ami}).to_string())
-        .send()
-        .await
-        .expect("start execution")
-        .execution_arn()
-        .to_string();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let described = sfn.describe_execution().execution_arn(&arn).send().await.expect("describe execution");
-        if described.status().as_str() != "RUNNING" {
-            return described;
-        }
-        assert!(Instant::now() < deadline, "the rollout did not end within 180 s; lambda logs:\n{}", moto.lambda_logs());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// The whole job: `cargo xtask deploy` of envs/local.toml to the emulator, a fleet, and one
 /// execution of the deployed state machine driving the real Lambda binaries.
 #[tokio::test(flavor = "multi_thread")]
@@ -625,13 +462,4 @@ async fn a_failed_asg_stops_later_waves_and_fails_the_execution_naming_it() {
         .collect();
     starts.sort();
     assert_eq!(starts, ["demo-a", "demo-b"], "wave 1 must not start after wave 0 failed");
-}
-
-fn tempfile_dir(what: &str) -> PathBuf {
-    // Tests run in parallel threads of one process: each call gets its own folder.
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("asg-refresh-{what}-{}-{call}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

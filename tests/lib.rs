@@ -71,12 +71,18 @@ impl Moto {
     /// Starts the project's extended emulator (`tests/emulator/server.py` under the
     /// `.venv` Python) on a free loopback port and waits (bounded) until it answers.
     pub fn start_extended() -> Self {
+        Self::try_start_extended().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Moto::start_extended`], failing with a message instead of panicking.
+    pub fn try_start_extended() -> Result<Self, String> {
         let python = venv_python_path();
-        assert!(
-            python.exists(),
-            "{} is missing: run `cargo xtask test`, which installs the pinned emulator into .venv",
-            python.display()
-        );
+        if !python.exists() {
+            return Err(format!(
+                "{} is missing: run `cargo xtask test`, which installs the pinned emulator into .venv",
+                python.display()
+            ));
+        }
         let script = emulator_server_path();
         let port = free_port();
         let work_dir = std::env::temp_dir().join(format!("asg-refresh-emulator-{port}"));
@@ -85,9 +91,9 @@ impl Moto {
             .arg(&script)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .env("ASG_REFRESH_EMULATOR_WORK_DIR", &work_dir);
-        let mut moto = Self::spawn(command, port, &script);
+        let mut moto = Self::try_spawn(command, port, &script)?;
         moto.work_dir = Some(work_dir);
-        moto
+        Ok(moto)
     }
 
     /// The extended emulator's Lambda output (every bootstrap's stdout and stderr), for
@@ -104,10 +110,14 @@ impl Moto {
         out
     }
 
-    fn spawn(mut command: Command, port: u16, what: &Path) -> Self {
+    fn spawn(command: Command, port: u16, what: &Path) -> Self {
+        Self::try_spawn(command, port, what).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_spawn(mut command: Command, port: u16, what: &Path) -> Result<Self, String> {
         use std::os::unix::process::CommandExt;
         let log = std::env::temp_dir().join(format!("asg-refresh-moto-{port}.log"));
-        let log_file = std::fs::File::create(&log).expect("moto log file");
+        let log_file = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         let child = command
             .env("MOTO_ALLOW_NONEXISTENT_REGION", "true")
             .env("PYTHONUNBUFFERED", "1")
@@ -115,13 +125,13 @@ impl Moto {
             // processes the extended emulator starts.
             .process_group(0)
             .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log handle"))
+            .stdout(log_file.try_clone().map_err(|e| format!("log handle: {e}"))?)
             .stderr(log_file)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", what.display()));
+            .map_err(|e| format!("cannot start {}: {e}", what.display()))?;
         let mut moto = Self { child, port, log, work_dir: None };
-        moto.wait_ready();
-        moto
+        moto.wait_ready()?;
+        Ok(moto)
     }
 
     /// The extended emulator's log of instance refresh starts and ends:
@@ -142,18 +152,18 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_DEADLINE;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("moto exited early ({status}); log: {}", self.read_log());
+                return Err(format!("the emulator exited early ({status}); its log:\n{}", self.read_log()));
             }
             if self.request("GET", "/moto-api/", "").is_ok() {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("moto did not answer within {START_DEADLINE:?}; log: {}", self.read_log());
+        Err(format!("the emulator did not answer within {START_DEADLINE:?}; its log:\n{}", self.read_log()))
     }
 
     /// Clears every emulated resource.

@@ -28,6 +28,11 @@ Patches moto in-process, then runs `moto.server.main`:
 
 * Step Functions executions are on (`execute_state_machine`), as `/moto-api/config` would set.
 
+* EC2 `CreateLaunchTemplateVersion` honours `ClientToken` as AWS does (moto ignores it): a
+  repeated token returns the version the first call made instead of a new one, and the same
+  token with other parameters is refused with `IdempotentParameterMismatch`. Retried or
+  concurrent refresher starts rely on it.
+
 Every wait is bounded.
 """
 
@@ -52,6 +57,7 @@ from moto.awslambda.models import LambdaFunction  # noqa: E402
 from moto.core import config as moto_config  # noqa: E402
 from moto.core.exceptions import ServiceException  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
+from moto.ec2.responses.launch_templates import LaunchTemplates  # noqa: E402
 from moto.moto_api._internal.models import MotoAPIBackend  # noqa: E402
 
 from runtime_api import LambdaProcess  # noqa: E402
@@ -364,10 +370,80 @@ def _patch_autoscaling():
         with _lock:
             _refreshes.clear()
             _log.clear()
+        with _lt_lock:
+            _lt_tokens.clear()
         _stop_all_lambdas()
 
     MotoAPIBackend.reset = reset
     threading.Thread(target=_ticker, name="instance-refresh-ticker", daemon=True).start()
+
+
+# ---------------------------------------------------------------------------------------
+# EC2 launch template versions: ClientToken idempotency
+# ---------------------------------------------------------------------------------------
+
+
+class IdempotentParameterMismatch(ServiceException):
+    code = "IdempotentParameterMismatch"
+
+
+_lt_lock = threading.Lock()
+_lt_tokens = {}  # (account, region, client token) -> (template id, version number, request fingerprint)
+
+
+def create_launch_template_version(self):
+    token = self._get_param("ClientToken")
+    if not token:
+        return _original_create_launch_template_version(self)
+    fingerprint = json.dumps(
+        [
+            self._get_param("LaunchTemplateId"),
+            self._get_param("LaunchTemplateName"),
+            self._get_param("SourceVersion"),
+            self._get_param("VersionDescription"),
+            self._get_param("LaunchTemplateData", {}),
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    key = (self.current_account, self.region, token)
+    # One at a time: the check and the creation are one step (moto numbers versions by
+    # counting them, which two concurrent calls could also get wrong).
+    with _lt_lock:
+        known = _lt_tokens.get(key)
+        if known is None:
+            result = _original_create_launch_template_version(self)
+            version = result.result["LaunchTemplateVersion"]
+            _lt_tokens[key] = (version["LaunchTemplateId"], version["VersionNumber"], fingerprint)
+            return result
+    template_id, number, first = known
+    if first != fingerprint:
+        raise IdempotentParameterMismatch(
+            f"Client token {token} was already used with different parameters."
+        )
+    template = self.ec2_backend.get_launch_template(template_id)
+    version = template.get_version(number)
+    return ActionResult(
+        {
+            "LaunchTemplateVersion": {
+                "CreateTime": version.create_time,
+                "CreatedBy": f"arn:{self.partition}:iam::{self.current_account}:root",
+                "DefaultVersion": template.is_default(version),
+                "LaunchTemplateData": version.data,
+                "LaunchTemplateId": template.id,
+                "LaunchTemplateName": template.name,
+                "VersionDescription": version.description,
+                "VersionNumber": version.number,
+            },
+        }
+    )
+
+
+_original_create_launch_template_version = LaunchTemplates.create_launch_template_version
+
+
+def _patch_ec2():
+    LaunchTemplates.create_launch_template_version = create_launch_template_version
 
 
 # ---------------------------------------------------------------------------------------
@@ -631,6 +707,7 @@ def main():
     ENDPOINT = f"http://{args.host}:{args.port}"
     os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
     _patch_autoscaling()
+    _patch_ec2()
     _patch_lambda()
     _patch_stepfunctions()
     _patch_routes()

@@ -1,0 +1,465 @@
+//! Helpers the end-to-end test binaries share (`emulator_harness`, `rollouts`): SDK clients
+//! on the extended emulator, fleets of launch templates and ASGs, `xtask deploy` of the
+//! local stack with the debug Lambda binaries, executions of the deployed state machine,
+//! and readers of the emulator's refresh log and of the rollout table. Every wait is
+//! bounded.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use asg_refresh_tests::{venv_python_path, workspace_root, Moto};
+use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+use serde_json::json;
+
+pub const REGION: &str = "us-east-1";
+/// The local stack's state machine (envs/local.toml: name "local", moto's account).
+pub const STATE_MACHINE_ARN: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:asg-refresh-local";
+/// The local stack's progress table.
+pub const TABLE: &str = "asg-refresh-local";
+/// The local stack's refresher and planner functions.
+pub const REFRESHER_FUNCTION: &str = "asg-refresh-local-refresher";
+pub const PLANNER_FUNCTION: &str = "asg-refresh-local-planner";
+/// The image `fleet` puts in launch template version 1.
+pub const OLD_AMI: &str = "ami-11111111";
+/// How long a rollout execution may run before a test gives up on it.
+pub const EXECUTION_DEADLINE: Duration = Duration::from_secs(180);
+
+pub async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto.endpoint())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_autoscaling::config::Credentials::new("test", "test", None, None, "emulator"))
+        .load()
+        .await
+}
+
+/// A launch template with versions 1 (ami-1...) and 2 (ami-2...), and an ASG on version 1
+/// with the given emulator tags. Returns the template id.
+pub async fn fleet(config: &aws_config::SdkConfig, asg: &str, tags: &[(&str, &str)]) -> String {
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let autoscaling = aws_sdk_autoscaling::Client::new(config);
+    let template = ec2
+        .create_launch_template()
+        .launch_template_name(format!("{asg}-lt"))
+        .launch_template_data(RequestLaunchTemplateData::builder().image_id(OLD_AMI).instance_type("t3.micro".into()).build())
+        .send()
+        .await
+        .expect("create launch template");
+    let id = template.launch_template().and_then(|t| t.launch_template_id()).expect("template id").to_string();
+    let version = ec2
+        .create_launch_template_version()
+        .launch_template_id(&id)
+        .source_version("1")
+        .launch_template_data(RequestLaunchTemplateData::builder().image_id("ami-22222222").build())
+        .send()
+        .await
+        .expect("create launch template version");
+    assert_eq!(version.launch_template_version().and_then(|v| v.version_number()), Some(2));
+    let mut create = autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(asg)
+        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(&id).version("1").build())
+        .min_size(1)
+        .max_size(2)
+        .desired_capacity(1)
+        .availability_zones("us-east-1a");
+    for (key, value) in tags {
+        create = create.tags(Tag::builder().key(*key).value(*value).build());
+    }
+    create.send().await.expect("create auto scaling group");
+    id
+}
+
+/// Scales an ASG to `capacity` (min lowered to it).
+pub async fn set_capacity(config: &aws_config::SdkConfig, asg: &str, capacity: i32) {
+    aws_sdk_autoscaling::Client::new(config)
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(asg)
+        .min_size(capacity)
+        .desired_capacity(capacity)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("scale {asg} to {capacity}: {e:?}"));
+}
+
+/// Sets (creates or overwrites) one tag of an ASG, e.g. `emulator:refresh-outcome`.
+pub async fn set_tag(config: &aws_config::SdkConfig, asg: &str, key: &str, value: &str) {
+    aws_sdk_autoscaling::Client::new(config)
+        .create_or_update_tags()
+        .tags(
+            Tag::builder()
+                .resource_id(asg)
+                .resource_type("auto-scaling-group")
+                .key(key)
+                .value(value)
+                .propagate_at_launch(false)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("tag {asg} with {key}={value}: {e:?}"));
+}
+
+/// Tags that put an ASG in local.toml's target set with a refresh of `seconds`.
+pub fn demo(seconds: &str) -> Vec<(&'static str, String)> {
+    vec![("refresh-group", "demo".into()), ("emulator:refresh-seconds", seconds.into())]
+}
+
+/// [`fleet`]s in local.toml's target set, each refresh taking its given seconds.
+pub async fn demo_fleet(config: &aws_config::SdkConfig, asgs: &[(&str, &str)]) {
+    for (asg, seconds) in asgs {
+        let tags = demo(seconds);
+        let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        fleet(config, asg, &tags).await;
+    }
+}
+
+/// The launch template version the ASG runs.
+pub async fn group_version(config: &aws_config::SdkConfig, asg: &str) -> Option<String> {
+    let out = aws_sdk_autoscaling::Client::new(config)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(asg)
+        .send()
+        .await
+        .expect("describe auto scaling groups");
+    out.auto_scaling_groups()
+        .first()
+        .and_then(|g| g.launch_template())
+        .and_then(|lt| lt.version())
+        .map(str::to_string)
+}
+
+/// The ImageId of the launch template version the ASG runs.
+pub async fn group_image(config: &aws_config::SdkConfig, asg: &str) -> Option<String> {
+    let out = aws_sdk_autoscaling::Client::new(config)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(asg)
+        .send()
+        .await
+        .expect("describe auto scaling groups");
+    let lt = out.auto_scaling_groups().first()?.launch_template()?.clone();
+    let mut describe = aws_sdk_ec2::Client::new(config)
+        .describe_launch_template_versions()
+        .versions(lt.version().unwrap_or("$Default"));
+    describe = match (lt.launch_template_id(), lt.launch_template_name()) {
+        (Some(id), _) => describe.launch_template_id(id),
+        (None, Some(name)) => describe.launch_template_name(name),
+        (None, None) => return None,
+    };
+    let described = describe.send().await.expect("describe launch template versions");
+    described
+        .launch_template_versions()
+        .first()
+        .and_then(|v| v.launch_template_data())
+        .and_then(|d| d.image_id())
+        .map(str::to_string)
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// A debug binary of the workspace, built when missing.
+pub fn debug_binary(package: &str, bin: &str) -> PathBuf {
+    let binary = target_dir().join("debug").join(bin);
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", package, "--bin", bin])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "cargo build -p {package} --bin {bin} failed");
+    }
+    binary
+}
+
+/// A debug Lambda binary (`planner` or `refresher`), stripped and zipped as `bootstrap`.
+pub fn function_zip(function: &str) -> Vec<u8> {
+    let binary = debug_binary("asg-refresh-runtime", function);
+    let dir = tempfile_dir(&format!("zip-{function}"));
+    let bootstrap = dir.join("bootstrap");
+    let zip = dir.join("code.zip");
+    // Debug info makes the binary ~700 MB; stripped it is ~40 MB (about 12 MB zipped).
+    let stripped = Command::new("strip").arg("-o").arg(&bootstrap).arg(&binary).status().map(|s| s.success()).unwrap_or(false);
+    if !stripped {
+        std::fs::copy(&binary, &bootstrap).expect("copy the binary");
+    }
+    let status = Command::new(venv_python_path())
+        .arg("-c")
+        .arg("import sys, zipfile\nwith zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z:\n    z.write(sys.argv[1], 'bootstrap')")
+        .arg(&bootstrap)
+        .arg(&zip)
+        .status()
+        .expect("python zips the bootstrap");
+    assert!(status.success());
+    let bytes = std::fs::read(&zip).expect("the zip");
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}
+
+pub fn tempfile_dir(what: &str) -> PathBuf {
+    // Tests run in parallel threads of one process: each call gets its own folder.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("asg-refresh-{what}-{}-{call}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A variant of envs/local.toml: each `(from, to)` replaced once (each must match), written
+/// to `<dir>/<what>.toml`. Returns the file; the caller removes `dir` after the deploy.
+pub fn local_variant(dir: &Path, what: &str, replaces: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(workspace_root().join("envs/local.toml")).unwrap();
+    for (from, to) in replaces {
+        assert!(text.contains(from), "envs/local.toml has no `{from}` any more: update this test");
+        text = text.replacen(from, to, 1);
+    }
+    let path = dir.join(format!("{what}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `cargo xtask deploy` of the local stack (envs/local.toml, or `config` for a variant) to
+/// the emulator, with the debug Lambda binaries standing in for the release zips.
+pub fn deploy_local(moto: &Moto, config: Option<&Path>) {
+    let zips = tempfile_dir("zips");
+    for function in ["planner", "refresher"] {
+        std::fs::create_dir_all(zips.join(function)).unwrap();
+        std::fs::write(zips.join(function).join("bootstrap.zip"), function_zip(function)).unwrap();
+    }
+    let mut deploy = Command::new(debug_binary("xtask", "xtask"));
+    deploy.args(["deploy", "--endpoint-url", &moto.endpoint(), "--zip-dir"]).arg(&zips);
+    match config {
+        Some(path) => deploy.arg("--config").arg(path),
+        None => deploy.args(["--env", "local"]),
+    };
+    let output = deploy
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env_remove("AWS_PROFILE")
+        .current_dir(workspace_root())
+        .output()
+        .expect("run xtask deploy");
+    let _ = std::fs::remove_dir_all(&zips);
+    assert!(
+        output.status.success(),
+        "deploy failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Deploys a variant of envs/local.toml (see [`local_variant`]).
+pub fn deploy_local_variant(moto: &Moto, what: &str, replaces: &[(&str, &str)]) {
+    let dir = tempfile_dir(what);
+    let path = local_variant(&dir, what, replaces);
+    deploy_local(moto, Some(&path));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts an execution of the deployed local state machine named `execution_name` for
+/// `rollout_id`; returns its ARN without waiting.
+pub async fn start_rollout(config: &aws_config::SdkConfig, execution_name: &str, rollout_id: &str, ami: &str) -> String {
+    aws_sdk_sfn::Client::new(config)
+        .start_execution()
+        .state_machine_arn(STATE_MACHINE_ARN)
+        .name(execution_name)
+        .input(json!({"rollout_id": rollout_id, "ami": ami}).to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("start execution {execution_name}: {e:?}"))
+        .execution_arn()
+        .to_string()
+}
+
+/// Waits (at most `deadline`) until the execution has ended.
+pub async fn wait_execution(moto: &Moto, config: &aws_config::SdkConfig, arn: &str, deadline: Duration) -> DescribeExecutionOutput {
+    let sfn = aws_sdk_sfn::Client::new(config);
+    let until = Instant::now() + deadline;
+    loop {
+        let described = sfn.describe_execution().execution_arn(arn).send().await.expect("describe execution");
+        if described.status().as_str() != "RUNNING" {
+            return described;
+        }
+        assert!(
+            Instant::now() < until,
+            "execution {arn} did not end within {deadline:?}; lambda logs:\n{}",
+            moto.lambda_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Starts an execution of the deployed local state machine and waits (bounded) for its end.
+pub async fn run_rollout(moto: &Moto, config: &aws_config::SdkConfig, rollout_id: &str, ami: &str) -> DescribeExecutionOutput {
+    run_rollout_as(moto, config, rollout_id, rollout_id, ami).await
+}
+
+/// [`run_rollout`] under an execution name of its own: a re-run of a rollout reuses the
+/// rollout id under a new execution name (`<id>-2`).
+pub async fn run_rollout_as(
+    moto: &Moto,
+    config: &aws_config::SdkConfig,
+    execution_name: &str,
+    rollout_id: &str,
+    ami: &str,
+) -> DescribeExecutionOutput {
+    let arn = start_rollout(config, execution_name, rollout_id, ami).await;
+    wait_execution(moto, config, &arn, EXECUTION_DEADLINE).await
+}
+
+/// One instance refresh as the emulator's log tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interval {
+    pub refresh_id: String,
+    /// Emulator seconds (monotonic) of the start.
+    pub start: f64,
+    /// When it ended (`None`: still running when the log was read).
+    pub end: Option<f64>,
+    /// The status it ended with.
+    pub status: Option<String>,
+    /// When a rollback was requested.
+    pub rollback: Option<f64>,
+    /// When a cancel was requested.
+    pub cancel: Option<f64>,
+}
+
+impl Interval {
+    /// The end, or `now` for a refresh still running.
+    pub fn end_or(&self, now: f64) -> f64 {
+        self.end.unwrap_or(now)
+    }
+}
+
+/// The refresh log as intervals per ASG, in start order, and the emulator's `now`.
+pub fn refresh_intervals(moto: &Moto) -> (BTreeMap<String, Vec<Interval>>, f64) {
+    let log = moto.refresh_log();
+    let now = log["now"].as_f64().expect("the log's now");
+    let mut by_id: BTreeMap<String, (String, Interval)> = BTreeMap::new();
+    for event in log["events"].as_array().expect("refresh log events") {
+        let (Some(kind), Some(asg), Some(id), Some(t)) =
+            (event["event"].as_str(), event["asg"].as_str(), event["refresh_id"].as_str(), event["t"].as_f64())
+        else {
+            panic!("malformed refresh log event {event}");
+        };
+        if kind == "start" {
+            let interval = Interval { refresh_id: id.into(), start: t, end: None, status: None, rollback: None, cancel: None };
+            assert!(by_id.insert(id.into(), (asg.into(), interval)).is_none(), "refresh {id} started twice: {log}");
+            continue;
+        }
+        let (_, interval) = by_id.get_mut(id).unwrap_or_else(|| panic!("{kind} of refresh {id} before its start: {log}"));
+        match kind {
+            "end" => {
+                interval.end = Some(t);
+                interval.status = event["status"].as_str().map(str::to_string);
+            }
+            "rollback" => interval.rollback = Some(t),
+            "cancel" => interval.cancel = Some(t),
+            other => panic!("unknown refresh log event {other}: {log}"),
+        }
+    }
+    let mut out: BTreeMap<String, Vec<Interval>> = BTreeMap::new();
+    for (asg, interval) in by_id.into_values() {
+        out.entry(asg).or_default().push(interval);
+    }
+    for intervals in out.values_mut() {
+        intervals.sort_by(|a, b| a.start.total_cmp(&b.start));
+    }
+    (out, now)
+}
+
+/// The most refreshes running at once (one ending at the instant another starts does not
+/// overlap it). Refreshes still running count until `now`.
+pub fn max_in_flight(intervals: &BTreeMap<String, Vec<Interval>>, now: f64) -> usize {
+    let mut timeline: Vec<(f64, i32)> = intervals
+        .values()
+        .flatten()
+        .flat_map(|i| [(i.start, 1), (i.end_or(now), -1)])
+        .collect();
+    // Ends before starts at the same instant.
+    timeline.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut running, mut most) = (0i32, 0i32);
+    for (_, delta) in timeline {
+        running += delta;
+        most = most.max(running);
+    }
+    most as usize
+}
+
+/// One item of the rollout table, as the tests read it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TableItem {
+    pub status: String,
+    pub reason: Option<String>,
+    pub wave: Option<u32>,
+    pub refresh_id: Option<String>,
+    /// The summary's (`#rollout`) message.
+    pub message: Option<String>,
+}
+
+/// Every item of a rollout (ASGs, and the `#rollout` summary), by `asg`.
+pub async fn rollout_items(config: &aws_config::SdkConfig, rollout_id: &str) -> BTreeMap<String, TableItem> {
+    let mut pages = aws_sdk_dynamodb::Client::new(config)
+        .query()
+        .table_name(TABLE)
+        .key_condition_expression("rollout_id = :r")
+        .expression_attribute_values(":r", AttributeValue::S(rollout_id.into()))
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send();
+    let mut out = BTreeMap::new();
+    while let Some(item) = pages.next().await {
+        let item = item.expect("query the rollout table");
+        let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        let asg = s("asg").expect("every item has an asg");
+        out.insert(
+            asg,
+            TableItem {
+                status: s("status").unwrap_or_default(),
+                reason: s("reason"),
+                wave: item.get("wave").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()),
+                refresh_id: s("refresh_id"),
+                message: s("message"),
+            },
+        );
+    }
+    out
+}
+
+/// The rollout holding the stack lock (`#lock` item), if any.
+pub async fn lock_holder(config: &aws_config::SdkConfig) -> Option<String> {
+    let out = aws_sdk_dynamodb::Client::new(config)
+        .get_item()
+        .table_name(TABLE)
+        .key("rollout_id", AttributeValue::S("#lock".into()))
+        .key("asg", AttributeValue::S("#lock".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("read the lock item");
+    out.item().map(|item| item.get("holder").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default())
+}
+
+/// Invokes a deployed function synchronously; returns the function error (if any) and the
+/// JSON payload.
+pub async fn invoke(config: &aws_config::SdkConfig, function: &str, event: &serde_json::Value) -> (Option<String>, serde_json::Value) {
+    let out = aws_sdk_lambda::Client::new(config)
+        .invoke()
+        .function_name(function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(event.to_string()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("invoke {function}: {e:?}"));
+    let payload = out.payload().map(|p| p.as_ref().to_vec()).unwrap_or_default();
+    let payload = serde_json::from_slice(&payload)
+        .unwrap_or_else(|e| panic!("{function} returned no JSON ({e}): {}", String::from_utf8_lossy(&payload)));
+    (out.function_error().map(str::to_string), payload)
+}
