@@ -2,7 +2,7 @@
 //! through the SDK (read what exists, diff it against the generator's output, apply), and
 //! delete exactly the stack's tagged resources.
 
-mod aws;
+pub mod aws;
 mod functions;
 mod log_group;
 mod roles;

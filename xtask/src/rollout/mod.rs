@@ -1,0 +1,443 @@
+//! `cargo xtask rollout`, `status` and `approve`: start a rollout of an AMI on a deployed
+//! stack, follow it from the progress table and the execution, and approve the next wave.
+
+pub mod view;
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use aws_sdk_sfn::types::ExecutionListItem;
+use clap::Args;
+use generator::config::StackConfig;
+use generator::names::Stack;
+use runtime::store::{Store, APPROVED, AWAITING_APPROVAL, REJECTED};
+use serde_json::json;
+
+use crate::deploy::aws::{sdk_config, sdk_error, SdkResultExt};
+use crate::env_file::StackSelector;
+use view::{Execution, Snapshot};
+
+/// The longest rollout id `rollout` accepts: re-runs name their execution `<id>-<n>`,
+/// and execution names hold at most 80 characters.
+const MAX_ID_LEN: usize = 64;
+
+#[derive(Args, Debug)]
+pub struct RolloutArgs {
+    #[command(flatten)]
+    pub stack: StackSelector,
+    /// The AMI every ASG adopts (ami- and 8 or 17 lowercase hex digits)
+    #[arg(long, value_name = "AMI_ID", required_unless_present = "resume")]
+    pub ami: Option<String>,
+    /// Re-run this rollout (same id and AMI): ASGs it already refreshed are left out
+    #[arg(long, value_name = "ROLLOUT_ID", conflicts_with_all = ["ami", "id"])]
+    pub resume: Option<String>,
+    /// Rollout id (default: <env>-<UTC date>-<time>)
+    #[arg(long, value_name = "ROLLOUT_ID")]
+    pub id: Option<String>,
+    /// Follow the rollout until it ends; exit non-zero unless it succeeded
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds between two reads of the progress while waiting
+    #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub interval: u64,
+    /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub stack: StackSelector,
+    /// The rollout to show (default: the newest)
+    #[arg(long, value_name = "ROLLOUT_ID")]
+    pub rollout: Option<String>,
+    /// Redraw until the rollout ends
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
+    /// Print the rollout as JSON (waves numbered from 0) for scripts
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds between two redraws with --watch
+    #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub interval: u64,
+    /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    pub stack: StackSelector,
+    /// The rollout waiting for approval (default: the one running on the stack)
+    #[arg(long, value_name = "ROLLOUT_ID")]
+    pub rollout: Option<String>,
+    /// Refuse the next wave instead: the rollout fails through its failure policy
+    #[arg(long)]
+    pub reject: bool,
+    /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+/// A deployed stack's state machine and progress table.
+pub struct Ops {
+    pub stack: Stack,
+    pub sfn: aws_sdk_sfn::Client,
+    pub store: Store,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+impl Ops {
+    /// Connects to the stack and checks it is deployed.
+    pub async fn connect(config: &StackConfig, endpoint_url: Option<&str>) -> anyhow::Result<Self> {
+        let sdk = sdk_config(config, endpoint_url).await?;
+        let stack = Stack::new(config);
+        let ops = Self {
+            sfn: aws_sdk_sfn::Client::new(&sdk),
+            store: Store::new(aws_sdk_dynamodb::Client::new(&sdk), stack.table()),
+            stack,
+        };
+        let described = ops.sfn.describe_state_machine().state_machine_arn(ops.stack.state_machine_arn()).send().await;
+        match described {
+            Ok(_) => Ok(ops),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_state_machine_does_not_exist()) => bail!(
+                "stack `{}` is not deployed (no state machine {}): run `cargo xtask deploy --env {}` first",
+                ops.stack.env,
+                ops.stack.state_machine(),
+                ops.stack.env
+            ),
+            Err(e) => Err(sdk_error(e, format!("reading state machine {}", ops.stack.state_machine()))),
+        }
+    }
+
+    /// Every execution of the stack's state machine, newest first.
+    async fn executions(&self) -> anyhow::Result<Vec<ExecutionListItem>> {
+        let mut pages = self
+            .sfn
+            .list_executions()
+            .state_machine_arn(self.stack.state_machine_arn())
+            .into_paginator()
+            .items()
+            .send();
+        let mut out = Vec::new();
+        while let Some(item) = pages.next().await {
+            out.push(item.ctx("listing executions")?);
+        }
+        out.sort_by_key(|e| std::cmp::Reverse(e.start_date().secs()));
+        Ok(out)
+    }
+
+    /// The executions that ran `rollout_id` (its first run is named after it, re-runs
+    /// `<id>-<n>`), newest first.
+    async fn executions_of(&self, rollout_id: &str) -> anyhow::Result<Vec<ExecutionListItem>> {
+        let rerun = format!("{rollout_id}-");
+        Ok(self
+            .executions()
+            .await?
+            .into_iter()
+            .filter(|e| {
+                e.name() == rollout_id
+                    || e.name().strip_prefix(&rerun).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .collect())
+    }
+
+    async fn describe(&self, arn: &str) -> anyhow::Result<Execution> {
+        let out = self.sfn.describe_execution().execution_arn(arn).send().await.ctx("reading the execution")?;
+        Ok(Execution {
+            name: out.name().unwrap_or_default().to_string(),
+            arn: arn.to_string(),
+            status: out.status().as_str().to_string(),
+            started_at: out.start_date().secs(),
+            stopped_at: out.stop_date().map(|d| d.secs()),
+            error: out.error().map(str::to_string),
+            cause: out.cause().map(str::to_string),
+        })
+    }
+
+    /// The newest rollout of the stack: the lock holder, else the newest execution's.
+    async fn newest_rollout(&self) -> anyhow::Result<String> {
+        if let Some(holder) = self.store.lock_holder().await? {
+            return Ok(holder);
+        }
+        let Some(newest) = self.executions().await?.into_iter().next() else {
+            bail!(
+                "no rollout has run on stack `{}` yet: start one with `cargo xtask rollout --env {} --ami <ami-id>`",
+                self.stack.env,
+                self.stack.env
+            );
+        };
+        let input = self
+            .sfn
+            .describe_execution()
+            .execution_arn(newest.execution_arn())
+            .send()
+            .await
+            .ctx("reading the newest execution")?;
+        let id = input
+            .input()
+            .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
+            .and_then(|v| v["rollout_id"].as_str().map(str::to_string));
+        Ok(id.unwrap_or_else(|| newest.name().to_string()))
+    }
+
+    /// Everything `status` shows of a rollout.
+    pub async fn snapshot(&self, rollout_id: &str) -> anyhow::Result<Snapshot> {
+        let execution = match self.executions_of(rollout_id).await?.first() {
+            Some(e) => Some(self.describe(e.execution_arn()).await?),
+            None => None,
+        };
+        let summary = self.store.summary(rollout_id).await?;
+        let asgs = self.store.list(rollout_id).await?;
+        if execution.is_none() && summary.is_none() && asgs.is_empty() {
+            bail!("stack `{}` has no rollout `{rollout_id}`", self.stack.env);
+        }
+        let approvals = self.store.approvals(rollout_id).await?;
+        let lock_holder = self.store.lock_holder().await?;
+        Ok(Snapshot::new(&self.stack.env, rollout_id, execution, summary, asgs, approvals, lock_holder))
+    }
+
+    /// Refuses to start while another rollout holds the stack lock (the planner refuses
+    /// too; this says so before an execution is started).
+    async fn check_unlocked(&self, rollout_id: &str) -> anyhow::Result<()> {
+        let Some(holder) = self.store.lock_holder().await? else { return Ok(()) };
+        if holder == rollout_id {
+            return Ok(());
+        }
+        let env = &self.stack.env;
+        let running = self.executions_of(&holder).await?.iter().any(|e| e.status().as_str() == "RUNNING");
+        if running {
+            bail!(
+                "rollout {holder} is running on stack `{env}`: a second rollout is refused until it ends \
+                 (follow it: cargo xtask status --env {env} --rollout {holder} --watch)"
+            );
+        }
+        bail!(
+            "rollout {holder} holds stack `{env}`'s lock but none of its executions runs (stopped or aborted): \
+             finish it with `cargo xtask rollout --env {env} --resume {holder}`"
+        )
+    }
+
+    /// Starts an execution for the rollout; returns its ARN.
+    pub async fn start(&self, rollout_id: &str, ami: &str, resume: bool) -> anyhow::Result<(String, String)> {
+        self.check_unlocked(rollout_id).await?;
+        let runs = self.executions_of(rollout_id).await?;
+        if let Some(running) = runs.iter().find(|e| e.status().as_str() == "RUNNING") {
+            bail!("rollout {rollout_id} is already running as execution {}", running.name());
+        }
+        let name = match (resume, runs.is_empty()) {
+            (false, true) => rollout_id.to_string(),
+            (false, false) => bail!(
+                "rollout id {rollout_id} was already used on stack `{}`: choose another --id, or re-run it with --resume {rollout_id}",
+                self.stack.env
+            ),
+            (true, _) => format!("{rollout_id}-{}", runs.len() + 1),
+        };
+        let input = json!({"rollout_id": rollout_id, "ami": ami});
+        let out = self
+            .sfn
+            .start_execution()
+            .state_machine_arn(self.stack.state_machine_arn())
+            .name(&name)
+            .input(input.to_string())
+            .send()
+            .await
+            .ctx(format!("starting execution {name}"))?;
+        Ok((name, out.execution_arn().to_string()))
+    }
+
+    /// Redraws (on a terminal) or prints changes until the rollout ends; returns the last
+    /// snapshot. Stops by itself when the execution is no longer running.
+    pub async fn watch(&self, rollout_id: &str, interval: Duration) -> anyhow::Result<Snapshot> {
+        let terminal = std::io::stdout().is_terminal();
+        let mut last: Option<Snapshot> = None;
+        loop {
+            let snapshot = self.snapshot(rollout_id).await?;
+            let mut out = std::io::stdout().lock();
+            if terminal {
+                // Home, draw, clear what the previous frame left below.
+                write!(out, "\x1b[H\x1b[2J{}", snapshot.render(now()))?;
+            } else {
+                for line in snapshot.changes(last.as_ref(), now()) {
+                    writeln!(out, "{line}")?;
+                }
+            }
+            out.flush()?;
+            drop(out);
+            if !snapshot.is_running() {
+                if !terminal {
+                    print!("\n{}", snapshot.render(now()));
+                }
+                return Ok(snapshot);
+            }
+            last = Some(snapshot);
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+/// Fails with the rollout's own words unless it succeeded.
+pub fn outcome(snapshot: &Snapshot) -> anyhow::Result<()> {
+    let execution = snapshot.execution.as_ref();
+    if execution.is_some_and(|e| e.status == "SUCCEEDED") {
+        return Ok(());
+    }
+    let status = execution.map_or("not started", |e| e.status.as_str());
+    let why = execution
+        .and_then(|e| e.cause.clone().or_else(|| e.error.clone()))
+        .or_else(|| snapshot.summary.as_ref().and_then(|s| s.message.clone()))
+        .unwrap_or_default();
+    Err(anyhow!("rollout {} {status}: {why}", snapshot.rollout_id))
+}
+
+/// The default rollout id: `<env>-<UTC date>-<time>`.
+fn default_id(env: &str) -> String {
+    let stamp = view::stamp(now());
+    let env: String = env.chars().take(MAX_ID_LEN - stamp.len() - 1).collect();
+    format!("{env}-{stamp}")
+}
+
+fn check_id(id: &str) -> anyhow::Result<()> {
+    runtime::validate_rollout_id(id).map_err(|e| anyhow!("--id: {e}"))?;
+    if id.len() > MAX_ID_LEN {
+        bail!("--id: `{id}` is longer than {MAX_ID_LEN} characters (re-runs append -<n> to name their execution)");
+    }
+    Ok(())
+}
+
+impl RolloutArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let (_, config) = self.stack.load()?;
+        if let Some(ami) = &self.ami {
+            runtime::validate_ami(ami).map_err(|e| anyhow!("--ami: {e}"))?;
+        }
+        let rollout_id = match (&self.resume, &self.id) {
+            (Some(id), _) | (None, Some(id)) => id.clone(),
+            (None, None) => default_id(&config.name),
+        };
+        check_id(&rollout_id)?;
+        runtime()?.block_on(async {
+            let ops = Ops::connect(&config, self.endpoint_url.as_deref()).await?;
+            let ami = match (&self.resume, &self.ami) {
+                (Some(id), _) => {
+                    let summary = ops.store.summary(id).await?;
+                    let summary = summary.with_context(|| format!("stack `{}` has no rollout `{id}` to resume", config.name))?;
+                    if summary.status == "Succeeded" {
+                        bail!("rollout {id} already succeeded: nothing to resume");
+                    }
+                    summary.ami
+                }
+                (None, Some(ami)) => ami.clone(),
+                (None, None) => unreachable!("clap requires --ami or --resume"),
+            };
+            let (name, arn) = ops.start(&rollout_id, &ami, self.resume.is_some()).await?;
+            let env = &config.name;
+            println!("started rollout {rollout_id} of {ami} on stack `{env}`");
+            println!("  execution {name}: {arn}");
+            if !self.wait {
+                println!("follow it: cargo xtask status --env {env} --rollout {rollout_id} --watch");
+                return Ok(());
+            }
+            let last = ops.watch(&rollout_id, Duration::from_secs(self.interval)).await?;
+            outcome(&last)
+        })
+    }
+}
+
+impl StatusArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let (_, config) = self.stack.load()?;
+        runtime()?.block_on(async {
+            let ops = Ops::connect(&config, self.endpoint_url.as_deref()).await?;
+            let rollout_id = match &self.rollout {
+                Some(id) => id.clone(),
+                None => ops.newest_rollout().await?,
+            };
+            if self.watch {
+                ops.watch(&rollout_id, Duration::from_secs(self.interval)).await?;
+                return Ok(());
+            }
+            let snapshot = ops.snapshot(&rollout_id).await?;
+            if self.json {
+                println!("{}", serde_json::to_string_pretty(&snapshot)?);
+            } else {
+                print!("{}", snapshot.render(now()));
+            }
+            Ok(())
+        })
+    }
+}
+
+impl ApproveArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let (_, config) = self.stack.load()?;
+        let operator = std::env::var("USER").unwrap_or_else(|_| "an operator".into());
+        runtime()?.block_on(async {
+            let ops = Ops::connect(&config, self.endpoint_url.as_deref()).await?;
+            let rollout_id = match &self.rollout {
+                Some(id) => id.clone(),
+                None => ops.store.lock_holder().await?.with_context(|| {
+                    format!("no rollout is running on stack `{}`: nothing to approve", config.name)
+                })?,
+            };
+            let approvals = ops.store.approvals(&rollout_id).await?;
+            let Some(approval) = approvals.iter().filter(|a| a.status == AWAITING_APPROVAL).max_by_key(|a| a.wave) else {
+                bail!("rollout {rollout_id} is not waiting for an approval (see `cargo xtask status --env {} --rollout {rollout_id}`)", config.name);
+            };
+            let next = approval.wave + 2;
+            let sent = if self.reject {
+                let sent = ops
+                    .sfn
+                    .send_task_failure()
+                    .task_token(&approval.task_token)
+                    .error("Rejected")
+                    .cause(format!("wave {next} rejected by {operator}"))
+                    .send()
+                    .await;
+                sent.map(|_| ()).map_err(|e| {
+                    let gone = e.as_service_error().is_some_and(|s| s.is_invalid_token() || s.is_task_does_not_exist() || s.is_task_timed_out());
+                    (gone, sdk_error(e, "sending the rejection"))
+                })
+            } else {
+                let sent = ops
+                    .sfn
+                    .send_task_success()
+                    .task_token(&approval.task_token)
+                    .output(json!({"approved_by": operator, "wave": next}).to_string())
+                    .send()
+                    .await;
+                sent.map(|_| ()).map_err(|e| {
+                    let gone = e.as_service_error().is_some_and(|s| s.is_invalid_token() || s.is_task_does_not_exist() || s.is_task_timed_out());
+                    (gone, sdk_error(e, "sending the approval"))
+                })
+            };
+            match sent {
+                Err((true, _)) => bail!(
+                    "rollout {rollout_id}'s approval of wave {next} is no longer waiting (approved, rejected or timed out)"
+                ),
+                Err((false, error)) => return Err(error),
+                Ok(()) => {}
+            }
+            let decision = if self.reject { REJECTED } else { APPROVED };
+            ops.store.decide_approval(&rollout_id, approval.wave, decision, &operator, now()).await?;
+            if self.reject {
+                println!("rejected wave {next} of rollout {rollout_id}: it stops through its failure policy");
+            } else {
+                println!("approved wave {next} of rollout {rollout_id}");
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,359 @@
+//! What `status` shows of a rollout: a snapshot read from the progress table and the
+//! execution, as a table with progress bars, as change lines, or as JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use generator::payload::status;
+use runtime::store::{Approval, AsgRecord, RolloutSummary, AWAITING_APPROVAL};
+use serde::Serialize;
+
+/// The execution that runs (or ran) a rollout.
+#[derive(Debug, Clone, Serialize)]
+pub struct Execution {
+    pub name: String,
+    pub arn: String,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
+    pub status: String,
+    pub started_at: i64,
+    pub stopped_at: Option<i64>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+impl Execution {
+    pub fn is_running(&self) -> bool {
+        self.status == "RUNNING"
+    }
+}
+
+/// Counts per kind of ASG status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub asgs: usize,
+    pub successful: usize,
+    pub in_flight: usize,
+    pub failed: usize,
+    /// Planned, not started yet.
+    pub waiting: usize,
+    pub skipped: usize,
+}
+
+/// A rollout as the table and Step Functions see it at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub stack: String,
+    pub rollout_id: String,
+    pub execution: Option<Execution>,
+    pub summary: Option<RolloutSummary>,
+    pub totals: Totals,
+    /// Waves are numbered from 0 here (the canary, when there is one, is wave 0).
+    pub asgs: Vec<AsgRecord>,
+    pub approvals: Vec<Approval>,
+    /// The rollout holding the stack lock, if any.
+    pub lock_holder: Option<String>,
+}
+
+impl Snapshot {
+    pub fn new(
+        stack: &str,
+        rollout_id: &str,
+        execution: Option<Execution>,
+        summary: Option<RolloutSummary>,
+        mut asgs: Vec<AsgRecord>,
+        approvals: Vec<Approval>,
+        lock_holder: Option<String>,
+    ) -> Self {
+        // Planned waves in order, then what was skipped; by name within each.
+        asgs.sort_by(|a, b| (a.wave.is_none(), a.wave, &a.asg).cmp(&(b.wave.is_none(), b.wave, &b.asg)));
+        let totals = totals(&asgs);
+        Self {
+            stack: stack.to_string(),
+            rollout_id: rollout_id.to_string(),
+            execution,
+            summary,
+            totals,
+            asgs,
+            approvals,
+            lock_holder,
+        }
+    }
+
+    /// True while the execution runs (or, without one, while the summary says Running).
+    pub fn is_running(&self) -> bool {
+        match (&self.execution, &self.summary) {
+            (Some(execution), _) => execution.is_running(),
+            (None, Some(summary)) => summary.status == "Running",
+            (None, None) => false,
+        }
+    }
+
+    /// The approval the rollout waits for now, if any.
+    pub fn awaiting_approval(&self) -> Option<&Approval> {
+        if !self.is_running() {
+            return None;
+        }
+        self.approvals.iter().filter(|a| a.status == AWAITING_APPROVAL).max_by_key(|a| a.wave)
+    }
+
+    /// The whole view: header, one row per ASG with a progress bar, totals, and what to do
+    /// next when the rollout waits or failed.
+    pub fn render(&self, now: i64) -> String {
+        let mut out = String::new();
+        let ami = self.summary.as_ref().map(|s| s.ami.as_str()).unwrap_or("?");
+        let _ = writeln!(out, "rollout {} of {ami} on stack `{}`", self.rollout_id, self.stack);
+        match &self.execution {
+            Some(e) => {
+                let end = e.stopped_at.unwrap_or(now);
+                let _ = writeln!(
+                    out,
+                    "execution {} {} (started {}, {})",
+                    e.name,
+                    e.status,
+                    clock(e.started_at),
+                    duration(end - e.started_at)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "execution: none found for this rollout");
+            }
+        }
+        let waves = self.summary.as_ref().map_or(0, |s| s.waves);
+        let _ = writeln!(
+            out,
+            "\n{:<5} {:<28} {:<19} {:<17} {:<8} {:<8} MESSAGE",
+            "WAVE", "ASG", "STATUS", "PROGRESS", "STARTED", "ENDED"
+        );
+        for asg in &self.asgs {
+            let wave = asg.wave.map_or("-".to_string(), |w| format!("{}/{waves}", w + 1));
+            let progress = if asg.status == status::SKIPPED || asg.status == status::PLANNED {
+                String::new()
+            } else {
+                let percentage = asg.percentage.unwrap_or(if status::is_successful(&asg.status) { 100 } else { 0 });
+                format!("{} {percentage:>3}%", bar(percentage, 10))
+            };
+            let _ = writeln!(
+                out,
+                "{wave:<5} {:<28} {:<19} {progress:<17} {:<8} {:<8} {}",
+                asg.asg,
+                asg.status,
+                asg.started_at.map(clock).unwrap_or_default(),
+                asg.ended_at.map(clock).unwrap_or_default(),
+                asg.reason.as_deref().unwrap_or_default()
+            );
+        }
+        let t = &self.totals;
+        let finished = t.successful + t.failed;
+        let eligible = t.asgs - t.skipped;
+        let overall = (finished * 100).checked_div(eligible).map_or(100, |p| p as u32);
+        let _ = writeln!(
+            out,
+            "\n{} {overall}% · {} ASGs: {} successful, {} in flight, {} failed, {} waiting, {} skipped",
+            bar(overall, 30),
+            t.asgs,
+            t.successful,
+            t.in_flight,
+            t.failed,
+            t.waiting,
+            t.skipped
+        );
+        if let Some(approval) = self.awaiting_approval() {
+            let _ = writeln!(
+                out,
+                "wave {} of {waves} ended; wave {} waits for approval: cargo xtask approve --env {} --rollout {}",
+                approval.wave + 1,
+                approval.wave + 2,
+                self.stack,
+                self.rollout_id
+            );
+        }
+        if let Some(summary) = self.summary.as_ref().filter(|s| s.status != "Running") {
+            let _ = writeln!(out, "{}: {}", summary.status, summary.message.as_deref().unwrap_or_default());
+        }
+        if let Some(e) = self.execution.as_ref().filter(|e| !e.is_running() && e.status != "SUCCEEDED") {
+            let _ = writeln!(
+                out,
+                "execution {}: {} {}",
+                e.status,
+                e.error.as_deref().unwrap_or_default(),
+                e.cause.as_deref().unwrap_or_default()
+            );
+        }
+        out
+    }
+
+    /// One line per ASG whose status or percentage changed since `before` (every ASG when
+    /// there is no `before`), for logs and non-terminal output.
+    pub fn changes(&self, before: Option<&Snapshot>, now: i64) -> Vec<String> {
+        let old: BTreeMap<&str, &AsgRecord> =
+            before.map(|b| b.asgs.iter().map(|a| (a.asg.as_str(), a)).collect()).unwrap_or_default();
+        let mut lines = Vec::new();
+        for asg in &self.asgs {
+            let changed = old
+                .get(asg.asg.as_str())
+                .is_none_or(|o| o.status != asg.status || o.percentage != asg.percentage);
+            if !changed {
+                continue;
+            }
+            let mut line = format!("{} {:<28} {}", clock(now), asg.asg, asg.status);
+            if let Some(p) = asg.percentage.filter(|_| status::is_in_flight(&asg.status)) {
+                let _ = write!(line, " {p}%");
+            }
+            if let Some(reason) = &asg.reason {
+                let _ = write!(line, " ({reason})");
+            }
+            lines.push(line);
+        }
+        let was_waiting = before.and_then(Snapshot::awaiting_approval).map(|a| a.wave);
+        if let Some(approval) = self.awaiting_approval().filter(|a| Some(a.wave) != was_waiting) {
+            lines.push(format!(
+                "{} wave {} waits for approval: cargo xtask approve --env {} --rollout {}",
+                clock(now),
+                approval.wave + 2,
+                self.stack,
+                self.rollout_id
+            ));
+        }
+        lines
+    }
+}
+
+fn totals(asgs: &[AsgRecord]) -> Totals {
+    let mut t = Totals {
+        asgs: asgs.len(),
+        ..Totals::default()
+    };
+    for asg in asgs {
+        let s = asg.status.as_str();
+        if status::is_successful(s) {
+            t.successful += 1;
+        } else if s == status::SKIPPED {
+            t.skipped += 1;
+        } else if s == status::PLANNED {
+            t.waiting += 1;
+        } else if status::is_failed(s) {
+            t.failed += 1;
+        } else {
+            t.in_flight += 1;
+        }
+    }
+    t
+}
+
+/// `[######....]` for a percentage.
+pub fn bar(percentage: u32, width: usize) -> String {
+    let filled = (percentage.min(100) as usize * width).div_ceil(100);
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time.
+pub fn clock(unix: i64) -> String {
+    let secs = unix.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// `YYYYMMDD-HHMMSS` (UTC) of a Unix time.
+pub fn stamp(unix: i64) -> String {
+    // Days to civil date (Howard Hinnant's algorithm).
+    let days = unix.div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}-{}", clock(unix).replace(':', ""))
+}
+
+/// `1m05s` / `42s`.
+pub fn duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(asg: &str, wave: Option<u32>, status: &str, percentage: Option<u32>) -> AsgRecord {
+        AsgRecord {
+            asg: asg.into(),
+            wave,
+            status: status.into(),
+            percentage,
+            ..AsgRecord::default()
+        }
+    }
+
+    #[test]
+    fn stamps_and_clocks_are_utc() {
+        assert_eq!(stamp(0), "19700101-000000");
+        // 2026-11-26 17:35:05 UTC.
+        assert_eq!(stamp(1_795_714_505), "20261126-173505");
+        assert_eq!(stamp(951_782_400), "20000229-000000");
+        assert_eq!(clock(3_661), "01:01:01");
+        assert_eq!(duration(65), "1m05s");
+        assert_eq!(duration(7), "7s");
+    }
+
+    #[test]
+    fn bars_fill_with_the_percentage() {
+        assert_eq!(bar(0, 10), "[..........]");
+        assert_eq!(bar(45, 10), "[#####.....]");
+        assert_eq!(bar(100, 10), "[##########]");
+        assert_eq!(bar(250, 4), "[####]");
+    }
+
+    #[test]
+    fn totals_count_each_kind_and_rows_sort_by_wave_then_name() {
+        let snapshot = Snapshot::new(
+            "local",
+            "r-1",
+            None,
+            None,
+            vec![
+                record("zero", None, "Skipped", None),
+                record("b", Some(1), "Planned", None),
+                record("a", Some(1), "InProgress", Some(40)),
+                record("c", Some(0), "Successful", Some(100)),
+                record("d", Some(0), "Failed", None),
+                record("e", Some(0), "RollbackSuccessful", None),
+            ],
+            Vec::new(),
+            None,
+        );
+        let names: Vec<&str> = snapshot.asgs.iter().map(|a| a.asg.as_str()).collect();
+        assert_eq!(names, ["c", "d", "e", "a", "b", "zero"]);
+        assert_eq!(
+            snapshot.totals,
+            Totals {
+                asgs: 6,
+                successful: 1,
+                in_flight: 1,
+                failed: 2,
+                waiting: 1,
+                skipped: 1
+            }
+        );
+        let view = snapshot.render(0);
+        assert!(view.contains("[####......]  40%"), "{view}");
+        assert!(view.contains("6 ASGs: 1 successful, 1 in flight, 2 failed, 1 waiting, 1 skipped"), "{view}");
+    }
+
+    #[test]
+    fn changes_list_only_what_moved() {
+        let before = Snapshot::new("local", "r", None, None, vec![record("a", Some(0), "InProgress", Some(10))], vec![], None);
+        let same = Snapshot::new("local", "r", None, None, vec![record("a", Some(0), "InProgress", Some(10))], vec![], None);
+        let moved = Snapshot::new("local", "r", None, None, vec![record("a", Some(0), "InProgress", Some(60))], vec![], None);
+        assert!(same.changes(Some(&before), 0).is_empty());
+        assert_eq!(moved.changes(Some(&before), 0), ["00:00:00 a                            InProgress 60%"]);
+        assert_eq!(before.changes(None, 0).len(), 1);
+    }
+}
