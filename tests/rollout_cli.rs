@@ -1,0 +1,264 @@
+//! `cargo xtask rollout`, `status` and `approve` as an operator runs them: the real xtask
+//! binary against the local stack deployed to the extended emulator, the real state
+//! machine and Lambda binaries doing the work. Each test asserts on exit codes, on
+//! `status --json` and on the emulator's refresh log; every wait is bounded.
+
+mod e2e;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use asg_refresh_tests::{workspace_root, Moto};
+use e2e::*;
+use serde_json::Value;
+
+const NEW_AMI: &str = "ami-0fedcba9876543210";
+const OTHER_AMI: &str = "ami-0aaaaaaaaaaaaaaaa";
+
+/// Runs `xtask <args> --env local --endpoint-url <emulator>` with stdin not a terminal.
+fn xtask(moto: &Moto, args: &[&str]) -> Output {
+    Command::new(debug_binary("xtask", "xtask"))
+        .args(args)
+        .args(["--env", "local", "--endpoint-url", &moto.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("USER", "test-operator")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_SESSION_TOKEN")
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xtask")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_ok(output: &Output, moto: &Moto) {
+    assert!(output.status.success(), "{}\nlambda logs:\n{}", text(output), moto.lambda_logs());
+}
+
+#[track_caller]
+fn assert_refused(output: &Output, says: &str) {
+    assert!(!output.status.success(), "expected a refusal: {}", text(output));
+    assert!(stderr(output).contains(says), "stderr should say `{says}`: {}", text(output));
+}
+
+/// `status --json` of a rollout (the newest when `rollout` is None).
+fn status_json(moto: &Moto, rollout: Option<&str>) -> Value {
+    let mut args = vec!["status", "--json"];
+    if let Some(id) = rollout {
+        args.extend(["--rollout", id]);
+    }
+    let output = xtask(moto, &args);
+    assert_ok(&output, moto);
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", text(&output)))
+}
+
+/// Reads `status --json` (bounded) until `done` holds.
+fn wait_status(moto: &Moto, rollout: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let until = Instant::now() + EXECUTION_DEADLINE;
+    loop {
+        let status = status_json(moto, Some(rollout));
+        if done(&status) {
+            return status;
+        }
+        assert!(Instant::now() < until, "rollout {rollout}: {what} did not happen within {EXECUTION_DEADLINE:?}: {status:#}\nlambda logs:\n{}", moto.lambda_logs());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn execution_status(status: &Value) -> &str {
+    status["execution"]["status"].as_str().unwrap_or("")
+}
+
+fn awaiting(status: &Value) -> bool {
+    status["approvals"].as_array().is_some_and(|a| a.iter().any(|x| x["status"] == "AwaitingApproval"))
+}
+
+/// The record of `asg` in a `status --json`.
+fn asg<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["asgs"]
+        .as_array()
+        .and_then(|list| list.iter().find(|a| a["asg"] == name))
+        .unwrap_or_else(|| panic!("{name} is not in the status: {status:#}"))
+}
+
+async fn executions(config: &aws_config::SdkConfig) -> Vec<String> {
+    aws_sdk_sfn::Client::new(config)
+        .list_executions()
+        .state_machine_arn(STATE_MACHINE_ARN)
+        .send()
+        .await
+        .expect("list executions")
+        .executions()
+        .iter()
+        .map(|e| e.name().to_string())
+        .collect()
+}
+
+/// Bad input and a stack without rollouts are refused before any execution starts; a
+/// rollout with `--wait` ends with exit 0, and `status` then tells what happened to
+/// every ASG, skipped ones with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollout_wait_succeeds_and_status_reports_every_asg() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+
+    // Not deployed yet: every command says what to run first.
+    assert_refused(&xtask(&moto, &["status"]), "cargo xtask deploy --env local");
+    assert_refused(&xtask(&moto, &["rollout", "--ami", NEW_AMI]), "cargo xtask deploy --env local");
+
+    demo_fleet(&config, &[("c-a", "2"), ("c-b", "3"), ("c-zero", "1")]).await;
+    set_capacity(&config, "c-zero", 0).await;
+    deploy_local(&moto, None);
+
+    assert_refused(&xtask(&moto, &["status"]), "no rollout has run on stack `local` yet");
+    assert_refused(&xtask(&moto, &["rollout", "--ami", "ami-12345"]), "--ami");
+    assert_refused(&xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "has spaces"]), "--id");
+    assert_refused(&xtask(&moto, &["rollout", "--resume", "never-ran"]), "no rollout `never-ran` to resume");
+    assert!(executions(&config).await.is_empty(), "a refused command started an execution");
+
+    let output = xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "cli-ok", "--wait", "--interval", "1"]);
+    assert_ok(&output, &moto);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("execution cli-ok SUCCEEDED"), "{}", text(&output));
+
+    // The newest rollout is the default.
+    let status = status_json(&moto, None);
+    assert_eq!(status["rollout_id"], "cli-ok", "{status:#}");
+    assert_eq!(execution_status(&status), "SUCCEEDED", "{status:#}");
+    assert_eq!(status["summary"]["status"], "Succeeded", "{status:#}");
+    assert_eq!(status["summary"]["ami"], NEW_AMI, "{status:#}");
+    let totals = &status["totals"];
+    assert_eq!(
+        (totals["asgs"].as_u64(), totals["successful"].as_u64(), totals["skipped"].as_u64(), totals["failed"].as_u64()),
+        (Some(3), Some(2), Some(1), Some(0)),
+        "{status:#}"
+    );
+    for name in ["c-a", "c-b"] {
+        let record = asg(&status, name);
+        assert_eq!(record["status"], "Successful", "{record:#}");
+        assert_eq!(record["percentage"], 100, "{record:#}");
+        assert_eq!(group_image(&config, name).await.as_deref(), Some(NEW_AMI), "{name}");
+    }
+    let zero = asg(&status, "c-zero");
+    assert_eq!(zero["status"], "Skipped", "{zero:#}");
+    assert_eq!(zero["reason"], "desired capacity is 0", "{zero:#}");
+    assert!(status["lock_holder"].is_null(), "the lock outlived the rollout: {status:#}");
+
+    // The table view says the same.
+    let table = xtask(&moto, &["status", "--rollout", "cli-ok"]);
+    assert_ok(&table, &moto);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("3 ASGs: 2 successful, 0 in flight, 0 failed, 0 waiting, 1 skipped"), "{table}");
+    assert!(table.contains("desired capacity is 0"), "{table}");
+
+    // An id is used once; a succeeded rollout has nothing to resume.
+    assert_refused(&xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "cli-ok"]), "already used");
+    assert_refused(&xtask(&moto, &["rollout", "--resume", "cli-ok"]), "already succeeded");
+    assert_refused(&xtask(&moto, &["status", "--rollout", "nope"]), "has no rollout `nope`");
+    assert_eq!(executions(&config).await, vec!["cli-ok".to_string()]);
+}
+
+/// A rollout with a failed ASG exits non-zero naming it; `--resume` after the cause is
+/// fixed starts only that ASG again, as execution `<id>-2`, and succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_rollout_exits_non_zero_and_resume_finishes_it() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    demo_fleet(&config, &[("f-bad", "1"), ("f-ok", "1")]).await;
+    set_tag(&config, "f-bad", "emulator:refresh-outcome", "Failed").await;
+    deploy_local(&moto, None);
+
+    let failed = xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "cli-fail", "--wait", "--interval", "1"]);
+    assert!(!failed.status.success(), "a rollout with a failed ASG exited 0: {}", text(&failed));
+    assert!(stderr(&failed).contains("rollout cli-fail FAILED"), "{}", text(&failed));
+    let status = status_json(&moto, Some("cli-fail"));
+    assert_eq!(asg(&status, "f-bad")["status"], "Failed", "{status:#}");
+    assert_eq!(asg(&status, "f-ok")["status"], "Successful", "{status:#}");
+
+    set_tag(&config, "f-bad", "emulator:refresh-outcome", "Successful").await;
+    let resumed = xtask(&moto, &["rollout", "--resume", "cli-fail", "--wait", "--interval", "1"]);
+    assert_ok(&resumed, &moto);
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("execution cli-fail-2"), "{}", text(&resumed));
+    let status = status_json(&moto, Some("cli-fail"));
+    assert_eq!(execution_status(&status), "SUCCEEDED", "{status:#}");
+    assert_eq!(status["execution"]["name"], "cli-fail-2", "{status:#}");
+    assert_eq!(asg(&status, "f-bad")["status"], "Successful", "{status:#}");
+
+    // f-ok was refreshed once; f-bad twice (the failure, then the re-run).
+    let (intervals, _) = refresh_intervals(&moto);
+    assert_eq!(intervals["f-ok"].len(), 1, "{intervals:?}");
+    assert_eq!(intervals["f-bad"].len(), 2, "{intervals:?}");
+    assert_eq!(group_image(&config, "f-bad").await.as_deref(), Some(NEW_AMI));
+}
+
+/// With `approval = true` the rollout stops after each wave until `approve`; a second
+/// rollout is refused meanwhile; `approve --reject` fails the rollout and the next wave
+/// never starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_holds_the_next_wave_until_approved_and_reject_stops_the_rollout() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    demo_fleet(&config, &[("a-1", "1"), ("a-2", "1")]).await;
+    deploy_local_variant(
+        &moto,
+        "approval",
+        &[
+            ("strategy = \"window\"", "strategy = \"batches\""),
+            ("batch_size = 3", "batch_size = 1\napproval = true"),
+        ],
+    );
+    assert_refused(&xtask(&moto, &["approve"]), "no rollout is running on stack `local`");
+
+    let started = xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "cli-approve"]);
+    assert_ok(&started, &moto);
+    let waiting = wait_status(&moto, "cli-approve", "waiting for approval", awaiting);
+    assert_eq!(asg(&waiting, "a-1")["status"], "Successful", "{waiting:#}");
+    assert_eq!(asg(&waiting, "a-2")["status"], "Planned", "{waiting:#}");
+    assert_eq!(waiting["lock_holder"], "cli-approve", "{waiting:#}");
+    let table = xtask(&moto, &["status"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("cargo xtask approve"), "{}", text(&table));
+
+    // While it waits, nothing else starts on the stack.
+    assert_refused(&xtask(&moto, &["rollout", "--ami", OTHER_AMI, "--id", "cli-other"]), "rollout cli-approve is running");
+    let (intervals, _) = refresh_intervals(&moto);
+    assert!(!intervals.contains_key("a-2"), "wave 2 started before its approval: {intervals:?}");
+
+    let approved = xtask(&moto, &["approve"]);
+    assert_ok(&approved, &moto);
+    assert!(String::from_utf8_lossy(&approved.stdout).contains("approved wave 2 of rollout cli-approve"), "{}", text(&approved));
+    let done = wait_status(&moto, "cli-approve", "the end", |s| execution_status(s) != "RUNNING");
+    assert_eq!(execution_status(&done), "SUCCEEDED", "{done:#}");
+    assert_eq!(asg(&done, "a-2")["status"], "Successful", "{done:#}");
+    let approval = &done["approvals"][0];
+    assert_eq!((approval["status"].as_str(), approval["decided_by"].as_str()), (Some("Approved"), Some("test-operator")), "{done:#}");
+    assert_refused(&xtask(&moto, &["approve", "--rollout", "cli-approve"]), "is not waiting for an approval");
+
+    // The same fleet, another AMI: wave 1 refreshes, the operator rejects wave 2.
+    assert_ok(&xtask(&moto, &["rollout", "--ami", OTHER_AMI, "--id", "cli-reject"]), &moto);
+    wait_status(&moto, "cli-reject", "waiting for approval", awaiting);
+    let rejected = xtask(&moto, &["approve", "--reject"]);
+    assert_ok(&rejected, &moto);
+    let done = wait_status(&moto, "cli-reject", "the end", |s| execution_status(s) != "RUNNING");
+    assert_eq!(execution_status(&done), "FAILED", "{done:#}");
+    assert_eq!(done["approvals"][0]["status"], "Rejected", "{done:#}");
+    assert_ne!(asg(&done, "a-2")["status"], "Successful", "{done:#}");
+    assert_eq!(group_image(&config, "a-1").await.as_deref(), Some(OTHER_AMI));
+    assert_eq!(group_image(&config, "a-2").await.as_deref(), Some(NEW_AMI), "the rejected wave changed a-2");
+    let (intervals, _) = refresh_intervals(&moto);
+    assert_eq!(intervals["a-2"].len(), 1, "a-2 refreshed again after the rejection: {intervals:?}");
+}
