@@ -1,7 +1,7 @@
 //! `cargo xtask test`: everything CI runs. Installs the pinned tools, runs the workspace
 //! tests, renders every `envs/*.toml` (twice, to prove the bytes are stable) and runs
 //! asl-validator, statelint and parliament on every render; any finding fails. Then builds
-//! the x86_64 Lambda zips and checks they need glibc 2.34 at most.
+//! the x86_64 Lambda zips, checks they need glibc 2.34 at most, and runs `demo` with them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,7 +73,10 @@ impl TestArgs {
             let Ok(config) = load_checked(&path, Some(&env)) else { continue };
             check_render(&mut tally, &tools, &config);
         }
-        check_lambda_zips(&mut tally, &tools);
+        // The demo runs the x86_64 zips natively under the emulator.
+        if check_lambda_zips(&mut tally, &tools) && cfg!(target_arch = "x86_64") {
+            check_demo(&mut tally);
+        }
         println!("checks: {} passed, {} failed", tally.passed, tally.failed.len());
         if !tally.failed.is_empty() {
             bail!("failed: {}", tally.failed.join("; "));
@@ -83,11 +86,13 @@ impl TestArgs {
 }
 
 /// Builds the Lambda zips for x86_64, the architecture the tests run them on here, and
-/// checks each: one entry, `bootstrap`, executable, needing glibc 2.34 at most.
-fn check_lambda_zips(tally: &mut Tally, tools: &Tools) {
+/// checks each: one entry, `bootstrap`, executable, needing glibc 2.34 at most. True when
+/// both built.
+fn check_lambda_zips(tally: &mut Tally, tools: &Tools) -> bool {
     println!("== Lambda zips (x86_64; a cold release build takes minutes)");
     let arch = Architecture::X86_64;
     let builder = build::Builder::new(&tools.venv_bin, arch);
+    let mut all_built = true;
     for function in build::FUNCTIONS {
         let name = format!("{function}: {} zip builds and needs glibc <= {LAMBDA_GLIBC}", arch.as_str());
         let built = match &builder {
@@ -95,6 +100,7 @@ fn check_lambda_zips(tally: &mut Tally, tools: &Tools) {
             Err(error) => Err(anyhow::anyhow!("{error:#}")),
         };
         let binary = built.as_ref().ok().map(|zip| zip.binary.clone());
+        all_built &= built.is_ok();
         tally.record(&name, built.map(|_| ()));
         // The release binary itself, as Lambda runs it: under a Runtime API, with
         // AWS_ENDPOINT_URL pointing its SDK clients at a moto server.
@@ -104,6 +110,18 @@ fn check_lambda_zips(tally: &mut Tally, tools: &Tools) {
             tally.record(&check, result);
         }
     }
+    all_built
+}
+
+/// Runs `cargo xtask demo`, the README's first command, as a newcomer would: the whole
+/// job on the local emulator with the release zips just built (local.toml is x86_64).
+fn check_demo(tally: &mut Tally) {
+    println!("== cargo xtask demo (the README's first command)");
+    let result = std::env::current_exe()
+        .context("cannot find the xtask binary")
+        .and_then(|xtask| Command::new(xtask).args(["demo", "--interval", "2"]).status().context("cannot run xtask demo"))
+        .and_then(|status| if status.success() { Ok(()) } else { bail!("`cargo xtask demo` failed ({status})") });
+    tally.record("demo: deploy, fleet and rollout on the local emulator end as expected", result);
 }
 
 /// Renders twice in memory, compares the bytes, writes the result to the default out dir.
