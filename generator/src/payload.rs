@@ -122,6 +122,9 @@ pub enum RefresherRequest {
     Rollback { rollout_id: String },
     /// Cancel every refresh of the rollout that is still in flight (replaced instances stay).
     Cancel { rollout_id: String },
+    /// Describe every rollback or cancel the failure policy requested, record where each
+    /// is, and say how many still run (`round` counts the calls, for the bounded loop).
+    SettleRollbacks { rollout_id: String, round: u32 },
     /// Release the lock and write the rollout summary.
     Finish {
         rollout_id: String,
@@ -158,6 +161,22 @@ pub struct InFlightResponse {
     pub acted_on: Vec<String>,
     /// ASGs where that was refused, with why.
     pub refused: Vec<String>,
+    /// How many of them still run (`acted_on`'s length): the state machine waits for them.
+    pub pending: u32,
+}
+
+/// What `settle_rollbacks` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettleResponse {
+    pub rollout_id: String,
+    /// The call's `round` plus one.
+    pub round: u32,
+    /// How many rollbacks or cancels still run.
+    pub pending: u32,
+    /// ASGs whose rollback or cancel still runs.
+    pub still_running: Vec<String>,
+    /// ASGs whose rollback or cancel has ended (or whose refresh is no longer listed).
+    pub ended: Vec<String>,
 }
 
 /// What `finish` returns.

@@ -17,13 +17,18 @@ pub const HISTORY_LIMIT: u64 = 25_000;
 pub const PARENT_EVENTS_PER_WAVE: u64 = 14;
 /// Parent events outside the wave loop: Plan, FirstWave, Finish and the end.
 pub const PARENT_EVENTS_FIXED: u64 = 20;
+/// Most reads of the rollbacks after a failure (`on_failure = "rollback"`): the parent
+/// waits for them, so their events are set aside from what the waves may use.
+pub const SETTLE_ROUNDS_MAX: u64 = 60;
+/// Parent events per read of the rollbacks: Wait, the CheckRollbacks task and the Choice.
+pub const PARENT_EVENTS_PER_SETTLE_ROUND: u64 = 11;
 /// Child events per poll: Wait, the Check task and the gate Choice.
 pub const CHILD_EVENTS_PER_POLL: u64 = 11;
 
 /// Most waves one execution can walk before its history would pass the limit.
 pub fn max_waves(approval: bool) -> u64 {
     let per_wave = PARENT_EVENTS_PER_WAVE + if approval { 8 } else { 0 };
-    (HISTORY_LIMIT - PARENT_EVENTS_FIXED) / per_wave
+    (HISTORY_LIMIT - PARENT_EVENTS_FIXED - SETTLE_ROUNDS_MAX * PARENT_EVENTS_PER_SETTLE_ROUND) / per_wave
 }
 
 /// Renders `review.md`.

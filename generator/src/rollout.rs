@@ -35,6 +35,9 @@ pub mod states {
     pub const ANY_FAILED: &str = "AnyFailed";
     pub const DONE: &str = "Done";
     pub const ROLL_BACK: &str = "RollBack";
+    pub const ROLLBACKS_ENDED: &str = "RollbacksEnded";
+    pub const WAIT_FOR_ROLLBACKS: &str = "WaitForRollbacks";
+    pub const CHECK_ROLLBACKS: &str = "CheckRollbacks";
     pub const FINISH_FAILED: &str = "FinishFailed";
     pub const ROLLOUT_FAILED: &str = "RolloutFailed";
     pub const SUMMARY_LOST: &str = "SummaryNotRecorded";
@@ -71,6 +74,9 @@ pub fn build(config: &StackConfig) -> StateMachine {
     top.push(DONE, State::new(Kind::Succeed(Succeed::default())));
     if config.rollout.on_failure == OnFailure::Rollback {
         top.push(ROLL_BACK, b.roll_back());
+        top.push(ROLLBACKS_ENDED, b.rollbacks_ended());
+        top.push(WAIT_FOR_ROLLBACKS, State::new(Kind::Wait(Wait::seconds(b.rollback_poll_seconds()))).next(CHECK_ROLLBACKS));
+        top.push(CHECK_ROLLBACKS, b.check_rollbacks());
     }
     top.push(FINISH_FAILED, b.finish_failed());
     top.push(
@@ -416,11 +422,59 @@ impl Builder<'_> {
                 .lit("action", "rollback")
                 .path("rollout_id", "$.rollout_id"),
         );
-        task.result_path = Some(PathOrNull::Null);
+        task.result_selector = Some(Template::new().path("pending", "$.Payload.pending").lit("round", 0));
+        task.result_path = PathOrNull::path("$.settle");
         task.catch = vec![Catcher::new(&["States.ALL"], FINISH_FAILED).result_path("$.rollback_error")];
         State::new(Kind::Task(task))
             .comment("Roll back every refresh of this rollout that is still in flight.")
-            .next(FINISH_FAILED)
+            .next(ROLLBACKS_ENDED)
+    }
+
+    /// Seconds between two reads of the rollbacks: the poll interval, stretched so that
+    /// [`crate::review::SETTLE_ROUNDS_MAX`] reads cover `timeout_minutes`.
+    fn rollback_poll_seconds(&self) -> u32 {
+        let rollout = &self.config.rollout;
+        let spread = (rollout.timeout_minutes * 60).div_ceil(crate::review::SETTLE_ROUNDS_MAX as u32);
+        rollout.poll_seconds.max(spread)
+    }
+
+    /// How many reads of the rollbacks before the rollout stops waiting for them.
+    fn rollback_rounds(&self) -> u32 {
+        (self.config.rollout.timeout_minutes * 60).div_ceil(self.rollback_poll_seconds()).max(1)
+    }
+
+    fn rollbacks_ended(&self) -> State {
+        State::new(Kind::Choice(Choice {
+            choices: vec![ChoiceRule::new(
+                Condition::and(vec![
+                    Condition::test("$.settle.pending", Comparison::NumericGreaterThan(0.0)),
+                    Condition::test("$.settle.round", Comparison::NumericLessThan(f64::from(self.rollback_rounds()))),
+                ]),
+                WAIT_FOR_ROLLBACKS,
+            )],
+            default: Some(FINISH_FAILED.into()),
+            ..Choice::default()
+        }))
+        .comment("Wait (bounded by timeout_minutes) until every rollback has ended, so the table says how each ended.")
+    }
+
+    fn check_rollbacks(&self) -> State {
+        let mut task = self.refresher(
+            Template::new()
+                .lit("action", "settle_rollbacks")
+                .path("rollout_id", "$.rollout_id")
+                .path("round", "$.settle.round"),
+        );
+        task.result_selector = Some(
+            Template::new()
+                .path("pending", "$.Payload.pending")
+                .path("round", "$.Payload.round"),
+        );
+        task.result_path = PathOrNull::path("$.settle");
+        task.catch = vec![Catcher::new(&["States.ALL"], FINISH_FAILED).result_path("$.rollback_error")];
+        State::new(Kind::Task(task))
+            .comment("DescribeInstanceRefreshes of each rollback; records how far each got.")
+            .next(ROLLBACKS_ENDED)
     }
 
     fn finish_failed(&self) -> State {

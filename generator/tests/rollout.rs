@@ -7,7 +7,8 @@ use std::path::Path;
 use generator::asl::{validate, Kind, State, StateMachine, Task, Template, Transition};
 use generator::config::{self, OnFailure, StackConfig, Strategy};
 use generator::payload::{
-    errors, FinishResponse, Outcome, PlanRequest, PlanResponse, RefresherRequest, StepResponse,
+    errors, FinishResponse, InFlightResponse, Outcome, PlanRequest, PlanResponse, RefresherRequest, SettleResponse,
+    StepResponse,
 };
 use generator::rollout::{self, states as s};
 use serde_json::{json, Value};
@@ -139,12 +140,21 @@ fn failure_policy_shapes_the_wave_and_the_failure_path() {
             OnFailure::Stop => {
                 assert_eq!(map.tolerated_failure_count, Some(0));
                 assert_eq!(catch_target, s::FINISH_FAILED);
-                assert!(machine.states.get(s::ROLL_BACK).is_none());
+                for name in [s::ROLL_BACK, s::ROLLBACKS_ENDED, s::WAIT_FOR_ROLLBACKS, s::CHECK_ROLLBACKS] {
+                    assert!(machine.states.get(name).is_none(), "{name}");
+                }
             }
             OnFailure::Rollback => {
                 assert_eq!(map.tolerated_failure_count, Some(0));
                 assert_eq!(catch_target, s::ROLL_BACK);
-                assert_eq!(state(&machine, s::ROLL_BACK).transition, Transition::Next(s::FINISH_FAILED.into()));
+                // Then it waits, bounded, for the rollbacks to end before FinishFailed.
+                assert_eq!(state(&machine, s::ROLL_BACK).transition, Transition::Next(s::ROLLBACKS_ENDED.into()));
+                assert_eq!(state(&machine, s::WAIT_FOR_ROLLBACKS).transition, Transition::Next(s::CHECK_ROLLBACKS.into()));
+                assert_eq!(state(&machine, s::CHECK_ROLLBACKS).transition, Transition::Next(s::ROLLBACKS_ENDED.into()));
+                for name in [s::ROLL_BACK, s::CHECK_ROLLBACKS] {
+                    let catch = &task(&machine, name).catch;
+                    assert_eq!((catch[0].error_equals.as_slice(), catch[0].next.as_str()), (&["States.ALL".to_string()][..], s::FINISH_FAILED), "{name}");
+                }
             }
             OnFailure::Continue => {
                 // Each child absorbs its own failure; the wave never fails.
@@ -277,6 +287,27 @@ fn finish_rollback_payloads_are_refresher_requests() {
     let rollback: RefresherRequest =
         serde_json::from_value(payload(task(&machine, s::ROLL_BACK)).resolve(&top_input(), &context()).unwrap()).unwrap();
     assert_eq!(rollback, RefresherRequest::Rollback { rollout_id: "r-1".into() });
+    let rolled_back = InFlightResponse { rollout_id: "r-1".into(), acted_on: vec!["a".into(), "b".into()], refused: vec![], pending: 2 };
+    let settle = task(&machine, s::ROLL_BACK)
+        .result_selector
+        .as_ref()
+        .unwrap()
+        .resolve(&json!({"Payload": rolled_back}), &context())
+        .unwrap();
+    assert_eq!(settle, json!({"pending": 2, "round": 0}));
+    let mut input = top_input();
+    input["settle"] = settle;
+    let check: RefresherRequest =
+        serde_json::from_value(payload(task(&machine, s::CHECK_ROLLBACKS)).resolve(&input, &context()).unwrap()).unwrap();
+    assert_eq!(check, RefresherRequest::SettleRollbacks { rollout_id: "r-1".into(), round: 0 });
+    let settled = SettleResponse { rollout_id: "r-1".into(), round: 1, pending: 1, still_running: vec!["b".into()], ended: vec!["a".into()] };
+    let selected = task(&machine, s::CHECK_ROLLBACKS)
+        .result_selector
+        .as_ref()
+        .unwrap()
+        .resolve(&json!({"Payload": settled}), &context())
+        .unwrap();
+    assert_eq!(selected, json!({"pending": 1, "round": 1}));
     let summary = FinishResponse {
         rollout_id: "r-1".into(),
         outcome: Outcome::Failed,
@@ -322,4 +353,25 @@ fn parent_history_does_not_grow_with_polls() {
         assert!(!matches!(st.kind, Kind::Wait(_)), "{name} waits in the parent");
     }
     assert!(generator::review::max_waves(false) > 1000);
+}
+
+#[test]
+fn waiting_for_rollbacks_is_bounded_by_the_timeout() {
+    for (poll, timeout) in [(45, 20), (5, 10), (60, 60), (3600, 1), (5, 1440)] {
+        let mut config = config(Strategy::Batches, OnFailure::Rollback, false);
+        config.rollout.poll_seconds = poll;
+        config.rollout.timeout_minutes = timeout;
+        let machine = rollout::build(&config);
+        let wait = match &state(&machine, s::WAIT_FOR_ROLLBACKS).kind {
+            Kind::Wait(w) => serde_json::to_value(w).unwrap()["Seconds"].as_u64().unwrap(),
+            other => panic!("WaitForRollbacks is a {}", other.type_name()),
+        };
+        let rounds = match &state(&machine, s::ROLLBACKS_ENDED).kind {
+            Kind::Choice(c) => serde_json::to_value(&c.choices[0]).unwrap()["And"][1]["NumericLessThan"].as_f64().unwrap() as u64,
+            other => panic!("RollbacksEnded is a {}", other.type_name()),
+        };
+        assert!(wait >= u64::from(poll), "poll {poll} timeout {timeout}: waits {wait} s");
+        assert!(rounds <= generator::review::SETTLE_ROUNDS_MAX, "poll {poll} timeout {timeout}: {rounds} rounds");
+        assert!(rounds * wait >= u64::from(timeout) * 60, "poll {poll} timeout {timeout}: gives up after {} s", rounds * wait);
+    }
 }

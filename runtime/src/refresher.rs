@@ -7,7 +7,7 @@ use aws_sdk_autoscaling::types::{
 };
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use generator::payload::{
-    status, FinishResponse, InFlightResponse, Outcome, RefreshPreferences as Preferences, RefresherRequest,
+    status, FinishResponse, InFlightResponse, Outcome, SettleResponse, RefreshPreferences as Preferences, RefresherRequest,
     StepResponse,
 };
 use serde_json::Value;
@@ -84,6 +84,10 @@ impl Refresher {
             RefresherRequest::Cancel { rollout_id } => {
                 validate_rollout_id(&rollout_id)?;
                 to_json(&self.in_flight(&rollout_id, false).await?)
+            }
+            RefresherRequest::SettleRollbacks { rollout_id, round } => {
+                validate_rollout_id(&rollout_id)?;
+                to_json(&self.settle(&rollout_id, round).await?)
             }
             RefresherRequest::Finish { rollout_id, outcome, error } => {
                 validate_rollout_id(&rollout_id)?;
@@ -310,7 +314,54 @@ impl Refresher {
             self.store.put(&record).await?;
         }
         tracing::info!(rollout = rollout_id, acted_on = acted_on.len(), refused = refused.len(), rollback, "in-flight refreshes handled");
-        Ok(InFlightResponse { rollout_id: rollout_id.to_string(), acted_on, refused })
+        let pending = acted_on.len() as u32;
+        Ok(InFlightResponse { rollout_id: rollout_id.to_string(), acted_on, refused, pending })
+    }
+
+    /// Describes every rollback (or cancel) `in_flight` requested and records where it is,
+    /// so the table ends with RollbackSuccessful, RollbackFailed or Cancelled rather than
+    /// the status of the request.
+    pub async fn settle(&self, rollout_id: &str, round: u32) -> Result<SettleResponse, Error> {
+        let now = (self.clock)();
+        let mut still_running = Vec::new();
+        let mut ended = Vec::new();
+        for mut record in self.store.list(rollout_id).await? {
+            let undoing = record.status == "RollbackInProgress" || record.status == "Cancelling";
+            let Some(id) = record.refresh_id.clone().filter(|_| undoing) else { continue };
+            let asg = record.asg.clone();
+            let listed = match self.describe_refresh(&asg, Some(&id)).await? {
+                Some(refresh) => {
+                    // Keep why it was rolled back (what `in_flight` wrote, before any
+                    // `; `); add what AWS says of the rollback now.
+                    let why = record.reason.take().map(|r| r.split("; ").next().unwrap_or_default().to_string());
+                    self.apply(&mut record, &refresh, now);
+                    record.reason = match (why, record.reason.take()) {
+                        (Some(why), Some(said)) if said != why => Some(format!("{why}; {said}")),
+                        (why, said) => why.or(said),
+                    };
+                    true
+                }
+                None => {
+                    record.reason = Some(format!("instance refresh {id} is no longer listed"));
+                    record.updated_at = now;
+                    false
+                }
+            };
+            if listed && status::is_in_flight(&record.status) {
+                still_running.push(asg);
+            } else {
+                ended.push(asg);
+            }
+            self.store.put(&record).await?;
+        }
+        tracing::info!(rollout = rollout_id, round, still_running = still_running.len(), ended = ended.len(), "rollbacks settled");
+        Ok(SettleResponse {
+            rollout_id: rollout_id.to_string(),
+            round: round + 1,
+            pending: still_running.len() as u32,
+            still_running,
+            ended,
+        })
     }
 
     /// Writes the rollout's summary and releases the lock.

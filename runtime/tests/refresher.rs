@@ -325,10 +325,32 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
     assert_eq!(result["acted_on"], serde_json::json!(["flying"]));
     assert_eq!(rollback.num_calls(), 1);
     assert_eq!(store.get(ROLLOUT, "flying").await.unwrap().unwrap().status, "RollbackInProgress");
+    assert_eq!(result["pending"], 1);
+
+    // settle_rollbacks reads the rollback until it ends; only rollbacks are read.
+    let reads = |status| {
+        let rule = describes(vec![refresh("refresh-1", status, 40, "lt-1", "2")]);
+        let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&rule]);
+        (rule, self::refresher(&emulator, client))
+    };
+    let (rule, running) = reads(InstanceRefreshStatus::RollbackInProgress);
+    let settle = running.handle(RefresherRequest::SettleRollbacks { rollout_id: ROLLOUT.into(), round: 0 }).await.unwrap();
+    assert_eq!((settle["round"].as_u64(), settle["pending"].as_u64()), (Some(1), Some(1)), "{settle}");
+    assert_eq!(settle["still_running"], serde_json::json!(["flying"]));
+    assert_eq!(rule.num_calls(), 1, "only the rollback is described");
+    let (_rule, ended) = reads(InstanceRefreshStatus::RollbackSuccessful);
+    let settle = ended.handle(RefresherRequest::SettleRollbacks { rollout_id: ROLLOUT.into(), round: 1 }).await.unwrap();
+    assert_eq!((settle["round"].as_u64(), settle["pending"].as_u64()), (Some(2), Some(0)), "{settle}");
+    assert_eq!(settle["ended"], serde_json::json!(["flying"]));
+    let flying = store.get(ROLLOUT, "flying").await.unwrap().unwrap();
+    assert_eq!(flying.status, "RollbackSuccessful");
+    assert_eq!(flying.reason.as_deref(), Some("rolled back by the failure policy; test"), "why it was rolled back stays");
+    assert!(flying.ended_at.is_some());
+
     let summary = refresher.finish(ROLLOUT, Outcome::Failed, Some(&serde_json::json!({"Error": "States.ExceedToleratedFailureThreshold"}))).await.unwrap();
     assert_eq!((summary.outcome, summary.succeeded, summary.failed), (Outcome::Failed, 1, 2));
     assert!(summary.message.contains("broken (Failed: health checks failed)"), "{}", summary.message);
-    assert!(summary.message.contains("flying (RollbackInProgress"), "{}", summary.message);
+    assert!(summary.message.contains("flying (RollbackSuccessful: rolled back by the failure policy"), "{}", summary.message);
     assert_eq!(store.lock_holder().await.unwrap(), None, "finish releases the lock");
     assert_eq!(store.summary(ROLLOUT).await.unwrap().unwrap().status, "Failed");
 }
