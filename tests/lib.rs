@@ -14,12 +14,21 @@ use std::time::{Duration, Instant};
 /// How long the emulator may take to answer its first request.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The workspace root.
+/// The workspace root: the parent of the running package's directory. Cargo sets
+/// `CARGO_MANIFEST_DIR` when it runs a binary or a test, so that value wins over the one
+/// compiled in: with a target directory shared between clones, cargo reuses a binary built
+/// in another clone (same sources, older mtimes), whose compiled-in path points there.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ lives in the workspace")
-        .to_path_buf()
+    let is_root = |dir: &Path| dir.join("Cargo.toml").is_file() && dir.join("envs").is_dir();
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .and_then(|dir| Path::new(&dir).parent().map(Path::to_path_buf))
+        .filter(|dir| is_root(dir))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("tests/ lives in the workspace")
+                .to_path_buf()
+        })
 }
 
 /// The `moto_server` installed by `cargo xtask test` into `.venv`.

@@ -18,13 +18,8 @@ pub struct StackSelector {
     pub config: Option<PathBuf>,
 }
 
-/// The workspace root (the directory above `xtask/`).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
+/// The workspace root (the directory above `xtask/`, see the tests crate's).
+pub use asg_refresh_tests::workspace_root;
 
 /// Every `envs/*.toml`, sorted by name.
 pub fn env_files() -> anyhow::Result<Vec<PathBuf>> {
