@@ -1,10 +1,11 @@
 //! `cargo xtask rollout`, `status` and `approve`: start a rollout of an AMI on a deployed
 //! stack, follow it from the progress table and the execution, and approve the next wave.
 
+pub mod patience;
 pub mod view;
 
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use aws_sdk_sfn::types::ExecutionListItem;
@@ -16,6 +17,7 @@ use serde_json::json;
 
 use crate::deploy::aws::{sdk_config, sdk_error, SdkResultExt};
 use crate::env_file::StackSelector;
+use patience::{classified, is_transient, Patience, Verdict, DEFAULT_GIVE_UP_MINUTES};
 use view::{Execution, Snapshot};
 
 /// The longest rollout id `rollout` accepts: re-runs name their execution `<id>-<n>`,
@@ -41,6 +43,11 @@ pub struct RolloutArgs {
     /// Seconds between two reads of the progress while waiting
     #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=300))]
     pub interval: u64,
+    /// While waiting, reads that fail with a transient error (throttling, timeouts, 5xx,
+    /// connection errors) are retried with backoff, saying so; the wait stops when they have
+    /// failed for this many minutes in a row. Any other error stops it at once
+    #[arg(long, default_value_t = DEFAULT_GIVE_UP_MINUTES, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub give_up_after: u64,
     /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
@@ -62,6 +69,11 @@ pub struct StatusArgs {
     /// Seconds between two redraws with --watch
     #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=300))]
     pub interval: u64,
+    /// With --watch, reads that fail with a transient error (throttling, timeouts, 5xx,
+    /// connection errors) are retried with backoff, saying so; the watch stops when they have
+    /// failed for this many minutes in a row. Any other error stops it at once
+    #[arg(long, default_value_t = DEFAULT_GIVE_UP_MINUTES, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub give_up_after: u64,
     /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
@@ -89,7 +101,8 @@ pub struct Ops {
     pub store: Store,
 }
 
-fn now() -> i64 {
+/// Unix seconds now.
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -133,7 +146,7 @@ impl Ops {
             .send();
         let mut out = Vec::new();
         while let Some(item) = pages.next().await {
-            out.push(item.ctx("listing executions")?);
+            out.push(classified(item, "listing executions")?);
         }
         out.sort_by_key(|e| std::cmp::Reverse(e.start_date().secs()));
         Ok(out)
@@ -155,7 +168,7 @@ impl Ops {
     }
 
     async fn describe(&self, arn: &str) -> anyhow::Result<Execution> {
-        let out = self.sfn.describe_execution().execution_arn(arn).send().await.ctx("reading the execution")?;
+        let out = classified(self.sfn.describe_execution().execution_arn(arn).send().await, "reading the execution")?;
         Ok(Execution {
             name: out.name().unwrap_or_default().to_string(),
             arn: arn.to_string(),
@@ -259,12 +272,50 @@ impl Ops {
     }
 
     /// Redraws (on a terminal) or prints changes until the rollout ends; returns the last
-    /// snapshot. Stops by itself when the execution is no longer running.
+    /// snapshot. Stops by itself when the execution is no longer running. A read that fails
+    /// with a transient error is retried with backoff (a line on stderr says so) until such
+    /// failures have lasted `give_up_after`; any other error ends the watch.
     pub async fn watch(&self, rollout_id: &str, interval: Duration) -> anyhow::Result<Snapshot> {
+        self.watch_patiently(rollout_id, interval, Duration::from_secs(DEFAULT_GIVE_UP_MINUTES * 60)).await
+    }
+
+    /// [`Ops::watch`], giving up after `give_up_after` of transient failures in a row.
+    pub async fn watch_patiently(&self, rollout_id: &str, interval: Duration, give_up_after: Duration) -> anyhow::Result<Snapshot> {
         let terminal = std::io::stdout().is_terminal();
         let mut last: Option<Snapshot> = None;
+        let mut patience = Patience::new(interval, give_up_after);
         loop {
-            let snapshot = self.snapshot(rollout_id).await?;
+            let snapshot = match self.snapshot(rollout_id).await {
+                Ok(snapshot) => {
+                    let failures = patience.succeeded();
+                    if failures > 0 {
+                        eprintln!("{} reading rollout {rollout_id} again after {failures} failed attempt(s)", view::clock(now()));
+                    }
+                    snapshot
+                }
+                Err(error) => match patience.failed(is_transient(&error), Instant::now()) {
+                    Verdict::Retry(wait) => {
+                        eprintln!(
+                            "{} {error:#}: transient, retrying in {}s (attempt {}, failing for {}s; giving up after {} min)",
+                            view::clock(now()),
+                            wait.as_secs_f64().ceil() as u64,
+                            patience.failures() + 1,
+                            patience.failing_for(Instant::now()).as_secs(),
+                            give_up_after.as_secs() / 60
+                        );
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    Verdict::GiveUp if patience.failures() > 1 => {
+                        let failing = patience.failing_for(Instant::now()).as_secs();
+                        return Err(error.context(format!(
+                            "reads of rollout {rollout_id} kept failing for {failing}s ({} attempts): giving up",
+                            patience.failures()
+                        )));
+                    }
+                    Verdict::GiveUp => return Err(error),
+                },
+            };
             let mut out = std::io::stdout().lock();
             if terminal {
                 // Home, draw, clear what the previous frame left below.
@@ -350,7 +401,8 @@ impl RolloutArgs {
                 println!("follow it: cargo xtask status --env {env} --rollout {rollout_id} --watch");
                 return Ok(());
             }
-            let last = ops.watch(&rollout_id, Duration::from_secs(self.interval)).await?;
+            let give_up_after = Duration::from_secs(self.give_up_after * 60);
+            let last = ops.watch_patiently(&rollout_id, Duration::from_secs(self.interval), give_up_after).await?;
             outcome(&last)
         })
     }
@@ -366,7 +418,7 @@ impl StatusArgs {
                 None => ops.newest_rollout().await?,
             };
             if self.watch {
-                ops.watch(&rollout_id, Duration::from_secs(self.interval)).await?;
+                ops.watch_patiently(&rollout_id, Duration::from_secs(self.interval), Duration::from_secs(self.give_up_after * 60)).await?;
                 return Ok(());
             }
             let snapshot = ops.snapshot(&rollout_id).await?;
