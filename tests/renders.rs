@@ -25,7 +25,7 @@ fn every_env_render_matches_its_snapshot() {
         let env = file.file_stem().unwrap().to_string_lossy().into_owned();
         let config = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
         let rendered = render(&config).unwrap_or_else(|e| panic!("{env}: {e}"));
-        assert_eq!(rendered.len(), 6, "state machine, four IAM documents, review");
+        assert_eq!(rendered.len(), 7, "state machine, four IAM documents of the roles, the deployer policy, review");
         for out in rendered {
             let name = format!("{env}__{}", out.path.display()).replace(['/', '\\'], "__");
             insta::assert_snapshot!(name, out.contents);

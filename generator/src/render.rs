@@ -26,7 +26,8 @@ pub enum RenderError {
     Review(#[from] minijinja::Error),
 }
 
-/// The state machine, the IAM documents and the review report of a stack.
+/// The state machine, the IAM documents (the stack roles' and the deployer's policy) and the
+/// review report of a stack.
 pub fn render(config: &StackConfig) -> Result<Vec<OutputFile>, RenderError> {
     let machine = rollout::build(config);
     validate(&machine)?;
@@ -35,7 +36,7 @@ pub fn render(config: &StackConfig) -> Result<Vec<OutputFile>, RenderError> {
         path: PathBuf::from("state-machine.asl.json"),
         contents: machine.to_json(),
     }];
-    for doc in &documents {
+    for doc in documents.iter().chain([&iam::deployer_document(config)?]) {
         files.push(OutputFile {
             path: PathBuf::from("iam").join(&doc.file_name),
             contents: doc.to_json(),

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use generator::config::{self, StackConfig};
-use generator::iam::{allowed, documents, trust_as_resource_policy, Document};
+use generator::iam::{
+    allowed, deployer_document, documents, trust_as_resource_policy, Document, LOG_DELIVERY_ACTIONS, STAR_ONLY_ACTIONS,
+};
 use serde_json::{json, Value};
 
 fn config(targets: &str, extra: &str) -> StackConfig {
@@ -31,13 +33,22 @@ fn no_star_resource_on_a_mutating_action() {
         config("tags = { \"group\" = \"web\" }", ""),
         config("asgs = [\"a\"]\ntags = { \"group\" = \"web\" }", "[refresh]\ninstance_roles = [\"web-role\"]"),
     ] {
-        for d in documents(&cfg).unwrap().iter().filter(|d| d.kind == "policy") {
+        let mut policies: Vec<Document> = documents(&cfg).unwrap().into_iter().filter(|d| d.kind == "policy").collect();
+        policies.push(deployer_document(&cfg).unwrap());
+        for d in &policies {
             for (action, resource) in allowed(&d.json) {
                 if resource == "*" {
-                    assert!(is_read_only(&action), "{}: {action} on *", d.file_name);
+                    // Only where AWS defines no resource type for the action.
+                    assert!(
+                        is_read_only(&action) || STAR_ONLY_ACTIONS.contains(&action.as_str()),
+                        "{}: {action} on *",
+                        d.file_name
+                    );
                 } else {
                     assert!(
-                        resource.contains(":444455556666:") || resource.contains("::image/"),
+                        resource.contains(":444455556666:")
+                            || resource.contains("::image/")
+                            || resource.contains("::snapshot/"),
                         "{}: {action} on {resource} is not scoped to the account",
                         d.file_name
                     );
@@ -76,10 +87,100 @@ fn trust_policies_guard_against_confused_deputies() {
     let states = &doc(&docs, "states", "trust")["Statement"][0];
     assert_eq!(states["Principal"], json!({"Service": "states.amazonaws.com"}));
     assert_eq!(states["Condition"]["StringEquals"]["aws:SourceAccount"], "444455556666");
+    // The machine, its executions and its Distributed Map child executions, which run under
+    // the same role; no other machine, not even one whose name starts the same.
     assert_eq!(
         states["Condition"]["ArnLike"]["aws:SourceArn"],
-        "arn:aws:states:ap-south-1:444455556666:stateMachine:asg-refresh-prod"
+        json!([
+            "arn:aws:states:ap-south-1:444455556666:stateMachine:asg-refresh-prod",
+            "arn:aws:states:ap-south-1:444455556666:execution:asg-refresh-prod:*",
+            "arn:aws:states:ap-south-1:444455556666:execution:asg-refresh-prod/*:*"
+        ])
     );
+}
+
+#[test]
+fn state_machine_role_may_deliver_its_logs() {
+    // Without these on "*", CreateStateMachine and UpdateStateMachine with a logging
+    // configuration are refused: "The state machine IAM Role is not authorized to access the
+    // Log Destination".
+    let docs = documents(&config("asgs = [\"a\"]", "")).unwrap();
+    let granted = allowed(doc(&docs, "states", "policy"));
+    for action in [
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+    ] {
+        assert!(LOG_DELIVERY_ACTIONS.contains(&action), "{action}");
+        assert!(granted.contains(&(action.to_string(), "*".to_string())), "{action} on * is missing");
+    }
+    // The Lambdas' role gets none of them.
+    let lambda = allowed(doc(&docs, "lambda", "policy"));
+    assert!(!lambda.iter().any(|(a, _)| LOG_DELIVERY_ACTIONS.contains(&a.as_str()) && a != "logs:DescribeLogGroups"));
+}
+
+#[test]
+fn run_instances_only_through_a_launch_template_of_the_account() {
+    let docs = documents(&config("asgs = [\"a\"]", "")).unwrap();
+    let statements = doc(&docs, "lambda", "policy")["Statement"].as_array().unwrap().clone();
+    let run: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s["Action"].as_array().is_some_and(|a| a.contains(&json!("ec2:RunInstances"))))
+        .collect();
+    assert_eq!(run.len(), 1, "one statement allows RunInstances");
+    assert_eq!(
+        run[0]["Condition"],
+        json!({"ArnLike": {"ec2:LaunchTemplate": "arn:aws:ec2:ap-south-1:444455556666:launch-template/*"}})
+    );
+    // Not IsLaunchTemplateResource: a group's subnets are not the template's, and AWS would
+    // refuse the refresh.
+    assert!(!run[0]["Condition"].to_string().contains("IsLaunchTemplateResource"));
+    let versions = statements.iter().find(|s| s["Sid"] == "NewLaunchTemplateVersions").unwrap();
+    assert_eq!(versions["Resource"], "arn:aws:ec2:ap-south-1:444455556666:launch-template/*");
+}
+
+#[test]
+fn deployer_policy_covers_the_commands_on_this_stack_only() {
+    let cfg = config("asgs = [\"a\"]", "");
+    let deployer = deployer_document(&cfg).unwrap();
+    assert_eq!(deployer.file_name, "deployer.policy.json");
+    let granted = allowed(&deployer.json);
+    let has = |action: &str, resource: &str| granted.contains(&(action.to_string(), resource.to_string()));
+    let account = "arn:aws:states:ap-south-1:444455556666";
+    // Deploy and destroy.
+    for role in ["asg-refresh-prod-lambda", "asg-refresh-prod-states"] {
+        let arn = format!("arn:aws:iam::444455556666:role/{role}");
+        for action in ["iam:CreateRole", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:DeleteRole"] {
+            assert!(has(action, &arn), "{action} on {arn}");
+        }
+    }
+    assert!(has("dynamodb:UpdateContinuousBackups", "arn:aws:dynamodb:ap-south-1:444455556666:table/asg-refresh-prod"));
+    assert!(has(
+        "lambda:UpdateFunctionCode",
+        "arn:aws:lambda:ap-south-1:444455556666:function:asg-refresh-prod-planner"
+    ));
+    assert!(has("states:CreateStateMachine", &format!("{account}:stateMachine:asg-refresh-prod")));
+    // Rollout, status and approve.
+    assert!(has("states:StartExecution", &format!("{account}:stateMachine:asg-refresh-prod")));
+    assert!(has("states:DescribeExecution", &format!("{account}:execution:asg-refresh-prod:*")));
+    assert!(has("states:SendTaskSuccess", "*"));
+    assert!(has("dynamodb:Query", "arn:aws:dynamodb:ap-south-1:444455556666:table/asg-refresh-prod"));
+    // Each role is passed only to the service that runs as it.
+    let statements = deployer.json["Statement"].as_array().unwrap();
+    for (sid, service) in [("PassLambdaRole", "lambda.amazonaws.com"), ("PassStateMachineRole", "states.amazonaws.com")]
+    {
+        let pass = statements.iter().find(|s| s["Sid"] == sid).unwrap();
+        assert_eq!(pass["Condition"]["StringEquals"]["iam:PassedToService"], service);
+    }
+    // Nothing of another stack: every ARN names this stack's resources.
+    for (action, resource) in &granted {
+        assert!(resource == "*" || resource.contains("asg-refresh-prod"), "{action} on {resource}");
+    }
 }
 
 #[test]
