@@ -13,13 +13,12 @@ use generator::config::StackConfig;
 use sha2::{Digest, Sha256};
 
 use super::aws::{check_owned, desired_tags, is_owned, poll, tags_differ, Clients, SdkResultExt};
+use super::refusal::{lambda_cannot_assume, next_delay, ROLE_PROPAGATION};
 use super::Action;
 
 /// The environment variable naming the progress table.
 pub const TABLE_VARIABLE: &str = "ASG_REFRESH_TABLE";
 const HANDLER: &str = "bootstrap";
-/// How long CreateFunction retries while a new role propagates.
-const ROLE_PROPAGATION: Duration = Duration::from_secs(60);
 
 /// A function as the stack wants it.
 #[derive(Debug, Clone)]
@@ -179,7 +178,8 @@ pub async fn apply(clients: &Clients, plan: &FunctionPlan) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Creates the function, retrying with backoff while Lambda cannot yet assume a new role.
+/// Creates the function, retrying with backoff while Lambda cannot yet assume a new role (and
+/// only then: any other invalid parameter fails at once).
 async fn create(clients: &Clients, function: &DesiredFunction, environment: Environment) -> anyhow::Result<()> {
     let name = &function.name;
     let tags: HashMap<String, String> = desired_tags(&clients.stack).into_iter().collect();
@@ -204,18 +204,18 @@ async fn create(clients: &Clients, function: &DesiredFunction, environment: Envi
         match result {
             Ok(_) => break,
             Err(error)
-                if error.as_service_error().is_some_and(|e| e.is_invalid_parameter_value_exception())
-                    && started.elapsed() + delay < ROLE_PROPAGATION =>
+                if error.as_service_error().is_some_and(|e| {
+                    e.is_invalid_parameter_value_exception() && lambda_cannot_assume(e.meta().message())
+                }) && started.elapsed() + delay < ROLE_PROPAGATION =>
             {
-                let reason = error.as_service_error().and_then(|e| e.meta().message()).unwrap_or("invalid parameter");
                 println!(
-                    "  function {name}: Lambda cannot use role {} yet ({reason}); a new role takes a few seconds \
-                     to propagate: retrying in {} s",
+                    "  function {name}: Lambda cannot assume role {} yet; a new or changed role takes a few \
+                     seconds to propagate: retrying in {} s",
                     function.role_arn,
                     delay.as_secs()
                 );
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                delay = next_delay(delay);
             }
             Err(error) => return Err(error).ctx(format!("cannot create function {name}")),
         }

@@ -5,6 +5,7 @@
 pub mod aws;
 mod functions;
 mod log_group;
+mod refusal;
 mod roles;
 mod state_machine;
 mod table;
@@ -204,7 +205,16 @@ async fn apply(clients: &Clients, plan: &Plan) -> anyhow::Result<Vec<f64>> {
     for function in &plan.functions {
         timings.push(step(Box::pin(functions::apply(clients, function))).await?);
     }
-    timings.push(step(Box::pin(state_machine::apply(clients, &plan.machine, &plan.machine_action))).await?);
+    let role_changes = |name: &str| {
+        plan.roles
+            .iter()
+            .find(|r| r.desired.name == name)
+            .map(|r| refusal::RoleChanges::of(&r.action))
+            .unwrap_or_default()
+    };
+    let states_role = role_changes(&clients.stack.states_role());
+    timings
+        .push(step(Box::pin(state_machine::apply(clients, &plan.machine, &plan.machine_action, states_role))).await?);
     Ok(timings)
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::bail;
+use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types::{
     CloudWatchLogsLogGroup, LogDestination, LogLevel, LoggingConfiguration, StateMachineType, Tag,
 };
@@ -12,10 +13,8 @@ use generator::config::StackConfig;
 use serde_json::Value;
 
 use super::aws::{check_owned, desired_tags, is_owned, tags_differ, Clients, SdkResultExt};
+use super::refusal::{next_delay, RoleChanges, StatesRefusal, ROLE_PROPAGATION};
 use super::Action;
-
-/// How long CreateStateMachine retries while a new role propagates.
-const ROLE_PROPAGATION: Duration = Duration::from_secs(60);
 
 /// The state machine as the stack wants it.
 #[derive(Debug, Clone)]
@@ -124,28 +123,36 @@ pub async fn plan(clients: &Clients, desired: &DesiredStateMachine) -> anyhow::R
     Ok(if fields.is_empty() { Action::Unchanged } else { Action::Update(fields) })
 }
 
-pub async fn apply(clients: &Clients, desired: &DesiredStateMachine, action: &Action) -> anyhow::Result<()> {
+/// Creates or updates the machine. `role_changes` says what this deploy just did to its role:
+/// a refusal that propagation explains is retried (bounded), any other fails at once.
+pub async fn apply(
+    clients: &Clients,
+    desired: &DesiredStateMachine,
+    action: &Action,
+    role_changes: RoleChanges,
+) -> anyhow::Result<()> {
     let name = clients.stack.state_machine();
     let arn = clients.stack.state_machine_arn();
     let tags: Vec<Tag> =
         desired_tags(&clients.stack).into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
     let fields = match action {
-        Action::Create => return create(clients, desired, tags).await,
+        Action::Create => return create(clients, desired, tags, role_changes).await,
         Action::Update(fields) => fields,
         Action::Unchanged => return Ok(()),
     };
     let has = |field: &str| fields.iter().any(|f| f == field);
     if has("definition") || has("role") || has("logging") {
-        clients
-            .sfn
-            .update_state_machine()
-            .state_machine_arn(&arn)
-            .definition(&desired.definition)
-            .role_arn(&desired.role_arn)
-            .logging_configuration(logging(clients))
-            .send()
-            .await
-            .ctx(format!("cannot update state machine {name}"))?;
+        let update = || {
+            clients
+                .sfn
+                .update_state_machine()
+                .state_machine_arn(&arn)
+                .definition(&desired.definition)
+                .role_arn(&desired.role_arn)
+                .logging_configuration(logging(clients))
+                .send()
+        };
+        send_waiting_for_role(&name, "update", &desired.role_arn, role_changes, update).await?;
     }
     if has("tags") {
         clients
@@ -160,13 +167,16 @@ pub async fn apply(clients: &Clients, desired: &DesiredStateMachine, action: &Ac
     Ok(())
 }
 
-/// Creates the machine, retrying with backoff while Step Functions cannot yet assume a new role.
-async fn create(clients: &Clients, desired: &DesiredStateMachine, tags: Vec<Tag>) -> anyhow::Result<()> {
+/// Creates the machine (its role's refusals as in [`apply`]).
+async fn create(
+    clients: &Clients,
+    desired: &DesiredStateMachine,
+    tags: Vec<Tag>,
+    changes: RoleChanges,
+) -> anyhow::Result<()> {
     let name = clients.stack.state_machine();
-    let started = std::time::Instant::now();
-    let mut delay = Duration::from_secs(2);
-    loop {
-        let result = clients
+    let create = || {
+        clients
             .sfn
             .create_state_machine()
             .name(&name)
@@ -176,24 +186,53 @@ async fn create(clients: &Clients, desired: &DesiredStateMachine, tags: Vec<Tag>
             .logging_configuration(logging(clients))
             .set_tags(Some(tags.clone()))
             .send()
-            .await;
-        match result {
-            Ok(_) => return Ok(()),
-            // Step Functions answers AccessDenied until it may assume a role created seconds ago.
-            Err(error)
-                if error.as_service_error().and_then(|e| e.meta().code()) == Some("AccessDeniedException")
-                    && started.elapsed() + delay < ROLE_PROPAGATION =>
-            {
-                println!(
-                    "  state machine {name}: Step Functions cannot assume role {} yet (it takes a few seconds to \
-                     propagate): retrying in {} s",
-                    desired.role_arn,
-                    delay.as_secs()
-                );
+    };
+    send_waiting_for_role(&name, "create", &desired.role_arn, changes, create).await?;
+    Ok(())
+}
+
+/// Sends a CreateStateMachine or UpdateStateMachine request. Step Functions answers
+/// AccessDeniedException both while a new role propagates and when a role lacks a permission:
+/// the first is waited for (backoff, bounded, the line says what it waits for), the second
+/// fails at once saying what is missing.
+async fn send_waiting_for_role<T, E, F, Fut>(
+    name: &str,
+    verb: &str,
+    role: &str,
+    changes: RoleChanges,
+    mut send: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_secs(2);
+    loop {
+        let error = match send().await {
+            Ok(out) => return Ok(out),
+            Err(error) => error,
+        };
+        let refusal = error.as_service_error().and_then(|e| StatesRefusal::classify(e.code(), e.message()));
+        let Some(refusal) = refusal else {
+            return Err(error).ctx(format!("cannot {verb} state machine {name}"));
+        };
+        match refusal.wait_reason(role, changes) {
+            Some(reason) if started.elapsed() + delay < ROLE_PROPAGATION => {
+                println!("  state machine {name}: {reason}: retrying in {} s", delay.as_secs());
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                delay = next_delay(delay);
             }
-            Err(error) => return Err(error).ctx(format!("cannot create state machine {name}")),
+            Some(_) => {
+                return Err(error).ctx(format!(
+                    "cannot {verb} state machine {name}: still refused after waiting {} s for role {role} to \
+                     propagate; {}",
+                    ROLE_PROPAGATION.as_secs(),
+                    refusal.explain(role)
+                ))
+            }
+            None => return Err(error).ctx(format!("cannot {verb} state machine {name}: {}", refusal.explain(role))),
         }
     }
 }

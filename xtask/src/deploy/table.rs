@@ -166,14 +166,7 @@ pub async fn apply(clients: &Clients, action: &Action) -> anyhow::Result<()> {
         }
     }
     if has("point-in-time recovery") {
-        db.update_continuous_backups()
-            .table_name(&name)
-            .point_in_time_recovery_specification(
-                PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build()?,
-            )
-            .send()
-            .await
-            .ctx(format!("cannot enable point-in-time recovery on table {name}"))?;
+        enable_pitr(clients, create).await?;
     }
     if has("ttl") {
         db.update_time_to_live()
@@ -186,6 +179,48 @@ pub async fn apply(clients: &Clients, action: &Action) -> anyhow::Result<()> {
             .ctx(format!("cannot enable TTL on table {name}"))?;
     }
     Ok(())
+}
+
+/// How long enabling point-in-time recovery waits for continuous backups to become available.
+const BACKUPS_AVAILABLE: Duration = Duration::from_secs(120);
+
+/// Enables point-in-time recovery. Right after CreateTable, DynamoDB is still turning on the
+/// table's continuous backups and answers `ContinuousBackupsUnavailableException`: that one is
+/// waited for (backoff, bounded, the line says why); any other error fails at once.
+/// https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateContinuousBackups.html
+async fn enable_pitr(clients: &Clients, just_created: bool) -> anyhow::Result<()> {
+    let name = clients.stack.table();
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_secs(2);
+    loop {
+        let result = clients
+            .dynamodb
+            .update_continuous_backups()
+            .table_name(&name)
+            .point_in_time_recovery_specification(
+                PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build()?,
+            )
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        let unavailable = error.as_service_error().is_some_and(|e| e.is_continuous_backups_unavailable_exception());
+        if !unavailable || started.elapsed() + delay >= BACKUPS_AVAILABLE {
+            let waited =
+                if unavailable { format!(" after waiting {} s", BACKUPS_AVAILABLE.as_secs()) } else { String::new() };
+            return Err(error).ctx(format!("cannot enable point-in-time recovery on table {name}{waited}"));
+        }
+        let why = if just_created { "the table was just created and " } else { "" };
+        println!(
+            "  table {name}: continuous backups are not available yet ({why}DynamoDB turns them on in the \
+             background): retrying point-in-time recovery in {} s",
+            delay.as_secs()
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
 }
 
 async fn wait_active(clients: &Clients) -> anyhow::Result<()> {
