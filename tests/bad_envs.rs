@@ -78,6 +78,10 @@ bad_envs! {
     checkpoints_not_ascending: "checkpoints-not-ascending.toml" => "refresh.checkpoint_percentages[1]", Some(30), "ascending";
     checkpoint_delay_without_checkpoints: "checkpoint-delay-without-checkpoints.toml" => "refresh.checkpoint_delay", Some(30), "needs checkpoint_percentages";
     alarms_without_auto_rollback: "alarms-without-auto-rollback.toml" => "refresh.alarms", Some(29), "auto_rollback = true";
+    checkpoint_last_not_100: "checkpoint-last-not-100.toml" => "refresh.checkpoint_percentages[1]", Some(30), "the last checkpoint is 50: it must be 100";
+    checkpoint_default_delay_too_long: "checkpoint-default-delay-too-long.toml" => "refresh.checkpoint_percentages", Some(30), "3600 s (AWS's default: checkpoint_delay is not set) each: 3600 s, not less than timeout_minutes (45 min = 2700 s)";
+    checkpoint_delay_too_long: "checkpoint-delay-too-long.toml" => "refresh.checkpoint_delay", Some(31), "2 checkpoint(s) below 100 for 1800 s each";
+    history_too_long: "history-too-long.toml" => "rollout.timeout_minutes", Some(20), "2881 polls of 9 events each, 25940 events in one ASG's child execution: over the 25000-event history limit";
 
     // Missing required keys: no line holds a missing top-level key.
     missing_region: "missing-region.toml" => "region", None, "missing field `region`";

@@ -421,6 +421,9 @@ fn check(config: &StackConfig, locator: &Locator<'_>) -> Vec<Problem> {
     check_targets(config, &mut c);
     check_rollout(config, &mut c);
     check_refresh(&config.refresh, &mut c);
+    check_checkpoints(config, &mut c);
+    check_history(config, &mut c);
+    check_plan_payload(config, &mut c);
     let lambda = &config.lambda;
     c.range("lambda.memory_mb", lambda.memory_mb, 128, 10240);
     c.range("lambda.timeout_seconds", lambda.timeout_seconds, 3, 900);
@@ -543,6 +546,104 @@ fn check_refresh(refresh: &Refresh, c: &mut Checker<'_>) {
         }
         c.range("refresh.checkpoint_delay", delay, 0, 172800);
     }
+}
+
+/// Most bytes the listed targets and canary may take: the Plan Task carries them to the
+/// planner, and a Task's input is limited to 256 KiB (States.DataLimitExceeded, which
+/// nothing catches: <https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html>).
+/// A quarter of that leaves room for the rest of the state.
+pub const MAX_LISTED_TARGET_BYTES: usize = 64 * 1024;
+
+/// Refuses target lists too long to travel to the planner; tags select any number of ASGs.
+fn check_plan_payload(config: &StackConfig, c: &mut Checker<'_>) {
+    let listed = serde_json::to_vec(&(&config.targets.asgs, &config.rollout.canary)).map_or(usize::MAX, |v| v.len());
+    if listed > MAX_LISTED_TARGET_BYTES {
+        c.fail(
+            "targets.asgs",
+            format!(
+                "{} names take {listed} bytes, more than the {MAX_LISTED_TARGET_BYTES} the Plan task may carry to the planner (a task's input is limited to 256 KiB): select this many ASGs by `tags`",
+                config.targets.asgs.len()
+            ),
+        );
+    }
+}
+
+/// AWS's CheckpointDelay when checkpoints are set without one: "If you specify a value for
+/// CheckpointPercentages and not for CheckpointDelay, the CheckpointDelay defaults to 3600
+/// (1 hour)" (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RefreshPreferences.html>).
+pub const DEFAULT_CHECKPOINT_DELAY: u32 = 3600;
+
+/// Checkpoints against the refresh and `timeout_minutes`. "To replace all instances in the
+/// Auto Scaling group, the last number in the array must be 100" (RefreshPreferences,
+/// above): with a lower last checkpoint the refresh ends Successful half done. After each
+/// checkpoint below 100 the refresh pauses for CheckpointDelay; once the last percentage
+/// is replaced it ends (<https://docs.aws.amazon.com/autoscaling/ec2/userguide/asg-adding-checkpoints-instance-refresh.html>),
+/// so pauses that add up to `timeout_minutes` make every refresh time out while paused.
+fn check_checkpoints(config: &StackConfig, c: &mut Checker<'_>) {
+    let refresh = &config.refresh;
+    let Some(&last) = refresh.checkpoint_percentages.last() else { return };
+    if last != 100 {
+        c.fail(
+            &format!("refresh.checkpoint_percentages[{}]", refresh.checkpoint_percentages.len() - 1),
+            format!(
+                "the last checkpoint is {last}: it must be 100, or the refresh ends Successful with only {last} % of the instances replaced"
+            ),
+        );
+    }
+    let pauses = refresh.checkpoint_percentages.iter().filter(|p| **p < 100).count() as u64;
+    let delay = refresh.checkpoint_delay.unwrap_or(DEFAULT_CHECKPOINT_DELAY);
+    let paused = pauses * u64::from(delay);
+    let timeout = u64::from(config.rollout.timeout_minutes) * 60;
+    if pauses == 0 || paused < timeout {
+        return;
+    }
+    let (key, how) = match refresh.checkpoint_delay {
+        Some(_) => ("refresh.checkpoint_delay", format!("{delay} s")),
+        None => (
+            "refresh.checkpoint_percentages",
+            format!("{delay} s (AWS's default: checkpoint_delay is not set)"),
+        ),
+    };
+    c.fail(
+        key,
+        format!(
+            "the refresh pauses at {pauses} checkpoint(s) below 100 for {how} each: {paused} s, not less than timeout_minutes ({} min = {timeout} s), so every ASG would time out while paused; lower checkpoint_delay or raise timeout_minutes",
+            config.rollout.timeout_minutes
+        ),
+    );
+}
+
+/// Refuses a poll loop too long for one child execution's history: each ASG's child polls
+/// up to `timeout_minutes * 60 / poll_seconds` times, and past 25,000 events the execution
+/// fails mid-refresh (<https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html>).
+/// The events per poll are counted on the rendered child.
+fn check_history(config: &StackConfig, c: &mut Checker<'_>) {
+    let rollout = &config.rollout;
+    // Out-of-range values are reported by check_rollout already.
+    if !(5..=3600).contains(&rollout.poll_seconds) || !(1..=10080).contains(&rollout.timeout_minutes) {
+        return;
+    }
+    let machine = crate::rollout::build(config);
+    let child = crate::review::child_history(config, &machine);
+    if child.fits() {
+        return;
+    }
+    let polls = child.max_polls().saturating_sub(1).max(1);
+    let min_poll_seconds = (u64::from(rollout.timeout_minutes) * 60).div_ceil(polls);
+    let max_timeout_minutes = polls * u64::from(rollout.poll_seconds) / 60;
+    c.fail(
+        "rollout.timeout_minutes",
+        format!(
+            "{} minutes polled every {} s is up to {} polls of {} events each, {} events in one ASG's child execution: over the {}-event history limit with {} set aside for retries, so the execution would fail mid-refresh; raise poll_seconds to at least {min_poll_seconds} or lower timeout_minutes to at most {max_timeout_minutes}",
+            rollout.timeout_minutes,
+            rollout.poll_seconds,
+            child.polls,
+            child.per_poll,
+            child.events(),
+            crate::review::HISTORY_LIMIT,
+            crate::review::CHILD_RETRY_RESERVE,
+        ),
+    );
 }
 
 fn is_stack_name(name: &str) -> bool {

@@ -24,13 +24,21 @@ pub mod errors {
     pub const INVALID_INPUT: &str = "InvalidInput";
     /// The rollout ended with failures (the execution's error).
     pub const ROLLOUT_FAILED: &str = "RolloutFailed";
-    /// Errors of the Lambda service itself that are safe to retry.
-    pub const LAMBDA_TRANSIENT: [&str; 4] = [
+    /// Errors of the Lambda service itself that are safe to retry
+    /// (<https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html>).
+    pub const LAMBDA_TRANSIENT: [&str; 5] = [
+        "Lambda.ClientExecutionTimeoutException",
         "Lambda.ServiceException",
         "Lambda.AWSLambdaException",
         "Lambda.SdkClientException",
         "Lambda.TooManyRequestsException",
     ];
+    /// An invocation that did not finish: the function crashed or ran out of memory or
+    /// time (`Lambda.Unknown`, `Sandbox.Timedout`), or the Task's `TimeoutSeconds` passed
+    /// (`States.Timeout`). Retried a few times: every action is safe to run again.
+    pub const LAMBDA_UNFINISHED: [&str; 3] = ["Lambda.Unknown", "Sandbox.Timedout", "States.Timeout"];
+    /// The same, for a Task whose timeout is an answer (nobody approved in time).
+    pub const LAMBDA_UNFINISHED_NO_TIMEOUT: [&str; 2] = ["Lambda.Unknown", "Sandbox.Timedout"];
 }
 
 /// The input a rollout execution starts with.
@@ -61,14 +69,22 @@ pub struct PlanRequest {
     pub batch_size: u32,
     /// Most waves one execution can walk under the history limit: a plan with more is refused.
     pub max_waves: u64,
+    /// `[refresh] auto_rollback`: a group AWS cannot roll back (its ImageId is an SSM
+    /// parameter) is left out when it is on.
+    #[serde(default)]
+    pub auto_rollback: bool,
+    /// `[refresh] instance_roles`: a group whose launch template's instance profile has a
+    /// role not listed here is left out (the Lambda may pass only these roles).
+    #[serde(default)]
+    pub instance_roles: Vec<String>,
 }
 
-/// Planner result: the waves the state machine walks through.
+/// Planner result: counts only. The waves themselves are in the progress table (each
+/// wave's size and one item per position), so no state carries a list of ASGs and every
+/// payload stays small whatever the fleet size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanResponse {
     pub rollout_id: String,
-    /// ASG names per wave, canary wave first.
-    pub waves: Vec<Vec<String>>,
     pub wave_count: u32,
     /// Index of the last wave (`-1` when there is none).
     pub last_wave: i64,
@@ -76,8 +92,46 @@ pub struct PlanResponse {
     pub planned: u32,
     /// ASGs skipped by the pre-checks, with reasons recorded in the table.
     pub skipped: u32,
-    /// Explicit names that do not exist.
-    pub missing: Vec<String>,
+    /// How many explicit names do not exist (each is recorded as skipped, saying so).
+    pub missing: u32,
+}
+
+/// What the refresher's `wave` action returns: the positions of one wave's ASGs, which
+/// the wave's Map iterates over (each child reads its ASG's name from the table).
+/// Positions are numbers, so even a window of 5,000 ASGs takes about 24 KiB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaveResponse {
+    pub rollout_id: String,
+    pub wave: u32,
+    /// `0..size`: one Map item per ASG of the wave.
+    pub items: Vec<u32>,
+}
+
+/// Longest message (summary, reason) a Lambda returns or records, in bytes: far under the
+/// 256 KiB Step Functions allows a state, whatever the fleet size.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// Most ASG names a response lists; the rest are counted.
+pub const MAX_NAMES_LISTED: usize = 20;
+
+/// `message` cut to [`MAX_MESSAGE_BYTES`] on a character boundary, saying how much was cut.
+pub fn cap_message(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.to_string();
+    }
+    let mut end = MAX_MESSAGE_BYTES - 64;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} more bytes: see the table)", &message[..end], message.len() - end)
+}
+
+/// The first [`MAX_NAMES_LISTED`] names, then how many more there are.
+pub fn cap_names(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = names.iter().take(MAX_NAMES_LISTED).cloned().collect();
+    if names.len() > MAX_NAMES_LISTED {
+        out.push(format!("and {} more", names.len() - MAX_NAMES_LISTED));
+    }
+    out
 }
 
 /// StartInstanceRefresh preferences, from the `[refresh]` table.
@@ -98,12 +152,15 @@ pub struct RefreshPreferences {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RefresherRequest {
-    /// Create the launch template version with the new AMI and start the refresh.
+    /// The positions of a wave's ASGs, for the wave's Map to iterate over.
+    Wave { rollout_id: String, wave: u32 },
+    /// Create the launch template version with the new AMI and start the refresh of the
+    /// ASG at position `index` of `wave` (its name is read from the table).
     Start {
         rollout_id: String,
-        asg: String,
-        ami: String,
         wave: u32,
+        index: u32,
+        ami: String,
         preferences: RefreshPreferences,
     },
     /// Describe the refresh, record it, say whether it has ended.
@@ -177,6 +234,26 @@ pub struct SettleResponse {
     pub still_running: Vec<String>,
     /// ASGs whose rollback or cancel has ended (or whose refresh is no longer listed).
     pub ended: Vec<String>,
+}
+
+impl InFlightResponse {
+    /// The response with its lists cut to [`MAX_NAMES_LISTED`] names each (`pending`
+    /// still counts them all): the Task result must fit 256 KiB at any fleet size.
+    pub fn bounded(mut self) -> Self {
+        self.acted_on = cap_names(&self.acted_on);
+        self.refused = cap_names(&self.refused).iter().map(|r| cap_message(r)).collect();
+        self
+    }
+}
+
+impl SettleResponse {
+    /// The response with its lists cut to [`MAX_NAMES_LISTED`] names each (`pending`
+    /// still counts them all).
+    pub fn bounded(mut self) -> Self {
+        self.still_running = cap_names(&self.still_running);
+        self.ended = cap_names(&self.ended);
+        self
+    }
 }
 
 /// What `finish` returns.

@@ -6,6 +6,11 @@
 //! every ASG's poll loop lives in its own child execution: thousands of ASGs fit under the
 //! 25,000-event cap. `batches` gets waves of `batch_size`; `window` gets one wave after the
 //! canary, over which `MaxConcurrency = batch_size` slides.
+//!
+//! No state carries ASG names, so every state stays far under the 256 KiB Step Functions
+//! allows whatever the fleet: `Plan` returns counts (the planner records the waves in the
+//! table), `SelectWave` asks the refresher for the wave's positions, each child reads its
+//! ASG's name at `start` and ends without output.
 
 use serde_json::json;
 
@@ -57,17 +62,21 @@ use states::*;
 pub fn build(config: &StackConfig) -> StateMachine {
     let stack = Stack::new(config);
     let b = Builder { config, stack: &stack };
-    let mut top = States::new()
-        .add(PLAN, b.plan())
-        .add(FIRST_WAVE, b.first_wave())
+    let mut waves = States::new()
         .add(MORE_WAVES, b.more_waves())
         .add(SELECT_WAVE, b.select_wave())
         .add(WAVE, b.wave());
     if config.rollout.approval {
-        top.push(IS_LAST_WAVE, b.is_last_wave());
-        top.push(APPROVE_NEXT_WAVE, b.approve_next_wave());
+        waves.push(IS_LAST_WAVE, b.is_last_wave());
+        waves.push(APPROVE_NEXT_WAVE, b.approve_next_wave());
     }
-    top.push(NEXT_WAVE, b.next_wave());
+    waves.push(NEXT_WAVE, b.next_wave());
+    // The planner refuses a plan with more waves than the wave loop's history allows.
+    let max_waves = crate::review::max_waves_of(&waves);
+    let mut top = States::new().add(PLAN, b.plan(max_waves)).add(FIRST_WAVE, b.first_wave());
+    for (name, state) in waves.iter() {
+        top.push(name, state.clone());
+    }
     top.push(FINISH, b.finish());
     // Whatever the policy, an execution never succeeds while the table holds a failed ASG.
     top.push(ANY_FAILED, b.any_failed());
@@ -126,8 +135,6 @@ impl Builder<'_> {
 
     /// A Task invoking one of the stack's Lambdas with `payload`, retried on transient faults.
     fn invoke(&self, function: &str, payload: Template) -> Task {
-        let mut transient: Vec<&str> = errors::LAMBDA_TRANSIENT.to_vec();
-        transient.push(errors::RETRYABLE);
         Task {
             resource: self.invoke_resource(""),
             parameters: Some(
@@ -136,12 +143,7 @@ impl Builder<'_> {
                     .object("Payload", payload),
             ),
             timeout_seconds: Some(self.config.lambda.timeout_seconds + 30),
-            retry: vec![Retrier::new(&transient)
-                .interval(2)
-                .attempts(6)
-                .backoff(2.0)
-                .max_delay(60)
-                .jitter(JitterStrategy::Full)],
+            retry: retriers(&errors::LAMBDA_UNFINISHED),
             ..Task::default()
         }
     }
@@ -162,7 +164,7 @@ impl Builder<'_> {
         }
     }
 
-    fn plan(&self) -> State {
+    fn plan(&self, max_waves: u64) -> State {
         let targets = &self.config.targets;
         let rollout = &self.config.rollout;
         let mut task = self.planner(
@@ -173,11 +175,13 @@ impl Builder<'_> {
                 .lit("canary", json!(rollout.canary))
                 .lit("strategy", rollout.strategy.as_str())
                 .lit("batch_size", rollout.batch_size)
-                .lit("max_waves", crate::review::max_waves(rollout.approval)),
+                .lit("max_waves", max_waves)
+                .lit("auto_rollback", self.config.refresh.auto_rollback)
+                .lit("instance_roles", json!(self.config.refresh.instance_roles)),
         );
+        // Counts only: the waves stay in the table, so the state is small at any fleet size.
         task.result_selector = Some(
             Template::new()
-                .path("waves", "$.Payload.waves")
                 .path("wave_count", "$.Payload.wave_count")
                 .path("last_wave", "$.Payload.last_wave")
                 .path("planned", "$.Payload.planned"),
@@ -213,28 +217,33 @@ impl Builder<'_> {
     }
 
     fn select_wave(&self) -> State {
-        State::new(Kind::Pass(Pass {
-            parameters: Some(
-                Template::new().path("wave", "$.cursor.wave").call(
-                    "asgs",
-                    Intrinsic::ArrayGetItem(Arg::path("$.plan.waves"), Arg::path("$.cursor.wave")),
-                ),
-            ),
-            result_path: PathOrNull::path("$.current"),
-            ..Pass::default()
-        }))
-        .next(WAVE)
+        let mut task = self.refresher(
+            Template::new()
+                .lit("action", "wave")
+                .path("rollout_id", "$.rollout_id")
+                .path("wave", "$.cursor.wave"),
+        );
+        task.result_selector = Some(
+            Template::new()
+                .path("wave", "$.Payload.wave")
+                .path("items", "$.Payload.items"),
+        );
+        task.result_path = PathOrNull::path("$.current");
+        task.catch = vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
+        State::new(Kind::Task(task))
+            .comment("The wave's positions (numbers, not names): each child reads its ASG from the table.")
+            .next(WAVE)
     }
 
     fn wave(&self) -> State {
         let rollout = &self.config.rollout;
-        let mut map = Map::new("$.current.asgs", self.per_asg());
+        let mut map = Map::new("$.current.items", self.per_asg());
         map.item_selector = Some(
             Template::new()
                 .path("rollout_id", "$.rollout_id")
                 .path("ami", "$.ami")
                 .path("wave", "$.current.wave")
-                .path("asg", "$$.Map.Item.Value"),
+                .path("index", "$$.Map.Item.Value"),
         );
         map.max_concurrency = Some(rollout.batch_size);
         match rollout.on_failure {
@@ -269,6 +278,7 @@ impl Builder<'_> {
         });
         let step_result = || {
             Template::new()
+                .path("asg", "$.Payload.asg")
                 .path("status", "$.Payload.status")
                 .path("done", "$.Payload.done")
         };
@@ -276,9 +286,9 @@ impl Builder<'_> {
             Template::new()
                 .lit("action", "start")
                 .path("rollout_id", "$.rollout_id")
-                .path("asg", "$.asg")
-                .path("ami", "$.ami")
                 .path("wave", "$.wave")
+                .path("index", "$.index")
+                .path("ami", "$.ami")
                 .lit("preferences", preferences),
         );
         start.result_selector = Some(step_result());
@@ -287,7 +297,7 @@ impl Builder<'_> {
             Template::new()
                 .lit("action", "check")
                 .path("rollout_id", "$.rollout_id")
-                .path("asg", "$.asg")
+                .path("asg", "$.refresh.asg")
                 .lit("timeout_minutes", rollout.timeout_minutes),
         );
         check.result_selector = Some(step_result());
@@ -325,11 +335,11 @@ impl Builder<'_> {
                     .next(GATE),
             )
             .add(GATE, gate())
-            .add(REFRESHED, State::new(Kind::Succeed(Succeed::default())));
+            .add(REFRESHED, State::new(Kind::Succeed(silent())));
         if continue_on_failure {
             states.push(
                 REFRESH_FAILED,
-                State::new(Kind::Succeed(Succeed::default()))
+                State::new(Kind::Succeed(silent()))
                     .comment("on_failure = continue: the refresher recorded the failure; Finish reports it."),
             );
         }
@@ -357,6 +367,8 @@ impl Builder<'_> {
         );
         task.resource = self.invoke_resource(".waitForTaskToken");
         task.timeout_seconds = Some(APPROVAL_TIMEOUT_SECONDS);
+        // Past the approval timeout nobody approved: that is an answer, never retried.
+        task.retry = retriers(&errors::LAMBDA_UNFINISHED_NO_TIMEOUT);
         task.result_path = Some(PathOrNull::Null);
         task.catch = vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
         State::new(Kind::Task(task))
@@ -486,4 +498,32 @@ impl Builder<'_> {
             .comment("Release the lock and record why the rollout failed.")
             .next(ROLLOUT_FAILED)
     }
+}
+
+/// Retriers of a Lambda Task: transient faults of the Lambda service and the handlers'
+/// own `Retryable` with backoff; then, a few times, invocations that did not finish
+/// (`unfinished`: a crash or timeout of the function, or the Task's own timeout). Every
+/// action is safe to run again: `start` adopts the refresh it already started, `check`,
+/// `wave` and `settle_rollbacks` read and record, `finish` rewrites the summary and
+/// releases the lock only if still held, and `plan` keeps recorded progress.
+fn retriers(unfinished: &[&str]) -> Vec<Retrier> {
+    let mut transient: Vec<&str> = errors::LAMBDA_TRANSIENT.to_vec();
+    transient.push(errors::RETRYABLE);
+    vec![
+        Retrier::new(&transient)
+            .interval(2)
+            .attempts(6)
+            .backoff(2.0)
+            .max_delay(60)
+            .jitter(JitterStrategy::Full),
+        Retrier::new(unfinished).interval(5).attempts(2).backoff(2.0),
+    ]
+}
+
+/// A Succeed state that returns nothing: a Distributed Map gathers every child's output
+/// into its result, which must stay under 256 KiB at any fleet size.
+fn silent() -> Succeed {
+    let mut succeed = Succeed::default();
+    succeed.filters.output_path = Some(PathOrNull::Null);
+    succeed
 }

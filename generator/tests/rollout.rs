@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use generator::asl::{validate, Kind, State, StateMachine, Task, Template, Transition};
+use generator::asl::{validate, Kind, PathOrNull, State, StateMachine, Task, Template, Transition};
 use generator::config::{self, OnFailure, StackConfig, Strategy};
 use generator::payload::{
     errors, FinishResponse, InFlightResponse, Outcome, PlanRequest, PlanResponse, RefresherRequest, SettleResponse,
-    StepResponse,
+    StepResponse, WaveResponse,
 };
 use generator::rollout::{self, states as s};
 use serde_json::{json, Value};
@@ -93,16 +93,16 @@ fn top_input() -> Value {
     json!({
         "rollout_id": "r-1",
         "ami": "ami-0123456789abcdef0",
-        "plan": {"waves": [["c"], ["a", "b"]], "wave_count": 2, "last_wave": 1, "planned": 3},
+        "plan": {"wave_count": 2, "last_wave": 1, "planned": 3},
         "cursor": {"wave": 0},
-        "current": {"wave": 0, "asgs": ["c"]},
+        "current": {"wave": 0, "items": [0]},
         "error": {"Error": "States.TaskFailed", "Cause": "boom"},
         "summary": {"succeeded": 1, "failed": 0, "skipped": 0, "message": "ok"}
     })
 }
 
 fn context() -> Value {
-    json!({"Task": {"Token": "token-1"}, "Map": {"Item": {"Value": "c", "Index": 0}}})
+    json!({"Task": {"Token": "token-1"}, "Map": {"Item": {"Value": 0, "Index": 0}}})
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn concurrency_poll_and_timeout_come_from_the_config() {
         let wait = map.item_processor.states.get(s::WAIT).expect("a wait state");
         assert!(matches!(&wait.kind, Kind::Wait(w) if w.seconds == Some(45)));
         let check = payload(child_task(&machine, s::CHECK));
-        let resolved = check.resolve(&json!({"rollout_id": "r", "asg": "a"}), &context()).unwrap();
+        let resolved = check.resolve(&json!({"rollout_id": "r", "refresh": {"asg": "a"}}), &context()).unwrap();
         assert_eq!(resolved["timeout_minutes"], 20);
     }
 }
@@ -211,16 +211,15 @@ fn plan_payload_is_a_plan_request() {
     assert_eq!(event.canary, vec!["c"]);
     assert_eq!(event.strategy, Strategy::Window);
     assert_eq!(event.batch_size, 2);
-    assert_eq!(event.max_waves, generator::review::max_waves(false));
-    // The planner's response carries every field the ResultSelector reads.
+    assert_eq!(event.max_waves, generator::review::max_waves(&machine));
+    // The planner's response carries every field the ResultSelector reads: counts only.
     let response = PlanResponse {
         rollout_id: "r-1".into(),
-        waves: vec![vec!["c".into()], vec!["a".into()]],
         wave_count: 2,
         last_wave: 1,
         planned: 2,
         skipped: 1,
-        missing: vec!["e".into()],
+        missing: 1,
     };
     let selected = plan
         .result_selector
@@ -228,7 +227,7 @@ fn plan_payload_is_a_plan_request() {
         .unwrap()
         .resolve(&json!({"Payload": response}), &context())
         .unwrap();
-    assert_eq!(selected, json!({"waves": [["c"], ["a"]], "wave_count": 2, "last_wave": 1, "planned": 2}));
+    assert_eq!(selected, json!({"wave_count": 2, "last_wave": 1, "planned": 2}));
 }
 
 #[test]
@@ -242,17 +241,21 @@ fn child_payloads_are_refresher_requests() {
         .unwrap()
         .resolve(&top_input(), &context())
         .unwrap();
-    assert_eq!(child_input, json!({"rollout_id": "r-1", "ami": "ami-0123456789abcdef0", "wave": 0, "asg": "c"}));
+    // A position, not a name: the child reads its ASG from the table at start.
+    assert_eq!(child_input, json!({"rollout_id": "r-1", "ami": "ami-0123456789abcdef0", "wave": 0, "index": 0}));
     let start: RefresherRequest =
         serde_json::from_value(payload(child_task(&machine, s::START)).resolve(&child_input, &context()).unwrap()).unwrap();
-    let RefresherRequest::Start { asg, ami, wave, preferences, .. } = start else { panic!("not a start") };
-    assert_eq!((asg.as_str(), ami.as_str(), wave), ("c", "ami-0123456789abcdef0", 0));
+    let RefresherRequest::Start { index, ami, wave, preferences, .. } = start else { panic!("not a start") };
+    assert_eq!((index, ami.as_str(), wave), (0, "ami-0123456789abcdef0", 0));
     assert_eq!(preferences.alarms, vec!["db-high"]);
     assert_eq!(preferences.checkpoint_percentages, vec![50, 100]);
     assert_eq!(preferences.checkpoint_delay, Some(60));
     assert_eq!((preferences.min_healthy_percentage, preferences.max_healthy_percentage), (100, 200));
+    // Check names the ASG that start's response named.
+    let mut after_start = child_input.clone();
+    after_start["refresh"] = json!({"asg": "c", "status": "Pending", "done": false});
     let check: RefresherRequest =
-        serde_json::from_value(payload(child_task(&machine, s::CHECK)).resolve(&child_input, &context()).unwrap()).unwrap();
+        serde_json::from_value(payload(child_task(&machine, s::CHECK)).resolve(&after_start, &context()).unwrap()).unwrap();
     assert_eq!(check, RefresherRequest::Check { rollout_id: "r-1".into(), asg: "c".into(), timeout_minutes: 20 });
     // Both steps' responses carry what the gate reads.
     let response = StepResponse { asg: "c".into(), status: "InProgress".into(), percentage: Some(40), done: false, message: None };
@@ -263,7 +266,7 @@ fn child_payloads_are_refresher_requests() {
             .unwrap()
             .resolve(&json!({"Payload": response}), &context())
             .unwrap();
-        assert_eq!(selected, json!({"status": "InProgress", "done": false}));
+        assert_eq!(selected, json!({"asg": "c", "status": "InProgress", "done": false}));
     }
 }
 
@@ -352,7 +355,7 @@ fn parent_history_does_not_grow_with_polls() {
     for (name, st) in machine.states.iter() {
         assert!(!matches!(st.kind, Kind::Wait(_)), "{name} waits in the parent");
     }
-    assert!(generator::review::max_waves(false) > 1000);
+    assert!(generator::review::max_waves(&machine) > 1000);
 }
 
 #[test]
@@ -373,5 +376,109 @@ fn waiting_for_rollbacks_is_bounded_by_the_timeout() {
         assert!(wait >= u64::from(poll), "poll {poll} timeout {timeout}: waits {wait} s");
         assert!(rounds <= generator::review::SETTLE_ROUNDS_MAX, "poll {poll} timeout {timeout}: {rounds} rounds");
         assert!(rounds * wait >= u64::from(timeout) * 60, "poll {poll} timeout {timeout}: gives up after {} s", rounds * wait);
+    }
+}
+
+#[test]
+fn select_wave_asks_the_refresher_for_positions() {
+    for config in all_configs() {
+        let machine = rollout::build(&config);
+        let select = task(&machine, s::SELECT_WAVE);
+        let event: RefresherRequest = serde_json::from_value(payload(select).resolve(&top_input(), &context()).unwrap()).unwrap();
+        assert_eq!(event, RefresherRequest::Wave { rollout_id: "r-1".into(), wave: 0 });
+        let response = WaveResponse { rollout_id: "r-1".into(), wave: 0, items: vec![0, 1, 2] };
+        let selected = select.result_selector.as_ref().unwrap().resolve(&json!({"Payload": response}), &context()).unwrap();
+        assert_eq!(selected, json!({"wave": 0, "items": [0, 1, 2]}));
+        assert_eq!(select.result_path, PathOrNull::path("$.current"));
+        assert_eq!(wave_map(&machine).items_path.as_deref(), Some("$.current.items"));
+        // A failure to read the wave goes through the failure policy like a failed wave.
+        assert_eq!(select.catch[0].next, wave_map(&machine).catch[0].next);
+    }
+}
+
+#[test]
+fn children_end_without_output() {
+    // A Distributed Map gathers every child's output: each must be empty at any fleet size.
+    for config in all_configs() {
+        let machine = rollout::build(&config);
+        let mut ends = 0;
+        for (name, st) in wave_map(&machine).item_processor.states.iter() {
+            if let Kind::Succeed(succeed) = &st.kind {
+                assert_eq!(succeed.filters.output_path, Some(PathOrNull::Null), "{name}");
+                assert_eq!(serde_json::to_value(st).unwrap()["OutputPath"], Value::Null, "{name}");
+                assert!(serde_json::to_value(st).unwrap().as_object().unwrap().contains_key("OutputPath"), "{name}");
+                ends += 1;
+            }
+        }
+        assert!(ends >= 1);
+    }
+}
+
+#[test]
+fn unfinished_invocations_are_retried_where_running_again_is_safe() {
+    for config in all_configs() {
+        let machine = rollout::build(&config);
+        let mut tasks: Vec<(&str, &Task)> = machine
+            .states
+            .iter()
+            .filter_map(|(name, st)| match &st.kind {
+                Kind::Task(t) => Some((name, t)),
+                _ => None,
+            })
+            .collect();
+        for name in [s::START, s::CHECK] {
+            tasks.push((name, child_task(&machine, name)));
+        }
+        for (name, t) in tasks {
+            let retried: Vec<&str> = t.retry.iter().flat_map(|r| r.error_equals.iter().map(String::as_str)).collect();
+            for error in ["Lambda.Unknown", "Sandbox.Timedout", "Lambda.ClientExecutionTimeoutException", errors::RETRYABLE] {
+                assert!(retried.contains(&error), "{name} does not retry {error}: {retried:?}");
+            }
+            // Past the approval timeout nobody approved: that is the answer, not a fault.
+            let timeout_retried = retried.contains(&"States.Timeout");
+            assert_eq!(timeout_retried, name != s::APPROVE_NEXT_WAVE, "{name}: {retried:?}");
+            assert!(t.retry.iter().all(|r| r.max_attempts.is_some_and(|a| a <= 6)), "{name}: bounded");
+        }
+    }
+}
+
+#[test]
+fn history_is_counted_on_the_rendered_machine() {
+    let config = config(Strategy::Batches, OnFailure::Stop, false);
+    let machine = rollout::build(&config);
+    let child = generator::review::child_history(&config, &machine);
+    // Wait (entered, exited), CheckRefresh (entered, scheduled, started, succeeded, exited),
+    // the gate (entered, exited).
+    assert_eq!(child.per_poll, 2 + 5 + 2);
+    // Execution started and succeeded, StartRefresh, the first gate, Refreshed.
+    assert_eq!(child.fixed, 2 + 5 + 2 + 2);
+    assert_eq!(child.polls, 20 * 60 / 45 + 1);
+    assert!(child.fits());
+    // The parent's wave loop: MoreWaves, SelectWave (a Task), the Distributed Map, NextWave.
+    assert_eq!(generator::review::parent_events_per_wave(&machine.states), 2 + 5 + 6 + 2 + generator::review::PARENT_RETRY_EVENTS_PER_WAVE);
+    let approving = rollout::build(&self::config(Strategy::Batches, OnFailure::Stop, true));
+    // With approval: IsLastWave and ApproveNextWave (which also records TaskSubmitted).
+    assert_eq!(
+        generator::review::parent_events_per_wave(&approving.states),
+        2 + 5 + 6 + 2 + 6 + 2 + generator::review::PARENT_RETRY_EVENTS_PER_WAVE
+    );
+}
+
+#[test]
+fn a_poll_loop_past_the_child_history_limit_is_refused() {
+    let text = |poll: u32, timeout: u32| {
+        format!(
+            "name = \"t\"\nregion = \"eu-west-1\"\naccount_id = \"123456789012\"\n[targets]\nasgs = [\"a\"]\n[rollout]\npoll_seconds = {poll}\ntimeout_minutes = {timeout}\n"
+        )
+    };
+    // 9 events a poll, 11 outside the loop, 1,000 set aside for retries: 2,665 polls fit.
+    for (poll, timeout, fits) in [(60, 10080, false), (5, 240, false), (5, 222, true), (5, 223, false), (60, 2664, true), (60, 2665, false)] {
+        let result = config::parse(&text(poll, timeout), Path::new("t.toml"));
+        assert_eq!(result.is_ok(), fits, "poll {poll} timeout {timeout}: {:?}", result.err().map(|e| e.to_string()));
+        if let Err(error) = result {
+            let problem = &error.problems()[0];
+            assert_eq!(problem.key, "rollout.timeout_minutes");
+            assert!(problem.message.contains("25000-event history limit"), "{}", problem.message);
+        }
     }
 }

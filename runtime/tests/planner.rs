@@ -5,16 +5,17 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Emulator, NEW_AMI};
+use common::Emulator;
 use generator::config::Strategy;
 use generator::payload::{status, PlanRequest, TargetSpec};
 use runtime::planner::Planner;
+use runtime::wave_store;
 use runtime::Error;
 
-fn request(rollout_id: &str, asgs: &[&str], tags: &[(&str, &str)], canary: &[&str], strategy: Strategy, batch_size: u32) -> PlanRequest {
+fn request(ami: &str, rollout_id: &str, asgs: &[&str], tags: &[(&str, &str)], canary: &[&str], strategy: Strategy, batch_size: u32) -> PlanRequest {
     PlanRequest {
         rollout_id: rollout_id.into(),
-        ami: NEW_AMI.into(),
+        ami: ami.into(),
         targets: TargetSpec {
             asgs: asgs.iter().map(|s| s.to_string()).collect(),
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
@@ -23,13 +24,26 @@ fn request(rollout_id: &str, asgs: &[&str], tags: &[(&str, &str)], canary: &[&st
         strategy,
         batch_size,
         max_waves: 1000,
+        auto_rollback: false,
+        instance_roles: Vec::new(),
     }
+}
+
+/// The plan's waves as the table holds them (the response has counts only).
+async fn waves(emulator: &Emulator, rollout_id: &str, count: u32) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for wave in 0..count {
+        out.push(wave_store::wave_members(&emulator.store(), rollout_id, wave).await.unwrap());
+    }
+    out
 }
 
 fn planner(emulator: &Emulator) -> Planner {
     Planner {
         autoscaling: emulator.autoscaling.clone(),
         elb: emulator.elb.clone(),
+        ec2: emulator.ec2.clone(),
+        iam: aws_sdk_iam::Client::new(&emulator.config),
         store: emulator.store(),
         clock: emulator.clock(),
     }
@@ -61,17 +75,17 @@ async fn fleet(emulator: &Emulator) {
 #[tokio::test]
 async fn plans_names_and_tags_with_prechecks_and_canary_first() {
     let emulator = Emulator::start().await;
+    let ami = emulator.existing_ami().await;
     fleet(&emulator).await;
     let plan = planner(&emulator)
-        .handle(request("r-1", &["api-1", "ghost"], &[("group", "web")], &["api-1"], Strategy::Batches, 2))
+        .handle(request(&ami, "r-1", &["api-1", "ghost"], &[("group", "web")], &["api-1"], Strategy::Batches, 2))
         .await
         .unwrap();
     assert_eq!(
-        plan.waves,
+        waves(&emulator, "r-1", plan.wave_count).await,
         vec![vec!["api-1"], vec!["web-1", "web-2"], vec!["web-3", "web-4"]]
     );
-    assert_eq!((plan.wave_count, plan.last_wave, plan.planned, plan.skipped), (3, 2, 5, 4));
-    assert_eq!(plan.missing, vec!["ghost"]);
+    assert_eq!((plan.wave_count, plan.last_wave, plan.planned, plan.skipped, plan.missing), (3, 2, 5, 4, 1));
     let records = emulator.store().list("r-1").await.unwrap();
     let by_name: BTreeMap<&str, &runtime::store::AsgRecord> = records.iter().map(|r| (r.asg.as_str(), r)).collect();
     assert!(!by_name.contains_key("other-1"), "ASGs outside the targets are not recorded");
@@ -83,7 +97,7 @@ async fn plans_names_and_tags_with_prechecks_and_canary_first() {
     assert_eq!(reason("ghost"), "no Auto Scaling group has this name");
     assert_eq!(by_name["web-3"].status, status::PLANNED);
     assert_eq!(by_name["web-3"].wave, Some(2));
-    assert_eq!(by_name["api-1"].ami.as_deref(), Some(NEW_AMI));
+    assert_eq!(by_name["api-1"].ami.as_deref(), Some(ami.as_str()));
     let summary = emulator.store().summary("r-1").await.unwrap().unwrap();
     assert_eq!((summary.status.as_str(), summary.planned, summary.skipped, summary.waves), ("Running", 5, 4, 3));
 }
@@ -91,35 +105,38 @@ async fn plans_names_and_tags_with_prechecks_and_canary_first() {
 #[tokio::test]
 async fn window_strategy_makes_one_wave_after_the_canary() {
     let emulator = Emulator::start().await;
+    let ami = emulator.existing_ami().await;
     fleet(&emulator).await;
     let plan = planner(&emulator)
-        .handle(request("r-w", &[], &[("group", "web")], &["web-2"], Strategy::Window, 2))
+        .handle(request(&ami, "r-w", &[], &[("group", "web")], &["web-2"], Strategy::Window, 2))
         .await
         .unwrap();
-    assert_eq!(plan.waves, vec![vec!["web-2"], vec!["web-1", "web-3", "web-4"]]);
-    assert!(plan.missing.is_empty());
+    assert_eq!(waves(&emulator, "r-w", plan.wave_count).await, vec![vec!["web-2"], vec!["web-1", "web-3", "web-4"]]);
+    assert_eq!(plan.missing, 0);
 }
 
 #[tokio::test]
 async fn a_second_rollout_is_refused_while_one_holds_the_lock() {
     let emulator = Emulator::start().await;
+    let ami = emulator.existing_ami().await;
     fleet(&emulator).await;
     let planner = planner(&emulator);
-    planner.handle(request("r-1", &["api-1"], &[], &[], Strategy::Batches, 2)).await.unwrap();
-    let refused = planner.handle(request("r-2", &["api-1"], &[], &[], Strategy::Batches, 2)).await.unwrap_err();
+    planner.handle(request(&ami, "r-1", &["api-1"], &[], &[], Strategy::Batches, 2)).await.unwrap();
+    let refused = planner.handle(request(&ami, "r-2", &["api-1"], &[], &[], Strategy::Batches, 2)).await.unwrap_err();
     assert!(matches!(&refused, Error::Locked(m) if m.contains("r-1")), "{refused:?}");
     // The holder may re-plan (a retried or resumed execution).
-    planner.handle(request("r-1", &["api-1"], &[], &[], Strategy::Batches, 2)).await.unwrap();
+    planner.handle(request(&ami, "r-1", &["api-1"], &[], &[], Strategy::Batches, 2)).await.unwrap();
     assert!(emulator.store().release_lock("r-1").await.unwrap());
-    planner.handle(request("r-2", &["api-1"], &[], &[], Strategy::Batches, 2)).await.unwrap();
+    planner.handle(request(&ami, "r-2", &["api-1"], &[], &[], Strategy::Batches, 2)).await.unwrap();
 }
 
 #[tokio::test]
 async fn replanning_never_resets_progress_and_leaves_out_what_is_done() {
     let emulator = Emulator::start().await;
+    let ami = emulator.existing_ami().await;
     fleet(&emulator).await;
     let planner = planner(&emulator);
-    let req = request("r-1", &[], &[("group", "web")], &[], Strategy::Batches, 3);
+    let req = request(&ami, "r-1", &[], &[("group", "web")], &[], Strategy::Batches, 3);
     planner.handle(req.clone()).await.unwrap();
     let store = emulator.store();
     let mut done = store.get("r-1", "web-2").await.unwrap().unwrap();
@@ -130,7 +147,11 @@ async fn replanning_never_resets_progress_and_leaves_out_what_is_done() {
     failed.status = "Failed".into();
     store.put(&failed).await.unwrap();
     let again = planner.handle(req).await.unwrap();
-    assert_eq!(again.waves, vec![vec!["web-1", "web-3", "web-4"]]);
+    assert_eq!(again.wave_count, 1);
+    assert_eq!(waves(&emulator, "r-1", again.wave_count).await, vec![vec!["web-1", "web-3", "web-4"]]);
+    // The first plan's second wave and its positions are left over, never read: the new
+    // size bounds what a reader sees.
+    assert_eq!(wave_store::wave_size(&store, "r-1", 0).await.unwrap(), 3);
     assert_eq!(store.get("r-1", "web-2").await.unwrap().unwrap().status, status::SUCCESSFUL);
     assert_eq!(store.get("r-1", "web-3").await.unwrap().unwrap().status, "Failed");
 }
@@ -138,19 +159,21 @@ async fn replanning_never_resets_progress_and_leaves_out_what_is_done() {
 #[tokio::test]
 async fn bad_input_is_not_retryable() {
     let emulator = Emulator::start().await;
+    let ami = emulator.existing_ami().await;
     let planner = planner(&emulator);
-    let mut bad = request("r-1", &["a"], &[], &[], Strategy::Batches, 2);
+    let mut bad = request(&ami, "r-1", &["a"], &[], &[], Strategy::Batches, 2);
     bad.ami = "ami-nothex".into();
     assert!(matches!(planner.handle(bad).await, Err(Error::InvalidInput(_))));
-    let bad = request("no spaces", &["a"], &[], &[], Strategy::Batches, 2);
+    let bad = request(&ami, "no spaces", &["a"], &[], &[], Strategy::Batches, 2);
     assert!(matches!(planner.handle(bad).await, Err(Error::InvalidInput(_))));
 }
 
 #[tokio::test]
 async fn too_many_waves_for_one_execution_is_refused() {
     let emulator = Emulator::start().await;
+    let ami = emulator.existing_ami().await;
     fleet(&emulator).await;
-    let mut req = request("r-1", &[], &[("group", "web")], &[], Strategy::Batches, 1);
+    let mut req = request(&ami, "r-1", &[], &[("group", "web")], &[], Strategy::Batches, 1);
     req.max_waves = 3;
     let refused = planner(&emulator).handle(req).await.unwrap_err();
     assert!(matches!(&refused, Error::InvalidInput(m) if m.contains("4 waves")), "{refused:?}");

@@ -17,6 +17,7 @@ use common::{Emulator, NEW_AMI, OLD_AMI};
 use generator::payload::{status, Outcome, RefreshPreferences, RefresherRequest};
 use runtime::refresher::Refresher;
 use runtime::store::AsgRecord;
+use runtime::wave_store;
 use runtime::Error;
 
 const ROLLOUT: &str = "r-1";
@@ -215,11 +216,13 @@ async fn a_refresh_that_is_not_ours_is_a_clear_failure_naming_the_asg() {
     });
     let foreign = describes(vec![refresh("manual-7", InstanceRefreshStatus::InProgress, 5, &template, "1")]);
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&group("web", template.clone()), &in_progress, &foreign]);
+    // The event names a position of the plan's wave; the name is read from the table.
+    wave_store::put_waves(&emulator.store(), ROLLOUT, &[vec!["web".to_string()]], 1).await.unwrap();
     let event = RefresherRequest::Start {
         rollout_id: ROLLOUT.into(),
-        asg: "web".into(),
-        ami: NEW_AMI.into(),
         wave: 0,
+        index: 0,
+        ami: NEW_AMI.into(),
         preferences: preferences(),
     };
     assert!(matches!(refresher(&emulator, client).handle(event).await, Err(Error::Conflict(_))));

@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use clap::Args;
 use generator::config::{Architecture, Strategy};
-use generator::payload::PlanResponse;
+use generator::payload::{PlanResponse, WaveResponse};
 use generator::waves;
 
 use crate::build::{self, Builder};
@@ -30,7 +30,7 @@ impl BenchArgs {
             bail!("--runs must be at least 1");
         }
         let tools = tools::ensure()?;
-        println!("== planner response size (canary of 3, batches of 3, names of 44 characters)");
+        println!("== planner response plus the largest wave's positions (canary of 3, window strategy: one wave)");
         for asgs in [300, 2000, 5000] {
             let bytes = plan_bytes(asgs);
             println!(
@@ -54,20 +54,22 @@ impl BenchArgs {
     }
 }
 
-/// Bytes of the planner's response for `asgs` ASGs.
+/// Bytes of the planner's response and of the largest wave's positions (what the state
+/// carries: the names stay in the table) for `asgs` ASGs.
 fn plan_bytes(asgs: usize) -> usize {
     let names: Vec<String> = (0..asgs).map(|i| format!("payments-checkout-api-prod-ap-south-1-asg-{i:04}")).collect();
-    let plan = waves::split(&names, &names[..3], Strategy::Batches, 3);
+    let plan = waves::split(&names, &names[..3], Strategy::Window, 3);
     let response = PlanResponse {
         rollout_id: "r-20261126-0001".into(),
         wave_count: plan.len() as u32,
         last_wave: plan.len() as i64 - 1,
-        waves: plan,
         planned: asgs as u32,
         skipped: 0,
-        missing: Vec::new(),
+        missing: 0,
     };
-    serde_json::to_vec(&response).map_or(0, |v| v.len())
+    let largest = plan.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    let wave = WaveResponse { rollout_id: response.rollout_id.clone(), wave: 1, items: (0..largest).collect() };
+    [serde_json::to_vec(&response), serde_json::to_vec(&wave)].iter().map(|v| v.as_ref().map_or(0, Vec::len)).sum()
 }
 
 /// Runs a release binary under the local Runtime API against moto (tests/emulator/coldstart.py),

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use asg_refresh_tests::Moto;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use runtime::store::Store;
 use runtime::Clock;
@@ -35,7 +37,9 @@ impl Emulator {
         let config = aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(moto.endpoint())
             .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
             .load()
             .await;
         let emulator = Self {
@@ -66,7 +70,13 @@ impl Emulator {
     }
 
     async fn create_table(&self) {
-        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().unwrap();
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .unwrap()
+        };
         let attr = |name: &str| {
             AttributeDefinition::builder()
                 .attribute_name(name)
@@ -102,12 +112,20 @@ impl Emulator {
             .send()
             .await
             .expect("create launch template");
-        out.launch_template().and_then(|t| t.launch_template_id()).unwrap().to_string()
+        out.launch_template()
+            .and_then(|t| t.launch_template_id())
+            .unwrap()
+            .to_string()
     }
 
     /// A target group in the default VPC; returns its ARN.
     pub async fn target_group(&self, name: &str) -> String {
-        let vpcs = self.ec2.describe_vpcs().send().await.expect("describe vpcs");
+        let vpcs = self
+            .ec2
+            .describe_vpcs()
+            .send()
+            .await
+            .expect("describe vpcs");
         let vpc = vpcs.vpcs()[0].vpc_id().unwrap().to_string();
         let out = self
             .elb
@@ -119,11 +137,20 @@ impl Emulator {
             .send()
             .await
             .expect("create target group");
-        out.target_groups()[0].target_group_arn().unwrap().to_string()
+        out.target_groups()[0]
+            .target_group_arn()
+            .unwrap()
+            .to_string()
     }
 
     /// An ASG on a new launch template with `OLD_AMI`.
-    pub async fn asg(&self, name: &str, desired: i32, tags: &[(&str, &str)], target_groups: &[String]) {
+    pub async fn asg(
+        &self,
+        name: &str,
+        desired: i32,
+        tags: &[(&str, &str)],
+        target_groups: &[String],
+    ) {
         self.launch_template(&format!("{name}-lt"), OLD_AMI).await;
         let mut request = self
             .autoscaling
@@ -154,9 +181,44 @@ impl Emulator {
         request.send().await.expect("create ASG");
     }
 
+    /// An available x86_64 image that moto knows (the planner checks the AMI exists and
+    /// suits the groups' t3.micro instances), with an id the Lambdas accept.
+    pub async fn existing_ami(&self) -> String {
+        let out = self
+            .ec2
+            .describe_images()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("architecture")
+                    .values("x86_64")
+                    .build(),
+            )
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("state")
+                    .values("available")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("describe images");
+        out.images()
+            .iter()
+            .filter_map(|i| i.image_id())
+            .find(|id| runtime::validate_ami(id).is_ok())
+            .expect("moto has an available x86_64 image")
+            .to_string()
+    }
+
     /// The instances a target group holds.
     pub async fn targets(&self, target_group: &str) -> Vec<String> {
-        let out = self.elb.describe_target_health().target_group_arn(target_group).send().await.unwrap();
+        let out = self
+            .elb
+            .describe_target_health()
+            .target_group_arn(target_group)
+            .send()
+            .await
+            .unwrap();
         out.target_health_descriptions()
             .iter()
             .filter_map(|t| t.target().and_then(|t| t.id()).map(str::to_string))

@@ -1,0 +1,236 @@
+//! The plan's waves in the table and every Lambda answer bounded, against moto, at the
+//! worst fleet: 5,000 ASGs with 255-character names. The state machine carries counts
+//! and positions; each child reads its ASG's name from the table.
+
+mod common;
+
+use std::time::Instant;
+
+use aws_smithy_mocks::{mock_client, Rule, RuleMode};
+use common::{Emulator, NEW_AMI};
+use generator::config::Strategy;
+use generator::payload::{
+    status, Outcome, PlanRequest, RefresherRequest, TargetSpec, MAX_MESSAGE_BYTES,
+};
+use generator::waves;
+use runtime::planner::Planner;
+use runtime::refresher::Refresher;
+use runtime::store::AsgRecord;
+use runtime::{wave_store, Error};
+
+const ROLLOUT: &str = "r-big";
+/// Step Functions' limit on a state or a Task's result.
+const LIMIT: usize = 256 * 1024;
+
+/// `count` distinct names of 255 characters, the longest an ASG name can be.
+fn long_names(count: usize, prefix: &str) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let head = format!("{prefix}-{i:05}-");
+            format!("{head}{}", "n".repeat(255 - head.len()))
+        })
+        .collect()
+}
+
+fn refresher(emulator: &Emulator) -> Refresher {
+    Refresher {
+        autoscaling: mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, Vec::<&Rule>::new()),
+        ec2: emulator.ec2.clone(),
+        store: emulator.store(),
+        clock: emulator.clock(),
+    }
+}
+
+#[tokio::test]
+async fn a_window_of_5000_long_names_is_stored_and_handed_out_as_positions() {
+    let emulator = Emulator::start().await;
+    let store = emulator.store();
+    let fleet = long_names(5000, "asg");
+    let plan = waves::split(&fleet, &fleet[..3], Strategy::Window, 3);
+    assert_eq!(plan[1].len(), 4997);
+    let began = Instant::now();
+    wave_store::put_waves(&store, ROLLOUT, &plan, 1)
+        .await
+        .unwrap();
+    println!("recorded 5,000 positions in {:?}", began.elapsed());
+    // The wave action hands out positions: about 24 KiB for the whole window.
+    let answer = refresher(&emulator)
+        .handle(RefresherRequest::Wave {
+            rollout_id: ROLLOUT.into(),
+            wave: 1,
+        })
+        .await
+        .unwrap();
+    let bytes = serde_json::to_vec(&answer).unwrap().len();
+    println!("the window's positions: {bytes} bytes");
+    assert!(bytes < LIMIT / 8, "{bytes} bytes");
+    assert_eq!(answer["items"].as_array().map(Vec::len), Some(4997));
+    assert_eq!(answer["items"][4996], 4996);
+    // Each position names its ASG, in the plan's order.
+    assert_eq!(
+        wave_store::wave_members(&store, ROLLOUT, 1).await.unwrap(),
+        plan[1]
+    );
+    assert_eq!(
+        wave_store::wave_members(&store, ROLLOUT, 0).await.unwrap(),
+        plan[0]
+    );
+    for index in [0, 1234, 4996] {
+        assert_eq!(
+            wave_store::wave_member(&store, ROLLOUT, 1, index)
+                .await
+                .unwrap(),
+            plan[1][index as usize]
+        );
+    }
+    // Nothing past the plan: no wave 2, no position 4997.
+    assert!(matches!(
+        wave_store::wave_size(&store, ROLLOUT, 2).await,
+        Err(Error::InvalidInput(_))
+    ));
+    let missing = RefresherRequest::Start {
+        rollout_id: ROLLOUT.into(),
+        wave: 1,
+        index: 4997,
+        ami: NEW_AMI.into(),
+        preferences: serde_json::from_value(serde_json::json!({
+            "min_healthy_percentage": 90, "max_healthy_percentage": 100, "instance_warmup": null,
+            "skip_matching": true, "auto_rollback": false, "alarms": [],
+            "checkpoint_percentages": [], "checkpoint_delay": null
+        }))
+        .unwrap(),
+    };
+    let error = refresher(&emulator).handle(missing).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::InvalidInput(m) if m.contains("position 4997 of wave 1")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_planner_answers_counts_and_the_table_holds_the_waves() {
+    let emulator = Emulator::start().await;
+    let fleet = long_names(12, "web");
+    for name in &fleet {
+        emulator.asg(name, 1, &[("group", "web")], &[]).await;
+    }
+    let ami = emulator.existing_ami().await;
+    let planner = Planner {
+        autoscaling: emulator.autoscaling.clone(),
+        elb: emulator.elb.clone(),
+        ec2: emulator.ec2.clone(),
+        iam: aws_sdk_iam::Client::new(&emulator.config),
+        store: emulator.store(),
+        clock: emulator.clock(),
+    };
+    let request = PlanRequest {
+        rollout_id: ROLLOUT.into(),
+        ami,
+        targets: TargetSpec {
+            asgs: vec!["ghost".into()],
+            tags: [("group".to_string(), "web".to_string())].into(),
+        },
+        canary: vec![fleet[5].clone()],
+        strategy: Strategy::Window,
+        batch_size: 3,
+        max_waves: 100,
+        auto_rollback: false,
+        instance_roles: Vec::new(),
+    };
+    let plan = planner.handle(request).await.unwrap();
+    let answer = serde_json::to_value(&plan).unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({"rollout_id": ROLLOUT, "wave_count": 2, "last_wave": 1, "planned": 12, "skipped": 1, "missing": 1})
+    );
+    let store = emulator.store();
+    assert_eq!(
+        wave_store::wave_members(&store, ROLLOUT, 0).await.unwrap(),
+        vec![fleet[5].clone()]
+    );
+    let rest: Vec<String> = fleet.iter().filter(|n| **n != fleet[5]).cloned().collect();
+    assert_eq!(
+        wave_store::wave_members(&store, ROLLOUT, 1).await.unwrap(),
+        rest
+    );
+    // The table's ASG listing is unchanged by the wave items.
+    let listed = store.list(ROLLOUT).await.unwrap();
+    assert_eq!(
+        listed.len(),
+        13,
+        "12 planned and the missing name: {:?}",
+        listed.iter().map(|r| &r.asg).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn the_summary_of_a_huge_failure_is_capped() {
+    let emulator = Emulator::start().await;
+    let store = emulator.store();
+    let names = long_names(300, "failed");
+    for (i, name) in names.iter().enumerate() {
+        let status = match i % 3 {
+            0 => "Failed",
+            1 => "InProgress",
+            _ => status::PLANNED,
+        };
+        let record = AsgRecord {
+            rollout_id: ROLLOUT.into(),
+            asg: name.clone(),
+            status: status.into(),
+            reason: Some(format!("reason {}", "r".repeat(900))),
+            updated_at: 1,
+            ..AsgRecord::default()
+        };
+        store.put(&record).await.unwrap();
+    }
+    store.acquire_lock(ROLLOUT, 1).await.unwrap();
+    let summary = refresher(&emulator)
+        .finish(ROLLOUT, Outcome::Failed, None)
+        .await
+        .unwrap();
+    assert_eq!(summary.failed, 100);
+    assert!(
+        summary.message.len() <= MAX_MESSAGE_BYTES,
+        "{} bytes",
+        summary.message.len()
+    );
+    assert!(
+        summary
+            .message
+            .starts_with("100 of 300 ASGs failed: failed-00000-"),
+        "{}",
+        &summary.message[..80]
+    );
+    let recorded = store.summary(ROLLOUT).await.unwrap().unwrap();
+    assert_eq!(recorded.message.as_deref(), Some(summary.message.as_str()));
+    assert_eq!(
+        store.lock_holder().await.unwrap(),
+        None,
+        "the lock is released"
+    );
+    // A shorter failure lists its counts of what it cut.
+    let short: Vec<String> = long_names(30, "s")
+        .iter()
+        .map(|n| n[..20].to_string())
+        .collect();
+    for name in &short {
+        let record = AsgRecord {
+            rollout_id: "r-short".into(),
+            asg: name.clone(),
+            status: "Failed".into(),
+            updated_at: 1,
+            ..AsgRecord::default()
+        };
+        store.put(&record).await.unwrap();
+    }
+    let summary = refresher(&emulator)
+        .finish("r-short", Outcome::Failed, None)
+        .await
+        .unwrap();
+    assert!(
+        summary.message.ends_with("; and 10 more"),
+        "{}",
+        summary.message
+    );
+}
