@@ -9,6 +9,7 @@ pub mod planner;
 pub mod refresher;
 pub mod store;
 pub mod telemetry;
+pub mod wave_store;
 
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@ use generator::waves;
 
 use crate::error::{classify, Error};
 use crate::store::{AsgRecord, RolloutSummary, Store};
+use crate::wave_store;
 use crate::{validate_ami, validate_rollout_id, Clock};
 
 /// Most names DescribeAutoScalingGroups accepts in one call.
@@ -114,6 +115,9 @@ impl Planner {
             };
             self.store.insert(&record).await?;
         }
+        // The waves live in the table: the state machine gets counts, each wave's Map
+        // positions, and each child its ASG's name from here (crate::wave_store).
+        wave_store::put_waves(&self.store, &request.rollout_id, &plan_waves, now).await?;
         let planned: u32 = plan_waves.iter().map(|w| w.len() as u32).sum();
         let started_at = self
             .store
@@ -148,12 +152,10 @@ impl Planner {
             rollout_id: request.rollout_id,
             wave_count: plan_waves.len() as u32,
             last_wave: plan_waves.len() as i64 - 1,
-            waves: plan_waves,
             planned,
             skipped: skipped.len() as u32,
-            missing,
+            missing: missing.len() as u32,
         };
-        check_payload_size(&response)?;
         Ok(response)
     }
 
@@ -239,67 +241,7 @@ impl Planner {
     }
 }
 
-/// Most bytes a plan may take: the execution state that carries it is capped at 256 KiB
-/// and also holds the rollout's input and cursor.
-pub const MAX_PLAN_BYTES: usize = 200 * 1024;
-
-/// Refuses a plan too large to travel through the state machine.
-pub fn check_payload_size(plan: &PlanResponse) -> Result<(), Error> {
-    let bytes = serde_json::to_vec(plan).map_or(usize::MAX, |v| v.len());
-    if bytes > MAX_PLAN_BYTES {
-        return Err(Error::InvalidInput(format!(
-            "the plan of {} ASGs takes {bytes} bytes, more than the {MAX_PLAN_BYTES} a rollout's state can carry: split the fleet across stacks",
-            plan.planned
-        )));
-    }
-    Ok(())
-}
-
 /// `targetgroup/name/id` from a target group ARN, for messages.
 fn short_arn(arn: &str) -> &str {
     arn.rsplit_once(':').map_or(arn, |(_, tail)| tail)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Step Functions' payload limit.
-    const PAYLOAD_LIMIT: usize = 256 * 1024;
-
-    #[test]
-    fn a_plan_for_2000_asgs_stays_far_under_the_payload_limit() {
-        // Names as long as real ones get: team, service, environment, region, suffix.
-        let names: Vec<String> = (0..2000).map(|i| format!("payments-checkout-api-prod-ap-south-1-asg-{i:04}")).collect();
-        let waves = waves::split(&names, &names[..3], generator::config::Strategy::Batches, 3);
-        let response = PlanResponse {
-            rollout_id: "r-20261126-0001".into(),
-            wave_count: waves.len() as u32,
-            last_wave: waves.len() as i64 - 1,
-            waves,
-            planned: 2000,
-            skipped: 0,
-            missing: Vec::new(),
-        };
-        let bytes = serde_json::to_vec(&response).unwrap().len();
-        println!("plan for 2000 ASGs: {bytes} bytes ({:.1}% of 256 KiB)", bytes as f64 * 100.0 / PAYLOAD_LIMIT as f64);
-        assert!(bytes < PAYLOAD_LIMIT / 2, "{bytes} bytes");
-        assert!(check_payload_size(&response).is_ok());
-    }
-
-    #[test]
-    fn a_plan_too_large_for_the_state_is_refused() {
-        let names: Vec<String> = (0..5000).map(|i| format!("payments-checkout-api-prod-ap-south-1-asg-{i:04}")).collect();
-        let response = PlanResponse {
-            rollout_id: "r".into(),
-            wave_count: 1,
-            last_wave: 0,
-            waves: vec![names],
-            planned: 5000,
-            skipped: 0,
-            missing: Vec::new(),
-        };
-        let error = check_payload_size(&response).unwrap_err();
-        assert!(matches!(&error, Error::InvalidInput(m) if m.contains("5000 ASGs")), "{error:?}");
-    }
 }

@@ -7,13 +7,14 @@ use aws_sdk_autoscaling::types::{
 };
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use generator::payload::{
-    status, FinishResponse, InFlightResponse, Outcome, SettleResponse, RefreshPreferences as Preferences, RefresherRequest,
-    StepResponse,
+    cap_message, cap_names, status, FinishResponse, InFlightResponse, Outcome, SettleResponse, RefreshPreferences as Preferences,
+    RefresherRequest, StepResponse, WaveResponse, MAX_NAMES_LISTED,
 };
 use serde_json::Value;
 
 use crate::error::{classify, Error};
 use crate::store::{AsgRecord, RolloutSummary, Store};
+use crate::wave_store;
 use crate::{validate_ami, validate_rollout_id, Clock};
 
 /// What the refresher needs: clients built once per process, and the clock.
@@ -57,9 +58,16 @@ fn client_token(rollout_id: &str, asg: &str) -> String {
 impl Refresher {
     pub async fn handle(&self, request: RefresherRequest) -> Result<Value, Error> {
         match request {
-            RefresherRequest::Start { rollout_id, asg, ami, wave, preferences } => {
+            RefresherRequest::Wave { rollout_id, wave } => {
+                validate_rollout_id(&rollout_id)?;
+                let size = wave_store::wave_size(&self.store, &rollout_id, wave).await?;
+                to_json(&WaveResponse { rollout_id, wave, items: (0..size).collect() })
+            }
+            RefresherRequest::Start { rollout_id, wave, index, ami, preferences } => {
                 validate_rollout_id(&rollout_id)?;
                 validate_ami(&ami)?;
+                // The child knows its position in the wave; the name is in the table.
+                let asg = wave_store::wave_member(&self.store, &rollout_id, wave, index).await?;
                 match self.start(&rollout_id, &asg, &ami, wave, &preferences).await {
                     Ok(step) => to_json(&step),
                     Err(error) => {
@@ -79,15 +87,15 @@ impl Refresher {
             }
             RefresherRequest::Rollback { rollout_id } => {
                 validate_rollout_id(&rollout_id)?;
-                to_json(&self.in_flight(&rollout_id, true).await?)
+                to_json(&self.in_flight(&rollout_id, true).await?.bounded())
             }
             RefresherRequest::Cancel { rollout_id } => {
                 validate_rollout_id(&rollout_id)?;
-                to_json(&self.in_flight(&rollout_id, false).await?)
+                to_json(&self.in_flight(&rollout_id, false).await?.bounded())
             }
             RefresherRequest::SettleRollbacks { rollout_id, round } => {
                 validate_rollout_id(&rollout_id)?;
-                to_json(&self.settle(&rollout_id, round).await?)
+                to_json(&self.settle(&rollout_id, round).await?.bounded())
             }
             RefresherRequest::Finish { rollout_id, outcome, error } => {
                 validate_rollout_id(&rollout_id)?;
@@ -387,14 +395,20 @@ impl Refresher {
         // A stopped rollout also says what it left running and what it never started.
         let still_running = names(&|r| status::is_in_flight(&r.status) && !r.status.starts_with("Rollback"));
         let not_started = names(&|r| r.status == status::PLANNED);
+        // Every list and the message are capped: the summary travels through the state
+        // machine (256 KiB at most) whatever the fleet size; the table has every ASG.
         let mut message = if !failed.is_empty() {
-            let described: Vec<String> = failed
+            let mut described: Vec<String> = failed
                 .iter()
+                .take(MAX_NAMES_LISTED)
                 .map(|r| match &r.reason {
                     Some(reason) => format!("{} ({}: {reason})", r.asg, r.status),
                     None => format!("{} ({})", r.asg, r.status),
                 })
                 .collect();
+            if failed.len() > MAX_NAMES_LISTED {
+                described.push(format!("and {} more", failed.len() - MAX_NAMES_LISTED));
+            }
             format!("{} of {} ASGs failed: {}", failed.len(), records.len() - skipped as usize, described.join("; "))
         } else if outcome == Outcome::Failed {
             let cause = error
@@ -408,12 +422,13 @@ impl Refresher {
         };
         if outcome == Outcome::Failed {
             if !still_running.is_empty() {
-                message.push_str(&format!("; still refreshing: {}", still_running.join(", ")));
+                message.push_str(&format!("; still refreshing: {}", cap_names(&still_running).join(", ")));
             }
             if !not_started.is_empty() {
-                message.push_str(&format!("; not started: {}", not_started.join(", ")));
+                message.push_str(&format!("; not started: {}", cap_names(&not_started).join(", ")));
             }
         }
+        let message = cap_message(&message);
         let mut summary = self.store.summary(rollout_id).await?.unwrap_or_else(|| RolloutSummary {
             rollout_id: rollout_id.to_string(),
             started_at: now,

@@ -24,7 +24,7 @@ pub const REJECTED: &str = "Rejected";
 /// Items expire this long after their last write (TTL attribute `expires_at`).
 pub const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// One ASG of one rollout.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -45,19 +45,19 @@ pub struct AsgRecord {
     pub updated_at: i64,
 }
 
-fn s(value: &str) -> AttributeValue {
+pub(crate) fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_string())
 }
 
-fn n(value: impl ToString) -> AttributeValue {
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn get_s(item: &Item, key: &str) -> Option<String> {
+pub(crate) fn get_s(item: &Item, key: &str) -> Option<String> {
     item.get(key).and_then(|v| v.as_s().ok()).cloned()
 }
 
-fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Option<T> {
+pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Option<T> {
     item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
@@ -168,6 +168,11 @@ impl Store {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// The DynamoDB client, for the other modules that keep items in the table.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Takes the stack lock for `rollout_id` (again, if it already holds it).

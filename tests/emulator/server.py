@@ -60,6 +60,7 @@ from moto.core.responses import ActionResult  # noqa: E402
 from moto.ec2.responses.launch_templates import LaunchTemplates  # noqa: E402
 from moto.moto_api._internal.models import MotoAPIBackend  # noqa: E402
 
+import stepfunctions_limits  # noqa: E402
 from runtime_api import LambdaProcess  # noqa: E402
 
 ENDPOINT = None  # set in main()
@@ -711,6 +712,7 @@ def main():
     _patch_lambda()
     _patch_stepfunctions()
     _patch_routes()
+    stepfunctions_limits.install()
     # What POST /moto-api/config {"stepfunctions": {"execute_state_machine": true}} does.
     moto_config.default_user_config["stepfunctions"] = {"execute_state_machine": True}
     try:
