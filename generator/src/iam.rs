@@ -48,11 +48,13 @@ pub const STAR_ONLY_ACTIONS: [&str; 6] = [
     "states:SendTaskSuccess",
 ];
 
-/// Actions that change an ASG's refresh: allowed only on the stack's targets.
-pub const REFRESH_ACTIONS: [&str; 3] = [
+/// Actions that change an ASG's refresh: allowed only on the stack's targets. The planner
+/// pins targets on `$Latest`/`$Default` to a numbered version (UpdateAutoScalingGroup).
+pub const REFRESH_ACTIONS: [&str; 4] = [
     "autoscaling:CancelInstanceRefresh",
     "autoscaling:RollbackInstanceRefresh",
     "autoscaling:StartInstanceRefresh",
+    "autoscaling:UpdateAutoScalingGroup",
 ];
 
 /// One rendered policy document.
@@ -148,6 +150,7 @@ pub fn documents(config: &StackConfig) -> Result<Vec<Document>, IamError> {
         ec2_images => ec2_images,
         ec2_snapshots => ec2_snapshots,
         log_delivery_actions => LOG_DELIVERY_ACTIONS,
+        instance_profiles_arn => format!("arn:{}:iam::{}:instance-profile/*", stack.partition, stack.account),
         instance_role_arns => config.refresh.instance_roles.iter().map(|r| stack.role_arn(r)).collect::<Vec<_>>(),
     };
     let mut out = Vec::new();

@@ -7,6 +7,8 @@ pub mod error;
 pub mod planner;
 #[cfg(feature = "refresher")]
 pub mod refresher;
+#[cfg(feature = "planner")]
+pub mod shapes;
 pub mod store;
 pub mod telemetry;
 pub mod wave_store;

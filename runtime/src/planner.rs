@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter};
+use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, MixedInstancesPolicy};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 use generator::payload::{status, PlanRequest, PlanResponse};
 use generator::waves;
@@ -21,6 +21,10 @@ const NAMES_PER_CALL: usize = 50;
 pub struct Planner {
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// Launch template versions, the AMI and instance types.
+    pub ec2: aws_sdk_ec2::Client,
+    /// Instance profiles, for the roles a refresh passes to EC2.
+    pub iam: aws_sdk_iam::Client,
     pub store: Store,
     pub clock: Clock,
 }
@@ -32,17 +36,45 @@ pub struct Candidate {
     pub desired_capacity: i32,
     pub target_groups: Vec<String>,
     pub has_launch_template: bool,
+    /// The launch template the group launches from (its own, or its mixed instances
+    /// policy's), as the group names it.
+    pub template: Option<TemplateSpec>,
+    /// The group's mixed instances policy, when it has one (Spot fleets).
+    pub mixed: Option<MixedInstancesPolicy>,
+}
+
+/// A launch template as a group refers to it: by id or name, and a version that may be
+/// `$Latest` or `$Default`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TemplateSpec {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub version: String,
 }
 
 impl Candidate {
     fn from_group(group: &AutoScalingGroup) -> Option<Self> {
+        let mixed = group.mixed_instances_policy().cloned();
+        let spec = group.launch_template().or_else(|| {
+            mixed
+                .as_ref()
+                .and_then(|m| m.launch_template())
+                .and_then(|lt| lt.launch_template_specification())
+        });
+        let template = spec
+            .filter(|lt| lt.launch_template_id().is_some() || lt.launch_template_name().is_some())
+            .map(|lt| TemplateSpec {
+                id: lt.launch_template_id().map(str::to_string),
+                name: lt.launch_template_name().map(str::to_string),
+                version: lt.version().unwrap_or("$Default").to_string(),
+            });
         Some(Self {
             name: group.auto_scaling_group_name()?.to_string(),
             desired_capacity: group.desired_capacity().unwrap_or_default(),
             target_groups: group.target_group_arns().to_vec(),
-            has_launch_template: group.launch_template().is_some_and(|lt| {
-                lt.launch_template_id().is_some() || lt.launch_template_name().is_some()
-            }),
+            has_launch_template: template.is_some(),
+            template,
+            mixed,
         })
     }
 }
@@ -56,6 +88,8 @@ impl Planner {
         }
         let now = (self.clock)();
         self.store.acquire_lock(&request.rollout_id, now).await?;
+        // A re-run starts refreshes again: forget an earlier run's stop.
+        self.store.clear_stop(&request.rollout_id).await?;
         let (found, missing) = self.resolve(&request).await?;
         let mut eligible = Vec::new();
         let mut skipped: Vec<(String, String)> = missing
@@ -78,6 +112,9 @@ impl Planner {
             .map(|r| r.asg)
             .collect();
         eligible.retain(|asg| !already_done.contains(asg));
+        // Before any version is made: leave out what AWS would refuse, check the AMI, pin
+        // groups on `$Latest`/`$Default` to numbered versions (crate::shapes).
+        let prepared = self.prepare(&request, &found, &mut eligible, &mut skipped).await?;
         // Canary first, then by name: the same fleet always gives the same plan.
         eligible.sort();
         let plan_waves = waves::split(&eligible, &request.canary, request.strategy, request.batch_size);
@@ -115,6 +152,7 @@ impl Planner {
             };
             self.store.insert(&record).await?;
         }
+        self.record_pins(&request.rollout_id, &prepared.pins).await?;
         // The waves live in the table: the state machine gets counts, each wave's Map
         // positions, and each child its ASG's name from here (crate::wave_store).
         wave_store::put_waves(&self.store, &request.rollout_id, &plan_waves, now).await?;
@@ -136,6 +174,7 @@ impl Planner {
                     started_at,
                     ended_at: None,
                     message: None,
+                    warnings: prepared.warnings.clone(),
                 },
                 now,
             )
@@ -210,7 +249,7 @@ impl Planner {
         }
         if !candidate.has_launch_template {
             return Ok(Some(
-                "has no launch template (launch configurations and mixed instances policies are not supported)".into(),
+                "has no launch template (launch configurations are not supported)".into(),
             ));
         }
         for arn in &candidate.target_groups {

@@ -3,7 +3,8 @@
 //! flight, records approvals, and finishes the rollout.
 
 use aws_sdk_autoscaling::types::{
-    AlarmSpecification, DesiredConfiguration, InstanceRefresh, LaunchTemplateSpecification, RefreshPreferences,
+    AlarmSpecification, DesiredConfiguration, InstanceRefresh, LaunchTemplate, LaunchTemplateSpecification, MixedInstancesPolicy,
+    RefreshPreferences,
 };
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use generator::payload::{
@@ -13,7 +14,7 @@ use generator::payload::{
 use serde_json::Value;
 
 use crate::error::{classify, Error};
-use crate::store::{AsgRecord, RolloutSummary, Store};
+use crate::store::{AsgRecord, RolloutSummary, StopAction, Store};
 use crate::wave_store;
 use crate::{validate_ami, validate_rollout_id, Clock};
 
@@ -25,12 +26,48 @@ pub struct Refresher {
     pub clock: Clock,
 }
 
-/// The launch template an ASG uses.
+/// The launch template an ASG uses (its own, or its mixed instances policy's).
 #[derive(Debug, Clone, PartialEq)]
 struct TemplateRef {
     id: Option<String>,
     name: Option<String>,
     version: String,
+    /// The group's mixed instances policy: the refresh carries it with only the launch
+    /// template version changed.
+    mixed: Option<MixedInstancesPolicy>,
+}
+
+/// The desired configuration that moves the group to `version` of `template_id`.
+fn desired_configuration(template: &TemplateRef, template_id: &str, version: &str) -> DesiredConfiguration {
+    let spec = LaunchTemplateSpecification::builder().launch_template_id(template_id).version(version).build();
+    match &template.mixed {
+        Some(policy) => {
+            let lt = policy.launch_template();
+            let mut mixed = MixedInstancesPolicy::builder().launch_template(
+                LaunchTemplate::builder()
+                    .launch_template_specification(spec)
+                    .set_overrides(lt.map(|lt| lt.overrides().to_vec()))
+                    .build(),
+            );
+            if let Some(distribution) = policy.instances_distribution() {
+                mixed = mixed.instances_distribution(distribution.clone());
+            }
+            DesiredConfiguration::builder().mixed_instances_policy(mixed.build()).build()
+        }
+        None => DesiredConfiguration::builder().launch_template(spec).build(),
+    }
+}
+
+/// The launch template (id, version) a refresh's desired configuration moves to.
+fn desired_template(refresh: &InstanceRefresh) -> Option<(&str, &str)> {
+    let desired = refresh.desired_configuration()?;
+    let spec = desired.launch_template().or_else(|| {
+        desired
+            .mixed_instances_policy()
+            .and_then(|m| m.launch_template())
+            .and_then(|lt| lt.launch_template_specification())
+    })?;
+    Some((spec.launch_template_id().unwrap_or_default(), spec.version().unwrap_or_default()))
 }
 
 fn step(asg: &str, record: &AsgRecord, done: bool) -> StepResponse {
@@ -138,15 +175,13 @@ impl Refresher {
             }
         }
         let previous_refresh = record.refresh_id.clone();
+        let template = self.template_of(asg).await?;
         // Reuse the version an interrupted start already made; otherwise make one.
         let (template_id, version) = match (&record.launch_template_id, &record.launch_template_version) {
             (Some(id), Some(version)) if record.status == status::STARTING && record.ami.as_deref() == Some(ami) => {
                 (id.clone(), version.clone())
             }
-            _ => {
-                let template = self.template_of(asg).await?;
-                self.ensure_version(rollout_id, asg, &template, ami).await?
-            }
+            _ => self.ensure_version(rollout_id, asg, &template, ami).await?,
         };
         record.ami = Some(ami.to_string());
         record.wave = record.wave.or(Some(wave));
@@ -163,16 +198,7 @@ impl Refresher {
             .autoscaling
             .start_instance_refresh()
             .auto_scaling_group_name(asg)
-            .desired_configuration(
-                DesiredConfiguration::builder()
-                    .launch_template(
-                        LaunchTemplateSpecification::builder()
-                            .launch_template_id(&template_id)
-                            .version(&version)
-                            .build(),
-                    )
-                    .build(),
-            )
+            .desired_configuration(desired_configuration(&template, &template_id, &version))
             .preferences(build_preferences(preferences))
             .send()
             .await;
@@ -191,7 +217,56 @@ impl Refresher {
             return Ok(step(asg, &winner, false));
         }
         tracing::info!(asg, refresh = %refresh_id, version = %version, "started instance refresh");
+        // The failure policy writes its stop before it lists the records: if it listed
+        // them before this refresh was recorded, the stop is visible now, and this start
+        // undoes its own refresh (a rollback never misses a refresh that started late).
+        if let Some(action) = self.store.stop_requested(rollout_id).await? {
+            return self.undo(&mut record, action).await;
+        }
         Ok(step(asg, &record, false))
+    }
+
+    /// Rolls back (or cancels) the refresh a start made after the rollout stopped, and
+    /// records it where `settle` finds it.
+    async fn undo(&self, record: &mut AsgRecord, action: StopAction) -> Result<StepResponse, Error> {
+        let asg = record.asg.clone();
+        let id = record.refresh_id.clone().unwrap_or_default();
+        let result = match action {
+            StopAction::Rollback => self
+                .autoscaling
+                .rollback_instance_refresh()
+                .auto_scaling_group_name(&asg)
+                .send()
+                .await
+                .map(|_| "RollbackInProgress")
+                .map_err(|e| classify(&format!("rolling back {asg}"), e)),
+            StopAction::Cancel => self
+                .autoscaling
+                .cancel_instance_refresh()
+                .auto_scaling_group_name(&asg)
+                .send()
+                .await
+                .map(|_| "Cancelling")
+                .map_err(|e| classify(&format!("cancelling {asg}"), e)),
+        };
+        let now = (self.clock)();
+        match result {
+            Ok(new_status) => record.status = new_status.into(),
+            Err(Error::Retryable(message)) => return Err(Error::Retryable(message)),
+            // The failure policy may have acted on it already: record where it is.
+            Err(error) => match self.describe_refresh(&asg, Some(&id)).await? {
+                Some(refresh) if !matches!(refresh_status(&refresh).as_str(), "Pending" | "InProgress" | "Baking") => {
+                    self.apply(record, &refresh, now)
+                }
+                _ => return Err(error),
+            },
+        }
+        let verb = if action == StopAction::Rollback { "rolled back" } else { "cancelled" };
+        record.reason = Some(format!("{verb} by the failure policy: the rollout stopped while this refresh started"));
+        record.updated_at = now;
+        self.store.put(record).await?;
+        tracing::info!(asg, refresh = %id, ?action, "undid a refresh that started after the rollout stopped");
+        Err(Error::RefreshFailed(format!("{asg}: instance refresh {id} {verb}: the rollout stopped while it started")))
     }
 
     /// Records why a start failed for good (a retryable error will be retried), so the
@@ -218,10 +293,7 @@ impl Refresher {
         let Some(active) = self.describe_refresh(asg, None).await? else {
             return Err(Error::Retryable(format!("{asg}: a refresh was reported in progress but none is listed")));
         };
-        let desired = active
-            .desired_configuration()
-            .and_then(|d| d.launch_template())
-            .map(|lt| (lt.launch_template_id().unwrap_or_default(), lt.version().unwrap_or_default()));
+        let desired = desired_template(&active);
         let id = active.instance_refresh_id().unwrap_or_default().to_string();
         if desired == Some((template_id, version)) {
             tracing::info!(asg, refresh = %id, "adopted a refresh started by an interrupted attempt");
@@ -282,9 +354,16 @@ impl Refresher {
         let now = (self.clock)();
         let mut acted_on = Vec::new();
         let mut refused = Vec::new();
+        let action = if rollback { StopAction::Rollback } else { StopAction::Cancel };
+        // Written before the records are read: a start that records its refresh after this
+        // read sees the stop and undoes that refresh itself (see `start`).
+        self.store.request_stop(rollout_id, action, now).await?;
         for mut record in self.store.list(rollout_id).await? {
             // A timed-out refresh is still running at AWS: it is in flight for this purpose.
             let running = status::is_in_flight(&record.status) || record.status == status::TIMED_OUT;
+            if running && record.refresh_id.is_none() && record.status == status::STARTING {
+                self.adopt_starting(rollout_id, &mut record, now).await?;
+            }
             if !running || record.refresh_id.is_none() {
                 continue;
             }
@@ -324,6 +403,35 @@ impl Refresher {
         tracing::info!(rollout = rollout_id, acted_on = acted_on.len(), refused = refused.len(), rollback, "in-flight refreshes handled");
         let pending = acted_on.len() as u32;
         Ok(InFlightResponse { rollout_id: rollout_id.to_string(), acted_on, refused, pending })
+    }
+
+    /// A record still `Starting` without a refresh id: its start made the version but had
+    /// not recorded a refresh when the rollout stopped. Takes the group's active refresh
+    /// when it moves to this record's version; otherwise marks the record stopped, unless
+    /// the start records its refresh first (then that refresh is the one to act on).
+    async fn adopt_starting(&self, rollout_id: &str, record: &mut AsgRecord, now: i64) -> Result<(), Error> {
+        let asg = record.asg.clone();
+        if let Some(active) = self.describe_refresh(&asg, None).await? {
+            let ours = record.launch_template_id.as_deref().zip(record.launch_template_version.as_deref());
+            if ours.is_some() && desired_template(&active) == ours {
+                record.refresh_id = active.instance_refresh_id().map(str::to_string);
+                tracing::info!(asg, refresh = ?record.refresh_id, "found the refresh of a start that had not recorded it");
+                return Ok(());
+            }
+        }
+        let mut stopped = record.clone();
+        stopped.status = "Cancelled".into();
+        stopped.reason = Some("stopped by the failure policy before its refresh started".into());
+        stopped.ended_at = Some(now);
+        stopped.updated_at = now;
+        if self.store.put_if_refresh(&stopped, None).await? {
+            *record = stopped;
+            return Ok(());
+        }
+        if let Some(current) = self.store.get(rollout_id, &asg).await? {
+            *record = current;
+        }
+        Ok(())
     }
 
     /// Describes every rollback (or cancel) `in_flight` requested and records where it is,
@@ -493,13 +601,16 @@ impl Refresher {
             .auto_scaling_groups()
             .first()
             .ok_or_else(|| Error::Aws(format!("{asg}: the Auto Scaling group no longer exists")))?;
+        let mixed = group.mixed_instances_policy().cloned();
         let lt = group
             .launch_template()
+            .or_else(|| mixed.as_ref().and_then(|m| m.launch_template()).and_then(|lt| lt.launch_template_specification()))
             .ok_or_else(|| Error::Aws(format!("{asg}: has no launch template to put the new AMI in")))?;
         Ok(TemplateRef {
             id: lt.launch_template_id().map(str::to_string),
             name: lt.launch_template_name().map(str::to_string),
             version: lt.version().unwrap_or("$Default").to_string(),
+            mixed,
         })
     }
 
@@ -539,6 +650,19 @@ impl Refresher {
             .send()
             .await
             .map_err(|e| classify(&format!("creating a launch template version for {asg}"), e))?;
+        // AWS makes the version even when its parameters are not valid (an AMI that does
+        // not exist, say) and says so only in `Warning`: such a version must not launch.
+        if let Some(warning) = created.warning().filter(|w| !w.errors().is_empty()) {
+            let problems: Vec<String> = warning
+                .errors()
+                .iter()
+                .map(|e| format!("{}: {}", e.code().unwrap_or("Warning"), e.message().unwrap_or_default()))
+                .collect();
+            return Err(Error::Aws(format!(
+                "{asg}: the new launch template version of {template_id} is not valid, so no refresh was started: {}",
+                problems.join("; ")
+            )));
+        }
         let version = created
             .launch_template_version()
             .and_then(|v| v.version_number())

@@ -21,6 +21,8 @@ pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
 pub const APPROVED: &str = "Approved";
 /// Status of an approval item once an operator rejected it.
 pub const REJECTED: &str = "Rejected";
+/// Sort key of the item that says the failure policy is stopping the rollout.
+pub const STOP_KEY: &str = "#stop";
 /// Items expire this long after their last write (TTL attribute `expires_at`).
 pub const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
 
@@ -43,6 +45,34 @@ pub struct AsgRecord {
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub updated_at: i64,
+    /// `$Latest` or `$Default` when the planner pinned the group to a numbered version
+    /// (`pinned_version`) before any version was made, so that rollback stays possible.
+    pub pinned_from: Option<String>,
+    pub pinned_version: Option<String>,
+}
+
+/// What the failure policy does to the refreshes still in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StopAction {
+    Rollback,
+    Cancel,
+}
+
+impl StopAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopAction::Rollback => "rollback",
+            StopAction::Cancel => "cancel",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "rollback" => Some(StopAction::Rollback),
+            "cancel" => Some(StopAction::Cancel),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) fn s(value: &str) -> AttributeValue {
@@ -75,6 +105,8 @@ impl AsgRecord {
             ("refresh_id", &self.refresh_id),
             ("lt_id", &self.launch_template_id),
             ("lt_version", &self.launch_template_version),
+            ("pinned_from", &self.pinned_from),
+            ("pinned_version", &self.pinned_version),
         ];
         for (key, value) in strings {
             if let Some(v) = value {
@@ -110,6 +142,8 @@ impl AsgRecord {
             started_at: get_n(item, "started_at"),
             ended_at: get_n(item, "ended_at"),
             updated_at: get_n(item, "updated_at").unwrap_or_default(),
+            pinned_from: get_s(item, "pinned_from"),
+            pinned_version: get_s(item, "pinned_version"),
         }
     }
 }
@@ -127,6 +161,9 @@ pub struct RolloutSummary {
     pub started_at: i64,
     pub ended_at: Option<i64>,
     pub message: Option<String>,
+    /// What the plan warns of: groups outside the targets that follow `$Latest` of a
+    /// launch template the rollout versions (they launch the new AMI on scale-out).
+    pub warnings: Vec<String>,
 }
 
 /// An operator approval the rollout waits for (or got): the wave after `wave` starts
@@ -291,6 +328,66 @@ impl Store {
         }
     }
 
+    /// Records on the ASG's planned record that the planner pinned it from `from`
+    /// (`$Latest` or `$Default`) to `version`; an earlier run's pin is kept.
+    pub async fn record_pin(&self, rollout_id: &str, asg: &str, from: &str, version: &str) -> Result<(), Error> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("rollout_id", s(rollout_id))
+            .key("asg", s(asg))
+            .update_expression("SET pinned_from = if_not_exists(pinned_from, :from), pinned_version = if_not_exists(pinned_version, :version)")
+            .condition_expression("attribute_exists(asg)")
+            .expression_attribute_values(":from", s(from))
+            .expression_attribute_values(":version", s(version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => {
+                Err(Error::InvalidInput(format!("{asg} is not part of rollout {rollout_id}: cannot record its pin")))
+            }
+            Err(e) => Err(classify("recording the pinned version", e)),
+        }
+    }
+
+    /// Says (before it lists the records) that the failure policy stops the rollout: a
+    /// start still running reads it after it recorded its refresh and undoes that refresh.
+    pub async fn request_stop(&self, rollout_id: &str, action: StopAction, now: i64) -> Result<(), Error> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("rollout_id", s(rollout_id))
+            .item("asg", s(STOP_KEY))
+            .item("action", s(action.as_str()))
+            .item("updated_at", n(now))
+            .item("expires_at", n(now + RETENTION_SECONDS))
+            .send()
+            .await
+            .map_err(|e| classify("recording the stop", e))?;
+        Ok(())
+    }
+
+    /// The stop the failure policy requested for this run of the rollout, if any.
+    pub async fn stop_requested(&self, rollout_id: &str) -> Result<Option<StopAction>, Error> {
+        let item = self.get_item(rollout_id, STOP_KEY).await?;
+        Ok(item.and_then(|i| get_s(&i, "action")).and_then(|a| StopAction::parse(&a)))
+    }
+
+    /// Forgets an earlier run's stop: a re-run of the rollout starts refreshes again.
+    pub async fn clear_stop(&self, rollout_id: &str) -> Result<(), Error> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("rollout_id", s(rollout_id))
+            .key("asg", s(STOP_KEY))
+            .send()
+            .await
+            .map_err(|e| classify("clearing the stop", e))?;
+        Ok(())
+    }
+
     /// Every ASG record of a rollout (not its summary or approvals).
     pub async fn list(&self, rollout_id: &str) -> Result<Vec<AsgRecord>, Error> {
         let mut pages = self
@@ -325,6 +422,11 @@ impl Store {
             started_at: get_n(&i, "started_at").unwrap_or_default(),
             ended_at: get_n(&i, "ended_at"),
             message: get_s(&i, "message"),
+            warnings: i
+                .get("warnings")
+                .and_then(|v| v.as_l().ok())
+                .map(|l| l.iter().filter_map(|w| w.as_s().ok().cloned()).collect())
+                .unwrap_or_default(),
         }))
     }
 
@@ -345,6 +447,9 @@ impl Store {
         }
         if let Some(message) = &summary.message {
             item.insert("message".into(), s(message));
+        }
+        if !summary.warnings.is_empty() {
+            item.insert("warnings".into(), AttributeValue::L(summary.warnings.iter().map(|w| s(w)).collect()));
         }
         self.client
             .put_item()

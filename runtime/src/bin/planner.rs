@@ -15,6 +15,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let planner = Planner {
         autoscaling: aws_sdk_autoscaling::Client::new(&config),
         elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+        ec2: aws_sdk_ec2::Client::new(&config),
+        iam: aws_sdk_iam::Client::new(&config),
         store: Store::new(aws_sdk_dynamodb::Client::new(&config), table),
         clock: system_clock(),
     };
