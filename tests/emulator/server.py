@@ -61,6 +61,7 @@ from moto.ec2.responses.launch_templates import LaunchTemplates  # noqa: E402
 from moto.moto_api._internal.models import MotoAPIBackend  # noqa: E402
 
 import stepfunctions_limits  # noqa: E402
+import refresh_rules  # noqa: E402
 from runtime_api import LambdaProcess  # noqa: E402
 
 ENDPOINT = None  # set in main()
@@ -204,13 +205,14 @@ class Refresh:
 
 
 def _apply_desired(refresh):
-    """A successful refresh leaves the group on the desired launch template version."""
-    lt = (refresh.desired or {}).get("LaunchTemplate")
-    if not lt:
-        return
+    """A successful refresh leaves the group on the desired launch template version (or
+    mixed instances policy)."""
     try:
         group = autoscaling_backends[refresh.account][refresh.region].autoscaling_groups.get(refresh.asg)
-        if group is None:
+        if group is None or refresh_rules.apply_mixed(group, refresh.desired):
+            return
+        lt = (refresh.desired or {}).get("LaunchTemplate")
+        if not lt:
             return
         spec = {"Version": lt.get("Version")} if lt.get("Version") else {}
         if lt.get("LaunchTemplateId"):
@@ -269,6 +271,8 @@ def start_instance_refresh(self):
     params = self._get_params()
     name = params.get("AutoScalingGroupName")
     group = _group(self, name)
+    # What AWS refuses before it looks at running refreshes (refresh_rules.py cites each rule).
+    refresh_rules.check_start(self.current_account, self.region, group, params)
     _advance_all()
     with _lock:
         refreshes = _refreshes.setdefault(_key(self, name), [])
@@ -342,6 +346,7 @@ def rollback_instance_refresh(self):
         refresh = _active(_refreshes.get(_key(self, name), []), ("Pending", "InProgress", "Baking"))
         if refresh is None:
             raise ActiveInstanceRefreshNotFound("No in progress or pending Instance Refresh found for this Auto Scaling group.")
+        refresh_rules.check_rollback(self.current_account, self.region, group, refresh)
         now = time.monotonic()
         refresh.rollback_details = {
             "RollbackReason": "Rollback requested by the user.",
@@ -371,6 +376,7 @@ def _patch_autoscaling():
         with _lock:
             _refreshes.clear()
             _log.clear()
+        refresh_rules.reset()
         with _lt_lock:
             _lt_tokens.clear()
         _stop_all_lambdas()
@@ -620,6 +626,13 @@ def _patch_routes():
 
     class EmulatorApplication(base):
         def __call__(self, environ, start_response):
+            if environ.get("PATH_INFO", "") == "/emulator/images" and environ.get("REQUEST_METHOD") == "POST":
+                # {"ImageId": ..., "Architecture": ..., "State": ...}: an image DescribeImages knows.
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                image = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                refresh_rules.add_image(image["ImageId"], image.get("Architecture", "x86_64"), image.get("State", "available"))
+                start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+                return [b"{}"]
             if environ.get("PATH_INFO", "") == "/emulator/refresh-log":
                 method = environ.get("REQUEST_METHOD")
                 _advance_all()
@@ -708,6 +721,7 @@ def main():
     ENDPOINT = f"http://{args.host}:{args.port}"
     os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
     _patch_autoscaling()
+    refresh_rules.patch_images()
     _patch_ec2()
     _patch_lambda()
     _patch_stepfunctions()
