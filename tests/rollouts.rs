@@ -374,10 +374,12 @@ async fn a_retried_start_adopts_the_refresh_it_already_started() {
     )
     .await;
     assert_eq!(error, None, "plan: {plan}\n{}", moto.lambda_logs());
-    assert_eq!(plan["waves"], json!([["f-a", "f-b"]]), "{plan}");
+    // Counts only: the wave's names are in the table, each start names a position.
+    assert_eq!((plan["wave_count"].as_u64(), plan["planned"].as_u64()), (Some(1), Some(2)), "{plan}");
     let start = |asg: &str| {
+        let index = if asg == "f-a" { 0 } else { 1 };
         json!({
-            "action": "start", "rollout_id": "r-retry", "asg": asg, "ami": NEW_AMI, "wave": 0,
+            "action": "start", "rollout_id": "r-retry", "wave": 0, "index": index, "ami": NEW_AMI,
             "preferences": {
                 "min_healthy_percentage": 90, "max_healthy_percentage": 100, "instance_warmup": 0,
                 "skip_matching": true, "auto_rollback": true, "alarms": [],
@@ -421,4 +423,57 @@ async fn a_retried_start_adopts_the_refresh_it_already_started() {
         let numbers: Vec<i64> = versions.launch_template_versions().iter().filter_map(|v| v.version_number()).collect();
         assert_eq!(numbers.len(), 3, "{asg}: one new launch template version, however often start runs: {numbers:?}");
     }
+}
+
+/// g. The bounded-state shape with the real binaries: six ASGs with 120-character names (a
+/// launch template name, `<asg>-lt`, takes at most 128) in one window wave. Every ASG is
+/// refreshed once; no ASG name travels through the parent's states (`Plan` returns counts,
+/// `SelectWave` positions), and each child reads its name from the table.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_names_travel_through_the_table_not_the_state() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    let names: Vec<String> = (0..6)
+        .map(|i| {
+            let head = format!("long-{i}-");
+            format!("{head}{}", "n".repeat(120 - head.len()))
+        })
+        .collect();
+    let fleet: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    demo_fleet(&config, &fleet).await;
+    deploy_local(&moto, None);
+    let execution = run_rollout(&moto, &config, "r-long", NEW_AMI).await;
+    assert_succeeded(&execution, &moto);
+    let (intervals, _) = refresh_intervals(&moto);
+    assert_eq!(started(&intervals), names, "every ASG refreshed");
+    for (asg, list) in &intervals {
+        assert_eq!(list.len(), 1, "{asg}: {list:?}");
+    }
+    let items = rollout_items(&config, "r-long").await;
+    for asg in &names {
+        assert_eq!(items[asg].status, "Successful", "{asg}: {:?}", items[asg]);
+    }
+    // The parent's history: the inputs and outputs of its states hold no ASG name.
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let arn = execution.execution_arn();
+    let mut token = None;
+    let mut wave_items = Vec::new();
+    loop {
+        let page = sfn.get_execution_history().execution_arn(arn).set_next_token(token).send().await.expect("history");
+        for event in page.events() {
+            let text = format!("{event:?}");
+            for asg in &names {
+                assert!(!text.contains(asg.as_str()), "the parent's history carries {asg}: {text}");
+            }
+            if let Some(exited) = event.state_exited_event_details().filter(|d| d.name() == "SelectWave") {
+                let output: serde_json::Value = serde_json::from_str(exited.output().unwrap_or("{}")).expect("JSON");
+                wave_items.push(output["current"]["items"].clone());
+            }
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(wave_items, vec![json!([0, 1, 2, 3, 4, 5])], "one window wave of six positions");
 }
