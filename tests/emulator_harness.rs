@@ -207,6 +207,21 @@ async fn deploy_refresher(config: &aws_config::SdkConfig, table: &str) -> String
         .await
         .expect("create role");
     let role_arn = role.role().map(|r| r.arn().to_string()).expect("role arn");
+    // The emulator checks every call the function (and a state machine with this role) makes
+    // against the role's policies: grant what these tests use.
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+         "Resource": format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}")},
+        {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:refresher"}
+    ]});
+    aws_sdk_iam::Client::new(config)
+        .put_role_policy()
+        .role_name("refresher")
+        .policy_name("refresher")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .expect("put role policy");
     use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
     let created = aws_sdk_lambda::Client::new(config)
         .create_function()

@@ -156,6 +156,26 @@ impl Moto {
         self.request("DELETE", "/emulator/refresh-log", "").expect("DELETE /emulator/refresh-log");
     }
 
+    /// The calls the extended emulator refused for lack of IAM permission:
+    /// `{"denials": [{"caller", "operation", "action", "resource", "message"}]}`.
+    pub fn iam_denials(&self) -> serde_json::Value {
+        let body = self.request("GET", "/emulator/iam-denials", "").expect("GET /emulator/iam-denials");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("iam denials are not JSON ({e}): {body}"))
+    }
+
+    /// Sets the extended emulator's fault rules (see tests/emulator/faults.py), e.g.
+    /// `{"rules": [{"service": "dynamodb", "operations": ["Query"], "rate": 0.3}], "seed": 1}`.
+    pub fn set_faults(&self, rules: &serde_json::Value) {
+        self.request("POST", "/emulator/faults", &rules.to_string()).expect("POST /emulator/faults");
+    }
+
+    /// The fault rules and how many requests each operation saw and had failed:
+    /// `{"rules": [...], "seen": {"dynamodb:Query": n}, "injected": {"dynamodb:Query": n}}`.
+    pub fn faults(&self) -> serde_json::Value {
+        let body = self.request("GET", "/emulator/faults", "").expect("GET /emulator/faults");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("faults are not JSON ({e}): {body}"))
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -24,7 +24,11 @@ Patches moto in-process, then runs `moto.server.main`:
 * Lambda invocations run the uploaded zip's `bootstrap` under the local Runtime API
   (runtime_api.py), kept warm per function and code hash (a small pool per function so
   concurrent invocations run side by side), with the function's environment plus
-  `AWS_ENDPOINT_URL` back to this server, its region and dummy credentials.
+  `AWS_ENDPOINT_URL` back to this server, its region and credentials of the function's role.
+
+* IAM: every call made with a role's credentials (a Lambda's, the state machine's) is
+  evaluated against the role's policies (iam_enforcement.py); `/emulator/faults` throttles a
+  share of the deployer's requests (faults.py).
 
 * Step Functions executions are on (`execute_state_machine`), as `/moto-api/config` would set.
 
@@ -60,6 +64,8 @@ from moto.core.responses import ActionResult  # noqa: E402
 from moto.ec2.responses.launch_templates import LaunchTemplates  # noqa: E402
 from moto.moto_api._internal.models import MotoAPIBackend  # noqa: E402
 
+import faults  # noqa: E402
+import iam_enforcement  # noqa: E402
 import stepfunctions_limits  # noqa: E402
 import refresh_rules  # noqa: E402
 from runtime_api import LambdaProcess  # noqa: E402
@@ -496,9 +502,6 @@ def _environment(function):
     env = {
         "AWS_REGION": function.region,
         "AWS_DEFAULT_REGION": function.region,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_SESSION_TOKEN": "test",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
         "AWS_LAMBDA_FUNCTION_TIMEOUT": str(function.timeout),
         "_HANDLER": str(function.handler or ""),
@@ -506,6 +509,9 @@ def _environment(function):
     }
     env.update({k: str(v) for k, v in (function.environment_vars or {}).items()})
     env["AWS_ENDPOINT_URL"] = ENDPOINT
+    # Credentials of the function's execution role (reserved variables: set last, as Lambda
+    # does); every call made with them is checked against the role's policies.
+    env.update(iam_enforcement.lambda_credentials(function))
     return env
 
 
@@ -726,6 +732,8 @@ def main():
     _patch_lambda()
     _patch_stepfunctions()
     _patch_routes()
+    iam_enforcement.install(ENDPOINT)
+    faults.install()
     stepfunctions_limits.install()
     # What POST /moto-api/config {"stepfunctions": {"execute_state_machine": true}} does.
     moto_config.default_user_config["stepfunctions"] = {"execute_state_machine": True}

@@ -1,0 +1,156 @@
+"""Fault injection: the emulator throttles a share of the deployer's requests, as a busy account
+does, so tests can show that the CLI rides out transient errors.
+
+    POST   /emulator/faults  {"rules": [{"service": "dynamodb", "operations": ["Query", "GetItem"],
+                                         "rate": 0.3, "code": "ThrottlingException"}],
+                              "seed": 7}
+    GET    /emulator/faults  -> {"rules": [...], "seen": {"dynamodb:Query": n}, "injected": {...}}
+    DELETE /emulator/faults  removes every rule and clears the counters
+
+`service` is the SigV4 signing name (dynamodb, states, autoscaling, ec2, ...); `operations`
+(optional) limits a rule to those API operations; `rate` is the share of matching requests that
+fail; `code` defaults to the service's throttling error (DynamoDB and Step Functions
+ThrottlingException, Auto Scaling Throttling, EC2 RequestLimitExceeded, Lambda
+TooManyRequestsException). Only requests made without role credentials (the deployer's and the
+CLI's, not the Lambdas' or the state machine's) are affected: a test throttles what it runs
+itself. Throttling errors as AWS sends them:
+  https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html
+  https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
+"""
+
+import json
+import random
+import threading
+from collections import Counter
+
+import moto.server
+from moto.core.exceptions import ServiceException
+from moto.core.responses import ActionResult, BaseResponse
+from moto.iam.models import iam_backends
+from moto.moto_api._internal.models import MotoAPIBackend
+
+import iam_requests
+
+# Service -> (error code, HTTP status).
+_THROTTLE = {
+    "dynamodb": ("ThrottlingException", 400),
+    "states": ("ThrottlingException", 400),
+    "autoscaling": ("Throttling", 400),
+    "ec2": ("RequestLimitExceeded", 503),
+    "lambda": ("TooManyRequestsException", 429),
+}
+
+_lock = threading.Lock()
+_rules = []
+_random = random.Random(0)
+_seen = Counter()
+_injected = Counter()
+
+
+class _Throttled(ServiceException):
+    pass
+
+
+def _is_role_request(response):
+    key = iam_backends[response.current_account]["aws"].access_keys.get(response.get_access_key())
+    return key is not None and getattr(key, "role_arn", None) is not None
+
+
+def _fault(response):
+    """None, or the throttling error to answer instead of serving the request."""
+    if not _rules:
+        return None
+    service, operation = iam_requests.operation(response)
+    if service is None or _is_role_request(response):
+        return None
+    name = f"{service}:{operation}"
+    with _lock:
+        rule = next(
+            (r for r in _rules if r["service"] == service and (not r.get("operations") or operation in r["operations"])),
+            None,
+        )
+        if rule is None:
+            return None
+        _seen[name] += 1
+        if _random.random() >= float(rule.get("rate", 0)):
+            return None
+        _injected[name] += 1
+    code, status = _THROTTLE.get(service, ("ThrottlingException", 400))
+    code = rule.get("code") or code
+    _, headers, body = response.serialized(ActionResult(_Throttled(code, "Rate exceeded (emulator fault injection)")))
+    headers["status"] = str(status)
+    headers, body = response._enrich_response(headers, body)
+    return status, headers, body
+
+
+def _patch_dispatch():
+    original = BaseResponse.call_action
+
+    def call_action(self):
+        fault = _fault(self)
+        if fault is not None:
+            return fault
+        return original(self)
+
+    BaseResponse.call_action = call_action
+
+
+def _state():
+    return {"rules": list(_rules), "seen": dict(_seen), "injected": dict(_injected)}
+
+
+def _clear():
+    _rules.clear()
+    _seen.clear()
+    _injected.clear()
+
+
+def _patch_routes():
+    base = moto.server.DomainDispatcherApplication
+
+    class FaultsApplication(base):
+        def __call__(self, environ, start_response):
+            if environ.get("PATH_INFO", "") != "/emulator/faults":
+                return super().__call__(environ, start_response)
+            method = environ.get("REQUEST_METHOD")
+            status = "200 OK"
+            with _lock:
+                if method == "DELETE":
+                    _clear()
+                elif method == "POST":
+                    try:
+                        length = int(environ.get("CONTENT_LENGTH") or 0)
+                        request = json.loads(environ["wsgi.input"].read(length) or b"{}")
+                        rules = request["rules"]
+                        if not all(isinstance(r, dict) and r.get("service") for r in rules):
+                            raise ValueError("every rule needs a service")
+                        _clear()
+                        _rules.extend(rules)
+                        _random.seed(request.get("seed", 0))
+                    except (KeyError, TypeError, ValueError) as e:
+                        status = "400 Bad Request"
+                        body = json.dumps({"error": f"bad fault rules: {e}"}).encode()
+                if status.startswith("200"):
+                    body = json.dumps(_state()).encode()
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+
+    moto.server.DomainDispatcherApplication = FaultsApplication
+
+
+def _patch_reset():
+    original_reset = MotoAPIBackend.reset
+
+    def reset(self):
+        original_reset(self)
+        with _lock:
+            _clear()
+
+    MotoAPIBackend.reset = reset
+
+
+def install():
+    """Hooks fault injection into moto (call from server.py's main)."""
+    _patch_dispatch()
+    _patch_routes()
+    _patch_reset()
