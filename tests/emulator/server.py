@@ -37,6 +37,10 @@ Patches moto in-process, then runs `moto.server.main`:
   token with other parameters is refused with `IdempotentParameterMismatch`. Retried or
   concurrent refresher starts rely on it.
 
+* CreateStateMachine and UpdateStateMachine with a log destination are refused unless the
+  machine's role allows log delivery (stepfunctions_logging.py); UpdateContinuousBackups is
+  refused for a moment after CreateTable, as AWS refuses it (dynamodb_backups.py).
+
 Every wait is bounded.
 """
 
@@ -68,6 +72,8 @@ import faults  # noqa: E402
 import iam_enforcement  # noqa: E402
 import stepfunctions_limits  # noqa: E402
 import refresh_rules  # noqa: E402
+import dynamodb_backups  # noqa: E402
+import stepfunctions_logging  # noqa: E402
 from runtime_api import LambdaProcess  # noqa: E402
 
 ENDPOINT = None  # set in main()
@@ -735,6 +741,8 @@ def main():
     iam_enforcement.install(ENDPOINT)
     faults.install()
     stepfunctions_limits.install()
+    stepfunctions_logging.install()
+    dynamodb_backups.install()
     # What POST /moto-api/config {"stepfunctions": {"execute_state_machine": true}} does.
     moto_config.default_user_config["stepfunctions"] = {"execute_state_machine": True}
     try:

@@ -1,5 +1,7 @@
-//! `cargo xtask deploy` and `destroy` against a moto server on loopback: the real binary,
-//! fake Lambda zips (moto stores code but never runs it here), checks through the SDK.
+//! `cargo xtask deploy` and `destroy` against the project's emulator on loopback (moto plus the
+//! AWS rules it adds, such as Step Functions' log-delivery check on the machine's role and
+//! DynamoDB's late continuous backups): the real binary, fake Lambda zips (stored, never run
+//! here), checks through the SDK.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -21,7 +23,7 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
-        let moto = Moto::start();
+        let moto = Moto::start_extended();
         let dir = tempfile::tempdir().expect("temp dir");
         let local = std::fs::read_to_string(workspace_root().join("envs/local.toml")).expect("envs/local.toml");
         // The endpoint comes from --endpoint-url, as the brief of the command says it may.
@@ -203,6 +205,8 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
     let fixture = Fixture::start().await;
     let stdout = fixture.deploy();
     assert!(mutating_calls(&stdout) > 0, "{stdout}");
+    // DynamoDB refuses point-in-time recovery right after CreateTable: deploy waits and says why.
+    assert!(stdout.contains("continuous backups are not available yet (the table was just created"), "{stdout}");
     let render = rendered(&fixture);
 
     // IAM: trust and inline policies equal render's documents; both tags.
@@ -525,4 +529,143 @@ fn an_invalid_env_file_fails_before_any_call() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("`region`") && stderr.contains("missing field"), "{stderr}");
+}
+
+/// A logging configuration (level ALL) to the log group `group_arn`.
+fn logging_to(group_arn: &str) -> aws_sdk_sfn::types::LoggingConfiguration {
+    use aws_sdk_sfn::types::{CloudWatchLogsLogGroup, LogDestination, LogLevel, LoggingConfiguration};
+    LoggingConfiguration::builder()
+        .level(LogLevel::All)
+        .destinations(
+            LogDestination::builder()
+                .cloud_watch_logs_log_group(CloudWatchLogsLogGroup::builder().log_group_arn(group_arn).build())
+                .build(),
+        )
+        .build()
+}
+
+/// The log-delivery actions on "*", as a policy document.
+const LOG_DELIVERY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["logs:CreateLogDelivery","logs:GetLogDelivery","logs:UpdateLogDelivery","logs:DeleteLogDelivery","logs:ListLogDeliveries","logs:PutResourcePolicy","logs:DescribeResourcePolicies","logs:DescribeLogGroups"],"Resource":"*"}]}"#;
+
+#[tokio::test]
+async fn the_emulator_refuses_logging_the_machine_role_cannot_deliver() {
+    // Step Functions developer guide, "IAM policies for logging to CloudWatch Logs".
+    let fixture = Fixture::start().await;
+    let iam = fixture.iam();
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"states.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let role = iam.create_role().role_name("machine").assume_role_policy_document(trust).send().await.unwrap();
+    let role_arn = role.role().unwrap().arn().to_string();
+    let invoke_only =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"lambda:InvokeFunction","Resource":"*"}]}"#;
+    iam.put_role_policy().role_name("machine").policy_name("invoke").policy_document(invoke_only).send().await.unwrap();
+    let group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/vendedlogs/states/machine:*";
+    let definition = r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#;
+    let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
+    let create = || {
+        sfn.create_state_machine()
+            .name("machine")
+            .definition(definition)
+            .role_arn(&role_arn)
+            .logging_configuration(logging_to(group))
+            .send()
+    };
+    let refused = create().await.expect_err("a role without log delivery is refused");
+    let service = refused.as_service_error().expect("a service error");
+    assert_eq!(aws_sdk_sfn::error::ProvideErrorMetadata::code(service), Some("AccessDeniedException"));
+    assert_eq!(
+        aws_sdk_sfn::error::ProvideErrorMetadata::message(service),
+        Some("The state machine IAM Role is not authorized to access the Log Destination")
+    );
+    // Without a log destination nothing is judged; with the actions on "*" the same call passes.
+    iam.put_role_policy().role_name("machine").policy_name("logs").policy_document(LOG_DELIVERY).send().await.unwrap();
+    let arn = create().await.expect("allowed once the role may deliver logs").state_machine_arn().to_string();
+    // An explicit Deny in an attached policy takes one action away: UpdateStateMachine is refused.
+    let deny =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"logs:PutResourcePolicy","Resource":"*"}]}"#;
+    let policy = iam.create_policy().policy_name("no-resource-policy").policy_document(deny).send().await.unwrap();
+    iam.attach_role_policy()
+        .role_name("machine")
+        .policy_arn(policy.policy().unwrap().arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let update =
+        sfn.update_state_machine().state_machine_arn(&arn).logging_configuration(logging_to(group)).send().await;
+    let refused = update.expect_err("a Deny on one log-delivery action is refused");
+    assert_eq!(
+        refused.as_service_error().and_then(aws_sdk_sfn::error::ProvideErrorMetadata::message),
+        Some("The state machine IAM Role is not authorized to access the Log Destination")
+    );
+    sfn.update_state_machine()
+        .state_machine_arn(&arn)
+        .definition(definition)
+        .send()
+        .await
+        .expect("no destination, no check");
+}
+
+#[tokio::test]
+async fn the_emulator_refuses_point_in_time_recovery_right_after_create_table() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+        ScalarAttributeType,
+    };
+    let fixture = Fixture::start().await;
+    let db = aws_sdk_dynamodb::Client::new(&fixture.sdk);
+    db.create_table()
+        .table_name("fresh")
+        .key_schema(KeySchemaElement::builder().attribute_name("k").key_type(KeyType::Hash).build().unwrap())
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("k").attribute_type(ScalarAttributeType::S).build().unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let pitr = PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build().unwrap();
+    let refused = db
+        .update_continuous_backups()
+        .table_name("fresh")
+        .point_in_time_recovery_specification(pitr.clone())
+        .send()
+        .await;
+    let refused = refused.expect_err("refused right after CreateTable");
+    assert!(refused.as_service_error().is_some_and(|e| e.is_continuous_backups_unavailable_exception()), "{refused:?}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    db.update_continuous_backups()
+        .table_name("fresh")
+        .point_in_time_recovery_specification(pitr)
+        .send()
+        .await
+        .expect("accepted later");
+}
+
+#[tokio::test]
+async fn a_role_that_may_not_deliver_logs_fails_deploy_at_once_and_says_so() {
+    // A permission the role lacks is not propagation: deploy must not wait a minute for it.
+    let fixture = Fixture::start().await;
+    fixture.deploy();
+    let iam = fixture.iam();
+    let deny =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"logs:CreateLogDelivery","Resource":"*"}]}"#;
+    let policy = iam.create_policy().policy_name("no-log-delivery").policy_document(deny).send().await.unwrap();
+    let role = format!("{PREFIX}-states");
+    iam.attach_role_policy().role_name(&role).policy_arn(policy.policy().unwrap().arn().unwrap()).send().await.unwrap();
+    let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
+    let arn = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}");
+    sfn.delete_state_machine().state_machine_arn(&arn).send().await.unwrap();
+    let config = fixture.config();
+    let zips = fixture.zips();
+    let started = Instant::now();
+    let output = fixture.xtask(&["deploy", "--config", config.to_str().unwrap(), "--zip-dir", zips.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}:\n{stdout}", started.elapsed());
+    assert!(!stdout.contains("retrying"), "{stdout}");
+    assert!(
+        stderr.contains(&format!("cannot create state machine {PREFIX}: role arn:aws:iam::123456789012:role/{role} is not authorized to deliver the machine's logs (a permission error, not propagation)")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Log Destination"), "{stderr}");
 }
