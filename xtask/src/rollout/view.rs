@@ -139,8 +139,11 @@ impl Snapshot {
                 asg.status,
                 asg.started_at.map(clock).unwrap_or_default(),
                 asg.ended_at.map(clock).unwrap_or_default(),
-                asg.reason.as_deref().unwrap_or_default()
+                message(asg)
             );
+        }
+        for warning in self.summary.iter().flat_map(|s| &s.warnings) {
+            let _ = writeln!(out, "warning: {warning}");
         }
         let t = &self.totals;
         let finished = t.successful + t.failed;
@@ -216,6 +219,15 @@ impl Snapshot {
         }
         lines
     }
+}
+
+/// The row's message: the pin the planner made (so rollback stays possible), then the reason.
+fn message(asg: &AsgRecord) -> String {
+    let pin = match (&asg.pinned_from, &asg.pinned_version) {
+        (Some(from), Some(version)) => Some(format!("pinned from {from} to version {version}")),
+        _ => None,
+    };
+    [pin, asg.reason.clone()].into_iter().flatten().collect::<Vec<_>>().join("; ")
 }
 
 fn totals(asgs: &[AsgRecord]) -> Totals {
@@ -345,6 +357,24 @@ mod tests {
         let view = snapshot.render(0);
         assert!(view.contains("[####......]  40%"), "{view}");
         assert!(view.contains("6 ASGs: 1 successful, 1 in flight, 2 failed, 1 waiting, 1 skipped"), "{view}");
+    }
+
+    #[test]
+    fn pins_and_warnings_are_shown() {
+        let pinned = AsgRecord {
+            pinned_from: Some("$Latest".into()),
+            pinned_version: Some("3".into()),
+            reason: Some("still refreshing".into()),
+            ..record("web", Some(0), "InProgress", Some(10))
+        };
+        let summary = RolloutSummary {
+            status: "Running".into(),
+            warnings: vec!["batch follows $Latest of launch template web-lt".into()],
+            ..RolloutSummary::default()
+        };
+        let view = Snapshot::new("local", "r", None, Some(summary), vec![pinned], vec![], None).render(0);
+        assert!(view.contains("pinned from $Latest to version 3; still refreshing"), "{view}");
+        assert!(view.contains("warning: batch follows $Latest of launch template web-lt"), "{view}");
     }
 
     #[test]
