@@ -8,6 +8,8 @@ pub mod planner;
 #[cfg(feature = "refresher")]
 pub mod refresher;
 #[cfg(feature = "planner")]
+mod image_check;
+#[cfg(feature = "planner")]
 pub mod shapes;
 pub mod store;
 pub mod telemetry;

@@ -4,14 +4,12 @@
 //! launch templates), the AMI must exist, be available and suit every group's instance
 //! types, groups on `$Latest`/`$Default` are pinned to the numbered version they run, and
 //! groups outside the plan that follow `$Latest` of a template the rollout versions are
-//! named as warnings.
+//! named as warnings. The AMI check is in `image_check.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use aws_sdk_autoscaling::types::{LaunchTemplate, LaunchTemplateSpecification, MixedInstancesPolicy};
-use aws_sdk_ec2::types::{ArchitectureType, ImageState, InstanceType};
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use generator::payload::PlanRequest;
 
 use crate::error::{classify, Error};
@@ -19,8 +17,6 @@ use crate::planner::{Candidate, Planner, TemplateSpec};
 
 /// Calls of one kind in flight at once: fast at 2,000 groups, gentle on the throttle budget.
 const CONCURRENCY: usize = 8;
-/// Most instance types DescribeInstanceTypes takes in one call.
-const TYPES_PER_CALL: usize = 100;
 /// Most group names one message lists.
 const NAMES_IN_MESSAGE: usize = 20;
 /// The prefix of an ImageId that names an SSM parameter.
@@ -102,7 +98,7 @@ fn override_problem(candidate: &Candidate) -> Option<String> {
 }
 
 /// The instance types a group launches: its overrides', else its template's.
-fn instance_types(candidate: &Candidate, data: &TemplateData) -> Vec<String> {
+pub(crate) fn instance_types(candidate: &Candidate, data: &TemplateData) -> Vec<String> {
     let overrides: Vec<String> = candidate
         .mixed
         .as_ref()
@@ -117,7 +113,7 @@ fn instance_types(candidate: &Candidate, data: &TemplateData) -> Vec<String> {
 }
 
 /// Names for a message: the first few, then how many more.
-fn listed(names: &[String]) -> String {
+pub(crate) fn listed(names: &[String]) -> String {
     if names.len() <= NAMES_IN_MESSAGE {
         return names.join(", ");
     }
@@ -309,76 +305,6 @@ impl Planner {
                 Err(error) => Err(error.to_string()),
             };
             out.insert(name, result);
-        }
-        Ok(out)
-    }
-
-    /// The AMI exists, is available and runs on every group's instance types.
-    async fn check_image(&self, ami: &str, shaped: &[(&Candidate, TemplateData)]) -> Result<(), Error> {
-        let described = self.ec2.describe_images().image_ids(ami).send().await;
-        let image = match described {
-            Ok(out) => out.images().iter().find(|i| i.image_id() == Some(ami)).cloned(),
-            Err(e) => {
-                let code = e.as_service_error().and_then(|s| s.code());
-                if code.is_some_and(|c| c.starts_with("InvalidAMIID")) {
-                    None
-                } else {
-                    return Err(classify(&format!("describing {ami}"), e));
-                }
-            }
-        };
-        let image = image.ok_or_else(|| {
-            Error::InvalidInput(format!("AMI {ami} does not exist in this region or is not shared with this account"))
-        })?;
-        if image.state() != Some(&ImageState::Available) {
-            let state = image.state().map_or("in an unknown state", |s| s.as_str());
-            return Err(Error::InvalidInput(format!("AMI {ami} is {state}, not available: wait for it or pick another")));
-        }
-        let Some(architecture) = image.architecture().map(|a| a.as_str().to_string()) else {
-            return Ok(());
-        };
-        let types: BTreeSet<String> = shaped.iter().flat_map(|(c, d)| instance_types(c, d)).collect();
-        let supported = self.architectures(types.into_iter().collect()).await?;
-        let mut mismatched = Vec::new();
-        for (candidate, data) in shaped {
-            let wrong: Vec<String> = instance_types(candidate, data)
-                .into_iter()
-                .filter(|t| supported.get(t).is_some_and(|archs| !archs.contains(&architecture)))
-                .collect();
-            if !wrong.is_empty() {
-                mismatched.push(format!("{} ({})", candidate.name, wrong.join(", ")));
-            }
-        }
-        if mismatched.is_empty() {
-            return Ok(());
-        }
-        Err(Error::InvalidInput(format!(
-            "AMI {ami} is {architecture}, which these groups' instance types cannot run: {}",
-            listed(&mismatched)
-        )))
-    }
-
-    /// The architectures each instance type supports.
-    async fn architectures(&self, types: Vec<String>) -> Result<BTreeMap<String, Vec<String>>, Error> {
-        let mut out = BTreeMap::new();
-        for chunk in types.chunks(TYPES_PER_CALL) {
-            let mut pages = self
-                .ec2
-                .describe_instance_types()
-                .set_instance_types(Some(chunk.iter().map(|t| InstanceType::from(t.as_str())).collect()))
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| classify("describing instance types", e))?;
-                for info in page.instance_types() {
-                    let Some(name) = info.instance_type() else { continue };
-                    let archs = info
-                        .processor_info()
-                        .map(|p| p.supported_architectures().iter().map(ArchitectureType::as_str).map(str::to_string).collect())
-                        .unwrap_or_default();
-                    out.insert(name.as_str().to_string(), archs);
-                }
-            }
         }
         Ok(out)
     }
