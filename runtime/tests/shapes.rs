@@ -249,3 +249,23 @@ async fn a_bad_ami_fails_the_plan_before_anything_is_pinned() {
         assert_eq!(version_of(&emulator, asg).await, "$Latest", "{asg} is not pinned by a plan that failed");
     }
 }
+
+#[tokio::test]
+async fn an_image_that_is_not_available_fails_the_plan() {
+    let emulator = Emulator::start_extended().await;
+    let pending = "ami-0cccccccccccccccc";
+    emulator
+        .moto
+        .request("POST", "/emulator/images", &format!(r#"{{"ImageId":"{pending}","Architecture":"x86_64","State":"pending"}}"#))
+        .expect("register a pending image");
+    let ready = "ami-0fedcba9876543210";
+    let web = template(&emulator, "web-lt", ready, "t3.micro", None).await;
+    group(&emulator, "web", &web, "$Latest").await;
+    let planner = planner(&emulator);
+    let refused = planner.handle(request(pending, "r-1", &["web"], true, &[])).await.unwrap_err();
+    assert!(matches!(&refused, Error::InvalidInput(m) if m.contains(&format!("AMI {pending} is pending, not available"))), "{refused:?}");
+    assert_eq!(version_of(&emulator, "web").await, "$Latest");
+    assert!(emulator.store().release_lock("r-1").await.unwrap());
+    let plan = planner.handle(request(ready, "r-2", &["web"], true, &[])).await.unwrap();
+    assert_eq!(plan.planned, 1, "an available image of the right architecture plans");
+}

@@ -33,7 +33,16 @@ pub struct Emulator {
 
 impl Emulator {
     pub async fn start() -> Self {
-        let moto = Moto::start();
+        Self::on(Moto::start()).await
+    }
+
+    /// The same on the project's extended emulator (instance refreshes, the test images,
+    /// `POST /emulator/images`).
+    pub async fn start_extended() -> Self {
+        Self::on(Moto::start_extended()).await
+    }
+
+    async fn on(moto: Moto) -> Self {
         let config = aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(moto.endpoint())
             .region(aws_config::Region::new("us-east-1"))
