@@ -263,6 +263,29 @@ async fn a_distributed_map_child_counts_its_own_history() {
         "{kinds:?} {:?}",
         fits.cause()
     );
+    // Frames inside a child (here a Parallel branch) count toward that child, not the map run.
+    let nested = json!({
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "ItemSelector": {"i": 0},
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Branches",
+                    "States": {
+                        "Branches": {"Type": "Parallel", "Branches": [counting_loop(15)], "OutputPath": null, "End": true}
+                    }
+                },
+                "ToleratedFailureCount": 0,
+                "ResultPath": null,
+                "End": true
+            }
+        }
+    });
+    let (fits, kinds) = run(&config, "nested-fit", &nested, &json!({"items": [1, 2, 3, 4]})).await;
+    assert_eq!(fits.status().as_str(), "SUCCEEDED", "{kinds:?} {:?}", fits.cause());
     // One child of 1,000 rounds passes its limit and fails; the wave fails with it.
     let (over, kinds) = run(&config, "child-over", &map(1000), &json!({"items": [1]})).await;
     assert_eq!(over.status().as_str(), "FAILED", "{kinds:?}");

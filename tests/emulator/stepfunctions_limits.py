@@ -142,6 +142,20 @@ def _patch_history():
 
     Environment.__init__ = environment_init
 
+    inner_frame_of = Environment.as_inner_frame_of.__func__
+
+    def counted_inner_frame_of(cls, env, *args, **kwargs):
+        # A frame inside a Distributed Map child (a Parallel branch, an inline Map's
+        # iteration) counts toward that child's history.
+        frame = inner_frame_of(cls, env, *args, **kwargs)
+        counter = getattr(env, "_limits_child", None)
+        if counter is not None:
+            frame._limits_child = counter
+            frame.event_history_context._limits_child = counter
+        return frame
+
+    Environment.as_inner_frame_of = classmethod(counted_inner_frame_of)
+
     add_event = EventManager.add_event
 
     def counted_add_event(self, context, *args, **kwargs):
