@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 
 use asg_refresh_tests::{workspace_root, Moto};
 use e2e::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const NEW_AMI: &str = "ami-0fedcba9876543210";
 const OTHER_AMI: &str = "ami-0aaaaaaaaaaaaaaaa";
 
-/// Runs `xtask <args> --env local --endpoint-url <emulator>` with stdin not a terminal.
-fn xtask(moto: &Moto, args: &[&str]) -> Output {
-    Command::new(debug_binary("xtask", "xtask"))
+/// `xtask <args> --env local --endpoint-url <emulator>` with the deployer's keys and stdin
+/// not a terminal.
+fn xtask_command(moto: &Moto, args: &[&str]) -> Command {
+    let mut command = Command::new(debug_binary("xtask", "xtask"));
+    command
         .args(args)
         .args(["--env", "local", "--endpoint-url", &moto.endpoint()])
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -27,9 +29,13 @@ fn xtask(moto: &Moto, args: &[&str]) -> Output {
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_SESSION_TOKEN")
         .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs [`xtask_command`] to its end.
+fn xtask(moto: &Moto, args: &[&str]) -> Output {
+    xtask_command(moto, args).output().expect("run xtask")
 }
 
 fn text(output: &Output) -> String {
@@ -261,4 +267,56 @@ async fn approval_holds_the_next_wave_until_approved_and_reject_stops_the_rollou
     assert_eq!(group_image(&config, "a-2").await.as_deref(), Some(NEW_AMI), "the rejected wave changed a-2");
     let (intervals, _) = refresh_intervals(&moto);
     assert_eq!(intervals["a-2"].len(), 1, "a-2 refreshed again after the rejection: {intervals:?}");
+}
+
+/// DynamoDB reads of the watchers throttled 30 % of the time, with an 8-second stretch where
+/// every read is throttled: `rollout --wait` and `status --watch` say they retry, back off,
+/// and follow the rollout to its end (before, the first read that failed after the SDK's own
+/// retries ended the watch: "listing the rollout: ThrottlingException").
+#[tokio::test(flavor = "multi_thread")]
+async fn watchers_ride_out_throttled_reads() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    demo_fleet(&config, &[("w-a", "20"), ("w-b", "24")]).await;
+    deploy_local(&moto, None);
+    // The planner checks that the AMI exists.
+    let image = aws_sdk_ec2::Client::new(&config).register_image().name("throttled").send().await.expect("register image");
+    let image = image.image_id().expect("image id").to_string();
+
+    let spawn = |args: &[&str]| {
+        xtask_command(&moto, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn xtask")
+    };
+    let rollout = spawn(&["rollout", "--ami", &image, "--id", "cli-throttled", "--wait", "--interval", "1"]);
+    // Throttle once the rollout has started (starting it is not a watcher's job).
+    let until = Instant::now() + Duration::from_secs(60);
+    while !executions(&config).await.iter().any(|e| e == "cli-throttled") {
+        assert!(Instant::now() < until, "the rollout did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let watch = spawn(&["status", "--rollout", "cli-throttled", "--watch", "--interval", "1"]);
+    let reads = json!(["GetItem", "Query", "Scan", "BatchGetItem"]);
+    let throttle = |rate: f64| json!({"rules": [{"service": "dynamodb", "operations": reads, "rate": rate}], "seed": 7});
+    moto.set_faults(&throttle(0.3));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    moto.set_faults(&throttle(1.0));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let during = moto.faults();
+    moto.set_faults(&throttle(0.3));
+
+    let rollout = rollout.wait_with_output().expect("rollout --wait");
+    let watch = watch.wait_with_output().expect("status --watch");
+    let faults = moto.faults();
+    moto.request("DELETE", "/emulator/faults", "").expect("clear the faults");
+    assert_ok(&rollout, &moto);
+    assert_ok(&watch, &moto);
+    let injected: u64 = faults["injected"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+    assert!(injected > 0, "no read was throttled: {faults:#}");
+    for output in [&rollout, &watch] {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("execution cli-throttled SUCCEEDED"), "{}", text(output));
+        let err = stderr(output);
+        assert!(err.contains("ThrottlingException") && err.contains("transient, retrying in"), "{}\nfaults: {during:#}", text(output));
+        assert!(err.contains("reading rollout cli-throttled again after"), "{}", text(output));
+    }
+    assert_eq!(execution_status(&status_json(&moto, Some("cli-throttled"))), "SUCCEEDED");
 }
