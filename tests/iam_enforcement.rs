@@ -183,8 +183,8 @@ async fn the_deployed_lambda_role_reaches_its_table_and_tagged_groups_only() {
     assert_eq!(refusals, ["dynamodb:GetItem", "dynamodb:Scan", "autoscaling:StartInstanceRefresh", "ec2:DescribeInstances"]);
 }
 
-/// An explicit Deny wins over any Allow, NotAction denies everything but what it names, and
-/// a condition on a key the request does not carry does not hold.
+/// An explicit Deny wins over any Allow, NotAction and NotResource cover everything but what
+/// they name, and a condition on a key the request does not carry does not hold.
 #[tokio::test(flavor = "multi_thread")]
 async fn explicit_deny_not_action_and_missing_condition_keys() {
     let moto = Moto::start_extended();
@@ -208,6 +208,14 @@ async fn explicit_deny_not_action_and_missing_condition_keys() {
     put_role_policy(&deployer, LAMBDA_ROLE, &policy).await;
 
     dynamodb.get_item().table_name(TABLE).set_key(Some(key())).send().await.expect("GetItem is outside the NotAction deny");
+    let mut with_not_resource = policy.clone();
+    with_not_resource["Statement"].as_array_mut().unwrap().push(
+        json!({"Sid": "DenyGetItemOutsideElsewhere", "Effect": "Deny", "Action": "dynamodb:GetItem", "NotResource": "arn:aws:dynamodb:*:*:table/elsewhere"}),
+    );
+    put_role_policy(&deployer, LAMBDA_ROLE, &with_not_resource).await;
+    let (_, message) = refused(dynamodb.get_item().table_name(TABLE).set_key(Some(key())).send().await, "GetItem under a NotResource deny");
+    assert!(message.contains("with an explicit deny in an identity-based policy"), "{message}");
+    put_role_policy(&deployer, LAMBDA_ROLE, &policy).await;
     let query = dynamodb
         .query()
         .table_name(TABLE)
@@ -227,7 +235,8 @@ async fn explicit_deny_not_action_and_missing_condition_keys() {
 /// A launch template with an instance profile and tags for its instances: StartInstanceRefresh
 /// with it needs ec2:RunInstances, iam:PassRole on the profile's role for ec2.amazonaws.com,
 /// and ec2:CreateTags with ec2:CreateAction=RunInstances; the rendered policy of a stack that
-/// lists the role grants them, and removing each makes AWS's refusal.
+/// lists the role grants them, and removing each, or pointing its condition elsewhere, makes
+/// AWS's refusal.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_launch_template_needs_run_instances_pass_role_and_create_tags() {
     let moto = Moto::start_extended();
@@ -292,6 +301,27 @@ async fn a_launch_template_needs_run_instances_pass_role_and_create_tags() {
         let full = role_policy(&deployer, LAMBDA_ROLE).await;
         remove_actions(&deployer, LAMBDA_ROLE, &[action]).await;
         let (code, message) = refused(start(&templates[0]).await, &format!("a refresh without {action}"));
+        assert_eq!(code, "AccessDenied", "{message}");
+        assert!(message.contains(&format!("not authorized to perform: {action} on resource")), "{action}: {message}");
+        put_role_policy(&deployer, LAMBDA_ROLE, &full).await;
+    }
+    // Each condition the rendered policy puts on them, pointed elsewhere in turn.
+    let conditions = [
+        ("iam:PassRole", json!({"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}})),
+        ("ec2:CreateTags", json!({"StringEquals": {"ec2:CreateAction": "CreateVolume"}})),
+        ("ec2:RunInstances", json!({"ArnLike": {"ec2:LaunchTemplate": "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-other"}})),
+    ];
+    for (action, condition) in conditions {
+        let full = role_policy(&deployer, LAMBDA_ROLE).await;
+        let mut changed = full.clone();
+        let statement = changed["Statement"]
+            .as_array_mut()
+            .and_then(|all| all.iter_mut().find(|s| s["Action"].as_array().is_some_and(|a| a.iter().any(|x| x == action))))
+            .unwrap_or_else(|| panic!("no statement grants {action}: {full:#}"));
+        assert!(statement.get("Condition").is_some(), "the rendered policy puts no condition on {action}: {statement:#}");
+        statement["Condition"] = condition.clone();
+        put_role_policy(&deployer, LAMBDA_ROLE, &changed).await;
+        let (code, message) = refused(start(&templates[0]).await, &format!("a refresh with {action} under {condition}"));
         assert_eq!(code, "AccessDenied", "{message}");
         assert!(message.contains(&format!("not authorized to perform: {action} on resource")), "{action}: {message}");
         put_role_policy(&deployer, LAMBDA_ROLE, &full).await;
