@@ -90,7 +90,7 @@ impl DemoArgs {
                 config.rollout.on_failure.as_str()
             );
             let ops = Ops::connect(&config, Some(&endpoint)).await?;
-            let rollout_id = format!("demo-{}", rollout::view::stamp(now()));
+            let rollout_id = format!("demo-{}", rollout::view::stamp(rollout::now()));
             let (name, _) = ops.start(&rollout_id, NEW_AMI, false).await?;
             println!("   rollout {rollout_id}, execution {name}");
             let last = ops.watch(&rollout_id, Duration::from_secs(self.interval)).await?;
@@ -115,12 +115,6 @@ impl DemoArgs {
         drop(emulator);
         result
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// One launch template per group (on [`OLD_AMI`]) and the groups, tagged so the local
