@@ -12,7 +12,8 @@
   (`iam_requests.access_denied`). Requests with other credentials (the deployer's "test" keys)
   are not checked. Step Functions' interpreter calls Lambda with the state machine's role.
 * `GET /emulator/iam-denials` lists the refusals (`DELETE` clears them), so a test can say
-  which call was refused.
+  which call was refused; with `ASG_REFRESH_IAM_DENIALS_LOG=<file>` each refusal is also
+  appended to that file as a JSON line.
 
 moto's own enforcement (`moto/iam/access_control.py`) is not used: it is global (the deployer's
 keys would need an IAM user), matches resources as "*", ignores condition keys it does not find
@@ -20,6 +21,7 @@ and turns a failed condition of an Allow into a Deny.
 """
 
 import json
+import os
 import threading
 
 import moto.server
@@ -136,16 +138,21 @@ def _refuse(response, service, operation, caller_arn, check, decision, why=None)
         )
         why = f"User: {caller_arn} is not authorized to perform: {check.action} on resource: {check.resource} {because}"
     message = check.prefix + why if check.prefix else why
+    denial = {
+        "caller": caller_arn,
+        "operation": f"{service}:{operation}",
+        "action": check.action,
+        "resource": check.resource,
+        "message": message,
+    }
     with _lock:
-        _denials.append(
-            {
-                "caller": caller_arn,
-                "operation": f"{service}:{operation}",
-                "action": check.action,
-                "resource": check.resource,
-                "message": message,
-            }
-        )
+        _denials.append(denial)
+        # ASG_REFRESH_IAM_DENIALS_LOG collects every refusal of every emulator a test run
+        # starts (one JSON line each), to find a permission a suite needs and tolerates.
+        path = os.environ.get("ASG_REFRESH_IAM_DENIALS_LOG")
+        if path:
+            with open(path, "a") as log:
+                log.write(json.dumps(denial) + "\n")
     return iam_requests.access_denied(response, service, message)
 
 
