@@ -15,8 +15,10 @@ Patches moto in-process, then runs `moto.server.main`:
       emulator:cancel-seconds     Cancelling -> Cancelled [1]
       emulator:rollback-seconds   RollbackInProgress -> Rollback* [2]
       emulator:rollback-outcome   RollbackSuccessful | RollbackFailed [RollbackSuccessful]
-  A successful refresh puts its DesiredConfiguration's launch template (and version)
-  on the group. Every start and end is logged with `time.monotonic()` timestamps:
+  A successful refresh puts its DesiredConfiguration's launch template (and version),
+  or its MixedInstancesPolicy, on the group. Starts and rollbacks AWS refuses are refused
+  (refresh_rules.py, each rule citing its page). DescribeImages knows the AMIs the tests
+  and demo use; `POST /emulator/images {"ImageId", "Architecture", "State"}` adds one. Every start and end is logged with `time.monotonic()` timestamps:
       GET    /emulator/refresh-log   -> {"now": t, "events": [...]}
       DELETE /emulator/refresh-log   clears it
   `/moto-api/reset` also clears every refresh and the log.
