@@ -234,3 +234,106 @@ async fn the_summary_of_a_huge_failure_is_capped() {
         summary.message
     );
 }
+
+/// `count` ASGs with 255-character names (on one shared launch template, created 25 at a
+/// time), found by tag, through the planner: one window wave after the canary, counts in
+/// the answer, positions from the wave action, the names in the table in order.
+async fn plan_a_fleet_of_long_names(count: usize) {
+    let emulator = Emulator::start().await;
+    let ami = emulator.existing_ami().await;
+    let template = emulator.launch_template("shared-lt", common::OLD_AMI).await;
+    let fleet = long_names(count, "fleet");
+    let began = Instant::now();
+    for chunk in fleet.chunks(25) {
+        let mut creating = tokio::task::JoinSet::new();
+        for name in chunk {
+            let request = emulator
+                .autoscaling
+                .create_auto_scaling_group()
+                .auto_scaling_group_name(name)
+                .launch_template(
+                    aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                        .launch_template_id(&template)
+                        .version("1")
+                        .build(),
+                )
+                .min_size(0)
+                .max_size(2)
+                .desired_capacity(1)
+                .availability_zones("us-east-1a")
+                .tags(
+                    aws_sdk_autoscaling::types::Tag::builder()
+                        .key("group")
+                        .value("big")
+                        .resource_id(name)
+                        .resource_type("auto-scaling-group")
+                        .propagate_at_launch(false)
+                        .build(),
+                );
+            creating.spawn(async move { request.send().await.map(|_| ()) });
+        }
+        while let Some(created) = creating.join_next().await {
+            created.expect("task").expect("create ASG");
+        }
+    }
+    println!("created {count} ASGs in {:?}", began.elapsed());
+    let planner = Planner {
+        autoscaling: emulator.autoscaling.clone(),
+        elb: emulator.elb.clone(),
+        ec2: emulator.ec2.clone(),
+        iam: aws_sdk_iam::Client::new(&emulator.config),
+        store: emulator.store(),
+        clock: emulator.clock(),
+    };
+    let request = PlanRequest {
+        rollout_id: ROLLOUT.into(),
+        ami,
+        targets: TargetSpec {
+            asgs: Vec::new(),
+            tags: [("group".to_string(), "big".to_string())].into(),
+        },
+        canary: vec![fleet[0].clone()],
+        strategy: Strategy::Window,
+        batch_size: 3,
+        max_waves: 100,
+        auto_rollback: false,
+        instance_roles: Vec::new(),
+    };
+    let began = Instant::now();
+    let plan = planner.handle(request).await.unwrap();
+    println!(
+        "planned {count} ASGs in {:?} (moto on loopback)",
+        began.elapsed()
+    );
+    let bytes = serde_json::to_vec(&plan).unwrap().len();
+    assert!(bytes < 200, "{bytes} bytes: counts only");
+    assert_eq!(
+        (plan.wave_count, plan.planned, plan.skipped),
+        (2, count as u32, 0)
+    );
+    let window = wave_store::wave_members(&emulator.store(), ROLLOUT, 1)
+        .await
+        .unwrap();
+    assert_eq!(window, fleet[1..].to_vec(), "the window in name order");
+    let positions = refresher(&emulator)
+        .handle(RefresherRequest::Wave {
+            rollout_id: ROLLOUT.into(),
+            wave: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(positions["items"].as_array().map(Vec::len), Some(count - 1));
+    assert!(serde_json::to_vec(&positions).unwrap().len() < LIMIT / 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_planner_answers_counts_for_500_asgs_of_255_characters() {
+    plan_a_fleet_of_long_names(500).await;
+}
+
+/// The worst fleet: about 3 minutes on moto (creating 5,000 groups takes most of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "3 minutes on moto: the worst fleet (5,000 ASGs of 255 characters) through the planner; run with --ignored"]
+async fn the_planner_answers_counts_for_5000_asgs_of_255_characters() {
+    plan_a_fleet_of_long_names(5000).await;
+}
