@@ -114,8 +114,9 @@ def _tag_keys(tags, *prefixes):
     return context
 
 
-def _base_context(response, caller_region=None):
-    return {"aws:RequestedRegion": caller_region or response.region}
+def _base_context(response):
+    """Global condition keys every request carries."""
+    return {"aws:RequestedRegion": response.region}
 
 
 # --- Auto Scaling --------------------------------------------------------------------------
@@ -147,6 +148,7 @@ def _autoscaling(response, operation, p):
     if not name:
         return [Check(action, "*", _base_context(response))]
     checks = [_group_check(response, action, name)]
+    # Imported here: launch_permissions builds on this module's helpers.
     import launch_permissions
 
     checks.extend(launch_permissions.checks(response, operation, p, _group(response, name)))
