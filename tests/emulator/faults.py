@@ -11,7 +11,9 @@ does, so tests can show that the CLI rides out transient errors.
 (optional) limits a rule to those API operations; `rate` is the share of matching requests that
 fail; `code` defaults to the service's throttling error (DynamoDB and Step Functions
 ThrottlingException, Auto Scaling Throttling, EC2 RequestLimitExceeded, Lambda
-TooManyRequestsException). Only requests made without role credentials (the deployer's and the
+TooManyRequestsException). `latency_ms` (optional) delays every matching request by that long
+before it is served or throttled, for measuring how a loop over a fleet would fare at AWS's
+per-call latency (`cargo xtask bench`). Only requests made without role credentials (the deployer's and the
 CLI's, not the Lambdas' or the state machine's) are affected: a test throttles what it runs
 itself. Throttling errors as AWS sends them:
   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html
@@ -21,6 +23,7 @@ itself. Throttling errors as AWS sends them:
 import json
 import random
 import threading
+import time
 from collections import Counter
 
 import moto.server
@@ -72,9 +75,15 @@ def _fault(response):
         if rule is None:
             return None
         _seen[name] += 1
-        if _random.random() >= float(rule.get("rate", 0)):
-            return None
-        _injected[name] += 1
+        delay = max(0.0, float(rule.get("latency_ms", 0)) / 1000.0)
+        throttled = _random.random() < float(rule.get("rate", 0))
+        if throttled:
+            _injected[name] += 1
+    # Outside the lock: the server is threaded, so concurrent callers wait side by side.
+    if delay:
+        time.sleep(delay)
+    if not throttled:
+        return None
     code, status = _THROTTLE.get(service, ("ThrottlingException", 400))
     code = rule.get("code") or code
     _, headers, body = response.serialized(ActionResult(_Throttled(code, "Rate exceeded (emulator fault injection)")))
