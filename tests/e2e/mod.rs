@@ -121,30 +121,25 @@ pub async fn demo_fleet(config: &aws_config::SdkConfig, asgs: &[(&str, &str)]) {
     }
 }
 
-/// The launch template version the ASG runs.
-pub async fn group_version(config: &aws_config::SdkConfig, asg: &str) -> Option<String> {
+/// The launch template (id or name, and version) the ASG runs.
+async fn group_template(config: &aws_config::SdkConfig, asg: &str) -> Option<LaunchTemplateSpecification> {
     let out = aws_sdk_autoscaling::Client::new(config)
         .describe_auto_scaling_groups()
         .auto_scaling_group_names(asg)
         .send()
         .await
         .expect("describe auto scaling groups");
-    out.auto_scaling_groups()
-        .first()
-        .and_then(|g| g.launch_template())
-        .and_then(|lt| lt.version())
-        .map(str::to_string)
+    out.auto_scaling_groups().first()?.launch_template().cloned()
+}
+
+/// The launch template version the ASG runs.
+pub async fn group_version(config: &aws_config::SdkConfig, asg: &str) -> Option<String> {
+    group_template(config, asg).await?.version().map(str::to_string)
 }
 
 /// The ImageId of the launch template version the ASG runs.
 pub async fn group_image(config: &aws_config::SdkConfig, asg: &str) -> Option<String> {
-    let out = aws_sdk_autoscaling::Client::new(config)
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(asg)
-        .send()
-        .await
-        .expect("describe auto scaling groups");
-    let lt = out.auto_scaling_groups().first()?.launch_template()?.clone();
+    let lt = group_template(config, asg).await?;
     let mut describe = aws_sdk_ec2::Client::new(config)
         .describe_launch_template_versions()
         .versions(lt.version().unwrap_or("$Default"));
