@@ -188,10 +188,23 @@ impl Planner {
         if !shaped.is_empty() {
             self.check_image(&request.ami, &shaped).await?;
         }
+        // Pins run side by side (bounded): one UpdateAutoScalingGroup per floating group.
+        let floating: Vec<(&Candidate, &TemplateData, &TemplateSpec)> = shaped
+            .iter()
+            .filter_map(|(c, d)| c.template.as_ref().filter(|s| is_floating(&s.version)).map(|s| (*c, d, s)))
+            .collect();
+        let autoscaling = self.autoscaling.clone();
+        let requests: Vec<(String, Option<MixedInstancesPolicy>, String, String)> = floating
+            .iter()
+            .map(|(c, d, _)| (c.name.clone(), c.mixed.clone(), d.template_id.clone(), d.version_number.to_string()))
+            .collect();
+        let results = bounded(requests, CONCURRENCY, move |(asg, mixed, template_id, version)| {
+            pin(autoscaling.clone(), asg, mixed, template_id, version)
+        })
+        .await;
         let mut pins = Vec::new();
-        for (candidate, data) in &shaped {
-            let Some(spec) = candidate.template.as_ref().filter(|s| is_floating(&s.version)) else { continue };
-            match self.pin(candidate, data).await {
+        for ((candidate, data, spec), result) in floating.into_iter().zip(results) {
+            match result {
                 Ok(()) => pins.push(Pin {
                     asg: candidate.name.clone(),
                     from: spec.version.clone(),
@@ -309,26 +322,6 @@ impl Planner {
         Ok(out)
     }
 
-    /// Points the group at the numbered version its `$Latest`/`$Default` resolves to.
-    async fn pin(&self, candidate: &Candidate, data: &TemplateData) -> Result<(), Error> {
-        let version = data.version_number.to_string();
-        let mut update = self.autoscaling.update_auto_scaling_group().auto_scaling_group_name(&candidate.name);
-        update = match &candidate.mixed {
-            Some(policy) => update.mixed_instances_policy(with_version(policy, &data.template_id, &version)),
-            None => update.launch_template(
-                LaunchTemplateSpecification::builder()
-                    .launch_template_id(&data.template_id)
-                    .version(&version)
-                    .build(),
-            ),
-        };
-        update
-            .send()
-            .await
-            .map_err(|e| classify(&format!("pinning {} to launch template version {version}", candidate.name), e))?;
-        Ok(())
-    }
-
     /// Groups this rollout does not refresh that follow `$Latest` of a template it
     /// versions: they launch the new AMI on scale-out as soon as the version exists.
     /// (`$Default` followers are safe: a new version does not change the default.)
@@ -371,6 +364,26 @@ impl Planner {
         }
         Ok(warnings)
     }
+}
+
+/// Points the group at the numbered version its `$Latest`/`$Default` resolves to.
+async fn pin(
+    autoscaling: aws_sdk_autoscaling::Client,
+    asg: String,
+    mixed: Option<MixedInstancesPolicy>,
+    template_id: String,
+    version: String,
+) -> Result<(), Error> {
+    let mut update = autoscaling.update_auto_scaling_group().auto_scaling_group_name(&asg);
+    update = match &mixed {
+        Some(policy) => update.mixed_instances_policy(with_version(policy, &template_id, &version)),
+        None => update.launch_template(LaunchTemplateSpecification::builder().launch_template_id(&template_id).version(&version).build()),
+    };
+    update
+        .send()
+        .await
+        .map_err(|e| classify(&format!("pinning {asg} to launch template version {version}"), e))?;
+    Ok(())
 }
 
 /// Describes the launch template version a group runs.
