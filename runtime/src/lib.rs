@@ -3,6 +3,7 @@
 
 pub mod clients;
 pub mod error;
+pub mod fanout;
 #[cfg(feature = "planner")]
 pub mod planner;
 #[cfg(feature = "refresher")]

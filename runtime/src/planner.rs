@@ -10,6 +10,7 @@ use generator::payload::{status, PlanRequest, PlanResponse};
 use generator::waves;
 
 use crate::error::{classify, Error};
+use crate::fanout;
 use crate::store::{AsgRecord, RolloutSummary, Store};
 use crate::wave_store;
 use crate::{validate_ami, validate_rollout_id, Clock};
@@ -96,10 +97,14 @@ impl Planner {
             .iter()
             .map(|name| (name.clone(), "no Auto Scaling group has this name".to_string()))
             .collect();
-        for candidate in found.values() {
-            match self.pre_check(candidate).await? {
-                None => eligible.push(candidate.name.clone()),
-                Some(reason) => skipped.push((candidate.name.clone(), reason)),
+        let checks = fanout::try_map_all(found.values(), |candidate| async move {
+            self.pre_check(candidate).await.map(|reason| (candidate.name.clone(), reason))
+        })
+        .await?;
+        for (name, reason) in checks {
+            match reason {
+                None => eligible.push(name),
+                Some(reason) => skipped.push((name, reason)),
             }
         }
         // A re-run leaves out what an earlier run of this rollout already refreshed.
@@ -125,33 +130,30 @@ impl Planner {
                 request.max_waves
             )));
         }
-        for (index, wave) in plan_waves.iter().enumerate() {
-            for asg in wave {
-                let record = AsgRecord {
-                    rollout_id: request.rollout_id.clone(),
-                    asg: asg.clone(),
-                    wave: Some(index as u32),
-                    status: status::PLANNED.into(),
-                    ami: Some(request.ami.clone()),
-                    updated_at: now,
-                    ..AsgRecord::default()
-                };
-                // An existing record keeps its progress (a failed ASG is retried by start).
-                self.store.insert(&record).await?;
-            }
-        }
-        for (asg, reason) in &skipped {
-            let record = AsgRecord {
-                rollout_id: request.rollout_id.clone(),
+        let (rollout_id, ami) = (&request.rollout_id, &request.ami);
+        let planned_records = plan_waves.iter().enumerate().flat_map(|(index, wave)| {
+            wave.iter().map(move |asg| AsgRecord {
+                rollout_id: rollout_id.clone(),
                 asg: asg.clone(),
-                status: status::SKIPPED.into(),
-                reason: Some(reason.clone()),
-                ami: Some(request.ami.clone()),
+                wave: Some(index as u32),
+                status: status::PLANNED.into(),
+                ami: Some(ami.clone()),
                 updated_at: now,
                 ..AsgRecord::default()
-            };
-            self.store.insert(&record).await?;
-        }
+            })
+        });
+        let skipped_records = skipped.iter().map(|(asg, reason)| AsgRecord {
+            rollout_id: request.rollout_id.clone(),
+            asg: asg.clone(),
+            status: status::SKIPPED.into(),
+            reason: Some(reason.clone()),
+            ami: Some(request.ami.clone()),
+            updated_at: now,
+            ..AsgRecord::default()
+        });
+        // An existing record keeps its progress (a failed ASG is retried by start).
+        let records: Vec<AsgRecord> = planned_records.chain(skipped_records).collect();
+        fanout::try_map_all(&records, |record| self.store.insert(record)).await?;
         self.record_pins(&request.rollout_id, &prepared.pins).await?;
         // The waves live in the table: the state machine gets counts, each wave's Map
         // positions, and each child its ASG's name from here (crate::wave_store).

@@ -14,6 +14,7 @@ use generator::payload::{
 use serde_json::Value;
 
 use crate::error::{classify, Error};
+use crate::fanout;
 use crate::store::{AsgRecord, RolloutSummary, StopAction, Store};
 use crate::wave_store;
 use crate::{validate_ami, validate_rollout_id, Clock};
@@ -24,6 +25,16 @@ pub struct Refresher {
     pub ec2: aws_sdk_ec2::Client,
     pub store: Store,
     pub clock: Clock,
+}
+
+/// What `in_flight` did to one group.
+enum Stopped {
+    /// Rolled back or cancelled (now or by an earlier attempt): pending until it settles.
+    Acted(String),
+    /// AWS refused (the group and why).
+    Refused(String, String),
+    /// Nothing was running.
+    NotRunning,
 }
 
 /// The launch template an ASG uses (its own, or its mixed instances policy's).
@@ -349,60 +360,86 @@ impl Refresher {
         Ok(step(asg, &record, false))
     }
 
-    /// Rolls back (or cancels) every refresh of the rollout that is still in flight.
+    /// Rolls back (or cancels) every refresh of the rollout that is still in flight, a few
+    /// groups at a time ([`fanout`]). A throttled or failed call on one group does not stop
+    /// the others: every group is handled and recorded, then a retryable error is returned
+    /// so that the state machine retries, and the retry skips what this attempt undid.
     pub async fn in_flight(&self, rollout_id: &str, rollback: bool) -> Result<InFlightResponse, Error> {
         let now = (self.clock)();
-        let mut acted_on = Vec::new();
-        let mut refused = Vec::new();
         let action = if rollback { StopAction::Rollback } else { StopAction::Cancel };
         // Written before the records are read: a start that records its refresh after this
         // read sees the stop and undoes that refresh itself (see `start`).
         self.store.request_stop(rollout_id, action, now).await?;
-        for mut record in self.store.list(rollout_id).await? {
-            // A timed-out refresh is still running at AWS: it is in flight for this purpose.
-            let running = status::is_in_flight(&record.status) || record.status == status::TIMED_OUT;
-            if running && record.refresh_id.is_none() && record.status == status::STARTING {
-                self.adopt_starting(rollout_id, &mut record, now).await?;
+        let records = self.store.list(rollout_id).await?;
+        let outcomes = fanout::map_all(records, |record| self.stop_one(rollout_id, record, rollback, now)).await;
+        let mut acted_on = Vec::new();
+        let mut refused = Vec::new();
+        let mut retry = None;
+        for outcome in outcomes {
+            match outcome {
+                Ok(Stopped::Acted(asg)) => acted_on.push(asg),
+                Ok(Stopped::Refused(asg, error)) => refused.push(format!("{asg}: {error}")),
+                Ok(Stopped::NotRunning) => {}
+                Err(error @ Error::Retryable(_)) => retry = retry.or(Some(error)),
+                Err(error) => return Err(error),
             }
-            if !running || record.refresh_id.is_none() {
-                continue;
-            }
-            let asg = record.asg.clone();
-            let result = if rollback {
-                self.autoscaling
-                    .rollback_instance_refresh()
-                    .auto_scaling_group_name(&asg)
-                    .send()
-                    .await
-                    .map(|_| "RollbackInProgress")
-                    .map_err(|e| classify(&format!("rolling back {asg}"), e))
-            } else {
-                self.autoscaling
-                    .cancel_instance_refresh()
-                    .auto_scaling_group_name(&asg)
-                    .send()
-                    .await
-                    .map(|_| "Cancelling")
-                    .map_err(|e| classify(&format!("cancelling {asg}"), e))
-            };
-            match result {
-                Ok(new_status) => {
-                    record.status = new_status.into();
-                    record.reason = Some(if rollback { "rolled back by the failure policy" } else { "cancelled" }.into());
-                    acted_on.push(asg);
-                }
-                Err(Error::Retryable(message)) => return Err(Error::Retryable(message)),
-                Err(error) => {
-                    record.reason = Some(error.to_string());
-                    refused.push(format!("{asg}: {error}"));
-                }
-            }
-            record.updated_at = now;
-            self.store.put(&record).await?;
+        }
+        if let Some(error) = retry {
+            return Err(error);
         }
         tracing::info!(rollout = rollout_id, acted_on = acted_on.len(), refused = refused.len(), rollback, "in-flight refreshes handled");
         let pending = acted_on.len() as u32;
         Ok(InFlightResponse { rollout_id: rollout_id.to_string(), acted_on, refused, pending })
+    }
+
+    /// Rolls back or cancels one group's refresh and records what happened.
+    async fn stop_one(&self, rollout_id: &str, mut record: AsgRecord, rollback: bool, now: i64) -> Result<Stopped, Error> {
+        let asg = record.asg.clone();
+        // Already undone by an earlier attempt of this call (a retry): still pending, not
+        // asked again (AWS would refuse it: no refresh is Pending or InProgress any more).
+        if record.status == "RollbackInProgress" || record.status == "Cancelling" {
+            return Ok(if record.refresh_id.is_some() { Stopped::Acted(asg) } else { Stopped::NotRunning });
+        }
+        // A timed-out refresh is still running at AWS: it is in flight for this purpose.
+        let running = status::is_in_flight(&record.status) || record.status == status::TIMED_OUT;
+        if running && record.refresh_id.is_none() && record.status == status::STARTING {
+            self.adopt_starting(rollout_id, &mut record, now).await?;
+        }
+        if !running || record.refresh_id.is_none() {
+            return Ok(Stopped::NotRunning);
+        }
+        let result = if rollback {
+            self.autoscaling
+                .rollback_instance_refresh()
+                .auto_scaling_group_name(&asg)
+                .send()
+                .await
+                .map(|_| "RollbackInProgress")
+                .map_err(|e| classify(&format!("rolling back {asg}"), e))
+        } else {
+            self.autoscaling
+                .cancel_instance_refresh()
+                .auto_scaling_group_name(&asg)
+                .send()
+                .await
+                .map(|_| "Cancelling")
+                .map_err(|e| classify(&format!("cancelling {asg}"), e))
+        };
+        let stopped = match result {
+            Ok(new_status) => {
+                record.status = new_status.into();
+                record.reason = Some(if rollback { "rolled back by the failure policy" } else { "cancelled" }.into());
+                Stopped::Acted(asg)
+            }
+            Err(error @ Error::Retryable(_)) => return Err(error),
+            Err(error) => {
+                record.reason = Some(error.to_string());
+                Stopped::Refused(asg, error.to_string())
+            }
+        };
+        record.updated_at = now;
+        self.store.put(&record).await?;
+        Ok(stopped)
     }
 
     /// A record still `Starting` without a refresh id: its start made the version but had
@@ -439,36 +476,19 @@ impl Refresher {
     /// the status of the request.
     pub async fn settle(&self, rollout_id: &str, round: u32) -> Result<SettleResponse, Error> {
         let now = (self.clock)();
+        let records = self.store.list(rollout_id).await?;
+        let undoing = records
+            .into_iter()
+            .filter(|r| (r.status == "RollbackInProgress" || r.status == "Cancelling") && r.refresh_id.is_some());
+        let settled = fanout::try_map_all(undoing, |record| self.settle_one(record, now)).await?;
         let mut still_running = Vec::new();
         let mut ended = Vec::new();
-        for mut record in self.store.list(rollout_id).await? {
-            let undoing = record.status == "RollbackInProgress" || record.status == "Cancelling";
-            let Some(id) = record.refresh_id.clone().filter(|_| undoing) else { continue };
-            let asg = record.asg.clone();
-            let listed = match self.describe_refresh(&asg, Some(&id)).await? {
-                Some(refresh) => {
-                    // Keep why it was rolled back (what `in_flight` wrote, before any
-                    // `; `); add what AWS says of the rollback now.
-                    let why = record.reason.take().map(|r| r.split("; ").next().unwrap_or_default().to_string());
-                    self.apply(&mut record, &refresh, now);
-                    record.reason = match (why, record.reason.take()) {
-                        (Some(why), Some(said)) if said != why => Some(format!("{why}; {said}")),
-                        (why, said) => why.or(said),
-                    };
-                    true
-                }
-                None => {
-                    record.reason = Some(format!("instance refresh {id} is no longer listed"));
-                    record.updated_at = now;
-                    false
-                }
-            };
-            if listed && status::is_in_flight(&record.status) {
+        for (asg, running) in settled {
+            if running {
                 still_running.push(asg);
             } else {
                 ended.push(asg);
             }
-            self.store.put(&record).await?;
         }
         tracing::info!(rollout = rollout_id, round, still_running = still_running.len(), ended = ended.len(), "rollbacks settled");
         Ok(SettleResponse {
@@ -478,6 +498,34 @@ impl Refresher {
             still_running,
             ended,
         })
+    }
+
+    /// Describes one rollback (or cancel) and records it; the group, and whether it is
+    /// still running.
+    async fn settle_one(&self, mut record: AsgRecord, now: i64) -> Result<(String, bool), Error> {
+        let asg = record.asg.clone();
+        let id = record.refresh_id.clone().unwrap_or_default();
+        let listed = match self.describe_refresh(&asg, Some(&id)).await? {
+            Some(refresh) => {
+                // Keep why it was rolled back (what `in_flight` wrote, before any
+                // `; `); add what AWS says of the rollback now.
+                let why = record.reason.take().map(|r| r.split("; ").next().unwrap_or_default().to_string());
+                self.apply(&mut record, &refresh, now);
+                record.reason = match (why, record.reason.take()) {
+                    (Some(why), Some(said)) if said != why => Some(format!("{why}; {said}")),
+                    (why, said) => why.or(said),
+                };
+                true
+            }
+            None => {
+                record.reason = Some(format!("instance refresh {id} is no longer listed"));
+                record.updated_at = now;
+                false
+            }
+        };
+        let running = listed && status::is_in_flight(&record.status);
+        self.store.put(&record).await?;
+        Ok((asg, running))
     }
 
     /// Writes the rollout's summary and releases the lock.

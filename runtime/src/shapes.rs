@@ -7,16 +7,14 @@
 //! named as warnings. The AMI check is in `image_check.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 
 use aws_sdk_autoscaling::types::{LaunchTemplate, LaunchTemplateSpecification, MixedInstancesPolicy};
 use generator::payload::PlanRequest;
 
 use crate::error::{classify, Error};
+use crate::fanout;
 use crate::planner::{Candidate, Planner, TemplateSpec};
 
-/// Calls of one kind in flight at once: fast at 2,000 groups, gentle on the throttle budget.
-const CONCURRENCY: usize = 8;
 /// Most group names one message lists.
 const NAMES_IN_MESSAGE: usize = 20;
 /// The prefix of an ImageId that names an SSM parameter.
@@ -120,32 +118,6 @@ pub(crate) fn listed(names: &[String]) -> String {
     format!("{} and {} more", names[..NAMES_IN_MESSAGE].join(", "), names.len() - NAMES_IN_MESSAGE)
 }
 
-/// Runs `call` on every item, at most `limit` at once; results in the items' order.
-async fn bounded<T, R, F, Fut>(items: Vec<T>, limit: usize, call: F) -> Vec<R>
-where
-    F: Fn(T) -> Fut,
-    Fut: Future<Output = R> + Send + 'static,
-    R: Send + 'static,
-{
-    let mut set = tokio::task::JoinSet::new();
-    let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
-    for (index, item) in items.into_iter().enumerate() {
-        if set.len() >= limit {
-            if let Some(Ok((i, result))) = set.join_next().await {
-                out[i] = Some(result);
-            }
-        }
-        let future = call(item);
-        set.spawn(async move { (index, future.await) });
-    }
-    while let Some(joined) = set.join_next().await {
-        if let Ok((i, result)) = joined {
-            out[i] = Some(result);
-        }
-    }
-    out.into_iter().flatten().collect()
-}
-
 impl Planner {
     /// Runs every shape check on the eligible groups (moving those left out to `skipped`),
     /// checks the AMI, pins the groups on `$Latest`/`$Default` and lists the warnings.
@@ -198,7 +170,7 @@ impl Planner {
             .iter()
             .map(|(c, d, _)| (c.name.clone(), c.mixed.clone(), d.template_id.clone(), d.version_number.to_string()))
             .collect();
-        let results = bounded(requests, CONCURRENCY, move |(asg, mixed, template_id, version)| {
+        let results = fanout::map_all(requests, move |(asg, mixed, template_id, version)| {
             pin(autoscaling.clone(), asg, mixed, template_id, version)
         })
         .await;
@@ -233,9 +205,7 @@ impl Planner {
 
     /// Records each pin on the group's planned record.
     pub async fn record_pins(&self, rollout_id: &str, pins: &[Pin]) -> Result<(), Error> {
-        for pin in pins {
-            self.store.record_pin(rollout_id, &pin.asg, &pin.from, &pin.version).await?;
-        }
+        fanout::try_map_all(pins, |pin| self.store.record_pin(rollout_id, &pin.asg, &pin.from, &pin.version)).await?;
         Ok(())
     }
 
@@ -277,7 +247,7 @@ impl Planner {
     /// The launch template version of each spec, or why it cannot be read.
     async fn read_templates(&self, specs: Vec<TemplateSpec>) -> Result<BTreeMap<TemplateSpec, Result<TemplateData, String>>, Error> {
         let ec2 = self.ec2.clone();
-        let results = bounded(specs.clone(), CONCURRENCY, move |spec| read_template(ec2.clone(), spec)).await;
+        let results = fanout::map_all(specs.clone(), move |spec| read_template(ec2.clone(), spec)).await;
         let mut out = BTreeMap::new();
         for (spec, result) in specs.into_iter().zip(results) {
             let result = match result {
@@ -293,7 +263,7 @@ impl Planner {
     /// Each instance profile's role (None when it has none), or why it cannot be read.
     async fn read_profiles(&self, names: Vec<String>) -> Result<BTreeMap<String, Result<Option<ProfileRole>, String>>, Error> {
         let iam = self.iam.clone();
-        let results = bounded(names.clone(), CONCURRENCY, move |name| {
+        let results = fanout::map_all(names.clone(), move |name| {
             let iam = iam.clone();
             async move {
                 let out = iam.get_instance_profile().instance_profile_name(&name).send().await;

@@ -7,7 +7,8 @@ mod common;
 use aws_sdk_autoscaling::operation::cancel_instance_refresh::CancelInstanceRefreshOutput;
 use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
 use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
-use aws_sdk_autoscaling::operation::rollback_instance_refresh::RollbackInstanceRefreshOutput;
+use aws_sdk_autoscaling::error::ErrorMetadata;
+use aws_sdk_autoscaling::operation::rollback_instance_refresh::{RollbackInstanceRefreshError, RollbackInstanceRefreshOutput};
 use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshOutput;
 use aws_sdk_autoscaling::types::{
     AutoScalingGroup, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus, InstancesDistribution, LaunchTemplate,
@@ -220,4 +221,74 @@ async fn a_version_made_with_a_warning_starts_no_refresh() {
     let error = refresher.start(ROLLOUT, "web", NEW_AMI, 0, &preferences()).await.unwrap_err();
     assert!(matches!(&error, Error::Aws(m) if m.contains("InvalidAMIID.NotFound") && m.contains("no refresh was started")), "{error:?}");
     assert_eq!(start.num_calls(), 0);
+}
+
+/// A record with a refresh id, as `start` leaves it once the refresh is running.
+async fn running(emulator: &Emulator, asg: &str, refresh: &str) {
+    let mut stored = AsgRecord {
+        rollout_id: ROLLOUT.into(),
+        asg: asg.into(),
+        wave: Some(0),
+        status: "InProgress".into(),
+        refresh_id: Some(refresh.into()),
+        updated_at: 1,
+        ..AsgRecord::default()
+    };
+    stored.launch_template_id = Some("lt-0123".into());
+    emulator.store().put(&stored).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retried_rollback_asks_aws_once_per_group_and_still_counts_it_pending() {
+    let emulator = Emulator::start().await;
+    running(&emulator, "web", "refresh-1").await;
+    running(&emulator, "api", "refresh-2").await;
+    let rollback = mock!(AutoScaling::rollback_instance_refresh)
+        .then_output(|| RollbackInstanceRefreshOutput::builder().instance_refresh_id("r").build());
+    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&rollback]);
+    let refresher = refresher(&emulator, client);
+    let first = refresher.in_flight(ROLLOUT, true).await.unwrap();
+    assert_eq!((first.pending, rollback.num_calls()), (2, 2));
+    // The state machine retries the Task (a timeout after the work was done): AWS would
+    // refuse a second rollback, so none is asked, and both are still waited for.
+    let again = refresher.in_flight(ROLLOUT, true).await.unwrap();
+    assert_eq!(rollback.num_calls(), 2, "no second RollbackInstanceRefresh");
+    assert_eq!(again.pending, 2);
+    assert!(again.refused.is_empty(), "{again:?}");
+    let mut acted = again.acted_on.clone();
+    acted.sort();
+    assert_eq!(acted, ["api", "web"]);
+}
+
+#[tokio::test]
+async fn a_throttled_group_is_retried_after_every_other_group_was_rolled_back() {
+    let emulator = Emulator::start().await;
+    for (asg, refresh) in [("a", "refresh-a"), ("b", "refresh-b"), ("c", "refresh-c")] {
+        running(&emulator, asg, refresh).await;
+    }
+    let throttled = mock!(AutoScaling::rollback_instance_refresh)
+        .match_requests(|r| r.auto_scaling_group_name() == Some("b"))
+        .sequence()
+        .error(|| {
+            RollbackInstanceRefreshError::generic(ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build())
+        })
+        // Every attempt the SDK makes on its own (standard retry: 3) is throttled.
+        .times(3)
+        .output(|| RollbackInstanceRefreshOutput::builder().instance_refresh_id("r").build())
+        .build();
+    let others = mock!(AutoScaling::rollback_instance_refresh)
+        .then_output(|| RollbackInstanceRefreshOutput::builder().instance_refresh_id("r").build());
+    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&throttled, &others]);
+    let refresher = refresher(&emulator, client);
+    let error = refresher.in_flight(ROLLOUT, true).await.unwrap_err();
+    assert!(matches!(error, Error::Retryable(_)), "{error:?}");
+    // The others were rolled back and recorded despite b's throttling.
+    for asg in ["a", "c"] {
+        let stored = emulator.store().get(ROLLOUT, asg).await.unwrap().unwrap();
+        assert_eq!(stored.status, "RollbackInProgress", "{asg}");
+    }
+    assert_eq!(others.num_calls(), 2);
+    let retried = refresher.in_flight(ROLLOUT, true).await.unwrap();
+    assert_eq!((retried.pending, others.num_calls()), (3, 2), "{retried:?}");
+    assert_eq!(emulator.store().get(ROLLOUT, "b").await.unwrap().unwrap().status, "RollbackInProgress");
 }
