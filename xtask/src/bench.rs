@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: the Lambdas' figures, measured here: zip sizes, cold and warm
 //! start (process start to first response under a local Runtime API, against moto), and
-//! the planner's response size for large fleets against Step Functions' payload limit.
+//! the planner's response size for large fleets against Step Functions' payload limit;
+//! with `--fleet-loops N`, how long each loop over a fleet of N ASGs takes in one invocation.
 
 use std::process::Command;
 
@@ -22,6 +23,11 @@ pub struct BenchArgs {
     /// Cold starts measured per function
     #[arg(long, default_value_t = 5)]
     pub runs: u32,
+    /// Only time the loops over the fleet that run inside one Lambda invocation (the
+    /// planner; the refresher's rollback, settle and finish) on a fleet of N ASGs on the
+    /// emulator, with an AWS-like latency on every call, against the 60 s function timeout
+    #[arg(long, value_name = "N")]
+    pub fleet_loops: Option<u32>,
 }
 
 impl BenchArgs {
@@ -30,6 +36,9 @@ impl BenchArgs {
             bail!("--runs must be at least 1");
         }
         let tools = tools::ensure()?;
+        if let Some(fleet) = self.fleet_loops {
+            return fleet_loops(fleet);
+        }
         println!("== planner response plus the largest wave's positions (canary of 3, window strategy: one wave)");
         for asgs in [300, 2000, 5000] {
             let bytes = plan_bytes(asgs);
@@ -52,6 +61,25 @@ impl BenchArgs {
         }
         Ok(())
     }
+}
+
+/// Runs runtime/tests/fleet_loops.rs (ignored in `cargo test`: creating the fleet takes
+/// minutes), which prints one line per loop.
+fn fleet_loops(fleet: u32) -> anyhow::Result<()> {
+    if fleet == 0 {
+        bail!("--fleet-loops must be at least 1");
+    }
+    println!("== loops over a fleet of {fleet} ASGs inside one invocation (creating the fleet takes about a minute per 1,000)");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "-p", "asg-refresh-runtime", "--test", "fleet_loops", "--", "--ignored", "--nocapture"])
+        .env("ASG_REFRESH_FLEET_LOOPS", fleet.to_string())
+        .current_dir(workspace_root())
+        .status()
+        .context("cannot run cargo test")?;
+    if !status.success() {
+        bail!("the fleet loops measurement failed ({status})");
+    }
+    Ok(())
 }
 
 /// Bytes of the planner's response and of the largest wave's positions (what the state

@@ -1,0 +1,169 @@
+//! Every loop over the fleet that runs inside one Lambda invocation (the planner's
+//! pre-checks, pins and records; the refresher's rollback, settle and finish), timed at
+//! 2,000 ASGs on the extended emulator with an AWS-like latency on every call, against the
+//! functions' 60-second timeout. Ignored by default: the fleet takes minutes to create.
+//! `cargo xtask bench --fleet-loops` runs it and prints the figures.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_autoscaling::types::{DesiredConfiguration, LaunchTemplateSpecification};
+use common::Emulator;
+use generator::config::Strategy;
+use generator::payload::{status, Outcome, PlanRequest, TargetSpec};
+use runtime::planner::Planner;
+use runtime::refresher::Refresher;
+use runtime::store::AsgRecord;
+use serde_json::json;
+
+const ROLLOUT: &str = "r-fleet-loops";
+/// The prod example's function timeout.
+const FUNCTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Latency added to every call, per service: DynamoDB answers in single-digit
+/// milliseconds inside a region; the query APIs of Auto Scaling, EC2, ELB and IAM take
+/// tens of milliseconds. Slower than AWS usually is, so the figures err on the safe side.
+const LATENCY_MS: [(&str, u64); 5] = [
+    ("dynamodb", 10),
+    ("autoscaling", 60),
+    ("ec2", 60),
+    ("elasticloadbalancing", 60),
+    ("iam", 60),
+];
+
+fn fleet_size() -> usize {
+    std::env::var("ASG_REFRESH_FLEET_LOOPS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000)
+}
+
+fn set_latency(emulator: &Emulator, on: bool) {
+    let rules: Vec<_> = LATENCY_MS
+        .iter()
+        .filter(|_| on)
+        .map(|(service, ms)| json!({"service": service, "latency_ms": ms}))
+        .collect();
+    emulator.moto.set_faults(&json!({ "rules": rules }));
+}
+
+fn report(what: &str, took: Duration, calls_note: &str) {
+    println!(
+        "{what:<44} {:>7.1} s  {:>5.1}% of the {} s timeout  {calls_note}",
+        took.as_secs_f64(),
+        took.as_secs_f64() * 100.0 / FUNCTION_TIMEOUT.as_secs_f64(),
+        FUNCTION_TIMEOUT.as_secs()
+    );
+}
+
+#[tokio::test]
+#[ignore = "minutes of setup: run by `cargo xtask bench --fleet-loops`"]
+async fn fleet_loops_fit_the_function_timeout() {
+    let count = fleet_size();
+    let emulator = Emulator::start_extended().await;
+    let ami = emulator.existing_ami().await;
+    let began = Instant::now();
+    for i in 0..count {
+        let name = format!("fleet-{i:05}");
+        // Each group behind its own target group, whose health the planner reads; each on
+        // `$Latest`, which the planner pins to version 1 (auto_rollback below).
+        let target_group = emulator.target_group(&format!("tg-{i:05}")).await;
+        emulator
+            .asg(
+                &name,
+                1,
+                &[("fleet", "loops"), ("emulator:refresh-seconds", "86400")],
+                std::slice::from_ref(&target_group),
+            )
+            .await;
+    }
+    println!("created {count} ASGs in {:.0} s (not timed below)", began.elapsed().as_secs_f64());
+    println!(
+        "latency per call: {}",
+        LATENCY_MS.iter().map(|(s, ms)| format!("{s} {ms} ms")).collect::<Vec<_>>().join(", ")
+    );
+
+    set_latency(&emulator, true);
+    let planner = Planner {
+        autoscaling: emulator.autoscaling.clone(),
+        elb: emulator.elb.clone(),
+        ec2: emulator.ec2.clone(),
+        iam: aws_sdk_iam::Client::new(&emulator.config),
+        store: emulator.store(),
+        clock: emulator.clock(),
+    };
+    let request = PlanRequest {
+        rollout_id: ROLLOUT.into(),
+        ami,
+        targets: TargetSpec {
+            asgs: Vec::new(),
+            tags: [("fleet".to_string(), "loops".to_string())].into(),
+        },
+        canary: Vec::new(),
+        strategy: Strategy::Window,
+        batch_size: 100,
+        max_waves: 1000,
+        auto_rollback: true,
+        instance_roles: Vec::new(),
+    };
+    let began = Instant::now();
+    let plan = planner.handle(request).await.expect("plan");
+    let took = began.elapsed();
+    assert_eq!(plan.planned as usize, count, "every group is planned");
+    report(&format!("planner, {count} ASGs (target health, pins)"), took, "");
+
+    // Every group refreshing, as when a rollback policy fires on a window of the fleet.
+    set_latency(&emulator, false);
+    let store = emulator.store();
+    let now = (emulator.clock())();
+    for mut record in store.list(ROLLOUT).await.expect("list") {
+        let started = emulator
+            .autoscaling
+            .start_instance_refresh()
+            .auto_scaling_group_name(&record.asg)
+            .desired_configuration(
+                DesiredConfiguration::builder()
+                    .launch_template(
+                        LaunchTemplateSpecification::builder()
+                            .launch_template_name(format!("{}-lt", record.asg))
+                            .version("1")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("start refresh");
+        record.refresh_id = started.instance_refresh_id().map(str::to_string);
+        record.status = "InProgress".into();
+        record.started_at = Some(now);
+        record.updated_at = now;
+        store.put(&record).await.expect("record");
+    }
+    set_latency(&emulator, true);
+    let refresher = Refresher {
+        autoscaling: emulator.autoscaling.clone(),
+        ec2: emulator.ec2.clone(),
+        store: emulator.store(),
+        clock: emulator.clock(),
+    };
+    let began = Instant::now();
+    let rolled = refresher.in_flight(ROLLOUT, true).await.expect("rollback");
+    report(&format!("refresher rollback, {count} in flight"), began.elapsed(), "");
+    assert_eq!(rolled.pending as usize, count, "{:?}", rolled.refused);
+
+    let began = Instant::now();
+    let settled = refresher.settle(ROLLOUT, 0).await.expect("settle");
+    report(&format!("refresher settle_rollbacks, {count} rolling back"), began.elapsed(), "");
+    assert_eq!(settled.round, 1);
+
+    let began = Instant::now();
+    let finished = refresher
+        .finish(ROLLOUT, Outcome::Failed, None)
+        .await
+        .expect("finish");
+    report(&format!("refresher finish, {count} records"), began.elapsed(), "");
+    assert_eq!(finished.succeeded, 0);
+    let records: Vec<AsgRecord> = store.list(ROLLOUT).await.expect("list");
+    assert!(records.iter().all(|r| r.status != status::PLANNED));
+}
