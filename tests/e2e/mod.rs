@@ -161,16 +161,22 @@ pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// A debug binary of the workspace, built when missing.
+/// A debug binary of the workspace, built from the sources as they are now. Always through
+/// cargo (a no-op when it is up to date): a binary that merely exists may come from older
+/// sources, another clone or another checkout sharing the target directory, and the tests
+/// would then run code that is not the code under test. Once per test process and binary.
 pub fn debug_binary(package: &str, bin: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let binary = target_dir().join("debug").join(bin);
-    if !binary.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !built.iter().any(|b| b == bin) {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-p", package, "--bin", bin])
             .current_dir(workspace_root())
             .status()
             .expect("cargo build");
         assert!(status.success(), "cargo build -p {package} --bin {bin} failed");
+        built.push(bin.to_string());
     }
     binary
 }
