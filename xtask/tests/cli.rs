@@ -200,8 +200,16 @@ fn render_prod_writes_every_file_and_is_deterministic() {
         .iter()
         .filter(|n| n.starts_with("iam/") && n.ends_with(".json"))
         .collect();
-    assert_eq!(iam.len(), 4, "expected four IAM documents, got {iam:?}");
-    assert_eq!(names.len(), 6, "unexpected files in the render: {names:?}");
+    assert_eq!(
+        iam.len(),
+        5,
+        "expected each role's trust and permission policy and the deployer's policy, got {iam:?}"
+    );
+    assert!(
+        names.iter().any(|n| n == "iam/deployer.policy.json"),
+        "no deployer policy in {names:?}"
+    );
+    assert_eq!(names.len(), 7, "unexpected files in the render: {names:?}");
 
     for (path, bytes) in &files {
         if path.extension().is_some_and(|ext| ext == "json") {
