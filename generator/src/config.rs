@@ -166,7 +166,13 @@ impl Architecture {
 pub struct LambdaSettings {
     pub architecture: Architecture,
     pub memory_mb: u32,
+    /// The refresher's timeout: each of its calls handles one ASG, or loops over the
+    /// rollout's records a few at a time.
     pub timeout_seconds: u32,
+    /// The planner's timeout. It reads every target once per rollout (target health,
+    /// launch template, pin), a few at a time: at 2,000 ASGs that takes minutes within the
+    /// account's API rate limits, far longer than one refresher call.
+    pub planner_timeout_seconds: u32,
 }
 
 impl Default for LambdaSettings {
@@ -175,6 +181,7 @@ impl Default for LambdaSettings {
             architecture: Architecture::Arm64,
             memory_mb: 256,
             timeout_seconds: 60,
+            planner_timeout_seconds: 600,
         }
     }
 }
@@ -427,6 +434,7 @@ fn check(config: &StackConfig, locator: &Locator<'_>) -> Vec<Problem> {
     let lambda = &config.lambda;
     c.range("lambda.memory_mb", lambda.memory_mb, 128, 10240);
     c.range("lambda.timeout_seconds", lambda.timeout_seconds, 3, 900);
+    c.range("lambda.planner_timeout_seconds", lambda.planner_timeout_seconds, 3, 900);
     c.problems
 }
 

@@ -133,8 +133,9 @@ impl Builder<'_> {
         format!("arn:{}:states:::lambda:invoke{suffix}", self.stack.partition)
     }
 
-    /// A Task invoking one of the stack's Lambdas with `payload`, retried on transient faults.
-    fn invoke(&self, function: &str, payload: Template) -> Task {
+    /// A Task invoking one of the stack's Lambdas with `payload`, retried on transient
+    /// faults; it times out 30 s after the function would.
+    fn invoke(&self, function: &str, function_timeout: u32, payload: Template) -> Task {
         Task {
             resource: self.invoke_resource(""),
             parameters: Some(
@@ -142,18 +143,18 @@ impl Builder<'_> {
                     .lit("FunctionName", self.stack.function_arn(function))
                     .object("Payload", payload),
             ),
-            timeout_seconds: Some(self.config.lambda.timeout_seconds + 30),
+            timeout_seconds: Some(function_timeout + 30),
             retry: retriers(&errors::LAMBDA_UNFINISHED),
             ..Task::default()
         }
     }
 
     fn planner(&self, payload: Template) -> Task {
-        self.invoke(&self.stack.planner_function(), payload)
+        self.invoke(&self.stack.planner_function(), self.config.lambda.planner_timeout_seconds, payload)
     }
 
     fn refresher(&self, payload: Template) -> Task {
-        self.invoke(&self.stack.refresher_function(), payload)
+        self.invoke(&self.stack.refresher_function(), self.config.lambda.timeout_seconds, payload)
     }
 
     fn failure_target(&self) -> &'static str {

@@ -308,7 +308,12 @@ impl Planner {
         if versioned.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pages = self.autoscaling.describe_auto_scaling_groups().into_paginator().send();
+        let mut pages = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .max_records(crate::planner::GROUPS_PER_PAGE)
+            .into_paginator()
+            .send();
         let mut warnings = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify("listing Auto Scaling groups", e))?;

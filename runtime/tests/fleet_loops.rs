@@ -1,7 +1,8 @@
 //! Every loop over the fleet that runs inside one Lambda invocation (the planner's
 //! pre-checks, pins and records; the refresher's rollback, settle and finish), timed at
 //! 2,000 ASGs on the extended emulator with an AWS-like latency on every call, against the
-//! functions' 60-second timeout. Ignored by default: the fleet takes minutes to create.
+//! functions' default timeouts (`[lambda] planner_timeout_seconds` and `timeout_seconds`).
+//! Ignored by default: the fleet takes minutes to create.
 //! `cargo xtask bench --fleet-loops` runs it and prints the figures.
 
 mod common;
@@ -12,14 +13,19 @@ use aws_sdk_autoscaling::types::{DesiredConfiguration, LaunchTemplateSpecificati
 use common::Emulator;
 use generator::config::Strategy;
 use generator::payload::{status, Outcome, PlanRequest, TargetSpec};
-use runtime::planner::Planner;
 use runtime::refresher::Refresher;
 use runtime::store::AsgRecord;
 use serde_json::json;
 
 const ROLLOUT: &str = "r-fleet-loops";
-/// The prod example's function timeout.
-const FUNCTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default timeouts of the planner and of the refresher.
+fn timeouts() -> (Duration, Duration) {
+    let lambda = generator::config::LambdaSettings::default();
+    (
+        Duration::from_secs(lambda.planner_timeout_seconds.into()),
+        Duration::from_secs(lambda.timeout_seconds.into()),
+    )
+}
 /// Latency added to every call, per service: DynamoDB answers in single-digit
 /// milliseconds inside a region; the query APIs of Auto Scaling, EC2, ELB and IAM take
 /// tens of milliseconds. Slower than AWS usually is, so the figures err on the safe side.
@@ -47,12 +53,12 @@ fn set_latency(emulator: &Emulator, on: bool) {
     emulator.moto.set_faults(&json!({ "rules": rules }));
 }
 
-fn report(what: &str, took: Duration, calls_note: &str) {
+fn report(what: &str, took: Duration, timeout: Duration) {
     println!(
-        "{what:<44} {:>7.1} s  {:>5.1}% of the {} s timeout  {calls_note}",
+        "{what:<48} {:>7.1} s  {:>5.1}% of its {} s timeout",
         took.as_secs_f64(),
-        took.as_secs_f64() * 100.0 / FUNCTION_TIMEOUT.as_secs_f64(),
-        FUNCTION_TIMEOUT.as_secs()
+        took.as_secs_f64() * 100.0 / timeout.as_secs_f64(),
+        timeout.as_secs()
     );
 }
 
@@ -60,6 +66,7 @@ fn report(what: &str, took: Duration, calls_note: &str) {
 #[ignore = "minutes of setup: run by `cargo xtask bench --fleet-loops`"]
 async fn fleet_loops_fit_the_function_timeout() {
     let count = fleet_size();
+    let (planner_timeout, refresher_timeout) = timeouts();
     let emulator = Emulator::start_extended().await;
     let ami = emulator.existing_ami().await;
     let began = Instant::now();
@@ -84,14 +91,7 @@ async fn fleet_loops_fit_the_function_timeout() {
     );
 
     set_latency(&emulator, true);
-    let planner = Planner {
-        autoscaling: emulator.autoscaling.clone(),
-        elb: emulator.elb.clone(),
-        ec2: emulator.ec2.clone(),
-        iam: aws_sdk_iam::Client::new(&emulator.config),
-        store: emulator.store(),
-        clock: emulator.clock(),
-    };
+    let planner = emulator.planner();
     let request = PlanRequest {
         rollout_id: ROLLOUT.into(),
         ami,
@@ -110,7 +110,7 @@ async fn fleet_loops_fit_the_function_timeout() {
     let plan = planner.handle(request).await.expect("plan");
     let took = began.elapsed();
     assert_eq!(plan.planned as usize, count, "every group is planned");
-    report(&format!("planner, {count} ASGs (target health, pins)"), took, "");
+    report(&format!("planner, {count} ASGs (target health, pins)"), took, planner_timeout);
 
     // Every group refreshing, as when a rollback policy fires on a window of the fleet.
     set_latency(&emulator, false);
@@ -149,12 +149,12 @@ async fn fleet_loops_fit_the_function_timeout() {
     };
     let began = Instant::now();
     let rolled = refresher.in_flight(ROLLOUT, true).await.expect("rollback");
-    report(&format!("refresher rollback, {count} in flight"), began.elapsed(), "");
+    report(&format!("refresher rollback, {count} in flight"), began.elapsed(), refresher_timeout);
     assert_eq!(rolled.pending as usize, count, "{:?}", rolled.refused);
 
     let began = Instant::now();
     let settled = refresher.settle(ROLLOUT, 0).await.expect("settle");
-    report(&format!("refresher settle_rollbacks, {count} rolling back"), began.elapsed(), "");
+    report(&format!("refresher settle_rollbacks, {count} rolling back"), began.elapsed(), refresher_timeout);
     assert_eq!(settled.round, 1);
 
     let began = Instant::now();
@@ -162,7 +162,7 @@ async fn fleet_loops_fit_the_function_timeout() {
         .finish(ROLLOUT, Outcome::Failed, None)
         .await
         .expect("finish");
-    report(&format!("refresher finish, {count} records"), began.elapsed(), "");
+    report(&format!("refresher finish, {count} records"), began.elapsed(), refresher_timeout);
     assert_eq!(finished.succeeded, 0);
     let records: Vec<AsgRecord> = store.list(ROLLOUT).await.expect("list");
     assert!(records.iter().all(|r| r.status != status::PLANNED));

@@ -255,7 +255,9 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
         assert_eq!(c.handler(), Some("bootstrap"));
         assert_eq!(c.architectures().iter().map(|a| a.as_str()).collect::<Vec<_>>(), ["x86_64"]);
         assert_eq!(c.memory_size(), Some(128));
-        assert_eq!(c.timeout(), Some(30));
+        // The planner reads every target once per rollout: its own, longer timeout.
+        let timeout = if function == "planner" { 600 } else { 30 };
+        assert_eq!(c.timeout(), Some(timeout), "{name}");
         assert_eq!(c.role(), Some(format!("arn:aws:iam::123456789012:role/{PREFIX}-lambda").as_str()));
         let vars = c.environment().and_then(|e| e.variables()).unwrap();
         assert_eq!(vars.get("ASG_REFRESH_TABLE").map(String::as_str), Some(PREFIX));

@@ -50,9 +50,9 @@ pub fn desired(config: &StackConfig, zips: &BTreeMap<&'static str, PathBuf>) -> 
     };
     let mut out = Vec::new();
     for (function, zip_path) in zips {
-        let name = match *function {
-            "planner" => stack.planner_function(),
-            "refresher" => stack.refresher_function(),
+        let (name, timeout) = match *function {
+            "planner" => (stack.planner_function(), config.lambda.planner_timeout_seconds),
+            "refresher" => (stack.refresher_function(), config.lambda.timeout_seconds),
             other => bail!("unknown function {other}"),
         };
         let zip = std::fs::read(zip_path).with_context(|| format!("cannot read {}", zip_path.display()))?;
@@ -62,8 +62,7 @@ pub fn desired(config: &StackConfig, zips: &BTreeMap<&'static str, PathBuf>) -> 
             role_arn: stack.role_arn(&stack.lambda_role()),
             architecture: architecture.clone(),
             memory_mb: i32::try_from(config.lambda.memory_mb).context("lambda.memory_mb is too large")?,
-            timeout_seconds: i32::try_from(config.lambda.timeout_seconds)
-                .context("lambda.timeout_seconds is too large")?,
+            timeout_seconds: i32::try_from(timeout).context("the function timeout is too large")?,
             environment: BTreeMap::from([(TABLE_VARIABLE.to_string(), stack.table())]),
             zip,
             code_sha256,
