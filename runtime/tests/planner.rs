@@ -39,14 +39,7 @@ async fn waves(emulator: &Emulator, rollout_id: &str, count: u32) -> Vec<Vec<Str
 }
 
 fn planner(emulator: &Emulator) -> Planner {
-    Planner {
-        autoscaling: emulator.autoscaling.clone(),
-        elb: emulator.elb.clone(),
-        ec2: emulator.ec2.clone(),
-        iam: aws_sdk_iam::Client::new(&emulator.config),
-        store: emulator.store(),
-        clock: emulator.clock(),
-    }
+    emulator.planner()
 }
 
 /// web-1..4 by tag, api-1 by name (canary), a capacity-0 group, an unhealthy one, an

@@ -32,14 +32,7 @@ fn request(ami: &str, rollout_id: &str, asgs: &[&str], auto_rollback: bool, inst
 }
 
 fn planner(emulator: &Emulator) -> Planner {
-    Planner {
-        autoscaling: emulator.autoscaling.clone(),
-        elb: emulator.elb.clone(),
-        ec2: emulator.ec2.clone(),
-        iam: aws_sdk_iam::Client::new(&emulator.config),
-        store: emulator.store(),
-        clock: emulator.clock(),
-    }
+    emulator.planner()
 }
 
 /// A launch template of `ami` and `instance_type`, with an instance profile when given;

@@ -13,7 +13,6 @@ use generator::payload::{
     status, Outcome, PlanRequest, RefresherRequest, TargetSpec, MAX_MESSAGE_BYTES,
 };
 use generator::waves;
-use runtime::planner::Planner;
 use runtime::refresher::Refresher;
 use runtime::store::AsgRecord;
 use runtime::{wave_store, Error};
@@ -115,14 +114,7 @@ async fn the_planner_answers_counts_and_the_table_holds_the_waves() {
         emulator.asg(name, 1, &[("group", "web")], &[]).await;
     }
     let ami = emulator.existing_ami().await;
-    let planner = Planner {
-        autoscaling: emulator.autoscaling.clone(),
-        elb: emulator.elb.clone(),
-        ec2: emulator.ec2.clone(),
-        iam: aws_sdk_iam::Client::new(&emulator.config),
-        store: emulator.store(),
-        clock: emulator.clock(),
-    };
+    let planner = emulator.planner();
     let request = PlanRequest {
         rollout_id: ROLLOUT.into(),
         ami,
@@ -277,14 +269,7 @@ async fn plan_a_fleet_of_long_names(count: usize) {
         }
     }
     println!("created {count} ASGs in {:?}", began.elapsed());
-    let planner = Planner {
-        autoscaling: emulator.autoscaling.clone(),
-        elb: emulator.elb.clone(),
-        ec2: emulator.ec2.clone(),
-        iam: aws_sdk_iam::Client::new(&emulator.config),
-        store: emulator.store(),
-        clock: emulator.clock(),
-    };
+    let planner = emulator.planner();
     let request = PlanRequest {
         rollout_id: ROLLOUT.into(),
         ami,

@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use runtime::planner::Planner;
 use runtime::store::Store;
 use runtime::Clock;
 
@@ -62,6 +63,18 @@ impl Emulator {
         };
         emulator.create_table().await;
         emulator
+    }
+
+    /// The planner on this emulator's clients, table and clock.
+    pub fn planner(&self) -> Planner {
+        Planner {
+            autoscaling: self.autoscaling.clone(),
+            elb: self.elb.clone(),
+            ec2: self.ec2.clone(),
+            iam: aws_sdk_iam::Client::new(&self.config),
+            store: self.store(),
+            clock: self.clock(),
+        }
     }
 
     pub fn store(&self) -> Store {
