@@ -91,9 +91,12 @@ def _caller_role(response):
     return role_arn, f"arn:aws:sts::{account}:assumed-role/{name}/{session}"
 
 
-def _role_statements(role_arn):
+def role_statements(role_arn):
     """Every statement of the role's inline and attached policies; [] when it does not exist."""
-    account = role_arn.split(":")[4]
+    parts = (role_arn or "").split(":")
+    if len(parts) < 6:
+        return []
+    account = parts[4]
     backend = iam_backends[account]["aws"]
     try:
         role = backend.get_role_by_arn(role_arn)
@@ -117,7 +120,7 @@ def _check(response):
     if service is None:
         return None
     try:
-        statements = _role_statements(role_arn)
+        statements = role_statements(role_arn)
         checks = iam_requests.checks(response, service, operation)
         for check in checks:
             decision, _ = iam_policy.evaluate(statements, check.action, check.resource, check.context)

@@ -15,9 +15,9 @@ current role; a call without a log destination is not judged.
 """
 
 from moto.core.exceptions import AWSError
-from moto.iam.models import iam_backends
 from moto.stepfunctions.responses import StepFunctionResponse
 
+import iam_enforcement
 import iam_policy
 
 LOG_DELIVERY_ACTIONS = (
@@ -33,28 +33,10 @@ LOG_DELIVERY_ACTIONS = (
 MESSAGE = "The state machine IAM Role is not authorized to access the Log Destination"
 
 
-def _role_statements(role_arn):
-    """Every statement of the role's inline and attached policies; None when it does not exist."""
-    parts = (role_arn or "").split(":")
-    if len(parts) < 6:
-        return None
-    try:
-        role = iam_backends[parts[4]]["aws"].get_role_by_arn(role_arn)
-    except Exception:
-        return None
-    documents = list(role.policies.values())
-    for policy in role.managed_policies.values():
-        default = next((v for v in policy.versions if v.is_default), None)
-        if default is not None:
-            documents.append(default.document)
-    return iam_policy.statements(documents)
-
-
 def missing_actions(role_arn):
     """The log-delivery actions the role does not allow on "*" (all of them without a role)."""
-    statements = _role_statements(role_arn)
-    if statements is None:
-        return list(LOG_DELIVERY_ACTIONS)
+    # A role that does not exist has no statements: every action is missing.
+    statements = iam_enforcement.role_statements(role_arn)
     missing = []
     for action in LOG_DELIVERY_ACTIONS:
         decision, _ = iam_policy.evaluate(statements, action, "*", {})
