@@ -8,8 +8,12 @@ mod e2e;
 use std::time::{Duration, Instant};
 
 use asg_refresh_tests::{workspace_root, Moto};
-use aws_sdk_autoscaling::types::{DesiredConfiguration, InstanceRefresh, LaunchTemplateSpecification};
-use e2e::{deploy_local, fleet, function_zip, group_version, run_rollout, sdk_config, tempfile_dir};
+use aws_sdk_autoscaling::types::{
+    DesiredConfiguration, InstanceRefresh, LaunchTemplateSpecification,
+};
+use e2e::{
+    deploy_local, fleet, function_zip, group_version, run_rollout, sdk_config, tempfile_dir,
+};
 use serde_json::{json, Value};
 
 async fn start(config: &aws_config::SdkConfig, asg: &str, template_id: &str) -> String {
@@ -18,7 +22,12 @@ async fn start(config: &aws_config::SdkConfig, asg: &str, template_id: &str) -> 
         .auto_scaling_group_name(asg)
         .desired_configuration(
             DesiredConfiguration::builder()
-                .launch_template(LaunchTemplateSpecification::builder().launch_template_id(template_id).version("2").build())
+                .launch_template(
+                    LaunchTemplateSpecification::builder()
+                        .launch_template_id(template_id)
+                        .version("2")
+                        .build(),
+                )
                 .build(),
         )
         .send()
@@ -37,11 +46,17 @@ async fn describe(config: &aws_config::SdkConfig, asg: &str, id: &str) -> Instan
         .send()
         .await
         .expect("describe instance refreshes");
-    out.instance_refreshes().first().cloned().expect("the refresh is listed")
+    out.instance_refreshes()
+        .first()
+        .cloned()
+        .expect("the refresh is listed")
 }
 
 fn status(refresh: &InstanceRefresh) -> String {
-    refresh.status().map(|s| s.as_str().to_string()).unwrap_or_default()
+    refresh
+        .status()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default()
 }
 
 /// Polls until the refresh reaches a status outside `in_flight`; returns every status
@@ -62,7 +77,10 @@ async fn poll_until_done(
         if !in_flight.contains(&current.as_str()) {
             return (refresh, seen);
         }
-        assert!(Instant::now() < until, "{asg}: refresh {id} still {current} after {deadline:?}; seen {seen:?}");
+        assert!(
+            Instant::now() < until,
+            "{asg}: refresh {id} still {current} after {deadline:?}; seen {seen:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -75,12 +93,20 @@ fn logged(moto: &Moto, id: &str) -> Vec<(String, Option<String>)> {
         .expect("events")
         .iter()
         .filter(|e| e["refresh_id"] == id)
-        .map(|e| (e["event"].as_str().unwrap_or_default().to_string(), e["status"].as_str().map(str::to_string)))
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap_or_default().to_string(),
+                e["status"].as_str().map(str::to_string),
+            )
+        })
         .collect()
 }
 
 fn pairs(items: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
-    items.iter().map(|(e, s)| (e.to_string(), s.map(str::to_string))).collect()
+    items
+        .iter()
+        .map(|(e, s)| (e.to_string(), s.map(str::to_string)))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,45 +124,110 @@ async fn refresh_runs_pending_in_progress_successful_and_applies_the_version() {
         .await
         .expect_err("a second refresh while one is active");
     assert!(
-        second.as_service_error().is_some_and(|e| e.is_instance_refresh_in_progress_fault()),
+        second
+            .as_service_error()
+            .is_some_and(|e| e.is_instance_refresh_in_progress_fault()),
         "expected InstanceRefreshInProgress, got {second:?}"
     );
 
-    let (done, seen) = poll_until_done(&config, "web-1", &id, &["Pending", "InProgress"], Duration::from_secs(30)).await;
+    let (done, seen) = poll_until_done(
+        &config,
+        "web-1",
+        &id,
+        &["Pending", "InProgress"],
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(status(&done), "Successful", "seen {seen:?}");
     assert_eq!(done.percentage_complete(), Some(100));
     assert!(done.end_time().is_some() && done.start_time().is_some());
     assert_eq!(seen[0].0, "Pending", "seen {seen:?}");
-    assert!(seen.iter().any(|(s, p)| s == "InProgress" && *p > 0 && *p < 100), "seen {seen:?}");
-    assert!(seen.windows(2).all(|w| w[0].1 <= w[1].1), "percentage never goes down: {seen:?}");
-    let desired = done.desired_configuration().and_then(|d| d.launch_template()).expect("desired configuration");
-    assert_eq!((desired.launch_template_id(), desired.version()), (Some(template.as_str()), Some("2")));
+    assert!(
+        seen.iter()
+            .any(|(s, p)| s == "InProgress" && *p > 0 && *p < 100),
+        "seen {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].1 <= w[1].1),
+        "percentage never goes down: {seen:?}"
+    );
+    let desired = done
+        .desired_configuration()
+        .and_then(|d| d.launch_template())
+        .expect("desired configuration");
+    assert_eq!(
+        (desired.launch_template_id(), desired.version()),
+        (Some(template.as_str()), Some("2"))
+    );
     assert_eq!(group_version(&config, "web-1").await.as_deref(), Some("2"));
 
     // Nothing is active any more: a new start is accepted.
     let again = start(&config, "web-1", &template).await;
     assert_ne!(again, id);
 
-    assert_eq!(logged(&moto, &id), pairs(&[("start", None), ("end", Some("Successful"))]));
+    assert_eq!(
+        logged(&moto, &id),
+        pairs(&[("start", None), ("end", Some("Successful"))])
+    );
     let log = moto.refresh_log();
     let events = log["events"].as_array().unwrap();
-    let start_t = events.iter().find(|e| e["refresh_id"] == id && e["event"] == "start").unwrap()["t"].as_f64().unwrap();
-    let end_t = events.iter().find(|e| e["refresh_id"] == id && e["event"] == "end").unwrap()["t"].as_f64().unwrap();
-    assert!((end_t - start_t - 3.0).abs() < 0.01, "ran {} s, tagged 3 s", end_t - start_t);
-    assert_eq!(events.iter().filter(|e| e["event"] == "start").count(), 2, "{log}");
+    let start_t = events
+        .iter()
+        .find(|e| e["refresh_id"] == id && e["event"] == "start")
+        .unwrap()["t"]
+        .as_f64()
+        .unwrap();
+    let end_t = events
+        .iter()
+        .find(|e| e["refresh_id"] == id && e["event"] == "end")
+        .unwrap()["t"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (end_t - start_t - 3.0).abs() < 0.01,
+        "ran {} s, tagged 3 s",
+        end_t - start_t
+    );
+    assert_eq!(
+        events.iter().filter(|e| e["event"] == "start").count(),
+        2,
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_outcome_failed_from_a_tag() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
-    let template = fleet(&config, "api-1", &[("emulator:refresh-seconds", "1"), ("emulator:refresh-outcome", "Failed")]).await;
+    let template = fleet(
+        &config,
+        "api-1",
+        &[
+            ("emulator:refresh-seconds", "1"),
+            ("emulator:refresh-outcome", "Failed"),
+        ],
+    )
+    .await;
     let id = start(&config, "api-1", &template).await;
-    let (done, seen) = poll_until_done(&config, "api-1", &id, &["Pending", "InProgress"], Duration::from_secs(20)).await;
+    let (done, seen) = poll_until_done(
+        &config,
+        "api-1",
+        &id,
+        &["Pending", "InProgress"],
+        Duration::from_secs(20),
+    )
+    .await;
     assert_eq!(status(&done), "Failed", "seen {seen:?}");
     assert!(done.status_reason().is_some_and(|r| !r.is_empty()));
-    assert_eq!(group_version(&config, "api-1").await.as_deref(), Some("1"), "a failed refresh leaves the group as it was");
-    assert_eq!(logged(&moto, &id), pairs(&[("start", None), ("end", Some("Failed"))]));
+    assert_eq!(
+        group_version(&config, "api-1").await.as_deref(),
+        Some("1"),
+        "a failed refresh leaves the group as it was"
+    );
+    assert_eq!(
+        logged(&moto, &id),
+        pairs(&[("start", None), ("end", Some("Failed"))])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,36 +235,105 @@ async fn rollback_and_cancel() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
     let autoscaling = aws_sdk_autoscaling::Client::new(&config);
-    let slow = [("emulator:refresh-seconds", "60"), ("emulator:rollback-seconds", "1"), ("emulator:cancel-seconds", "1")];
+    let slow = [
+        ("emulator:refresh-seconds", "60"),
+        ("emulator:rollback-seconds", "1"),
+        ("emulator:cancel-seconds", "1"),
+    ];
 
     // Nothing active: both are refused with the typed error.
     let template = fleet(&config, "db-1", &slow).await;
-    let none = autoscaling.rollback_instance_refresh().auto_scaling_group_name("db-1").send().await.expect_err("no refresh");
-    assert!(none.as_service_error().is_some_and(|e| e.is_active_instance_refresh_not_found_fault()), "{none:?}");
-    let none = autoscaling.cancel_instance_refresh().auto_scaling_group_name("db-1").send().await.expect_err("no refresh");
-    assert!(none.as_service_error().is_some_and(|e| e.is_active_instance_refresh_not_found_fault()), "{none:?}");
+    let none = autoscaling
+        .rollback_instance_refresh()
+        .auto_scaling_group_name("db-1")
+        .send()
+        .await
+        .expect_err("no refresh");
+    assert!(
+        none.as_service_error()
+            .is_some_and(|e| e.is_active_instance_refresh_not_found_fault()),
+        "{none:?}"
+    );
+    let none = autoscaling
+        .cancel_instance_refresh()
+        .auto_scaling_group_name("db-1")
+        .send()
+        .await
+        .expect_err("no refresh");
+    assert!(
+        none.as_service_error()
+            .is_some_and(|e| e.is_active_instance_refresh_not_found_fault()),
+        "{none:?}"
+    );
 
     let id = start(&config, "db-1", &template).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let rolled = autoscaling.rollback_instance_refresh().auto_scaling_group_name("db-1").send().await.expect("rollback");
+    let rolled = autoscaling
+        .rollback_instance_refresh()
+        .auto_scaling_group_name("db-1")
+        .send()
+        .await
+        .expect("rollback");
     assert_eq!(rolled.instance_refresh_id(), Some(id.as_str()));
-    let (done, seen) = poll_until_done(&config, "db-1", &id, &["RollbackInProgress"], Duration::from_secs(20)).await;
+    let (done, seen) = poll_until_done(
+        &config,
+        "db-1",
+        &id,
+        &["RollbackInProgress"],
+        Duration::from_secs(20),
+    )
+    .await;
     assert_eq!(status(&done), "RollbackSuccessful", "seen {seen:?}");
     assert_eq!(seen[0].0, "RollbackInProgress", "seen {seen:?}");
     assert!(done.rollback_details().is_some());
     assert_eq!(group_version(&config, "db-1").await.as_deref(), Some("1"));
-    assert_eq!(logged(&moto, &id), pairs(&[("start", None), ("rollback", None), ("end", Some("RollbackSuccessful"))]));
+    assert_eq!(
+        logged(&moto, &id),
+        pairs(&[
+            ("start", None),
+            ("rollback", None),
+            ("end", Some("RollbackSuccessful"))
+        ])
+    );
 
     let template = fleet(&config, "db-2", &slow).await;
     let id = start(&config, "db-2", &template).await;
-    let cancelled = autoscaling.cancel_instance_refresh().auto_scaling_group_name("db-2").send().await.expect("cancel");
+    let cancelled = autoscaling
+        .cancel_instance_refresh()
+        .auto_scaling_group_name("db-2")
+        .send()
+        .await
+        .expect("cancel");
     assert_eq!(cancelled.instance_refresh_id(), Some(id.as_str()));
     // Cancelling is still active: a new start is refused until it ends.
-    let busy = autoscaling.start_instance_refresh().auto_scaling_group_name("db-2").send().await.expect_err("still cancelling");
-    assert!(busy.as_service_error().is_some_and(|e| e.is_instance_refresh_in_progress_fault()), "{busy:?}");
-    let (done, seen) = poll_until_done(&config, "db-2", &id, &["Cancelling"], Duration::from_secs(20)).await;
+    let busy = autoscaling
+        .start_instance_refresh()
+        .auto_scaling_group_name("db-2")
+        .send()
+        .await
+        .expect_err("still cancelling");
+    assert!(
+        busy.as_service_error()
+            .is_some_and(|e| e.is_instance_refresh_in_progress_fault()),
+        "{busy:?}"
+    );
+    let (done, seen) = poll_until_done(
+        &config,
+        "db-2",
+        &id,
+        &["Cancelling"],
+        Duration::from_secs(20),
+    )
+    .await;
     assert_eq!(status(&done), "Cancelled", "seen {seen:?}");
-    assert_eq!(logged(&moto, &id), pairs(&[("start", None), ("cancel", None), ("end", Some("Cancelled"))]));
+    assert_eq!(
+        logged(&moto, &id),
+        pairs(&[
+            ("start", None),
+            ("cancel", None),
+            ("end", Some("Cancelled"))
+        ])
+    );
 }
 
 /// The debug refresher, stripped of debug info and zipped as `bootstrap`.
@@ -184,14 +344,40 @@ fn refresher_zip() -> Vec<u8> {
 /// A DynamoDB table shaped like the rollout table, and the refresher deployed with it.
 async fn deploy_refresher(config: &aws_config::SdkConfig, table: &str) -> String {
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
-    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
     dynamodb
         .create_table()
         .table_name(table)
-        .key_schema(KeySchemaElement::builder().attribute_name("rollout_id").key_type(KeyType::Hash).build().unwrap())
-        .key_schema(KeySchemaElement::builder().attribute_name("asg").key_type(KeyType::Range).build().unwrap())
-        .attribute_definitions(AttributeDefinition::builder().attribute_name("rollout_id").attribute_type(ScalarAttributeType::S).build().unwrap())
-        .attribute_definitions(AttributeDefinition::builder().attribute_name("asg").attribute_type(ScalarAttributeType::S).build().unwrap())
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("rollout_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("asg")
+                .key_type(KeyType::Range)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("rollout_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("asg")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
@@ -230,8 +416,16 @@ async fn deploy_refresher(config: &aws_config::SdkConfig, table: &str) -> String
         .handler("bootstrap")
         .role(&role_arn)
         .timeout(30)
-        .code(FunctionCode::builder().zip_file(aws_sdk_lambda::primitives::Blob::new(refresher_zip())).build())
-        .environment(Environment::builder().variables("ASG_REFRESH_TABLE", table).build())
+        .code(
+            FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(refresher_zip()))
+                .build(),
+        )
+        .environment(
+            Environment::builder()
+                .variables("ASG_REFRESH_TABLE", table)
+                .build(),
+        )
         .send()
         .await
         .expect("create function");
@@ -259,38 +453,59 @@ async fn lambda_runs_the_refresher_bootstrap_against_the_emulator() {
             out.function_error(),
             None,
             "payload: {:?}\nlambda output:\n{}",
-            out.payload().map(|p| String::from_utf8_lossy(p.as_ref()).to_string()),
+            out.payload()
+                .map(|p| String::from_utf8_lossy(p.as_ref()).to_string()),
             moto.lambda_logs()
         );
-        let payload: Value = serde_json::from_slice(out.payload().expect("payload").as_ref()).expect("JSON payload");
+        let payload: Value =
+            serde_json::from_slice(out.payload().expect("payload").as_ref()).expect("JSON payload");
         assert_eq!(payload, json!({"rollout_id": rollout, "awaiting_wave": 1}));
     }
     // The binary wrote through AWS_ENDPOINT_URL to the emulator's DynamoDB.
-    let items = aws_sdk_dynamodb::Client::new(&config).scan().table_name("rollouts").send().await.expect("scan");
+    let items = aws_sdk_dynamodb::Client::new(&config)
+        .scan()
+        .table_name("rollouts")
+        .send()
+        .await
+        .expect("scan");
     let mut written: Vec<(String, String, String)> = items
         .items()
         .iter()
         .map(|item| {
-            let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            let s = |k: &str| {
+                item.get(k)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default()
+            };
             (s("rollout_id"), s("task_token"), s("status"))
         })
         .collect();
     written.sort();
     assert_eq!(
         written,
-        (0..3).map(|r| (format!("r-{r}"), format!("token-{r}"), "AwaitingApproval".to_string())).collect::<Vec<_>>()
+        (0..3)
+            .map(|r| (
+                format!("r-{r}"),
+                format!("token-{r}"),
+                "AwaitingApproval".to_string()
+            ))
+            .collect::<Vec<_>>()
     );
 
     // A handler error comes back as a Lambda function error with the runtime's payload.
     let out = lambda
         .invoke()
         .function_name("refresher")
-        .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"action":"bogus"}"#))
+        .payload(aws_sdk_lambda::primitives::Blob::new(
+            r#"{"action":"bogus"}"#,
+        ))
         .send()
         .await
         .expect("invoke");
     assert_eq!(out.function_error(), Some("Handled"));
-    let payload: Value = serde_json::from_slice(out.payload().expect("payload").as_ref()).expect("JSON error payload");
+    let payload: Value = serde_json::from_slice(out.payload().expect("payload").as_ref())
+        .expect("JSON error payload");
     assert_eq!(payload["errorType"], "InvalidInput", "{payload}");
 }
 
@@ -331,20 +546,47 @@ async fn step_functions_execution_invokes_the_refresher() {
         .expect("start execution");
     let until = Instant::now() + Duration::from_secs(60);
     let described = loop {
-        let described = sfn.describe_execution().execution_arn(execution.execution_arn()).send().await.expect("describe execution");
+        let described = sfn
+            .describe_execution()
+            .execution_arn(execution.execution_arn())
+            .send()
+            .await
+            .expect("describe execution");
         if described.status().as_str() != "RUNNING" {
             break described;
         }
         assert!(Instant::now() < until, "execution still RUNNING after 60 s");
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let history = sfn.get_execution_history().execution_arn(execution.execution_arn()).send().await.expect("history");
-    let kinds: Vec<String> = history.events().iter().map(|e| e.r#type().as_str().to_string()).collect();
+    let history = sfn
+        .get_execution_history()
+        .execution_arn(execution.execution_arn())
+        .send()
+        .await
+        .expect("history");
+    let kinds: Vec<String> = history
+        .events()
+        .iter()
+        .map(|e| e.r#type().as_str().to_string())
+        .collect();
     eprintln!("execution history: {kinds:?}");
-    assert_eq!(described.status().as_str(), "SUCCEEDED", "history {kinds:?}; output {:?}", described.output());
-    let output: Value = serde_json::from_str(described.output().expect("output")).expect("JSON output");
-    assert_eq!(output, json!({"answer": {"rollout_id": "sfn-1", "awaiting_wave": 3}}));
-    assert!(kinds.contains(&"LambdaFunctionSucceeded".to_string()) || kinds.contains(&"TaskSucceeded".to_string()), "{kinds:?}");
+    assert_eq!(
+        described.status().as_str(),
+        "SUCCEEDED",
+        "history {kinds:?}; output {:?}",
+        described.output()
+    );
+    let output: Value =
+        serde_json::from_str(described.output().expect("output")).expect("JSON output");
+    assert_eq!(
+        output,
+        json!({"answer": {"rollout_id": "sfn-1", "awaiting_wave": 3}})
+    );
+    assert!(
+        kinds.contains(&"LambdaFunctionSucceeded".to_string())
+            || kinds.contains(&"TaskSucceeded".to_string()),
+        "{kinds:?}"
+    );
 }
 
 /// The whole job: `cargo xtask deploy` of envs/local.toml to the emulator, a fleet, and one
@@ -356,8 +598,21 @@ async fn a_rollout_runs_end_to_end_with_the_deployed_state_machine() {
     let config = sdk_config(&moto).await;
     // Four ASGs found by local.toml's tag, refreshing for 2 to 5 s, and one with capacity 0.
     let mut templates = Vec::new();
-    for (asg, seconds) in [("demo-a", "2"), ("demo-b", "4"), ("demo-c", "5"), ("demo-d", "3")] {
-        let id = fleet(&config, asg, &[("refresh-group", "demo"), ("emulator:refresh-seconds", seconds)]).await;
+    for (asg, seconds) in [
+        ("demo-a", "2"),
+        ("demo-b", "4"),
+        ("demo-c", "5"),
+        ("demo-d", "3"),
+    ] {
+        let id = fleet(
+            &config,
+            asg,
+            &[
+                ("refresh-group", "demo"),
+                ("emulator:refresh-seconds", seconds),
+            ],
+        )
+        .await;
         templates.push((asg, id));
     }
     fleet(&config, "demo-zero", &[("refresh-group", "demo")]).await;
@@ -382,7 +637,11 @@ async fn a_rollout_runs_end_to_end_with_the_deployed_state_machine() {
     // Every eligible ASG refreshed exactly once, never more than batch_size (3) at once.
     let log = moto.refresh_log();
     let events = log["events"].as_array().expect("refresh log events");
-    let mut starts: Vec<&str> = events.iter().filter(|e| e["event"] == "start").filter_map(|e| e["asg"].as_str()).collect();
+    let mut starts: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "start")
+        .filter_map(|e| e["asg"].as_str())
+        .collect();
     starts.sort();
     assert_eq!(starts, ["demo-a", "demo-b", "demo-c", "demo-d"]);
     let mut timeline: Vec<(f64, i32)> = events
@@ -402,7 +661,10 @@ async fn a_rollout_runs_end_to_end_with_the_deployed_state_machine() {
         in_flight += delta;
         most = most.max(in_flight);
     }
-    assert!(most <= 3, "{most} refreshes in flight at once, batch_size is 3");
+    assert!(
+        most <= 3,
+        "{most} refreshes in flight at once, batch_size is 3"
+    );
     assert_eq!(most, 3, "the window should fill its 3 slots");
     // Each group now runs a launch template version whose ImageId is the new AMI.
     let ec2 = aws_sdk_ec2::Client::new(&config);
@@ -415,15 +677,25 @@ async fn a_rollout_runs_end_to_end_with_the_deployed_state_machine() {
             .send()
             .await
             .expect("describe version");
-        let image = described.launch_template_versions()[0].launch_template_data().and_then(|d| d.image_id()).map(str::to_string);
-        assert_eq!(image.as_deref(), Some(NEW_AMI), "{asg} runs version {version}");
+        let image = described.launch_template_versions()[0]
+            .launch_template_data()
+            .and_then(|d| d.image_id())
+            .map(str::to_string);
+        assert_eq!(
+            image.as_deref(),
+            Some(NEW_AMI),
+            "{asg} runs version {version}"
+        );
     }
     // The table says what happened to each ASG.
     let items = aws_sdk_dynamodb::Client::new(&config)
         .query()
         .table_name("asg-refresh-local")
         .key_condition_expression("rollout_id = :r")
-        .expression_attribute_values(":r", aws_sdk_dynamodb::types::AttributeValue::S("r-e2e-1".into()))
+        .expression_attribute_values(
+            ":r",
+            aws_sdk_dynamodb::types::AttributeValue::S("r-e2e-1".into()),
+        )
         .send()
         .await
         .expect("query the table");
@@ -447,9 +719,23 @@ async fn a_rollout_runs_end_to_end_with_the_deployed_state_machine() {
 async fn a_failed_asg_stops_later_waves_and_fails_the_execution_naming_it() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
-    fleet(&config, "demo-a", &[("refresh-group", "demo"), ("emulator:refresh-seconds", "2"), ("emulator:refresh-outcome", "Failed")]).await;
+    fleet(
+        &config,
+        "demo-a",
+        &[
+            ("refresh-group", "demo"),
+            ("emulator:refresh-seconds", "2"),
+            ("emulator:refresh-outcome", "Failed"),
+        ],
+    )
+    .await;
     for asg in ["demo-b", "demo-c", "demo-d"] {
-        fleet(&config, asg, &[("refresh-group", "demo"), ("emulator:refresh-seconds", "2")]).await;
+        fleet(
+            &config,
+            asg,
+            &[("refresh-group", "demo"), ("emulator:refresh-seconds", "2")],
+        )
+        .await;
     }
     let dir = tempfile_dir("stop");
     let local = std::fs::read_to_string(workspace_root().join("envs/local.toml")).unwrap();
@@ -457,7 +743,10 @@ async fn a_failed_asg_stops_later_waves_and_fails_the_execution_naming_it() {
         .replace("strategy = \"window\"", "strategy = \"batches\"")
         .replace("batch_size = 3", "batch_size = 2")
         .replace("on_failure = \"continue\"", "on_failure = \"stop\"");
-    assert_ne!(stop, local, "envs/local.toml changed shape: update this test");
+    assert_ne!(
+        stop, local,
+        "envs/local.toml changed shape: update this test"
+    );
     std::fs::write(dir.join("stop.toml"), stop).unwrap();
     deploy_local(&moto, Some(&dir.join("stop.toml")));
     let _ = std::fs::remove_dir_all(&dir);
@@ -476,5 +765,9 @@ async fn a_failed_asg_stops_later_waves_and_fails_the_execution_naming_it() {
         .filter_map(|e| e["asg"].as_str())
         .collect();
     starts.sort();
-    assert_eq!(starts, ["demo-a", "demo-b"], "wave 1 must not start after wave 0 failed");
+    assert_eq!(
+        starts,
+        ["demo-a", "demo-b"],
+        "wave 1 must not start after wave 0 failed"
+    );
 }

@@ -9,9 +9,13 @@ mod e2e;
 use asg_refresh_tests::Moto;
 use aws_sdk_autoscaling::types::{DesiredConfiguration, LaunchTemplateSpecification, Tag};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
 use aws_sdk_ec2::types::{
-    LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType,
+    LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateTagSpecificationRequest,
+    RequestLaunchTemplateData, ResourceType,
 };
 use e2e::*;
 use serde_json::{json, Value};
@@ -21,7 +25,11 @@ const STATES_ROLE: &str = "asg-refresh-local-states";
 const NEW_AMI: &str = "ami-0fedcba9876543210";
 
 /// SDK config with credentials of `role` (STS AssumeRole, made with the deployer's keys).
-async fn as_role(moto: &Moto, deployer: &aws_config::SdkConfig, role: &str) -> aws_config::SdkConfig {
+async fn as_role(
+    moto: &Moto,
+    deployer: &aws_config::SdkConfig,
+    role: &str,
+) -> aws_config::SdkConfig {
     let assumed = aws_sdk_sts::Client::new(deployer)
         .assume_role()
         .role_arn(format!("arn:aws:iam::123456789012:role/{role}"))
@@ -46,22 +54,39 @@ async fn as_role(moto: &Moto, deployer: &aws_config::SdkConfig, role: &str) -> a
 
 /// The error code and message of a refused call; panics when it succeeded.
 #[track_caller]
-fn refused<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(result: Result<T, E>, what: &str) -> (String, String) {
+fn refused<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
+    result: Result<T, E>,
+    what: &str,
+) -> (String, String) {
     match result {
         Ok(out) => panic!("{what} was allowed: {out:?}"),
-        Err(e) => (e.code().unwrap_or_default().to_string(), e.message().unwrap_or_default().to_string()),
+        Err(e) => (
+            e.code().unwrap_or_default().to_string(),
+            e.message().unwrap_or_default().to_string(),
+        ),
     }
 }
 
 /// A new x86_64 image in the emulator (the planner checks that the AMI exists).
 async fn new_image(config: &aws_config::SdkConfig) -> String {
-    let out = aws_sdk_ec2::Client::new(config).register_image().name("iam-enforcement").send().await.expect("register image");
+    let out = aws_sdk_ec2::Client::new(config)
+        .register_image()
+        .name("iam-enforcement")
+        .send()
+        .await
+        .expect("register image");
     out.image_id().expect("image id").to_string()
 }
 
 /// The role's inline policy (named after the role, as deploy puts it).
 async fn role_policy(deployer: &aws_config::SdkConfig, role: &str) -> Value {
-    let out = aws_sdk_iam::Client::new(deployer).get_role_policy().role_name(role).policy_name(role).send().await.expect("get role policy");
+    let out = aws_sdk_iam::Client::new(deployer)
+        .get_role_policy()
+        .role_name(role)
+        .policy_name(role)
+        .send()
+        .await
+        .expect("get role policy");
     let document = out.policy_document();
     serde_json::from_str(document)
         .or_else(|_| serde_json::from_str(&percent_decode(document)))
@@ -108,15 +133,26 @@ async fn remove_actions(deployer: &aws_config::SdkConfig, role: &str, drop: &[&s
     statements.retain_mut(|statement| {
         let actions = match &statement["Action"] {
             Value::String(a) => vec![a.clone()],
-            Value::Array(list) => list.iter().filter_map(|a| a.as_str().map(str::to_string)).collect(),
+            Value::Array(list) => list
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect(),
             _ => return true,
         };
-        let kept: Vec<String> = actions.iter().filter(|a| !drop.contains(&a.as_str())).cloned().collect();
+        let kept: Vec<String> = actions
+            .iter()
+            .filter(|a| !drop.contains(&a.as_str()))
+            .cloned()
+            .collect();
         removed += actions.len() - kept.len();
         statement["Action"] = json!(kept);
         !kept.is_empty()
     });
-    assert_eq!(removed, drop.len(), "the deployed policy of {role} does not grant each of {drop:?}: {policy:#}");
+    assert_eq!(
+        removed,
+        drop.len(),
+        "the deployed policy of {role} does not grant each of {drop:?}: {policy:#}"
+    );
     put_role_policy(deployer, role, &policy).await;
 }
 
@@ -124,9 +160,19 @@ async fn table(config: &aws_config::SdkConfig, name: &str) {
     aws_sdk_dynamodb::Client::new(config)
         .create_table()
         .table_name(name)
-        .key_schema(KeySchemaElement::builder().attribute_name("rollout_id").key_type(KeyType::Hash).build().unwrap())
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("rollout_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
         .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("rollout_id").attribute_type(ScalarAttributeType::S).build().unwrap(),
+            AttributeDefinition::builder()
+                .attribute_name("rollout_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
         )
         .billing_mode(BillingMode::PayPerRequest)
         .send()
@@ -135,11 +181,18 @@ async fn table(config: &aws_config::SdkConfig, name: &str) {
 }
 
 fn key() -> std::collections::HashMap<String, AttributeValue> {
-    [("rollout_id".to_string(), AttributeValue::S("r".into())), ("asg".to_string(), AttributeValue::S("a".into()))].into()
+    [
+        ("rollout_id".to_string(), AttributeValue::S("r".into())),
+        ("asg".to_string(), AttributeValue::S("a".into())),
+    ]
+    .into()
 }
 
 fn denials(moto: &Moto) -> Vec<Value> {
-    moto.iam_denials()["denials"].as_array().cloned().unwrap_or_default()
+    moto.iam_denials()["denials"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The deployed Lambda role reaches its own table and tagged groups, nothing else; each
@@ -156,21 +209,52 @@ async fn the_deployed_lambda_role_reaches_its_table_and_tagged_groups_only() {
     let dynamodb = aws_sdk_dynamodb::Client::new(&role);
 
     // Action and resource: GetItem on the stack's table only; Scan is not granted at all.
-    dynamodb.get_item().table_name(TABLE).set_key(Some(key())).send().await.expect("GetItem on the stack table");
-    let (code, message) = refused(dynamodb.get_item().table_name("someone-elses").set_key(Some(key())).send().await, "GetItem elsewhere");
+    dynamodb
+        .get_item()
+        .table_name(TABLE)
+        .set_key(Some(key()))
+        .send()
+        .await
+        .expect("GetItem on the stack table");
+    let (code, message) = refused(
+        dynamodb
+            .get_item()
+            .table_name("someone-elses")
+            .set_key(Some(key()))
+            .send()
+            .await,
+        "GetItem elsewhere",
+    );
     assert_eq!(code, "AccessDeniedException", "{message}");
     assert!(message.contains("dynamodb:GetItem on resource: arn:aws:dynamodb:us-east-1:123456789012:table/someone-elses"), "{message}");
-    assert!(message.contains("assumed-role/asg-refresh-local-lambda/"), "{message}");
+    assert!(
+        message.contains("assumed-role/asg-refresh-local-lambda/"),
+        "{message}"
+    );
     let (code, _) = refused(dynamodb.scan().table_name(TABLE).send().await, "Scan");
     assert_eq!(code, "AccessDeniedException");
 
     // aws:ResourceTag: StartInstanceRefresh on groups tagged refresh-group=demo only.
     let autoscaling = aws_sdk_autoscaling::Client::new(&role);
-    let (code, message) =
-        refused(autoscaling.start_instance_refresh().auto_scaling_group_name("i-other").send().await, "refresh of an untagged group");
+    let (code, message) = refused(
+        autoscaling
+            .start_instance_refresh()
+            .auto_scaling_group_name("i-other")
+            .send()
+            .await,
+        "refresh of an untagged group",
+    );
     assert_eq!(code, "AccessDenied", "{message}");
-    assert!(message.contains("autoscaling:StartInstanceRefresh"), "{message}");
-    autoscaling.start_instance_refresh().auto_scaling_group_name("i-tagged").send().await.expect("refresh of a tagged group");
+    assert!(
+        message.contains("autoscaling:StartInstanceRefresh"),
+        "{message}"
+    );
+    autoscaling
+        .start_instance_refresh()
+        .auto_scaling_group_name("i-tagged")
+        .send()
+        .await
+        .expect("refresh of a tagged group");
 
     // EC2 answers UnauthorizedOperation.
     let ec2 = aws_sdk_ec2::Client::new(&role);
@@ -178,9 +262,25 @@ async fn the_deployed_lambda_role_reaches_its_table_and_tagged_groups_only() {
     assert_eq!(code, "UnauthorizedOperation", "{message}");
 
     // The deployer's own keys are not checked.
-    aws_sdk_dynamodb::Client::new(&deployer).scan().table_name("someone-elses").send().await.expect("the deployer scans");
-    let refusals: Vec<String> = denials(&moto).iter().map(|d| d["action"].as_str().unwrap_or_default().to_string()).collect();
-    assert_eq!(refusals, ["dynamodb:GetItem", "dynamodb:Scan", "autoscaling:StartInstanceRefresh", "ec2:DescribeInstances"]);
+    aws_sdk_dynamodb::Client::new(&deployer)
+        .scan()
+        .table_name("someone-elses")
+        .send()
+        .await
+        .expect("the deployer scans");
+    let refusals: Vec<String> = denials(&moto)
+        .iter()
+        .map(|d| d["action"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            "dynamodb:GetItem",
+            "dynamodb:Scan",
+            "autoscaling:StartInstanceRefresh",
+            "ec2:DescribeInstances"
+        ]
+    );
 }
 
 /// An explicit Deny wins over any Allow, NotAction and NotResource cover everything but what
@@ -207,14 +307,31 @@ async fn explicit_deny_not_action_and_missing_condition_keys() {
     statements.push(json!({"Sid": "DescribeIfTagged", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*", "Condition": {"StringEquals": {"aws:ResourceTag/nope": "x"}}}));
     put_role_policy(&deployer, LAMBDA_ROLE, &policy).await;
 
-    dynamodb.get_item().table_name(TABLE).set_key(Some(key())).send().await.expect("GetItem is outside the NotAction deny");
+    dynamodb
+        .get_item()
+        .table_name(TABLE)
+        .set_key(Some(key()))
+        .send()
+        .await
+        .expect("GetItem is outside the NotAction deny");
     let mut with_not_resource = policy.clone();
     with_not_resource["Statement"].as_array_mut().unwrap().push(
         json!({"Sid": "DenyGetItemOutsideElsewhere", "Effect": "Deny", "Action": "dynamodb:GetItem", "NotResource": "arn:aws:dynamodb:*:*:table/elsewhere"}),
     );
     put_role_policy(&deployer, LAMBDA_ROLE, &with_not_resource).await;
-    let (_, message) = refused(dynamodb.get_item().table_name(TABLE).set_key(Some(key())).send().await, "GetItem under a NotResource deny");
-    assert!(message.contains("with an explicit deny in an identity-based policy"), "{message}");
+    let (_, message) = refused(
+        dynamodb
+            .get_item()
+            .table_name(TABLE)
+            .set_key(Some(key()))
+            .send()
+            .await,
+        "GetItem under a NotResource deny",
+    );
+    assert!(
+        message.contains("with an explicit deny in an identity-based policy"),
+        "{message}"
+    );
     put_role_policy(&deployer, LAMBDA_ROLE, &policy).await;
     let query = dynamodb
         .query()
@@ -225,11 +342,24 @@ async fn explicit_deny_not_action_and_missing_condition_keys() {
         .await;
     let (code, message) = refused(query, "Query under an explicit deny");
     assert_eq!(code, "AccessDeniedException");
-    assert!(message.contains("with an explicit deny in an identity-based policy"), "{message}");
-    let described = aws_sdk_ec2::Client::new(&role).describe_instances().send().await;
-    let (code, message) = refused(described, "DescribeInstances with a condition on a key the request lacks");
+    assert!(
+        message.contains("with an explicit deny in an identity-based policy"),
+        "{message}"
+    );
+    let described = aws_sdk_ec2::Client::new(&role)
+        .describe_instances()
+        .send()
+        .await;
+    let (code, message) = refused(
+        described,
+        "DescribeInstances with a condition on a key the request lacks",
+    );
     assert_eq!(code, "UnauthorizedOperation");
-    assert!(message.contains("because no identity-based policy allows the ec2:DescribeInstances action"), "{message}");
+    assert!(
+        message
+            .contains("because no identity-based policy allows the ec2:DescribeInstances action"),
+        "{message}"
+    );
 }
 
 /// A launch template with an instance profile and tags for its instances: StartInstanceRefresh
@@ -243,20 +373,43 @@ async fn a_launch_template_needs_run_instances_pass_role_and_create_tags() {
     let deployer = sdk_config(&moto).await;
     let iam = aws_sdk_iam::Client::new(&deployer);
     for (role, profile) in [("app-role", "app-profile"), ("other-role", "other-profile")] {
-        iam.create_role().role_name(role).assume_role_policy_document("{}").send().await.expect("create role");
-        iam.create_instance_profile().instance_profile_name(profile).send().await.expect("create instance profile");
-        iam.add_role_to_instance_profile().instance_profile_name(profile).role_name(role).send().await.expect("add role");
+        iam.create_role()
+            .role_name(role)
+            .assume_role_policy_document("{}")
+            .send()
+            .await
+            .expect("create role");
+        iam.create_instance_profile()
+            .instance_profile_name(profile)
+            .send()
+            .await
+            .expect("create instance profile");
+        iam.add_role_to_instance_profile()
+            .instance_profile_name(profile)
+            .role_name(role)
+            .send()
+            .await
+            .expect("add role");
     }
     let ec2 = aws_sdk_ec2::Client::new(&deployer);
     let mut templates = Vec::new();
     for profile in ["app-profile", "other-profile"] {
         let data = RequestLaunchTemplateData::builder()
             .image_id(NEW_AMI)
-            .iam_instance_profile(LaunchTemplateIamInstanceProfileSpecificationRequest::builder().name(profile).build())
+            .iam_instance_profile(
+                LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                    .name(profile)
+                    .build(),
+            )
             .tag_specifications(
                 LaunchTemplateTagSpecificationRequest::builder()
                     .resource_type(ResourceType::Instance)
-                    .tags(aws_sdk_ec2::types::Tag::builder().key("app").value("web").build())
+                    .tags(
+                        aws_sdk_ec2::types::Tag::builder()
+                            .key("app")
+                            .value("web")
+                            .build(),
+                    )
                     .build(),
             )
             .build();
@@ -267,12 +420,22 @@ async fn a_launch_template_needs_run_instances_pass_role_and_create_tags() {
             .send()
             .await
             .expect("template");
-        templates.push(out.launch_template().and_then(|t| t.launch_template_id()).unwrap().to_string());
+        templates.push(
+            out.launch_template()
+                .and_then(|t| t.launch_template_id())
+                .unwrap()
+                .to_string(),
+        );
     }
     aws_sdk_autoscaling::Client::new(&deployer)
         .create_auto_scaling_group()
         .auto_scaling_group_name("i-app")
-        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(&templates[0]).version("1").build())
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(&templates[0])
+                .version("1")
+                .build(),
+        )
         .min_size(1)
         .max_size(2)
         .availability_zones("us-east-1a")
@@ -280,53 +443,113 @@ async fn a_launch_template_needs_run_instances_pass_role_and_create_tags() {
         .send()
         .await
         .expect("group");
-    deploy_local_variant(&moto, "instance-roles", &[("instance_warmup = 0", "instance_warmup = 0\ninstance_roles = [\"app-role\"]")]);
+    deploy_local_variant(
+        &moto,
+        "instance-roles",
+        &[(
+            "instance_warmup = 0",
+            "instance_warmup = 0\ninstance_roles = [\"app-role\"]",
+        )],
+    );
     let role = as_role(&moto, &deployer, LAMBDA_ROLE).await;
     let autoscaling = aws_sdk_autoscaling::Client::new(&role);
     let start = |template: &str| {
         let desired = DesiredConfiguration::builder()
-            .launch_template(LaunchTemplateSpecification::builder().launch_template_id(template).version("1").build())
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_id(template)
+                    .version("1")
+                    .build(),
+            )
             .build();
-        autoscaling.start_instance_refresh().auto_scaling_group_name("i-app").desired_configuration(desired).send()
+        autoscaling
+            .start_instance_refresh()
+            .auto_scaling_group_name("i-app")
+            .desired_configuration(desired)
+            .send()
     };
 
     // The role of the other template's profile is not listed: no PassRole for it.
-    let (code, message) = refused(start(&templates[1]).await, "a template whose role is not passable");
+    let (code, message) = refused(
+        start(&templates[1]).await,
+        "a template whose role is not passable",
+    );
     assert_eq!(code, "AccessDenied", "{message}");
-    assert!(message.starts_with(&format!("You are not authorized to use launch template: {}", templates[1])), "{message}");
-    assert!(message.contains("iam:PassRole on resource: arn:aws:iam::123456789012:role/other-role"), "{message}");
+    assert!(
+        message.starts_with(&format!(
+            "You are not authorized to use launch template: {}",
+            templates[1]
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("iam:PassRole on resource: arn:aws:iam::123456789012:role/other-role"),
+        "{message}"
+    );
 
     // Each permission the rendered policy grants for the listed role, removed in turn.
     for action in ["iam:PassRole", "ec2:CreateTags", "ec2:RunInstances"] {
         let full = role_policy(&deployer, LAMBDA_ROLE).await;
         remove_actions(&deployer, LAMBDA_ROLE, &[action]).await;
-        let (code, message) = refused(start(&templates[0]).await, &format!("a refresh without {action}"));
+        let (code, message) = refused(
+            start(&templates[0]).await,
+            &format!("a refresh without {action}"),
+        );
         assert_eq!(code, "AccessDenied", "{message}");
-        assert!(message.contains(&format!("not authorized to perform: {action} on resource")), "{action}: {message}");
+        assert!(
+            message.contains(&format!("not authorized to perform: {action} on resource")),
+            "{action}: {message}"
+        );
         put_role_policy(&deployer, LAMBDA_ROLE, &full).await;
     }
     // Each condition the rendered policy puts on them, pointed elsewhere in turn.
     let conditions = [
-        ("iam:PassRole", json!({"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}})),
-        ("ec2:CreateTags", json!({"StringEquals": {"ec2:CreateAction": "CreateVolume"}})),
-        ("ec2:RunInstances", json!({"ArnLike": {"ec2:LaunchTemplate": "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-other"}})),
+        (
+            "iam:PassRole",
+            json!({"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}),
+        ),
+        (
+            "ec2:CreateTags",
+            json!({"StringEquals": {"ec2:CreateAction": "CreateVolume"}}),
+        ),
+        (
+            "ec2:RunInstances",
+            json!({"ArnLike": {"ec2:LaunchTemplate": "arn:aws:ec2:us-east-1:123456789012:launch-template/lt-other"}}),
+        ),
     ];
     for (action, condition) in conditions {
         let full = role_policy(&deployer, LAMBDA_ROLE).await;
         let mut changed = full.clone();
         let statement = changed["Statement"]
             .as_array_mut()
-            .and_then(|all| all.iter_mut().find(|s| s["Action"].as_array().is_some_and(|a| a.iter().any(|x| x == action))))
+            .and_then(|all| {
+                all.iter_mut().find(|s| {
+                    s["Action"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == action))
+                })
+            })
             .unwrap_or_else(|| panic!("no statement grants {action}: {full:#}"));
-        assert!(statement.get("Condition").is_some(), "the rendered policy puts no condition on {action}: {statement:#}");
+        assert!(
+            statement.get("Condition").is_some(),
+            "the rendered policy puts no condition on {action}: {statement:#}"
+        );
         statement["Condition"] = condition.clone();
         put_role_policy(&deployer, LAMBDA_ROLE, &changed).await;
-        let (code, message) = refused(start(&templates[0]).await, &format!("a refresh with {action} under {condition}"));
+        let (code, message) = refused(
+            start(&templates[0]).await,
+            &format!("a refresh with {action} under {condition}"),
+        );
         assert_eq!(code, "AccessDenied", "{message}");
-        assert!(message.contains(&format!("not authorized to perform: {action} on resource")), "{action}: {message}");
+        assert!(
+            message.contains(&format!("not authorized to perform: {action} on resource")),
+            "{action}: {message}"
+        );
         put_role_policy(&deployer, LAMBDA_ROLE, &full).await;
     }
-    start(&templates[0]).await.expect("the rendered policy allows a refresh with the listed role's template");
+    start(&templates[0])
+        .await
+        .expect("the rendered policy allows a refresh with the listed role's template");
 }
 
 /// A permission removed from the deployed Lambda role fails the rollout, and the failure
@@ -343,17 +566,33 @@ async fn a_permission_removed_from_the_lambda_role_fails_the_rollout_naming_it()
     let execution = run_rollout(&moto, &deployer, "iam-missing", &image).await;
     assert_ne!(execution.status().as_str(), "SUCCEEDED", "{execution:?}");
     let items = rollout_items(&deployer, "iam-missing").await;
-    let record = items.get("p-a").unwrap_or_else(|| panic!("no record of p-a: {items:?} {execution:?}\n{:#}", moto.iam_denials()));
+    let record = items.get("p-a").unwrap_or_else(|| {
+        panic!(
+            "no record of p-a: {items:?} {execution:?}\n{:#}",
+            moto.iam_denials()
+        )
+    });
     assert_eq!(record.status, "Failed", "{items:?}");
     let reason = record.reason.clone().unwrap_or_default();
-    assert!(reason.contains("ec2:CreateLaunchTemplateVersion") && reason.contains("UnauthorizedOperation"), "{items:?}");
+    assert!(
+        reason.contains("ec2:CreateLaunchTemplateVersion")
+            && reason.contains("UnauthorizedOperation"),
+        "{items:?}"
+    );
     let refused: Vec<Value> = denials(&moto);
     assert!(
-        refused.iter().all(|d| d["action"] == "ec2:CreateLaunchTemplateVersion")
-            && refused.iter().any(|d| d["caller"].as_str().is_some_and(|c| c.ends_with("/asg-refresh-local-refresher"))),
+        refused
+            .iter()
+            .all(|d| d["action"] == "ec2:CreateLaunchTemplateVersion")
+            && refused.iter().any(|d| d["caller"]
+                .as_str()
+                .is_some_and(|c| c.ends_with("/asg-refresh-local-refresher"))),
         "{refused:#?}"
     );
-    assert!(refresh_intervals(&moto).0.is_empty(), "a refresh started without its launch template version");
+    assert!(
+        refresh_intervals(&moto).0.is_empty(),
+        "a refresh started without its launch template version"
+    );
 }
 
 /// The state machine calls the Lambdas as its own role: without lambda:InvokeFunction on the
@@ -372,10 +611,19 @@ async fn the_state_machine_role_must_allow_invoking_the_functions() {
     let refused = denials(&moto);
     assert!(!refused.is_empty(), "nothing was refused: {execution:?}");
     // The planner first; the failure path's own Task (the refresher) is refused as well.
-    assert_eq!(refused[0]["resource"], format!("arn:aws:lambda:us-east-1:123456789012:function:{PLANNER_FUNCTION}"), "{refused:#?}");
+    assert_eq!(
+        refused[0]["resource"],
+        format!("arn:aws:lambda:us-east-1:123456789012:function:{PLANNER_FUNCTION}"),
+        "{refused:#?}"
+    );
     for denial in &refused {
         assert_eq!(denial["action"], "lambda:InvokeFunction", "{refused:#?}");
-        assert!(denial["caller"].as_str().is_some_and(|c| c.contains("assumed-role/asg-refresh-local-states/")), "{refused:#?}");
+        assert!(
+            denial["caller"]
+                .as_str()
+                .is_some_and(|c| c.contains("assumed-role/asg-refresh-local-states/")),
+            "{refused:#?}"
+        );
     }
     assert!(refresh_intervals(&moto).0.is_empty());
 }

@@ -108,12 +108,18 @@ impl Moto {
     /// The extended emulator's Lambda output (every bootstrap's stdout and stderr), for
     /// failure messages.
     pub fn lambda_logs(&self) -> String {
-        let Some(dir) = &self.work_dir else { return String::new() };
+        let Some(dir) = &self.work_dir else {
+            return String::new();
+        };
         let mut out = String::new();
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "log") {
-                out.push_str(&format!("== {}\n{}\n", path.display(), std::fs::read_to_string(&path).unwrap_or_default()));
+                out.push_str(&format!(
+                    "== {}\n{}\n",
+                    path.display(),
+                    std::fs::read_to_string(&path).unwrap_or_default()
+                ));
             }
         }
         out
@@ -126,7 +132,8 @@ impl Moto {
     fn try_spawn(mut command: Command, port: u16, what: &Path) -> Result<Self, String> {
         use std::os::unix::process::CommandExt;
         let log = std::env::temp_dir().join(format!("asg-refresh-moto-{port}.log"));
-        let log_file = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let log_file = std::fs::File::create(&log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         let child = command
             .env("MOTO_ALLOW_NONEXISTENT_REGION", "true")
             .env("PYTHONUNBUFFERED", "1")
@@ -134,11 +141,20 @@ impl Moto {
             // processes the extended emulator starts.
             .process_group(0)
             .stdin(Stdio::null())
-            .stdout(log_file.try_clone().map_err(|e| format!("log handle: {e}"))?)
+            .stdout(
+                log_file
+                    .try_clone()
+                    .map_err(|e| format!("log handle: {e}"))?,
+            )
             .stderr(log_file)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", what.display()))?;
-        let mut moto = Self { child, port, log, work_dir: None };
+        let mut moto = Self {
+            child,
+            port,
+            log,
+            work_dir: None,
+        };
         moto.wait_ready()?;
         Ok(moto)
     }
@@ -147,32 +163,42 @@ impl Moto {
     /// `{"now": t, "events": [{"event": "start"|"end"|"cancel"|"rollback", "asg", "refresh_id", "t", ...}]}`,
     /// `t` in the server's monotonic seconds.
     pub fn refresh_log(&self) -> serde_json::Value {
-        let body = self.request("GET", "/emulator/refresh-log", "").expect("GET /emulator/refresh-log");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("refresh log is not JSON ({e}): {body}"))
+        let body = self
+            .request("GET", "/emulator/refresh-log", "")
+            .expect("GET /emulator/refresh-log");
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("refresh log is not JSON ({e}): {body}"))
     }
 
     /// Empties the refresh log.
     pub fn clear_refresh_log(&self) {
-        self.request("DELETE", "/emulator/refresh-log", "").expect("DELETE /emulator/refresh-log");
+        self.request("DELETE", "/emulator/refresh-log", "")
+            .expect("DELETE /emulator/refresh-log");
     }
 
     /// The calls the extended emulator refused for lack of IAM permission:
     /// `{"denials": [{"caller", "operation", "action", "resource", "message"}]}`.
     pub fn iam_denials(&self) -> serde_json::Value {
-        let body = self.request("GET", "/emulator/iam-denials", "").expect("GET /emulator/iam-denials");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("iam denials are not JSON ({e}): {body}"))
+        let body = self
+            .request("GET", "/emulator/iam-denials", "")
+            .expect("GET /emulator/iam-denials");
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("iam denials are not JSON ({e}): {body}"))
     }
 
     /// Sets the extended emulator's fault rules (see tests/emulator/faults.py), e.g.
     /// `{"rules": [{"service": "dynamodb", "operations": ["Query"], "rate": 0.3}], "seed": 1}`.
     pub fn set_faults(&self, rules: &serde_json::Value) {
-        self.request("POST", "/emulator/faults", &rules.to_string()).expect("POST /emulator/faults");
+        self.request("POST", "/emulator/faults", &rules.to_string())
+            .expect("POST /emulator/faults");
     }
 
     /// The fault rules and how many requests each operation saw and had failed:
     /// `{"rules": [...], "seen": {"dynamodb:Query": n}, "injected": {"dynamodb:Query": n}}`.
     pub fn faults(&self) -> serde_json::Value {
-        let body = self.request("GET", "/emulator/faults", "").expect("GET /emulator/faults");
+        let body = self
+            .request("GET", "/emulator/faults", "")
+            .expect("GET /emulator/faults");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("faults are not JSON ({e}): {body}"))
     }
 
@@ -185,19 +211,26 @@ impl Moto {
         let deadline = Instant::now() + START_DEADLINE;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("the emulator exited early ({status}); its log:\n{}", self.read_log()));
+                return Err(format!(
+                    "the emulator exited early ({status}); its log:\n{}",
+                    self.read_log()
+                ));
             }
             if self.request("GET", "/moto-api/", "").is_ok() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("the emulator did not answer within {START_DEADLINE:?}; its log:\n{}", self.read_log()))
+        Err(format!(
+            "the emulator did not answer within {START_DEADLINE:?}; its log:\n{}",
+            self.read_log()
+        ))
     }
 
     /// Clears every emulated resource.
     pub fn reset(&self) {
-        self.request("POST", "/moto-api/reset", "").expect("moto reset");
+        self.request("POST", "/moto-api/reset", "")
+            .expect("moto reset");
     }
 
     /// Sends one plain HTTP/1.1 request to the emulator and returns the body.

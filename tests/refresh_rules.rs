@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use asg_refresh_tests::Moto;
 use aws_sdk_autoscaling::types::{
-    DesiredConfiguration, LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification, MixedInstancesPolicy,
-    RefreshPreferences,
+    DesiredConfiguration, LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification,
+    MixedInstancesPolicy, RefreshPreferences,
 };
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use e2e::{fleet, sdk_config, set_tag};
@@ -28,12 +28,21 @@ async fn setup() -> Setup {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
     let template = fleet(&config, "g", &[]).await;
-    Setup { moto, config, template }
+    Setup {
+        moto,
+        config,
+        template,
+    }
 }
 
 fn desired(template: &str, version: &str) -> DesiredConfiguration {
     DesiredConfiguration::builder()
-        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(template).version(version).build())
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(template)
+                .version(version)
+                .build(),
+        )
         .build()
 }
 
@@ -55,7 +64,10 @@ async fn start(
         Ok(out) => Ok(out.instance_refresh_id().unwrap_or_default().to_string()),
         Err(e) => {
             let service = e.into_service_error();
-            Err((service.meta().code().unwrap_or_default().to_string(), service.meta().message().unwrap_or_default().to_string()))
+            Err((
+                service.meta().code().unwrap_or_default().to_string(),
+                service.meta().message().unwrap_or_default().to_string(),
+            ))
         }
     }
 }
@@ -71,12 +83,25 @@ fn refused(result: Result<String, (String, String)>, says: &str) {
 }
 
 async fn cancel(config: &aws_config::SdkConfig, asg: &str) {
-    aws_sdk_autoscaling::Client::new(config).cancel_instance_refresh().auto_scaling_group_name(asg).send().await.unwrap();
+    aws_sdk_autoscaling::Client::new(config)
+        .cancel_instance_refresh()
+        .auto_scaling_group_name(asg)
+        .send()
+        .await
+        .unwrap();
     // Cancelling takes a moment in the time model; wait until another refresh may start.
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let out = aws_sdk_autoscaling::Client::new(config).describe_instance_refreshes().auto_scaling_group_name(asg).send().await.unwrap();
-        if out.instance_refreshes().iter().all(|r| r.status().is_some_and(|s| s.as_str() == "Cancelled" || s.as_str() == "Successful")) {
+        let out = aws_sdk_autoscaling::Client::new(config)
+            .describe_instance_refreshes()
+            .auto_scaling_group_name(asg)
+            .send()
+            .await
+            .unwrap();
+        if out.instance_refreshes().iter().all(|r| {
+            r.status()
+                .is_some_and(|s| s.as_str() == "Cancelled" || s.as_str() == "Successful")
+        }) {
             return;
         }
         assert!(Instant::now() < until, "the refresh of {asg} did not end");
@@ -91,27 +116,56 @@ fn rollback() -> RefreshPreferences {
 #[tokio::test]
 async fn auto_rollback_needs_a_desired_configuration() {
     let s = setup().await;
-    refused(start(&s.config, "g", None, rollback()).await, "without a desired configuration");
-    start(&s.config, "g", Some(desired(&s.template, "2")), rollback()).await.expect("numbered versions roll back");
+    refused(
+        start(&s.config, "g", None, rollback()).await,
+        "without a desired configuration",
+    );
+    start(&s.config, "g", Some(desired(&s.template, "2")), rollback())
+        .await
+        .expect("numbered versions roll back");
 }
 
 #[tokio::test]
 async fn auto_rollback_is_refused_on_latest_and_default() {
     let s = setup().await;
     for floating in ["$Latest", "$Default"] {
-        refused(start(&s.config, "g", Some(desired(&s.template, floating)), rollback()).await, "$Latest or $Default");
+        refused(
+            start(
+                &s.config,
+                "g",
+                Some(desired(&s.template, floating)),
+                rollback(),
+            )
+            .await,
+            "$Latest or $Default",
+        );
     }
     // The group's own version counts too.
     aws_sdk_autoscaling::Client::new(&s.config)
         .update_auto_scaling_group()
         .auto_scaling_group_name("g")
-        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(&s.template).version("$Latest").build())
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(&s.template)
+                .version("$Latest")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
-    refused(start(&s.config, "g", Some(desired(&s.template, "2")), rollback()).await, "$Latest or $Default");
+    refused(
+        start(&s.config, "g", Some(desired(&s.template, "2")), rollback()).await,
+        "$Latest or $Default",
+    );
     // Without AutoRollback the same refresh is fine.
-    start(&s.config, "g", Some(desired(&s.template, "2")), RefreshPreferences::builder().build()).await.unwrap();
+    start(
+        &s.config,
+        "g",
+        Some(desired(&s.template, "2")),
+        RefreshPreferences::builder().build(),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -121,45 +175,100 @@ async fn auto_rollback_is_refused_with_an_ssm_parameter_image() {
     ec2.create_launch_template_version()
         .launch_template_id(&s.template)
         .source_version("1")
-        .launch_template_data(RequestLaunchTemplateData::builder().image_id("resolve:ssm:/golden/ami").build())
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id("resolve:ssm:/golden/ami")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
-    refused(start(&s.config, "g", Some(desired(&s.template, "3")), rollback()).await, "Systems Manager parameter");
-    start(&s.config, "g", Some(desired(&s.template, "2")), rollback()).await.expect("an AMI id rolls back");
+    refused(
+        start(&s.config, "g", Some(desired(&s.template, "3")), rollback()).await,
+        "Systems Manager parameter",
+    );
+    start(&s.config, "g", Some(desired(&s.template, "2")), rollback())
+        .await
+        .expect("an AMI id rolls back");
 }
 
 #[tokio::test]
 async fn healthy_percentages_keep_their_ranges_and_gap() {
     let s = setup().await;
     let prefs = |min: Option<i32>, max: Option<i32>| {
-        RefreshPreferences::builder().set_min_healthy_percentage(min).set_max_healthy_percentage(max).build()
+        RefreshPreferences::builder()
+            .set_min_healthy_percentage(min)
+            .set_max_healthy_percentage(max)
+            .build()
     };
-    refused(start(&s.config, "g", None, prefs(Some(101), None)).await, "MinHealthyPercentage must be between 0 and 100");
-    refused(start(&s.config, "g", None, prefs(Some(90), Some(99))).await, "MaxHealthyPercentage must be between 100 and 200");
-    refused(start(&s.config, "g", None, prefs(Some(90), Some(201))).await, "MaxHealthyPercentage must be between 100 and 200");
-    refused(start(&s.config, "g", None, prefs(None, Some(150))).await, "MinHealthyPercentage must be specified");
-    refused(start(&s.config, "g", None, prefs(Some(50), Some(160))).await, "cannot be greater than 100");
-    start(&s.config, "g", None, prefs(Some(60), Some(160))).await.expect("a gap of exactly 100 is allowed");
+    refused(
+        start(&s.config, "g", None, prefs(Some(101), None)).await,
+        "MinHealthyPercentage must be between 0 and 100",
+    );
+    refused(
+        start(&s.config, "g", None, prefs(Some(90), Some(99))).await,
+        "MaxHealthyPercentage must be between 100 and 200",
+    );
+    refused(
+        start(&s.config, "g", None, prefs(Some(90), Some(201))).await,
+        "MaxHealthyPercentage must be between 100 and 200",
+    );
+    refused(
+        start(&s.config, "g", None, prefs(None, Some(150))).await,
+        "MinHealthyPercentage must be specified",
+    );
+    refused(
+        start(&s.config, "g", None, prefs(Some(50), Some(160))).await,
+        "cannot be greater than 100",
+    );
+    start(&s.config, "g", None, prefs(Some(60), Some(160)))
+        .await
+        .expect("a gap of exactly 100 is allowed");
 }
 
 #[tokio::test]
 async fn checkpoints_ascend_and_a_delay_needs_them() {
     let s = setup().await;
     let delay_only = RefreshPreferences::builder().checkpoint_delay(60).build();
-    refused(start(&s.config, "g", None, delay_only).await, "CheckpointDelay requires CheckpointPercentages");
-    let descending = RefreshPreferences::builder().checkpoint_percentages(50).checkpoint_percentages(20).build();
-    refused(start(&s.config, "g", None, descending).await, "ascending order");
-    let too_long = RefreshPreferences::builder().checkpoint_percentages(100).checkpoint_delay(172_801).build();
-    refused(start(&s.config, "g", None, too_long).await, "CheckpointDelay must be between 0 and 172800");
-    let fine = RefreshPreferences::builder().checkpoint_percentages(50).checkpoint_percentages(100).checkpoint_delay(60).build();
+    refused(
+        start(&s.config, "g", None, delay_only).await,
+        "CheckpointDelay requires CheckpointPercentages",
+    );
+    let descending = RefreshPreferences::builder()
+        .checkpoint_percentages(50)
+        .checkpoint_percentages(20)
+        .build();
+    refused(
+        start(&s.config, "g", None, descending).await,
+        "ascending order",
+    );
+    let too_long = RefreshPreferences::builder()
+        .checkpoint_percentages(100)
+        .checkpoint_delay(172_801)
+        .build();
+    refused(
+        start(&s.config, "g", None, too_long).await,
+        "CheckpointDelay must be between 0 and 172800",
+    );
+    let fine = RefreshPreferences::builder()
+        .checkpoint_percentages(50)
+        .checkpoint_percentages(100)
+        .checkpoint_delay(60)
+        .build();
     start(&s.config, "g", None, fine).await.unwrap();
 }
 
 #[tokio::test]
 async fn skip_matching_without_a_desired_configuration_is_allowed_as_on_aws() {
     let s = setup().await;
-    start(&s.config, "g", None, RefreshPreferences::builder().skip_matching(true).build()).await.unwrap();
+    start(
+        &s.config,
+        "g",
+        None,
+        RefreshPreferences::builder().skip_matching(true).build(),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -170,25 +279,64 @@ async fn rollback_is_refused_when_the_group_was_on_latest() {
     autoscaling
         .update_auto_scaling_group()
         .auto_scaling_group_name("g")
-        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(&s.template).version("$Latest").build())
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(&s.template)
+                .version("$Latest")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
-    start(&s.config, "g", Some(desired(&s.template, "2")), RefreshPreferences::builder().build()).await.unwrap();
-    let refused_rollback = autoscaling.rollback_instance_refresh().auto_scaling_group_name("g").send().await.unwrap_err();
-    let message = refused_rollback.into_service_error().meta().message().unwrap_or_default().to_string();
+    start(
+        &s.config,
+        "g",
+        Some(desired(&s.template, "2")),
+        RefreshPreferences::builder().build(),
+    )
+    .await
+    .unwrap();
+    let refused_rollback = autoscaling
+        .rollback_instance_refresh()
+        .auto_scaling_group_name("g")
+        .send()
+        .await
+        .unwrap_err();
+    let message = refused_rollback
+        .into_service_error()
+        .meta()
+        .message()
+        .unwrap_or_default()
+        .to_string();
     assert!(message.contains("$Latest or $Default"), "{message}");
     cancel(&s.config, "g").await;
     // Pinned to a numbered version, the same group rolls back.
     autoscaling
         .update_auto_scaling_group()
         .auto_scaling_group_name("g")
-        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(&s.template).version("1").build())
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(&s.template)
+                .version("1")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
-    start(&s.config, "g", Some(desired(&s.template, "2")), RefreshPreferences::builder().build()).await.unwrap();
-    autoscaling.rollback_instance_refresh().auto_scaling_group_name("g").send().await.unwrap();
+    start(
+        &s.config,
+        "g",
+        Some(desired(&s.template, "2")),
+        RefreshPreferences::builder().build(),
+    )
+    .await
+    .unwrap();
+    autoscaling
+        .rollback_instance_refresh()
+        .auto_scaling_group_name("g")
+        .send()
+        .await
+        .unwrap();
     drop(s.moto);
 }
 
@@ -201,10 +349,21 @@ async fn a_successful_refresh_applies_the_desired_mixed_instances_policy() {
             .launch_template(
                 LaunchTemplate::builder()
                     .launch_template_specification(
-                        LaunchTemplateSpecification::builder().launch_template_id(&s.template).version(version).build(),
+                        LaunchTemplateSpecification::builder()
+                            .launch_template_id(&s.template)
+                            .version(version)
+                            .build(),
                     )
-                    .overrides(LaunchTemplateOverrides::builder().instance_type("t3.micro").build())
-                    .overrides(LaunchTemplateOverrides::builder().instance_type("t3a.micro").build())
+                    .overrides(
+                        LaunchTemplateOverrides::builder()
+                            .instance_type("t3.micro")
+                            .build(),
+                    )
+                    .overrides(
+                        LaunchTemplateOverrides::builder()
+                            .instance_type("t3a.micro")
+                            .build(),
+                    )
                     .build(),
             )
             .build()
@@ -221,19 +380,44 @@ async fn a_successful_refresh_applies_the_desired_mixed_instances_policy() {
         .await
         .unwrap();
     set_tag(&s.config, "spot", "emulator:refresh-seconds", "1").await;
-    let desired = DesiredConfiguration::builder().mixed_instances_policy(policy("2")).build();
-    start(&s.config, "spot", Some(desired), rollback()).await.expect("a numbered mixed policy rolls back");
+    let desired = DesiredConfiguration::builder()
+        .mixed_instances_policy(policy("2"))
+        .build();
+    start(&s.config, "spot", Some(desired), rollback())
+        .await
+        .expect("a numbered mixed policy rolls back");
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let group = autoscaling.describe_auto_scaling_groups().auto_scaling_group_names("spot").send().await.unwrap();
-        let mixed = group.auto_scaling_groups()[0].mixed_instances_policy().cloned().expect("still a mixed group");
-        let spec = mixed.launch_template().and_then(|lt| lt.launch_template_specification()).unwrap();
+        let group = autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names("spot")
+            .send()
+            .await
+            .unwrap();
+        let mixed = group.auto_scaling_groups()[0]
+            .mixed_instances_policy()
+            .cloned()
+            .expect("still a mixed group");
+        let spec = mixed
+            .launch_template()
+            .and_then(|lt| lt.launch_template_specification())
+            .unwrap();
         if spec.version() == Some("2") {
-            let types: Vec<&str> = mixed.launch_template().unwrap().overrides().iter().filter_map(|o| o.instance_type()).collect();
+            let types: Vec<&str> = mixed
+                .launch_template()
+                .unwrap()
+                .overrides()
+                .iter()
+                .filter_map(|o| o.instance_type())
+                .collect();
             assert_eq!(types, ["t3.micro", "t3a.micro"]);
             break;
         }
-        assert!(Instant::now() < until, "the mixed group is still on {:?}", spec.version());
+        assert!(
+            Instant::now() < until,
+            "the mixed group is still on {:?}",
+            spec.version()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -25,7 +25,11 @@ fn every_env_render_matches_its_snapshot() {
         let env = file.file_stem().unwrap().to_string_lossy().into_owned();
         let config = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
         let rendered = render(&config).unwrap_or_else(|e| panic!("{env}: {e}"));
-        assert_eq!(rendered.len(), 7, "state machine, four IAM documents of the roles, the deployer policy, review");
+        assert_eq!(
+            rendered.len(),
+            7,
+            "state machine, four IAM documents of the roles, the deployer policy, review"
+        );
         for out in rendered {
             let name = format!("{env}__{}", out.path.display()).replace(['/', '\\'], "__");
             insta::assert_snapshot!(name, out.contents);
@@ -37,7 +41,12 @@ fn every_env_render_matches_its_snapshot() {
 fn rendering_twice_gives_identical_bytes() {
     for file in env_files() {
         let config = config::load(&file).unwrap();
-        assert_eq!(render(&config).unwrap(), render(&config).unwrap(), "{}", file.display());
+        assert_eq!(
+            render(&config).unwrap(),
+            render(&config).unwrap(),
+            "{}",
+            file.display()
+        );
     }
 }
 
@@ -54,7 +63,9 @@ fn rendered_json_parses_and_names_the_stack() {
             }
         }
         let review = render(&config).unwrap().pop().unwrap();
-        assert!(review.contents.contains(&format!("asg-refresh-{}", config.name)));
+        assert!(review
+            .contents
+            .contains(&format!("asg-refresh-{}", config.name)));
         assert!(review.contents.contains("```mermaid\nflowchart TD\n"));
     }
 }

@@ -53,13 +53,26 @@ fn stderr(output: &Output) -> String {
 
 #[track_caller]
 fn assert_ok(output: &Output, moto: &Moto) {
-    assert!(output.status.success(), "{}\nlambda logs:\n{}", text(output), moto.lambda_logs());
+    assert!(
+        output.status.success(),
+        "{}\nlambda logs:\n{}",
+        text(output),
+        moto.lambda_logs()
+    );
 }
 
 #[track_caller]
 fn assert_refused(output: &Output, says: &str) {
-    assert!(!output.status.success(), "expected a refusal: {}", text(output));
-    assert!(stderr(output).contains(says), "stderr should say `{says}`: {}", text(output));
+    assert!(
+        !output.status.success(),
+        "expected a refusal: {}",
+        text(output)
+    );
+    assert!(
+        stderr(output).contains(says),
+        "stderr should say `{says}`: {}",
+        text(output)
+    );
 }
 
 /// `status --json` of a rollout (the newest when `rollout` is None).
@@ -70,7 +83,8 @@ fn status_json(moto: &Moto, rollout: Option<&str>) -> Value {
     }
     let output = xtask(moto, &args);
     assert_ok(&output, moto);
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", text(&output)))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", text(&output)))
 }
 
 /// Reads `status --json` (bounded) until `done` holds.
@@ -91,7 +105,9 @@ fn execution_status(status: &Value) -> &str {
 }
 
 fn awaiting(status: &Value) -> bool {
-    status["approvals"].as_array().is_some_and(|a| a.iter().any(|x| x["status"] == "AwaitingApproval"))
+    status["approvals"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x["status"] == "AwaitingApproval"))
 }
 
 /// The record of `asg` in a `status --json`.
@@ -125,22 +141,53 @@ async fn rollout_wait_succeeds_and_status_reports_every_asg() {
 
     // Not deployed yet: every command says what to run first.
     assert_refused(&xtask(&moto, &["status"]), "cargo xtask deploy --env local");
-    assert_refused(&xtask(&moto, &["rollout", "--ami", NEW_AMI]), "cargo xtask deploy --env local");
+    assert_refused(
+        &xtask(&moto, &["rollout", "--ami", NEW_AMI]),
+        "cargo xtask deploy --env local",
+    );
 
     demo_fleet(&config, &[("c-a", "2"), ("c-b", "3"), ("c-zero", "1")]).await;
     set_capacity(&config, "c-zero", 0).await;
     deploy_local(&moto, None);
 
-    assert_refused(&xtask(&moto, &["status"]), "no rollout has run on stack `local` yet");
+    assert_refused(
+        &xtask(&moto, &["status"]),
+        "no rollout has run on stack `local` yet",
+    );
     assert_refused(&xtask(&moto, &["rollout", "--ami", "ami-12345"]), "--ami");
-    assert_refused(&xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "has spaces"]), "--id");
-    assert_refused(&xtask(&moto, &["rollout", "--resume", "never-ran"]), "no rollout `never-ran` to resume");
-    assert!(executions(&config).await.is_empty(), "a refused command started an execution");
+    assert_refused(
+        &xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "has spaces"]),
+        "--id",
+    );
+    assert_refused(
+        &xtask(&moto, &["rollout", "--resume", "never-ran"]),
+        "no rollout `never-ran` to resume",
+    );
+    assert!(
+        executions(&config).await.is_empty(),
+        "a refused command started an execution"
+    );
 
-    let output = xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "cli-ok", "--wait", "--interval", "1"]);
+    let output = xtask(
+        &moto,
+        &[
+            "rollout",
+            "--ami",
+            NEW_AMI,
+            "--id",
+            "cli-ok",
+            "--wait",
+            "--interval",
+            "1",
+        ],
+    );
     assert_ok(&output, &moto);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("execution cli-ok SUCCEEDED"), "{}", text(&output));
+    assert!(
+        stdout.contains("execution cli-ok SUCCEEDED"),
+        "{}",
+        text(&output)
+    );
 
     // The newest rollout is the default.
     let status = status_json(&moto, None);
@@ -150,7 +197,12 @@ async fn rollout_wait_succeeds_and_status_reports_every_asg() {
     assert_eq!(status["summary"]["ami"], NEW_AMI, "{status:#}");
     let totals = &status["totals"];
     assert_eq!(
-        (totals["asgs"].as_u64(), totals["successful"].as_u64(), totals["skipped"].as_u64(), totals["failed"].as_u64()),
+        (
+            totals["asgs"].as_u64(),
+            totals["successful"].as_u64(),
+            totals["skipped"].as_u64(),
+            totals["failed"].as_u64()
+        ),
         (Some(3), Some(2), Some(1), Some(0)),
         "{status:#}"
     );
@@ -158,24 +210,43 @@ async fn rollout_wait_succeeds_and_status_reports_every_asg() {
         let record = asg(&status, name);
         assert_eq!(record["status"], "Successful", "{record:#}");
         assert_eq!(record["percentage"], 100, "{record:#}");
-        assert_eq!(group_image(&config, name).await.as_deref(), Some(NEW_AMI), "{name}");
+        assert_eq!(
+            group_image(&config, name).await.as_deref(),
+            Some(NEW_AMI),
+            "{name}"
+        );
     }
     let zero = asg(&status, "c-zero");
     assert_eq!(zero["status"], "Skipped", "{zero:#}");
     assert_eq!(zero["reason"], "desired capacity is 0", "{zero:#}");
-    assert!(status["lock_holder"].is_null(), "the lock outlived the rollout: {status:#}");
+    assert!(
+        status["lock_holder"].is_null(),
+        "the lock outlived the rollout: {status:#}"
+    );
 
     // The table view says the same.
     let table = xtask(&moto, &["status", "--rollout", "cli-ok"]);
     assert_ok(&table, &moto);
     let table = String::from_utf8_lossy(&table.stdout);
-    assert!(table.contains("3 ASGs: 2 successful, 0 in flight, 0 failed, 0 waiting, 1 skipped"), "{table}");
+    assert!(
+        table.contains("3 ASGs: 2 successful, 0 in flight, 0 failed, 0 waiting, 1 skipped"),
+        "{table}"
+    );
     assert!(table.contains("desired capacity is 0"), "{table}");
 
     // An id is used once; a succeeded rollout has nothing to resume.
-    assert_refused(&xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "cli-ok"]), "already used");
-    assert_refused(&xtask(&moto, &["rollout", "--resume", "cli-ok"]), "already succeeded");
-    assert_refused(&xtask(&moto, &["status", "--rollout", "nope"]), "has no rollout `nope`");
+    assert_refused(
+        &xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "cli-ok"]),
+        "already used",
+    );
+    assert_refused(
+        &xtask(&moto, &["rollout", "--resume", "cli-ok"]),
+        "already succeeded",
+    );
+    assert_refused(
+        &xtask(&moto, &["status", "--rollout", "nope"]),
+        "has no rollout `nope`",
+    );
     assert_eq!(executions(&config).await, vec!["cli-ok".to_string()]);
 }
 
@@ -189,17 +260,51 @@ async fn a_failed_rollout_exits_non_zero_and_resume_finishes_it() {
     set_tag(&config, "f-bad", "emulator:refresh-outcome", "Failed").await;
     deploy_local(&moto, None);
 
-    let failed = xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "cli-fail", "--wait", "--interval", "1"]);
-    assert!(!failed.status.success(), "a rollout with a failed ASG exited 0: {}", text(&failed));
-    assert!(stderr(&failed).contains("rollout cli-fail FAILED"), "{}", text(&failed));
+    let failed = xtask(
+        &moto,
+        &[
+            "rollout",
+            "--ami",
+            NEW_AMI,
+            "--id",
+            "cli-fail",
+            "--wait",
+            "--interval",
+            "1",
+        ],
+    );
+    assert!(
+        !failed.status.success(),
+        "a rollout with a failed ASG exited 0: {}",
+        text(&failed)
+    );
+    assert!(
+        stderr(&failed).contains("rollout cli-fail FAILED"),
+        "{}",
+        text(&failed)
+    );
     let status = status_json(&moto, Some("cli-fail"));
     assert_eq!(asg(&status, "f-bad")["status"], "Failed", "{status:#}");
     assert_eq!(asg(&status, "f-ok")["status"], "Successful", "{status:#}");
 
     set_tag(&config, "f-bad", "emulator:refresh-outcome", "Successful").await;
-    let resumed = xtask(&moto, &["rollout", "--resume", "cli-fail", "--wait", "--interval", "1"]);
+    let resumed = xtask(
+        &moto,
+        &[
+            "rollout",
+            "--resume",
+            "cli-fail",
+            "--wait",
+            "--interval",
+            "1",
+        ],
+    );
     assert_ok(&resumed, &moto);
-    assert!(String::from_utf8_lossy(&resumed.stdout).contains("execution cli-fail-2"), "{}", text(&resumed));
+    assert!(
+        String::from_utf8_lossy(&resumed.stdout).contains("execution cli-fail-2"),
+        "{}",
+        text(&resumed)
+    );
     let status = status_json(&moto, Some("cli-fail"));
     assert_eq!(execution_status(&status), "SUCCEEDED", "{status:#}");
     assert_eq!(status["execution"]["name"], "cli-fail-2", "{status:#}");
@@ -209,7 +314,10 @@ async fn a_failed_rollout_exits_non_zero_and_resume_finishes_it() {
     let (intervals, _) = refresh_intervals(&moto);
     assert_eq!(intervals["f-ok"].len(), 1, "{intervals:?}");
     assert_eq!(intervals["f-bad"].len(), 2, "{intervals:?}");
-    assert_eq!(group_image(&config, "f-bad").await.as_deref(), Some(NEW_AMI));
+    assert_eq!(
+        group_image(&config, "f-bad").await.as_deref(),
+        Some(NEW_AMI)
+    );
 }
 
 /// With `approval = true` the rollout stops after each wave until `approve`; a second
@@ -228,7 +336,10 @@ async fn approval_holds_the_next_wave_until_approved_and_reject_stops_the_rollou
             ("batch_size = 3", "batch_size = 1\napproval = true"),
         ],
     );
-    assert_refused(&xtask(&moto, &["approve"]), "no rollout is running on stack `local`");
+    assert_refused(
+        &xtask(&moto, &["approve"]),
+        "no rollout is running on stack `local`",
+    );
 
     let started = xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "cli-approve"]);
     assert_ok(&started, &moto);
@@ -237,36 +348,79 @@ async fn approval_holds_the_next_wave_until_approved_and_reject_stops_the_rollou
     assert_eq!(asg(&waiting, "a-2")["status"], "Planned", "{waiting:#}");
     assert_eq!(waiting["lock_holder"], "cli-approve", "{waiting:#}");
     let table = xtask(&moto, &["status"]);
-    assert!(String::from_utf8_lossy(&table.stdout).contains("cargo xtask approve"), "{}", text(&table));
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("cargo xtask approve"),
+        "{}",
+        text(&table)
+    );
 
     // While it waits, nothing else starts on the stack.
-    assert_refused(&xtask(&moto, &["rollout", "--ami", OTHER_AMI, "--id", "cli-other"]), "rollout cli-approve is running");
+    assert_refused(
+        &xtask(&moto, &["rollout", "--ami", OTHER_AMI, "--id", "cli-other"]),
+        "rollout cli-approve is running",
+    );
     let (intervals, _) = refresh_intervals(&moto);
-    assert!(!intervals.contains_key("a-2"), "wave 2 started before its approval: {intervals:?}");
+    assert!(
+        !intervals.contains_key("a-2"),
+        "wave 2 started before its approval: {intervals:?}"
+    );
 
     let approved = xtask(&moto, &["approve"]);
     assert_ok(&approved, &moto);
-    assert!(String::from_utf8_lossy(&approved.stdout).contains("approved wave 2 of rollout cli-approve"), "{}", text(&approved));
-    let done = wait_status(&moto, "cli-approve", "the end", |s| execution_status(s) != "RUNNING");
+    assert!(
+        String::from_utf8_lossy(&approved.stdout)
+            .contains("approved wave 2 of rollout cli-approve"),
+        "{}",
+        text(&approved)
+    );
+    let done = wait_status(&moto, "cli-approve", "the end", |s| {
+        execution_status(s) != "RUNNING"
+    });
     assert_eq!(execution_status(&done), "SUCCEEDED", "{done:#}");
     assert_eq!(asg(&done, "a-2")["status"], "Successful", "{done:#}");
     let approval = &done["approvals"][0];
-    assert_eq!((approval["status"].as_str(), approval["decided_by"].as_str()), (Some("Approved"), Some("test-operator")), "{done:#}");
-    assert_refused(&xtask(&moto, &["approve", "--rollout", "cli-approve"]), "is not waiting for an approval");
+    assert_eq!(
+        (approval["status"].as_str(), approval["decided_by"].as_str()),
+        (Some("Approved"), Some("test-operator")),
+        "{done:#}"
+    );
+    assert_refused(
+        &xtask(&moto, &["approve", "--rollout", "cli-approve"]),
+        "is not waiting for an approval",
+    );
 
     // The same fleet, another AMI: wave 1 refreshes, the operator rejects wave 2.
-    assert_ok(&xtask(&moto, &["rollout", "--ami", OTHER_AMI, "--id", "cli-reject"]), &moto);
+    assert_ok(
+        &xtask(
+            &moto,
+            &["rollout", "--ami", OTHER_AMI, "--id", "cli-reject"],
+        ),
+        &moto,
+    );
     wait_status(&moto, "cli-reject", "waiting for approval", awaiting);
     let rejected = xtask(&moto, &["approve", "--reject"]);
     assert_ok(&rejected, &moto);
-    let done = wait_status(&moto, "cli-reject", "the end", |s| execution_status(s) != "RUNNING");
+    let done = wait_status(&moto, "cli-reject", "the end", |s| {
+        execution_status(s) != "RUNNING"
+    });
     assert_eq!(execution_status(&done), "FAILED", "{done:#}");
     assert_eq!(done["approvals"][0]["status"], "Rejected", "{done:#}");
     assert_ne!(asg(&done, "a-2")["status"], "Successful", "{done:#}");
-    assert_eq!(group_image(&config, "a-1").await.as_deref(), Some(OTHER_AMI));
-    assert_eq!(group_image(&config, "a-2").await.as_deref(), Some(NEW_AMI), "the rejected wave changed a-2");
+    assert_eq!(
+        group_image(&config, "a-1").await.as_deref(),
+        Some(OTHER_AMI)
+    );
+    assert_eq!(
+        group_image(&config, "a-2").await.as_deref(),
+        Some(NEW_AMI),
+        "the rejected wave changed a-2"
+    );
     let (intervals, _) = refresh_intervals(&moto);
-    assert_eq!(intervals["a-2"].len(), 1, "a-2 refreshed again after the rejection: {intervals:?}");
+    assert_eq!(
+        intervals["a-2"].len(),
+        1,
+        "a-2 refreshed again after the rejection: {intervals:?}"
+    );
 }
 
 /// DynamoDB reads of the watchers throttled 30 % of the time, with an 8-second stretch where
@@ -280,20 +434,49 @@ async fn watchers_ride_out_throttled_reads() {
     demo_fleet(&config, &[("w-a", "20"), ("w-b", "24")]).await;
     deploy_local(&moto, None);
     // The planner checks that the AMI exists.
-    let image = aws_sdk_ec2::Client::new(&config).register_image().name("throttled").send().await.expect("register image");
+    let image = aws_sdk_ec2::Client::new(&config)
+        .register_image()
+        .name("throttled")
+        .send()
+        .await
+        .expect("register image");
     let image = image.image_id().expect("image id").to_string();
 
     let spawn = |args: &[&str]| {
-        xtask_command(&moto, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn xtask")
+        xtask_command(&moto, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn xtask")
     };
-    let rollout = spawn(&["rollout", "--ami", &image, "--id", "cli-throttled", "--wait", "--interval", "1"]);
+    let rollout = spawn(&[
+        "rollout",
+        "--ami",
+        &image,
+        "--id",
+        "cli-throttled",
+        "--wait",
+        "--interval",
+        "1",
+    ]);
     // Throttle once the rollout has started (starting it is not a watcher's job).
     let until = Instant::now() + Duration::from_secs(60);
-    while !executions(&config).await.iter().any(|e| e == "cli-throttled") {
+    while !executions(&config)
+        .await
+        .iter()
+        .any(|e| e == "cli-throttled")
+    {
         assert!(Instant::now() < until, "the rollout did not start");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let watch = spawn(&["status", "--rollout", "cli-throttled", "--watch", "--interval", "1"]);
+    let watch = spawn(&[
+        "status",
+        "--rollout",
+        "cli-throttled",
+        "--watch",
+        "--interval",
+        "1",
+    ]);
     let reads = json!(["GetItem", "Query", "Scan", "BatchGetItem"]);
     let throttle = |rate: f64| json!({"rules": [{"service": "dynamodb", "operations": reads, "rate": rate}], "seed": 7});
     moto.set_faults(&throttle(0.3));
@@ -306,17 +489,35 @@ async fn watchers_ride_out_throttled_reads() {
     let rollout = rollout.wait_with_output().expect("rollout --wait");
     let watch = watch.wait_with_output().expect("status --watch");
     let faults = moto.faults();
-    moto.request("DELETE", "/emulator/faults", "").expect("clear the faults");
+    moto.request("DELETE", "/emulator/faults", "")
+        .expect("clear the faults");
     assert_ok(&rollout, &moto);
     assert_ok(&watch, &moto);
-    let injected: u64 = faults["injected"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+    let injected: u64 = faults["injected"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
     assert!(injected > 0, "no read was throttled: {faults:#}");
     for output in [&rollout, &watch] {
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(stdout.contains("execution cli-throttled SUCCEEDED"), "{}", text(output));
+        assert!(
+            stdout.contains("execution cli-throttled SUCCEEDED"),
+            "{}",
+            text(output)
+        );
         let err = stderr(output);
-        assert!(err.contains("ThrottlingException") && err.contains("transient, retrying in"), "{}\nfaults: {during:#}", text(output));
-        assert!(err.contains("reading rollout cli-throttled again after"), "{}", text(output));
+        assert!(
+            err.contains("ThrottlingException") && err.contains("transient, retrying in"),
+            "{}\nfaults: {during:#}",
+            text(output)
+        );
+        assert!(
+            err.contains("reading rollout cli-throttled again after"),
+            "{}",
+            text(output)
+        );
     }
-    assert_eq!(execution_status(&status_json(&moto, Some("cli-throttled"))), "SUCCEEDED");
+    assert_eq!(
+        execution_status(&status_json(&moto, Some("cli-throttled"))),
+        "SUCCEEDED"
+    );
 }

@@ -28,7 +28,12 @@ fn explain(execution: &DescribeExecutionOutput, moto: &Moto) -> String {
 }
 
 fn assert_succeeded(execution: &DescribeExecutionOutput, moto: &Moto) {
-    assert_eq!(execution.status().as_str(), "SUCCEEDED", "{}", explain(execution, moto));
+    assert_eq!(
+        execution.status().as_str(),
+        "SUCCEEDED",
+        "{}",
+        explain(execution, moto)
+    );
 }
 
 /// The ASG names of the log, sorted.
@@ -37,17 +42,26 @@ fn started(intervals: &BTreeMap<String, Vec<Interval>>) -> Vec<String> {
 }
 
 /// Waits (bounded) until every refresh of `asgs` in the log has ended.
-async fn wait_refreshes_ended(moto: &Moto, asgs: &[&str], deadline: Duration) -> BTreeMap<String, Vec<Interval>> {
+async fn wait_refreshes_ended(
+    moto: &Moto,
+    asgs: &[&str],
+    deadline: Duration,
+) -> BTreeMap<String, Vec<Interval>> {
     let until = Instant::now() + deadline;
     loop {
         let (intervals, _) = refresh_intervals(moto);
-        let ended = asgs
-            .iter()
-            .all(|asg| intervals.get(*asg).is_some_and(|list| list.iter().all(|i| i.end.is_some())));
+        let ended = asgs.iter().all(|asg| {
+            intervals
+                .get(*asg)
+                .is_some_and(|list| list.iter().all(|i| i.end.is_some()))
+        });
         if ended {
             return intervals;
         }
-        assert!(Instant::now() < until, "refreshes of {asgs:?} still running after {deadline:?}: {intervals:?}");
+        assert!(
+            Instant::now() < until,
+            "refreshes of {asgs:?} still running after {deadline:?}: {intervals:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -92,29 +106,60 @@ async fn batches_refresh_every_eligible_asg_once_and_wave_after_wave() {
     // Every eligible ASG refreshed exactly once, successfully; nothing else started.
     assert_eq!(started(&intervals), eligible, "{intervals:?}");
     for (asg, list) in &intervals {
-        assert_eq!(list.len(), 1, "{asg} refreshed {} times: {list:?}", list.len());
-        assert_eq!(list[0].status.as_deref(), Some("Successful"), "{asg}: {list:?}");
+        assert_eq!(
+            list.len(),
+            1,
+            "{asg} refreshed {} times: {list:?}",
+            list.len()
+        );
+        assert_eq!(
+            list[0].status.as_deref(),
+            Some("Successful"),
+            "{asg}: {list:?}"
+        );
     }
     let most = max_in_flight(&intervals, now);
-    assert!(most <= 3, "{most} refreshes in flight at once, batch_size is 3: {intervals:?}");
+    assert!(
+        most <= 3,
+        "{most} refreshes in flight at once, batch_size is 3: {intervals:?}"
+    );
 
     let items = rollout_items(&config, "r-batches").await;
     // Waves as the planner recorded them: 4 waves of 3, in name order.
     let mut waves: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for asg in &eligible {
-        let item = items.get(asg).unwrap_or_else(|| panic!("{asg} is not in the table: {items:?}"));
+        let item = items
+            .get(asg)
+            .unwrap_or_else(|| panic!("{asg} is not in the table: {items:?}"));
         assert_eq!(item.status, "Successful", "{asg}: {item:?}");
-        assert_eq!(item.refresh_id.as_deref(), Some(intervals[asg][0].refresh_id.as_str()), "{asg}");
-        waves.entry(item.wave.unwrap_or_else(|| panic!("{asg} has no wave"))).or_default().push(asg.clone());
+        assert_eq!(
+            item.refresh_id.as_deref(),
+            Some(intervals[asg][0].refresh_id.as_str()),
+            "{asg}"
+        );
+        waves
+            .entry(item.wave.unwrap_or_else(|| panic!("{asg} has no wave")))
+            .or_default()
+            .push(asg.clone());
     }
     let expected: Vec<Vec<String>> = eligible.chunks(3).map(|c| c.to_vec()).collect();
-    assert_eq!(waves.values().cloned().collect::<Vec<_>>(), expected, "waves");
+    assert_eq!(
+        waves.values().cloned().collect::<Vec<_>>(),
+        expected,
+        "waves"
+    );
     assert_eq!(waves.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3]);
     // The barrier: no ASG of wave k+1 starts before every ASG of wave k has ended.
     let wave_list: Vec<&Vec<String>> = waves.values().collect();
     for pair in wave_list.windows(2) {
-        let last_end = pair[0].iter().map(|a| intervals[a][0].end.expect("ended")).fold(f64::MIN, f64::max);
-        let first_start = pair[1].iter().map(|a| intervals[a][0].start).fold(f64::MAX, f64::min);
+        let last_end = pair[0]
+            .iter()
+            .map(|a| intervals[a][0].end.expect("ended"))
+            .fold(f64::MIN, f64::max);
+        let first_start = pair[1]
+            .iter()
+            .map(|a| intervals[a][0].start)
+            .fold(f64::MAX, f64::min);
         assert!(
             first_start >= last_end,
             "wave {:?} started at {first_start} before wave {:?} ended at {last_end}",
@@ -124,17 +169,39 @@ async fn batches_refresh_every_eligible_asg_once_and_wave_after_wave() {
     }
     // Each refreshed group now runs a launch template version with the new AMI.
     for asg in &eligible {
-        assert_eq!(group_image(&config, asg).await.as_deref(), Some(NEW_AMI), "{asg}");
+        assert_eq!(
+            group_image(&config, asg).await.as_deref(),
+            Some(NEW_AMI),
+            "{asg}"
+        );
     }
     // The capacity-0 and the missing ASG are skipped, saying why; neither was touched.
     let zero = &items["b-zero"];
     assert_eq!(zero.status, "Skipped", "{zero:?}");
-    assert!(zero.reason.as_deref().is_some_and(|r| r.contains("desired capacity is 0")), "{zero:?}");
-    assert_eq!(group_image(&config, "b-zero").await.as_deref(), Some(OLD_AMI));
+    assert!(
+        zero.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("desired capacity is 0")),
+        "{zero:?}"
+    );
+    assert_eq!(
+        group_image(&config, "b-zero").await.as_deref(),
+        Some(OLD_AMI)
+    );
     let ghost = &items["b-ghost"];
     assert_eq!(ghost.status, "Skipped", "{ghost:?}");
-    assert!(ghost.reason.as_deref().is_some_and(|r| r.contains("no Auto Scaling group has this name")), "{ghost:?}");
-    assert_eq!(items["#rollout"].status, "Succeeded", "{:?}", items["#rollout"]);
+    assert!(
+        ghost
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("no Auto Scaling group has this name")),
+        "{ghost:?}"
+    );
+    assert_eq!(
+        items["#rollout"].status, "Succeeded",
+        "{:?}",
+        items["#rollout"]
+    );
     assert_eq!(lock_holder(&config).await, None, "the lock is released");
 }
 
@@ -144,7 +211,17 @@ async fn batches_refresh_every_eligible_asg_once_and_wave_after_wave() {
 async fn window_starts_the_next_asg_as_soon_as_a_slot_frees() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
-    demo_fleet(&config, &[("w-a", "1"), ("w-b", "15"), ("w-c", "15"), ("w-d", "2"), ("w-e", "2")]).await;
+    demo_fleet(
+        &config,
+        &[
+            ("w-a", "1"),
+            ("w-b", "15"),
+            ("w-c", "15"),
+            ("w-d", "2"),
+            ("w-e", "2"),
+        ],
+    )
+    .await;
     deploy_local(&moto, None);
     let execution = run_rollout(&moto, &config, "r-window", NEW_AMI).await;
     assert_succeeded(&execution, &moto);
@@ -153,20 +230,40 @@ async fn window_starts_the_next_asg_as_soon_as_a_slot_frees() {
     assert_eq!(started(&intervals), ["w-a", "w-b", "w-c", "w-d", "w-e"]);
     for (asg, list) in &intervals {
         assert_eq!(list.len(), 1, "{asg}: {list:?}");
-        assert_eq!(list[0].status.as_deref(), Some("Successful"), "{asg}: {list:?}");
+        assert_eq!(
+            list[0].status.as_deref(),
+            Some("Successful"),
+            "{asg}: {list:?}"
+        );
     }
     let most = max_in_flight(&intervals, now);
-    assert_eq!(most, 3, "the window holds batch_size (3) refreshes, no more and no fewer: {intervals:?}");
+    assert_eq!(
+        most, 3,
+        "the window holds batch_size (3) refreshes, no more and no fewer: {intervals:?}"
+    );
     let one = |asg: &str| intervals[asg][0].clone();
-    let mut order: Vec<(f64, &str)> = ["w-a", "w-b", "w-c", "w-d", "w-e"].iter().map(|a| (one(a).start, *a)).collect();
+    let mut order: Vec<(f64, &str)> = ["w-a", "w-b", "w-c", "w-d", "w-e"]
+        .iter()
+        .map(|a| (one(a).start, *a))
+        .collect();
     order.sort_by(|a, b| a.0.total_cmp(&b.0));
     let first_three: BTreeSet<&str> = order[..3].iter().map(|(_, a)| *a).collect();
-    assert_eq!(first_three, BTreeSet::from(["w-a", "w-b", "w-c"]), "the window fills in name order: {order:?}");
+    assert_eq!(
+        first_three,
+        BTreeSet::from(["w-a", "w-b", "w-c"]),
+        "the window fills in name order: {order:?}"
+    );
     assert_eq!(order[3].1, "w-d", "{order:?}");
     let fourth = one("w-d").start;
     let freed = one("w-a").end.expect("w-a ended");
-    let long_end = one("w-b").end.expect("ended").min(one("w-c").end.expect("ended"));
-    assert!(fourth >= freed, "w-d started at {fourth} before a slot freed at {freed}");
+    let long_end = one("w-b")
+        .end
+        .expect("ended")
+        .min(one("w-c").end.expect("ended"));
+    assert!(
+        fourth >= freed,
+        "w-d started at {fourth} before a slot freed at {freed}"
+    );
     assert!(
         fourth < long_end,
         "w-d started at {fourth}, not before the 15 s refreshes ended at {long_end}: the window waited for the whole batch"
@@ -174,7 +271,12 @@ async fn window_starts_the_next_asg_as_soon_as_a_slot_frees() {
     let items = rollout_items(&config, "r-window").await;
     for asg in ["w-a", "w-b", "w-c", "w-d", "w-e"] {
         assert_eq!(items[asg].status, "Successful", "{asg}: {:?}", items[asg]);
-        assert_eq!(items[asg].wave, Some(0), "window: one wave; {asg}: {:?}", items[asg]);
+        assert_eq!(
+            items[asg].wave,
+            Some(0),
+            "window: one wave; {asg}: {:?}",
+            items[asg]
+        );
     }
 }
 
@@ -187,10 +289,18 @@ async fn rollback_policy_rolls_back_what_is_in_flight_and_starts_nothing_more() 
     fleet(
         &config,
         "r-a",
-        &[("refresh-group", "demo"), ("emulator:refresh-seconds", "1"), ("emulator:refresh-outcome", "Failed")],
+        &[
+            ("refresh-group", "demo"),
+            ("emulator:refresh-seconds", "1"),
+            ("emulator:refresh-outcome", "Failed"),
+        ],
     )
     .await;
-    demo_fleet(&config, &[("r-b", "60"), ("r-c", "60"), ("r-d", "1"), ("r-e", "1")]).await;
+    demo_fleet(
+        &config,
+        &[("r-b", "60"), ("r-c", "60"), ("r-d", "1"), ("r-e", "1")],
+    )
+    .await;
     deploy_local_variant(
         &moto,
         "rollback",
@@ -200,28 +310,64 @@ async fn rollback_policy_rolls_back_what_is_in_flight_and_starts_nothing_more() 
         ],
     );
     let execution = run_rollout(&moto, &config, "r-rollback", NEW_AMI).await;
-    assert_eq!(execution.status().as_str(), "FAILED", "{}", explain(&execution, &moto));
-    assert_eq!(execution.error(), Some("RolloutFailed"), "{}", explain(&execution, &moto));
+    assert_eq!(
+        execution.status().as_str(),
+        "FAILED",
+        "{}",
+        explain(&execution, &moto)
+    );
+    assert_eq!(
+        execution.error(),
+        Some("RolloutFailed"),
+        "{}",
+        explain(&execution, &moto)
+    );
 
     // The execution ends only once the rollbacks have (the emulator's 2 s).
     let (intervals, _) = refresh_intervals(&moto);
-    assert_eq!(started(&intervals), ["r-a", "r-b", "r-c"], "nothing of wave 1 starts: {intervals:?}");
+    assert_eq!(
+        started(&intervals),
+        ["r-a", "r-b", "r-c"],
+        "nothing of wave 1 starts: {intervals:?}"
+    );
     for asg in ["r-a", "r-b", "r-c"] {
-        assert!(intervals[asg].iter().all(|i| i.end.is_some()), "{asg} still running when the execution ended: {intervals:?}");
+        assert!(
+            intervals[asg].iter().all(|i| i.end.is_some()),
+            "{asg} still running when the execution ended: {intervals:?}"
+        );
     }
     let failed = &intervals["r-a"];
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].status.as_deref(), Some("Failed"));
-    assert_eq!(failed[0].rollback, None, "a failed refresh is not rolled back again");
+    assert_eq!(
+        failed[0].rollback, None,
+        "a failed refresh is not rolled back again"
+    );
     for asg in ["r-b", "r-c"] {
         let list = &intervals[asg];
         assert_eq!(list.len(), 1, "{asg}: {list:?}");
         let refresh = &list[0];
-        let rollback = refresh.rollback.unwrap_or_else(|| panic!("{asg} was not rolled back: {refresh:?}"));
-        assert!(rollback >= failed[0].end.expect("ended"), "{asg} rolled back before r-a failed");
-        assert!(rollback < refresh.start + 60.0, "{asg} rolled back only after it would have ended");
-        assert_eq!(refresh.status.as_deref(), Some("RollbackSuccessful"), "{asg}: {refresh:?}");
-        assert_eq!(group_image(&config, asg).await.as_deref(), Some(OLD_AMI), "{asg} stays on the old image");
+        let rollback = refresh
+            .rollback
+            .unwrap_or_else(|| panic!("{asg} was not rolled back: {refresh:?}"));
+        assert!(
+            rollback >= failed[0].end.expect("ended"),
+            "{asg} rolled back before r-a failed"
+        );
+        assert!(
+            rollback < refresh.start + 60.0,
+            "{asg} rolled back only after it would have ended"
+        );
+        assert_eq!(
+            refresh.status.as_deref(),
+            Some("RollbackSuccessful"),
+            "{asg}: {refresh:?}"
+        );
+        assert_eq!(
+            group_image(&config, asg).await.as_deref(),
+            Some(OLD_AMI),
+            "{asg} stays on the old image"
+        );
     }
 
     let items = rollout_items(&config, "r-rollback").await;
@@ -231,14 +377,29 @@ async fn rollback_policy_rolls_back_what_is_in_flight_and_starts_nothing_more() 
         // The execution waited for the rollback to end and recorded how it ended, keeping why.
         assert_eq!(item.status, "RollbackSuccessful", "{asg}: {item:?}");
         let reason = item.reason.as_deref().unwrap_or_default();
-        assert!(reason.starts_with("rolled back by the failure policy"), "{asg}: {item:?}");
-        assert_eq!(item.refresh_id.as_deref(), Some(intervals[asg][0].refresh_id.as_str()), "{asg}");
+        assert!(
+            reason.starts_with("rolled back by the failure policy"),
+            "{asg}: {item:?}"
+        );
+        assert_eq!(
+            item.refresh_id.as_deref(),
+            Some(intervals[asg][0].refresh_id.as_str()),
+            "{asg}"
+        );
     }
     for asg in ["r-d", "r-e"] {
-        assert_eq!(items[asg].status, "Planned", "{asg} never started: {:?}", items[asg]);
+        assert_eq!(
+            items[asg].status, "Planned",
+            "{asg} never started: {:?}",
+            items[asg]
+        );
         assert_eq!(items[asg].wave, Some(1), "{asg}: {:?}", items[asg]);
     }
-    assert_eq!(items["#rollout"].status, "Failed", "{:?}", items["#rollout"]);
+    assert_eq!(
+        items["#rollout"].status, "Failed",
+        "{:?}",
+        items["#rollout"]
+    );
     assert_eq!(lock_holder(&config).await, None, "the lock is released");
 }
 
@@ -251,10 +412,18 @@ async fn a_rerun_of_a_failed_rollout_starts_only_what_is_not_refreshed_yet() {
     fleet(
         &config,
         "d-a",
-        &[("refresh-group", "demo"), ("emulator:refresh-seconds", "1"), ("emulator:refresh-outcome", "Failed")],
+        &[
+            ("refresh-group", "demo"),
+            ("emulator:refresh-seconds", "1"),
+            ("emulator:refresh-outcome", "Failed"),
+        ],
     )
     .await;
-    demo_fleet(&config, &[("d-b", "2"), ("d-c", "2"), ("d-d", "2"), ("d-e", "2")]).await;
+    demo_fleet(
+        &config,
+        &[("d-b", "2"), ("d-c", "2"), ("d-d", "2"), ("d-e", "2")],
+    )
+    .await;
     deploy_local_variant(
         &moto,
         "rerun",
@@ -264,16 +433,32 @@ async fn a_rerun_of_a_failed_rollout_starts_only_what_is_not_refreshed_yet() {
         ],
     );
     let first = run_rollout(&moto, &config, "r-rerun", NEW_AMI).await;
-    assert_eq!(first.status().as_str(), "FAILED", "{}", explain(&first, &moto));
+    assert_eq!(
+        first.status().as_str(),
+        "FAILED",
+        "{}",
+        explain(&first, &moto)
+    );
     assert_eq!(first.error(), Some("RolloutFailed"));
-    let intervals = wait_refreshes_ended(&moto, &["d-a", "d-b", "d-c"], Duration::from_secs(30)).await;
-    assert_eq!(started(&intervals), ["d-a", "d-b", "d-c"], "wave 1 must not start after wave 0 failed");
+    let intervals =
+        wait_refreshes_ended(&moto, &["d-a", "d-b", "d-c"], Duration::from_secs(30)).await;
+    assert_eq!(
+        started(&intervals),
+        ["d-a", "d-b", "d-c"],
+        "wave 1 must not start after wave 0 failed"
+    );
     let done_in_first: BTreeSet<String> = intervals
         .iter()
-        .filter(|(_, list)| list.iter().any(|i| i.status.as_deref() == Some("Successful")))
+        .filter(|(_, list)| {
+            list.iter()
+                .any(|i| i.status.as_deref() == Some("Successful"))
+        })
         .map(|(asg, _)| asg.clone())
         .collect();
-    assert_eq!(done_in_first, BTreeSet::from(["d-b".to_string(), "d-c".to_string()]));
+    assert_eq!(
+        done_in_first,
+        BTreeSet::from(["d-b".to_string(), "d-c".to_string()])
+    );
     let items = rollout_items(&config, "r-rerun").await;
     assert_eq!(items["d-a"].status, "Failed", "{:?}", items["d-a"]);
 
@@ -295,7 +480,12 @@ async fn a_rerun_of_a_failed_rollout_starts_only_what_is_not_refreshed_yet() {
         "the re-run starts only what is not refreshed yet: {intervals:?}"
     );
     for asg in ["d-b", "d-c", "d-d", "d-e"] {
-        assert_eq!(intervals[asg].len(), 1, "{asg} refreshed once in all: {:?}", intervals[asg]);
+        assert_eq!(
+            intervals[asg].len(),
+            1,
+            "{asg} refreshed once in all: {:?}",
+            intervals[asg]
+        );
     }
     let a = &intervals["d-a"];
     assert_eq!(
@@ -306,10 +496,22 @@ async fn a_rerun_of_a_failed_rollout_starts_only_what_is_not_refreshed_yet() {
     let items = rollout_items(&config, "r-rerun").await;
     for asg in ["d-a", "d-b", "d-c", "d-d", "d-e"] {
         assert_eq!(items[asg].status, "Successful", "{asg}: {:?}", items[asg]);
-        assert_eq!(group_image(&config, asg).await.as_deref(), Some(NEW_AMI), "{asg}");
+        assert_eq!(
+            group_image(&config, asg).await.as_deref(),
+            Some(NEW_AMI),
+            "{asg}"
+        );
     }
-    assert_eq!(items["d-a"].refresh_id.as_deref(), Some(a[1].refresh_id.as_str()), "the table follows the new refresh");
-    assert_eq!(items["#rollout"].status, "Succeeded", "{:?}", items["#rollout"]);
+    assert_eq!(
+        items["d-a"].refresh_id.as_deref(),
+        Some(a[1].refresh_id.as_str()),
+        "the table follows the new refresh"
+    );
+    assert_eq!(
+        items["#rollout"].status, "Succeeded",
+        "{:?}",
+        items["#rollout"]
+    );
     assert_eq!(lock_holder(&config).await, None, "the lock is released");
 }
 
@@ -329,29 +531,61 @@ async fn a_second_rollout_is_refused_while_one_runs() {
         if intervals.len() == 2 && lock_holder(&config).await.as_deref() == Some("r-lock-a") {
             break;
         }
-        assert!(Instant::now() < until, "rollout A did not start its refreshes within 60 s: {intervals:?}\n{}", moto.lambda_logs());
+        assert!(
+            Instant::now() < until,
+            "rollout A did not start its refreshes within 60 s: {intervals:?}\n{}",
+            moto.lambda_logs()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let b = run_rollout(&moto, &config, "r-lock-b", NEW_AMI).await;
     assert_eq!(b.status().as_str(), "FAILED", "{}", explain(&b, &moto));
     assert_eq!(b.error(), Some("RolloutLocked"), "{}", explain(&b, &moto));
-    let a_meanwhile = aws_sdk_sfn::Client::new(&config).describe_execution().execution_arn(&a).send().await.expect("describe A");
-    assert_eq!(a_meanwhile.status().as_str(), "RUNNING", "B must have been refused while A ran");
-    assert!(rollout_items(&config, "r-lock-b").await.is_empty(), "B recorded nothing");
-    assert_eq!(lock_holder(&config).await.as_deref(), Some("r-lock-a"), "B leaves A's lock alone");
+    let a_meanwhile = aws_sdk_sfn::Client::new(&config)
+        .describe_execution()
+        .execution_arn(&a)
+        .send()
+        .await
+        .expect("describe A");
+    assert_eq!(
+        a_meanwhile.status().as_str(),
+        "RUNNING",
+        "B must have been refused while A ran"
+    );
+    assert!(
+        rollout_items(&config, "r-lock-b").await.is_empty(),
+        "B recorded nothing"
+    );
+    assert_eq!(
+        lock_holder(&config).await.as_deref(),
+        Some("r-lock-a"),
+        "B leaves A's lock alone"
+    );
 
     let a = wait_execution(&moto, &config, &a, EXECUTION_DEADLINE).await;
     assert_succeeded(&a, &moto);
     let (intervals, _) = refresh_intervals(&moto);
-    assert_eq!(started(&intervals), ["l-a", "l-b"], "B starts no refresh: {intervals:?}");
+    assert_eq!(
+        started(&intervals),
+        ["l-a", "l-b"],
+        "B starts no refresh: {intervals:?}"
+    );
     let items = rollout_items(&config, "r-lock-a").await;
     for asg in ["l-a", "l-b"] {
         assert_eq!(intervals[asg].len(), 1, "{asg}: {:?}", intervals[asg]);
         assert_eq!(items[asg].status, "Successful", "{asg}: {:?}", items[asg]);
-        assert_eq!(items[asg].refresh_id.as_deref(), Some(intervals[asg][0].refresh_id.as_str()), "{asg} was refreshed by A");
+        assert_eq!(
+            items[asg].refresh_id.as_deref(),
+            Some(intervals[asg][0].refresh_id.as_str()),
+            "{asg} was refreshed by A"
+        );
     }
     assert_eq!(items["#rollout"].status, "Succeeded");
-    assert_eq!(lock_holder(&config).await, None, "the #lock item is gone once A ended");
+    assert_eq!(
+        lock_holder(&config).await,
+        None,
+        "the #lock item is gone once A ended"
+    );
 }
 
 /// f. The refresher's `start` invoked twice with the same event, as a Step Functions retry
@@ -375,7 +609,11 @@ async fn a_retried_start_adopts_the_refresh_it_already_started() {
     .await;
     assert_eq!(error, None, "plan: {plan}\n{}", moto.lambda_logs());
     // Counts only: the wave's names are in the table, each start names a position.
-    assert_eq!((plan["wave_count"].as_u64(), plan["planned"].as_u64()), (Some(1), Some(2)), "{plan}");
+    assert_eq!(
+        (plan["wave_count"].as_u64(), plan["planned"].as_u64()),
+        (Some(1), Some(2)),
+        "{plan}"
+    );
     let start = |asg: &str| {
         let index = if asg == "f-a" { 0 } else { 1 };
         json!({
@@ -397,14 +635,23 @@ async fn a_retried_start_adopts_the_refresh_it_already_started() {
     let (intervals, _) = refresh_intervals(&moto);
     let items = rollout_items(&config, "r-retry").await;
     for (asg, responses) in [("f-a", [first, retry]), ("f-b", [one, two])] {
-        let list = intervals.get(asg).unwrap_or_else(|| panic!("{asg} never started: {intervals:?}"));
-        assert_eq!(list.len(), 1, "{asg}: one refresh, however often start runs: {list:?}");
+        let list = intervals
+            .get(asg)
+            .unwrap_or_else(|| panic!("{asg} never started: {intervals:?}"));
+        assert_eq!(
+            list.len(),
+            1,
+            "{asg}: one refresh, however often start runs: {list:?}"
+        );
         for (error, response) in &responses {
             assert_eq!(*error, None, "{asg}: {response}\n{}", moto.lambda_logs());
             assert_eq!(response["asg"], asg, "{response}");
             assert_eq!(response["done"], false, "{response}");
             let status = response["status"].as_str().unwrap_or_default();
-            assert!(["Pending", "InProgress"].contains(&status), "{asg}: the running refresh, not {response}");
+            assert!(
+                ["Pending", "InProgress"].contains(&status),
+                "{asg}: the running refresh, not {response}"
+            );
         }
         assert_eq!(
             items[asg].refresh_id.as_deref(),
@@ -412,7 +659,11 @@ async fn a_retried_start_adopts_the_refresh_it_already_started() {
             "{asg}: the table records the one refresh: {:?}",
             items[asg]
         );
-        assert!(["Pending", "InProgress"].contains(&items[asg].status.as_str()), "{asg}: {:?}", items[asg]);
+        assert!(
+            ["Pending", "InProgress"].contains(&items[asg].status.as_str()),
+            "{asg}: {:?}",
+            items[asg]
+        );
         // And one launch template version with the new AMI (fleet made versions 1 and 2).
         let versions = aws_sdk_ec2::Client::new(&config)
             .describe_launch_template_versions()
@@ -420,8 +671,16 @@ async fn a_retried_start_adopts_the_refresh_it_already_started() {
             .send()
             .await
             .expect("describe launch template versions");
-        let numbers: Vec<i64> = versions.launch_template_versions().iter().filter_map(|v| v.version_number()).collect();
-        assert_eq!(numbers.len(), 3, "{asg}: one new launch template version, however often start runs: {numbers:?}");
+        let numbers: Vec<i64> = versions
+            .launch_template_versions()
+            .iter()
+            .filter_map(|v| v.version_number())
+            .collect();
+        assert_eq!(
+            numbers.len(),
+            3,
+            "{asg}: one new launch template version, however often start runs: {numbers:?}"
+        );
     }
 }
 
@@ -459,14 +718,27 @@ async fn long_names_travel_through_the_table_not_the_state() {
     let mut token = None;
     let mut wave_items = Vec::new();
     loop {
-        let page = sfn.get_execution_history().execution_arn(arn).set_next_token(token).send().await.expect("history");
+        let page = sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .set_next_token(token)
+            .send()
+            .await
+            .expect("history");
         for event in page.events() {
             let text = format!("{event:?}");
             for asg in &names {
-                assert!(!text.contains(asg.as_str()), "the parent's history carries {asg}: {text}");
+                assert!(
+                    !text.contains(asg.as_str()),
+                    "the parent's history carries {asg}: {text}"
+                );
             }
-            if let Some(exited) = event.state_exited_event_details().filter(|d| d.name() == "SelectWave") {
-                let output: serde_json::Value = serde_json::from_str(exited.output().unwrap_or("{}")).expect("JSON");
+            if let Some(exited) = event
+                .state_exited_event_details()
+                .filter(|d| d.name() == "SelectWave")
+            {
+                let output: serde_json::Value =
+                    serde_json::from_str(exited.output().unwrap_or("{}")).expect("JSON");
                 wave_items.push(output["current"]["items"].clone());
             }
         }
@@ -475,5 +747,9 @@ async fn long_names_travel_through_the_table_not_the_state() {
             break;
         }
     }
-    assert_eq!(wave_items, vec![json!([0, 1, 2, 3, 4, 5])], "one window wave of six positions");
+    assert_eq!(
+        wave_items,
+        vec![json!([0, 1, 2, 3, 4, 5])],
+        "one window wave of six positions"
+    );
 }

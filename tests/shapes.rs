@@ -9,20 +9,35 @@ mod e2e;
 use std::collections::BTreeMap;
 
 use asg_refresh_tests::Moto;
-use aws_sdk_autoscaling::types::{LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification, MixedInstancesPolicy, Tag};
+use aws_sdk_autoscaling::types::{
+    LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification, MixedInstancesPolicy, Tag,
+};
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_ec2::types::{LaunchTemplateIamInstanceProfileSpecificationRequest, RequestLaunchTemplateData};
-use e2e::{deploy_local_variant, group_image, group_version, run_rollout, sdk_config, OLD_AMI, TABLE};
+use aws_sdk_ec2::types::{
+    LaunchTemplateIamInstanceProfileSpecificationRequest, RequestLaunchTemplateData,
+};
+use e2e::{
+    deploy_local_variant, group_image, group_version, run_rollout, sdk_config, OLD_AMI, TABLE,
+};
 use serde_json::Value;
 
 const NEW_AMI: &str = "ami-0fedcba9876543210";
 
 /// A launch template of one version; returns its id.
-async fn template(config: &aws_config::SdkConfig, name: &str, image: &str, profile: Option<&str>) -> String {
+async fn template(
+    config: &aws_config::SdkConfig,
+    name: &str,
+    image: &str,
+    profile: Option<&str>,
+) -> String {
     let data = RequestLaunchTemplateData::builder()
         .image_id(image)
         .instance_type("t3.micro".into())
-        .set_iam_instance_profile(profile.map(|p| LaunchTemplateIamInstanceProfileSpecificationRequest::builder().name(p).build()))
+        .set_iam_instance_profile(profile.map(|p| {
+            LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                .name(p)
+                .build()
+        }))
         .build();
     let out = aws_sdk_ec2::Client::new(config)
         .create_launch_template()
@@ -31,11 +46,22 @@ async fn template(config: &aws_config::SdkConfig, name: &str, image: &str, profi
         .send()
         .await
         .expect("create launch template");
-    out.launch_template().and_then(|t| t.launch_template_id()).expect("template id").to_string()
+    out.launch_template()
+        .and_then(|t| t.launch_template_id())
+        .expect("template id")
+        .to_string()
 }
 
 fn tags(asg: &str, target: bool) -> Vec<Tag> {
-    let tag = |k: &str, v: &str| Tag::builder().resource_id(asg).resource_type("auto-scaling-group").key(k).value(v).propagate_at_launch(false).build();
+    let tag = |k: &str, v: &str| {
+        Tag::builder()
+            .resource_id(asg)
+            .resource_type("auto-scaling-group")
+            .key(k)
+            .value(v)
+            .propagate_at_launch(false)
+            .build()
+    };
     let mut out = vec![tag("emulator:refresh-seconds", "1")];
     if target {
         out.push(tag("refresh-group", "demo"));
@@ -45,8 +71,18 @@ fn tags(asg: &str, target: bool) -> Vec<Tag> {
 
 /// A group of one on `template` at `version` (or, with `mixed`, on a mixed instances
 /// policy of two instance types); `target` puts it in local.toml's targets.
-async fn group(config: &aws_config::SdkConfig, asg: &str, template: &str, version: &str, mixed: bool, target: bool) {
-    let spec = LaunchTemplateSpecification::builder().launch_template_id(template).version(version).build();
+async fn group(
+    config: &aws_config::SdkConfig,
+    asg: &str,
+    template: &str,
+    version: &str,
+    mixed: bool,
+    target: bool,
+) {
+    let spec = LaunchTemplateSpecification::builder()
+        .launch_template_id(template)
+        .version(version)
+        .build();
     let mut create = aws_sdk_autoscaling::Client::new(config)
         .create_auto_scaling_group()
         .auto_scaling_group_name(asg)
@@ -61,8 +97,16 @@ async fn group(config: &aws_config::SdkConfig, asg: &str, template: &str, versio
                 .launch_template(
                     LaunchTemplate::builder()
                         .launch_template_specification(spec)
-                        .overrides(LaunchTemplateOverrides::builder().instance_type("t3.micro").build())
-                        .overrides(LaunchTemplateOverrides::builder().instance_type("t3a.micro").build())
+                        .overrides(
+                            LaunchTemplateOverrides::builder()
+                                .instance_type("t3.micro")
+                                .build(),
+                        )
+                        .overrides(
+                            LaunchTemplateOverrides::builder()
+                                .instance_type("t3a.micro")
+                                .build(),
+                        )
                         .build(),
                 )
                 .build(),
@@ -70,22 +114,36 @@ async fn group(config: &aws_config::SdkConfig, asg: &str, template: &str, versio
     } else {
         create.launch_template(spec)
     };
-    create.send().await.unwrap_or_else(|e| panic!("create {asg}: {e:?}"));
+    create
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create {asg}: {e:?}"));
 }
 
 /// Each refresh start of the emulator's log: ASG -> its desired configuration.
 fn desired_by_asg(moto: &Moto) -> BTreeMap<String, Value> {
     let log = moto.refresh_log();
     let mut out = BTreeMap::new();
-    for event in log["events"].as_array().expect("log events").iter().filter(|e| e["event"] == "start") {
+    for event in log["events"]
+        .as_array()
+        .expect("log events")
+        .iter()
+        .filter(|e| e["event"] == "start")
+    {
         let asg = event["asg"].as_str().expect("asg").to_string();
-        assert!(out.insert(asg.clone(), event["desired"].clone()).is_none(), "{asg} refreshed twice: {log}");
+        assert!(
+            out.insert(asg.clone(), event["desired"].clone()).is_none(),
+            "{asg} refreshed twice: {log}"
+        );
     }
     out
 }
 
 /// Every item of the rollout, as DynamoDB returns it.
-async fn items(config: &aws_config::SdkConfig, rollout_id: &str) -> BTreeMap<String, BTreeMap<String, AttributeValue>> {
+async fn items(
+    config: &aws_config::SdkConfig,
+    rollout_id: &str,
+) -> BTreeMap<String, BTreeMap<String, AttributeValue>> {
     let out = aws_sdk_dynamodb::Client::new(config)
         .query()
         .table_name(TABLE)
@@ -96,7 +154,12 @@ async fn items(config: &aws_config::SdkConfig, rollout_id: &str) -> BTreeMap<Str
         .expect("query the table");
     out.items()
         .iter()
-        .map(|i| (i["asg"].as_s().cloned().unwrap_or_default(), i.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+        .map(|i| {
+            (
+                i["asg"].as_s().cloned().unwrap_or_default(),
+                i.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            )
+        })
         .collect()
 }
 
@@ -116,8 +179,17 @@ async fn every_shape_is_pinned_refreshed_or_left_out_with_its_reason() {
             .send()
             .await
             .unwrap();
-        iam.create_instance_profile().instance_profile_name(profile).send().await.unwrap();
-        iam.add_role_to_instance_profile().instance_profile_name(profile).role_name(role).send().await.unwrap();
+        iam.create_instance_profile()
+            .instance_profile_name(profile)
+            .send()
+            .await
+            .unwrap();
+        iam.add_role_to_instance_profile()
+            .instance_profile_name(profile)
+            .role_name(role)
+            .send()
+            .await
+            .unwrap();
     }
     let numbered = template(&config, "numbered-lt", OLD_AMI, None).await;
     let latest = template(&config, "latest-lt", OLD_AMI, None).await;
@@ -138,7 +210,10 @@ async fn every_shape_is_pinned_refreshed_or_left_out_with_its_reason() {
     deploy_local_variant(
         &moto,
         "shapes",
-        &[("instance_warmup = 0", "instance_warmup = 0\nauto_rollback = true\ninstance_roles = [\"web-role\"]")],
+        &[(
+            "instance_warmup = 0",
+            "instance_warmup = 0\nauto_rollback = true\ninstance_roles = [\"web-role\"]",
+        )],
     );
     let execution = run_rollout(&moto, &config, "r-shapes", NEW_AMI).await;
     assert_eq!(
@@ -154,40 +229,107 @@ async fn every_shape_is_pinned_refreshed_or_left_out_with_its_reason() {
     // Refreshed: every target AWS accepts, each to a new numbered version, none twice.
     let desired = desired_by_asg(&moto);
     let refreshed: Vec<&str> = desired.keys().map(String::as_str).collect();
-    assert_eq!(refreshed, ["s-default", "s-latest", "s-listed", "s-numbered", "s-spot"], "{desired:?}");
+    assert_eq!(
+        refreshed,
+        ["s-default", "s-latest", "s-listed", "s-numbered", "s-spot"],
+        "{desired:?}"
+    );
     for asg in ["s-default", "s-latest", "s-listed", "s-numbered"] {
-        assert_eq!(desired[asg]["LaunchTemplate"]["Version"], "2", "{asg}: {}", desired[asg]);
-        assert_eq!(group_version(&config, asg).await.as_deref(), Some("2"), "{asg}");
-        assert_eq!(group_image(&config, asg).await.as_deref(), Some(NEW_AMI), "{asg}");
+        assert_eq!(
+            desired[asg]["LaunchTemplate"]["Version"], "2",
+            "{asg}: {}",
+            desired[asg]
+        );
+        assert_eq!(
+            group_version(&config, asg).await.as_deref(),
+            Some("2"),
+            "{asg}"
+        );
+        assert_eq!(
+            group_image(&config, asg).await.as_deref(),
+            Some(NEW_AMI),
+            "{asg}"
+        );
     }
     // The mixed group: its policy, its overrides, only the version changed.
     let mixed = &desired["s-spot"]["MixedInstancesPolicy"]["LaunchTemplate"];
-    assert_eq!(mixed["LaunchTemplateSpecification"]["Version"], "2", "{}", desired["s-spot"]);
-    assert_eq!(mixed["LaunchTemplateSpecification"]["LaunchTemplateId"], spot.as_str());
-    let spot_group = aws_sdk_autoscaling::Client::new(&config).describe_auto_scaling_groups().auto_scaling_group_names("s-spot").send().await.unwrap();
-    let policy = spot_group.auto_scaling_groups()[0].mixed_instances_policy().cloned().expect("still mixed");
+    assert_eq!(
+        mixed["LaunchTemplateSpecification"]["Version"], "2",
+        "{}",
+        desired["s-spot"]
+    );
+    assert_eq!(
+        mixed["LaunchTemplateSpecification"]["LaunchTemplateId"],
+        spot.as_str()
+    );
+    let spot_group = aws_sdk_autoscaling::Client::new(&config)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("s-spot")
+        .send()
+        .await
+        .unwrap();
+    let policy = spot_group.auto_scaling_groups()[0]
+        .mixed_instances_policy()
+        .cloned()
+        .expect("still mixed");
     let lt = policy.launch_template().unwrap();
-    assert_eq!(lt.launch_template_specification().and_then(|s| s.version()), Some("2"));
-    let types: Vec<&str> = lt.overrides().iter().filter_map(|o| o.instance_type()).collect();
+    assert_eq!(
+        lt.launch_template_specification().and_then(|s| s.version()),
+        Some("2")
+    );
+    let types: Vec<&str> = lt
+        .overrides()
+        .iter()
+        .filter_map(|o| o.instance_type())
+        .collect();
     assert_eq!(types, ["t3.micro", "t3a.micro"]);
 
     // The table: pins, reasons, the warning.
     let items = items(&config, "r-shapes").await;
-    let pin = |asg: &str| (s(&items[asg], "pinned_from"), s(&items[asg], "pinned_version"));
+    let pin = |asg: &str| {
+        (
+            s(&items[asg], "pinned_from"),
+            s(&items[asg], "pinned_version"),
+        )
+    };
     assert_eq!(pin("s-latest"), (Some("$Latest".into()), Some("1".into())));
-    assert_eq!(pin("s-default"), (Some("$Default".into()), Some("1".into())));
+    assert_eq!(
+        pin("s-default"),
+        (Some("$Default".into()), Some("1".into()))
+    );
     assert_eq!(pin("s-listed"), (Some("$Latest".into()), Some("1".into())));
     assert_eq!(pin("s-spot"), (Some("$Latest".into()), Some("1".into())));
     assert_eq!(pin("s-numbered"), (None, None));
     for asg in ["s-numbered", "s-latest", "s-default", "s-listed", "s-spot"] {
-        assert_eq!(s(&items[asg], "status").as_deref(), Some("Successful"), "{asg}: {:?}", items[asg]);
+        assert_eq!(
+            s(&items[asg], "status").as_deref(),
+            Some("Successful"),
+            "{asg}: {:?}",
+            items[asg]
+        );
     }
     let reason = |asg: &str| s(&items[asg], "reason").unwrap_or_default();
-    assert_eq!(s(&items["s-unlisted"], "status").as_deref(), Some("Skipped"));
-    assert!(reason("s-unlisted").contains("role api-role") && reason("s-unlisted").contains("[refresh] instance_roles"), "{}", reason("s-unlisted"));
+    assert_eq!(
+        s(&items["s-unlisted"], "status").as_deref(),
+        Some("Skipped")
+    );
+    assert!(
+        reason("s-unlisted").contains("role api-role")
+            && reason("s-unlisted").contains("[refresh] instance_roles"),
+        "{}",
+        reason("s-unlisted")
+    );
     assert_eq!(s(&items["s-ssm"], "status").as_deref(), Some("Skipped"));
-    assert!(reason("s-ssm").contains("SSM parameter") && reason("s-ssm").contains("auto_rollback = false"), "{}", reason("s-ssm"));
-    assert!(!items.contains_key("other-latest"), "groups outside the targets are not recorded");
+    assert!(
+        reason("s-ssm").contains("SSM parameter")
+            && reason("s-ssm").contains("auto_rollback = false"),
+        "{}",
+        reason("s-ssm")
+    );
+    assert!(
+        !items.contains_key("other-latest"),
+        "groups outside the targets are not recorded"
+    );
     let warnings: Vec<String> = items["#rollout"]
         .get("warnings")
         .and_then(|v| v.as_l().ok())
@@ -197,8 +339,20 @@ async fn every_shape_is_pinned_refreshed_or_left_out_with_its_reason() {
     assert!(warnings[0].starts_with("other-latest is not refreshed by this rollout but follows $Latest of launch template latest-lt"), "{warnings:?}");
     // Left alone: the group outside the targets still follows $Latest (now the new AMI, as
     // the warning says), the left-out groups keep their version and image.
-    assert_eq!(group_version(&config, "other-latest").await.as_deref(), Some("$Latest"));
-    assert_eq!(group_image(&config, "other-latest").await.as_deref(), Some(NEW_AMI));
-    assert_eq!(group_version(&config, "s-unlisted").await.as_deref(), Some("1"));
-    assert_eq!(group_image(&config, "s-unlisted").await.as_deref(), Some(OLD_AMI));
+    assert_eq!(
+        group_version(&config, "other-latest").await.as_deref(),
+        Some("$Latest")
+    );
+    assert_eq!(
+        group_image(&config, "other-latest").await.as_deref(),
+        Some(NEW_AMI)
+    );
+    assert_eq!(
+        group_version(&config, "s-unlisted").await.as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        group_image(&config, "s-unlisted").await.as_deref(),
+        Some(OLD_AMI)
+    );
 }

@@ -284,8 +284,19 @@ async fn a_distributed_map_child_counts_its_own_history() {
             }
         }
     });
-    let (fits, kinds) = run(&config, "nested-fit", &nested, &json!({"items": [1, 2, 3, 4]})).await;
-    assert_eq!(fits.status().as_str(), "SUCCEEDED", "{kinds:?} {:?}", fits.cause());
+    let (fits, kinds) = run(
+        &config,
+        "nested-fit",
+        &nested,
+        &json!({"items": [1, 2, 3, 4]}),
+    )
+    .await;
+    assert_eq!(
+        fits.status().as_str(),
+        "SUCCEEDED",
+        "{kinds:?} {:?}",
+        fits.cause()
+    );
     // One child of 1,000 rounds passes its limit and fails; the wave fails with it.
     let (over, kinds) = run(&config, "child-over", &map(1000), &json!({"items": [1]})).await;
     assert_eq!(over.status().as_str(), "FAILED", "{kinds:?}");

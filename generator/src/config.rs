@@ -206,7 +206,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{}", render_problems(file, problems))]
-    Invalid { file: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 impl ConfigError {
@@ -284,16 +287,34 @@ fn decode_problem(text: &str, error: &serde_path_to_error::Error<toml::de::Error
     let message = inner.message().trim().to_string();
     let locator = Locator::new(text);
     // A missing key has no line of its own: point at its table's header, if it has one.
-    if let Some(field) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
         let parent = key.clone();
-        key = if parent.is_empty() { field.to_string() } else { format!("{parent}.{field}") };
-        let line = if parent.is_empty() { None } else { locator.line(&parent) };
+        key = if parent.is_empty() {
+            field.to_string()
+        } else {
+            format!("{parent}.{field}")
+        };
+        let line = if parent.is_empty() {
+            None
+        } else {
+            locator.line(&parent)
+        };
         return Problem { key, line, message };
     }
     // The path of an unknown field already ends with it; only add it when it does not.
-    if let Some(field) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+    if let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    {
         if key != field && !key.ends_with(&format!(".{field}")) {
-            key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+            key = if key.is_empty() {
+                field.to_string()
+            } else {
+                format!("{key}.{field}")
+            };
         }
     }
     let line = inner.span().map(|span| line_of(text, span.start));
@@ -357,7 +378,9 @@ impl<'a> Locator<'a> {
                 Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
                 None => (*part, None),
             };
-            let Some((k, item)) = table.get_key_value(name) else { break };
+            let Some((k, item)) = table.get_key_value(name) else {
+                break;
+            };
             found = k.span().or_else(|| item.span()).map(|s| s.start).or(found);
             if let (Some(index), Some(array)) = (index, item.as_array()) {
                 if let Some(span) = array.get(index).and_then(|v| v.span()) {
@@ -391,7 +414,10 @@ impl Checker<'_> {
 
     fn range(&mut self, key: &str, value: u32, low: u32, high: u32) {
         if !(low..=high).contains(&value) {
-            self.fail(key, format!("must be between {low} and {high} (got {value})"));
+            self.fail(
+                key,
+                format!("must be between {low} and {high} (got {value})"),
+            );
         }
     }
 }
@@ -412,13 +438,25 @@ fn check(config: &StackConfig, locator: &Locator<'_>) -> Vec<Problem> {
         );
     }
     if !is_region(&config.region) {
-        c.fail("region", format!("`{}` is not an AWS region (like `ap-south-1`)", config.region));
+        c.fail(
+            "region",
+            format!(
+                "`{}` is not an AWS region (like `ap-south-1`)",
+                config.region
+            ),
+        );
     }
     if config.account_id.len() != 12 || !config.account_id.bytes().all(|b| b.is_ascii_digit()) {
-        c.fail("account_id", format!("`{}` is not a 12-digit AWS account id", config.account_id));
+        c.fail(
+            "account_id",
+            format!("`{}` is not a 12-digit AWS account id", config.account_id),
+        );
     }
     if config.profile.as_deref() == Some("") {
-        c.fail("profile", "is empty: remove it to use the default credential chain");
+        c.fail(
+            "profile",
+            "is empty: remove it to use the default credential chain",
+        );
     }
     if let Some(url) = &config.endpoint_url {
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
@@ -434,7 +472,12 @@ fn check(config: &StackConfig, locator: &Locator<'_>) -> Vec<Problem> {
     let lambda = &config.lambda;
     c.range("lambda.memory_mb", lambda.memory_mb, 128, 10240);
     c.range("lambda.timeout_seconds", lambda.timeout_seconds, 3, 900);
-    c.range("lambda.planner_timeout_seconds", lambda.planner_timeout_seconds, 3, 900);
+    c.range(
+        "lambda.planner_timeout_seconds",
+        lambda.planner_timeout_seconds,
+        3,
+        900,
+    );
     c.problems
 }
 
@@ -447,7 +490,10 @@ fn check_targets(config: &StackConfig, c: &mut Checker<'_>) {
     for (i, name) in targets.asgs.iter().enumerate() {
         let key = format!("targets.asgs[{i}]");
         if !is_asg_name(name) {
-            c.fail(&key, format!("`{name}` is not an ASG name (1 to 255 characters, no `:`)"));
+            c.fail(
+                &key,
+                format!("`{name}` is not an ASG name (1 to 255 characters, no `:`)"),
+            );
         }
         if !seen.insert(name) {
             c.fail(&key, format!("`{name}` is listed twice"));
@@ -456,7 +502,10 @@ fn check_targets(config: &StackConfig, c: &mut Checker<'_>) {
     for (key, value) in &targets.tags {
         let at = format!("targets.tags.{key}");
         if key.is_empty() || key.len() > 128 || key.starts_with("aws:") {
-            c.fail(&at, "tag keys are 1 to 128 characters and may not start with `aws:`");
+            c.fail(
+                &at,
+                "tag keys are 1 to 128 characters and may not start with `aws:`",
+            );
         }
         if value.len() > 256 {
             c.fail(&at, "tag values are at most 256 characters");
@@ -503,8 +552,18 @@ fn check_rollout(config: &StackConfig, c: &mut Checker<'_>) {
 }
 
 fn check_refresh(refresh: &Refresh, c: &mut Checker<'_>) {
-    c.range("refresh.min_healthy_percentage", refresh.min_healthy_percentage, 0, 100);
-    c.range("refresh.max_healthy_percentage", refresh.max_healthy_percentage, 100, 200);
+    c.range(
+        "refresh.min_healthy_percentage",
+        refresh.min_healthy_percentage,
+        0,
+        100,
+    );
+    c.range(
+        "refresh.max_healthy_percentage",
+        refresh.max_healthy_percentage,
+        100,
+        200,
+    );
     if refresh.max_healthy_percentage > refresh.min_healthy_percentage + 100 {
         c.fail(
             "refresh.max_healthy_percentage",
@@ -523,11 +582,17 @@ fn check_refresh(refresh: &Refresh, c: &mut Checker<'_>) {
         c.fail("refresh.alarms", "at most 10 alarms");
     }
     if !refresh.alarms.is_empty() && !refresh.auto_rollback {
-        c.fail("refresh.alarms", "alarms roll back a refresh only with auto_rollback = true");
+        c.fail(
+            "refresh.alarms",
+            "alarms roll back a refresh only with auto_rollback = true",
+        );
     }
     for (i, alarm) in refresh.alarms.iter().enumerate() {
         if alarm.is_empty() || alarm.len() > 255 {
-            c.fail(&format!("refresh.alarms[{i}]"), "alarm names are 1 to 255 characters");
+            c.fail(
+                &format!("refresh.alarms[{i}]"),
+                "alarm names are 1 to 255 characters",
+            );
         }
     }
     let mut last = 0;
@@ -535,7 +600,9 @@ fn check_refresh(refresh: &Refresh, c: &mut Checker<'_>) {
         if *pct == 0 || *pct > 100 || *pct <= last {
             c.fail(
                 &format!("refresh.checkpoint_percentages[{i}]"),
-                format!("{pct} after {last}: checkpoints are ascending percentages between 1 and 100"),
+                format!(
+                    "{pct} after {last}: checkpoints are ascending percentages between 1 and 100"
+                ),
             );
         }
         last = *pct;
@@ -543,9 +610,14 @@ fn check_refresh(refresh: &Refresh, c: &mut Checker<'_>) {
     for (i, role) in refresh.instance_roles.iter().enumerate() {
         let valid = !role.is_empty()
             && role.len() <= 64
-            && role.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+            && role
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
         if !valid {
-            c.fail(&format!("refresh.instance_roles[{i}]"), format!("`{role}` is not an IAM role name"));
+            c.fail(
+                &format!("refresh.instance_roles[{i}]"),
+                format!("`{role}` is not an IAM role name"),
+            );
         }
     }
     if let Some(delay) = refresh.checkpoint_delay {
@@ -564,7 +636,8 @@ pub const MAX_LISTED_TARGET_BYTES: usize = 64 * 1024;
 
 /// Refuses target lists too long to travel to the planner; tags select any number of ASGs.
 fn check_plan_payload(config: &StackConfig, c: &mut Checker<'_>) {
-    let listed = serde_json::to_vec(&(&config.targets.asgs, &config.rollout.canary)).map_or(usize::MAX, |v| v.len());
+    let listed = serde_json::to_vec(&(&config.targets.asgs, &config.rollout.canary))
+        .map_or(usize::MAX, |v| v.len());
     if listed > MAX_LISTED_TARGET_BYTES {
         c.fail(
             "targets.asgs",
@@ -589,7 +662,9 @@ pub const DEFAULT_CHECKPOINT_DELAY: u32 = 3600;
 /// so pauses that add up to `timeout_minutes` make every refresh time out while paused.
 fn check_checkpoints(config: &StackConfig, c: &mut Checker<'_>) {
     let refresh = &config.refresh;
-    let Some(&last) = refresh.checkpoint_percentages.last() else { return };
+    let Some(&last) = refresh.checkpoint_percentages.last() else {
+        return;
+    };
     if last != 100 {
         c.fail(
             &format!("refresh.checkpoint_percentages[{}]", refresh.checkpoint_percentages.len() - 1),
@@ -598,7 +673,11 @@ fn check_checkpoints(config: &StackConfig, c: &mut Checker<'_>) {
             ),
         );
     }
-    let pauses = refresh.checkpoint_percentages.iter().filter(|p| **p < 100).count() as u64;
+    let pauses = refresh
+        .checkpoint_percentages
+        .iter()
+        .filter(|p| **p < 100)
+        .count() as u64;
     let delay = refresh.checkpoint_delay.unwrap_or(DEFAULT_CHECKPOINT_DELAY);
     let paused = pauses * u64::from(delay);
     let timeout = u64::from(config.rollout.timeout_minutes) * 60;
@@ -628,7 +707,9 @@ fn check_checkpoints(config: &StackConfig, c: &mut Checker<'_>) {
 fn check_history(config: &StackConfig, c: &mut Checker<'_>) {
     let rollout = &config.rollout;
     // Out-of-range values are reported by check_rollout already.
-    if !(5..=3600).contains(&rollout.poll_seconds) || !(1..=10080).contains(&rollout.timeout_minutes) {
+    if !(5..=3600).contains(&rollout.poll_seconds)
+        || !(1..=10080).contains(&rollout.timeout_minutes)
+    {
         return;
     }
     let machine = crate::rollout::build(config);
@@ -669,7 +750,10 @@ fn is_region(region: &str) -> bool {
     let parts: Vec<&str> = region.split('-').collect();
     parts.len() >= 3
         && parts[0].len() == 2
-        && parts.iter().take(parts.len() - 1).all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts
+            .iter()
+            .take(parts.len() - 1)
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
         && parts[parts.len() - 1].parse::<u8>().is_ok()
 }
 
@@ -704,7 +788,11 @@ asgs = ["a", "b"]
         let p = &err.problems()[0];
         assert_eq!(p.key, "rollout.batch_size");
         assert_eq!(p.line, Some(8));
-        assert!(err.to_string().starts_with("dev.toml:8: `rollout.batch_size`: invalid type"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("dev.toml:8: `rollout.batch_size`: invalid type"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,16 +8,30 @@ use crate::config::StackConfig;
 use crate::names::Stack;
 
 const TEMPLATES: [(&str, &str); 4] = [
-    ("lambda.trust.json", include_str!("../../templates/iam/lambda.trust.json.j2")),
-    ("lambda.policy.json", include_str!("../../templates/iam/lambda.policy.json.j2")),
-    ("states.trust.json", include_str!("../../templates/iam/states.trust.json.j2")),
-    ("states.policy.json", include_str!("../../templates/iam/states.policy.json.j2")),
+    (
+        "lambda.trust.json",
+        include_str!("../../templates/iam/lambda.trust.json.j2"),
+    ),
+    (
+        "lambda.policy.json",
+        include_str!("../../templates/iam/lambda.policy.json.j2"),
+    ),
+    (
+        "states.trust.json",
+        include_str!("../../templates/iam/states.trust.json.j2"),
+    ),
+    (
+        "states.policy.json",
+        include_str!("../../templates/iam/states.policy.json.j2"),
+    ),
 ];
 
 /// The deployer's permission policy (`iam/deployer.policy.json`): what a person or CI role
 /// needs to run deploy, destroy, rollout, status and approve on the stack.
-const DEPLOYER_TEMPLATE: (&str, &str) =
-    ("deployer.policy.json", include_str!("../../templates/iam/deployer.policy.json.j2"));
+const DEPLOYER_TEMPLATE: (&str, &str) = (
+    "deployer.policy.json",
+    include_str!("../../templates/iam/deployer.policy.json.j2"),
+);
 
 /// The file name of the deployer's policy under `iam/`.
 pub const DEPLOYER_FILE: &str = "deployer.policy.json";
@@ -103,15 +117,22 @@ fn environment() -> Result<Environment<'static>, IamError> {
     // Values are quoted explicitly with `tojson`; no automatic JSON escaping.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     for (name, source) in TEMPLATES.into_iter().chain([DEPLOYER_TEMPLATE]) {
-        env.add_template(name, source).map_err(|source| IamError::Template { name, source })?;
+        env.add_template(name, source)
+            .map_err(|source| IamError::Template { name, source })?;
     }
     Ok(env)
 }
 
 /// Renders one template to JSON.
-fn render(env: &Environment<'_>, name: &'static str, ctx: &minijinja::Value) -> Result<Value, IamError> {
-    let text =
-        env.get_template(name).and_then(|t| t.render(ctx)).map_err(|source| IamError::Template { name, source })?;
+fn render(
+    env: &Environment<'_>,
+    name: &'static str,
+    ctx: &minijinja::Value,
+) -> Result<Value, IamError> {
+    let text = env
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .map_err(|source| IamError::Template { name, source })?;
     serde_json::from_str(&text).map_err(|source| IamError::Json { name, source })
 }
 
@@ -119,7 +140,10 @@ fn render(env: &Environment<'_>, name: &'static str, ctx: &minijinja::Value) -> 
 pub fn documents(config: &StackConfig) -> Result<Vec<Document>, IamError> {
     let stack = Stack::new(config);
     let env = environment()?;
-    let ec2_account = format!("arn:{}:ec2:{}:{}:*", stack.partition, stack.region, stack.account);
+    let ec2_account = format!(
+        "arn:{}:ec2:{}:{}:*",
+        stack.partition, stack.region, stack.account
+    );
     let ec2_images = format!("arn:{}:ec2:{}::image/*", stack.partition, stack.region);
     let ec2_snapshots = format!("arn:{}:ec2:{}::snapshot/*", stack.partition, stack.region);
     let ctx = context! {
@@ -156,9 +180,15 @@ pub fn documents(config: &StackConfig) -> Result<Vec<Document>, IamError> {
     let mut out = Vec::new();
     for (name, _) in TEMPLATES {
         let json = render(&env, name, &ctx)?;
-        let (role, rest) = name.split_once('.').expect("template names are role.kind.json");
+        let (role, rest) = name
+            .split_once('.')
+            .expect("template names are role.kind.json");
         let kind = rest.trim_end_matches(".json");
-        let role_name = if role == "lambda" { stack.lambda_role() } else { stack.states_role() };
+        let role_name = if role == "lambda" {
+            stack.lambda_role()
+        } else {
+            stack.states_role()
+        };
         out.push(Document {
             role: if role == "lambda" { "lambda" } else { "states" },
             kind: if kind == "trust" { "trust" } else { "policy" },
@@ -176,8 +206,10 @@ pub fn documents(config: &StackConfig) -> Result<Vec<Document>, IamError> {
 pub fn deployer_document(config: &StackConfig) -> Result<Document, IamError> {
     let stack = Stack::new(config);
     let env = environment()?;
-    let function_arns =
-        vec![stack.function_arn(&stack.planner_function()), stack.function_arn(&stack.refresher_function())];
+    let function_arns = vec![
+        stack.function_arn(&stack.planner_function()),
+        stack.function_arn(&stack.refresher_function()),
+    ];
     let log_group = stack.state_machine_log_group_arn();
     let ctx = context! {
         domain => stack.service_domain(),
@@ -221,7 +253,10 @@ pub fn allowed(document: &Value) -> Vec<(String, String)> {
     let as_list = |v: &Value| -> Vec<String> {
         match v {
             Value::String(s) => vec![s.clone()],
-            Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
             _ => Vec::new(),
         }
     };

@@ -3,10 +3,10 @@
 
 pub mod asl;
 pub mod config;
+pub mod iam;
 pub mod names;
 pub mod payload;
-pub mod waves;
-pub mod rollout;
-pub mod iam;
-pub mod review;
 pub mod render;
+pub mod review;
+pub mod rollout;
+pub mod waves;

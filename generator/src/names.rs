@@ -61,7 +61,10 @@ impl Stack {
     }
 
     fn arn(&self, service: &str, resource: &str) -> String {
-        format!("arn:{}:{service}:{}:{}:{resource}", self.partition, self.region, self.account)
+        format!(
+            "arn:{}:{service}:{}:{}:{resource}",
+            self.partition, self.region, self.account
+        )
     }
 
     pub fn role_arn(&self, role: &str) -> String {
@@ -110,12 +113,18 @@ impl Stack {
     }
 
     pub fn state_machine_log_group_arn(&self) -> String {
-        self.arn("logs", &format!("log-group:{}:*", self.state_machine_log_group()))
+        self.arn(
+            "logs",
+            &format!("log-group:{}:*", self.state_machine_log_group()),
+        )
     }
 
     /// Any Auto Scaling group of the account in the region.
     pub fn asg_arn(&self, name: &str) -> String {
-        self.arn("autoscaling", &format!("autoScalingGroup:*:autoScalingGroupName/{name}"))
+        self.arn(
+            "autoscaling",
+            &format!("autoScalingGroup:*:autoScalingGroupName/{name}"),
+        )
     }
 
     /// Launch templates of the account in the region.
@@ -168,7 +177,10 @@ mod tests {
             stack.function_arn(&stack.planner_function()),
             "arn:aws:lambda:ap-south-1:111122223333:function:asg-refresh-prod-planner"
         );
-        assert_eq!(stack.table_arn(), "arn:aws:dynamodb:ap-south-1:111122223333:table/asg-refresh-prod");
+        assert_eq!(
+            stack.table_arn(),
+            "arn:aws:dynamodb:ap-south-1:111122223333:table/asg-refresh-prod"
+        );
         assert_eq!(
             stack.state_machine_arn(),
             "arn:aws:states:ap-south-1:111122223333:stateMachine:asg-refresh-prod"

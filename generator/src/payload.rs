@@ -36,7 +36,8 @@ pub mod errors {
     /// An invocation that did not finish: the function crashed or ran out of memory or
     /// time (`Lambda.Unknown`, `Sandbox.Timedout`), or the Task's `TimeoutSeconds` passed
     /// (`States.Timeout`). Retried a few times: every action is safe to run again.
-    pub const LAMBDA_UNFINISHED: [&str; 3] = ["Lambda.Unknown", "Sandbox.Timedout", "States.Timeout"];
+    pub const LAMBDA_UNFINISHED: [&str; 3] =
+        ["Lambda.Unknown", "Sandbox.Timedout", "States.Timeout"];
     /// The same, for a Task whose timeout is an answer (nobody approved in time).
     pub const LAMBDA_UNFINISHED_NO_TIMEOUT: [&str; 2] = ["Lambda.Unknown", "Sandbox.Timedout"];
 }
@@ -122,7 +123,11 @@ pub fn cap_message(message: &str) -> String {
     while !message.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}... ({} more bytes: see the table)", &message[..end], message.len() - end)
+    format!(
+        "{}... ({} more bytes: see the table)",
+        &message[..end],
+        message.len() - end
+    )
 }
 
 /// The first [`MAX_NAMES_LISTED`] names, then how many more there are.
@@ -241,7 +246,10 @@ impl InFlightResponse {
     /// still counts them all): the Task result must fit 256 KiB at any fleet size.
     pub fn bounded(mut self) -> Self {
         self.acted_on = cap_names(&self.acted_on);
-        self.refused = cap_names(&self.refused).iter().map(|r| cap_message(r)).collect();
+        self.refused = cap_names(&self.refused)
+            .iter()
+            .map(|r| cap_message(r))
+            .collect();
         self
     }
 }
@@ -281,9 +289,22 @@ pub mod status {
     pub const SUCCESSFUL: &str = "Successful";
 
     /// Refresh statuses that mean it is still running.
-    pub const IN_FLIGHT: [&str; 6] = ["Starting", "Pending", "InProgress", "Baking", "Cancelling", "RollbackInProgress"];
+    pub const IN_FLIGHT: [&str; 6] = [
+        "Starting",
+        "Pending",
+        "InProgress",
+        "Baking",
+        "Cancelling",
+        "RollbackInProgress",
+    ];
     /// Statuses that end an ASG without success.
-    pub const FAILED: [&str; 5] = ["Failed", "Cancelled", "RollbackSuccessful", "RollbackFailed", "TimedOut"];
+    pub const FAILED: [&str; 5] = [
+        "Failed",
+        "Cancelled",
+        "RollbackSuccessful",
+        "RollbackFailed",
+        "TimedOut",
+    ];
 
     pub fn is_in_flight(status: &str) -> bool {
         IN_FLIGHT.contains(&status)

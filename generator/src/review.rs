@@ -41,7 +41,8 @@ pub const CHILD_RETRY_RESERVE: u64 = 1_000;
 pub fn events_of(state: &State) -> u64 {
     match &state.kind {
         Kind::Task(task) => {
-            let waits = task.resource.ends_with(".waitForTaskToken") || task.resource.contains(".sync");
+            let waits =
+                task.resource.ends_with(".waitForTaskToken") || task.resource.contains(".sync");
             5 + u64::from(waits)
         }
         Kind::Map(map) if map.item_processor.is_distributed() => 6,
@@ -66,8 +67,12 @@ fn loop_events(states: &States, from: &str, first: Option<String>) -> u64 {
     let mut total = states.get(from).map_or(0, events_of);
     let mut at = first;
     for _ in 0..states.len() {
-        let Some(name) = at.filter(|n| n != from) else { return total };
-        let Some(state) = states.get(&name) else { return total };
+        let Some(name) = at.filter(|n| n != from) else {
+            return total;
+        };
+        let Some(state) = states.get(&name) else {
+            return total;
+        };
         total += events_of(state);
         at = next_of(state);
     }
@@ -112,7 +117,13 @@ pub fn polls(rollout: &crate::config::Rollout) -> u64 {
 pub fn child_history(config: &StackConfig, machine: &StateMachine) -> ChildHistory {
     let child = match machine.states.get(WAVE).map(|s| &s.kind) {
         Some(Kind::Map(map)) => &map.item_processor.states,
-        _ => return ChildHistory { polls: polls(&config.rollout), per_poll: 0, fixed: 0 },
+        _ => {
+            return ChildHistory {
+                polls: polls(&config.rollout),
+                per_poll: 0,
+                fixed: 0,
+            }
+        }
     };
     let events = |name: &str| child.get(name).map_or(0, events_of);
     ChildHistory {
@@ -133,7 +144,8 @@ pub fn parent_events_per_wave(states: &States) -> u64 {
 /// wave loop's states.
 pub fn max_waves_of(states: &States) -> u64 {
     let per_wave = parent_events_per_wave(states).max(1);
-    (HISTORY_LIMIT - PARENT_EVENTS_FIXED - SETTLE_ROUNDS_MAX * PARENT_EVENTS_PER_SETTLE_ROUND) / per_wave
+    (HISTORY_LIMIT - PARENT_EVENTS_FIXED - SETTLE_ROUNDS_MAX * PARENT_EVENTS_PER_SETTLE_ROUND)
+        / per_wave
 }
 
 /// Most waves one execution of `machine` can walk.
@@ -142,10 +154,19 @@ pub fn max_waves(machine: &StateMachine) -> u64 {
 }
 
 /// Renders `review.md`.
-pub fn render(config: &StackConfig, machine: &StateMachine, documents: &[Document]) -> Result<String, minijinja::Error> {
+pub fn render(
+    config: &StackConfig,
+    machine: &StateMachine,
+    documents: &[Document],
+) -> Result<String, minijinja::Error> {
     let stack = Stack::new(config);
     let rollout = &config.rollout;
-    let explicit_waves = waves::split(&config.targets.asgs, &rollout.canary, rollout.strategy, rollout.batch_size);
+    let explicit_waves = waves::split(
+        &config.targets.asgs,
+        &rollout.canary,
+        rollout.strategy,
+        rollout.batch_size,
+    );
     let child = child_history(config, machine);
     let max_waves = max_waves(machine);
     let max_asgs = match rollout.strategy {
@@ -155,13 +176,41 @@ pub fn render(config: &StackConfig, machine: &StateMachine, documents: &[Documen
     let mut env = Environment::new();
     env.add_template("review.md", TEMPLATE)?;
     let resources = vec![
-        ("IAM role", stack.lambda_role(), "the planner and refresher run as it"),
-        ("IAM role", stack.states_role(), "the state machine runs as it"),
-        ("DynamoDB table", stack.table(), "progress per ASG per rollout, and the stack lock"),
-        ("Lambda function", stack.planner_function(), "resolves targets, pre-checks, waves, lock"),
-        ("Lambda function", stack.refresher_function(), "start, check, approval, rollback, finish"),
-        ("Step Functions state machine", stack.state_machine(), "the rollout"),
-        ("CloudWatch log group", stack.state_machine_log_group(), "execution logs"),
+        (
+            "IAM role",
+            stack.lambda_role(),
+            "the planner and refresher run as it",
+        ),
+        (
+            "IAM role",
+            stack.states_role(),
+            "the state machine runs as it",
+        ),
+        (
+            "DynamoDB table",
+            stack.table(),
+            "progress per ASG per rollout, and the stack lock",
+        ),
+        (
+            "Lambda function",
+            stack.planner_function(),
+            "resolves targets, pre-checks, waves, lock",
+        ),
+        (
+            "Lambda function",
+            stack.refresher_function(),
+            "start, check, approval, rollback, finish",
+        ),
+        (
+            "Step Functions state machine",
+            stack.state_machine(),
+            "the rollout",
+        ),
+        (
+            "CloudWatch log group",
+            stack.state_machine_log_group(),
+            "execution logs",
+        ),
     ];
     let tmpl = env.get_template("review.md")?;
     tmpl.render(context! {
@@ -184,14 +233,19 @@ pub fn render(config: &StackConfig, machine: &StateMachine, documents: &[Documen
 /// A Mermaid flowchart of the machine: Map processors as subgraphs, Catch edges dashed.
 pub fn mermaid(machine: &StateMachine) -> String {
     let mut out = String::from("flowchart TD\n");
-    out.push_str(&format!("  start((start)) --> {}\n", node_id("", &machine.start_at)));
+    out.push_str(&format!(
+        "  start((start)) --> {}\n",
+        node_id("", &machine.start_at)
+    ));
     scope(&mut out, "", &machine.states, 1);
     out
 }
 
 fn node_id(scope: &str, name: &str) -> String {
     let raw = format!("{scope}{name}");
-    raw.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+    raw.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 fn scope(out: &mut String, prefix: &str, states: &States, depth: usize) {
@@ -208,9 +262,18 @@ fn scope(out: &mut String, prefix: &str, states: &States, depth: usize) {
         out.push_str(&format!("{pad}{shape}\n"));
         if let Kind::Map(map) = &state.kind {
             let inner_prefix = format!("{prefix}{name}_");
-            let mode = if map.item_processor.is_distributed() { "distributed" } else { "inline" };
-            let concurrency = map.max_concurrency.map(|m| format!(", at most {m} at once")).unwrap_or_default();
-            out.push_str(&format!("{pad}subgraph {id}_items [\"{label}: each item ({mode}{concurrency})\"]\n"));
+            let mode = if map.item_processor.is_distributed() {
+                "distributed"
+            } else {
+                "inline"
+            };
+            let concurrency = map
+                .max_concurrency
+                .map(|m| format!(", at most {m} at once"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{pad}subgraph {id}_items [\"{label}: each item ({mode}{concurrency})\"]\n"
+            ));
             out.push_str(&format!(
                 "{pad}  {id}_in((item)) --> {}\n",
                 node_id(&inner_prefix, &map.item_processor.start_at)
@@ -228,10 +291,16 @@ fn scope(out: &mut String, prefix: &str, states: &States, depth: usize) {
             Kind::Parallel(p) => p.catch.as_slice(),
             Kind::Choice(choice) => {
                 for rule in &choice.choices {
-                    out.push_str(&format!("{pad}{id} -->|rule| {}\n", node_id(prefix, &rule.next)));
+                    out.push_str(&format!(
+                        "{pad}{id} -->|rule| {}\n",
+                        node_id(prefix, &rule.next)
+                    ));
                 }
                 if let Some(default) = &choice.default {
-                    out.push_str(&format!("{pad}{id} -->|default| {}\n", node_id(prefix, default)));
+                    out.push_str(&format!(
+                        "{pad}{id} -->|default| {}\n",
+                        node_id(prefix, default)
+                    ));
                 }
                 &[]
             }
@@ -239,7 +308,10 @@ fn scope(out: &mut String, prefix: &str, states: &States, depth: usize) {
         };
         for catch in catches {
             let label = catch.error_equals.join(" ");
-            out.push_str(&format!("{pad}{id} -.->|{label}| {}\n", node_id(prefix, &catch.next)));
+            out.push_str(&format!(
+                "{pad}{id} -.->|{label}| {}\n",
+                node_id(prefix, &catch.next)
+            ));
         }
     }
 }

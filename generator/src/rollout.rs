@@ -15,9 +15,9 @@
 use serde_json::json;
 
 use crate::asl::{
-    Arg, Branch, Catcher, Choice, ChoiceRule, Comparison, Condition, ExecutionType, Fail, Intrinsic,
-    JitterStrategy, Kind, Map, Pass, PathOrNull, Retrier, State, StateMachine, States, Succeed,
-    Task, Template, Wait,
+    Arg, Branch, Catcher, Choice, ChoiceRule, Comparison, Condition, ExecutionType, Fail,
+    Intrinsic, JitterStrategy, Kind, Map, Pass, PathOrNull, Retrier, State, StateMachine, States,
+    Succeed, Task, Template, Wait,
 };
 use crate::config::{OnFailure, StackConfig};
 use crate::names::Stack;
@@ -61,7 +61,10 @@ use states::*;
 /// The state machine for a stack.
 pub fn build(config: &StackConfig) -> StateMachine {
     let stack = Stack::new(config);
-    let b = Builder { config, stack: &stack };
+    let b = Builder {
+        config,
+        stack: &stack,
+    };
     let mut waves = States::new()
         .add(MORE_WAVES, b.more_waves())
         .add(SELECT_WAVE, b.select_wave())
@@ -73,7 +76,9 @@ pub fn build(config: &StackConfig) -> StateMachine {
     waves.push(NEXT_WAVE, b.next_wave());
     // The planner refuses a plan with more waves than the wave loop's history allows.
     let max_waves = crate::review::max_waves_of(&waves);
-    let mut top = States::new().add(PLAN, b.plan(max_waves)).add(FIRST_WAVE, b.first_wave());
+    let mut top = States::new()
+        .add(PLAN, b.plan(max_waves))
+        .add(FIRST_WAVE, b.first_wave());
     for (name, state) in waves.iter() {
         top.push(name, state.clone());
     }
@@ -84,7 +89,10 @@ pub fn build(config: &StackConfig) -> StateMachine {
     if config.rollout.on_failure == OnFailure::Rollback {
         top.push(ROLL_BACK, b.roll_back());
         top.push(ROLLBACKS_ENDED, b.rollbacks_ended());
-        top.push(WAIT_FOR_ROLLBACKS, State::new(Kind::Wait(Wait::seconds(b.rollback_poll_seconds()))).next(CHECK_ROLLBACKS));
+        top.push(
+            WAIT_FOR_ROLLBACKS,
+            State::new(Kind::Wait(Wait::seconds(b.rollback_poll_seconds()))).next(CHECK_ROLLBACKS),
+        );
         top.push(CHECK_ROLLBACKS, b.check_rollbacks());
     }
     top.push(FINISH_FAILED, b.finish_failed());
@@ -130,7 +138,10 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn invoke_resource(&self, suffix: &str) -> String {
-        format!("arn:{}:states:::lambda:invoke{suffix}", self.stack.partition)
+        format!(
+            "arn:{}:states:::lambda:invoke{suffix}",
+            self.stack.partition
+        )
     }
 
     /// A Task invoking one of the stack's Lambdas with `payload`, retried on transient
@@ -150,11 +161,19 @@ impl Builder<'_> {
     }
 
     fn planner(&self, payload: Template) -> Task {
-        self.invoke(&self.stack.planner_function(), self.config.lambda.planner_timeout_seconds, payload)
+        self.invoke(
+            &self.stack.planner_function(),
+            self.config.lambda.planner_timeout_seconds,
+            payload,
+        )
     }
 
     fn refresher(&self, payload: Template) -> Task {
-        self.invoke(&self.stack.refresher_function(), self.config.lambda.timeout_seconds, payload)
+        self.invoke(
+            &self.stack.refresher_function(),
+            self.config.lambda.timeout_seconds,
+            payload,
+        )
     }
 
     fn failure_target(&self) -> &'static str {
@@ -172,7 +191,10 @@ impl Builder<'_> {
             Template::new()
                 .path("rollout_id", "$.rollout_id")
                 .path("ami", "$.ami")
-                .lit("targets", json!({"asgs": targets.asgs, "tags": targets.tags}))
+                .lit(
+                    "targets",
+                    json!({"asgs": targets.asgs, "tags": targets.tags}),
+                )
                 .lit("canary", json!(rollout.canary))
                 .lit("strategy", rollout.strategy.as_str())
                 .lit("batch_size", rollout.batch_size)
@@ -209,7 +231,10 @@ impl Builder<'_> {
     fn more_waves(&self) -> State {
         State::new(Kind::Choice(Choice {
             choices: vec![ChoiceRule::new(
-                Condition::test("$.cursor.wave", Comparison::NumericLessThanPath("$.plan.wave_count".into())),
+                Condition::test(
+                    "$.cursor.wave",
+                    Comparison::NumericLessThanPath("$.plan.wave_count".into()),
+                ),
                 SELECT_WAVE,
             )],
             default: Some(FINISH.into()),
@@ -230,7 +255,8 @@ impl Builder<'_> {
                 .path("items", "$.Payload.items"),
         );
         task.result_path = PathOrNull::path("$.current");
-        task.catch = vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
+        task.catch =
+            vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
         State::new(Kind::Task(task))
             .comment("The wave's positions (numbers, not names): each child reads its ASG from the table.")
             .next(WAVE)
@@ -256,8 +282,13 @@ impl Builder<'_> {
             OnFailure::Continue => {}
         }
         map.result_path = Some(PathOrNull::Null);
-        map.catch = vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
-        let after = if rollout.approval { IS_LAST_WAVE } else { NEXT_WAVE };
+        map.catch =
+            vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
+        let after = if rollout.approval {
+            IS_LAST_WAVE
+        } else {
+            NEXT_WAVE
+        };
         State::new(Kind::Map(map))
             .comment("Refresh the wave's ASGs, at most batch_size at once, each in its own child execution.")
             .next(after)
@@ -305,7 +336,8 @@ impl Builder<'_> {
         check.result_path = PathOrNull::path("$.refresh");
         let continue_on_failure = rollout.on_failure == OnFailure::Continue;
         if continue_on_failure {
-            let absorb = || vec![Catcher::new(&["States.ALL"], REFRESH_FAILED).result_path("$.error")];
+            let absorb =
+                || vec![Catcher::new(&["States.ALL"], REFRESH_FAILED).result_path("$.error")];
             start.catch = absorb();
             check.catch = absorb();
         }
@@ -340,8 +372,9 @@ impl Builder<'_> {
         if continue_on_failure {
             states.push(
                 REFRESH_FAILED,
-                State::new(Kind::Succeed(silent()))
-                    .comment("on_failure = continue: the refresher recorded the failure; Finish reports it."),
+                State::new(Kind::Succeed(silent())).comment(
+                    "on_failure = continue: the refresher recorded the failure; Finish reports it.",
+                ),
             );
         }
         Branch::new(states).distributed(ExecutionType::Standard)
@@ -350,7 +383,10 @@ impl Builder<'_> {
     fn is_last_wave(&self) -> State {
         State::new(Kind::Choice(Choice {
             choices: vec![ChoiceRule::new(
-                Condition::test("$.cursor.wave", Comparison::NumericEqualsPath("$.plan.last_wave".into())),
+                Condition::test(
+                    "$.cursor.wave",
+                    Comparison::NumericEqualsPath("$.plan.last_wave".into()),
+                ),
                 NEXT_WAVE,
             )],
             default: Some(APPROVE_NEXT_WAVE.into()),
@@ -371,7 +407,8 @@ impl Builder<'_> {
         // Past the approval timeout nobody approved: that is an answer, never retried.
         task.retry = retriers(&errors::LAMBDA_UNFINISHED_NO_TIMEOUT);
         task.result_path = Some(PathOrNull::Null);
-        task.catch = vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
+        task.catch =
+            vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
         State::new(Kind::Task(task))
             .comment("Pause until an operator approves the next wave.")
             .next(NEXT_WAVE)
@@ -435,9 +472,14 @@ impl Builder<'_> {
                 .lit("action", "rollback")
                 .path("rollout_id", "$.rollout_id"),
         );
-        task.result_selector = Some(Template::new().path("pending", "$.Payload.pending").lit("round", 0));
+        task.result_selector = Some(
+            Template::new()
+                .path("pending", "$.Payload.pending")
+                .lit("round", 0),
+        );
         task.result_path = PathOrNull::path("$.settle");
-        task.catch = vec![Catcher::new(&["States.ALL"], FINISH_FAILED).result_path("$.rollback_error")];
+        task.catch =
+            vec![Catcher::new(&["States.ALL"], FINISH_FAILED).result_path("$.rollback_error")];
         State::new(Kind::Task(task))
             .comment("Roll back every refresh of this rollout that is still in flight.")
             .next(ROLLBACKS_ENDED)
@@ -447,13 +489,16 @@ impl Builder<'_> {
     /// [`crate::review::SETTLE_ROUNDS_MAX`] reads cover `timeout_minutes`.
     fn rollback_poll_seconds(&self) -> u32 {
         let rollout = &self.config.rollout;
-        let spread = (rollout.timeout_minutes * 60).div_ceil(crate::review::SETTLE_ROUNDS_MAX as u32);
+        let spread =
+            (rollout.timeout_minutes * 60).div_ceil(crate::review::SETTLE_ROUNDS_MAX as u32);
         rollout.poll_seconds.max(spread)
     }
 
     /// How many reads of the rollbacks before the rollout stops waiting for them.
     fn rollback_rounds(&self) -> u32 {
-        (self.config.rollout.timeout_minutes * 60).div_ceil(self.rollback_poll_seconds()).max(1)
+        (self.config.rollout.timeout_minutes * 60)
+            .div_ceil(self.rollback_poll_seconds())
+            .max(1)
     }
 
     fn rollbacks_ended(&self) -> State {
@@ -484,7 +529,8 @@ impl Builder<'_> {
                 .path("round", "$.Payload.round"),
         );
         task.result_path = PathOrNull::path("$.settle");
-        task.catch = vec![Catcher::new(&["States.ALL"], FINISH_FAILED).result_path("$.rollback_error")];
+        task.catch =
+            vec![Catcher::new(&["States.ALL"], FINISH_FAILED).result_path("$.rollback_error")];
         State::new(Kind::Task(task))
             .comment("DescribeInstanceRefreshes of each rollback; records how far each got.")
             .next(ROLLBACKS_ENDED)
@@ -494,7 +540,8 @@ impl Builder<'_> {
         let mut task = self.refresher(self.finish_payload("failed"));
         task.result_selector = Some(self.summary());
         task.result_path = PathOrNull::path("$.summary");
-        task.catch = vec![Catcher::new(&["States.ALL"], SUMMARY_LOST).result_path("$.finish_error")];
+        task.catch =
+            vec![Catcher::new(&["States.ALL"], SUMMARY_LOST).result_path("$.finish_error")];
         State::new(Kind::Task(task))
             .comment("Release the lock and record why the rollout failed.")
             .next(ROLLOUT_FAILED)
@@ -517,7 +564,10 @@ fn retriers(unfinished: &[&str]) -> Vec<Retrier> {
             .backoff(2.0)
             .max_delay(60)
             .jitter(JitterStrategy::Full),
-        Retrier::new(unfinished).interval(5).attempts(2).backoff(2.0),
+        Retrier::new(unfinished)
+            .interval(5)
+            .attempts(2)
+            .backoff(2.0),
     ]
 }
 

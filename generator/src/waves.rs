@@ -5,10 +5,23 @@ use crate::config::Strategy;
 /// Splits `asgs` (in the order given) into waves. Canary ASGs present in `asgs` form the
 /// first wave; the rest follow in `batch_size` chunks (`batches`) or as one wave that a
 /// window of `batch_size` slides over (`window`). No wave is empty.
-pub fn split(asgs: &[String], canary: &[String], strategy: Strategy, batch_size: u32) -> Vec<Vec<String>> {
+pub fn split(
+    asgs: &[String],
+    canary: &[String],
+    strategy: Strategy,
+    batch_size: u32,
+) -> Vec<Vec<String>> {
     let size = batch_size.max(1) as usize;
-    let first: Vec<String> = canary.iter().filter(|c| asgs.contains(c)).cloned().collect();
-    let rest: Vec<String> = asgs.iter().filter(|a| !first.contains(a)).cloned().collect();
+    let first: Vec<String> = canary
+        .iter()
+        .filter(|c| asgs.contains(c))
+        .cloned()
+        .collect();
+    let rest: Vec<String> = asgs
+        .iter()
+        .filter(|a| !first.contains(a))
+        .cloned()
+        .collect();
     let mut waves = Vec::new();
     if !first.is_empty() {
         waves.push(first);
@@ -44,7 +57,12 @@ mod tests {
 
     #[test]
     fn window_is_one_wave_after_the_canary() {
-        let waves = split(&names(4), &["asg-2".to_string(), "gone".to_string()], Strategy::Window, 2);
+        let waves = split(
+            &names(4),
+            &["asg-2".to_string(), "gone".to_string()],
+            Strategy::Window,
+            2,
+        );
         assert_eq!(waves, vec![vec!["asg-2"], vec!["asg-1", "asg-3", "asg-4"]]);
     }
 
@@ -52,6 +70,9 @@ mod tests {
     fn nothing_to_do_gives_no_wave() {
         assert!(split(&[], &[], Strategy::Batches, 3).is_empty());
         assert!(split(&[], &[], Strategy::Window, 3).is_empty());
-        assert_eq!(split(&names(1), &names(1), Strategy::Window, 3), vec![vec!["asg-1"]]);
+        assert_eq!(
+            split(&names(1), &names(1), Strategy::Window, 3),
+            vec![vec!["asg-1"]]
+        );
     }
 }

@@ -1919,4 +1919,3 @@ fn breaking_the_realistic_machine_deep_inside_reports_the_full_path() {
         )],
     );
 }
-

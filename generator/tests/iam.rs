@@ -5,7 +5,8 @@ use std::path::Path;
 
 use generator::config::{self, StackConfig};
 use generator::iam::{
-    allowed, deployer_document, documents, trust_as_resource_policy, Document, LOG_DELIVERY_ACTIONS, STAR_ONLY_ACTIONS,
+    allowed, deployer_document, documents, trust_as_resource_policy, Document,
+    LOG_DELIVERY_ACTIONS, STAR_ONLY_ACTIONS,
 };
 use serde_json::{json, Value};
 
@@ -17,13 +18,19 @@ fn config(targets: &str, extra: &str) -> StackConfig {
 }
 
 fn doc<'a>(docs: &'a [Document], role: &str, kind: &str) -> &'a Value {
-    &docs.iter().find(|d| d.role == role && d.kind == kind).expect("document exists").json
+    &docs
+        .iter()
+        .find(|d| d.role == role && d.kind == kind)
+        .expect("document exists")
+        .json
 }
 
 /// Read-only by name: Describe*, Get*, List*.
 fn is_read_only(action: &str) -> bool {
     let verb = action.split(':').nth(1).unwrap_or_default();
-    ["Describe", "Get", "List"].iter().any(|p| verb.starts_with(p))
+    ["Describe", "Get", "List"]
+        .iter()
+        .any(|p| verb.starts_with(p))
 }
 
 #[test]
@@ -31,9 +38,16 @@ fn no_star_resource_on_a_mutating_action() {
     for cfg in [
         config("asgs = [\"a\", \"b\"]", ""),
         config("tags = { \"group\" = \"web\" }", ""),
-        config("asgs = [\"a\"]\ntags = { \"group\" = \"web\" }", "[refresh]\ninstance_roles = [\"web-role\"]"),
+        config(
+            "asgs = [\"a\"]\ntags = { \"group\" = \"web\" }",
+            "[refresh]\ninstance_roles = [\"web-role\"]",
+        ),
     ] {
-        let mut policies: Vec<Document> = documents(&cfg).unwrap().into_iter().filter(|d| d.kind == "policy").collect();
+        let mut policies: Vec<Document> = documents(&cfg)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.kind == "policy")
+            .collect();
         policies.push(deployer_document(&cfg).unwrap());
         for d in &policies {
             for (action, resource) in allowed(&d.json) {
@@ -60,19 +74,35 @@ fn no_star_resource_on_a_mutating_action() {
 
 #[test]
 fn refresh_actions_only_on_named_or_tagged_groups() {
-    let docs = documents(&config("asgs = [\"orders-asg\"]\ntags = { \"group\" = \"web\" }", "")).unwrap();
+    let docs = documents(&config(
+        "asgs = [\"orders-asg\"]\ntags = { \"group\" = \"web\" }",
+        "",
+    ))
+    .unwrap();
     let policy = doc(&docs, "lambda", "policy");
     let statements = policy["Statement"].as_array().unwrap();
-    let named = statements.iter().find(|s| s["Sid"] == "RefreshNamedGroups").unwrap();
+    let named = statements
+        .iter()
+        .find(|s| s["Sid"] == "RefreshNamedGroups")
+        .unwrap();
     assert_eq!(
         named["Resource"],
         json!(["arn:aws:autoscaling:ap-south-1:444455556666:autoScalingGroup:*:autoScalingGroupName/orders-asg"])
     );
-    let tagged = statements.iter().find(|s| s["Sid"] == "RefreshTaggedGroups").unwrap();
-    assert_eq!(tagged["Condition"], json!({"StringEquals": {"aws:ResourceTag/group": "web"}}));
+    let tagged = statements
+        .iter()
+        .find(|s| s["Sid"] == "RefreshTaggedGroups")
+        .unwrap();
+    assert_eq!(
+        tagged["Condition"],
+        json!({"StringEquals": {"aws:ResourceTag/group": "web"}})
+    );
     // With names only, no statement reaches other groups by tag.
     let docs = documents(&config("asgs = [\"orders-asg\"]", "")).unwrap();
-    let statements = doc(&docs, "lambda", "policy")["Statement"].as_array().unwrap().clone();
+    let statements = doc(&docs, "lambda", "policy")["Statement"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert!(!statements.iter().any(|s| s["Sid"] == "RefreshTaggedGroups"));
     assert!(!statements.iter().any(|s| s["Sid"] == "PassInstanceRoles"));
 }
@@ -81,12 +111,24 @@ fn refresh_actions_only_on_named_or_tagged_groups() {
 fn trust_policies_guard_against_confused_deputies() {
     let docs = documents(&config("asgs = [\"a\"]", "")).unwrap();
     let lambda = &doc(&docs, "lambda", "trust")["Statement"][0];
-    assert_eq!(lambda["Principal"], json!({"Service": "lambda.amazonaws.com"}));
+    assert_eq!(
+        lambda["Principal"],
+        json!({"Service": "lambda.amazonaws.com"})
+    );
     assert_eq!(lambda["Action"], "sts:AssumeRole");
-    assert_eq!(lambda["Condition"]["StringEquals"]["aws:SourceAccount"], "444455556666");
+    assert_eq!(
+        lambda["Condition"]["StringEquals"]["aws:SourceAccount"],
+        "444455556666"
+    );
     let states = &doc(&docs, "states", "trust")["Statement"][0];
-    assert_eq!(states["Principal"], json!({"Service": "states.amazonaws.com"}));
-    assert_eq!(states["Condition"]["StringEquals"]["aws:SourceAccount"], "444455556666");
+    assert_eq!(
+        states["Principal"],
+        json!({"Service": "states.amazonaws.com"})
+    );
+    assert_eq!(
+        states["Condition"]["StringEquals"]["aws:SourceAccount"],
+        "444455556666"
+    );
     // The machine, its executions and its Distributed Map child executions, which run under
     // the same role; no other machine, not even one whose name starts the same.
     assert_eq!(
@@ -117,20 +159,32 @@ fn state_machine_role_may_deliver_its_logs() {
         "logs:DescribeLogGroups",
     ] {
         assert!(LOG_DELIVERY_ACTIONS.contains(&action), "{action}");
-        assert!(granted.contains(&(action.to_string(), "*".to_string())), "{action} on * is missing");
+        assert!(
+            granted.contains(&(action.to_string(), "*".to_string())),
+            "{action} on * is missing"
+        );
     }
     // The Lambdas' role gets none of them.
     let lambda = allowed(doc(&docs, "lambda", "policy"));
-    assert!(!lambda.iter().any(|(a, _)| LOG_DELIVERY_ACTIONS.contains(&a.as_str()) && a != "logs:DescribeLogGroups"));
+    assert!(!lambda
+        .iter()
+        .any(|(a, _)| LOG_DELIVERY_ACTIONS.contains(&a.as_str()) && a != "logs:DescribeLogGroups"));
 }
 
 #[test]
 fn run_instances_only_through_a_launch_template_of_the_account() {
     let docs = documents(&config("asgs = [\"a\"]", "")).unwrap();
-    let statements = doc(&docs, "lambda", "policy")["Statement"].as_array().unwrap().clone();
+    let statements = doc(&docs, "lambda", "policy")["Statement"]
+        .as_array()
+        .unwrap()
+        .clone();
     let run: Vec<&Value> = statements
         .iter()
-        .filter(|s| s["Action"].as_array().is_some_and(|a| a.contains(&json!("ec2:RunInstances"))))
+        .filter(|s| {
+            s["Action"]
+                .as_array()
+                .is_some_and(|a| a.contains(&json!("ec2:RunInstances")))
+        })
         .collect();
     assert_eq!(run.len(), 1, "one statement allows RunInstances");
     assert_eq!(
@@ -139,9 +193,17 @@ fn run_instances_only_through_a_launch_template_of_the_account() {
     );
     // Not IsLaunchTemplateResource: a group's subnets are not the template's, and AWS would
     // refuse the refresh.
-    assert!(!run[0]["Condition"].to_string().contains("IsLaunchTemplateResource"));
-    let versions = statements.iter().find(|s| s["Sid"] == "NewLaunchTemplateVersions").unwrap();
-    assert_eq!(versions["Resource"], "arn:aws:ec2:ap-south-1:444455556666:launch-template/*");
+    assert!(!run[0]["Condition"]
+        .to_string()
+        .contains("IsLaunchTemplateResource"));
+    let versions = statements
+        .iter()
+        .find(|s| s["Sid"] == "NewLaunchTemplateVersions")
+        .unwrap();
+    assert_eq!(
+        versions["Resource"],
+        "arn:aws:ec2:ap-south-1:444455556666:launch-template/*"
+    );
 }
 
 #[test]
@@ -150,36 +212,66 @@ fn deployer_policy_covers_the_commands_on_this_stack_only() {
     let deployer = deployer_document(&cfg).unwrap();
     assert_eq!(deployer.file_name, "deployer.policy.json");
     let granted = allowed(&deployer.json);
-    let has = |action: &str, resource: &str| granted.contains(&(action.to_string(), resource.to_string()));
+    let has = |action: &str, resource: &str| {
+        granted.contains(&(action.to_string(), resource.to_string()))
+    };
     let account = "arn:aws:states:ap-south-1:444455556666";
     // Deploy and destroy.
     for role in ["asg-refresh-prod-lambda", "asg-refresh-prod-states"] {
         let arn = format!("arn:aws:iam::444455556666:role/{role}");
-        for action in ["iam:CreateRole", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:DeleteRole"] {
+        for action in [
+            "iam:CreateRole",
+            "iam:PutRolePolicy",
+            "iam:UpdateAssumeRolePolicy",
+            "iam:DeleteRole",
+        ] {
             assert!(has(action, &arn), "{action} on {arn}");
         }
     }
-    assert!(has("dynamodb:UpdateContinuousBackups", "arn:aws:dynamodb:ap-south-1:444455556666:table/asg-refresh-prod"));
+    assert!(has(
+        "dynamodb:UpdateContinuousBackups",
+        "arn:aws:dynamodb:ap-south-1:444455556666:table/asg-refresh-prod"
+    ));
     assert!(has(
         "lambda:UpdateFunctionCode",
         "arn:aws:lambda:ap-south-1:444455556666:function:asg-refresh-prod-planner"
     ));
-    assert!(has("states:CreateStateMachine", &format!("{account}:stateMachine:asg-refresh-prod")));
+    assert!(has(
+        "states:CreateStateMachine",
+        &format!("{account}:stateMachine:asg-refresh-prod")
+    ));
     // Rollout, status and approve.
-    assert!(has("states:StartExecution", &format!("{account}:stateMachine:asg-refresh-prod")));
-    assert!(has("states:DescribeExecution", &format!("{account}:execution:asg-refresh-prod:*")));
+    assert!(has(
+        "states:StartExecution",
+        &format!("{account}:stateMachine:asg-refresh-prod")
+    ));
+    assert!(has(
+        "states:DescribeExecution",
+        &format!("{account}:execution:asg-refresh-prod:*")
+    ));
     assert!(has("states:SendTaskSuccess", "*"));
-    assert!(has("dynamodb:Query", "arn:aws:dynamodb:ap-south-1:444455556666:table/asg-refresh-prod"));
+    assert!(has(
+        "dynamodb:Query",
+        "arn:aws:dynamodb:ap-south-1:444455556666:table/asg-refresh-prod"
+    ));
     // Each role is passed only to the service that runs as it.
     let statements = deployer.json["Statement"].as_array().unwrap();
-    for (sid, service) in [("PassLambdaRole", "lambda.amazonaws.com"), ("PassStateMachineRole", "states.amazonaws.com")]
-    {
+    for (sid, service) in [
+        ("PassLambdaRole", "lambda.amazonaws.com"),
+        ("PassStateMachineRole", "states.amazonaws.com"),
+    ] {
         let pass = statements.iter().find(|s| s["Sid"] == sid).unwrap();
-        assert_eq!(pass["Condition"]["StringEquals"]["iam:PassedToService"], service);
+        assert_eq!(
+            pass["Condition"]["StringEquals"]["iam:PassedToService"],
+            service
+        );
     }
     // Nothing of another stack: every ARN names this stack's resources.
     for (action, resource) in &granted {
-        assert!(resource == "*" || resource.contains("asg-refresh-prod"), "{action} on {resource}");
+        assert!(
+            resource == "*" || resource.contains("asg-refresh-prod"),
+            "{action} on {resource}"
+        );
     }
 }
 
@@ -204,7 +296,8 @@ fn state_machine_role_invokes_only_the_stack_functions() {
     for (action, resource) in allowed(doc(&docs, "states", "policy")) {
         if action.starts_with("states:") && resource.contains(":execution:") {
             assert!(
-                resource.contains(":execution:asg-refresh-prod:") || resource.contains(":execution:asg-refresh-prod/"),
+                resource.contains(":execution:asg-refresh-prod:")
+                    || resource.contains(":execution:asg-refresh-prod/"),
                 "{action} on {resource}"
             );
         }
@@ -213,11 +306,27 @@ fn state_machine_role_invokes_only_the_stack_functions() {
 
 #[test]
 fn instance_roles_are_passed_only_to_ec2() {
-    let docs = documents(&config("asgs = [\"a\"]", "[refresh]\ninstance_roles = [\"web-role\"]")).unwrap();
-    let statements = doc(&docs, "lambda", "policy")["Statement"].as_array().unwrap().clone();
-    let pass = statements.iter().find(|s| s["Sid"] == "PassInstanceRoles").unwrap();
-    assert_eq!(pass["Resource"], json!(["arn:aws:iam::444455556666:role/web-role"]));
-    assert_eq!(pass["Condition"]["StringEquals"]["iam:PassedToService"], "ec2.amazonaws.com");
+    let docs = documents(&config(
+        "asgs = [\"a\"]",
+        "[refresh]\ninstance_roles = [\"web-role\"]",
+    ))
+    .unwrap();
+    let statements = doc(&docs, "lambda", "policy")["Statement"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let pass = statements
+        .iter()
+        .find(|s| s["Sid"] == "PassInstanceRoles")
+        .unwrap();
+    assert_eq!(
+        pass["Resource"],
+        json!(["arn:aws:iam::444455556666:role/web-role"])
+    );
+    assert_eq!(
+        pass["Condition"]["StringEquals"]["iam:PassedToService"],
+        "ec2.amazonaws.com"
+    );
 }
 
 #[test]
@@ -227,7 +336,10 @@ fn china_regions_use_their_partition() {
     let trust = &doc(&docs, "lambda", "trust")["Statement"][0];
     assert_eq!(trust["Principal"]["Service"], "lambda.amazonaws.com.cn");
     for (_, resource) in allowed(doc(&docs, "lambda", "policy")) {
-        assert!(resource == "*" || resource.starts_with("arn:aws-cn:"), "{resource}");
+        assert!(
+            resource == "*" || resource.starts_with("arn:aws-cn:"),
+            "{resource}"
+        );
     }
 }
 
@@ -235,7 +347,16 @@ fn china_regions_use_their_partition() {
 fn trust_as_resource_policy_adds_the_role() {
     let docs = documents(&config("asgs = [\"a\"]", "")).unwrap();
     let trust = doc(&docs, "states", "trust");
-    let converted = trust_as_resource_policy(trust, "arn:aws:iam::444455556666:role/asg-refresh-prod-states");
-    assert_eq!(converted["Statement"][0]["Resource"], "arn:aws:iam::444455556666:role/asg-refresh-prod-states");
-    assert_eq!(converted["Statement"][0]["Principal"], trust["Statement"][0]["Principal"]);
+    let converted = trust_as_resource_policy(
+        trust,
+        "arn:aws:iam::444455556666:role/asg-refresh-prod-states",
+    );
+    assert_eq!(
+        converted["Statement"][0]["Resource"],
+        "arn:aws:iam::444455556666:role/asg-refresh-prod-states"
+    );
+    assert_eq!(
+        converted["Statement"][0]["Principal"],
+        trust["Statement"][0]["Principal"]
+    );
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use generator::asl::{validate, Kind, PathOrNull, State, StateMachine, Task, Template, Transition};
 use generator::config::{self, OnFailure, StackConfig, Strategy};
 use generator::payload::{
-    errors, FinishResponse, InFlightResponse, Outcome, PlanRequest, PlanResponse, RefresherRequest, SettleResponse,
-    StepResponse, WaveResponse,
+    errors, FinishResponse, InFlightResponse, Outcome, PlanRequest, PlanResponse, RefresherRequest,
+    SettleResponse, StepResponse, WaveResponse,
 };
 use generator::rollout::{self, states as s};
 use serde_json::{json, Value};
@@ -54,7 +54,10 @@ fn all_configs() -> Vec<StackConfig> {
 }
 
 fn state<'a>(machine: &'a StateMachine, name: &str) -> &'a State {
-    machine.states.get(name).unwrap_or_else(|| panic!("no state {name}"))
+    machine
+        .states
+        .get(name)
+        .unwrap_or_else(|| panic!("no state {name}"))
 }
 
 fn task<'a>(machine: &'a StateMachine, name: &str) -> &'a Task {
@@ -72,14 +75,22 @@ fn wave_map(machine: &StateMachine) -> &generator::asl::Map {
 }
 
 fn child_task<'a>(machine: &'a StateMachine, name: &str) -> &'a Task {
-    match &wave_map(machine).item_processor.states.get(name).map(|st| &st.kind) {
+    match &wave_map(machine)
+        .item_processor
+        .states
+        .get(name)
+        .map(|st| &st.kind)
+    {
         Some(Kind::Task(t)) => t,
         _ => panic!("no child task {name}"),
     }
 }
 
 fn payload(task: &Task) -> &Template {
-    let params = task.parameters.as_ref().expect("lambda tasks have Parameters");
+    let params = task
+        .parameters
+        .as_ref()
+        .expect("lambda tasks have Parameters");
     params
         .fields()
         .find_map(|(k, f)| match (k, f) {
@@ -110,7 +121,10 @@ fn every_combination_validates() {
     for config in all_configs() {
         let machine = rollout::build(&config);
         if let Err(errors) = validate(&machine) {
-            panic!("{:?}/{:?}/approval={}: {errors}", config.rollout.strategy, config.rollout.on_failure, config.rollout.approval);
+            panic!(
+                "{:?}/{:?}/approval={}: {errors}",
+                config.rollout.strategy, config.rollout.on_failure, config.rollout.approval
+            );
         }
     }
 }
@@ -120,12 +134,28 @@ fn concurrency_poll_and_timeout_come_from_the_config() {
     for config in all_configs() {
         let machine = rollout::build(&config);
         let map = wave_map(&machine);
-        assert_eq!(map.max_concurrency, Some(2), "never more than batch_size at once");
-        assert!(map.item_processor.is_distributed(), "each ASG in its own child execution");
-        let wait = map.item_processor.states.get(s::WAIT).expect("a wait state");
+        assert_eq!(
+            map.max_concurrency,
+            Some(2),
+            "never more than batch_size at once"
+        );
+        assert!(
+            map.item_processor.is_distributed(),
+            "each ASG in its own child execution"
+        );
+        let wait = map
+            .item_processor
+            .states
+            .get(s::WAIT)
+            .expect("a wait state");
         assert!(matches!(&wait.kind, Kind::Wait(w) if w.seconds == Some(45)));
         let check = payload(child_task(&machine, s::CHECK));
-        let resolved = check.resolve(&json!({"rollout_id": "r", "refresh": {"asg": "a"}}), &context()).unwrap();
+        let resolved = check
+            .resolve(
+                &json!({"rollout_id": "r", "refresh": {"asg": "a"}}),
+                &context(),
+            )
+            .unwrap();
         assert_eq!(resolved["timeout_minutes"], 20);
     }
 }
@@ -140,7 +170,12 @@ fn failure_policy_shapes_the_wave_and_the_failure_path() {
             OnFailure::Stop => {
                 assert_eq!(map.tolerated_failure_count, Some(0));
                 assert_eq!(catch_target, s::FINISH_FAILED);
-                for name in [s::ROLL_BACK, s::ROLLBACKS_ENDED, s::WAIT_FOR_ROLLBACKS, s::CHECK_ROLLBACKS] {
+                for name in [
+                    s::ROLL_BACK,
+                    s::ROLLBACKS_ENDED,
+                    s::WAIT_FOR_ROLLBACKS,
+                    s::CHECK_ROLLBACKS,
+                ] {
                     assert!(machine.states.get(name).is_none(), "{name}");
                 }
             }
@@ -148,33 +183,68 @@ fn failure_policy_shapes_the_wave_and_the_failure_path() {
                 assert_eq!(map.tolerated_failure_count, Some(0));
                 assert_eq!(catch_target, s::ROLL_BACK);
                 // Then it waits, bounded, for the rollbacks to end before FinishFailed.
-                assert_eq!(state(&machine, s::ROLL_BACK).transition, Transition::Next(s::ROLLBACKS_ENDED.into()));
-                assert_eq!(state(&machine, s::WAIT_FOR_ROLLBACKS).transition, Transition::Next(s::CHECK_ROLLBACKS.into()));
-                assert_eq!(state(&machine, s::CHECK_ROLLBACKS).transition, Transition::Next(s::ROLLBACKS_ENDED.into()));
+                assert_eq!(
+                    state(&machine, s::ROLL_BACK).transition,
+                    Transition::Next(s::ROLLBACKS_ENDED.into())
+                );
+                assert_eq!(
+                    state(&machine, s::WAIT_FOR_ROLLBACKS).transition,
+                    Transition::Next(s::CHECK_ROLLBACKS.into())
+                );
+                assert_eq!(
+                    state(&machine, s::CHECK_ROLLBACKS).transition,
+                    Transition::Next(s::ROLLBACKS_ENDED.into())
+                );
                 for name in [s::ROLL_BACK, s::CHECK_ROLLBACKS] {
                     let catch = &task(&machine, name).catch;
-                    assert_eq!((catch[0].error_equals.as_slice(), catch[0].next.as_str()), (&["States.ALL".to_string()][..], s::FINISH_FAILED), "{name}");
+                    assert_eq!(
+                        (catch[0].error_equals.as_slice(), catch[0].next.as_str()),
+                        (&["States.ALL".to_string()][..], s::FINISH_FAILED),
+                        "{name}"
+                    );
                 }
             }
             OnFailure::Continue => {
                 // Each child absorbs its own failure; the wave never fails.
-                assert_eq!((map.tolerated_failure_count, map.tolerated_failure_percentage), (None, None));
+                assert_eq!(
+                    (
+                        map.tolerated_failure_count,
+                        map.tolerated_failure_percentage
+                    ),
+                    (None, None)
+                );
                 for name in [s::START, s::CHECK] {
                     let catch = &child_task(&machine, name).catch;
                     assert_eq!(catch.len(), 1, "{name}");
-                    assert_eq!((catch[0].error_equals.as_slice(), catch[0].next.as_str()), (&["States.ALL".to_string()][..], s::REFRESH_FAILED));
+                    assert_eq!(
+                        (catch[0].error_equals.as_slice(), catch[0].next.as_str()),
+                        (&["States.ALL".to_string()][..], s::REFRESH_FAILED)
+                    );
                 }
-                let absorbed = map.item_processor.states.get(s::REFRESH_FAILED).expect("a RefreshFailed end");
+                let absorbed = map
+                    .item_processor
+                    .states
+                    .get(s::REFRESH_FAILED)
+                    .expect("a RefreshFailed end");
                 assert!(matches!(absorbed.kind, Kind::Succeed(_)));
             }
         }
         if config.rollout.on_failure != OnFailure::Continue {
             assert!(map.item_processor.states.get(s::REFRESH_FAILED).is_none());
-            assert!(child_task(&machine, s::START).catch.is_empty(), "a child failure must fail the wave");
+            assert!(
+                child_task(&machine, s::START).catch.is_empty(),
+                "a child failure must fail the wave"
+            );
         }
         // Every policy ends through AnyFailed: never a success while the table holds a failure.
-        assert_eq!(state(&machine, s::FINISH).transition, Transition::Next(s::ANY_FAILED.into()));
-        assert_eq!(state(&machine, s::FINISH_FAILED).transition, Transition::Next(s::ROLLOUT_FAILED.into()));
+        assert_eq!(
+            state(&machine, s::FINISH).transition,
+            Transition::Next(s::ANY_FAILED.into())
+        );
+        assert_eq!(
+            state(&machine, s::FINISH_FAILED).transition,
+            Transition::Next(s::ROLLOUT_FAILED.into())
+        );
     }
 }
 
@@ -184,17 +254,30 @@ fn approval_pauses_between_waves_only_when_configured() {
         let machine = rollout::build(&config);
         let approve = machine.states.get(s::APPROVE_NEXT_WAVE);
         assert_eq!(approve.is_some(), config.rollout.approval);
-        if let Some(State { kind: Kind::Task(t), .. }) = approve {
+        if let Some(State {
+            kind: Kind::Task(t),
+            ..
+        }) = approve
+        {
             assert!(t.resource.ends_with("lambda:invoke.waitForTaskToken"));
             let event: RefresherRequest =
-                serde_json::from_value(payload(t).resolve(&top_input(), &context()).unwrap()).unwrap();
+                serde_json::from_value(payload(t).resolve(&top_input(), &context()).unwrap())
+                    .unwrap();
             assert_eq!(
                 event,
-                RefresherRequest::AwaitApproval { rollout_id: "r-1".into(), wave: 0, task_token: "token-1".into() }
+                RefresherRequest::AwaitApproval {
+                    rollout_id: "r-1".into(),
+                    wave: 0,
+                    task_token: "token-1".into()
+                }
             );
         }
         let after_wave = &state(&machine, s::WAVE).transition;
-        let expected = if config.rollout.approval { s::IS_LAST_WAVE } else { s::NEXT_WAVE };
+        let expected = if config.rollout.approval {
+            s::IS_LAST_WAVE
+        } else {
+            s::NEXT_WAVE
+        };
         assert_eq!(after_wave, &Transition::Next(expected.into()));
     }
 }
@@ -204,10 +287,14 @@ fn plan_payload_is_a_plan_request() {
     let config = config(Strategy::Window, OnFailure::Stop, false);
     let machine = rollout::build(&config);
     let plan = task(&machine, s::PLAN);
-    let event: PlanRequest = serde_json::from_value(payload(plan).resolve(&top_input(), &context()).unwrap()).unwrap();
+    let event: PlanRequest =
+        serde_json::from_value(payload(plan).resolve(&top_input(), &context()).unwrap()).unwrap();
     assert_eq!(event.rollout_id, "r-1");
     assert_eq!(event.targets.asgs, vec!["a", "b", "c", "d", "e"]);
-    assert_eq!(event.targets.tags.get("group").map(String::as_str), Some("web"));
+    assert_eq!(
+        event.targets.tags.get("group").map(String::as_str),
+        Some("web")
+    );
     assert_eq!(event.canary, vec!["c"]);
     assert_eq!(event.strategy, Strategy::Window);
     assert_eq!(event.batch_size, 2);
@@ -227,7 +314,10 @@ fn plan_payload_is_a_plan_request() {
         .unwrap()
         .resolve(&json!({"Payload": response}), &context())
         .unwrap();
-    assert_eq!(selected, json!({"wave_count": 2, "last_wave": 1, "planned": 2}));
+    assert_eq!(
+        selected,
+        json!({"wave_count": 2, "last_wave": 1, "planned": 2})
+    );
 }
 
 #[test]
@@ -242,23 +332,62 @@ fn child_payloads_are_refresher_requests() {
         .resolve(&top_input(), &context())
         .unwrap();
     // A position, not a name: the child reads its ASG from the table at start.
-    assert_eq!(child_input, json!({"rollout_id": "r-1", "ami": "ami-0123456789abcdef0", "wave": 0, "index": 0}));
-    let start: RefresherRequest =
-        serde_json::from_value(payload(child_task(&machine, s::START)).resolve(&child_input, &context()).unwrap()).unwrap();
-    let RefresherRequest::Start { index, ami, wave, preferences, .. } = start else { panic!("not a start") };
+    assert_eq!(
+        child_input,
+        json!({"rollout_id": "r-1", "ami": "ami-0123456789abcdef0", "wave": 0, "index": 0})
+    );
+    let start: RefresherRequest = serde_json::from_value(
+        payload(child_task(&machine, s::START))
+            .resolve(&child_input, &context())
+            .unwrap(),
+    )
+    .unwrap();
+    let RefresherRequest::Start {
+        index,
+        ami,
+        wave,
+        preferences,
+        ..
+    } = start
+    else {
+        panic!("not a start")
+    };
     assert_eq!((index, ami.as_str(), wave), (0, "ami-0123456789abcdef0", 0));
     assert_eq!(preferences.alarms, vec!["db-high"]);
     assert_eq!(preferences.checkpoint_percentages, vec![50, 100]);
     assert_eq!(preferences.checkpoint_delay, Some(60));
-    assert_eq!((preferences.min_healthy_percentage, preferences.max_healthy_percentage), (100, 200));
+    assert_eq!(
+        (
+            preferences.min_healthy_percentage,
+            preferences.max_healthy_percentage
+        ),
+        (100, 200)
+    );
     // Check names the ASG that start's response named.
     let mut after_start = child_input.clone();
     after_start["refresh"] = json!({"asg": "c", "status": "Pending", "done": false});
-    let check: RefresherRequest =
-        serde_json::from_value(payload(child_task(&machine, s::CHECK)).resolve(&after_start, &context()).unwrap()).unwrap();
-    assert_eq!(check, RefresherRequest::Check { rollout_id: "r-1".into(), asg: "c".into(), timeout_minutes: 20 });
+    let check: RefresherRequest = serde_json::from_value(
+        payload(child_task(&machine, s::CHECK))
+            .resolve(&after_start, &context())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        check,
+        RefresherRequest::Check {
+            rollout_id: "r-1".into(),
+            asg: "c".into(),
+            timeout_minutes: 20
+        }
+    );
     // Both steps' responses carry what the gate reads.
-    let response = StepResponse { asg: "c".into(), status: "InProgress".into(), percentage: Some(40), done: false, message: None };
+    let response = StepResponse {
+        asg: "c".into(),
+        status: "InProgress".into(),
+        percentage: Some(40),
+        done: false,
+        message: None,
+    };
     for name in [s::START, s::CHECK] {
         let selected = child_task(&machine, name)
             .result_selector
@@ -266,7 +395,10 @@ fn child_payloads_are_refresher_requests() {
             .unwrap()
             .resolve(&json!({"Payload": response}), &context())
             .unwrap();
-        assert_eq!(selected, json!({"asg": "c", "status": "InProgress", "done": false}));
+        assert_eq!(
+            selected,
+            json!({"asg": "c", "status": "InProgress", "done": false})
+        );
     }
 }
 
@@ -274,11 +406,26 @@ fn child_payloads_are_refresher_requests() {
 fn finish_rollback_payloads_are_refresher_requests() {
     let config = config(Strategy::Batches, OnFailure::Rollback, false);
     let machine = rollout::build(&config);
-    let finish: RefresherRequest =
-        serde_json::from_value(payload(task(&machine, s::FINISH)).resolve(&top_input(), &context()).unwrap()).unwrap();
-    assert_eq!(finish, RefresherRequest::Finish { rollout_id: "r-1".into(), outcome: Outcome::Succeeded, error: None });
-    let failed: RefresherRequest =
-        serde_json::from_value(payload(task(&machine, s::FINISH_FAILED)).resolve(&top_input(), &context()).unwrap()).unwrap();
+    let finish: RefresherRequest = serde_json::from_value(
+        payload(task(&machine, s::FINISH))
+            .resolve(&top_input(), &context())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        finish,
+        RefresherRequest::Finish {
+            rollout_id: "r-1".into(),
+            outcome: Outcome::Succeeded,
+            error: None
+        }
+    );
+    let failed: RefresherRequest = serde_json::from_value(
+        payload(task(&machine, s::FINISH_FAILED))
+            .resolve(&top_input(), &context())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         failed,
         RefresherRequest::Finish {
@@ -287,10 +434,24 @@ fn finish_rollback_payloads_are_refresher_requests() {
             error: Some(json!({"Error": "States.TaskFailed", "Cause": "boom"})),
         }
     );
-    let rollback: RefresherRequest =
-        serde_json::from_value(payload(task(&machine, s::ROLL_BACK)).resolve(&top_input(), &context()).unwrap()).unwrap();
-    assert_eq!(rollback, RefresherRequest::Rollback { rollout_id: "r-1".into() });
-    let rolled_back = InFlightResponse { rollout_id: "r-1".into(), acted_on: vec!["a".into(), "b".into()], refused: vec![], pending: 2 };
+    let rollback: RefresherRequest = serde_json::from_value(
+        payload(task(&machine, s::ROLL_BACK))
+            .resolve(&top_input(), &context())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        rollback,
+        RefresherRequest::Rollback {
+            rollout_id: "r-1".into()
+        }
+    );
+    let rolled_back = InFlightResponse {
+        rollout_id: "r-1".into(),
+        acted_on: vec!["a".into(), "b".into()],
+        refused: vec![],
+        pending: 2,
+    };
     let settle = task(&machine, s::ROLL_BACK)
         .result_selector
         .as_ref()
@@ -300,10 +461,26 @@ fn finish_rollback_payloads_are_refresher_requests() {
     assert_eq!(settle, json!({"pending": 2, "round": 0}));
     let mut input = top_input();
     input["settle"] = settle;
-    let check: RefresherRequest =
-        serde_json::from_value(payload(task(&machine, s::CHECK_ROLLBACKS)).resolve(&input, &context()).unwrap()).unwrap();
-    assert_eq!(check, RefresherRequest::SettleRollbacks { rollout_id: "r-1".into(), round: 0 });
-    let settled = SettleResponse { rollout_id: "r-1".into(), round: 1, pending: 1, still_running: vec!["b".into()], ended: vec!["a".into()] };
+    let check: RefresherRequest = serde_json::from_value(
+        payload(task(&machine, s::CHECK_ROLLBACKS))
+            .resolve(&input, &context())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        check,
+        RefresherRequest::SettleRollbacks {
+            rollout_id: "r-1".into(),
+            round: 0
+        }
+    );
+    let settled = SettleResponse {
+        rollout_id: "r-1".into(),
+        round: 1,
+        pending: 1,
+        still_running: vec!["b".into()],
+        ended: vec!["a".into()],
+    };
     let selected = task(&machine, s::CHECK_ROLLBACKS)
         .result_selector
         .as_ref()
@@ -334,14 +511,27 @@ fn lambda_tasks_retry_transient_errors_and_name_the_stack_functions() {
     let machine = rollout::build(&config);
     let planner = task(&machine, s::PLAN);
     assert_eq!(
-        planner.parameters.as_ref().unwrap().resolve(&top_input(), &context()).unwrap()["FunctionName"],
+        planner
+            .parameters
+            .as_ref()
+            .unwrap()
+            .resolve(&top_input(), &context())
+            .unwrap()["FunctionName"],
         "arn:aws:lambda:eu-west-1:123456789012:function:asg-refresh-t-planner"
     );
-    for t in [task(&machine, s::PLAN), child_task(&machine, s::START), child_task(&machine, s::CHECK)] {
+    for t in [
+        task(&machine, s::PLAN),
+        child_task(&machine, s::START),
+        child_task(&machine, s::CHECK),
+    ] {
         let retried = &t.retry[0].error_equals;
         assert!(retried.iter().any(|e| e == errors::RETRYABLE));
-        assert!(retried.iter().any(|e| e == "Lambda.TooManyRequestsException"));
-        assert!(!retried.iter().any(|e| e == errors::REFRESH_FAILED || e == "States.ALL"));
+        assert!(retried
+            .iter()
+            .any(|e| e == "Lambda.TooManyRequestsException"));
+        assert!(!retried
+            .iter()
+            .any(|e| e == errors::REFRESH_FAILED || e == "States.ALL"));
     }
     let locked = &planner.catch[0];
     assert_eq!(locked.error_equals, vec![errors::ROLLOUT_LOCKED]);
@@ -353,7 +543,10 @@ fn parent_history_does_not_grow_with_polls() {
     // Every poll state lives in the Distributed Map's child; the parent holds none.
     let machine = rollout::build(&config(Strategy::Batches, OnFailure::Stop, false));
     for (name, st) in machine.states.iter() {
-        assert!(!matches!(st.kind, Kind::Wait(_)), "{name} waits in the parent");
+        assert!(
+            !matches!(st.kind, Kind::Wait(_)),
+            "{name} waits in the parent"
+        );
     }
     assert!(generator::review::max_waves(&machine) > 1000);
 }
@@ -366,16 +559,31 @@ fn waiting_for_rollbacks_is_bounded_by_the_timeout() {
         config.rollout.timeout_minutes = timeout;
         let machine = rollout::build(&config);
         let wait = match &state(&machine, s::WAIT_FOR_ROLLBACKS).kind {
-            Kind::Wait(w) => serde_json::to_value(w).unwrap()["Seconds"].as_u64().unwrap(),
+            Kind::Wait(w) => serde_json::to_value(w).unwrap()["Seconds"]
+                .as_u64()
+                .unwrap(),
             other => panic!("WaitForRollbacks is a {}", other.type_name()),
         };
         let rounds = match &state(&machine, s::ROLLBACKS_ENDED).kind {
-            Kind::Choice(c) => serde_json::to_value(&c.choices[0]).unwrap()["And"][1]["NumericLessThan"].as_f64().unwrap() as u64,
+            Kind::Choice(c) => serde_json::to_value(&c.choices[0]).unwrap()["And"][1]
+                ["NumericLessThan"]
+                .as_f64()
+                .unwrap() as u64,
             other => panic!("RollbacksEnded is a {}", other.type_name()),
         };
-        assert!(wait >= u64::from(poll), "poll {poll} timeout {timeout}: waits {wait} s");
-        assert!(rounds <= generator::review::SETTLE_ROUNDS_MAX, "poll {poll} timeout {timeout}: {rounds} rounds");
-        assert!(rounds * wait >= u64::from(timeout) * 60, "poll {poll} timeout {timeout}: gives up after {} s", rounds * wait);
+        assert!(
+            wait >= u64::from(poll),
+            "poll {poll} timeout {timeout}: waits {wait} s"
+        );
+        assert!(
+            rounds <= generator::review::SETTLE_ROUNDS_MAX,
+            "poll {poll} timeout {timeout}: {rounds} rounds"
+        );
+        assert!(
+            rounds * wait >= u64::from(timeout) * 60,
+            "poll {poll} timeout {timeout}: gives up after {} s",
+            rounds * wait
+        );
     }
 }
 
@@ -384,13 +592,33 @@ fn select_wave_asks_the_refresher_for_positions() {
     for config in all_configs() {
         let machine = rollout::build(&config);
         let select = task(&machine, s::SELECT_WAVE);
-        let event: RefresherRequest = serde_json::from_value(payload(select).resolve(&top_input(), &context()).unwrap()).unwrap();
-        assert_eq!(event, RefresherRequest::Wave { rollout_id: "r-1".into(), wave: 0 });
-        let response = WaveResponse { rollout_id: "r-1".into(), wave: 0, items: vec![0, 1, 2] };
-        let selected = select.result_selector.as_ref().unwrap().resolve(&json!({"Payload": response}), &context()).unwrap();
+        let event: RefresherRequest =
+            serde_json::from_value(payload(select).resolve(&top_input(), &context()).unwrap())
+                .unwrap();
+        assert_eq!(
+            event,
+            RefresherRequest::Wave {
+                rollout_id: "r-1".into(),
+                wave: 0
+            }
+        );
+        let response = WaveResponse {
+            rollout_id: "r-1".into(),
+            wave: 0,
+            items: vec![0, 1, 2],
+        };
+        let selected = select
+            .result_selector
+            .as_ref()
+            .unwrap()
+            .resolve(&json!({"Payload": response}), &context())
+            .unwrap();
         assert_eq!(selected, json!({"wave": 0, "items": [0, 1, 2]}));
         assert_eq!(select.result_path, PathOrNull::path("$.current"));
-        assert_eq!(wave_map(&machine).items_path.as_deref(), Some("$.current.items"));
+        assert_eq!(
+            wave_map(&machine).items_path.as_deref(),
+            Some("$.current.items")
+        );
         // A failure to read the wave goes through the failure policy like a failed wave.
         assert_eq!(select.catch[0].next, wave_map(&machine).catch[0].next);
     }
@@ -404,9 +632,24 @@ fn children_end_without_output() {
         let mut ends = 0;
         for (name, st) in wave_map(&machine).item_processor.states.iter() {
             if let Kind::Succeed(succeed) = &st.kind {
-                assert_eq!(succeed.filters.output_path, Some(PathOrNull::Null), "{name}");
-                assert_eq!(serde_json::to_value(st).unwrap()["OutputPath"], Value::Null, "{name}");
-                assert!(serde_json::to_value(st).unwrap().as_object().unwrap().contains_key("OutputPath"), "{name}");
+                assert_eq!(
+                    succeed.filters.output_path,
+                    Some(PathOrNull::Null),
+                    "{name}"
+                );
+                assert_eq!(
+                    serde_json::to_value(st).unwrap()["OutputPath"],
+                    Value::Null,
+                    "{name}"
+                );
+                assert!(
+                    serde_json::to_value(st)
+                        .unwrap()
+                        .as_object()
+                        .unwrap()
+                        .contains_key("OutputPath"),
+                    "{name}"
+                );
                 ends += 1;
             }
         }
@@ -430,14 +673,35 @@ fn unfinished_invocations_are_retried_where_running_again_is_safe() {
             tasks.push((name, child_task(&machine, name)));
         }
         for (name, t) in tasks {
-            let retried: Vec<&str> = t.retry.iter().flat_map(|r| r.error_equals.iter().map(String::as_str)).collect();
-            for error in ["Lambda.Unknown", "Sandbox.Timedout", "Lambda.ClientExecutionTimeoutException", errors::RETRYABLE] {
-                assert!(retried.contains(&error), "{name} does not retry {error}: {retried:?}");
+            let retried: Vec<&str> = t
+                .retry
+                .iter()
+                .flat_map(|r| r.error_equals.iter().map(String::as_str))
+                .collect();
+            for error in [
+                "Lambda.Unknown",
+                "Sandbox.Timedout",
+                "Lambda.ClientExecutionTimeoutException",
+                errors::RETRYABLE,
+            ] {
+                assert!(
+                    retried.contains(&error),
+                    "{name} does not retry {error}: {retried:?}"
+                );
             }
             // Past the approval timeout nobody approved: that is the answer, not a fault.
             let timeout_retried = retried.contains(&"States.Timeout");
-            assert_eq!(timeout_retried, name != s::APPROVE_NEXT_WAVE, "{name}: {retried:?}");
-            assert!(t.retry.iter().all(|r| r.max_attempts.is_some_and(|a| a <= 6)), "{name}: bounded");
+            assert_eq!(
+                timeout_retried,
+                name != s::APPROVE_NEXT_WAVE,
+                "{name}: {retried:?}"
+            );
+            assert!(
+                t.retry
+                    .iter()
+                    .all(|r| r.max_attempts.is_some_and(|a| a <= 6)),
+                "{name}: bounded"
+            );
         }
     }
 }
@@ -455,7 +719,10 @@ fn history_is_counted_on_the_rendered_machine() {
     assert_eq!(child.polls, 20 * 60 / 45 + 1);
     assert!(child.fits());
     // The parent's wave loop: MoreWaves, SelectWave (a Task), the Distributed Map, NextWave.
-    assert_eq!(generator::review::parent_events_per_wave(&machine.states), 2 + 5 + 6 + 2 + generator::review::PARENT_RETRY_EVENTS_PER_WAVE);
+    assert_eq!(
+        generator::review::parent_events_per_wave(&machine.states),
+        2 + 5 + 6 + 2 + generator::review::PARENT_RETRY_EVENTS_PER_WAVE
+    );
     let approving = rollout::build(&self::config(Strategy::Batches, OnFailure::Stop, true));
     // With approval: IsLastWave and ApproveNextWave (which also records TaskSubmitted).
     assert_eq!(
@@ -472,13 +739,29 @@ fn a_poll_loop_past_the_child_history_limit_is_refused() {
         )
     };
     // 9 events a poll, 11 outside the loop, 1,000 set aside for retries: 2,665 polls fit.
-    for (poll, timeout, fits) in [(60, 10080, false), (5, 240, false), (5, 222, true), (5, 223, false), (60, 2664, true), (60, 2665, false)] {
+    for (poll, timeout, fits) in [
+        (60, 10080, false),
+        (5, 240, false),
+        (5, 222, true),
+        (5, 223, false),
+        (60, 2664, true),
+        (60, 2665, false),
+    ] {
         let result = config::parse(&text(poll, timeout), Path::new("t.toml"));
-        assert_eq!(result.is_ok(), fits, "poll {poll} timeout {timeout}: {:?}", result.err().map(|e| e.to_string()));
+        assert_eq!(
+            result.is_ok(),
+            fits,
+            "poll {poll} timeout {timeout}: {:?}",
+            result.err().map(|e| e.to_string())
+        );
         if let Err(error) = result {
             let problem = &error.problems()[0];
             assert_eq!(problem.key, "rollout.timeout_minutes");
-            assert!(problem.message.contains("25000-event history limit"), "{}", problem.message);
+            assert!(
+                problem.message.contains("25000-event history limit"),
+                "{}",
+                problem.message
+            );
         }
     }
 }

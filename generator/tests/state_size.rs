@@ -208,8 +208,13 @@ fn listed_targets_too_long_for_the_plan_task_are_refused() {
     let fleet = worst_fleet();
     // 200 names of 255 characters fit (about 51 KiB); the worst fleet must come by tags.
     assert!(config::parse(&config_with(&fleet[..200]), Path::new("t.toml")).is_ok());
-    let error = config::parse(&config_with(&fleet), Path::new("t.toml")).expect_err("5,000 listed names");
+    let error =
+        config::parse(&config_with(&fleet), Path::new("t.toml")).expect_err("5,000 listed names");
     let problem = &error.problems()[0];
     assert_eq!(problem.key, "targets.asgs");
-    assert!(problem.message.contains("select this many ASGs by `tags`"), "{}", problem.message);
+    assert!(
+        problem.message.contains("select this many ASGs by `tags`"),
+        "{}",
+        problem.message
+    );
 }

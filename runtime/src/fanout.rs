@@ -19,7 +19,11 @@ where
     F: FnMut(T) -> Fut,
     Fut: Future<Output = R>,
 {
-    stream::iter(items).map(f).buffered(FLEET_CONCURRENCY).collect().await
+    stream::iter(items)
+        .map(f)
+        .buffered(FLEET_CONCURRENCY)
+        .collect()
+        .await
 }
 
 /// [`map_all`] for fallible steps: every step runs to its end, then the first error (in
@@ -77,6 +81,10 @@ mod tests {
         })
         .await;
         assert_eq!(result, Err("step 7".to_string()));
-        assert_eq!(finished.load(Ordering::SeqCst), 40, "no step is cancelled by another's error");
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            40,
+            "no step is cancelled by another's error"
+        );
     }
 }

@@ -16,10 +16,18 @@ const TYPES_PER_CALL: usize = 100;
 
 impl Planner {
     /// The AMI exists, is available and runs on every group's instance types.
-    pub(crate) async fn check_image(&self, ami: &str, shaped: &[(&Candidate, TemplateData)]) -> Result<(), Error> {
+    pub(crate) async fn check_image(
+        &self,
+        ami: &str,
+        shaped: &[(&Candidate, TemplateData)],
+    ) -> Result<(), Error> {
         let described = self.ec2.describe_images().image_ids(ami).send().await;
         let image = match described {
-            Ok(out) => out.images().iter().find(|i| i.image_id() == Some(ami)).cloned(),
+            Ok(out) => out
+                .images()
+                .iter()
+                .find(|i| i.image_id() == Some(ami))
+                .cloned(),
             Err(e) => {
                 let code = e.as_service_error().and_then(|s| s.code());
                 if code.is_some_and(|c| c.starts_with("InvalidAMIID")) {
@@ -30,22 +38,33 @@ impl Planner {
             }
         };
         let image = image.ok_or_else(|| {
-            Error::InvalidInput(format!("AMI {ami} does not exist in this region or is not shared with this account"))
+            Error::InvalidInput(format!(
+                "AMI {ami} does not exist in this region or is not shared with this account"
+            ))
         })?;
         if image.state() != Some(&ImageState::Available) {
             let state = image.state().map_or("in an unknown state", |s| s.as_str());
-            return Err(Error::InvalidInput(format!("AMI {ami} is {state}, not available: wait for it or pick another")));
+            return Err(Error::InvalidInput(format!(
+                "AMI {ami} is {state}, not available: wait for it or pick another"
+            )));
         }
         let Some(architecture) = image.architecture().map(|a| a.as_str().to_string()) else {
             return Ok(());
         };
-        let types: BTreeSet<String> = shaped.iter().flat_map(|(c, d)| instance_types(c, d)).collect();
+        let types: BTreeSet<String> = shaped
+            .iter()
+            .flat_map(|(c, d)| instance_types(c, d))
+            .collect();
         let supported = self.architectures(types.into_iter().collect()).await?;
         let mut mismatched = Vec::new();
         for (candidate, data) in shaped {
             let wrong: Vec<String> = instance_types(candidate, data)
                 .into_iter()
-                .filter(|t| supported.get(t).is_some_and(|archs| !archs.contains(&architecture)))
+                .filter(|t| {
+                    supported
+                        .get(t)
+                        .is_some_and(|archs| !archs.contains(&architecture))
+                })
                 .collect();
             if !wrong.is_empty() {
                 mismatched.push(format!("{} ({})", candidate.name, wrong.join(", ")));
@@ -61,22 +80,38 @@ impl Planner {
     }
 
     /// The architectures each instance type supports.
-    async fn architectures(&self, types: Vec<String>) -> Result<BTreeMap<String, Vec<String>>, Error> {
+    async fn architectures(
+        &self,
+        types: Vec<String>,
+    ) -> Result<BTreeMap<String, Vec<String>>, Error> {
         let mut out = BTreeMap::new();
         for chunk in types.chunks(TYPES_PER_CALL) {
             let mut pages = self
                 .ec2
                 .describe_instance_types()
-                .set_instance_types(Some(chunk.iter().map(|t| InstanceType::from(t.as_str())).collect()))
+                .set_instance_types(Some(
+                    chunk
+                        .iter()
+                        .map(|t| InstanceType::from(t.as_str()))
+                        .collect(),
+                ))
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| classify("describing instance types", e))?;
                 for info in page.instance_types() {
-                    let Some(name) = info.instance_type() else { continue };
+                    let Some(name) = info.instance_type() else {
+                        continue;
+                    };
                     let archs = info
                         .processor_info()
-                        .map(|p| p.supported_architectures().iter().map(ArchitectureType::as_str).map(str::to_string).collect())
+                        .map(|p| {
+                            p.supported_architectures()
+                                .iter()
+                                .map(ArchitectureType::as_str)
+                                .map(str::to_string)
+                                .collect()
+                        })
                         .unwrap_or_default();
                     out.insert(name.as_str().to_string(), archs);
                 }
@@ -84,5 +119,4 @@ impl Planner {
         }
         Ok(out)
     }
-
 }

@@ -5,11 +5,11 @@ pub mod clients;
 pub mod error;
 pub mod fanout;
 #[cfg(feature = "planner")]
+mod image_check;
+#[cfg(feature = "planner")]
 pub mod planner;
 #[cfg(feature = "refresher")]
 pub mod refresher;
-#[cfg(feature = "planner")]
-mod image_check;
 #[cfg(feature = "planner")]
 pub mod shapes;
 pub mod store;
@@ -34,22 +34,33 @@ pub fn system_clock() -> Clock {
 
 /// Rollout ids name executions and table items: 1 to 80 of `[A-Za-z0-9_-]`.
 pub fn validate_rollout_id(id: &str) -> Result<(), Error> {
-    let ok = !id.is_empty() && id.len() <= 80 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok = !id.is_empty()
+        && id.len() <= 80
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidInput(format!("`{id}` is not a rollout id (1 to 80 of A-Z, a-z, 0-9, - and _)")))
+        Err(Error::InvalidInput(format!(
+            "`{id}` is not a rollout id (1 to 80 of A-Z, a-z, 0-9, - and _)"
+        )))
     }
 }
 
 /// AMI ids are `ami-` and 8 or 17 hex digits.
 pub fn validate_ami(ami: &str) -> Result<(), Error> {
     let hex = ami.strip_prefix("ami-").unwrap_or_default();
-    let ok = (hex.len() == 8 || hex.len() == 17) && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let ok = (hex.len() == 8 || hex.len() == 17)
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidInput(format!("`{ami}` is not an AMI id (ami- and 8 or 17 lowercase hex digits)")))
+        Err(Error::InvalidInput(format!(
+            "`{ami}` is not an AMI id (ami- and 8 or 17 lowercase hex digits)"
+        )))
     }
 }
 
@@ -78,8 +89,14 @@ mod tests {
         let d: lambda_runtime::Diagnostic = Error::Locked("x".into()).into();
         assert_eq!(d.error_type, "RolloutLocked");
         let d: lambda_runtime::Diagnostic = Error::Retryable("slow down".into()).into();
-        assert_eq!((d.error_type.as_str(), d.error_message.as_str()), ("Retryable", "slow down"));
-        let d: lambda_runtime::Diagnostic = parse_event::<generator::payload::PlanRequest>(serde_json::json!({})).unwrap_err().into();
+        assert_eq!(
+            (d.error_type.as_str(), d.error_message.as_str()),
+            ("Retryable", "slow down")
+        );
+        let d: lambda_runtime::Diagnostic =
+            parse_event::<generator::payload::PlanRequest>(serde_json::json!({}))
+                .unwrap_err()
+                .into();
         assert_eq!(d.error_type, "InvalidInput");
     }
 }

@@ -98,10 +98,17 @@ impl Planner {
         let mut eligible = Vec::new();
         let mut skipped: Vec<(String, String)> = missing
             .iter()
-            .map(|name| (name.clone(), "no Auto Scaling group has this name".to_string()))
+            .map(|name| {
+                (
+                    name.clone(),
+                    "no Auto Scaling group has this name".to_string(),
+                )
+            })
             .collect();
         let checks = fanout::try_map_all(found.values(), |candidate| async move {
-            self.pre_check(candidate).await.map(|reason| (candidate.name.clone(), reason))
+            self.pre_check(candidate)
+                .await
+                .map(|reason| (candidate.name.clone(), reason))
         })
         .await?;
         for (name, reason) in checks {
@@ -122,10 +129,17 @@ impl Planner {
         eligible.retain(|asg| !already_done.contains(asg));
         // Before any version is made: leave out what AWS would refuse, check the AMI, pin
         // groups on `$Latest`/`$Default` to numbered versions (crate::shapes).
-        let prepared = self.prepare(&request, &found, &mut eligible, &mut skipped).await?;
+        let prepared = self
+            .prepare(&request, &found, &mut eligible, &mut skipped)
+            .await?;
         // Canary first, then by name: the same fleet always gives the same plan.
         eligible.sort();
-        let plan_waves = waves::split(&eligible, &request.canary, request.strategy, request.batch_size);
+        let plan_waves = waves::split(
+            &eligible,
+            &request.canary,
+            request.strategy,
+            request.batch_size,
+        );
         let wave_count = plan_waves.len() as u64;
         if wave_count > request.max_waves {
             return Err(Error::InvalidInput(format!(
@@ -157,7 +171,8 @@ impl Planner {
         // An existing record keeps its progress (a failed ASG is retried by start).
         let records: Vec<AsgRecord> = planned_records.chain(skipped_records).collect();
         fanout::try_map_all(&records, |record| self.store.insert(record)).await?;
-        self.record_pins(&request.rollout_id, &prepared.pins).await?;
+        self.record_pins(&request.rollout_id, &prepared.pins)
+            .await?;
         // The waves live in the table: the state machine gets counts, each wave's Map
         // positions, and each child its ASG's name from here (crate::wave_store).
         wave_store::put_waves(&self.store, &request.rollout_id, &plan_waves, now).await?;
@@ -204,7 +219,10 @@ impl Planner {
     }
 
     /// ASGs named explicitly plus those carrying every tag; names that do not exist.
-    pub async fn resolve(&self, request: &PlanRequest) -> Result<(BTreeMap<String, Candidate>, Vec<String>), Error> {
+    pub async fn resolve(
+        &self,
+        request: &PlanRequest,
+    ) -> Result<(BTreeMap<String, Candidate>, Vec<String>), Error> {
         let mut found = BTreeMap::new();
         for chunk in request.targets.asgs.chunks(NAMES_PER_CALL) {
             let groups = self.describe(Some(chunk.to_vec()), Vec::new()).await?;
@@ -224,7 +242,12 @@ impl Planner {
                 .targets
                 .tags
                 .iter()
-                .map(|(key, value)| Filter::builder().name(format!("tag:{key}")).values(value).build())
+                .map(|(key, value)| {
+                    Filter::builder()
+                        .name(format!("tag:{key}"))
+                        .values(value)
+                        .build()
+                })
                 .collect();
             for group in self.describe(None, filters).await? {
                 found.insert(group.name.clone(), group);
@@ -233,7 +256,11 @@ impl Planner {
         Ok((found, missing))
     }
 
-    async fn describe(&self, names: Option<Vec<String>>, filters: Vec<Filter>) -> Result<Vec<Candidate>, Error> {
+    async fn describe(
+        &self,
+        names: Option<Vec<String>>,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<Candidate>, Error> {
         // 100 groups a page, the most AWS gives (the default is 50): half the calls at 2,000 groups.
         let mut request = self
             .autoscaling
@@ -247,7 +274,11 @@ impl Planner {
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify("describing Auto Scaling groups", e))?;
-            out.extend(page.auto_scaling_groups().iter().filter_map(Candidate::from_group));
+            out.extend(
+                page.auto_scaling_groups()
+                    .iter()
+                    .filter_map(Candidate::from_group),
+            );
         }
         Ok(out)
     }
@@ -272,11 +303,17 @@ impl Planner {
                 .map_err(|e| classify(&format!("describing target health of {arn}"), e))?;
             let targets = health.target_health_descriptions();
             if targets.is_empty() {
-                return Ok(Some(format!("target group {} has no registered targets", short_arn(arn))));
+                return Ok(Some(format!(
+                    "target group {} has no registered targets",
+                    short_arn(arn)
+                )));
             }
             let unhealthy = targets
                 .iter()
-                .filter(|t| t.target_health().and_then(|h| h.state()) != Some(&TargetHealthStateEnum::Healthy))
+                .filter(|t| {
+                    t.target_health().and_then(|h| h.state())
+                        != Some(&TargetHealthStateEnum::Healthy)
+                })
                 .count();
             if unhealthy > 0 {
                 return Ok(Some(format!(

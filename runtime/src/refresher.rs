@@ -3,13 +3,14 @@
 //! flight, records approvals, and finishes the rollout.
 
 use aws_sdk_autoscaling::types::{
-    AlarmSpecification, DesiredConfiguration, InstanceRefresh, LaunchTemplate, LaunchTemplateSpecification, MixedInstancesPolicy,
-    RefreshPreferences,
+    AlarmSpecification, DesiredConfiguration, InstanceRefresh, LaunchTemplate,
+    LaunchTemplateSpecification, MixedInstancesPolicy, RefreshPreferences,
 };
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use generator::payload::{
-    cap_message, cap_names, status, FinishResponse, InFlightResponse, Outcome, SettleResponse, RefreshPreferences as Preferences,
-    RefresherRequest, StepResponse, WaveResponse, MAX_NAMES_LISTED,
+    cap_message, cap_names, status, FinishResponse, InFlightResponse, Outcome,
+    RefreshPreferences as Preferences, RefresherRequest, SettleResponse, StepResponse,
+    WaveResponse, MAX_NAMES_LISTED,
 };
 use serde_json::Value;
 
@@ -49,8 +50,15 @@ struct TemplateRef {
 }
 
 /// The desired configuration that moves the group to `version` of `template_id`.
-fn desired_configuration(template: &TemplateRef, template_id: &str, version: &str) -> DesiredConfiguration {
-    let spec = LaunchTemplateSpecification::builder().launch_template_id(template_id).version(version).build();
+fn desired_configuration(
+    template: &TemplateRef,
+    template_id: &str,
+    version: &str,
+) -> DesiredConfiguration {
+    let spec = LaunchTemplateSpecification::builder()
+        .launch_template_id(template_id)
+        .version(version)
+        .build();
     match &template.mixed {
         Some(policy) => {
             let lt = policy.launch_template();
@@ -63,9 +71,13 @@ fn desired_configuration(template: &TemplateRef, template_id: &str, version: &st
             if let Some(distribution) = policy.instances_distribution() {
                 mixed = mixed.instances_distribution(distribution.clone());
             }
-            DesiredConfiguration::builder().mixed_instances_policy(mixed.build()).build()
+            DesiredConfiguration::builder()
+                .mixed_instances_policy(mixed.build())
+                .build()
         }
-        None => DesiredConfiguration::builder().launch_template(spec).build(),
+        None => DesiredConfiguration::builder()
+            .launch_template(spec)
+            .build(),
     }
 }
 
@@ -78,7 +90,10 @@ fn desired_template(refresh: &InstanceRefresh) -> Option<(&str, &str)> {
             .and_then(|m| m.launch_template())
             .and_then(|lt| lt.launch_template_specification())
     })?;
-    Some((spec.launch_template_id().unwrap_or_default(), spec.version().unwrap_or_default()))
+    Some((
+        spec.launch_template_id().unwrap_or_default(),
+        spec.version().unwrap_or_default(),
+    ))
 }
 
 fn step(asg: &str, record: &AsgRecord, done: bool) -> StepResponse {
@@ -109,14 +124,27 @@ impl Refresher {
             RefresherRequest::Wave { rollout_id, wave } => {
                 validate_rollout_id(&rollout_id)?;
                 let size = wave_store::wave_size(&self.store, &rollout_id, wave).await?;
-                to_json(&WaveResponse { rollout_id, wave, items: (0..size).collect() })
+                to_json(&WaveResponse {
+                    rollout_id,
+                    wave,
+                    items: (0..size).collect(),
+                })
             }
-            RefresherRequest::Start { rollout_id, wave, index, ami, preferences } => {
+            RefresherRequest::Start {
+                rollout_id,
+                wave,
+                index,
+                ami,
+                preferences,
+            } => {
                 validate_rollout_id(&rollout_id)?;
                 validate_ami(&ami)?;
                 // The child knows its position in the wave; the name is in the table.
                 let asg = wave_store::wave_member(&self.store, &rollout_id, wave, index).await?;
-                match self.start(&rollout_id, &asg, &ami, wave, &preferences).await {
+                match self
+                    .start(&rollout_id, &asg, &ami, wave, &preferences)
+                    .await
+                {
                     Ok(step) => to_json(&step),
                     Err(error) => {
                         self.record_start_failure(&rollout_id, &asg, &error).await;
@@ -124,13 +152,23 @@ impl Refresher {
                     }
                 }
             }
-            RefresherRequest::Check { rollout_id, asg, timeout_minutes } => {
+            RefresherRequest::Check {
+                rollout_id,
+                asg,
+                timeout_minutes,
+            } => {
                 validate_rollout_id(&rollout_id)?;
                 to_json(&self.check(&rollout_id, &asg, timeout_minutes).await?)
             }
-            RefresherRequest::AwaitApproval { rollout_id, wave, task_token } => {
+            RefresherRequest::AwaitApproval {
+                rollout_id,
+                wave,
+                task_token,
+            } => {
                 validate_rollout_id(&rollout_id)?;
-                self.store.put_approval(&rollout_id, wave, &task_token, (self.clock)()).await?;
+                self.store
+                    .put_approval(&rollout_id, wave, &task_token, (self.clock)())
+                    .await?;
                 Ok(serde_json::json!({"rollout_id": rollout_id, "awaiting_wave": wave + 1}))
             }
             RefresherRequest::Rollback { rollout_id } => {
@@ -145,7 +183,11 @@ impl Refresher {
                 validate_rollout_id(&rollout_id)?;
                 to_json(&self.settle(&rollout_id, round).await?.bounded())
             }
-            RefresherRequest::Finish { rollout_id, outcome, error } => {
+            RefresherRequest::Finish {
+                rollout_id,
+                outcome,
+                error,
+            } => {
                 validate_rollout_id(&rollout_id)?;
                 to_json(&self.finish(&rollout_id, outcome, error.as_ref()).await?)
             }
@@ -162,14 +204,18 @@ impl Refresher {
         preferences: &Preferences,
     ) -> Result<StepResponse, Error> {
         let now = (self.clock)();
-        let mut record = self.store.get(rollout_id, asg).await?.unwrap_or_else(|| AsgRecord {
-            rollout_id: rollout_id.to_string(),
-            asg: asg.to_string(),
-            wave: Some(wave),
-            status: status::PLANNED.into(),
-            updated_at: now,
-            ..AsgRecord::default()
-        });
+        let mut record = self
+            .store
+            .get(rollout_id, asg)
+            .await?
+            .unwrap_or_else(|| AsgRecord {
+                rollout_id: rollout_id.to_string(),
+                asg: asg.to_string(),
+                wave: Some(wave),
+                status: status::PLANNED.into(),
+                updated_at: now,
+                ..AsgRecord::default()
+            });
         if status::is_successful(&record.status) {
             return Ok(step(asg, &record, true));
         }
@@ -188,12 +234,15 @@ impl Refresher {
         let previous_refresh = record.refresh_id.clone();
         let template = self.template_of(asg).await?;
         // Reuse the version an interrupted start already made; otherwise make one.
-        let (template_id, version) = match (&record.launch_template_id, &record.launch_template_version) {
-            (Some(id), Some(version)) if record.status == status::STARTING && record.ami.as_deref() == Some(ami) => {
-                (id.clone(), version.clone())
-            }
-            _ => self.ensure_version(rollout_id, asg, &template, ami).await?,
-        };
+        let (template_id, version) =
+            match (&record.launch_template_id, &record.launch_template_version) {
+                (Some(id), Some(version))
+                    if record.status == status::STARTING && record.ami.as_deref() == Some(ami) =>
+                {
+                    (id.clone(), version.clone())
+                }
+                _ => self.ensure_version(rollout_id, asg, &template, ami).await?,
+            };
         record.ami = Some(ami.to_string());
         record.wave = record.wave.or(Some(wave));
         record.launch_template_id = Some(template_id.clone());
@@ -215,14 +264,27 @@ impl Refresher {
             .await;
         let refresh_id = match started {
             Ok(out) => out.instance_refresh_id().unwrap_or_default().to_string(),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_instance_refresh_in_progress_fault()) => {
-                self.adopt_in_progress(rollout_id, asg, &template_id, &version).await?
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_instance_refresh_in_progress_fault()) =>
+            {
+                self.adopt_in_progress(rollout_id, asg, &template_id, &version)
+                    .await?
             }
-            Err(e) => return Err(classify(&format!("starting the instance refresh of {asg}"), e)),
+            Err(e) => {
+                return Err(classify(
+                    &format!("starting the instance refresh of {asg}"),
+                    e,
+                ))
+            }
         };
         record.refresh_id = Some(refresh_id.clone());
         record.status = "Pending".into();
-        if !self.store.put_if_refresh(&record, previous_refresh.as_deref()).await? {
+        if !self
+            .store
+            .put_if_refresh(&record, previous_refresh.as_deref())
+            .await?
+        {
             // A concurrent start recorded its refresh first: report that one.
             let winner = self.store.get(rollout_id, asg).await?.unwrap_or(record);
             return Ok(step(asg, &winner, false));
@@ -239,7 +301,11 @@ impl Refresher {
 
     /// Rolls back (or cancels) the refresh a start made after the rollout stopped, and
     /// records it where `settle` finds it.
-    async fn undo(&self, record: &mut AsgRecord, action: StopAction) -> Result<StepResponse, Error> {
+    async fn undo(
+        &self,
+        record: &mut AsgRecord,
+        action: StopAction,
+    ) -> Result<StepResponse, Error> {
         let asg = record.asg.clone();
         let id = record.refresh_id.clone().unwrap_or_default();
         let result = match action {
@@ -266,18 +332,31 @@ impl Refresher {
             Err(Error::Retryable(message)) => return Err(Error::Retryable(message)),
             // The failure policy may have acted on it already: record where it is.
             Err(error) => match self.describe_refresh(&asg, Some(&id)).await? {
-                Some(refresh) if !matches!(refresh_status(&refresh).as_str(), "Pending" | "InProgress" | "Baking") => {
+                Some(refresh)
+                    if !matches!(
+                        refresh_status(&refresh).as_str(),
+                        "Pending" | "InProgress" | "Baking"
+                    ) =>
+                {
                     self.apply(record, &refresh, now)
                 }
                 _ => return Err(error),
             },
         }
-        let verb = if action == StopAction::Rollback { "rolled back" } else { "cancelled" };
-        record.reason = Some(format!("{verb} by the failure policy: the rollout stopped while this refresh started"));
+        let verb = if action == StopAction::Rollback {
+            "rolled back"
+        } else {
+            "cancelled"
+        };
+        record.reason = Some(format!(
+            "{verb} by the failure policy: the rollout stopped while this refresh started"
+        ));
         record.updated_at = now;
         self.store.put(record).await?;
         tracing::info!(asg, refresh = %id, ?action, "undid a refresh that started after the rollout stopped");
-        Err(Error::RefreshFailed(format!("{asg}: instance refresh {id} {verb}: the rollout stopped while it started")))
+        Err(Error::RefreshFailed(format!(
+            "{asg}: instance refresh {id} {verb}: the rollout stopped while it started"
+        )))
     }
 
     /// Records why a start failed for good (a retryable error will be retried), so the
@@ -286,7 +365,9 @@ impl Refresher {
         if matches!(error, Error::Retryable(_)) {
             return;
         }
-        let Ok(Some(mut record)) = self.store.get(rollout_id, asg).await else { return };
+        let Ok(Some(mut record)) = self.store.get(rollout_id, asg).await else {
+            return;
+        };
         if status::is_in_flight(&record.status) && record.status != status::STARTING {
             return;
         }
@@ -300,9 +381,17 @@ impl Refresher {
     }
 
     /// The refresh already running on `asg`, if it is the one this rollout would start.
-    async fn adopt_in_progress(&self, rollout_id: &str, asg: &str, template_id: &str, version: &str) -> Result<String, Error> {
+    async fn adopt_in_progress(
+        &self,
+        rollout_id: &str,
+        asg: &str,
+        template_id: &str,
+        version: &str,
+    ) -> Result<String, Error> {
         let Some(active) = self.describe_refresh(asg, None).await? else {
-            return Err(Error::Retryable(format!("{asg}: a refresh was reported in progress but none is listed")));
+            return Err(Error::Retryable(format!(
+                "{asg}: a refresh was reported in progress but none is listed"
+            )));
         };
         let desired = desired_template(&active);
         let id = active.instance_refresh_id().unwrap_or_default().to_string();
@@ -317,20 +406,24 @@ impl Refresher {
     }
 
     /// Describes, records and gates the ASG's refresh.
-    pub async fn check(&self, rollout_id: &str, asg: &str, timeout_minutes: u32) -> Result<StepResponse, Error> {
+    pub async fn check(
+        &self,
+        rollout_id: &str,
+        asg: &str,
+        timeout_minutes: u32,
+    ) -> Result<StepResponse, Error> {
         let now = (self.clock)();
-        let mut record = self
-            .store
-            .get(rollout_id, asg)
-            .await?
-            .ok_or_else(|| Error::InvalidInput(format!("{asg} is not part of rollout {rollout_id}")))?;
+        let mut record = self.store.get(rollout_id, asg).await?.ok_or_else(|| {
+            Error::InvalidInput(format!("{asg} is not part of rollout {rollout_id}"))
+        })?;
         if status::is_successful(&record.status) {
             return Ok(step(asg, &record, true));
         }
-        let id = record
-            .refresh_id
-            .clone()
-            .ok_or_else(|| Error::InvalidInput(format!("{asg}: no refresh recorded for rollout {rollout_id}; start runs first")))?;
+        let id = record.refresh_id.clone().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{asg}: no refresh recorded for rollout {rollout_id}; start runs first"
+            ))
+        })?;
         let refresh = self
             .describe_refresh(asg, Some(&id))
             .await?
@@ -343,8 +436,13 @@ impl Refresher {
         }
         if status::is_failed(&current) {
             self.store.put(&record).await?;
-            let reason = record.reason.clone().unwrap_or_else(|| "no reason given".into());
-            return Err(Error::RefreshFailed(format!("{asg}: instance refresh {id} ended {current}: {reason}")));
+            let reason = record
+                .reason
+                .clone()
+                .unwrap_or_else(|| "no reason given".into());
+            return Err(Error::RefreshFailed(format!(
+                "{asg}: instance refresh {id} ended {current}: {reason}"
+            )));
         }
         let elapsed = now - record.started_at.unwrap_or(now);
         if elapsed > i64::from(timeout_minutes) * 60 {
@@ -364,14 +462,25 @@ impl Refresher {
     /// groups at a time ([`fanout`]). A throttled or failed call on one group does not stop
     /// the others: every group is handled and recorded, then a retryable error is returned
     /// so that the state machine retries, and the retry skips what this attempt undid.
-    pub async fn in_flight(&self, rollout_id: &str, rollback: bool) -> Result<InFlightResponse, Error> {
+    pub async fn in_flight(
+        &self,
+        rollout_id: &str,
+        rollback: bool,
+    ) -> Result<InFlightResponse, Error> {
         let now = (self.clock)();
-        let action = if rollback { StopAction::Rollback } else { StopAction::Cancel };
+        let action = if rollback {
+            StopAction::Rollback
+        } else {
+            StopAction::Cancel
+        };
         // Written before the records are read: a start that records its refresh after this
         // read sees the stop and undoes that refresh itself (see `start`).
         self.store.request_stop(rollout_id, action, now).await?;
         let records = self.store.list(rollout_id).await?;
-        let outcomes = fanout::map_all(records, |record| self.stop_one(rollout_id, record, rollback, now)).await;
+        let outcomes = fanout::map_all(records, |record| {
+            self.stop_one(rollout_id, record, rollback, now)
+        })
+        .await;
         let mut acted_on = Vec::new();
         let mut refused = Vec::new();
         let mut retry = None;
@@ -387,18 +496,39 @@ impl Refresher {
         if let Some(error) = retry {
             return Err(error);
         }
-        tracing::info!(rollout = rollout_id, acted_on = acted_on.len(), refused = refused.len(), rollback, "in-flight refreshes handled");
+        tracing::info!(
+            rollout = rollout_id,
+            acted_on = acted_on.len(),
+            refused = refused.len(),
+            rollback,
+            "in-flight refreshes handled"
+        );
         let pending = acted_on.len() as u32;
-        Ok(InFlightResponse { rollout_id: rollout_id.to_string(), acted_on, refused, pending })
+        Ok(InFlightResponse {
+            rollout_id: rollout_id.to_string(),
+            acted_on,
+            refused,
+            pending,
+        })
     }
 
     /// Rolls back or cancels one group's refresh and records what happened.
-    async fn stop_one(&self, rollout_id: &str, mut record: AsgRecord, rollback: bool, now: i64) -> Result<Stopped, Error> {
+    async fn stop_one(
+        &self,
+        rollout_id: &str,
+        mut record: AsgRecord,
+        rollback: bool,
+        now: i64,
+    ) -> Result<Stopped, Error> {
         let asg = record.asg.clone();
         // Already undone by an earlier attempt of this call (a retry): still pending, not
         // asked again (AWS would refuse it: no refresh is Pending or InProgress any more).
         if record.status == "RollbackInProgress" || record.status == "Cancelling" {
-            return Ok(if record.refresh_id.is_some() { Stopped::Acted(asg) } else { Stopped::NotRunning });
+            return Ok(if record.refresh_id.is_some() {
+                Stopped::Acted(asg)
+            } else {
+                Stopped::NotRunning
+            });
         }
         // A timed-out refresh is still running at AWS: it is in flight for this purpose.
         let running = status::is_in_flight(&record.status) || record.status == status::TIMED_OUT;
@@ -428,7 +558,14 @@ impl Refresher {
         let stopped = match result {
             Ok(new_status) => {
                 record.status = new_status.into();
-                record.reason = Some(if rollback { "rolled back by the failure policy" } else { "cancelled" }.into());
+                record.reason = Some(
+                    if rollback {
+                        "rolled back by the failure policy"
+                    } else {
+                        "cancelled"
+                    }
+                    .into(),
+                );
                 Stopped::Acted(asg)
             }
             Err(error @ Error::Retryable(_)) => return Err(error),
@@ -446,10 +583,18 @@ impl Refresher {
     /// not recorded a refresh when the rollout stopped. Takes the group's active refresh
     /// when it moves to this record's version; otherwise marks the record stopped, unless
     /// the start records its refresh first (then that refresh is the one to act on).
-    async fn adopt_starting(&self, rollout_id: &str, record: &mut AsgRecord, now: i64) -> Result<(), Error> {
+    async fn adopt_starting(
+        &self,
+        rollout_id: &str,
+        record: &mut AsgRecord,
+        now: i64,
+    ) -> Result<(), Error> {
         let asg = record.asg.clone();
         if let Some(active) = self.describe_refresh(&asg, None).await? {
-            let ours = record.launch_template_id.as_deref().zip(record.launch_template_version.as_deref());
+            let ours = record
+                .launch_template_id
+                .as_deref()
+                .zip(record.launch_template_version.as_deref());
             if ours.is_some() && desired_template(&active) == ours {
                 record.refresh_id = active.instance_refresh_id().map(str::to_string);
                 tracing::info!(asg, refresh = ?record.refresh_id, "found the refresh of a start that had not recorded it");
@@ -477,9 +622,9 @@ impl Refresher {
     pub async fn settle(&self, rollout_id: &str, round: u32) -> Result<SettleResponse, Error> {
         let now = (self.clock)();
         let records = self.store.list(rollout_id).await?;
-        let undoing = records
-            .into_iter()
-            .filter(|r| (r.status == "RollbackInProgress" || r.status == "Cancelling") && r.refresh_id.is_some());
+        let undoing = records.into_iter().filter(|r| {
+            (r.status == "RollbackInProgress" || r.status == "Cancelling") && r.refresh_id.is_some()
+        });
         let settled = fanout::try_map_all(undoing, |record| self.settle_one(record, now)).await?;
         let mut still_running = Vec::new();
         let mut ended = Vec::new();
@@ -490,7 +635,13 @@ impl Refresher {
                 ended.push(asg);
             }
         }
-        tracing::info!(rollout = rollout_id, round, still_running = still_running.len(), ended = ended.len(), "rollbacks settled");
+        tracing::info!(
+            rollout = rollout_id,
+            round,
+            still_running = still_running.len(),
+            ended = ended.len(),
+            "rollbacks settled"
+        );
         Ok(SettleResponse {
             rollout_id: rollout_id.to_string(),
             round: round + 1,
@@ -509,7 +660,10 @@ impl Refresher {
             Some(refresh) => {
                 // Keep why it was rolled back (what `in_flight` wrote, before any
                 // `; `); add what AWS says of the rollback now.
-                let why = record.reason.take().map(|r| r.split("; ").next().unwrap_or_default().to_string());
+                let why = record
+                    .reason
+                    .take()
+                    .map(|r| r.split("; ").next().unwrap_or_default().to_string());
                 self.apply(&mut record, &refresh, now);
                 record.reason = match (why, record.reason.take()) {
                     (Some(why), Some(said)) if said != why => Some(format!("{why}; {said}")),
@@ -529,11 +683,22 @@ impl Refresher {
     }
 
     /// Writes the rollout's summary and releases the lock.
-    pub async fn finish(&self, rollout_id: &str, outcome: Outcome, error: Option<&Value>) -> Result<FinishResponse, Error> {
+    pub async fn finish(
+        &self,
+        rollout_id: &str,
+        outcome: Outcome,
+        error: Option<&Value>,
+    ) -> Result<FinishResponse, Error> {
         let now = (self.clock)();
         let records = self.store.list(rollout_id).await?;
-        let succeeded = records.iter().filter(|r| status::is_successful(&r.status)).count() as u32;
-        let skipped = records.iter().filter(|r| r.status == status::SKIPPED).count() as u32;
+        let succeeded = records
+            .iter()
+            .filter(|r| status::is_successful(&r.status))
+            .count() as u32;
+        let skipped = records
+            .iter()
+            .filter(|r| r.status == status::SKIPPED)
+            .count() as u32;
         // After every wave ran (Succeeded), anything neither refreshed nor skipped failed
         // somewhere, even if no failure was recorded: the rollout must not pass for a success.
         let failed: Vec<&AsgRecord> = records
@@ -541,15 +706,26 @@ impl Refresher {
             .filter(|r| {
                 status::is_failed(&r.status)
                     || (outcome == Outcome::Failed && r.status.starts_with("Rollback"))
-                    || (outcome == Outcome::Succeeded && !status::is_successful(&r.status) && r.status != status::SKIPPED)
+                    || (outcome == Outcome::Succeeded
+                        && !status::is_successful(&r.status)
+                        && r.status != status::SKIPPED)
             })
             .collect();
-        let outcome = if failed.is_empty() { outcome } else { Outcome::Failed };
+        let outcome = if failed.is_empty() {
+            outcome
+        } else {
+            Outcome::Failed
+        };
         let names = |filter: &dyn Fn(&AsgRecord) -> bool| -> Vec<String> {
-            records.iter().filter(|r| filter(r)).map(|r| r.asg.clone()).collect()
+            records
+                .iter()
+                .filter(|r| filter(r))
+                .map(|r| r.asg.clone())
+                .collect()
         };
         // A stopped rollout also says what it left running and what it never started.
-        let still_running = names(&|r| status::is_in_flight(&r.status) && !r.status.starts_with("Rollback"));
+        let still_running =
+            names(&|r| status::is_in_flight(&r.status) && !r.status.starts_with("Rollback"));
         let not_started = names(&|r| r.status == status::PLANNED);
         // Every list and the message are capped: the summary travels through the state
         // machine (256 KiB at most) whatever the fleet size; the table has every ASG.
@@ -565,7 +741,12 @@ impl Refresher {
             if failed.len() > MAX_NAMES_LISTED {
                 described.push(format!("and {} more", failed.len() - MAX_NAMES_LISTED));
             }
-            format!("{} of {} ASGs failed: {}", failed.len(), records.len() - skipped as usize, described.join("; "))
+            format!(
+                "{} of {} ASGs failed: {}",
+                failed.len(),
+                records.len() - skipped as usize,
+                described.join("; ")
+            )
         } else if outcome == Outcome::Failed {
             let cause = error
                 .and_then(|e| e.get("Cause").or_else(|| e.get("Error")))
@@ -578,24 +759,47 @@ impl Refresher {
         };
         if outcome == Outcome::Failed {
             if !still_running.is_empty() {
-                message.push_str(&format!("; still refreshing: {}", cap_names(&still_running).join(", ")));
+                message.push_str(&format!(
+                    "; still refreshing: {}",
+                    cap_names(&still_running).join(", ")
+                ));
             }
             if !not_started.is_empty() {
-                message.push_str(&format!("; not started: {}", cap_names(&not_started).join(", ")));
+                message.push_str(&format!(
+                    "; not started: {}",
+                    cap_names(&not_started).join(", ")
+                ));
             }
         }
         let message = cap_message(&message);
-        let mut summary = self.store.summary(rollout_id).await?.unwrap_or_else(|| RolloutSummary {
-            rollout_id: rollout_id.to_string(),
-            started_at: now,
-            ..RolloutSummary::default()
-        });
-        summary.status = if outcome == Outcome::Succeeded { "Succeeded" } else { "Failed" }.into();
+        let mut summary = self
+            .store
+            .summary(rollout_id)
+            .await?
+            .unwrap_or_else(|| RolloutSummary {
+                rollout_id: rollout_id.to_string(),
+                started_at: now,
+                ..RolloutSummary::default()
+            });
+        summary.status = if outcome == Outcome::Succeeded {
+            "Succeeded"
+        } else {
+            "Failed"
+        }
+        .into();
         summary.ended_at = Some(now);
         summary.message = Some(message.clone());
         self.store.put_summary(&summary, now).await?;
         let released = self.store.release_lock(rollout_id).await?;
-        tracing::info!(rollout = rollout_id, ?outcome, succeeded, failed = failed.len(), skipped, released, "finished");
+        tracing::info!(
+            rollout = rollout_id,
+            ?outcome,
+            succeeded,
+            failed = failed.len(),
+            skipped,
+            released,
+            "finished"
+        );
         Ok(FinishResponse {
             rollout_id: rollout_id.to_string(),
             outcome,
@@ -610,7 +814,10 @@ impl Refresher {
     fn apply(&self, record: &mut AsgRecord, refresh: &InstanceRefresh, now: i64) {
         record.status = refresh_status(refresh);
         record.percentage = refresh.percentage_complete().map(|p| p.max(0) as u32);
-        record.reason = refresh.status_reason().map(str::to_string).or(record.reason.take());
+        record.reason = refresh
+            .status_reason()
+            .map(str::to_string)
+            .or(record.reason.take());
         if let Some(id) = refresh.instance_refresh_id() {
             record.refresh_id = Some(id.to_string());
         }
@@ -621,8 +828,15 @@ impl Refresher {
     }
 
     /// The refresh `id` of the ASG, or (no id) the newest one still in flight.
-    async fn describe_refresh(&self, asg: &str, id: Option<&str>) -> Result<Option<InstanceRefresh>, Error> {
-        let mut request = self.autoscaling.describe_instance_refreshes().auto_scaling_group_name(asg);
+    async fn describe_refresh(
+        &self,
+        asg: &str,
+        id: Option<&str>,
+    ) -> Result<Option<InstanceRefresh>, Error> {
+        let mut request = self
+            .autoscaling
+            .describe_instance_refreshes()
+            .auto_scaling_group_name(asg);
         if let Some(id) = id {
             request = request.instance_refresh_ids(id);
         }
@@ -632,8 +846,14 @@ impl Refresher {
             .map_err(|e| classify(&format!("describing the instance refreshes of {asg}"), e))?;
         let refreshes = out.instance_refreshes();
         Ok(match id {
-            Some(id) => refreshes.iter().find(|r| r.instance_refresh_id() == Some(id)).cloned(),
-            None => refreshes.iter().find(|r| status::is_in_flight(&refresh_status(r))).cloned(),
+            Some(id) => refreshes
+                .iter()
+                .find(|r| r.instance_refresh_id() == Some(id))
+                .cloned(),
+            None => refreshes
+                .iter()
+                .find(|r| status::is_in_flight(&refresh_status(r)))
+                .cloned(),
         })
     }
 
@@ -652,8 +872,17 @@ impl Refresher {
         let mixed = group.mixed_instances_policy().cloned();
         let lt = group
             .launch_template()
-            .or_else(|| mixed.as_ref().and_then(|m| m.launch_template()).and_then(|lt| lt.launch_template_specification()))
-            .ok_or_else(|| Error::Aws(format!("{asg}: has no launch template to put the new AMI in")))?;
+            .or_else(|| {
+                mixed
+                    .as_ref()
+                    .and_then(|m| m.launch_template())
+                    .and_then(|lt| lt.launch_template_specification())
+            })
+            .ok_or_else(|| {
+                Error::Aws(format!(
+                    "{asg}: has no launch template to put the new AMI in"
+                ))
+            })?;
         Ok(TemplateRef {
             id: lt.launch_template_id().map(str::to_string),
             name: lt.launch_template_name().map(str::to_string),
@@ -664,21 +893,36 @@ impl Refresher {
 
     /// A numbered launch template version with `ami`: the current one when it already
     /// has it, else a new version made from the current with only ImageId changed.
-    async fn ensure_version(&self, rollout_id: &str, asg: &str, template: &TemplateRef, ami: &str) -> Result<(String, String), Error> {
-        let mut describe = self.ec2.describe_launch_template_versions().versions(&template.version);
+    async fn ensure_version(
+        &self,
+        rollout_id: &str,
+        asg: &str,
+        template: &TemplateRef,
+        ami: &str,
+    ) -> Result<(String, String), Error> {
+        let mut describe = self
+            .ec2
+            .describe_launch_template_versions()
+            .versions(&template.version);
         describe = match (&template.id, &template.name) {
             (Some(id), _) => describe.launch_template_id(id),
             (None, Some(name)) => describe.launch_template_name(name),
-            (None, None) => return Err(Error::Aws(format!("{asg}: launch template has neither id nor name"))),
+            (None, None) => {
+                return Err(Error::Aws(format!(
+                    "{asg}: launch template has neither id nor name"
+                )))
+            }
         };
         let out = describe
             .send()
             .await
             .map_err(|e| classify(&format!("describing the launch template of {asg}"), e))?;
-        let current = out
-            .launch_template_versions()
-            .first()
-            .ok_or_else(|| Error::Aws(format!("{asg}: launch template version {} not found", template.version)))?;
+        let current = out.launch_template_versions().first().ok_or_else(|| {
+            Error::Aws(format!(
+                "{asg}: launch template version {} not found",
+                template.version
+            ))
+        })?;
         let template_id = current
             .launch_template_id()
             .map(str::to_string)
@@ -704,7 +948,13 @@ impl Refresher {
             let problems: Vec<String> = warning
                 .errors()
                 .iter()
-                .map(|e| format!("{}: {}", e.code().unwrap_or("Warning"), e.message().unwrap_or_default()))
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.code().unwrap_or("Warning"),
+                        e.message().unwrap_or_default()
+                    )
+                })
                 .collect();
             return Err(Error::Aws(format!(
                 "{asg}: the new launch template version of {template_id} is not valid, so no refresh was started: {}",
@@ -714,21 +964,32 @@ impl Refresher {
         let version = created
             .launch_template_version()
             .and_then(|v| v.version_number())
-            .ok_or_else(|| Error::Aws(format!("{asg}: the new launch template version has no number")))?;
+            .ok_or_else(|| {
+                Error::Aws(format!(
+                    "{asg}: the new launch template version has no number"
+                ))
+            })?;
         tracing::info!(asg, template = %template_id, from = number, to = version, ami, "created launch template version");
         Ok((template_id, version.to_string()))
     }
 }
 
 fn refresh_status(refresh: &InstanceRefresh) -> String {
-    refresh.status().map(|s| s.as_str().to_string()).unwrap_or_else(|| "Pending".into())
+    refresh
+        .status()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|| "Pending".into())
 }
 
 /// The human part of a Step Functions error cause (Lambda causes are JSON with `errorMessage`).
 fn cause_message(cause: &str) -> String {
     serde_json::from_str::<Value>(cause)
         .ok()
-        .and_then(|v| v.get("errorMessage").and_then(Value::as_str).map(str::to_string))
+        .and_then(|v| {
+            v.get("errorMessage")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| cause.to_string())
 }
 
@@ -742,10 +1003,16 @@ fn build_preferences(p: &Preferences) -> RefreshPreferences {
         builder = builder.instance_warmup(warmup as i32);
     }
     if !p.alarms.is_empty() {
-        builder = builder.alarm_specification(AlarmSpecification::builder().set_alarms(Some(p.alarms.clone())).build());
+        builder = builder.alarm_specification(
+            AlarmSpecification::builder()
+                .set_alarms(Some(p.alarms.clone()))
+                .build(),
+        );
     }
     if !p.checkpoint_percentages.is_empty() {
-        builder = builder.set_checkpoint_percentages(Some(p.checkpoint_percentages.iter().map(|c| *c as i32).collect()));
+        builder = builder.set_checkpoint_percentages(Some(
+            p.checkpoint_percentages.iter().map(|c| *c as i32).collect(),
+        ));
     }
     if let Some(delay) = p.checkpoint_delay {
         builder = builder.checkpoint_delay(delay as i32);

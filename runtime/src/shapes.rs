@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_autoscaling::types::{LaunchTemplate, LaunchTemplateSpecification, MixedInstancesPolicy};
+use aws_sdk_autoscaling::types::{
+    LaunchTemplate, LaunchTemplateSpecification, MixedInstancesPolicy,
+};
 use generator::payload::PlanRequest;
 
 use crate::error::{classify, Error};
@@ -66,14 +68,23 @@ fn profile_name_of_arn(arn: &str) -> &str {
 
 /// The group's mixed instances policy with the launch template version replaced (and the
 /// template named by id): what pinning and the refresh's desired configuration carry.
-pub fn with_version(policy: &MixedInstancesPolicy, template_id: &str, version: &str) -> MixedInstancesPolicy {
-    let spec = LaunchTemplateSpecification::builder().launch_template_id(template_id).version(version).build();
+pub fn with_version(
+    policy: &MixedInstancesPolicy,
+    template_id: &str,
+    version: &str,
+) -> MixedInstancesPolicy {
+    let spec = LaunchTemplateSpecification::builder()
+        .launch_template_id(template_id)
+        .version(version)
+        .build();
     let template = match policy.launch_template() {
         Some(lt) => LaunchTemplate::builder()
             .launch_template_specification(spec)
             .set_overrides(Some(lt.overrides().to_vec()))
             .build(),
-        None => LaunchTemplate::builder().launch_template_specification(spec).build(),
+        None => LaunchTemplate::builder()
+            .launch_template_specification(spec)
+            .build(),
     };
     let mut out = MixedInstancesPolicy::builder().launch_template(template);
     if let Some(distribution) = policy.instances_distribution() {
@@ -86,7 +97,10 @@ pub fn with_version(policy: &MixedInstancesPolicy, template_id: &str, version: &
 /// override with its own launch template or ImageId would keep the old image.
 fn override_problem(candidate: &Candidate) -> Option<String> {
     let overrides = candidate.mixed.as_ref()?.launch_template()?.overrides();
-    if overrides.iter().any(|o| o.launch_template_specification().is_some()) {
+    if overrides
+        .iter()
+        .any(|o| o.launch_template_specification().is_some())
+    {
         return Some("its mixed instances policy gives some instance types their own launch template, which this rollout does not version".into());
     }
     if overrides.iter().any(|o| o.image_id().is_some()) {
@@ -101,7 +115,12 @@ pub(crate) fn instance_types(candidate: &Candidate, data: &TemplateData) -> Vec<
         .mixed
         .as_ref()
         .and_then(|m| m.launch_template())
-        .map(|lt| lt.overrides().iter().filter_map(|o| o.instance_type().map(str::to_string)).collect())
+        .map(|lt| {
+            lt.overrides()
+                .iter()
+                .filter_map(|o| o.instance_type().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if overrides.is_empty() {
         data.instance_type.iter().cloned().collect()
@@ -115,7 +134,11 @@ pub(crate) fn listed(names: &[String]) -> String {
     if names.len() <= NAMES_IN_MESSAGE {
         return names.join(", ");
     }
-    format!("{} and {} more", names[..NAMES_IN_MESSAGE].join(", "), names.len() - NAMES_IN_MESSAGE)
+    format!(
+        "{} and {} more",
+        names[..NAMES_IN_MESSAGE].join(", "),
+        names.len() - NAMES_IN_MESSAGE
+    )
 }
 
 impl Planner {
@@ -141,10 +164,17 @@ impl Planner {
         let mut kept = Vec::new();
         let mut shaped: Vec<(&Candidate, TemplateData)> = Vec::new();
         for asg in eligible.drain(..) {
-            let Some(candidate) = found.get(&asg) else { continue };
-            let data = candidate.template.as_ref().and_then(|spec| templates.get(spec));
+            let Some(candidate) = found.get(&asg) else {
+                continue;
+            };
+            let data = candidate
+                .template
+                .as_ref()
+                .and_then(|spec| templates.get(spec));
             let reason = match data {
-                None => Some("has no launch template (launch configurations are not supported)".to_string()),
+                None => Some(
+                    "has no launch template (launch configurations are not supported)".to_string(),
+                ),
                 Some(Err(reason)) => Some(reason.clone()),
                 Some(Ok(data)) => self.shape_problem(request, candidate, data, &roles),
             };
@@ -163,12 +193,24 @@ impl Planner {
         // Pins run side by side (bounded): one UpdateAutoScalingGroup per floating group.
         let floating: Vec<(&Candidate, &TemplateData, &TemplateSpec)> = shaped
             .iter()
-            .filter_map(|(c, d)| c.template.as_ref().filter(|s| is_floating(&s.version)).map(|s| (*c, d, s)))
+            .filter_map(|(c, d)| {
+                c.template
+                    .as_ref()
+                    .filter(|s| is_floating(&s.version))
+                    .map(|s| (*c, d, s))
+            })
             .collect();
         let autoscaling = self.autoscaling.clone();
         let requests: Vec<(String, Option<MixedInstancesPolicy>, String, String)> = floating
             .iter()
-            .map(|(c, d, _)| (c.name.clone(), c.mixed.clone(), d.template_id.clone(), d.version_number.to_string()))
+            .map(|(c, d, _)| {
+                (
+                    c.name.clone(),
+                    c.mixed.clone(),
+                    d.template_id.clone(),
+                    d.version_number.to_string(),
+                )
+            })
             .collect();
         let results = fanout::map_all(requests, move |(asg, mixed, template_id, version)| {
             pin(autoscaling.clone(), asg, mixed, template_id, version)
@@ -187,7 +229,10 @@ impl Planner {
                     kept.retain(|asg| asg != &candidate.name);
                     skipped.push((
                         candidate.name.clone(),
-                        format!("could not pin it from {} to version {}: {error}", spec.version, data.version_number),
+                        format!(
+                            "could not pin it from {} to version {}: {error}",
+                            spec.version, data.version_number
+                        ),
                     ));
                 }
             }
@@ -205,7 +250,11 @@ impl Planner {
 
     /// Records each pin on the group's planned record.
     pub async fn record_pins(&self, rollout_id: &str, pins: &[Pin]) -> Result<(), Error> {
-        fanout::try_map_all(pins, |pin| self.store.record_pin(rollout_id, &pin.asg, &pin.from, &pin.version)).await?;
+        fanout::try_map_all(pins, |pin| {
+            self.store
+                .record_pin(rollout_id, &pin.asg, &pin.from, &pin.version)
+        })
+        .await?;
         Ok(())
     }
 
@@ -220,7 +269,11 @@ impl Planner {
         if let Some(problem) = override_problem(candidate) {
             return Some(problem);
         }
-        if let Some(image) = data.image_id.as_deref().filter(|i| i.starts_with(SSM_PREFIX)) {
+        if let Some(image) = data
+            .image_id
+            .as_deref()
+            .filter(|i| i.starts_with(SSM_PREFIX))
+        {
             if request.auto_rollback {
                 return Some(format!(
                     "its launch template's ImageId is an SSM parameter ({image}) and AWS cannot roll such a group back: set [refresh] auto_rollback = false to refresh it without rollback"
@@ -245,9 +298,13 @@ impl Planner {
     }
 
     /// The launch template version of each spec, or why it cannot be read.
-    async fn read_templates(&self, specs: Vec<TemplateSpec>) -> Result<BTreeMap<TemplateSpec, Result<TemplateData, String>>, Error> {
+    async fn read_templates(
+        &self,
+        specs: Vec<TemplateSpec>,
+    ) -> Result<BTreeMap<TemplateSpec, Result<TemplateData, String>>, Error> {
         let ec2 = self.ec2.clone();
-        let results = fanout::map_all(specs.clone(), move |spec| read_template(ec2.clone(), spec)).await;
+        let results =
+            fanout::map_all(specs.clone(), move |spec| read_template(ec2.clone(), spec)).await;
         let mut out = BTreeMap::new();
         for (spec, result) in specs.into_iter().zip(results) {
             let result = match result {
@@ -261,19 +318,36 @@ impl Planner {
     }
 
     /// Each instance profile's role (None when it has none), or why it cannot be read.
-    async fn read_profiles(&self, names: Vec<String>) -> Result<BTreeMap<String, Result<Option<ProfileRole>, String>>, Error> {
+    async fn read_profiles(
+        &self,
+        names: Vec<String>,
+    ) -> Result<BTreeMap<String, Result<Option<ProfileRole>, String>>, Error> {
         let iam = self.iam.clone();
         let results = fanout::map_all(names.clone(), move |name| {
             let iam = iam.clone();
             async move {
-                let out = iam.get_instance_profile().instance_profile_name(&name).send().await;
+                let out = iam
+                    .get_instance_profile()
+                    .instance_profile_name(&name)
+                    .send()
+                    .await;
                 match out {
-                    Ok(out) => Ok(out.instance_profile().and_then(|p| p.roles().first()).map(|r| ProfileRole {
-                        name: r.role_name().to_string(),
-                        path: r.path().to_string(),
-                    })),
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => {
-                        Err(Error::InvalidInput(format!("instance profile {name} does not exist")))
+                    Ok(out) => {
+                        Ok(out
+                            .instance_profile()
+                            .and_then(|p| p.roles().first())
+                            .map(|r| ProfileRole {
+                                name: r.role_name().to_string(),
+                                path: r.path().to_string(),
+                            }))
+                    }
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_no_such_entity_exception()) =>
+                    {
+                        Err(Error::InvalidInput(format!(
+                            "instance profile {name} does not exist"
+                        )))
                     }
                     Err(e) => Err(classify(&format!("reading instance profile {name}"), e)),
                 }
@@ -295,11 +369,18 @@ impl Planner {
     /// Groups this rollout does not refresh that follow `$Latest` of a template it
     /// versions: they launch the new AMI on scale-out as soon as the version exists.
     /// (`$Default` followers are safe: a new version does not change the default.)
-    async fn followers_of_latest(&self, planned: &[String], shaped: &[(&Candidate, TemplateData)]) -> Result<Vec<String>, Error> {
+    async fn followers_of_latest(
+        &self,
+        planned: &[String],
+        shaped: &[(&Candidate, TemplateData)],
+    ) -> Result<Vec<String>, Error> {
         let planned: BTreeSet<&String> = planned.iter().collect();
         let mut versioned: BTreeMap<String, String> = BTreeMap::new();
         for (_, data) in shaped.iter().filter(|(c, _)| planned.contains(&c.name)) {
-            let label = data.template_name.clone().unwrap_or_else(|| data.template_id.clone());
+            let label = data
+                .template_name
+                .clone()
+                .unwrap_or_else(|| data.template_id.clone());
             versioned.insert(data.template_id.clone(), label.clone());
             if let Some(name) = &data.template_name {
                 versioned.insert(name.clone(), label);
@@ -318,7 +399,9 @@ impl Planner {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify("listing Auto Scaling groups", e))?;
             for group in page.auto_scaling_groups() {
-                let Some(name) = group.auto_scaling_group_name() else { continue };
+                let Some(name) = group.auto_scaling_group_name() else {
+                    continue;
+                };
                 if planned.contains(&name.to_string()) {
                     continue;
                 }
@@ -328,8 +411,13 @@ impl Planner {
                         .and_then(|m| m.launch_template())
                         .and_then(|lt| lt.launch_template_specification())
                 });
-                let Some(spec) = spec.filter(|s| s.version() == Some("$Latest")) else { continue };
-                let template = spec.launch_template_id().or(spec.launch_template_name()).and_then(|t| versioned.get(t));
+                let Some(spec) = spec.filter(|s| s.version() == Some("$Latest")) else {
+                    continue;
+                };
+                let template = spec
+                    .launch_template_id()
+                    .or(spec.launch_template_name())
+                    .and_then(|t| versioned.get(t));
                 if let Some(template) = template {
                     warnings.push(format!(
                         "{name} is not refreshed by this rollout but follows $Latest of launch template {template}: it launches the new AMI on scale-out as soon as the rollout makes its version"
@@ -349,50 +437,85 @@ async fn pin(
     template_id: String,
     version: String,
 ) -> Result<(), Error> {
-    let mut update = autoscaling.update_auto_scaling_group().auto_scaling_group_name(&asg);
+    let mut update = autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(&asg);
     update = match &mixed {
         Some(policy) => update.mixed_instances_policy(with_version(policy, &template_id, &version)),
-        None => update.launch_template(LaunchTemplateSpecification::builder().launch_template_id(&template_id).version(&version).build()),
+        None => update.launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(&template_id)
+                .version(&version)
+                .build(),
+        ),
     };
-    update
-        .send()
-        .await
-        .map_err(|e| classify(&format!("pinning {asg} to launch template version {version}"), e))?;
+    update.send().await.map_err(|e| {
+        classify(
+            &format!("pinning {asg} to launch template version {version}"),
+            e,
+        )
+    })?;
     Ok(())
 }
 
 /// Describes the launch template version a group runs.
-async fn read_template(ec2: aws_sdk_ec2::Client, spec: TemplateSpec) -> Result<TemplateData, Error> {
-    let mut describe = ec2.describe_launch_template_versions().versions(&spec.version);
+async fn read_template(
+    ec2: aws_sdk_ec2::Client,
+    spec: TemplateSpec,
+) -> Result<TemplateData, Error> {
+    let mut describe = ec2
+        .describe_launch_template_versions()
+        .versions(&spec.version);
     describe = match (&spec.id, &spec.name) {
         (Some(id), _) => describe.launch_template_id(id),
         (None, Some(name)) => describe.launch_template_name(name),
-        (None, None) => return Err(Error::InvalidInput("the launch template has neither id nor name".into())),
+        (None, None) => {
+            return Err(Error::InvalidInput(
+                "the launch template has neither id nor name".into(),
+            ))
+        }
     };
     let label = spec.id.clone().or(spec.name.clone()).unwrap_or_default();
-    let out = describe
-        .send()
-        .await
-        .map_err(|e| classify(&format!("describing launch template {label} version {}", spec.version), e))?;
-    let version = out
-        .launch_template_versions()
-        .first()
-        .ok_or_else(|| Error::InvalidInput(format!("launch template {label} has no version {}", spec.version)))?;
+    let out = describe.send().await.map_err(|e| {
+        classify(
+            &format!(
+                "describing launch template {label} version {}",
+                spec.version
+            ),
+            e,
+        )
+    })?;
+    let version = out.launch_template_versions().first().ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "launch template {label} has no version {}",
+            spec.version
+        ))
+    })?;
     let data = version.launch_template_data();
     let profile = data.and_then(|d| d.iam_instance_profile());
     Ok(TemplateData {
         template_id: version
             .launch_template_id()
             .map(str::to_string)
-            .ok_or_else(|| Error::Aws(format!("launch template {label} came back without an id")))?,
+            .ok_or_else(|| {
+                Error::Aws(format!("launch template {label} came back without an id"))
+            })?,
         template_name: version.launch_template_name().map(str::to_string),
-        version_number: version
-            .version_number()
-            .ok_or_else(|| Error::Aws(format!("launch template {label} version {} has no number", spec.version)))?,
+        version_number: version.version_number().ok_or_else(|| {
+            Error::Aws(format!(
+                "launch template {label} version {} has no number",
+                spec.version
+            ))
+        })?,
         image_id: data.and_then(|d| d.image_id()).map(str::to_string),
-        instance_type: data.and_then(|d| d.instance_type()).map(|t| t.as_str().to_string()),
-        instance_profile: profile
-            .and_then(|p| p.name().map(str::to_string).or_else(|| p.arn().map(|a| profile_name_of_arn(a).to_string()))),
+        instance_type: data
+            .and_then(|d| d.instance_type())
+            .map(|t| t.as_str().to_string()),
+        instance_profile: profile.and_then(|p| {
+            p.name()
+                .map(str::to_string)
+                .or_else(|| p.arn().map(|a| profile_name_of_arn(a).to_string()))
+        }),
     })
 }
 
@@ -404,8 +527,14 @@ mod tests {
     #[test]
     fn floating_versions_and_profile_names() {
         assert!(is_floating("$Latest") && is_floating("$Default") && !is_floating("3"));
-        assert_eq!(profile_name_of_arn("arn:aws:iam::123456789012:instance-profile/team/web"), "web");
-        assert_eq!(profile_name_of_arn("arn:aws:iam::123456789012:instance-profile/web"), "web");
+        assert_eq!(
+            profile_name_of_arn("arn:aws:iam::123456789012:instance-profile/team/web"),
+            "web"
+        );
+        assert_eq!(
+            profile_name_of_arn("arn:aws:iam::123456789012:instance-profile/web"),
+            "web"
+        );
     }
 
     #[test]
@@ -414,19 +543,48 @@ mod tests {
             .launch_template(
                 LaunchTemplate::builder()
                     .launch_template_specification(
-                        LaunchTemplateSpecification::builder().launch_template_name("spot").version("$Latest").build(),
+                        LaunchTemplateSpecification::builder()
+                            .launch_template_name("spot")
+                            .version("$Latest")
+                            .build(),
                     )
-                    .overrides(LaunchTemplateOverrides::builder().instance_type("c6g.large").build())
-                    .overrides(LaunchTemplateOverrides::builder().instance_type("c7g.large").weighted_capacity("2").build())
+                    .overrides(
+                        LaunchTemplateOverrides::builder()
+                            .instance_type("c6g.large")
+                            .build(),
+                    )
+                    .overrides(
+                        LaunchTemplateOverrides::builder()
+                            .instance_type("c7g.large")
+                            .weighted_capacity("2")
+                            .build(),
+                    )
                     .build(),
             )
-            .instances_distribution(InstancesDistribution::builder().on_demand_base_capacity(1).spot_allocation_strategy("price-capacity-optimized").build())
+            .instances_distribution(
+                InstancesDistribution::builder()
+                    .on_demand_base_capacity(1)
+                    .spot_allocation_strategy("price-capacity-optimized")
+                    .build(),
+            )
             .build();
         let pinned = with_version(&policy, "lt-1", "7");
-        let spec = pinned.launch_template().and_then(|lt| lt.launch_template_specification()).unwrap();
-        assert_eq!((spec.launch_template_id(), spec.version()), (Some("lt-1"), Some("7")));
-        assert_eq!(pinned.launch_template().unwrap().overrides(), policy.launch_template().unwrap().overrides());
-        assert_eq!(pinned.instances_distribution(), policy.instances_distribution());
+        let spec = pinned
+            .launch_template()
+            .and_then(|lt| lt.launch_template_specification())
+            .unwrap();
+        assert_eq!(
+            (spec.launch_template_id(), spec.version()),
+            (Some("lt-1"), Some("7"))
+        );
+        assert_eq!(
+            pinned.launch_template().unwrap().overrides(),
+            policy.launch_template().unwrap().overrides()
+        );
+        assert_eq!(
+            pinned.instances_distribution(),
+            policy.instances_distribution()
+        );
     }
 
     #[test]

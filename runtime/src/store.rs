@@ -88,7 +88,9 @@ pub(crate) fn get_s(item: &Item, key: &str) -> Option<String> {
 }
 
 pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Option<T> {
-    item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 impl AsgRecord {
@@ -190,7 +192,10 @@ pub struct Store {
 }
 
 fn is_conditional_failure<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(
-    error: &aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    error: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::http::Response,
+    >,
 ) -> bool {
     error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
@@ -229,7 +234,10 @@ impl Store {
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_conditional_failure(&e) => {
-                let holder = self.lock_holder().await?.unwrap_or_else(|| "another rollout".into());
+                let holder = self
+                    .lock_holder()
+                    .await?
+                    .unwrap_or_else(|| "another rollout".into());
                 Err(Error::Locked(format!(
                     "rollout {holder} is running on this stack; a second rollout is refused until it ends"
                 )))
@@ -278,7 +286,10 @@ impl Store {
     }
 
     pub async fn get(&self, rollout_id: &str, asg: &str) -> Result<Option<AsgRecord>, Error> {
-        Ok(self.get_item(rollout_id, asg).await?.map(|i| AsgRecord::from_item(&i)))
+        Ok(self
+            .get_item(rollout_id, asg)
+            .await?
+            .map(|i| AsgRecord::from_item(&i)))
     }
 
     /// Writes a planned (or skipped) ASG unless the rollout already has it: re-planning
@@ -313,8 +324,16 @@ impl Store {
 
     /// Writes `record` only if the stored refresh id is still `expected` (none: absent).
     /// Returns false when another writer got there first.
-    pub async fn put_if_refresh(&self, record: &AsgRecord, expected: Option<&str>) -> Result<bool, Error> {
-        let mut request = self.client.put_item().table_name(&self.table).set_item(Some(record.to_item()));
+    pub async fn put_if_refresh(
+        &self,
+        record: &AsgRecord,
+        expected: Option<&str>,
+    ) -> Result<bool, Error> {
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(record.to_item()));
         request = match expected {
             None => request.condition_expression("attribute_not_exists(refresh_id)"),
             Some(id) => request
@@ -330,7 +349,13 @@ impl Store {
 
     /// Records on the ASG's planned record that the planner pinned it from `from`
     /// (`$Latest` or `$Default`) to `version`; an earlier run's pin is kept.
-    pub async fn record_pin(&self, rollout_id: &str, asg: &str, from: &str, version: &str) -> Result<(), Error> {
+    pub async fn record_pin(
+        &self,
+        rollout_id: &str,
+        asg: &str,
+        from: &str,
+        version: &str,
+    ) -> Result<(), Error> {
         let result = self
             .client
             .update_item()
@@ -345,16 +370,21 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => {
-                Err(Error::InvalidInput(format!("{asg} is not part of rollout {rollout_id}: cannot record its pin")))
-            }
+            Err(e) if is_conditional_failure(&e) => Err(Error::InvalidInput(format!(
+                "{asg} is not part of rollout {rollout_id}: cannot record its pin"
+            ))),
             Err(e) => Err(classify("recording the pinned version", e)),
         }
     }
 
     /// Says (before it lists the records) that the failure policy stops the rollout: a
     /// start still running reads it after it recorded its refresh and undoes that refresh.
-    pub async fn request_stop(&self, rollout_id: &str, action: StopAction, now: i64) -> Result<(), Error> {
+    pub async fn request_stop(
+        &self,
+        rollout_id: &str,
+        action: StopAction,
+        now: i64,
+    ) -> Result<(), Error> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -372,7 +402,9 @@ impl Store {
     /// The stop the failure policy requested for this run of the rollout, if any.
     pub async fn stop_requested(&self, rollout_id: &str) -> Result<Option<StopAction>, Error> {
         let item = self.get_item(rollout_id, STOP_KEY).await?;
-        Ok(item.and_then(|i| get_s(&i, "action")).and_then(|a| StopAction::parse(&a)))
+        Ok(item
+            .and_then(|i| get_s(&i, "action"))
+            .and_then(|a| StopAction::parse(&a)))
     }
 
     /// Forgets an earlier run's stop: a re-run of the rollout starts refreshes again.
@@ -412,22 +444,25 @@ impl Store {
     }
 
     pub async fn summary(&self, rollout_id: &str) -> Result<Option<RolloutSummary>, Error> {
-        Ok(self.get_item(rollout_id, SUMMARY_KEY).await?.map(|i| RolloutSummary {
-            rollout_id: rollout_id.to_string(),
-            ami: get_s(&i, "ami").unwrap_or_default(),
-            status: get_s(&i, "status").unwrap_or_default(),
-            planned: get_n(&i, "planned").unwrap_or_default(),
-            skipped: get_n(&i, "skipped").unwrap_or_default(),
-            waves: get_n(&i, "waves").unwrap_or_default(),
-            started_at: get_n(&i, "started_at").unwrap_or_default(),
-            ended_at: get_n(&i, "ended_at"),
-            message: get_s(&i, "message"),
-            warnings: i
-                .get("warnings")
-                .and_then(|v| v.as_l().ok())
-                .map(|l| l.iter().filter_map(|w| w.as_s().ok().cloned()).collect())
-                .unwrap_or_default(),
-        }))
+        Ok(self
+            .get_item(rollout_id, SUMMARY_KEY)
+            .await?
+            .map(|i| RolloutSummary {
+                rollout_id: rollout_id.to_string(),
+                ami: get_s(&i, "ami").unwrap_or_default(),
+                status: get_s(&i, "status").unwrap_or_default(),
+                planned: get_n(&i, "planned").unwrap_or_default(),
+                skipped: get_n(&i, "skipped").unwrap_or_default(),
+                waves: get_n(&i, "waves").unwrap_or_default(),
+                started_at: get_n(&i, "started_at").unwrap_or_default(),
+                ended_at: get_n(&i, "ended_at"),
+                message: get_s(&i, "message"),
+                warnings: i
+                    .get("warnings")
+                    .and_then(|v| v.as_l().ok())
+                    .map(|l| l.iter().filter_map(|w| w.as_s().ok().cloned()).collect())
+                    .unwrap_or_default(),
+            }))
     }
 
     pub async fn put_summary(&self, summary: &RolloutSummary, now: i64) -> Result<(), Error> {
@@ -449,7 +484,10 @@ impl Store {
             item.insert("message".into(), s(message));
         }
         if !summary.warnings.is_empty() {
-            item.insert("warnings".into(), AttributeValue::L(summary.warnings.iter().map(|w| s(w)).collect()));
+            item.insert(
+                "warnings".into(),
+                AttributeValue::L(summary.warnings.iter().map(|w| s(w)).collect()),
+            );
         }
         self.client
             .put_item()
@@ -462,7 +500,13 @@ impl Store {
     }
 
     /// Stores the task token an operator's approval of `wave + 1` will complete.
-    pub async fn put_approval(&self, rollout_id: &str, wave: u32, task_token: &str, now: i64) -> Result<(), Error> {
+    pub async fn put_approval(
+        &self,
+        rollout_id: &str,
+        wave: u32,
+        task_token: &str,
+        now: i64,
+    ) -> Result<(), Error> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -508,7 +552,14 @@ impl Store {
 
     /// Records an operator's decision ([`APPROVED`] or [`REJECTED`]) on a waiting approval;
     /// false when it was not waiting any more (another operator decided first).
-    pub async fn decide_approval(&self, rollout_id: &str, wave: u32, decision: &str, by: &str, now: i64) -> Result<bool, Error> {
+    pub async fn decide_approval(
+        &self,
+        rollout_id: &str,
+        wave: u32,
+        decision: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<bool, Error> {
         let result = self
             .client
             .update_item()

@@ -84,10 +84,17 @@ async fn fleet_loops_fit_the_function_timeout() {
             )
             .await;
     }
-    println!("created {count} ASGs in {:.0} s (not timed below)", began.elapsed().as_secs_f64());
+    println!(
+        "created {count} ASGs in {:.0} s (not timed below)",
+        began.elapsed().as_secs_f64()
+    );
     println!(
         "latency per call: {}",
-        LATENCY_MS.iter().map(|(s, ms)| format!("{s} {ms} ms")).collect::<Vec<_>>().join(", ")
+        LATENCY_MS
+            .iter()
+            .map(|(s, ms)| format!("{s} {ms} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 
     set_latency(&emulator, true);
@@ -110,7 +117,11 @@ async fn fleet_loops_fit_the_function_timeout() {
     let plan = planner.handle(request).await.expect("plan");
     let took = began.elapsed();
     assert_eq!(plan.planned as usize, count, "every group is planned");
-    report(&format!("planner, {count} ASGs (target health, pins)"), took, planner_timeout);
+    report(
+        &format!("planner, {count} ASGs (target health, pins)"),
+        took,
+        planner_timeout,
+    );
 
     // Every group refreshing, as when a rollback policy fires on a window of the fleet.
     set_latency(&emulator, false);
@@ -149,12 +160,20 @@ async fn fleet_loops_fit_the_function_timeout() {
     };
     let began = Instant::now();
     let rolled = refresher.in_flight(ROLLOUT, true).await.expect("rollback");
-    report(&format!("refresher rollback, {count} in flight"), began.elapsed(), refresher_timeout);
+    report(
+        &format!("refresher rollback, {count} in flight"),
+        began.elapsed(),
+        refresher_timeout,
+    );
     assert_eq!(rolled.pending as usize, count, "{:?}", rolled.refused);
 
     let began = Instant::now();
     let settled = refresher.settle(ROLLOUT, 0).await.expect("settle");
-    report(&format!("refresher settle_rollbacks, {count} rolling back"), began.elapsed(), refresher_timeout);
+    report(
+        &format!("refresher settle_rollbacks, {count} rolling back"),
+        began.elapsed(),
+        refresher_timeout,
+    );
     assert_eq!(settled.round, 1);
 
     let began = Instant::now();
@@ -162,7 +181,11 @@ async fn fleet_loops_fit_the_function_timeout() {
         .finish(ROLLOUT, Outcome::Failed, None)
         .await
         .expect("finish");
-    report(&format!("refresher finish, {count} records"), began.elapsed(), refresher_timeout);
+    report(
+        &format!("refresher finish, {count} records"),
+        began.elapsed(),
+        refresher_timeout,
+    );
     assert_eq!(finished.succeeded, 0);
     let records: Vec<AsgRecord> = store.list(ROLLOUT).await.expect("list");
     assert!(records.iter().all(|r| r.status != status::PLANNED));

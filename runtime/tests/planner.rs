@@ -12,13 +12,24 @@ use runtime::planner::Planner;
 use runtime::wave_store;
 use runtime::Error;
 
-fn request(ami: &str, rollout_id: &str, asgs: &[&str], tags: &[(&str, &str)], canary: &[&str], strategy: Strategy, batch_size: u32) -> PlanRequest {
+fn request(
+    ami: &str,
+    rollout_id: &str,
+    asgs: &[&str],
+    tags: &[(&str, &str)],
+    canary: &[&str],
+    strategy: Strategy,
+    batch_size: u32,
+) -> PlanRequest {
     PlanRequest {
         rollout_id: rollout_id.into(),
         ami: ami.into(),
         targets: TargetSpec {
             asgs: asgs.iter().map(|s| s.to_string()).collect(),
-            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
         },
         canary: canary.iter().map(|s| s.to_string()).collect(),
         strategy,
@@ -33,7 +44,11 @@ fn request(ami: &str, rollout_id: &str, asgs: &[&str], tags: &[(&str, &str)], ca
 async fn waves(emulator: &Emulator, rollout_id: &str, count: u32) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for wave in 0..count {
-        out.push(wave_store::wave_members(&emulator.store(), rollout_id, wave).await.unwrap());
+        out.push(
+            wave_store::wave_members(&emulator.store(), rollout_id, wave)
+                .await
+                .unwrap(),
+        );
     }
     out
 }
@@ -52,14 +67,38 @@ async fn fleet(emulator: &Emulator) {
     emulator.asg("api-1", 2, &[], &[healthy]).await;
     emulator.asg("web-idle", 0, &[("group", "web")], &[]).await;
     let sick = emulator.target_group("web-sick").await;
-    emulator.asg("web-sick", 2, &[("group", "web")], std::slice::from_ref(&sick)).await;
+    emulator
+        .asg(
+            "web-sick",
+            2,
+            &[("group", "web")],
+            std::slice::from_ref(&sick),
+        )
+        .await;
     let sick_targets = emulator.targets(&sick).await;
-    emulator.ec2.stop_instances().instance_ids(&sick_targets[0]).send().await.unwrap();
+    emulator
+        .ec2
+        .stop_instances()
+        .instance_ids(&sick_targets[0])
+        .send()
+        .await
+        .unwrap();
     let empty = emulator.target_group("web-empty").await;
-    emulator.asg("web-empty", 1, &[("group", "web")], std::slice::from_ref(&empty)).await;
+    emulator
+        .asg(
+            "web-empty",
+            1,
+            &[("group", "web")],
+            std::slice::from_ref(&empty),
+        )
+        .await;
     let mut deregister = emulator.elb.deregister_targets().target_group_arn(&empty);
     for id in emulator.targets(&empty).await {
-        deregister = deregister.targets(aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder().id(id).build());
+        deregister = deregister.targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id(id)
+                .build(),
+        );
     }
     deregister.send().await.unwrap();
     emulator.asg("other-1", 1, &[("group", "batch")], &[]).await;
@@ -71,28 +110,69 @@ async fn plans_names_and_tags_with_prechecks_and_canary_first() {
     let ami = emulator.existing_ami().await;
     fleet(&emulator).await;
     let plan = planner(&emulator)
-        .handle(request(&ami, "r-1", &["api-1", "ghost"], &[("group", "web")], &["api-1"], Strategy::Batches, 2))
+        .handle(request(
+            &ami,
+            "r-1",
+            &["api-1", "ghost"],
+            &[("group", "web")],
+            &["api-1"],
+            Strategy::Batches,
+            2,
+        ))
         .await
         .unwrap();
     assert_eq!(
         waves(&emulator, "r-1", plan.wave_count).await,
-        vec![vec!["api-1"], vec!["web-1", "web-2"], vec!["web-3", "web-4"]]
+        vec![
+            vec!["api-1"],
+            vec!["web-1", "web-2"],
+            vec!["web-3", "web-4"]
+        ]
     );
-    assert_eq!((plan.wave_count, plan.last_wave, plan.planned, plan.skipped, plan.missing), (3, 2, 5, 4, 1));
+    assert_eq!(
+        (
+            plan.wave_count,
+            plan.last_wave,
+            plan.planned,
+            plan.skipped,
+            plan.missing
+        ),
+        (3, 2, 5, 4, 1)
+    );
     let records = emulator.store().list("r-1").await.unwrap();
-    let by_name: BTreeMap<&str, &runtime::store::AsgRecord> = records.iter().map(|r| (r.asg.as_str(), r)).collect();
-    assert!(!by_name.contains_key("other-1"), "ASGs outside the targets are not recorded");
+    let by_name: BTreeMap<&str, &runtime::store::AsgRecord> =
+        records.iter().map(|r| (r.asg.as_str(), r)).collect();
+    assert!(
+        !by_name.contains_key("other-1"),
+        "ASGs outside the targets are not recorded"
+    );
     let reason = |asg: &str| by_name[asg].reason.clone().unwrap_or_default();
     assert_eq!(by_name["web-idle"].status, status::SKIPPED);
     assert_eq!(reason("web-idle"), "desired capacity is 0");
-    assert!(reason("web-sick").contains("1 of 2 targets are not healthy"), "{}", reason("web-sick"));
-    assert!(reason("web-empty").contains("has no registered targets"), "{}", reason("web-empty"));
+    assert!(
+        reason("web-sick").contains("1 of 2 targets are not healthy"),
+        "{}",
+        reason("web-sick")
+    );
+    assert!(
+        reason("web-empty").contains("has no registered targets"),
+        "{}",
+        reason("web-empty")
+    );
     assert_eq!(reason("ghost"), "no Auto Scaling group has this name");
     assert_eq!(by_name["web-3"].status, status::PLANNED);
     assert_eq!(by_name["web-3"].wave, Some(2));
     assert_eq!(by_name["api-1"].ami.as_deref(), Some(ami.as_str()));
     let summary = emulator.store().summary("r-1").await.unwrap().unwrap();
-    assert_eq!((summary.status.as_str(), summary.planned, summary.skipped, summary.waves), ("Running", 5, 4, 3));
+    assert_eq!(
+        (
+            summary.status.as_str(),
+            summary.planned,
+            summary.skipped,
+            summary.waves
+        ),
+        ("Running", 5, 4, 3)
+    );
 }
 
 #[tokio::test]
@@ -101,10 +181,21 @@ async fn window_strategy_makes_one_wave_after_the_canary() {
     let ami = emulator.existing_ami().await;
     fleet(&emulator).await;
     let plan = planner(&emulator)
-        .handle(request(&ami, "r-w", &[], &[("group", "web")], &["web-2"], Strategy::Window, 2))
+        .handle(request(
+            &ami,
+            "r-w",
+            &[],
+            &[("group", "web")],
+            &["web-2"],
+            Strategy::Window,
+            2,
+        ))
         .await
         .unwrap();
-    assert_eq!(waves(&emulator, "r-w", plan.wave_count).await, vec![vec!["web-2"], vec!["web-1", "web-3", "web-4"]]);
+    assert_eq!(
+        waves(&emulator, "r-w", plan.wave_count).await,
+        vec![vec!["web-2"], vec!["web-1", "web-3", "web-4"]]
+    );
     assert_eq!(plan.missing, 0);
 }
 
@@ -114,13 +205,60 @@ async fn a_second_rollout_is_refused_while_one_holds_the_lock() {
     let ami = emulator.existing_ami().await;
     fleet(&emulator).await;
     let planner = planner(&emulator);
-    planner.handle(request(&ami, "r-1", &["api-1"], &[], &[], Strategy::Batches, 2)).await.unwrap();
-    let refused = planner.handle(request(&ami, "r-2", &["api-1"], &[], &[], Strategy::Batches, 2)).await.unwrap_err();
-    assert!(matches!(&refused, Error::Locked(m) if m.contains("r-1")), "{refused:?}");
+    planner
+        .handle(request(
+            &ami,
+            "r-1",
+            &["api-1"],
+            &[],
+            &[],
+            Strategy::Batches,
+            2,
+        ))
+        .await
+        .unwrap();
+    let refused = planner
+        .handle(request(
+            &ami,
+            "r-2",
+            &["api-1"],
+            &[],
+            &[],
+            Strategy::Batches,
+            2,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::Locked(m) if m.contains("r-1")),
+        "{refused:?}"
+    );
     // The holder may re-plan (a retried or resumed execution).
-    planner.handle(request(&ami, "r-1", &["api-1"], &[], &[], Strategy::Batches, 2)).await.unwrap();
+    planner
+        .handle(request(
+            &ami,
+            "r-1",
+            &["api-1"],
+            &[],
+            &[],
+            Strategy::Batches,
+            2,
+        ))
+        .await
+        .unwrap();
     assert!(emulator.store().release_lock("r-1").await.unwrap());
-    planner.handle(request(&ami, "r-2", &["api-1"], &[], &[], Strategy::Batches, 2)).await.unwrap();
+    planner
+        .handle(request(
+            &ami,
+            "r-2",
+            &["api-1"],
+            &[],
+            &[],
+            Strategy::Batches,
+            2,
+        ))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -129,7 +267,15 @@ async fn replanning_never_resets_progress_and_leaves_out_what_is_done() {
     let ami = emulator.existing_ami().await;
     fleet(&emulator).await;
     let planner = planner(&emulator);
-    let req = request(&ami, "r-1", &[], &[("group", "web")], &[], Strategy::Batches, 3);
+    let req = request(
+        &ami,
+        "r-1",
+        &[],
+        &[("group", "web")],
+        &[],
+        Strategy::Batches,
+        3,
+    );
     planner.handle(req.clone()).await.unwrap();
     let store = emulator.store();
     let mut done = store.get("r-1", "web-2").await.unwrap().unwrap();
@@ -141,12 +287,21 @@ async fn replanning_never_resets_progress_and_leaves_out_what_is_done() {
     store.put(&failed).await.unwrap();
     let again = planner.handle(req).await.unwrap();
     assert_eq!(again.wave_count, 1);
-    assert_eq!(waves(&emulator, "r-1", again.wave_count).await, vec![vec!["web-1", "web-3", "web-4"]]);
+    assert_eq!(
+        waves(&emulator, "r-1", again.wave_count).await,
+        vec![vec!["web-1", "web-3", "web-4"]]
+    );
     // The first plan's second wave and its positions are left over, never read: the new
     // size bounds what a reader sees.
     assert_eq!(wave_store::wave_size(&store, "r-1", 0).await.unwrap(), 3);
-    assert_eq!(store.get("r-1", "web-2").await.unwrap().unwrap().status, status::SUCCESSFUL);
-    assert_eq!(store.get("r-1", "web-3").await.unwrap().unwrap().status, "Failed");
+    assert_eq!(
+        store.get("r-1", "web-2").await.unwrap().unwrap().status,
+        status::SUCCESSFUL
+    );
+    assert_eq!(
+        store.get("r-1", "web-3").await.unwrap().unwrap().status,
+        "Failed"
+    );
 }
 
 #[tokio::test]
@@ -156,9 +311,15 @@ async fn bad_input_is_not_retryable() {
     let planner = planner(&emulator);
     let mut bad = request(&ami, "r-1", &["a"], &[], &[], Strategy::Batches, 2);
     bad.ami = "ami-nothex".into();
-    assert!(matches!(planner.handle(bad).await, Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        planner.handle(bad).await,
+        Err(Error::InvalidInput(_))
+    ));
     let bad = request(&ami, "no spaces", &["a"], &[], &[], Strategy::Batches, 2);
-    assert!(matches!(planner.handle(bad).await, Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        planner.handle(bad).await,
+        Err(Error::InvalidInput(_))
+    ));
 }
 
 #[tokio::test]
@@ -166,8 +327,19 @@ async fn too_many_waves_for_one_execution_is_refused() {
     let emulator = Emulator::start().await;
     let ami = emulator.existing_ami().await;
     fleet(&emulator).await;
-    let mut req = request(&ami, "r-1", &[], &[("group", "web")], &[], Strategy::Batches, 1);
+    let mut req = request(
+        &ami,
+        "r-1",
+        &[],
+        &[("group", "web")],
+        &[],
+        Strategy::Batches,
+        1,
+    );
     req.max_waves = 3;
     let refused = planner(&emulator).handle(req).await.unwrap_err();
-    assert!(matches!(&refused, Error::InvalidInput(m) if m.contains("4 waves")), "{refused:?}");
+    assert!(
+        matches!(&refused, Error::InvalidInput(m) if m.contains("4 waves")),
+        "{refused:?}"
+    );
 }

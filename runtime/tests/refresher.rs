@@ -6,10 +6,13 @@ mod common;
 use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
 use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
 use aws_sdk_autoscaling::operation::rollback_instance_refresh::RollbackInstanceRefreshOutput;
-use aws_sdk_autoscaling::operation::start_instance_refresh::{StartInstanceRefreshError, StartInstanceRefreshOutput};
+use aws_sdk_autoscaling::operation::start_instance_refresh::{
+    StartInstanceRefreshError, StartInstanceRefreshOutput,
+};
 use aws_sdk_autoscaling::types::error::InstanceRefreshInProgressFault;
 use aws_sdk_autoscaling::types::{
-    AutoScalingGroup, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus, LaunchTemplateSpecification,
+    AutoScalingGroup, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus,
+    LaunchTemplateSpecification,
 };
 use aws_sdk_autoscaling::Client as AutoScaling;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
@@ -58,7 +61,13 @@ fn group(asg: &'static str, template_id: String) -> Rule {
         .build()
 }
 
-fn refresh(id: &str, status: InstanceRefreshStatus, pct: i32, template_id: &str, version: &str) -> InstanceRefresh {
+fn refresh(
+    id: &str,
+    status: InstanceRefreshStatus,
+    pct: i32,
+    template_id: &str,
+    version: &str,
+) -> InstanceRefresh {
     InstanceRefresh::builder()
         .instance_refresh_id(id)
         .status(status)
@@ -80,7 +89,11 @@ fn refresh(id: &str, status: InstanceRefreshStatus, pct: i32, template_id: &str,
 fn describes(refreshes: Vec<InstanceRefresh>) -> Rule {
     mock!(AutoScaling::describe_instance_refreshes)
         .sequence()
-        .output(move || DescribeInstanceRefreshesOutput::builder().set_instance_refreshes(Some(refreshes.clone())).build())
+        .output(move || {
+            DescribeInstanceRefreshesOutput::builder()
+                .set_instance_refreshes(Some(refreshes.clone()))
+                .build()
+        })
         .repeatedly()
         .build()
 }
@@ -133,33 +146,76 @@ async fn start_makes_a_numbered_version_with_the_ami_and_starts_once() {
     planned(&emulator, "web").await;
     let start = mock!(AutoScaling::start_instance_refresh)
         .match_requests(|req| {
-            let lt = req.desired_configuration().and_then(|d| d.launch_template());
+            let lt = req
+                .desired_configuration()
+                .and_then(|d| d.launch_template());
             let prefs = req.preferences().unwrap();
             req.auto_scaling_group_name() == Some("web")
                 && lt.and_then(|l| l.version()) == Some("2")
                 && prefs.min_healthy_percentage() == Some(90)
                 && prefs.auto_rollback() == Some(true)
                 && prefs.checkpoint_percentages() == [50, 100]
-                && prefs.alarm_specification().map(|a| a.alarms()) == Some(&["db-high".to_string()][..])
+                && prefs.alarm_specification().map(|a| a.alarms())
+                    == Some(&["db-high".to_string()][..])
         })
-        .then_output(|| StartInstanceRefreshOutput::builder().instance_refresh_id("refresh-1").build());
-    let ongoing = describes(vec![refresh("refresh-1", InstanceRefreshStatus::InProgress, 40, &template, "2")]);
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&group("web", template.clone()), &start, &ongoing]);
+        .then_output(|| {
+            StartInstanceRefreshOutput::builder()
+                .instance_refresh_id("refresh-1")
+                .build()
+        });
+    let ongoing = describes(vec![refresh(
+        "refresh-1",
+        InstanceRefreshStatus::InProgress,
+        40,
+        &template,
+        "2",
+    )]);
+    let client = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&group("web", template.clone()), &start, &ongoing]
+    );
     let refresher = refresher(&emulator, client);
-    let step = refresher.start(ROLLOUT, "web", NEW_AMI, 0, &preferences()).await.unwrap();
+    let step = refresher
+        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
+        .await
+        .unwrap();
     assert_eq!((step.status.as_str(), step.done), ("Pending", false));
     assert_eq!(start.num_calls(), 1);
     assert_eq!(image_of(&emulator, &template, "2").await, NEW_AMI);
     let record = emulator.store().get(ROLLOUT, "web").await.unwrap().unwrap();
     assert_eq!(record.refresh_id.as_deref(), Some("refresh-1"));
     assert_eq!(record.launch_template_version.as_deref(), Some("2"));
-    assert_eq!(record.launch_template_id.as_deref(), Some(template.as_str()));
+    assert_eq!(
+        record.launch_template_id.as_deref(),
+        Some(template.as_str())
+    );
     // A retried start adopts the running refresh: no second version, no second refresh.
-    let again = refresher.start(ROLLOUT, "web", NEW_AMI, 0, &preferences()).await.unwrap();
-    assert_eq!((again.status.as_str(), again.percentage, again.done), ("InProgress", Some(40), false));
-    assert_eq!(start.num_calls(), 1, "a retried start never starts a second refresh");
-    let versions = emulator.ec2.describe_launch_template_versions().launch_template_id(&template).send().await.unwrap();
-    assert_eq!(versions.launch_template_versions().len(), 2, "no second launch template version");
+    let again = refresher
+        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.status.as_str(), again.percentage, again.done),
+        ("InProgress", Some(40), false)
+    );
+    assert_eq!(
+        start.num_calls(),
+        1,
+        "a retried start never starts a second refresh"
+    );
+    let versions = emulator
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&template)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        versions.launch_template_versions().len(),
+        2,
+        "no second launch template version"
+    );
 }
 
 #[tokio::test]
@@ -169,24 +225,60 @@ async fn an_interrupted_start_adopts_the_refresh_it_made() {
     planned(&emulator, "web").await;
     // The first attempt started the refresh but died before recording its id.
     let in_progress = mock!(AutoScaling::start_instance_refresh).then_error(|| {
-        StartInstanceRefreshError::InstanceRefreshInProgressFault(InstanceRefreshInProgressFault::builder().message("busy").build())
+        StartInstanceRefreshError::InstanceRefreshInProgressFault(
+            InstanceRefreshInProgressFault::builder()
+                .message("busy")
+                .build(),
+        )
     });
-    let started = mock!(AutoScaling::start_instance_refresh)
-        .then_output(|| StartInstanceRefreshOutput::builder().instance_refresh_id("refresh-9").build());
-    let active = describes(vec![refresh("refresh-9", InstanceRefreshStatus::InProgress, 10, &template, "2")]);
-    let first = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&group("web", template.clone()), &started]);
-    refresher(&emulator, first).start(ROLLOUT, "web", NEW_AMI, 0, &preferences()).await.unwrap();
+    let started = mock!(AutoScaling::start_instance_refresh).then_output(|| {
+        StartInstanceRefreshOutput::builder()
+            .instance_refresh_id("refresh-9")
+            .build()
+    });
+    let active = describes(vec![refresh(
+        "refresh-9",
+        InstanceRefreshStatus::InProgress,
+        10,
+        &template,
+        "2",
+    )]);
+    let first = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&group("web", template.clone()), &started]
+    );
+    refresher(&emulator, first)
+        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
+        .await
+        .unwrap();
     // Forget the id, as if the write after StartInstanceRefresh never happened.
     let store = emulator.store();
     let mut record = store.get(ROLLOUT, "web").await.unwrap().unwrap();
     record.refresh_id = None;
     record.status = status::STARTING.into();
     store.put(&record).await.unwrap();
-    let retry = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&group("web", template.clone()), &in_progress, &active]);
-    let step = refresher(&emulator, retry).start(ROLLOUT, "web", NEW_AMI, 0, &preferences()).await.unwrap();
+    let retry = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&group("web", template.clone()), &in_progress, &active]
+    );
+    let step = refresher(&emulator, retry)
+        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
+        .await
+        .unwrap();
     assert!(!step.done);
     assert_eq!(in_progress.num_calls(), 1);
-    assert_eq!(store.get(ROLLOUT, "web").await.unwrap().unwrap().refresh_id.as_deref(), Some("refresh-9"));
+    assert_eq!(
+        store
+            .get(ROLLOUT, "web")
+            .await
+            .unwrap()
+            .unwrap()
+            .refresh_id
+            .as_deref(),
+        Some("refresh-9")
+    );
 }
 
 #[tokio::test]
@@ -195,15 +287,35 @@ async fn a_refresh_that_is_not_ours_is_a_clear_failure_naming_the_asg() {
     let template = emulator.launch_template("web-lt", OLD_AMI).await;
     planned(&emulator, "web").await;
     let in_progress = mock!(AutoScaling::start_instance_refresh).then_error(|| {
-        StartInstanceRefreshError::InstanceRefreshInProgressFault(InstanceRefreshInProgressFault::builder().message("busy").build())
+        StartInstanceRefreshError::InstanceRefreshInProgressFault(
+            InstanceRefreshInProgressFault::builder()
+                .message("busy")
+                .build(),
+        )
     });
     // Someone started a refresh to version 1 by hand.
-    let foreign = describes(vec![refresh("manual-7", InstanceRefreshStatus::InProgress, 5, &template, "1")]);
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&group("web", template.clone()), &in_progress, &foreign]);
-    let error = refresher(&emulator, client).start(ROLLOUT, "web", NEW_AMI, 0, &preferences()).await.unwrap_err();
+    let foreign = describes(vec![refresh(
+        "manual-7",
+        InstanceRefreshStatus::InProgress,
+        5,
+        &template,
+        "1",
+    )]);
+    let client = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&group("web", template.clone()), &in_progress, &foreign]
+    );
+    let error = refresher(&emulator, client)
+        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
+        .await
+        .unwrap_err();
     match &error {
         Error::Conflict(message) => {
-            assert!(message.starts_with("web: instance refresh manual-7"), "{message}");
+            assert!(
+                message.starts_with("web: instance refresh manual-7"),
+                "{message}"
+            );
             assert!(message.contains("not started by rollout r-1"), "{message}");
         }
         other => panic!("expected a conflict, got {other:?}"),
@@ -212,12 +324,28 @@ async fn a_refresh_that_is_not_ours_is_a_clear_failure_naming_the_asg() {
     assert_eq!(diagnostic.error_type, "RefreshConflict");
     // Through the Lambda entry point the failed start is also recorded, with why.
     let in_progress = mock!(AutoScaling::start_instance_refresh).then_error(|| {
-        StartInstanceRefreshError::InstanceRefreshInProgressFault(InstanceRefreshInProgressFault::builder().message("busy").build())
+        StartInstanceRefreshError::InstanceRefreshInProgressFault(
+            InstanceRefreshInProgressFault::builder()
+                .message("busy")
+                .build(),
+        )
     });
-    let foreign = describes(vec![refresh("manual-7", InstanceRefreshStatus::InProgress, 5, &template, "1")]);
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&group("web", template.clone()), &in_progress, &foreign]);
+    let foreign = describes(vec![refresh(
+        "manual-7",
+        InstanceRefreshStatus::InProgress,
+        5,
+        &template,
+        "1",
+    )]);
+    let client = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&group("web", template.clone()), &in_progress, &foreign]
+    );
     // The event names a position of the plan's wave; the name is read from the table.
-    wave_store::put_waves(&emulator.store(), ROLLOUT, &[vec!["web".to_string()]], 1).await.unwrap();
+    wave_store::put_waves(&emulator.store(), ROLLOUT, &[vec!["web".to_string()]], 1)
+        .await
+        .unwrap();
     let event = RefresherRequest::Start {
         rollout_id: ROLLOUT.into(),
         wave: 0,
@@ -225,10 +353,20 @@ async fn a_refresh_that_is_not_ours_is_a_clear_failure_naming_the_asg() {
         ami: NEW_AMI.into(),
         preferences: preferences(),
     };
-    assert!(matches!(refresher(&emulator, client).handle(event).await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        refresher(&emulator, client).handle(event).await,
+        Err(Error::Conflict(_))
+    ));
     let record = emulator.store().get(ROLLOUT, "web").await.unwrap().unwrap();
     assert_eq!(record.status, "Failed");
-    assert!(record.reason.as_deref().unwrap_or_default().starts_with("could not start: web: instance refresh manual-7"), "{record:?}");
+    assert!(
+        record
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("could not start: web: instance refresh manual-7"),
+        "{record:?}"
+    );
 }
 
 #[tokio::test]
@@ -237,12 +375,34 @@ async fn start_reuses_a_version_that_already_has_the_ami() {
     let template = emulator.launch_template("web-lt", NEW_AMI).await;
     planned(&emulator, "web").await;
     let start = mock!(AutoScaling::start_instance_refresh)
-        .match_requests(|req| req.desired_configuration().and_then(|d| d.launch_template()).and_then(|l| l.version()) == Some("1"))
-        .then_output(|| StartInstanceRefreshOutput::builder().instance_refresh_id("refresh-1").build());
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&group("web", template.clone()), &start]);
-    refresher(&emulator, client).start(ROLLOUT, "web", NEW_AMI, 0, &preferences()).await.unwrap();
+        .match_requests(|req| {
+            req.desired_configuration()
+                .and_then(|d| d.launch_template())
+                .and_then(|l| l.version())
+                == Some("1")
+        })
+        .then_output(|| {
+            StartInstanceRefreshOutput::builder()
+                .instance_refresh_id("refresh-1")
+                .build()
+        });
+    let client = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&group("web", template.clone()), &start]
+    );
+    refresher(&emulator, client)
+        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
+        .await
+        .unwrap();
     assert_eq!(start.num_calls(), 1);
-    let versions = emulator.ec2.describe_launch_template_versions().launch_template_id(&template).send().await.unwrap();
+    let versions = emulator
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&template)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(versions.launch_template_versions().len(), 1);
 }
 
@@ -272,36 +432,94 @@ async fn check_records_progress_success_failure_and_timeout() {
     let ok = mock!(AutoScaling::describe_instance_refreshes)
         .match_requests(|r| r.auto_scaling_group_name() == Some("ok"))
         .sequence()
-        .output(|| DescribeInstanceRefreshesOutput::builder().instance_refreshes(refresh("refresh-ok", InstanceRefreshStatus::InProgress, 50, "lt", "2")).build())
-        .output(|| DescribeInstanceRefreshesOutput::builder().instance_refreshes(refresh("refresh-ok", InstanceRefreshStatus::Successful, 100, "lt", "2")).build())
+        .output(|| {
+            DescribeInstanceRefreshesOutput::builder()
+                .instance_refreshes(refresh(
+                    "refresh-ok",
+                    InstanceRefreshStatus::InProgress,
+                    50,
+                    "lt",
+                    "2",
+                ))
+                .build()
+        })
+        .output(|| {
+            DescribeInstanceRefreshesOutput::builder()
+                .instance_refreshes(refresh(
+                    "refresh-ok",
+                    InstanceRefreshStatus::Successful,
+                    100,
+                    "lt",
+                    "2",
+                ))
+                .build()
+        })
         .build();
     let bad = mock!(AutoScaling::describe_instance_refreshes)
         .match_requests(|r| r.auto_scaling_group_name() == Some("bad"))
-        .then_output(|| DescribeInstanceRefreshesOutput::builder().instance_refreshes(refresh("refresh-bad", InstanceRefreshStatus::RollbackSuccessful, 30, "lt", "2")).build());
+        .then_output(|| {
+            DescribeInstanceRefreshesOutput::builder()
+                .instance_refreshes(refresh(
+                    "refresh-bad",
+                    InstanceRefreshStatus::RollbackSuccessful,
+                    30,
+                    "lt",
+                    "2",
+                ))
+                .build()
+        });
     let slow = mock!(AutoScaling::describe_instance_refreshes)
         .match_requests(|r| r.auto_scaling_group_name() == Some("slow"))
         .sequence()
-        .output(|| DescribeInstanceRefreshesOutput::builder().instance_refreshes(refresh("refresh-slow", InstanceRefreshStatus::InProgress, 10, "lt", "2")).build())
+        .output(|| {
+            DescribeInstanceRefreshesOutput::builder()
+                .instance_refreshes(refresh(
+                    "refresh-slow",
+                    InstanceRefreshStatus::InProgress,
+                    10,
+                    "lt",
+                    "2",
+                ))
+                .build()
+        })
         .repeatedly()
         .build();
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&ok, &bad, &slow]);
     let refresher = refresher(&emulator, client);
     let step = refresher.check(ROLLOUT, "ok", 30).await.unwrap();
-    assert_eq!((step.status.as_str(), step.percentage, step.done), ("InProgress", Some(50), false));
+    assert_eq!(
+        (step.status.as_str(), step.percentage, step.done),
+        ("InProgress", Some(50), false)
+    );
     let step = refresher.check(ROLLOUT, "ok", 30).await.unwrap();
     assert_eq!((step.status.as_str(), step.done), ("Successful", true));
     let store = emulator.store();
     let record = store.get(ROLLOUT, "ok").await.unwrap().unwrap();
-    assert_eq!((record.status.as_str(), record.percentage), ("Successful", Some(100)));
+    assert_eq!(
+        (record.status.as_str(), record.percentage),
+        ("Successful", Some(100))
+    );
     assert!(record.ended_at.is_some());
     let failed = refresher.check(ROLLOUT, "bad", 30).await.unwrap_err();
-    assert!(matches!(&failed, Error::RefreshFailed(m) if m.starts_with("bad: instance refresh refresh-bad ended RollbackSuccessful")), "{failed:?}");
-    assert_eq!(store.get(ROLLOUT, "bad").await.unwrap().unwrap().status, "RollbackSuccessful");
+    assert!(
+        matches!(&failed, Error::RefreshFailed(m) if m.starts_with("bad: instance refresh refresh-bad ended RollbackSuccessful")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        store.get(ROLLOUT, "bad").await.unwrap().unwrap().status,
+        "RollbackSuccessful"
+    );
     refresher.check(ROLLOUT, "slow", 30).await.unwrap();
     emulator.advance(31 * 60);
     let timed_out = refresher.check(ROLLOUT, "slow", 30).await.unwrap_err();
-    assert!(matches!(&timed_out, Error::TimedOut(m) if m.contains("after 30 minutes")), "{timed_out:?}");
-    assert_eq!(store.get(ROLLOUT, "slow").await.unwrap().unwrap().status, status::TIMED_OUT);
+    assert!(
+        matches!(&timed_out, Error::TimedOut(m) if m.contains("after 30 minutes")),
+        "{timed_out:?}"
+    );
+    assert_eq!(
+        store.get(ROLLOUT, "slow").await.unwrap().unwrap().status,
+        status::TIMED_OUT
+    );
 }
 
 #[tokio::test]
@@ -310,7 +528,14 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
     let store = emulator.store();
     store.acquire_lock(ROLLOUT, 1).await.unwrap();
     started(&emulator, "flying", "refresh-1").await;
-    let mut done = AsgRecord { rollout_id: ROLLOUT.into(), asg: "done".into(), status: status::SUCCESSFUL.into(), refresh_id: Some("refresh-2".into()), updated_at: 1, ..AsgRecord::default() };
+    let mut done = AsgRecord {
+        rollout_id: ROLLOUT.into(),
+        asg: "done".into(),
+        status: status::SUCCESSFUL.into(),
+        refresh_id: Some("refresh-2".into()),
+        updated_at: 1,
+        ..AsgRecord::default()
+    };
     store.put(&done).await.unwrap();
     done.asg = "broken".into();
     done.status = "Failed".into();
@@ -318,16 +543,25 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
     store.put(&done).await.unwrap();
     let rollback = mock!(AutoScaling::rollback_instance_refresh)
         .match_requests(|r| r.auto_scaling_group_name() == Some("flying"))
-        .then_output(|| RollbackInstanceRefreshOutput::builder().instance_refresh_id("refresh-1").build());
+        .then_output(|| {
+            RollbackInstanceRefreshOutput::builder()
+                .instance_refresh_id("refresh-1")
+                .build()
+        });
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&rollback]);
     let refresher = refresher(&emulator, client);
     let result = refresher
-        .handle(RefresherRequest::Rollback { rollout_id: ROLLOUT.into() })
+        .handle(RefresherRequest::Rollback {
+            rollout_id: ROLLOUT.into(),
+        })
         .await
         .unwrap();
     assert_eq!(result["acted_on"], serde_json::json!(["flying"]));
     assert_eq!(rollback.num_calls(), 1);
-    assert_eq!(store.get(ROLLOUT, "flying").await.unwrap().unwrap().status, "RollbackInProgress");
+    assert_eq!(
+        store.get(ROLLOUT, "flying").await.unwrap().unwrap().status,
+        "RollbackInProgress"
+    );
     assert_eq!(result["pending"], 1);
 
     // settle_rollbacks reads the rollback until it ends; only rollbacks are read.
@@ -337,25 +571,78 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
         (rule, self::refresher(&emulator, client))
     };
     let (rule, running) = reads(InstanceRefreshStatus::RollbackInProgress);
-    let settle = running.handle(RefresherRequest::SettleRollbacks { rollout_id: ROLLOUT.into(), round: 0 }).await.unwrap();
-    assert_eq!((settle["round"].as_u64(), settle["pending"].as_u64()), (Some(1), Some(1)), "{settle}");
+    let settle = running
+        .handle(RefresherRequest::SettleRollbacks {
+            rollout_id: ROLLOUT.into(),
+            round: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (settle["round"].as_u64(), settle["pending"].as_u64()),
+        (Some(1), Some(1)),
+        "{settle}"
+    );
     assert_eq!(settle["still_running"], serde_json::json!(["flying"]));
     assert_eq!(rule.num_calls(), 1, "only the rollback is described");
     let (_rule, ended) = reads(InstanceRefreshStatus::RollbackSuccessful);
-    let settle = ended.handle(RefresherRequest::SettleRollbacks { rollout_id: ROLLOUT.into(), round: 1 }).await.unwrap();
-    assert_eq!((settle["round"].as_u64(), settle["pending"].as_u64()), (Some(2), Some(0)), "{settle}");
+    let settle = ended
+        .handle(RefresherRequest::SettleRollbacks {
+            rollout_id: ROLLOUT.into(),
+            round: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (settle["round"].as_u64(), settle["pending"].as_u64()),
+        (Some(2), Some(0)),
+        "{settle}"
+    );
     assert_eq!(settle["ended"], serde_json::json!(["flying"]));
     let flying = store.get(ROLLOUT, "flying").await.unwrap().unwrap();
     assert_eq!(flying.status, "RollbackSuccessful");
-    assert_eq!(flying.reason.as_deref(), Some("rolled back by the failure policy; test"), "why it was rolled back stays");
+    assert_eq!(
+        flying.reason.as_deref(),
+        Some("rolled back by the failure policy; test"),
+        "why it was rolled back stays"
+    );
     assert!(flying.ended_at.is_some());
 
-    let summary = refresher.finish(ROLLOUT, Outcome::Failed, Some(&serde_json::json!({"Error": "States.ExceedToleratedFailureThreshold"}))).await.unwrap();
-    assert_eq!((summary.outcome, summary.succeeded, summary.failed), (Outcome::Failed, 1, 2));
-    assert!(summary.message.contains("broken (Failed: health checks failed)"), "{}", summary.message);
-    assert!(summary.message.contains("flying (RollbackSuccessful: rolled back by the failure policy"), "{}", summary.message);
-    assert_eq!(store.lock_holder().await.unwrap(), None, "finish releases the lock");
-    assert_eq!(store.summary(ROLLOUT).await.unwrap().unwrap().status, "Failed");
+    let summary = refresher
+        .finish(
+            ROLLOUT,
+            Outcome::Failed,
+            Some(&serde_json::json!({"Error": "States.ExceedToleratedFailureThreshold"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.outcome, summary.succeeded, summary.failed),
+        (Outcome::Failed, 1, 2)
+    );
+    assert!(
+        summary
+            .message
+            .contains("broken (Failed: health checks failed)"),
+        "{}",
+        summary.message
+    );
+    assert!(
+        summary
+            .message
+            .contains("flying (RollbackSuccessful: rolled back by the failure policy"),
+        "{}",
+        summary.message
+    );
+    assert_eq!(
+        store.lock_holder().await.unwrap(),
+        None,
+        "finish releases the lock"
+    );
+    assert_eq!(
+        store.summary(ROLLOUT).await.unwrap().unwrap().status,
+        "Failed"
+    );
 }
 
 #[tokio::test]
@@ -364,20 +651,46 @@ async fn finish_of_a_clean_rollout_succeeds_and_a_plan_failure_names_its_cause()
     let store = emulator.store();
     store.acquire_lock(ROLLOUT, 1).await.unwrap();
     store
-        .put(&AsgRecord { rollout_id: ROLLOUT.into(), asg: "a".into(), status: status::SUCCESSFUL.into(), updated_at: 1, ..AsgRecord::default() })
+        .put(&AsgRecord {
+            rollout_id: ROLLOUT.into(),
+            asg: "a".into(),
+            status: status::SUCCESSFUL.into(),
+            updated_at: 1,
+            ..AsgRecord::default()
+        })
         .await
         .unwrap();
     store
-        .put(&AsgRecord { rollout_id: ROLLOUT.into(), asg: "b".into(), status: status::SKIPPED.into(), updated_at: 1, ..AsgRecord::default() })
+        .put(&AsgRecord {
+            rollout_id: ROLLOUT.into(),
+            asg: "b".into(),
+            status: status::SKIPPED.into(),
+            updated_at: 1,
+            ..AsgRecord::default()
+        })
         .await
         .unwrap();
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, Vec::<&Rule>::new());
     let refresher = refresher(&emulator, client);
-    let summary = refresher.finish(ROLLOUT, Outcome::Succeeded, None).await.unwrap();
-    assert_eq!((summary.outcome, summary.succeeded, summary.failed, summary.skipped), (Outcome::Succeeded, 1, 0, 1));
+    let summary = refresher
+        .finish(ROLLOUT, Outcome::Succeeded, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            summary.outcome,
+            summary.succeeded,
+            summary.failed,
+            summary.skipped
+        ),
+        (Outcome::Succeeded, 1, 0, 1)
+    );
     assert_eq!(summary.message, "1 ASGs refreshed, 1 skipped");
     let cause = serde_json::json!({"Error": "InvalidInput", "Cause": "{\"errorType\":\"InvalidInput\",\"errorMessage\":\"the plan has 9 waves\"}"});
-    let failed = refresher.finish("r-2", Outcome::Failed, Some(&cause)).await.unwrap();
+    let failed = refresher
+        .finish("r-2", Outcome::Failed, Some(&cause))
+        .await
+        .unwrap();
     assert_eq!(failed.message, "rollout failed: the plan has 9 waves");
 }
 
@@ -387,16 +700,40 @@ async fn throttling_is_retryable_and_access_denied_is_not() {
     use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesError;
     let emulator = Emulator::start().await;
     started(&emulator, "web", "refresh-1").await;
-    let throttled = mock!(AutoScaling::describe_instance_refreshes)
-        .then_error(|| DescribeInstanceRefreshesError::generic(ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build()));
+    let throttled = mock!(AutoScaling::describe_instance_refreshes).then_error(|| {
+        DescribeInstanceRefreshesError::generic(
+            ErrorMetadata::builder()
+                .code("Throttling")
+                .message("Rate exceeded")
+                .build(),
+        )
+    });
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&throttled]);
-    let error = refresher(&emulator, client).check(ROLLOUT, "web", 30).await.unwrap_err();
-    assert!(matches!(&error, Error::Retryable(m) if m.contains("Throttling")), "{error:?}");
-    let denied = mock!(AutoScaling::describe_instance_refreshes)
-        .then_error(|| DescribeInstanceRefreshesError::generic(ErrorMetadata::builder().code("AccessDenied").message("no").build()));
+    let error = refresher(&emulator, client)
+        .check(ROLLOUT, "web", 30)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Retryable(m) if m.contains("Throttling")),
+        "{error:?}"
+    );
+    let denied = mock!(AutoScaling::describe_instance_refreshes).then_error(|| {
+        DescribeInstanceRefreshesError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("no")
+                .build(),
+        )
+    });
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&denied]);
-    let error = refresher(&emulator, client).check(ROLLOUT, "web", 30).await.unwrap_err();
-    assert!(matches!(&error, Error::Aws(m) if m.contains("AccessDenied")), "{error:?}");
+    let error = refresher(&emulator, client)
+        .check(ROLLOUT, "web", 30)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Aws(m) if m.contains("AccessDenied")),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -407,10 +744,16 @@ async fn rollback_also_reaches_a_timed_out_refresh() {
     let mut record = store.get(ROLLOUT, "slow").await.unwrap().unwrap();
     record.status = status::TIMED_OUT.into();
     store.put(&record).await.unwrap();
-    let rollback = mock!(AutoScaling::rollback_instance_refresh)
-        .then_output(|| RollbackInstanceRefreshOutput::builder().instance_refresh_id("refresh-1").build());
+    let rollback = mock!(AutoScaling::rollback_instance_refresh).then_output(|| {
+        RollbackInstanceRefreshOutput::builder()
+            .instance_refresh_id("refresh-1")
+            .build()
+    });
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&rollback]);
-    let result = refresher(&emulator, client).in_flight(ROLLOUT, true).await.unwrap();
+    let result = refresher(&emulator, client)
+        .in_flight(ROLLOUT, true)
+        .await
+        .unwrap();
     assert_eq!(result.acted_on, vec!["slow"]);
     assert_eq!(rollback.num_calls(), 1);
 }
@@ -427,12 +770,24 @@ async fn a_stopped_rollout_names_what_is_still_running_and_never_started() {
         updated_at: 1,
         ..AsgRecord::default()
     };
-    store.put(&AsgRecord { reason: Some("health checks failed".into()), ..record("b", "Failed") }).await.unwrap();
+    store
+        .put(&AsgRecord {
+            reason: Some("health checks failed".into()),
+            ..record("b", "Failed")
+        })
+        .await
+        .unwrap();
     store.put(&record("c", "InProgress")).await.unwrap();
     store.put(&record("d", status::PLANNED)).await.unwrap();
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, Vec::<&Rule>::new());
-    let summary = refresher(&emulator, client).finish(ROLLOUT, Outcome::Failed, None).await.unwrap();
-    assert_eq!(summary.message, "1 of 3 ASGs failed: b (Failed: health checks failed); still refreshing: c; not started: d");
+    let summary = refresher(&emulator, client)
+        .finish(ROLLOUT, Outcome::Failed, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.message,
+        "1 of 3 ASGs failed: b (Failed: health checks failed); still refreshing: c; not started: d"
+    );
 }
 
 #[tokio::test]
@@ -441,24 +796,51 @@ async fn a_completed_rollout_with_an_unfinished_asg_is_not_a_success() {
     let emulator = Emulator::start().await;
     let store = emulator.store();
     store
-        .put(&AsgRecord { rollout_id: ROLLOUT.into(), asg: "a".into(), status: status::SUCCESSFUL.into(), updated_at: 1, ..AsgRecord::default() })
+        .put(&AsgRecord {
+            rollout_id: ROLLOUT.into(),
+            asg: "a".into(),
+            status: status::SUCCESSFUL.into(),
+            updated_at: 1,
+            ..AsgRecord::default()
+        })
         .await
         .unwrap();
     store
-        .put(&AsgRecord { rollout_id: ROLLOUT.into(), asg: "b".into(), status: status::PLANNED.into(), updated_at: 1, ..AsgRecord::default() })
+        .put(&AsgRecord {
+            rollout_id: ROLLOUT.into(),
+            asg: "b".into(),
+            status: status::PLANNED.into(),
+            updated_at: 1,
+            ..AsgRecord::default()
+        })
         .await
         .unwrap();
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, Vec::<&Rule>::new());
-    let summary = refresher(&emulator, client).finish(ROLLOUT, Outcome::Succeeded, None).await.unwrap();
+    let summary = refresher(&emulator, client)
+        .finish(ROLLOUT, Outcome::Succeeded, None)
+        .await
+        .unwrap();
     assert_eq!((summary.outcome, summary.failed), (Outcome::Failed, 1));
-    assert!(summary.message.starts_with("1 of 2 ASGs failed: b (Planned)"), "{}", summary.message);
+    assert!(
+        summary
+            .message
+            .starts_with("1 of 2 ASGs failed: b (Planned)"),
+        "{}",
+        summary.message
+    );
 }
 
 #[tokio::test]
 async fn malformed_events_are_invalid_input() {
     let event = serde_json::json!({"action": "start", "rollout_id": "r-1"});
     let error = runtime::parse_event::<RefresherRequest>(event).unwrap_err();
-    assert!(matches!(&error, Error::InvalidInput(m) if m.contains("missing field")), "{error:?}");
+    assert!(
+        matches!(&error, Error::InvalidInput(m) if m.contains("missing field")),
+        "{error:?}"
+    );
     let event = serde_json::json!({"action": "explode", "rollout_id": "r-1"});
-    assert!(matches!(runtime::parse_event::<RefresherRequest>(event), Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        runtime::parse_event::<RefresherRequest>(event),
+        Err(Error::InvalidInput(_))
+    ));
 }

@@ -8,8 +8,12 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use aws_sdk_autoscaling::types::{LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification, MixedInstancesPolicy};
-use aws_sdk_ec2::types::{LaunchTemplateIamInstanceProfileSpecificationRequest, RequestLaunchTemplateData};
+use aws_sdk_autoscaling::types::{
+    LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification, MixedInstancesPolicy,
+};
+use aws_sdk_ec2::types::{
+    LaunchTemplateIamInstanceProfileSpecificationRequest, RequestLaunchTemplateData,
+};
 use common::Emulator;
 use generator::config::Strategy;
 use generator::payload::{status, PlanRequest, TargetSpec};
@@ -17,11 +21,20 @@ use runtime::planner::Planner;
 use runtime::store::AsgRecord;
 use runtime::Error;
 
-fn request(ami: &str, rollout_id: &str, asgs: &[&str], auto_rollback: bool, instance_roles: &[&str]) -> PlanRequest {
+fn request(
+    ami: &str,
+    rollout_id: &str,
+    asgs: &[&str],
+    auto_rollback: bool,
+    instance_roles: &[&str],
+) -> PlanRequest {
     PlanRequest {
         rollout_id: rollout_id.into(),
         ami: ami.into(),
-        targets: TargetSpec { asgs: asgs.iter().map(|s| s.to_string()).collect(), tags: BTreeMap::new() },
+        targets: TargetSpec {
+            asgs: asgs.iter().map(|s| s.to_string()).collect(),
+            tags: BTreeMap::new(),
+        },
         canary: Vec::new(),
         strategy: Strategy::Batches,
         batch_size: 10,
@@ -37,7 +50,13 @@ fn planner(emulator: &Emulator) -> Planner {
 
 /// A launch template of `ami` and `instance_type`, with an instance profile when given;
 /// returns its id.
-async fn template(emulator: &Emulator, name: &str, ami: &str, instance_type: &str, profile: Option<LaunchTemplateIamInstanceProfileSpecificationRequest>) -> String {
+async fn template(
+    emulator: &Emulator,
+    name: &str,
+    ami: &str,
+    instance_type: &str,
+    profile: Option<LaunchTemplateIamInstanceProfileSpecificationRequest>,
+) -> String {
     let out = emulator
         .ec2
         .create_launch_template()
@@ -52,7 +71,10 @@ async fn template(emulator: &Emulator, name: &str, ami: &str, instance_type: &st
         .send()
         .await
         .expect("create launch template");
-    out.launch_template().and_then(|t| t.launch_template_id()).unwrap().to_string()
+    out.launch_template()
+        .and_then(|t| t.launch_template_id())
+        .unwrap()
+        .to_string()
 }
 
 /// A group of one instance on `template` at `version`.
@@ -61,7 +83,12 @@ async fn group(emulator: &Emulator, name: &str, template: &str, version: &str) {
         .autoscaling
         .create_auto_scaling_group()
         .auto_scaling_group_name(name)
-        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(template).version(version).build())
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(template)
+                .version(version)
+                .build(),
+        )
         .min_size(0)
         .max_size(2)
         .desired_capacity(1)
@@ -71,16 +98,34 @@ async fn group(emulator: &Emulator, name: &str, template: &str, version: &str) {
         .expect("create group");
 }
 
-fn mixed(template: &str, version: &str, own_template_for_second: Option<&str>) -> MixedInstancesPolicy {
+fn mixed(
+    template: &str,
+    version: &str,
+    own_template_for_second: Option<&str>,
+) -> MixedInstancesPolicy {
     let mut second = LaunchTemplateOverrides::builder().instance_type("t3a.micro");
     if let Some(other) = own_template_for_second {
-        second = second.launch_template_specification(LaunchTemplateSpecification::builder().launch_template_id(other).version("1").build());
+        second = second.launch_template_specification(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(other)
+                .version("1")
+                .build(),
+        );
     }
     MixedInstancesPolicy::builder()
         .launch_template(
             LaunchTemplate::builder()
-                .launch_template_specification(LaunchTemplateSpecification::builder().launch_template_id(template).version(version).build())
-                .overrides(LaunchTemplateOverrides::builder().instance_type("t3.micro").build())
+                .launch_template_specification(
+                    LaunchTemplateSpecification::builder()
+                        .launch_template_id(template)
+                        .version(version)
+                        .build(),
+                )
+                .overrides(
+                    LaunchTemplateOverrides::builder()
+                        .instance_type("t3.micro")
+                        .build(),
+                )
                 .overrides(second.build())
                 .build(),
         )
@@ -104,17 +149,35 @@ async fn mixed_group(emulator: &Emulator, name: &str, policy: MixedInstancesPoli
 
 /// The launch template version a group runs (its own, or its mixed policy's).
 async fn version_of(emulator: &Emulator, asg: &str) -> String {
-    let out = emulator.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(asg).send().await.unwrap();
+    let out = emulator
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(asg)
+        .send()
+        .await
+        .unwrap();
     let group = &out.auto_scaling_groups()[0];
     let spec = group
         .launch_template()
-        .or_else(|| group.mixed_instances_policy().and_then(|m| m.launch_template()).and_then(|lt| lt.launch_template_specification()))
+        .or_else(|| {
+            group
+                .mixed_instances_policy()
+                .and_then(|m| m.launch_template())
+                .and_then(|lt| lt.launch_template_specification())
+        })
         .unwrap();
     spec.version().unwrap_or_default().to_string()
 }
 
 async fn records(emulator: &Emulator, rollout_id: &str) -> BTreeMap<String, AsgRecord> {
-    emulator.store().list(rollout_id).await.unwrap().into_iter().map(|r| (r.asg.clone(), r)).collect()
+    emulator
+        .store()
+        .list(rollout_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.asg.clone(), r))
+        .collect()
 }
 
 #[tokio::test]
@@ -129,18 +192,43 @@ async fn floating_targets_are_pinned_and_latest_followers_are_named() {
     group(&emulator, "batch-latest", &web, "$Latest").await;
     group(&emulator, "batch-default", &web, "$Default").await;
     let plan = planner(&emulator)
-        .handle(request(&ami, "r-1", &["web-latest", "web-default", "web-numbered"], true, &[]))
+        .handle(request(
+            &ami,
+            "r-1",
+            &["web-latest", "web-default", "web-numbered"],
+            true,
+            &[],
+        ))
         .await
         .unwrap();
     assert_eq!((plan.planned, plan.skipped), (3, 0));
     for asg in ["web-latest", "web-default", "web-numbered"] {
-        assert_eq!(version_of(&emulator, asg).await, "1", "{asg} runs a numbered version before any version is made");
+        assert_eq!(
+            version_of(&emulator, asg).await,
+            "1",
+            "{asg} runs a numbered version before any version is made"
+        );
     }
-    assert_eq!(version_of(&emulator, "batch-latest").await, "$Latest", "groups outside the targets are left alone");
+    assert_eq!(
+        version_of(&emulator, "batch-latest").await,
+        "$Latest",
+        "groups outside the targets are left alone"
+    );
     let records = records(&emulator, "r-1").await;
-    let pin = |asg: &str| (records[asg].pinned_from.clone(), records[asg].pinned_version.clone());
-    assert_eq!(pin("web-latest"), (Some("$Latest".into()), Some("1".into())));
-    assert_eq!(pin("web-default"), (Some("$Default".into()), Some("1".into())));
+    let pin = |asg: &str| {
+        (
+            records[asg].pinned_from.clone(),
+            records[asg].pinned_version.clone(),
+        )
+    };
+    assert_eq!(
+        pin("web-latest"),
+        (Some("$Latest".into()), Some("1".into()))
+    );
+    assert_eq!(
+        pin("web-default"),
+        (Some("$Default".into()), Some("1".into()))
+    );
     assert_eq!(pin("web-numbered"), (None, None));
     let summary = emulator.store().summary("r-1").await.unwrap().unwrap();
     assert_eq!(summary.warnings.len(), 1, "{:?}", summary.warnings);
@@ -151,18 +239,39 @@ async fn floating_targets_are_pinned_and_latest_followers_are_named() {
 async fn ssm_parameter_images_are_left_out_under_auto_rollback_only() {
     let emulator = Emulator::start().await;
     let ami = emulator.existing_ami().await;
-    let ssm = template(&emulator, "ssm-lt", "resolve:ssm:/golden/ami", "t3.micro", None).await;
+    let ssm = template(
+        &emulator,
+        "ssm-lt",
+        "resolve:ssm:/golden/ami",
+        "t3.micro",
+        None,
+    )
+    .await;
     group(&emulator, "ssm", &ssm, "1").await;
     let planner = planner(&emulator);
-    let plan = planner.handle(request(&ami, "r-1", &["ssm"], true, &[])).await.unwrap();
+    let plan = planner
+        .handle(request(&ami, "r-1", &["ssm"], true, &[]))
+        .await
+        .unwrap();
     assert_eq!((plan.planned, plan.skipped), (0, 1));
     let record = &records(&emulator, "r-1").await["ssm"];
     assert_eq!(record.status, status::SKIPPED);
     let reason = record.reason.clone().unwrap_or_default();
-    assert!(reason.contains("SSM parameter (resolve:ssm:/golden/ami)") && reason.contains("auto_rollback = false"), "{reason}");
+    assert!(
+        reason.contains("SSM parameter (resolve:ssm:/golden/ami)")
+            && reason.contains("auto_rollback = false"),
+        "{reason}"
+    );
     assert!(emulator.store().release_lock("r-1").await.unwrap());
-    let plan = planner.handle(request(&ami, "r-2", &["ssm"], false, &[])).await.unwrap();
-    assert_eq!((plan.planned, plan.skipped), (1, 0), "without auto rollback AWS refreshes it");
+    let plan = planner
+        .handle(request(&ami, "r-2", &["ssm"], false, &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (plan.planned, plan.skipped),
+        (1, 0),
+        "without auto rollback AWS refreshes it"
+    );
 }
 
 #[tokio::test]
@@ -171,11 +280,28 @@ async fn instance_profile_roles_must_be_listed_and_unlisted_groups_are_not_pinne
     let ami = emulator.existing_ami().await;
     let iam = aws_sdk_iam::Client::new(&emulator.config);
     for (role, profile) in [("web-role", "web-profile"), ("api-role", "api-profile")] {
-        iam.create_role().role_name(role).assume_role_policy_document("{}").send().await.unwrap();
-        iam.create_instance_profile().instance_profile_name(profile).path("/team/").send().await.unwrap();
-        iam.add_role_to_instance_profile().instance_profile_name(profile).role_name(role).send().await.unwrap();
+        iam.create_role()
+            .role_name(role)
+            .assume_role_policy_document("{}")
+            .send()
+            .await
+            .unwrap();
+        iam.create_instance_profile()
+            .instance_profile_name(profile)
+            .path("/team/")
+            .send()
+            .await
+            .unwrap();
+        iam.add_role_to_instance_profile()
+            .instance_profile_name(profile)
+            .role_name(role)
+            .send()
+            .await
+            .unwrap();
     }
-    let by_name = LaunchTemplateIamInstanceProfileSpecificationRequest::builder().name("web-profile").build();
+    let by_name = LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+        .name("web-profile")
+        .build();
     let by_arn = LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
         .arn("arn:aws:iam::123456789012:instance-profile/team/api-profile")
         .build();
@@ -183,14 +309,24 @@ async fn instance_profile_roles_must_be_listed_and_unlisted_groups_are_not_pinne
     let api = template(&emulator, "api-lt", &ami, "t3.micro", Some(by_arn)).await;
     group(&emulator, "web", &web, "$Latest").await;
     group(&emulator, "api", &api, "$Latest").await;
-    let plan = planner(&emulator).handle(request(&ami, "r-1", &["web", "api"], true, &["web-role"])).await.unwrap();
+    let plan = planner(&emulator)
+        .handle(request(&ami, "r-1", &["web", "api"], true, &["web-role"]))
+        .await
+        .unwrap();
     assert_eq!((plan.planned, plan.skipped), (1, 1));
     let records = records(&emulator, "r-1").await;
     assert_eq!(records["web"].status, status::PLANNED);
     let reason = records["api"].reason.clone().unwrap_or_default();
-    assert!(reason.contains("role api-role") && reason.contains("add it to [refresh] instance_roles"), "{reason}");
+    assert!(
+        reason.contains("role api-role") && reason.contains("add it to [refresh] instance_roles"),
+        "{reason}"
+    );
     assert_eq!(version_of(&emulator, "web").await, "1");
-    assert_eq!(version_of(&emulator, "api").await, "$Latest", "a group left out is not pinned (AWS would refuse the pass of its role)");
+    assert_eq!(
+        version_of(&emulator, "api").await,
+        "$Latest",
+        "a group left out is not pinned (AWS would refuse the pass of its role)"
+    );
 }
 
 #[tokio::test]
@@ -201,19 +337,37 @@ async fn mixed_instances_groups_are_planned_and_pinned_unless_overrides_bring_th
     let other = template(&emulator, "other-lt", &ami, "t3a.micro", None).await;
     mixed_group(&emulator, "spot", mixed(&spot, "$Latest", None)).await;
     mixed_group(&emulator, "spot-split", mixed(&spot, "1", Some(&other))).await;
-    let plan = planner(&emulator).handle(request(&ami, "r-1", &["spot", "spot-split"], true, &[])).await.unwrap();
+    let plan = planner(&emulator)
+        .handle(request(&ami, "r-1", &["spot", "spot-split"], true, &[]))
+        .await
+        .unwrap();
     assert_eq!((plan.planned, plan.skipped), (1, 1));
     let records = records(&emulator, "r-1").await;
     assert_eq!(records["spot"].status, status::PLANNED);
     assert_eq!(records["spot"].pinned_from.as_deref(), Some("$Latest"));
     assert_eq!(version_of(&emulator, "spot").await, "1");
-    let out = emulator.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names("spot").send().await.unwrap();
+    let out = emulator
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("spot")
+        .send()
+        .await
+        .unwrap();
     let overrides: Vec<&str> = out.auto_scaling_groups()[0]
         .mixed_instances_policy()
         .and_then(|m| m.launch_template())
-        .map(|lt| lt.overrides().iter().filter_map(|o| o.instance_type()).collect())
+        .map(|lt| {
+            lt.overrides()
+                .iter()
+                .filter_map(|o| o.instance_type())
+                .collect()
+        })
         .unwrap_or_default();
-    assert_eq!(overrides, ["t3.micro", "t3a.micro"], "pinning keeps the overrides");
+    assert_eq!(
+        overrides,
+        ["t3.micro", "t3a.micro"],
+        "pinning keeps the overrides"
+    );
     let reason = records["spot-split"].reason.clone().unwrap_or_default();
     assert!(reason.contains("their own launch template"), "{reason}");
 }
@@ -227,10 +381,19 @@ async fn a_bad_ami_fails_the_plan_before_anything_is_pinned() {
     group(&emulator, "x86", &x86, "$Latest").await;
     group(&emulator, "arm", &arm, "$Latest").await;
     let planner = planner(&emulator);
-    let missing = planner.handle(request("ami-0ddddddddddddddd0", "r-1", &["x86"], true, &[])).await.unwrap_err();
-    assert!(matches!(&missing, Error::InvalidInput(m) if m.contains("AMI ami-0ddddddddddddddd0 does not exist")), "{missing:?}");
+    let missing = planner
+        .handle(request("ami-0ddddddddddddddd0", "r-1", &["x86"], true, &[]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&missing, Error::InvalidInput(m) if m.contains("AMI ami-0ddddddddddddddd0 does not exist")),
+        "{missing:?}"
+    );
     assert!(emulator.store().release_lock("r-1").await.unwrap());
-    let mismatch = planner.handle(request(&ami, "r-2", &["x86", "arm"], true, &[])).await.unwrap_err();
+    let mismatch = planner
+        .handle(request(&ami, "r-2", &["x86", "arm"], true, &[]))
+        .await
+        .unwrap_err();
     match &mismatch {
         Error::InvalidInput(m) => {
             assert!(m.contains(&format!("AMI {ami} is x86_64")), "{m}");
@@ -239,7 +402,11 @@ async fn a_bad_ami_fails_the_plan_before_anything_is_pinned() {
         other => panic!("expected InvalidInput, got {other:?}"),
     }
     for asg in ["x86", "arm"] {
-        assert_eq!(version_of(&emulator, asg).await, "$Latest", "{asg} is not pinned by a plan that failed");
+        assert_eq!(
+            version_of(&emulator, asg).await,
+            "$Latest",
+            "{asg} is not pinned by a plan that failed"
+        );
     }
 }
 
@@ -249,16 +416,32 @@ async fn an_image_that_is_not_available_fails_the_plan() {
     let pending = "ami-0cccccccccccccccc";
     emulator
         .moto
-        .request("POST", "/emulator/images", &format!(r#"{{"ImageId":"{pending}","Architecture":"x86_64","State":"pending"}}"#))
+        .request(
+            "POST",
+            "/emulator/images",
+            &format!(r#"{{"ImageId":"{pending}","Architecture":"x86_64","State":"pending"}}"#),
+        )
         .expect("register a pending image");
     let ready = "ami-0fedcba9876543210";
     let web = template(&emulator, "web-lt", ready, "t3.micro", None).await;
     group(&emulator, "web", &web, "$Latest").await;
     let planner = planner(&emulator);
-    let refused = planner.handle(request(pending, "r-1", &["web"], true, &[])).await.unwrap_err();
-    assert!(matches!(&refused, Error::InvalidInput(m) if m.contains(&format!("AMI {pending} is pending, not available"))), "{refused:?}");
+    let refused = planner
+        .handle(request(pending, "r-1", &["web"], true, &[]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::InvalidInput(m) if m.contains(&format!("AMI {pending} is pending, not available"))),
+        "{refused:?}"
+    );
     assert_eq!(version_of(&emulator, "web").await, "$Latest");
     assert!(emulator.store().release_lock("r-1").await.unwrap());
-    let plan = planner.handle(request(ready, "r-2", &["web"], true, &[])).await.unwrap();
-    assert_eq!(plan.planned, 1, "an available image of the right architecture plans");
+    let plan = planner
+        .handle(request(ready, "r-2", &["web"], true, &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        plan.planned, 1,
+        "an available image of the right architecture plans"
+    );
 }

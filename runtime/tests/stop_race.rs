@@ -4,15 +4,18 @@
 
 mod common;
 
+use aws_sdk_autoscaling::error::ErrorMetadata;
 use aws_sdk_autoscaling::operation::cancel_instance_refresh::CancelInstanceRefreshOutput;
 use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
 use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
-use aws_sdk_autoscaling::error::ErrorMetadata;
-use aws_sdk_autoscaling::operation::rollback_instance_refresh::{RollbackInstanceRefreshError, RollbackInstanceRefreshOutput};
+use aws_sdk_autoscaling::operation::rollback_instance_refresh::{
+    RollbackInstanceRefreshError, RollbackInstanceRefreshOutput,
+};
 use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshOutput;
 use aws_sdk_autoscaling::types::{
-    AutoScalingGroup, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus, InstancesDistribution, LaunchTemplate,
-    LaunchTemplateOverrides, LaunchTemplateSpecification, MixedInstancesPolicy,
+    AutoScalingGroup, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus,
+    InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification,
+    MixedInstancesPolicy,
 };
 use aws_sdk_autoscaling::Client as AutoScaling;
 use aws_sdk_ec2::operation::create_launch_template_version::CreateLaunchTemplateVersionOutput;
@@ -41,18 +44,30 @@ fn preferences() -> RefreshPreferences {
 }
 
 fn refresher(emulator: &Emulator, autoscaling: AutoScaling) -> Refresher {
-    Refresher { autoscaling, ec2: emulator.ec2.clone(), store: emulator.store(), clock: emulator.clock() }
+    Refresher {
+        autoscaling,
+        ec2: emulator.ec2.clone(),
+        store: emulator.store(),
+        clock: emulator.clock(),
+    }
 }
 
 fn spec(template_id: &str, version: &str) -> LaunchTemplateSpecification {
-    LaunchTemplateSpecification::builder().launch_template_id(template_id).version(version).build()
+    LaunchTemplateSpecification::builder()
+        .launch_template_id(template_id)
+        .version(version)
+        .build()
 }
 
 /// DescribeAutoScalingGroups answering with `asg` as `group` describes it.
 fn describes_group(group: AutoScalingGroup) -> Rule {
     mock!(AutoScaling::describe_auto_scaling_groups)
         .sequence()
-        .output(move || DescribeAutoScalingGroupsOutput::builder().auto_scaling_groups(group.clone()).build())
+        .output(move || {
+            DescribeAutoScalingGroupsOutput::builder()
+                .auto_scaling_groups(group.clone())
+                .build()
+        })
         .repeatedly()
         .build()
 }
@@ -62,11 +77,19 @@ fn active(id: &str, template_id: &str, version: &str) -> Rule {
         .instance_refresh_id(id)
         .status(InstanceRefreshStatus::InProgress)
         .percentage_complete(20)
-        .desired_configuration(DesiredConfiguration::builder().launch_template(spec(template_id, version)).build())
+        .desired_configuration(
+            DesiredConfiguration::builder()
+                .launch_template(spec(template_id, version))
+                .build(),
+        )
         .build();
     mock!(AutoScaling::describe_instance_refreshes)
         .sequence()
-        .output(move || DescribeInstanceRefreshesOutput::builder().instance_refreshes(refresh.clone()).build())
+        .output(move || {
+            DescribeInstanceRefreshesOutput::builder()
+                .instance_refreshes(refresh.clone())
+                .build()
+        })
         .repeatedly()
         .build()
 }
@@ -96,30 +119,60 @@ async fn a_rollback_acts_on_the_refresh_of_a_start_that_had_not_recorded_it() {
     record(&emulator, "web", status::STARTING, Some("lt-0123")).await;
     let rollback = mock!(AutoScaling::rollback_instance_refresh)
         .match_requests(|r| r.auto_scaling_group_name() == Some("web"))
-        .then_output(|| RollbackInstanceRefreshOutput::builder().instance_refresh_id("refresh-7").build());
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&active("refresh-7", "lt-0123", "2"), &rollback]);
-    let response = refresher(&emulator, client).in_flight(ROLLOUT, true).await.unwrap();
+        .then_output(|| {
+            RollbackInstanceRefreshOutput::builder()
+                .instance_refresh_id("refresh-7")
+                .build()
+        });
+    let client = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&active("refresh-7", "lt-0123", "2"), &rollback]
+    );
+    let response = refresher(&emulator, client)
+        .in_flight(ROLLOUT, true)
+        .await
+        .unwrap();
     assert_eq!(response.acted_on, ["web"]);
     assert_eq!(rollback.num_calls(), 1);
     let stored = emulator.store().get(ROLLOUT, "web").await.unwrap().unwrap();
-    assert_eq!((stored.status.as_str(), stored.refresh_id.as_deref()), ("RollbackInProgress", Some("refresh-7")));
+    assert_eq!(
+        (stored.status.as_str(), stored.refresh_id.as_deref()),
+        ("RollbackInProgress", Some("refresh-7"))
+    );
 }
 
 #[tokio::test]
 async fn a_start_without_a_refresh_yet_is_marked_stopped_and_someone_elses_refresh_is_left_alone() {
     let emulator = Emulator::start().await;
     record(&emulator, "web", status::STARTING, Some("lt-0123")).await;
-    let rollback = mock!(AutoScaling::rollback_instance_refresh)
-        .then_output(|| RollbackInstanceRefreshOutput::builder().instance_refresh_id("manual-1").build());
+    let rollback = mock!(AutoScaling::rollback_instance_refresh).then_output(|| {
+        RollbackInstanceRefreshOutput::builder()
+            .instance_refresh_id("manual-1")
+            .build()
+    });
     // The refresh running on the group goes to version 1: not this rollout's.
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&active("manual-1", "lt-0123", "1"), &rollback]);
-    let response = refresher(&emulator, client).in_flight(ROLLOUT, true).await.unwrap();
+    let client = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&active("manual-1", "lt-0123", "1"), &rollback]
+    );
+    let response = refresher(&emulator, client)
+        .in_flight(ROLLOUT, true)
+        .await
+        .unwrap();
     assert!(response.acted_on.is_empty(), "{response:?}");
     assert_eq!(rollback.num_calls(), 0);
     let stored = emulator.store().get(ROLLOUT, "web").await.unwrap().unwrap();
     assert_eq!(stored.status, "Cancelled");
-    assert_eq!(stored.reason.as_deref(), Some("stopped by the failure policy before its refresh started"));
-    assert_eq!(emulator.store().stop_requested(ROLLOUT).await.unwrap(), Some(StopAction::Rollback));
+    assert_eq!(
+        stored.reason.as_deref(),
+        Some("stopped by the failure policy before its refresh started")
+    );
+    assert_eq!(
+        emulator.store().stop_requested(ROLLOUT).await.unwrap(),
+        Some(StopAction::Rollback)
+    );
 }
 
 #[tokio::test]
@@ -128,29 +181,64 @@ async fn a_start_that_records_its_refresh_after_the_rollback_listed_undoes_it() 
     let template = emulator.launch_template("web-lt", OLD_AMI).await;
     record(&emulator, "web", status::PLANNED, None).await;
     // The failure policy runs first: nothing of `web` is in flight when it lists the records.
-    let idle = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&active("none", "lt-x", "9")]);
-    let listed = refresher(&emulator, idle).in_flight(ROLLOUT, true).await.unwrap();
+    let idle = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&active("none", "lt-x", "9")]
+    );
+    let listed = refresher(&emulator, idle)
+        .in_flight(ROLLOUT, true)
+        .await
+        .unwrap();
     assert!(listed.acted_on.is_empty());
     // Then the start that was already running reaches StartInstanceRefresh.
     let group = AutoScalingGroup::builder()
         .auto_scaling_group_name("web")
         .launch_template(spec(&template, "1"))
         .build();
-    let start = mock!(AutoScaling::start_instance_refresh)
-        .then_output(|| StartInstanceRefreshOutput::builder().instance_refresh_id("refresh-late").build());
-    let rollback = mock!(AutoScaling::rollback_instance_refresh)
-        .then_output(|| RollbackInstanceRefreshOutput::builder().instance_refresh_id("refresh-late").build());
-    let cancel = mock!(AutoScaling::cancel_instance_refresh)
-        .then_output(|| CancelInstanceRefreshOutput::builder().instance_refresh_id("refresh-late").build());
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&describes_group(group), &start, &rollback, &cancel]);
-    let error = refresher(&emulator, client).start(ROLLOUT, "web", NEW_AMI, 0, &preferences()).await.unwrap_err();
-    assert!(matches!(&error, Error::RefreshFailed(m) if m.contains("refresh-late rolled back")), "{error:?}");
-    assert_eq!((start.num_calls(), rollback.num_calls(), cancel.num_calls()), (1, 1, 0));
+    let start = mock!(AutoScaling::start_instance_refresh).then_output(|| {
+        StartInstanceRefreshOutput::builder()
+            .instance_refresh_id("refresh-late")
+            .build()
+    });
+    let rollback = mock!(AutoScaling::rollback_instance_refresh).then_output(|| {
+        RollbackInstanceRefreshOutput::builder()
+            .instance_refresh_id("refresh-late")
+            .build()
+    });
+    let cancel = mock!(AutoScaling::cancel_instance_refresh).then_output(|| {
+        CancelInstanceRefreshOutput::builder()
+            .instance_refresh_id("refresh-late")
+            .build()
+    });
+    let client = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&describes_group(group), &start, &rollback, &cancel]
+    );
+    let error = refresher(&emulator, client)
+        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::RefreshFailed(m) if m.contains("refresh-late rolled back")),
+        "{error:?}"
+    );
+    assert_eq!(
+        (start.num_calls(), rollback.num_calls(), cancel.num_calls()),
+        (1, 1, 0)
+    );
     let stored = emulator.store().get(ROLLOUT, "web").await.unwrap().unwrap();
-    assert_eq!((stored.status.as_str(), stored.refresh_id.as_deref()), ("RollbackInProgress", Some("refresh-late")));
+    assert_eq!(
+        (stored.status.as_str(), stored.refresh_id.as_deref()),
+        ("RollbackInProgress", Some("refresh-late"))
+    );
     // A re-run's plan clears the stop, and starts are ordinary again.
     emulator.store().clear_stop(ROLLOUT).await.unwrap();
-    assert_eq!(emulator.store().stop_requested(ROLLOUT).await.unwrap(), None);
+    assert_eq!(
+        emulator.store().stop_requested(ROLLOUT).await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -162,29 +250,64 @@ async fn a_mixed_instances_group_is_refreshed_with_its_policy_and_only_the_versi
         .launch_template(
             LaunchTemplate::builder()
                 .launch_template_specification(spec(&template, "1"))
-                .overrides(LaunchTemplateOverrides::builder().instance_type("t3.micro").build())
-                .overrides(LaunchTemplateOverrides::builder().instance_type("t3a.micro").weighted_capacity("2").build())
+                .overrides(
+                    LaunchTemplateOverrides::builder()
+                        .instance_type("t3.micro")
+                        .build(),
+                )
+                .overrides(
+                    LaunchTemplateOverrides::builder()
+                        .instance_type("t3a.micro")
+                        .weighted_capacity("2")
+                        .build(),
+                )
                 .build(),
         )
-        .instances_distribution(InstancesDistribution::builder().on_demand_base_capacity(0).spot_allocation_strategy("price-capacity-optimized").build())
+        .instances_distribution(
+            InstancesDistribution::builder()
+                .on_demand_base_capacity(0)
+                .spot_allocation_strategy("price-capacity-optimized")
+                .build(),
+        )
         .build();
-    let group = AutoScalingGroup::builder().auto_scaling_group_name("spot").mixed_instances_policy(policy.clone()).build();
+    let group = AutoScalingGroup::builder()
+        .auto_scaling_group_name("spot")
+        .mixed_instances_policy(policy.clone())
+        .build();
     let expected = policy.clone();
     let template_id = template.clone();
     let start = mock!(AutoScaling::start_instance_refresh)
         .match_requests(move |r| {
-            let Some(mixed) = r.desired_configuration().and_then(|d| d.mixed_instances_policy()) else { return false };
+            let Some(mixed) = r
+                .desired_configuration()
+                .and_then(|d| d.mixed_instances_policy())
+            else {
+                return false;
+            };
             let lt = mixed.launch_template().unwrap();
             let spec = lt.launch_template_specification().unwrap();
-            r.desired_configuration().and_then(|d| d.launch_template()).is_none()
+            r.desired_configuration()
+                .and_then(|d| d.launch_template())
+                .is_none()
                 && spec.launch_template_id() == Some(template_id.as_str())
                 && spec.version() == Some("2")
                 && lt.overrides() == expected.launch_template().unwrap().overrides()
                 && mixed.instances_distribution() == expected.instances_distribution()
         })
-        .then_output(|| StartInstanceRefreshOutput::builder().instance_refresh_id("refresh-spot").build());
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&describes_group(group), &start]);
-    let step = refresher(&emulator, client).start(ROLLOUT, "spot", NEW_AMI, 0, &preferences()).await.unwrap();
+        .then_output(|| {
+            StartInstanceRefreshOutput::builder()
+                .instance_refresh_id("refresh-spot")
+                .build()
+        });
+    let client = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&describes_group(group), &start]
+    );
+    let step = refresher(&emulator, client)
+        .start(ROLLOUT, "spot", NEW_AMI, 0, &preferences())
+        .await
+        .unwrap();
     assert_eq!((step.status.as_str(), start.num_calls()), ("Pending", 1));
 }
 
@@ -193,12 +316,29 @@ async fn a_version_made_with_a_warning_starts_no_refresh() {
     let emulator = Emulator::start().await;
     let template = emulator.launch_template("web-lt", OLD_AMI).await;
     record(&emulator, "web", status::PLANNED, None).await;
-    let group = AutoScalingGroup::builder().auto_scaling_group_name("web").launch_template(spec(&template, "1")).build();
-    let start = mock!(AutoScaling::start_instance_refresh)
-        .then_output(|| StartInstanceRefreshOutput::builder().instance_refresh_id("never").build());
-    let autoscaling = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&describes_group(group), &start]);
+    let group = AutoScalingGroup::builder()
+        .auto_scaling_group_name("web")
+        .launch_template(spec(&template, "1"))
+        .build();
+    let start = mock!(AutoScaling::start_instance_refresh).then_output(|| {
+        StartInstanceRefreshOutput::builder()
+            .instance_refresh_id("never")
+            .build()
+    });
+    let autoscaling = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&describes_group(group), &start]
+    );
     // EC2 made version 2 but warns that its AMI does not exist.
-    let versions = emulator.ec2.describe_launch_template_versions().launch_template_id(&template).versions("1").send().await.unwrap();
+    let versions = emulator
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&template)
+        .versions("1")
+        .send()
+        .await
+        .unwrap();
     let current = versions.launch_template_versions()[0].clone();
     let describe = mock!(Ec2::describe_launch_template_versions).then_output(move || {
         aws_sdk_ec2::operation::describe_launch_template_versions::DescribeLaunchTemplateVersionsOutput::builder()
@@ -208,18 +348,39 @@ async fn a_version_made_with_a_warning_starts_no_refresh() {
     let template_id = template.clone();
     let create = mock!(Ec2::create_launch_template_version).then_output(move || {
         CreateLaunchTemplateVersionOutput::builder()
-            .launch_template_version(LaunchTemplateVersion::builder().launch_template_id(template_id.clone()).version_number(2).build())
+            .launch_template_version(
+                LaunchTemplateVersion::builder()
+                    .launch_template_id(template_id.clone())
+                    .version_number(2)
+                    .build(),
+            )
             .warning(
                 ValidationWarning::builder()
-                    .errors(ValidationError::builder().code("InvalidAMIID.NotFound").message("The image id does not exist").build())
+                    .errors(
+                        ValidationError::builder()
+                            .code("InvalidAMIID.NotFound")
+                            .message("The image id does not exist")
+                            .build(),
+                    )
                     .build(),
             )
             .build()
     });
     let ec2 = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &create]);
-    let refresher = Refresher { autoscaling, ec2, store: emulator.store(), clock: emulator.clock() };
-    let error = refresher.start(ROLLOUT, "web", NEW_AMI, 0, &preferences()).await.unwrap_err();
-    assert!(matches!(&error, Error::Aws(m) if m.contains("InvalidAMIID.NotFound") && m.contains("no refresh was started")), "{error:?}");
+    let refresher = Refresher {
+        autoscaling,
+        ec2,
+        store: emulator.store(),
+        clock: emulator.clock(),
+    };
+    let error = refresher
+        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Aws(m) if m.contains("InvalidAMIID.NotFound") && m.contains("no refresh was started")),
+        "{error:?}"
+    );
     assert_eq!(start.num_calls(), 0);
 }
 
@@ -243,8 +404,11 @@ async fn a_retried_rollback_asks_aws_once_per_group_and_still_counts_it_pending(
     let emulator = Emulator::start().await;
     running(&emulator, "web", "refresh-1").await;
     running(&emulator, "api", "refresh-2").await;
-    let rollback = mock!(AutoScaling::rollback_instance_refresh)
-        .then_output(|| RollbackInstanceRefreshOutput::builder().instance_refresh_id("r").build());
+    let rollback = mock!(AutoScaling::rollback_instance_refresh).then_output(|| {
+        RollbackInstanceRefreshOutput::builder()
+            .instance_refresh_id("r")
+            .build()
+    });
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&rollback]);
     let refresher = refresher(&emulator, client);
     let first = refresher.in_flight(ROLLOUT, true).await.unwrap();
@@ -270,15 +434,31 @@ async fn a_throttled_group_is_retried_after_every_other_group_was_rolled_back() 
         .match_requests(|r| r.auto_scaling_group_name() == Some("b"))
         .sequence()
         .error(|| {
-            RollbackInstanceRefreshError::generic(ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build())
+            RollbackInstanceRefreshError::generic(
+                ErrorMetadata::builder()
+                    .code("Throttling")
+                    .message("Rate exceeded")
+                    .build(),
+            )
         })
         // Every attempt the SDK makes on its own (standard retry: 3) is throttled.
         .times(3)
-        .output(|| RollbackInstanceRefreshOutput::builder().instance_refresh_id("r").build())
+        .output(|| {
+            RollbackInstanceRefreshOutput::builder()
+                .instance_refresh_id("r")
+                .build()
+        })
         .build();
-    let others = mock!(AutoScaling::rollback_instance_refresh)
-        .then_output(|| RollbackInstanceRefreshOutput::builder().instance_refresh_id("r").build());
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&throttled, &others]);
+    let others = mock!(AutoScaling::rollback_instance_refresh).then_output(|| {
+        RollbackInstanceRefreshOutput::builder()
+            .instance_refresh_id("r")
+            .build()
+    });
+    let client = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&throttled, &others]
+    );
     let refresher = refresher(&emulator, client);
     let error = refresher.in_flight(ROLLOUT, true).await.unwrap_err();
     assert!(matches!(error, Error::Retryable(_)), "{error:?}");
@@ -290,5 +470,14 @@ async fn a_throttled_group_is_retried_after_every_other_group_was_rolled_back() 
     assert_eq!(others.num_calls(), 2);
     let retried = refresher.in_flight(ROLLOUT, true).await.unwrap();
     assert_eq!((retried.pending, others.num_calls()), (3, 2), "{retried:?}");
-    assert_eq!(emulator.store().get(ROLLOUT, "b").await.unwrap().unwrap().status, "RollbackInProgress");
+    assert_eq!(
+        emulator
+            .store()
+            .get(ROLLOUT, "b")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "RollbackInProgress"
+    );
 }

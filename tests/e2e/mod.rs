@@ -20,7 +20,8 @@ use serde_json::json;
 
 pub const REGION: &str = "us-east-1";
 /// The local stack's state machine (envs/local.toml: name "local", moto's account).
-pub const STATE_MACHINE_ARN: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:asg-refresh-local";
+pub const STATE_MACHINE_ARN: &str =
+    "arn:aws:states:us-east-1:123456789012:stateMachine:asg-refresh-local";
 /// The local stack's progress table.
 pub const TABLE: &str = "asg-refresh-local";
 /// The local stack's refresher and planner functions.
@@ -35,7 +36,9 @@ pub async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(moto.endpoint())
         .region(aws_config::Region::new(REGION))
-        .credentials_provider(aws_sdk_autoscaling::config::Credentials::new("test", "test", None, None, "emulator"))
+        .credentials_provider(aws_sdk_autoscaling::config::Credentials::new(
+            "test", "test", None, None, "emulator",
+        ))
         .load()
         .await
 }
@@ -48,24 +51,47 @@ pub async fn fleet(config: &aws_config::SdkConfig, asg: &str, tags: &[(&str, &st
     let template = ec2
         .create_launch_template()
         .launch_template_name(format!("{asg}-lt"))
-        .launch_template_data(RequestLaunchTemplateData::builder().image_id(OLD_AMI).instance_type("t3.micro".into()).build())
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id(OLD_AMI)
+                .instance_type("t3.micro".into())
+                .build(),
+        )
         .send()
         .await
         .expect("create launch template");
-    let id = template.launch_template().and_then(|t| t.launch_template_id()).expect("template id").to_string();
+    let id = template
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .expect("template id")
+        .to_string();
     let version = ec2
         .create_launch_template_version()
         .launch_template_id(&id)
         .source_version("1")
-        .launch_template_data(RequestLaunchTemplateData::builder().image_id("ami-22222222").build())
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id("ami-22222222")
+                .build(),
+        )
         .send()
         .await
         .expect("create launch template version");
-    assert_eq!(version.launch_template_version().and_then(|v| v.version_number()), Some(2));
+    assert_eq!(
+        version
+            .launch_template_version()
+            .and_then(|v| v.version_number()),
+        Some(2)
+    );
     let mut create = autoscaling
         .create_auto_scaling_group()
         .auto_scaling_group_name(asg)
-        .launch_template(LaunchTemplateSpecification::builder().launch_template_id(&id).version("1").build())
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(&id)
+                .version("1")
+                .build(),
+        )
         .min_size(1)
         .max_size(2)
         .desired_capacity(1)
@@ -109,7 +135,10 @@ pub async fn set_tag(config: &aws_config::SdkConfig, asg: &str, key: &str, value
 
 /// Tags that put an ASG in local.toml's target set with a refresh of `seconds`.
 pub fn demo(seconds: &str) -> Vec<(&'static str, String)> {
-    vec![("refresh-group", "demo".into()), ("emulator:refresh-seconds", seconds.into())]
+    vec![
+        ("refresh-group", "demo".into()),
+        ("emulator:refresh-seconds", seconds.into()),
+    ]
 }
 
 /// [`fleet`]s in local.toml's target set, each refresh taking its given seconds.
@@ -122,19 +151,28 @@ pub async fn demo_fleet(config: &aws_config::SdkConfig, asgs: &[(&str, &str)]) {
 }
 
 /// The launch template (id or name, and version) the ASG runs.
-async fn group_template(config: &aws_config::SdkConfig, asg: &str) -> Option<LaunchTemplateSpecification> {
+async fn group_template(
+    config: &aws_config::SdkConfig,
+    asg: &str,
+) -> Option<LaunchTemplateSpecification> {
     let out = aws_sdk_autoscaling::Client::new(config)
         .describe_auto_scaling_groups()
         .auto_scaling_group_names(asg)
         .send()
         .await
         .expect("describe auto scaling groups");
-    out.auto_scaling_groups().first()?.launch_template().cloned()
+    out.auto_scaling_groups()
+        .first()?
+        .launch_template()
+        .cloned()
 }
 
 /// The launch template version the ASG runs.
 pub async fn group_version(config: &aws_config::SdkConfig, asg: &str) -> Option<String> {
-    group_template(config, asg).await?.version().map(str::to_string)
+    group_template(config, asg)
+        .await?
+        .version()
+        .map(str::to_string)
 }
 
 /// The ImageId of the launch template version the ASG runs.
@@ -148,7 +186,10 @@ pub async fn group_image(config: &aws_config::SdkConfig, asg: &str) -> Option<St
         (None, Some(name)) => describe.launch_template_name(name),
         (None, None) => return None,
     };
-    let described = describe.send().await.expect("describe launch template versions");
+    let described = describe
+        .send()
+        .await
+        .expect("describe launch template versions");
     described
         .launch_template_versions()
         .first()
@@ -158,7 +199,9 @@ pub async fn group_image(config: &aws_config::SdkConfig, asg: &str) -> Option<St
 }
 
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// A debug binary of the workspace, built from the sources as they are now. Always through
@@ -168,14 +211,19 @@ pub fn target_dir() -> PathBuf {
 pub fn debug_binary(package: &str, bin: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let binary = target_dir().join("debug").join(bin);
-    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if !built.iter().any(|b| b == bin) {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-p", package, "--bin", bin])
             .current_dir(workspace_root())
             .status()
             .expect("cargo build");
-        assert!(status.success(), "cargo build -p {package} --bin {bin} failed");
+        assert!(
+            status.success(),
+            "cargo build -p {package} --bin {bin} failed"
+        );
         built.push(bin.to_string());
     }
     binary
@@ -188,7 +236,13 @@ pub fn function_zip(function: &str) -> Vec<u8> {
     let bootstrap = dir.join("bootstrap");
     let zip = dir.join("code.zip");
     // Debug info makes the binary ~700 MB; stripped it is ~40 MB (about 12 MB zipped).
-    let stripped = Command::new("strip").arg("-o").arg(&bootstrap).arg(&binary).status().map(|s| s.success()).unwrap_or(false);
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&bootstrap)
+        .arg(&binary)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !stripped {
         std::fs::copy(&binary, &bootstrap).expect("copy the binary");
     }
@@ -209,7 +263,8 @@ pub fn tempfile_dir(what: &str) -> PathBuf {
     // Tests run in parallel threads of one process: each call gets its own folder.
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("asg-refresh-{what}-{}-{call}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("asg-refresh-{what}-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -219,7 +274,10 @@ pub fn tempfile_dir(what: &str) -> PathBuf {
 pub fn local_variant(dir: &Path, what: &str, replaces: &[(&str, &str)]) -> PathBuf {
     let mut text = std::fs::read_to_string(workspace_root().join("envs/local.toml")).unwrap();
     for (from, to) in replaces {
-        assert!(text.contains(from), "envs/local.toml has no `{from}` any more: update this test");
+        assert!(
+            text.contains(from),
+            "envs/local.toml has no `{from}` any more: update this test"
+        );
         text = text.replacen(from, to, 1);
     }
     let path = dir.join(format!("{what}.toml"));
@@ -233,10 +291,16 @@ pub fn deploy_local(moto: &Moto, config: Option<&Path>) {
     let zips = tempfile_dir("zips");
     for function in ["planner", "refresher"] {
         std::fs::create_dir_all(zips.join(function)).unwrap();
-        std::fs::write(zips.join(function).join("bootstrap.zip"), function_zip(function)).unwrap();
+        std::fs::write(
+            zips.join(function).join("bootstrap.zip"),
+            function_zip(function),
+        )
+        .unwrap();
     }
     let mut deploy = Command::new(debug_binary("xtask", "xtask"));
-    deploy.args(["deploy", "--endpoint-url", &moto.endpoint(), "--zip-dir"]).arg(&zips);
+    deploy
+        .args(["deploy", "--endpoint-url", &moto.endpoint(), "--zip-dir"])
+        .arg(&zips);
     match config {
         Some(path) => deploy.arg("--config").arg(path),
         None => deploy.args(["--env", "local"]),
@@ -267,7 +331,12 @@ pub fn deploy_local_variant(moto: &Moto, what: &str, replaces: &[(&str, &str)]) 
 
 /// Starts an execution of the deployed local state machine named `execution_name` for
 /// `rollout_id`; returns its ARN without waiting.
-pub async fn start_rollout(config: &aws_config::SdkConfig, execution_name: &str, rollout_id: &str, ami: &str) -> String {
+pub async fn start_rollout(
+    config: &aws_config::SdkConfig,
+    execution_name: &str,
+    rollout_id: &str,
+    ami: &str,
+) -> String {
     aws_sdk_sfn::Client::new(config)
         .start_execution()
         .state_machine_arn(STATE_MACHINE_ARN)
@@ -281,11 +350,21 @@ pub async fn start_rollout(config: &aws_config::SdkConfig, execution_name: &str,
 }
 
 /// Waits (at most `deadline`) until the execution has ended.
-pub async fn wait_execution(moto: &Moto, config: &aws_config::SdkConfig, arn: &str, deadline: Duration) -> DescribeExecutionOutput {
+pub async fn wait_execution(
+    moto: &Moto,
+    config: &aws_config::SdkConfig,
+    arn: &str,
+    deadline: Duration,
+) -> DescribeExecutionOutput {
     let sfn = aws_sdk_sfn::Client::new(config);
     let until = Instant::now() + deadline;
     loop {
-        let described = sfn.describe_execution().execution_arn(arn).send().await.expect("describe execution");
+        let described = sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .expect("describe execution");
         if described.status().as_str() != "RUNNING" {
             return described;
         }
@@ -299,7 +378,12 @@ pub async fn wait_execution(moto: &Moto, config: &aws_config::SdkConfig, arn: &s
 }
 
 /// Starts an execution of the deployed local state machine and waits (bounded) for its end.
-pub async fn run_rollout(moto: &Moto, config: &aws_config::SdkConfig, rollout_id: &str, ami: &str) -> DescribeExecutionOutput {
+pub async fn run_rollout(
+    moto: &Moto,
+    config: &aws_config::SdkConfig,
+    rollout_id: &str,
+    ami: &str,
+) -> DescribeExecutionOutput {
     run_rollout_as(moto, config, rollout_id, rollout_id, ami).await
 }
 
@@ -345,17 +429,32 @@ pub fn refresh_intervals(moto: &Moto) -> (BTreeMap<String, Vec<Interval>>, f64) 
     let now = log["now"].as_f64().expect("the log's now");
     let mut by_id: BTreeMap<String, (String, Interval)> = BTreeMap::new();
     for event in log["events"].as_array().expect("refresh log events") {
-        let (Some(kind), Some(asg), Some(id), Some(t)) =
-            (event["event"].as_str(), event["asg"].as_str(), event["refresh_id"].as_str(), event["t"].as_f64())
-        else {
+        let (Some(kind), Some(asg), Some(id), Some(t)) = (
+            event["event"].as_str(),
+            event["asg"].as_str(),
+            event["refresh_id"].as_str(),
+            event["t"].as_f64(),
+        ) else {
             panic!("malformed refresh log event {event}");
         };
         if kind == "start" {
-            let interval = Interval { refresh_id: id.into(), start: t, end: None, status: None, rollback: None, cancel: None };
-            assert!(by_id.insert(id.into(), (asg.into(), interval)).is_none(), "refresh {id} started twice: {log}");
+            let interval = Interval {
+                refresh_id: id.into(),
+                start: t,
+                end: None,
+                status: None,
+                rollback: None,
+                cancel: None,
+            };
+            assert!(
+                by_id.insert(id.into(), (asg.into(), interval)).is_none(),
+                "refresh {id} started twice: {log}"
+            );
             continue;
         }
-        let (_, interval) = by_id.get_mut(id).unwrap_or_else(|| panic!("{kind} of refresh {id} before its start: {log}"));
+        let (_, interval) = by_id
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("{kind} of refresh {id} before its start: {log}"));
         match kind {
             "end" => {
                 interval.end = Some(t);
@@ -406,7 +505,10 @@ pub struct TableItem {
 }
 
 /// Every item of a rollout (ASGs, and the `#rollout` summary), by `asg`.
-pub async fn rollout_items(config: &aws_config::SdkConfig, rollout_id: &str) -> BTreeMap<String, TableItem> {
+pub async fn rollout_items(
+    config: &aws_config::SdkConfig,
+    rollout_id: &str,
+) -> BTreeMap<String, TableItem> {
     let mut pages = aws_sdk_dynamodb::Client::new(config)
         .query()
         .table_name(TABLE)
@@ -426,7 +528,10 @@ pub async fn rollout_items(config: &aws_config::SdkConfig, rollout_id: &str) -> 
             TableItem {
                 status: s("status").unwrap_or_default(),
                 reason: s("reason"),
-                wave: item.get("wave").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()),
+                wave: item
+                    .get("wave")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok()),
                 refresh_id: s("refresh_id"),
                 message: s("message"),
             },
@@ -446,12 +551,21 @@ pub async fn lock_holder(config: &aws_config::SdkConfig) -> Option<String> {
         .send()
         .await
         .expect("read the lock item");
-    out.item().map(|item| item.get("holder").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default())
+    out.item().map(|item| {
+        item.get("holder")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    })
 }
 
 /// Invokes a deployed function synchronously; returns the function error (if any) and the
 /// JSON payload.
-pub async fn invoke(config: &aws_config::SdkConfig, function: &str, event: &serde_json::Value) -> (Option<String>, serde_json::Value) {
+pub async fn invoke(
+    config: &aws_config::SdkConfig,
+    function: &str,
+    event: &serde_json::Value,
+) -> (Option<String>, serde_json::Value) {
     let out = aws_sdk_lambda::Client::new(config)
         .invoke()
         .function_name(function)
@@ -459,8 +573,15 @@ pub async fn invoke(config: &aws_config::SdkConfig, function: &str, event: &serd
         .send()
         .await
         .unwrap_or_else(|e| panic!("invoke {function}: {e:?}"));
-    let payload = out.payload().map(|p| p.as_ref().to_vec()).unwrap_or_default();
-    let payload = serde_json::from_slice(&payload)
-        .unwrap_or_else(|e| panic!("{function} returned no JSON ({e}): {}", String::from_utf8_lossy(&payload)));
+    let payload = out
+        .payload()
+        .map(|p| p.as_ref().to_vec())
+        .unwrap_or_default();
+    let payload = serde_json::from_slice(&payload).unwrap_or_else(|e| {
+        panic!(
+            "{function} returned no JSON ({e}): {}",
+            String::from_utf8_lossy(&payload)
+        )
+    });
     (out.function_error().map(str::to_string), payload)
 }

@@ -53,7 +53,11 @@ impl BenchArgs {
             let builder = Builder::new(&tools.venv_bin, arch)?;
             for function in build::FUNCTIONS {
                 let zip = builder.build(function)?;
-                println!("{function}: {} bytes ({:.1} MiB)", zip.bytes, zip.bytes as f64 / 1048576.0);
+                println!(
+                    "{function}: {} bytes ({:.1} MiB)",
+                    zip.bytes,
+                    zip.bytes as f64 / 1048576.0
+                );
                 if arch == Architecture::X86_64 && cfg!(target_arch = "x86_64") {
                     cold_start(&tools.venv_bin, function, &zip.binary, self.runs)?;
                 }
@@ -71,7 +75,16 @@ fn fleet_loops(fleet: u32) -> anyhow::Result<()> {
     }
     println!("== loops over a fleet of {fleet} ASGs inside one invocation (creating the fleet takes about a minute per 1,000)");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["test", "-p", "asg-refresh-runtime", "--test", "fleet_loops", "--", "--ignored", "--nocapture"])
+        .args([
+            "test",
+            "-p",
+            "asg-refresh-runtime",
+            "--test",
+            "fleet_loops",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("ASG_REFRESH_FLEET_LOOPS", fleet.to_string())
         .current_dir(workspace_root())
         .status()
@@ -85,7 +98,9 @@ fn fleet_loops(fleet: u32) -> anyhow::Result<()> {
 /// Bytes of the planner's response and of the largest wave's positions (what the state
 /// carries: the names stay in the table) for `asgs` ASGs.
 fn plan_bytes(asgs: usize) -> usize {
-    let names: Vec<String> = (0..asgs).map(|i| format!("payments-checkout-api-prod-ap-south-1-asg-{i:04}")).collect();
+    let names: Vec<String> = (0..asgs)
+        .map(|i| format!("payments-checkout-api-prod-ap-south-1-asg-{i:04}"))
+        .collect();
     let plan = waves::split(&names, &names[..3], Strategy::Window, 3);
     let response = PlanResponse {
         rollout_id: "r-20261126-0001".into(),
@@ -96,13 +111,25 @@ fn plan_bytes(asgs: usize) -> usize {
         missing: 0,
     };
     let largest = plan.iter().map(Vec::len).max().unwrap_or(0) as u32;
-    let wave = WaveResponse { rollout_id: response.rollout_id.clone(), wave: 1, items: (0..largest).collect() };
-    [serde_json::to_vec(&response), serde_json::to_vec(&wave)].iter().map(|v| v.as_ref().map_or(0, Vec::len)).sum()
+    let wave = WaveResponse {
+        rollout_id: response.rollout_id.clone(),
+        wave: 1,
+        items: (0..largest).collect(),
+    };
+    [serde_json::to_vec(&response), serde_json::to_vec(&wave)]
+        .iter()
+        .map(|v| v.as_ref().map_or(0, Vec::len))
+        .sum()
 }
 
 /// Runs a release binary under the local Runtime API against moto (tests/emulator/coldstart.py),
 /// which checks its answers and prints cold and warm times.
-pub fn cold_start(venv_bin: &std::path::Path, function: &str, binary: &std::path::Path, runs: u32) -> anyhow::Result<()> {
+pub fn cold_start(
+    venv_bin: &std::path::Path,
+    function: &str,
+    binary: &std::path::Path,
+    runs: u32,
+) -> anyhow::Result<()> {
     println!("{function}: cold and warm start, {runs} runs (tests/emulator/coldstart.py)");
     let status = Command::new(venv_bin.join("python"))
         .arg("coldstart.py")

@@ -56,9 +56,14 @@ impl BuildArgs {
         let arch = self.architecture()?;
         let venv_bin = tools::ensure_python().context("cannot install cargo-lambda")?;
         let builder = Builder::new(&venv_bin, arch)?;
-        let built = FUNCTIONS.iter().map(|function| builder.build(function)).collect::<anyhow::Result<Vec<_>>>()?;
+        let built = FUNCTIONS
+            .iter()
+            .map(|function| builder.build(function))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         for zip in &built {
-            let glibc = zip.max_glibc.map_or_else(|| "none".to_string(), |v| v.to_string());
+            let glibc = zip
+                .max_glibc
+                .map_or_else(|| "none".to_string(), |v| v.to_string());
             println!(
                 "{} {} bytes ({}, needs glibc {glibc})",
                 display_path(&zip.path).display(),
@@ -74,7 +79,10 @@ impl BuildArgs {
         let from_config = match (&self.env, &self.config) {
             (None, None) => None,
             (env, config) => {
-                let selector = StackSelector { env: env.clone(), config: config.clone() };
+                let selector = StackSelector {
+                    env: env.clone(),
+                    config: config.clone(),
+                };
                 let (path, config) = selector.load()?;
                 Some((path, config.lambda.architecture))
             }
@@ -119,19 +127,28 @@ impl Builder {
     pub fn new(venv_bin: &Path, arch: Architecture) -> anyhow::Result<Self> {
         let target = Target::new(arch);
         ensure_rust_target(target.triple)?;
-        Ok(Self { venv_bin: venv_bin.to_path_buf(), target_dir: cargo_target_dir()?, target })
+        Ok(Self {
+            venv_bin: venv_bin.to_path_buf(),
+            target_dir: cargo_target_dir()?,
+            target,
+        })
     }
 
     /// Builds one function with only its feature, then checks the binary and the zip.
     pub fn build(&self, function: &'static str) -> anyhow::Result<BuiltZip> {
-        let Self { venv_bin, target_dir, target } = self;
+        let Self {
+            venv_bin,
+            target_dir,
+            target,
+        } = self;
         let lambda_dir = target_dir.join("lambda");
         let zip = lambda_dir.join(function).join("bootstrap.zip");
         let release_dir = target_dir.join(target.triple).join("release");
         // A zip left by an earlier build must never pass for this one.
         match std::fs::remove_file(&zip) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                return Err(error).with_context(|| format!("cannot remove the old {}", zip.display()));
+                return Err(error)
+                    .with_context(|| format!("cannot remove the old {}", zip.display()));
             }
             _ => {}
         }
@@ -151,8 +168,21 @@ impl Builder {
         );
         let started = Instant::now();
         let status = Command::new(venv_bin.join("cargo-lambda"))
-            .args(["lambda", "build", "--release", "--locked", "--package", RUNTIME_PACKAGE])
-            .args(["--bin", function, "--no-default-features", "--features", function])
+            .args([
+                "lambda",
+                "build",
+                "--release",
+                "--locked",
+                "--package",
+                RUNTIME_PACKAGE,
+            ])
+            .args([
+                "--bin",
+                function,
+                "--no-default-features",
+                "--features",
+                function,
+            ])
             .arg("--target")
             .arg(format!("{}.{LAMBDA_GLIBC}", target.triple))
             .args(["--output-format", "zip", "--lambda-dir"])
@@ -166,14 +196,27 @@ impl Builder {
             .status()
             .context("cannot run cargo-lambda from .venv")?;
         if !status.success() {
-            bail!("cargo lambda build of {function} for {} failed ({status})", target.arch.as_str());
+            bail!(
+                "cargo lambda build of {function} for {} failed ({status})",
+                target.arch.as_str()
+            );
         }
         eprintln!("  built {function} in {} s", started.elapsed().as_secs());
         let binary = release_dir.join(function);
-        let max_glibc = check_zip(&zip, &binary, *target)
-            .with_context(|| format!("{} ({function} for {})", display_path(&zip).display(), target.arch.as_str()))?;
+        let max_glibc = check_zip(&zip, &binary, *target).with_context(|| {
+            format!(
+                "{} ({function} for {})",
+                display_path(&zip).display(),
+                target.arch.as_str()
+            )
+        })?;
         let bytes = std::fs::metadata(&zip)?.len();
-        Ok(BuiltZip { path: zip, binary, bytes, max_glibc })
+        Ok(BuiltZip {
+            path: zip,
+            binary,
+            bytes,
+            max_glibc,
+        })
     }
 }
 
@@ -189,29 +232,46 @@ struct Target {
 impl Target {
     fn new(arch: Architecture) -> Self {
         match arch {
-            Architecture::Arm64 => {
-                Self { arch, triple: "aarch64-unknown-linux-gnu", elf_machine: object::elf::EM_AARCH64 }
-            }
-            Architecture::X86_64 => {
-                Self { arch, triple: "x86_64-unknown-linux-gnu", elf_machine: object::elf::EM_X86_64 }
-            }
+            Architecture::Arm64 => Self {
+                arch,
+                triple: "aarch64-unknown-linux-gnu",
+                elf_machine: object::elf::EM_AARCH64,
+            },
+            Architecture::X86_64 => Self {
+                arch,
+                triple: "x86_64-unknown-linux-gnu",
+                elf_machine: object::elf::EM_X86_64,
+            },
         }
     }
 }
 
 /// The binary must suit the target (machine, glibc) and be the zip's only entry,
 /// `bootstrap`, executable and the same bytes (size and CRC-32). Returns its newest glibc.
-fn check_zip(zip: &Path, binary: &Path, target: Target) -> anyhow::Result<Option<elf::GlibcVersion>> {
-    let elf = std::fs::read(binary).with_context(|| format!("cannot read the built binary {}", binary.display()))?;
+fn check_zip(
+    zip: &Path,
+    binary: &Path,
+    target: Target,
+) -> anyhow::Result<Option<elf::GlibcVersion>> {
+    let elf = std::fs::read(binary)
+        .with_context(|| format!("cannot read the built binary {}", binary.display()))?;
     let needs = elf::needs(&elf).with_context(|| format!("cannot read {}", binary.display()))?;
     if needs.machine != target.elf_machine {
-        let found = [Target::new(Architecture::Arm64), Target::new(Architecture::X86_64)]
-            .into_iter()
-            .find(|other| other.elf_machine == needs.machine)
-            .map_or_else(|| format!("ELF machine {}", needs.machine), |other| other.arch.as_str().to_string());
+        let found = [
+            Target::new(Architecture::Arm64),
+            Target::new(Architecture::X86_64),
+        ]
+        .into_iter()
+        .find(|other| other.elf_machine == needs.machine)
+        .map_or_else(
+            || format!("ELF machine {}", needs.machine),
+            |other| other.arch.as_str().to_string(),
+        );
         bail!("the binary is for {found}, not {}", target.arch.as_str());
     }
-    needs.check_glibc(LAMBDA_GLIBC).context("provided.al2023 would refuse to start it")?;
+    needs
+        .check_glibc(LAMBDA_GLIBC)
+        .context("provided.al2023 would refuse to start it")?;
     let data = std::fs::read(zip).context("cargo-lambda wrote no zip here")?;
     check_zip_holds(&data, &elf).with_context(|| format!("built binary: {}", binary.display()))?;
     Ok(needs.max_glibc())
@@ -241,16 +301,26 @@ fn ensure_rust_target(triple: &str) -> anyhow::Result<()> {
         .args(["target", "list", "--installed"])
         .current_dir(workspace_root())
         .output()
-        .with_context(|| format!("cannot run rustup: install the Rust target {triple} for your toolchain"))?;
+        .with_context(|| {
+            format!("cannot run rustup: install the Rust target {triple} for your toolchain")
+        })?;
     if !output.status.success() {
-        bail!("rustup target list --installed failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "rustup target list --installed failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
-    if String::from_utf8_lossy(&output.stdout).lines().any(|line| line.trim() == triple) {
+    if String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .any(|line| line.trim() == triple)
+    {
         return Ok(());
     }
     eprintln!("installing the Rust target {triple} (rustup target add)");
     tools::run(
-        Command::new("rustup").args(["target", "add", triple]).current_dir(workspace_root()),
+        Command::new("rustup")
+            .args(["target", "add", triple])
+            .current_dir(workspace_root()),
         &format!("rustup target add {triple}"),
     )
 }
@@ -268,7 +338,9 @@ fn cargo_target_dir() -> anyhow::Result<PathBuf> {
     }
     let metadata: serde_json::Value =
         serde_json::from_slice(&output.stdout).context("cargo metadata printed no JSON")?;
-    let dir = metadata["target_directory"].as_str().context("cargo metadata names no target_directory")?;
+    let dir = metadata["target_directory"]
+        .as_str()
+        .context("cargo metadata names no target_directory")?;
     Ok(PathBuf::from(dir))
 }
 
@@ -280,13 +352,32 @@ mod tests {
     #[test]
     fn a_lambda_zip_holds_exactly_the_checked_binary_executable() {
         let elf = b"\x7fELF the checked binary";
-        check_zip_holds(&stored_zip(&[("bootstrap", 0o100755, elf)], b""), elf).expect("the zip cargo-lambda writes");
+        check_zip_holds(&stored_zip(&[("bootstrap", 0o100755, elf)], b""), elf)
+            .expect("the zip cargo-lambda writes");
 
         let wrong = [
-            (stored_zip(&[("bootstrap", 0o100644, elf)], b""), "not executable"),
-            (stored_zip(&[("planner", 0o100755, elf)], b""), "not `bootstrap`"),
-            (stored_zip(&[("bootstrap", 0o100755, b"\x7fELF an older binary....")], b""), "not the binary"),
-            (stored_zip(&[("bootstrap", 0o100755, elf), ("extra", 0o100644, b"")], b""), "2 entries"),
+            (
+                stored_zip(&[("bootstrap", 0o100644, elf)], b""),
+                "not executable",
+            ),
+            (
+                stored_zip(&[("planner", 0o100755, elf)], b""),
+                "not `bootstrap`",
+            ),
+            (
+                stored_zip(
+                    &[("bootstrap", 0o100755, b"\x7fELF an older binary....")],
+                    b"",
+                ),
+                "not the binary",
+            ),
+            (
+                stored_zip(
+                    &[("bootstrap", 0o100755, elf), ("extra", 0o100644, b"")],
+                    b"",
+                ),
+                "2 entries",
+            ),
             (stored_zip(&[], b""), "0 entries"),
         ];
         for (zip, expected) in wrong {
@@ -298,7 +389,13 @@ mod tests {
     #[test]
     fn targets_pin_the_lambda_glibc_through_the_triple_suffix() {
         let arm = Target::new(Architecture::Arm64);
-        assert_eq!(format!("{}.{LAMBDA_GLIBC}", arm.triple), "aarch64-unknown-linux-gnu.2.34");
-        assert_eq!(Target::new(Architecture::X86_64).elf_machine, object::elf::EM_X86_64);
+        assert_eq!(
+            format!("{}.{LAMBDA_GLIBC}", arm.triple),
+            "aarch64-unknown-linux-gnu.2.34"
+        );
+        assert_eq!(
+            Target::new(Architecture::X86_64).elf_machine,
+            object::elf::EM_X86_64
+        );
     }
 }

@@ -79,7 +79,9 @@ impl DemoArgs {
         .run()
         .context("deploying the local stack to the emulator")?;
 
-        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let result = tokio.block_on(async {
             println!("== 4/6 creating the fleet: {} Auto Scaling groups on {OLD_AMI}", FLEET.len());
             create_fleet(&config, &endpoint).await?;
@@ -127,15 +129,28 @@ async fn create_fleet(config: &StackConfig, endpoint: &str) -> anyhow::Result<()
         let template = ec2
             .create_launch_template()
             .launch_template_name(format!("{name}-lt"))
-            .launch_template_data(RequestLaunchTemplateData::builder().image_id(OLD_AMI).instance_type("t3.micro".into()).build())
+            .launch_template_data(
+                RequestLaunchTemplateData::builder()
+                    .image_id(OLD_AMI)
+                    .instance_type("t3.micro".into())
+                    .build(),
+            )
             .send()
             .await
             .ctx(format!("creating the launch template of {name}"))?;
-        let template_id = template.launch_template().and_then(|t| t.launch_template_id()).unwrap_or_default();
+        let template_id = template
+            .launch_template()
+            .and_then(|t| t.launch_template_id())
+            .unwrap_or_default();
         let mut create = autoscaling
             .create_auto_scaling_group()
             .auto_scaling_group_name(name)
-            .launch_template(LaunchTemplateSpecification::builder().launch_template_id(template_id).version("$Default").build())
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_id(template_id)
+                    .version("$Default")
+                    .build(),
+            )
             .min_size(0)
             .max_size(capacity.max(1) * 2)
             .desired_capacity(capacity)
@@ -147,9 +162,18 @@ async fn create_fleet(config: &StackConfig, endpoint: &str) -> anyhow::Result<()
             .map(|(k, v)| (k.clone(), v.clone()))
             .chain([("emulator:refresh-seconds".to_string(), seconds.to_string())]);
         for (key, value) in tags {
-            create = create.tags(Tag::builder().key(key).value(value).propagate_at_launch(false).build());
+            create = create.tags(
+                Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .propagate_at_launch(false)
+                    .build(),
+            );
         }
-        create.send().await.ctx(format!("creating Auto Scaling group {name}"))?;
+        create
+            .send()
+            .await
+            .ctx(format!("creating Auto Scaling group {name}"))?;
         println!("   {name:<15} capacity {capacity}, refresh takes {seconds:>2} s");
     }
     Ok(())
@@ -183,11 +207,22 @@ async fn check_fleet(config: &StackConfig, endpoint: &str) -> anyhow::Result<()>
             .await
             .ctx(format!("describing the launch template of {name}"))?;
         let described = versions.launch_template_versions().first();
-        let number = described.and_then(|v| v.version_number()).unwrap_or_default();
-        let image = described.and_then(|v| v.launch_template_data()).and_then(|d| d.image_id()).unwrap_or("-");
+        let number = described
+            .and_then(|v| v.version_number())
+            .unwrap_or_default();
+        let image = described
+            .and_then(|v| v.launch_template_data())
+            .and_then(|d| d.image_id())
+            .unwrap_or("-");
         let expected = if capacity > 0 { NEW_AMI } else { OLD_AMI };
-        let verdict = if image == expected { "ok" } else { "UNEXPECTED" };
-        println!("   {name:<15} launch template version {number:<3} ({version:<8}) {image}  {verdict}");
+        let verdict = if image == expected {
+            "ok"
+        } else {
+            "UNEXPECTED"
+        };
+        println!(
+            "   {name:<15} launch template version {number:<3} ({version:<8}) {image}  {verdict}"
+        );
         if image != expected {
             wrong.push(format!("{name} launches {image}, expected {expected}"));
         }
@@ -195,6 +230,9 @@ async fn check_fleet(config: &StackConfig, endpoint: &str) -> anyhow::Result<()>
     if wrong.is_empty() {
         Ok(())
     } else {
-        Err(anyhow!("the rollout did not leave the fleet as expected: {}", wrong.join("; ")))
+        Err(anyhow!(
+            "the rollout did not leave the fleet as expected: {}",
+            wrong.join("; ")
+        ))
     }
 }

@@ -23,7 +23,11 @@ pub struct GlibcVersion {
 
 impl GlibcVersion {
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        Self { major, minor, patch }
+        Self {
+            major,
+            minor,
+            patch,
+        }
     }
 
     /// Parses a version name as `.gnu.version_r` spells it; `None` for anything that is not
@@ -86,7 +90,10 @@ impl ElfNeeds {
             bail!("needs glibc newer than {limit}: {}", too_new.join("; "));
         }
         if !self.glibc_unnumbered.is_empty() {
-            bail!("needs {}, which only one glibc build provides", self.glibc_unnumbered.join(", "));
+            bail!(
+                "needs {}, which only one glibc build provides",
+                self.glibc_unnumbered.join(", ")
+            );
         }
         Ok(())
     }
@@ -104,7 +111,9 @@ pub fn needs(data: &[u8]) -> anyhow::Result<ElfNeeds> {
 fn needs_of<Elf: FileHeader<Endian = Endianness>>(data: &[u8]) -> anyhow::Result<ElfNeeds> {
     let header = Elf::parse(data).context("cannot parse the ELF header")?;
     let endian = header.endian().context("cannot parse the ELF header")?;
-    let sections = header.sections(endian, data).context("cannot read the section headers")?;
+    let sections = header
+        .sections(endian, data)
+        .context("cannot read the section headers")?;
     let dynamic = header
         .program_headers(endian, data)
         .context("cannot read the program headers")?
@@ -113,38 +122,64 @@ fn needs_of<Elf: FileHeader<Endian = Endianness>>(data: &[u8]) -> anyhow::Result
     if dynamic && sections.is_empty() {
         bail!("dynamically linked but has no section headers: cannot read its version needs");
     }
-    let mut needs = ElfNeeds { machine: header.e_machine(endian), ..ElfNeeds::default() };
+    let mut needs = ElfNeeds {
+        machine: header.e_machine(endian),
+        ..ElfNeeds::default()
+    };
     // The loader refuses to start a binary when any version need is missing, referenced by
     // a symbol or not, so the needs section is the authority.
-    if let Some((mut verneeds, link)) = sections.gnu_verneed(endian, data).context("cannot read .gnu.version_r")? {
-        let strings = sections.strings(endian, data, link).context("cannot read .gnu.version_r's strings")?;
+    if let Some((mut verneeds, link)) = sections
+        .gnu_verneed(endian, data)
+        .context("cannot read .gnu.version_r")?
+    {
+        let strings = sections
+            .strings(endian, data, link)
+            .context("cannot read .gnu.version_r's strings")?;
         while let Some((_, mut auxes)) = verneeds.next().context("cannot read .gnu.version_r")? {
             while let Some(aux) = auxes.next().context("cannot read .gnu.version_r")? {
-                let name = String::from_utf8_lossy(aux.name(endian, strings).context("bad version name")?);
+                let name =
+                    String::from_utf8_lossy(aux.name(endian, strings).context("bad version name")?);
                 match GlibcVersion::from_version_name(&name) {
                     Some(version) => {
                         needs.glibc.entry(version).or_default();
                     }
-                    None if name.starts_with("GLIBC_") => needs.glibc_unnumbered.push(name.into_owned()),
+                    None if name.starts_with("GLIBC_") => {
+                        needs.glibc_unnumbered.push(name.into_owned())
+                    }
                     None => {}
                 }
             }
         }
     }
     // Name the symbols behind each version, for messages.
-    if let Some(versions) = sections.versions(endian, data).context("cannot read .gnu.version")? {
-        let symbols = sections.symbols(endian, data, SHT_DYNSYM).context("cannot read .dynsym")?;
+    if let Some(versions) = sections
+        .versions(endian, data)
+        .context("cannot read .gnu.version")?
+    {
+        let symbols = sections
+            .symbols(endian, data, SHT_DYNSYM)
+            .context("cannot read .dynsym")?;
         for (index, symbol) in symbols.enumerate() {
             if !symbol.is_undefined(endian) {
                 continue;
             }
             let version = versions.version(versions.version_index(endian, index).index());
-            let Some(version) = version.context("bad symbol version index")? else { continue };
-            let Some(glibc) = GlibcVersion::from_version_name(&String::from_utf8_lossy(version.name())) else {
+            let Some(version) = version.context("bad symbol version index")? else {
                 continue;
             };
-            let name = symbol.name(endian, symbols.strings()).context("bad symbol name")?;
-            needs.glibc.entry(glibc).or_default().push(String::from_utf8_lossy(name).into_owned());
+            let Some(glibc) =
+                GlibcVersion::from_version_name(&String::from_utf8_lossy(version.name()))
+            else {
+                continue;
+            };
+            let name = symbol
+                .name(endian, symbols.strings())
+                .context("bad symbol name")?;
+            needs
+                .glibc
+                .entry(glibc)
+                .or_default()
+                .push(String::from_utf8_lossy(name).into_owned());
         }
     }
     Ok(needs)
@@ -162,14 +197,27 @@ mod tests {
     fn parses_numbered_versions_only() {
         assert_eq!(v("GLIBC_2.34"), GlibcVersion::new(2, 34, 0));
         assert_eq!(v("GLIBC_2.2.5"), GlibcVersion::new(2, 2, 5));
-        for name in ["GLIBC_PRIVATE", "GCC_3.0", "GLIBC_2", "GLIBC_2.34.1.1", "GLIBC_2.x", "glibc_2.34"] {
+        for name in [
+            "GLIBC_PRIVATE",
+            "GCC_3.0",
+            "GLIBC_2",
+            "GLIBC_2.34.1.1",
+            "GLIBC_2.x",
+            "glibc_2.34",
+        ] {
             assert_eq!(GlibcVersion::from_version_name(name), None, "{name}");
         }
     }
 
     #[test]
     fn compares_numerically_and_displays_as_glibc_does() {
-        let mut versions = [v("GLIBC_2.34"), v("GLIBC_2.4"), v("GLIBC_2.2.5"), v("GLIBC_2.35"), v("GLIBC_2.3")];
+        let mut versions = [
+            v("GLIBC_2.34"),
+            v("GLIBC_2.4"),
+            v("GLIBC_2.2.5"),
+            v("GLIBC_2.35"),
+            v("GLIBC_2.3"),
+        ];
         versions.sort();
         let shown: Vec<String> = versions.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["2.2.5", "2.3", "2.4", "2.34", "2.35"]);
@@ -181,14 +229,25 @@ mod tests {
     fn check_fails_on_newer_versions_and_names_their_symbols() {
         let mut needs = ElfNeeds::default();
         needs.glibc.insert(v("GLIBC_2.2.5"), vec!["malloc".into()]);
-        needs.glibc.insert(v("GLIBC_2.34"), vec!["__libc_start_main".into()]);
+        needs
+            .glibc
+            .insert(v("GLIBC_2.34"), vec!["__libc_start_main".into()]);
         assert_eq!(needs.max_glibc(), Some(LAMBDA_GLIBC));
         needs.check_glibc(LAMBDA_GLIBC).expect("2.34 is allowed");
 
-        needs.glibc.insert(v("GLIBC_2.38"), vec!["__isoc23_strtol".into(), "strlcpy".into()]);
+        needs.glibc.insert(
+            v("GLIBC_2.38"),
+            vec!["__isoc23_strtol".into(), "strlcpy".into()],
+        );
         needs.glibc.insert(v("GLIBC_2.35"), Vec::new());
-        let error = needs.check_glibc(LAMBDA_GLIBC).expect_err("2.38 is too new").to_string();
-        assert_eq!(error, "needs glibc newer than 2.34: GLIBC_2.35; GLIBC_2.38 (__isoc23_strtol, strlcpy)");
+        let error = needs
+            .check_glibc(LAMBDA_GLIBC)
+            .expect_err("2.38 is too new")
+            .to_string();
+        assert_eq!(
+            error,
+            "needs glibc newer than 2.34: GLIBC_2.35; GLIBC_2.38 (__isoc23_strtol, strlcpy)"
+        );
 
         let mut private = ElfNeeds::default();
         private.glibc_unnumbered.push("GLIBC_PRIVATE".into());
@@ -204,11 +263,17 @@ mod tests {
     /// The version needs `objdump -p` lists under "Version References" for a GLIBC version.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn objdump_glibc_needs(path: &std::path::Path) -> std::collections::BTreeSet<GlibcVersion> {
-        let output =
-            std::process::Command::new("objdump").arg("-p").arg(path).output().expect("objdump (binutils) runs");
+        let output = std::process::Command::new("objdump")
+            .arg("-p")
+            .arg(path)
+            .output()
+            .expect("objdump (binutils) runs");
         assert!(output.status.success(), "objdump -p {}", path.display());
         let text = String::from_utf8_lossy(&output.stdout);
-        let references = text.split("Version References:").nth(1).expect("objdump lists version references");
+        let references = text
+            .split("Version References:")
+            .nth(1)
+            .expect("objdump lists version references");
         references
             .lines()
             .filter_map(|line| line.split_whitespace().last())
@@ -228,10 +293,19 @@ mod tests {
             }
             let data = std::fs::read(path).expect("readable binary");
             let needs = needs(&data).expect("parses");
-            let found: std::collections::BTreeSet<GlibcVersion> = needs.glibc.keys().copied().collect();
+            let found: std::collections::BTreeSet<GlibcVersion> =
+                needs.glibc.keys().copied().collect();
             assert_eq!(found, objdump_glibc_needs(path), "{}", path.display());
-            assert!(needs.max_glibc() >= Some(GlibcVersion::new(2, 2, 5)), "{}", path.display());
-            assert!(needs.glibc.values().any(|symbols| !symbols.is_empty()), "{} names no symbol", path.display());
+            assert!(
+                needs.max_glibc() >= Some(GlibcVersion::new(2, 2, 5)),
+                "{}",
+                path.display()
+            );
+            assert!(
+                needs.glibc.values().any(|symbols| !symbols.is_empty()),
+                "{} names no symbol",
+                path.display()
+            );
         }
         let data = std::fs::read(&exe).expect("readable test binary");
         let machine = needs(&data).expect("parses").machine;

@@ -43,7 +43,10 @@ impl StackSelector {
             return Ok(path.clone());
         }
         let env = self.env.as_deref().unwrap_or_default();
-        let valid = !env.is_empty() && env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let valid = !env.is_empty()
+            && env
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         let path = workspace_root().join("envs").join(format!("{env}.toml"));
         if !valid || !path.is_file() {
             let known: Vec<String> = env_files()?

@@ -33,7 +33,10 @@ impl RenderArgs {
 
 /// `target/asg-refresh/<env>/`.
 pub fn default_out_dir(config: &StackConfig) -> PathBuf {
-    workspace_root().join("target").join("asg-refresh").join(&config.name)
+    workspace_root()
+        .join("target")
+        .join("asg-refresh")
+        .join(&config.name)
 }
 
 /// Renders in memory; nothing is written when this fails.
@@ -49,12 +52,14 @@ pub fn write_files(out: &Path, files: &[OutputFile]) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(&iam)?.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|x| x == "json") && !keep.contains(&path) {
-            std::fs::remove_file(&path).with_context(|| format!("cannot remove stale {}", path.display()))?;
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove stale {}", path.display()))?;
         }
     }
     for file in files {
         let path = out.join(&file.path);
-        std::fs::write(&path, &file.contents).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, &file.contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

@@ -68,16 +68,28 @@ impl TestArgs {
         let mut tally = Tally::default();
         check_validators_can_fail(&mut tally, &tools);
         for path in env_files()? {
-            let env = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            tally.record(&format!("{env}: render is deterministic"), render_env(&path, &env));
-            let Ok(config) = load_checked(&path, Some(&env)) else { continue };
+            let env = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            tally.record(
+                &format!("{env}: render is deterministic"),
+                render_env(&path, &env),
+            );
+            let Ok(config) = load_checked(&path, Some(&env)) else {
+                continue;
+            };
             check_render(&mut tally, &tools, &config);
         }
         // The demo runs the x86_64 zips natively under the emulator.
         if check_lambda_zips(&mut tally, &tools) && cfg!(target_arch = "x86_64") {
             check_demo(&mut tally);
         }
-        println!("checks: {} passed, {} failed", tally.passed, tally.failed.len());
+        println!(
+            "checks: {} passed, {} failed",
+            tally.passed,
+            tally.failed.len()
+        );
         if !tally.failed.is_empty() {
             bail!("failed: {}", tally.failed.join("; "));
         }
@@ -94,7 +106,10 @@ fn check_lambda_zips(tally: &mut Tally, tools: &Tools) -> bool {
     let builder = build::Builder::new(&tools.venv_bin, arch);
     let mut all_built = true;
     for function in build::FUNCTIONS {
-        let name = format!("{function}: {} zip builds and needs glibc <= {LAMBDA_GLIBC}", arch.as_str());
+        let name = format!(
+            "{function}: {} zip builds and needs glibc <= {LAMBDA_GLIBC}",
+            arch.as_str()
+        );
         let built = match &builder {
             Ok(builder) => builder.build(function),
             Err(error) => Err(anyhow::anyhow!("{error:#}")),
@@ -119,7 +134,10 @@ fn check_lambda_zips(tally: &mut Tally, tools: &Tools) -> bool {
 fn check_demo(tally: &mut Tally) {
     println!("== cargo xtask demo (the README's first command)");
     let result = crate::demo::DemoArgs { interval: 2 }.run();
-    tally.record("demo: deploy, fleet and rollout on the local emulator end as expected", result);
+    tally.record(
+        "demo: deploy, fleet and rollout on the local emulator end as expected",
+        result,
+    );
 }
 
 /// Renders twice in memory, compares the bytes, writes the result to the default out dir.
@@ -139,11 +157,21 @@ fn check_render(tally: &mut Tally, tools: &Tools, config: &StackConfig) {
     let machine = out.join("state-machine.asl.json");
     tally.record(
         &format!("{env}: asl-validator"),
-        expect_clean(Command::new(tools.asl_validator()).arg("--json-path").arg(&machine), "asl-validator", false),
+        expect_clean(
+            Command::new(tools.asl_validator())
+                .arg("--json-path")
+                .arg(&machine),
+            "asl-validator",
+            false,
+        ),
     );
     tally.record(
         &format!("{env}: statelint"),
-        expect_clean(Command::new(tools.statelint()).arg(&machine), "statelint", true),
+        expect_clean(
+            Command::new(tools.statelint()).arg(&machine),
+            "statelint",
+            true,
+        ),
     );
     let policies = match parliament_inputs(config, &out) {
         Ok(policies) => policies,
@@ -154,15 +182,24 @@ fn check_render(tally: &mut Tally, tools: &Tools, config: &StackConfig) {
         Err(error) => return tally.record(&format!("{env}: parliament"), Err(error)),
     };
     for (policy, is_trust) in policies {
-        let name = policy.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = policy
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut cmd = Command::new(tools.parliament());
         // The community auditors judge what an identity may do; on a trust policy they would
         // flag sts:AssumeRole, which is the policy's whole purpose.
         if !is_trust {
             cmd.arg("--include-community-auditors");
         }
-        cmd.arg("--json").arg("--files").arg(&policy).stdin(std::process::Stdio::null());
-        tally.record(&format!("{env}: parliament {name}"), expect_accepted(&mut cmd, &name, &accepted));
+        cmd.arg("--json")
+            .arg("--files")
+            .arg(&policy)
+            .stdin(std::process::Stdio::null());
+        tally.record(
+            &format!("{env}: parliament {name}"),
+            expect_accepted(&mut cmd, &name, &accepted),
+        );
     }
 }
 
@@ -187,24 +224,39 @@ impl AcceptedFinding {
         let location = &finding["location"];
         let actions: Vec<String> = location["actions"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_lowercase)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_lowercase))
+                    .collect()
+            })
             .unwrap_or_default();
         file.ends_with(&self.file)
             && finding["issue"] == self.issue.as_str()
-            && self.kind.as_deref().is_none_or(|kind| location["type"] == kind)
+            && self
+                .kind
+                .as_deref()
+                .is_none_or(|kind| location["type"] == kind)
             && !actions.is_empty()
-            && actions.iter().all(|a| self.actions.iter().any(|ok| ok.to_lowercase() == *a))
+            && actions
+                .iter()
+                .all(|a| self.actions.iter().any(|ok| ok.to_lowercase() == *a))
     }
 }
 
 fn accepted_findings() -> anyhow::Result<Vec<AcceptedFinding>> {
     let path = crate::env_file::workspace_root().join("templates/iam/parliament-accepted.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a list of accepted findings", path.display()))
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a list of accepted findings", path.display()))
 }
 
 /// Runs parliament with `--json`: every finding must be one `accepted` lists for this file.
-fn expect_accepted(cmd: &mut Command, file: &str, accepted: &[AcceptedFinding]) -> anyhow::Result<()> {
+fn expect_accepted(
+    cmd: &mut Command,
+    file: &str,
+    accepted: &[AcceptedFinding],
+) -> anyhow::Result<()> {
     let output = cmd.output().context("cannot run parliament")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -215,9 +267,14 @@ fn expect_accepted(cmd: &mut Command, file: &str, accepted: &[AcceptedFinding]) 
             _ => refused.push(line.to_string()),
         }
     }
-    let exited_clean = output.status.success() || (output.status.code() == Some(1) && !stdout.trim().is_empty());
+    let exited_clean =
+        output.status.success() || (output.status.code() == Some(1) && !stdout.trim().is_empty());
     if !refused.is_empty() || !stderr.trim().is_empty() || !exited_clean {
-        bail!("parliament reported ({}):\n{}\n{stderr}", output.status, refused.join("\n"));
+        bail!(
+            "parliament reported ({}):\n{}\n{stderr}",
+            output.status,
+            refused.join("\n")
+        );
     }
     Ok(())
 }
@@ -265,13 +322,18 @@ fn check_validators_can_fail(tally: &mut Tally, tools: &Tools) {
         }),
         ("parliament", {
             let mut c = Command::new(tools.parliament());
-            c.arg("--files").arg(&policy).stdin(std::process::Stdio::null());
+            c.arg("--files")
+                .arg(&policy)
+                .stdin(std::process::Stdio::null());
             c
         }),
     ];
     for (tool, mut cmd) in cases {
         if !Path::new(cmd.get_program()).exists() {
-            tally.record(&format!("{tool} rejects a known-bad file"), Err(anyhow::anyhow!("{tool} is not installed")));
+            tally.record(
+                &format!("{tool} rejects a known-bad file"),
+                Err(anyhow::anyhow!("{tool} is not installed")),
+            );
             continue;
         }
         let result = match expect_clean(&mut cmd, tool, true) {
@@ -303,14 +365,20 @@ mod tests {
         let accepted = accepted_findings().expect("templates/iam/parliament-accepted.json parses");
         let finding = |actions: &[&str]| serde_json::json!({"issue": "PERMISSIONS_MANAGEMENT_ACTIONS", "location": {"actions": actions}});
         let states = "/out/iam/asg-refresh-prod-states.policy.json";
-        assert!(accepted.iter().any(|a| a.accepts(states, &finding(&["logs:putresourcepolicy"]))));
+        assert!(accepted
+            .iter()
+            .any(|a| a.accepts(states, &finding(&["logs:putresourcepolicy"]))));
         // One more action, or another file, and the finding fails the check.
         let wider = finding(&["logs:putresourcepolicy", "iam:putrolepolicy"]);
         assert!(!accepted.iter().any(|a| a.accepts(states, &wider)));
         let lambda = "/out/iam/asg-refresh-prod-lambda.policy.json";
-        assert!(!accepted.iter().any(|a| a.accepts(lambda, &finding(&["logs:putresourcepolicy"]))));
+        assert!(!accepted
+            .iter()
+            .any(|a| a.accepts(lambda, &finding(&["logs:putresourcepolicy"]))));
         let escalation = serde_json::json!({"issue": "PRIVILEGE_ESCALATION",
             "location": {"type": "CreateEC2WithExistingIP", "actions": ["lambda:updatefunctioncode"]}});
-        assert!(!accepted.iter().any(|a| a.accepts("/out/iam/deployer.policy.json", &escalation)));
+        assert!(!accepted
+            .iter()
+            .any(|a| a.accepts("/out/iam/deployer.policy.json", &escalation)));
     }
 }

@@ -73,24 +73,31 @@ fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
     if bin.join("python").exists() && is_current(&stamp, &wanted) {
         return Ok(bin);
     }
-    eprintln!("installing Python tools into {} (tests/requirements.txt)", venv.display());
+    eprintln!(
+        "installing Python tools into {} (tests/requirements.txt)",
+        venv.display()
+    );
     if !bin.join("python").exists() {
         let python = ["python3", "python"]
             .into_iter()
             .find(|p| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
             .context("python3 not found: install Python 3.9 or newer (Debian: apt-get install python3 python3-venv)")?;
-        run(Command::new(python).args(["-m", "venv"]).arg(&venv), "creating .venv")?;
+        run(
+            Command::new(python).args(["-m", "venv"]).arg(&venv),
+            "creating .venv",
+        )?;
     }
     run(
-        Command::new(bin.join("python")).args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--quiet",
-            "--requirement",
-        ])
-        .arg(&requirements),
+        Command::new(bin.join("python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--quiet",
+                "--requirement",
+            ])
+            .arg(&requirements),
         "pip install -r tests/requirements.txt",
     )?;
     std::fs::write(&stamp, wanted)?;
@@ -99,7 +106,8 @@ fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
 
 fn ensure_node_modules(root: &Path) -> anyhow::Result<PathBuf> {
     let dir = root.join("tests");
-    let lock = std::fs::read_to_string(dir.join("package-lock.json")).context("cannot read tests/package-lock.json")?;
+    let lock = std::fs::read_to_string(dir.join("package-lock.json"))
+        .context("cannot read tests/package-lock.json")?;
     let modules = dir.join("node_modules");
     let stamp = modules.join(".asg-refresh-package-lock.json");
     let bin = modules.join(".bin");

@@ -30,7 +30,8 @@ pub fn entries(data: &[u8]) -> anyhow::Result<Vec<ZipEntry>> {
         .rev()
         .find(|&at| {
             u32_at(data, at) == Some(END_OF_CENTRAL_DIRECTORY)
-                && u16_at(data, at + 20).is_some_and(|comment| at + 22 + usize::from(comment) == data.len())
+                && u16_at(data, at + 20)
+                    .is_some_and(|comment| at + 22 + usize::from(comment) == data.len())
         })
         .context("not a zip file: no end of central directory record")?;
     let count = u16_at(data, end + 10).context("truncated end of central directory record")?;
@@ -52,7 +53,9 @@ pub fn entries(data: &[u8]) -> anyhow::Result<Vec<ZipEntry>> {
         let extra_len = usize::from(u16_at(data, at + 30).with_context(truncated)?);
         let comment_len = usize::from(u16_at(data, at + 32).with_context(truncated)?);
         let attributes = u32_at(data, at + 38).with_context(truncated)?;
-        let name = data.get(at + 46..at + 46 + name_len).with_context(truncated)?;
+        let name = data
+            .get(at + 46..at + 46 + name_len)
+            .with_context(truncated)?;
         if size == 0xffff_ffff {
             bail!("zip64 archives are not supported");
         }
@@ -72,20 +75,30 @@ pub fn crc32(data: &[u8]) -> u32 {
     let table: Vec<u32> = (0..256u32)
         .map(|mut c| {
             for _ in 0..8 {
-                c = if c & 1 == 1 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 == 1 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             c
         })
         .collect();
-    !data.iter().fold(!0u32, |crc, &byte| table[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8))
+    !data.iter().fold(!0u32, |crc, &byte| {
+        table[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8)
+    })
 }
 
 fn u16_at(data: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(data.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        data.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(data.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        data.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 #[cfg(test)]
@@ -142,15 +155,28 @@ pub(crate) mod tests {
     #[test]
     fn lists_names_sizes_checksums_and_modes() {
         let zip = stored_zip(
-            &[("bootstrap", 0o100755, b"\x7fELF..."), ("README", 0o100644, b"hi")],
+            &[
+                ("bootstrap", 0o100755, b"\x7fELF..."),
+                ("README", 0o100644, b"hi"),
+            ],
             b"PK\x05\x06 is a fake end record inside this long comment",
         );
         let listed = entries(&zip).expect("valid zip");
         assert_eq!(
             listed,
             [
-                ZipEntry { name: "bootstrap".into(), size: 7, crc32: crc32(b"\x7fELF..."), unix_mode: Some(0o100755) },
-                ZipEntry { name: "README".into(), size: 2, crc32: crc32(b"hi"), unix_mode: Some(0o100644) },
+                ZipEntry {
+                    name: "bootstrap".into(),
+                    size: 7,
+                    crc32: crc32(b"\x7fELF..."),
+                    unix_mode: Some(0o100755)
+                },
+                ZipEntry {
+                    name: "README".into(),
+                    size: 2,
+                    crc32: crc32(b"hi"),
+                    unix_mode: Some(0o100644)
+                },
             ]
         );
     }

@@ -25,18 +25,27 @@ impl Fixture {
     async fn start() -> Self {
         let moto = Moto::start_extended();
         let dir = tempfile::tempdir().expect("temp dir");
-        let local = std::fs::read_to_string(workspace_root().join("envs/local.toml")).expect("envs/local.toml");
+        let local = std::fs::read_to_string(workspace_root().join("envs/local.toml"))
+            .expect("envs/local.toml");
         // The endpoint comes from --endpoint-url, as the brief of the command says it may.
-        let config: String =
-            local.lines().filter(|l| !l.starts_with("endpoint_url")).map(|l| format!("{l}\n")).collect();
+        let config: String = local
+            .lines()
+            .filter(|l| !l.starts_with("endpoint_url"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         std::fs::write(dir.path().join("local.toml"), config).unwrap();
         for function in ["planner", "refresher"] {
-            write_zip(&dir.path().join("zips").join(function).join("bootstrap.zip"), function.as_bytes());
+            write_zip(
+                &dir.path().join("zips").join(function).join("bootstrap.zip"),
+                function.as_bytes(),
+            );
         }
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(moto.endpoint())
             .region(Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_iam::config::Credentials::new("test", "test", None, None, "test"))
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
             .load()
             .await;
         Self { moto, dir, sdk }
@@ -59,7 +68,13 @@ impl Fixture {
     fn deploy(&self) -> String {
         let config = self.config();
         let zips = self.zips();
-        let output = self.xtask(&["deploy", "--config", config.to_str().unwrap(), "--zip-dir", zips.to_str().unwrap()]);
+        let output = self.xtask(&[
+            "deploy",
+            "--config",
+            config.to_str().unwrap(),
+            "--zip-dir",
+            zips.to_str().unwrap(),
+        ]);
         assert_success(&output);
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
@@ -144,7 +159,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -156,7 +175,12 @@ fn mutating_calls(stdout: &str) -> u64 {
         .lines()
         .find(|l| l.contains("mutating calls: "))
         .unwrap_or_else(|| panic!("no call count in:\n{stdout}"));
-    line.rsplit("mutating calls: ").next().unwrap().trim().parse().expect("a number")
+    line.rsplit("mutating calls: ")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("a number")
 }
 
 /// The operations the per-operation table marks as mutating.
@@ -177,7 +201,16 @@ fn tags_ok<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
 fn rendered(fixture: &Fixture) -> PathBuf {
     let out = fixture.dir.path().join("render");
     let config = fixture.config();
-    let output = run(&["render", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
+    let output = run(
+        &[
+            "render",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_success(&output);
     out
 }
@@ -189,7 +222,9 @@ fn decode(document: &str) -> Value {
         let mut i = 0;
         while i < b.len() {
             if b[i] == b'%' && i + 2 < b.len() {
-                out.push(u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).unwrap());
+                out.push(
+                    u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).unwrap(),
+                );
                 i += 3;
             } else {
                 out.push(b[i]);
@@ -206,92 +241,243 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
     let stdout = fixture.deploy();
     assert!(mutating_calls(&stdout) > 0, "{stdout}");
     // DynamoDB refuses point-in-time recovery right after CreateTable: deploy waits and says why.
-    assert!(stdout.contains("continuous backups are not available yet (the table was just created"), "{stdout}");
+    assert!(
+        stdout.contains("continuous backups are not available yet (the table was just created"),
+        "{stdout}"
+    );
     let render = rendered(&fixture);
 
     // IAM: trust and inline policies equal render's documents; both tags.
     let iam = fixture.iam();
     for role in [format!("{PREFIX}-lambda"), format!("{PREFIX}-states")] {
-        let got = iam.get_role().role_name(&role).send().await.expect("role exists");
-        let trust: Value =
-            serde_json::from_str(&std::fs::read_to_string(render.join(format!("iam/{role}.trust.json"))).unwrap())
-                .unwrap();
-        assert_eq!(decode(got.role().unwrap().assume_role_policy_document().unwrap()), trust, "{role} trust");
-        let policy = iam.get_role_policy().role_name(&role).policy_name(&role).send().await.expect("inline policy");
-        let want: Value =
-            serde_json::from_str(&std::fs::read_to_string(render.join(format!("iam/{role}.policy.json"))).unwrap())
-                .unwrap();
+        let got = iam
+            .get_role()
+            .role_name(&role)
+            .send()
+            .await
+            .expect("role exists");
+        let trust: Value = serde_json::from_str(
+            &std::fs::read_to_string(render.join(format!("iam/{role}.trust.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            decode(got.role().unwrap().assume_role_policy_document().unwrap()),
+            trust,
+            "{role} trust"
+        );
+        let policy = iam
+            .get_role_policy()
+            .role_name(&role)
+            .policy_name(&role)
+            .send()
+            .await
+            .expect("inline policy");
+        let want: Value = serde_json::from_str(
+            &std::fs::read_to_string(render.join(format!("iam/{role}.policy.json"))).unwrap(),
+        )
+        .unwrap();
         assert_eq!(decode(policy.policy_document()), want, "{role} policy");
         let tags = iam.list_role_tags().role_name(&role).send().await.unwrap();
-        assert!(tags_ok(tags.tags().iter().map(|t| (t.key(), t.value()))), "{role} tags");
+        assert!(
+            tags_ok(tags.tags().iter().map(|t| (t.key(), t.value()))),
+            "{role} tags"
+        );
     }
 
     // DynamoDB: keys, on-demand, SSE, PITR, TTL, tags.
     let db = aws_sdk_dynamodb::Client::new(&fixture.sdk);
-    let table = db.describe_table().table_name(PREFIX).send().await.expect("table exists");
+    let table = db
+        .describe_table()
+        .table_name(PREFIX)
+        .send()
+        .await
+        .expect("table exists");
     let table = table.table().unwrap();
-    let keys: Vec<_> = table.key_schema().iter().map(|k| (k.attribute_name(), k.key_type().as_str())).collect();
+    let keys: Vec<_> = table
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name(), k.key_type().as_str()))
+        .collect();
     assert_eq!(keys, [("rollout_id", "HASH"), ("asg", "RANGE")]);
     assert_eq!(
-        table.billing_mode_summary().and_then(|b| b.billing_mode()).map(|b| b.as_str()),
+        table
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .map(|b| b.as_str()),
         Some("PAY_PER_REQUEST")
     );
-    assert_eq!(table.sse_description().and_then(|s| s.status()).map(|s| s.as_str()), Some("ENABLED"));
-    let backups = db.describe_continuous_backups().table_name(PREFIX).send().await.unwrap();
-    let pitr = backups.continuous_backups_description().and_then(|d| d.point_in_time_recovery_description());
-    assert_eq!(pitr.and_then(|p| p.point_in_time_recovery_status()).map(|s| s.as_str()), Some("ENABLED"));
-    let ttl = db.describe_time_to_live().table_name(PREFIX).send().await.unwrap();
-    assert_eq!(ttl.time_to_live_description().and_then(|t| t.attribute_name()), Some("expires_at"));
-    let tags = db.list_tags_of_resource().resource_arn(table.table_arn().unwrap()).send().await.unwrap();
-    assert!(tags_ok(tags.tags().iter().map(|t| (t.key(), t.value()))), "table tags");
+    assert_eq!(
+        table
+            .sse_description()
+            .and_then(|s| s.status())
+            .map(|s| s.as_str()),
+        Some("ENABLED")
+    );
+    let backups = db
+        .describe_continuous_backups()
+        .table_name(PREFIX)
+        .send()
+        .await
+        .unwrap();
+    let pitr = backups
+        .continuous_backups_description()
+        .and_then(|d| d.point_in_time_recovery_description());
+    assert_eq!(
+        pitr.and_then(|p| p.point_in_time_recovery_status())
+            .map(|s| s.as_str()),
+        Some("ENABLED")
+    );
+    let ttl = db
+        .describe_time_to_live()
+        .table_name(PREFIX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ttl.time_to_live_description()
+            .and_then(|t| t.attribute_name()),
+        Some("expires_at")
+    );
+    let tags = db
+        .list_tags_of_resource()
+        .resource_arn(table.table_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags_ok(tags.tags().iter().map(|t| (t.key(), t.value()))),
+        "table tags"
+    );
 
     // Lambda: configuration, code hash, tags.
     let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
     for function in ["planner", "refresher"] {
         let name = format!("{PREFIX}-{function}");
-        let got = lambda.get_function().function_name(&name).send().await.expect("function exists");
+        let got = lambda
+            .get_function()
+            .function_name(&name)
+            .send()
+            .await
+            .expect("function exists");
         let c = got.configuration().unwrap();
         assert_eq!(c.runtime().map(|r| r.as_str()), Some("provided.al2023"));
         assert_eq!(c.handler(), Some("bootstrap"));
-        assert_eq!(c.architectures().iter().map(|a| a.as_str()).collect::<Vec<_>>(), ["x86_64"]);
+        assert_eq!(
+            c.architectures()
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>(),
+            ["x86_64"]
+        );
         assert_eq!(c.memory_size(), Some(128));
         // The planner reads every target once per rollout: its own, longer timeout.
         let timeout = if function == "planner" { 600 } else { 30 };
         assert_eq!(c.timeout(), Some(timeout), "{name}");
-        assert_eq!(c.role(), Some(format!("arn:aws:iam::123456789012:role/{PREFIX}-lambda").as_str()));
+        assert_eq!(
+            c.role(),
+            Some(format!("arn:aws:iam::123456789012:role/{PREFIX}-lambda").as_str())
+        );
         let vars = c.environment().and_then(|e| e.variables()).unwrap();
-        assert_eq!(vars.get("ASG_REFRESH_TABLE").map(String::as_str), Some(PREFIX));
-        assert!(tags_ok(got.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()))), "{name} tags");
+        assert_eq!(
+            vars.get("ASG_REFRESH_TABLE").map(String::as_str),
+            Some(PREFIX)
+        );
+        assert!(
+            tags_ok(
+                got.tags()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+            ),
+            "{name} tags"
+        );
     }
 
     // Logs and Step Functions: the rendered definition byte for byte, role, logging, tags.
     let logs = aws_sdk_cloudwatchlogs::Client::new(&fixture.sdk);
     let group = format!("/aws/vendedlogs/states/{PREFIX}");
-    let groups = logs.describe_log_groups().log_group_name_prefix(&group).send().await.unwrap();
-    let found = groups.log_groups().iter().find(|g| g.log_group_name() == Some(group.as_str())).expect("log group");
-    let group_arn =
-        found.log_group_arn().map(str::to_string).unwrap_or_else(|| found.arn().unwrap().trim_end_matches(":*").into());
-    let tags = logs.list_tags_for_resource().resource_arn(group_arn).send().await.unwrap();
-    assert!(tags_ok(tags.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()))), "log group tags");
+    let groups = logs
+        .describe_log_groups()
+        .log_group_name_prefix(&group)
+        .send()
+        .await
+        .unwrap();
+    let found = groups
+        .log_groups()
+        .iter()
+        .find(|g| g.log_group_name() == Some(group.as_str()))
+        .expect("log group");
+    let group_arn = found
+        .log_group_arn()
+        .map(str::to_string)
+        .unwrap_or_else(|| found.arn().unwrap().trim_end_matches(":*").into());
+    let tags = logs
+        .list_tags_for_resource()
+        .resource_arn(group_arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags_ok(
+            tags.tags()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+        ),
+        "log group tags"
+    );
     let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
     let arn = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}");
-    let machine = sfn.describe_state_machine().state_machine_arn(&arn).send().await.expect("state machine");
-    assert_eq!(machine.definition(), std::fs::read_to_string(render.join("state-machine.asl.json")).unwrap());
+    let machine = sfn
+        .describe_state_machine()
+        .state_machine_arn(&arn)
+        .send()
+        .await
+        .expect("state machine");
+    assert_eq!(
+        machine.definition(),
+        std::fs::read_to_string(render.join("state-machine.asl.json")).unwrap()
+    );
     assert_eq!(machine.r#type().as_str(), "STANDARD");
-    assert_eq!(machine.role_arn(), format!("arn:aws:iam::123456789012:role/{PREFIX}-states"));
-    let logging = machine.logging_configuration().expect("logging configuration");
+    assert_eq!(
+        machine.role_arn(),
+        format!("arn:aws:iam::123456789012:role/{PREFIX}-states")
+    );
+    let logging = machine
+        .logging_configuration()
+        .expect("logging configuration");
     assert_eq!(logging.level().map(|l| l.as_str()), Some("ALL"));
     assert!(!logging.include_execution_data());
-    let destination = logging.destinations()[0].cloud_watch_logs_log_group().and_then(|g| g.log_group_arn());
-    assert_eq!(destination, Some(format!("arn:aws:logs:us-east-1:123456789012:log-group:{group}:*").as_str()));
-    let tags = sfn.list_tags_for_resource().resource_arn(&arn).send().await.unwrap();
-    assert!(tags_ok(tags.tags().iter().map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))));
+    let destination = logging.destinations()[0]
+        .cloud_watch_logs_log_group()
+        .and_then(|g| g.log_group_arn());
+    assert_eq!(
+        destination,
+        Some(format!("arn:aws:logs:us-east-1:123456789012:log-group:{group}:*").as_str())
+    );
+    let tags = sfn
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(tags_ok(tags.tags().iter().map(|t| (
+        t.key().unwrap_or_default(),
+        t.value().unwrap_or_default()
+    ))));
 
     // A second deploy: counted, not assumed.
     let again = fixture.deploy();
     assert_eq!(mutating_calls(&again), 0, "{again}");
     assert!(again.contains("no changes"), "{again}");
-    assert_eq!(again.lines().filter(|l| l.trim_start().starts_with("unchanged")).count(), 7, "{again}");
+    assert_eq!(
+        again
+            .lines()
+            .filter(|l| l.trim_start().starts_with("unchanged"))
+            .count(),
+        7,
+        "{again}"
+    );
 }
 
 #[tokio::test]
@@ -309,23 +495,47 @@ async fn dry_run_prints_the_plan_and_changes_nothing() {
     ]);
     assert_success(&output);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(stdout.lines().filter(|l| l.trim_start().starts_with("create ")).count(), 7, "{stdout}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("create "))
+            .count(),
+        7,
+        "{stdout}"
+    );
     assert_eq!(mutating_calls(&stdout), 0, "{stdout}");
-    assert!(fixture.iam().get_role().role_name(format!("{PREFIX}-lambda")).send().await.is_err());
+    assert!(fixture
+        .iam()
+        .get_role()
+        .role_name(format!("{PREFIX}-lambda"))
+        .send()
+        .await
+        .is_err());
 }
 
 #[tokio::test]
 async fn a_config_change_updates_only_the_function_configuration() {
     let fixture = Fixture::start().await;
     fixture.deploy();
-    let config = std::fs::read_to_string(fixture.config()).unwrap().replace("memory_mb = 128", "memory_mb = 256");
+    let config = std::fs::read_to_string(fixture.config())
+        .unwrap()
+        .replace("memory_mb = 128", "memory_mb = 256");
     std::fs::write(fixture.config(), config).unwrap();
     let stdout = fixture.deploy();
-    assert_eq!(mutating_operations(&stdout), ["Lambda.UpdateFunctionConfiguration 2 mutating"], "{stdout}");
+    assert_eq!(
+        mutating_operations(&stdout),
+        ["Lambda.UpdateFunctionConfiguration 2 mutating"],
+        "{stdout}"
+    );
     assert_eq!(mutating_calls(&stdout), 2, "{stdout}");
     assert!(stdout.contains("(memory)"), "{stdout}");
     let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
-    let got = lambda.get_function_configuration().function_name(format!("{PREFIX}-planner")).send().await.unwrap();
+    let got = lambda
+        .get_function_configuration()
+        .function_name(format!("{PREFIX}-planner"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.memory_size(), Some(256));
 }
 
@@ -333,9 +543,16 @@ async fn a_config_change_updates_only_the_function_configuration() {
 async fn a_new_zip_updates_only_that_functions_code() {
     let fixture = Fixture::start().await;
     fixture.deploy();
-    write_zip(&fixture.zips().join("refresher/bootstrap.zip"), b"refresher v2");
+    write_zip(
+        &fixture.zips().join("refresher/bootstrap.zip"),
+        b"refresher v2",
+    );
     let stdout = fixture.deploy();
-    assert_eq!(mutating_operations(&stdout), ["Lambda.UpdateFunctionCode 1 mutating"], "{stdout}");
+    assert_eq!(
+        mutating_operations(&stdout),
+        ["Lambda.UpdateFunctionCode 1 mutating"],
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
@@ -345,16 +562,36 @@ async fn a_partly_deployed_stack_converges() {
     let fixture = Fixture::start().await;
     fixture.deploy();
     let role = format!("{PREFIX}-states");
-    fixture.iam().delete_role_policy().role_name(&role).policy_name(&role).send().await.unwrap();
+    fixture
+        .iam()
+        .delete_role_policy()
+        .role_name(&role)
+        .policy_name(&role)
+        .send()
+        .await
+        .unwrap();
     let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
-    lambda.delete_function().function_name(format!("{PREFIX}-refresher")).send().await.unwrap();
+    lambda
+        .delete_function()
+        .function_name(format!("{PREFIX}-refresher"))
+        .send()
+        .await
+        .unwrap();
     let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
     let arn = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}");
-    sfn.delete_state_machine().state_machine_arn(&arn).send().await.unwrap();
+    sfn.delete_state_machine()
+        .state_machine_arn(&arn)
+        .send()
+        .await
+        .unwrap();
     let stdout = fixture.deploy();
     assert_eq!(
         mutating_operations(&stdout),
-        ["IAM.PutRolePolicy 1 mutating", "Lambda.CreateFunction 1 mutating", "SFN.CreateStateMachine 1 mutating"],
+        [
+            "IAM.PutRolePolicy 1 mutating",
+            "Lambda.CreateFunction 1 mutating",
+            "SFN.CreateStateMachine 1 mutating"
+        ],
         "{stdout}"
     );
     assert_eq!(mutating_calls(&fixture.deploy()), 0);
@@ -371,7 +608,13 @@ async fn deploys_killed_at_many_points_then_rerun_converge() {
     let mut finished_before_kill = 0;
     for delay_ms in [30u64, 80, 130, 180, 240, 320, 420, 560] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["deploy", "--config", config.to_str().unwrap(), "--zip-dir", zips.to_str().unwrap()])
+            .args([
+                "deploy",
+                "--config",
+                config.to_str().unwrap(),
+                "--zip-dir",
+                zips.to_str().unwrap(),
+            ])
             .args(["--endpoint-url", &endpoint])
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -395,7 +638,10 @@ async fn deploys_killed_at_many_points_then_rerun_converge() {
     assert!(stdout.contains("deployed stack `local`"), "{stdout}");
     let again = fixture.deploy();
     assert_eq!(mutating_calls(&again), 0, "{again}");
-    assert!(finished_before_kill < 8, "every deploy finished before its kill: the test interrupted nothing");
+    assert!(
+        finished_before_kill < 8,
+        "every deploy finished before its kill: the test interrupted nothing"
+    );
 }
 
 #[tokio::test]
@@ -406,8 +652,18 @@ async fn destroy_without_yes_and_no_terminal_deletes_nothing() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("without --yes"), "{stderr}");
-    assert!(fixture.iam().get_role().role_name(format!("{PREFIX}-lambda")).send().await.is_ok());
-    assert_eq!(mutating_calls(&fixture.deploy()), 0, "destroy changed something");
+    assert!(fixture
+        .iam()
+        .get_role()
+        .role_name(format!("{PREFIX}-lambda"))
+        .send()
+        .await
+        .is_ok());
+    assert_eq!(
+        mutating_calls(&fixture.deploy()),
+        0,
+        "destroy changed something"
+    );
 }
 
 #[tokio::test]
@@ -416,12 +672,28 @@ async fn destroy_removes_the_stack_and_nothing_else() {
     fixture.deploy();
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
     let foreign = format!("{PREFIX}-lambda-other");
-    fixture.iam().create_role().role_name(&foreign).assume_role_policy_document(trust).send().await.unwrap();
+    fixture
+        .iam()
+        .create_role()
+        .role_name(&foreign)
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
     let output = fixture.destroy(true);
     assert_success(&output);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("7 resources deleted"), "{stdout}");
-    assert!(fixture.iam().get_role().role_name(&foreign).send().await.is_ok(), "the foreign role was deleted");
+    assert!(
+        fixture
+            .iam()
+            .get_role()
+            .role_name(&foreign)
+            .send()
+            .await
+            .is_ok(),
+        "the foreign role was deleted"
+    );
     // Nothing of the stack is left: a deploy would create all seven resources again.
     let config = fixture.config();
     let zips = fixture.zips();
@@ -434,7 +706,13 @@ async fn destroy_removes_the_stack_and_nothing_else() {
         "--dry-run",
     ]);
     let plan = String::from_utf8_lossy(&plan.stdout);
-    assert_eq!(plan.lines().filter(|l| l.trim_start().starts_with("create ")).count(), 7, "{plan}");
+    assert_eq!(
+        plan.lines()
+            .filter(|l| l.trim_start().starts_with("create "))
+            .count(),
+        7,
+        "{plan}"
+    );
     let again = fixture.destroy(true);
     assert_success(&again);
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to delete"));
@@ -445,10 +723,21 @@ async fn an_untagged_resource_with_the_stacks_name_stops_deploy_before_any_chang
     let fixture = Fixture::start().await;
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
     let iam = fixture.iam();
-    iam.create_role().role_name(format!("{PREFIX}-states")).assume_role_policy_document(trust).send().await.unwrap();
+    iam.create_role()
+        .role_name(format!("{PREFIX}-states"))
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
     let config = fixture.config();
     let zips = fixture.zips();
-    let output = fixture.xtask(&["deploy", "--config", config.to_str().unwrap(), "--zip-dir", zips.to_str().unwrap()]);
+    let output = fixture.xtask(&[
+        "deploy",
+        "--config",
+        config.to_str().unwrap(),
+        "--zip-dir",
+        zips.to_str().unwrap(),
+    ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -457,22 +746,49 @@ async fn an_untagged_resource_with_the_stacks_name_stops_deploy_before_any_chang
         )),
         "{stderr}"
     );
-    assert!(iam.get_role().role_name(format!("{PREFIX}-lambda")).send().await.is_err(), "deploy changed something");
+    assert!(
+        iam.get_role()
+            .role_name(format!("{PREFIX}-lambda"))
+            .send()
+            .await
+            .is_err(),
+        "deploy changed something"
+    );
     let db = aws_sdk_dynamodb::Client::new(&fixture.sdk);
-    assert!(db.describe_table().table_name(PREFIX).send().await.is_err(), "deploy created the table");
+    assert!(
+        db.describe_table().table_name(PREFIX).send().await.is_err(),
+        "deploy created the table"
+    );
     // Destroy leaves the foreign role alone too.
     let output = fixture.destroy(true);
     assert_success(&output);
-    assert!(iam.get_role().role_name(format!("{PREFIX}-states")).send().await.is_ok());
+    assert!(iam
+        .get_role()
+        .role_name(format!("{PREFIX}-states"))
+        .send()
+        .await
+        .is_ok());
 }
 
 #[test]
 fn an_unknown_env_fails_clearly() {
     let started = Instant::now();
-    let output = run(&["deploy", "--env", "no-such-env", "--zip-dir", "/nonexistent"], &[]);
+    let output = run(
+        &[
+            "deploy",
+            "--env",
+            "no-such-env",
+            "--zip-dir",
+            "/nonexistent",
+        ],
+        &[],
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("unknown env `no-such-env`: known envs are"), "{stderr}");
+    assert!(
+        stderr.contains("unknown env `no-such-env`: known envs are"),
+        "{stderr}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -486,13 +802,23 @@ fn an_unreachable_endpoint_fails_clearly_in_bounded_time() {
     let started = Instant::now();
     let config = workspace_root().join("envs/local.toml");
     let output = run(
-        &["deploy", "--config", config.to_str().unwrap(), "--zip-dir", dir.path().to_str().unwrap()],
+        &[
+            "deploy",
+            "--config",
+            config.to_str().unwrap(),
+            "--zip-dir",
+            dir.path().to_str().unwrap(),
+        ],
         &["--endpoint-url", &endpoint],
     );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot reach the AWS endpoint"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -504,8 +830,17 @@ fn missing_credentials_fail_clearly_before_any_call() {
     let config = workspace_root().join("envs/local.toml");
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["deploy", "--config", config.to_str().unwrap(), "--zip-dir", dir.path().to_str().unwrap()])
-        .args(["--endpoint-url", &format!("http://127.0.0.1:{}", free_port())])
+        .args([
+            "deploy",
+            "--config",
+            config.to_str().unwrap(),
+            "--zip-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .args([
+            "--endpoint-url",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", dir.path())
@@ -517,8 +852,15 @@ fn missing_credentials_fail_clearly_before_any_call() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("no AWS credentials") && stderr.contains("AWS_ACCESS_KEY_ID"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(
+        stderr.contains("no AWS credentials") && stderr.contains("AWS_ACCESS_KEY_ID"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -527,20 +869,38 @@ fn an_invalid_env_file_fails_before_any_call() {
     let local = std::fs::read_to_string(workspace_root().join("envs/local.toml")).unwrap();
     let config = dir.path().join("local.toml");
     std::fs::write(&config, local.replace("region = \"us-east-1\"\n", "")).unwrap();
-    let output = run(&["deploy", "--config", config.to_str().unwrap(), "--zip-dir", "/nonexistent"], &[]);
+    let output = run(
+        &[
+            "deploy",
+            "--config",
+            config.to_str().unwrap(),
+            "--zip-dir",
+            "/nonexistent",
+        ],
+        &[],
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("`region`") && stderr.contains("missing field"), "{stderr}");
+    assert!(
+        stderr.contains("`region`") && stderr.contains("missing field"),
+        "{stderr}"
+    );
 }
 
 /// A logging configuration (level ALL) to the log group `group_arn`.
 fn logging_to(group_arn: &str) -> aws_sdk_sfn::types::LoggingConfiguration {
-    use aws_sdk_sfn::types::{CloudWatchLogsLogGroup, LogDestination, LogLevel, LoggingConfiguration};
+    use aws_sdk_sfn::types::{
+        CloudWatchLogsLogGroup, LogDestination, LogLevel, LoggingConfiguration,
+    };
     LoggingConfiguration::builder()
         .level(LogLevel::All)
         .destinations(
             LogDestination::builder()
-                .cloud_watch_logs_log_group(CloudWatchLogsLogGroup::builder().log_group_arn(group_arn).build())
+                .cloud_watch_logs_log_group(
+                    CloudWatchLogsLogGroup::builder()
+                        .log_group_arn(group_arn)
+                        .build(),
+                )
                 .build(),
         )
         .build()
@@ -555,11 +915,22 @@ async fn the_emulator_refuses_logging_the_machine_role_cannot_deliver() {
     let fixture = Fixture::start().await;
     let iam = fixture.iam();
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"states.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let role = iam.create_role().role_name("machine").assume_role_policy_document(trust).send().await.unwrap();
+    let role = iam
+        .create_role()
+        .role_name("machine")
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
     let role_arn = role.role().unwrap().arn().to_string();
-    let invoke_only =
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"lambda:InvokeFunction","Resource":"*"}]}"#;
-    iam.put_role_policy().role_name("machine").policy_name("invoke").policy_document(invoke_only).send().await.unwrap();
+    let invoke_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"lambda:InvokeFunction","Resource":"*"}]}"#;
+    iam.put_role_policy()
+        .role_name("machine")
+        .policy_name("invoke")
+        .policy_document(invoke_only)
+        .send()
+        .await
+        .unwrap();
     let group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/vendedlogs/states/machine:*";
     let definition = r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#;
     let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
@@ -571,31 +942,57 @@ async fn the_emulator_refuses_logging_the_machine_role_cannot_deliver() {
             .logging_configuration(logging_to(group))
             .send()
     };
-    let refused = create().await.expect_err("a role without log delivery is refused");
+    let refused = create()
+        .await
+        .expect_err("a role without log delivery is refused");
     let service = refused.as_service_error().expect("a service error");
-    assert_eq!(aws_sdk_sfn::error::ProvideErrorMetadata::code(service), Some("AccessDeniedException"));
+    assert_eq!(
+        aws_sdk_sfn::error::ProvideErrorMetadata::code(service),
+        Some("AccessDeniedException")
+    );
     assert_eq!(
         aws_sdk_sfn::error::ProvideErrorMetadata::message(service),
         Some("The state machine IAM Role is not authorized to access the Log Destination")
     );
     // Without a log destination nothing is judged; with the actions on "*" the same call passes.
-    iam.put_role_policy().role_name("machine").policy_name("logs").policy_document(LOG_DELIVERY).send().await.unwrap();
-    let arn = create().await.expect("allowed once the role may deliver logs").state_machine_arn().to_string();
+    iam.put_role_policy()
+        .role_name("machine")
+        .policy_name("logs")
+        .policy_document(LOG_DELIVERY)
+        .send()
+        .await
+        .unwrap();
+    let arn = create()
+        .await
+        .expect("allowed once the role may deliver logs")
+        .state_machine_arn()
+        .to_string();
     // An explicit Deny in an attached policy takes one action away: UpdateStateMachine is refused.
-    let deny =
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"logs:PutResourcePolicy","Resource":"*"}]}"#;
-    let policy = iam.create_policy().policy_name("no-resource-policy").policy_document(deny).send().await.unwrap();
+    let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"logs:PutResourcePolicy","Resource":"*"}]}"#;
+    let policy = iam
+        .create_policy()
+        .policy_name("no-resource-policy")
+        .policy_document(deny)
+        .send()
+        .await
+        .unwrap();
     iam.attach_role_policy()
         .role_name("machine")
         .policy_arn(policy.policy().unwrap().arn().unwrap())
         .send()
         .await
         .unwrap();
-    let update =
-        sfn.update_state_machine().state_machine_arn(&arn).logging_configuration(logging_to(group)).send().await;
+    let update = sfn
+        .update_state_machine()
+        .state_machine_arn(&arn)
+        .logging_configuration(logging_to(group))
+        .send()
+        .await;
     let refused = update.expect_err("a Deny on one log-delivery action is refused");
     assert_eq!(
-        refused.as_service_error().and_then(aws_sdk_sfn::error::ProvideErrorMetadata::message),
+        refused
+            .as_service_error()
+            .and_then(aws_sdk_sfn::error::ProvideErrorMetadata::message),
         Some("The state machine IAM Role is not authorized to access the Log Destination")
     );
     sfn.update_state_machine()
@@ -609,22 +1006,35 @@ async fn the_emulator_refuses_logging_the_machine_role_cannot_deliver() {
 #[tokio::test]
 async fn the_emulator_refuses_point_in_time_recovery_right_after_create_table() {
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-        ScalarAttributeType,
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType,
+        PointInTimeRecoverySpecification, ScalarAttributeType,
     };
     let fixture = Fixture::start().await;
     let db = aws_sdk_dynamodb::Client::new(&fixture.sdk);
     db.create_table()
         .table_name("fresh")
-        .key_schema(KeySchemaElement::builder().attribute_name("k").key_type(KeyType::Hash).build().unwrap())
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("k")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
         .attribute_definitions(
-            AttributeDefinition::builder().attribute_name("k").attribute_type(ScalarAttributeType::S).build().unwrap(),
+            AttributeDefinition::builder()
+                .attribute_name("k")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
         )
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
         .unwrap();
-    let pitr = PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build().unwrap();
+    let pitr = PointInTimeRecoverySpecification::builder()
+        .point_in_time_recovery_enabled(true)
+        .build()
+        .unwrap();
     let refused = db
         .update_continuous_backups()
         .table_name("fresh")
@@ -632,7 +1042,12 @@ async fn the_emulator_refuses_point_in_time_recovery_right_after_create_table() 
         .send()
         .await;
     let refused = refused.expect_err("refused right after CreateTable");
-    assert!(refused.as_service_error().is_some_and(|e| e.is_continuous_backups_unavailable_exception()), "{refused:?}");
+    assert!(
+        refused
+            .as_service_error()
+            .is_some_and(|e| e.is_continuous_backups_unavailable_exception()),
+        "{refused:?}"
+    );
     tokio::time::sleep(Duration::from_millis(1200)).await;
     db.update_continuous_backups()
         .table_name("fresh")
@@ -648,22 +1063,46 @@ async fn a_role_that_may_not_deliver_logs_fails_deploy_at_once_and_says_so() {
     let fixture = Fixture::start().await;
     fixture.deploy();
     let iam = fixture.iam();
-    let deny =
-        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"logs:CreateLogDelivery","Resource":"*"}]}"#;
-    let policy = iam.create_policy().policy_name("no-log-delivery").policy_document(deny).send().await.unwrap();
+    let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"logs:CreateLogDelivery","Resource":"*"}]}"#;
+    let policy = iam
+        .create_policy()
+        .policy_name("no-log-delivery")
+        .policy_document(deny)
+        .send()
+        .await
+        .unwrap();
     let role = format!("{PREFIX}-states");
-    iam.attach_role_policy().role_name(&role).policy_arn(policy.policy().unwrap().arn().unwrap()).send().await.unwrap();
+    iam.attach_role_policy()
+        .role_name(&role)
+        .policy_arn(policy.policy().unwrap().arn().unwrap())
+        .send()
+        .await
+        .unwrap();
     let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
     let arn = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}");
-    sfn.delete_state_machine().state_machine_arn(&arn).send().await.unwrap();
+    sfn.delete_state_machine()
+        .state_machine_arn(&arn)
+        .send()
+        .await
+        .unwrap();
     let config = fixture.config();
     let zips = fixture.zips();
     let started = Instant::now();
-    let output = fixture.xtask(&["deploy", "--config", config.to_str().unwrap(), "--zip-dir", zips.to_str().unwrap()]);
+    let output = fixture.xtask(&[
+        "deploy",
+        "--config",
+        config.to_str().unwrap(),
+        "--zip-dir",
+        zips.to_str().unwrap(),
+    ]);
     assert!(!output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}:\n{stdout}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}:\n{stdout}",
+        started.elapsed()
+    );
     assert!(!stdout.contains("retrying"), "{stdout}");
     assert!(
         stderr.contains(&format!("cannot create state machine {PREFIX}: role arn:aws:iam::123456789012:role/{role} is not authorized to deliver the machine's logs (a permission error, not propagation)")),

@@ -200,25 +200,82 @@ mod tests {
     #[test]
     fn each_operator_serialises_with_its_operand() {
         let cases = [
-            (Comparison::StringEquals("a".into()), json!({"Variable": "$.v", "StringEquals": "a"})),
-            (Comparison::StringEqualsPath("$.w".into()), json!({"Variable": "$.v", "StringEqualsPath": "$.w"})),
-            (Comparison::StringMatches("web-*".into()), json!({"Variable": "$.v", "StringMatches": "web-*"})),
-            (Comparison::StringLessThan("m".into()), json!({"Variable": "$.v", "StringLessThan": "m"})),
-            (Comparison::StringGreaterThanEquals("m".into()), json!({"Variable": "$.v", "StringGreaterThanEquals": "m"})),
-            (Comparison::NumericEquals(3.0), json!({"Variable": "$.v", "NumericEquals": 3})),
-            (Comparison::NumericLessThan(2.5), json!({"Variable": "$.v", "NumericLessThan": 2.5})),
-            (Comparison::NumericGreaterThanEqualsPath("$.n".into()), json!({"Variable": "$.v", "NumericGreaterThanEqualsPath": "$.n"})),
-            (Comparison::NumericEqualsPath("$.n".into()), json!({"Variable": "$.v", "NumericEqualsPath": "$.n"})),
-            (Comparison::BooleanEquals(true), json!({"Variable": "$.v", "BooleanEquals": true})),
-            (Comparison::BooleanEqualsPath("$.b".into()), json!({"Variable": "$.v", "BooleanEqualsPath": "$.b"})),
-            (Comparison::TimestampLessThan("2026-01-01T00:00:00Z".into()), json!({"Variable": "$.v", "TimestampLessThan": "2026-01-01T00:00:00Z"})),
-            (Comparison::TimestampGreaterThanPath("$.t".into()), json!({"Variable": "$.v", "TimestampGreaterThanPath": "$.t"})),
-            (Comparison::IsPresent(false), json!({"Variable": "$.v", "IsPresent": false})),
-            (Comparison::IsNull(true), json!({"Variable": "$.v", "IsNull": true})),
-            (Comparison::IsNumeric(true), json!({"Variable": "$.v", "IsNumeric": true})),
-            (Comparison::IsString(true), json!({"Variable": "$.v", "IsString": true})),
-            (Comparison::IsBoolean(true), json!({"Variable": "$.v", "IsBoolean": true})),
-            (Comparison::IsTimestamp(true), json!({"Variable": "$.v", "IsTimestamp": true})),
+            (
+                Comparison::StringEquals("a".into()),
+                json!({"Variable": "$.v", "StringEquals": "a"}),
+            ),
+            (
+                Comparison::StringEqualsPath("$.w".into()),
+                json!({"Variable": "$.v", "StringEqualsPath": "$.w"}),
+            ),
+            (
+                Comparison::StringMatches("web-*".into()),
+                json!({"Variable": "$.v", "StringMatches": "web-*"}),
+            ),
+            (
+                Comparison::StringLessThan("m".into()),
+                json!({"Variable": "$.v", "StringLessThan": "m"}),
+            ),
+            (
+                Comparison::StringGreaterThanEquals("m".into()),
+                json!({"Variable": "$.v", "StringGreaterThanEquals": "m"}),
+            ),
+            (
+                Comparison::NumericEquals(3.0),
+                json!({"Variable": "$.v", "NumericEquals": 3}),
+            ),
+            (
+                Comparison::NumericLessThan(2.5),
+                json!({"Variable": "$.v", "NumericLessThan": 2.5}),
+            ),
+            (
+                Comparison::NumericGreaterThanEqualsPath("$.n".into()),
+                json!({"Variable": "$.v", "NumericGreaterThanEqualsPath": "$.n"}),
+            ),
+            (
+                Comparison::NumericEqualsPath("$.n".into()),
+                json!({"Variable": "$.v", "NumericEqualsPath": "$.n"}),
+            ),
+            (
+                Comparison::BooleanEquals(true),
+                json!({"Variable": "$.v", "BooleanEquals": true}),
+            ),
+            (
+                Comparison::BooleanEqualsPath("$.b".into()),
+                json!({"Variable": "$.v", "BooleanEqualsPath": "$.b"}),
+            ),
+            (
+                Comparison::TimestampLessThan("2026-01-01T00:00:00Z".into()),
+                json!({"Variable": "$.v", "TimestampLessThan": "2026-01-01T00:00:00Z"}),
+            ),
+            (
+                Comparison::TimestampGreaterThanPath("$.t".into()),
+                json!({"Variable": "$.v", "TimestampGreaterThanPath": "$.t"}),
+            ),
+            (
+                Comparison::IsPresent(false),
+                json!({"Variable": "$.v", "IsPresent": false}),
+            ),
+            (
+                Comparison::IsNull(true),
+                json!({"Variable": "$.v", "IsNull": true}),
+            ),
+            (
+                Comparison::IsNumeric(true),
+                json!({"Variable": "$.v", "IsNumeric": true}),
+            ),
+            (
+                Comparison::IsString(true),
+                json!({"Variable": "$.v", "IsString": true}),
+            ),
+            (
+                Comparison::IsBoolean(true),
+                json!({"Variable": "$.v", "IsBoolean": true}),
+            ),
+            (
+                Comparison::IsTimestamp(true),
+                json!({"Variable": "$.v", "IsTimestamp": true}),
+            ),
         ];
         for (comparison, expected) in cases {
             assert_eq!(json_of(&Condition::test("$.v", comparison)), expected);
@@ -254,7 +311,10 @@ mod tests {
 
     #[test]
     fn operand_path_only_for_path_operators() {
-        assert_eq!(Comparison::StringEqualsPath("$.x".into()).operand_path(), Some("$.x".into()));
+        assert_eq!(
+            Comparison::StringEqualsPath("$.x".into()).operand_path(),
+            Some("$.x".into())
+        );
         assert_eq!(Comparison::StringEquals("$.x".into()).operand_path(), None);
     }
 }

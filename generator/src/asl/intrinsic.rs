@@ -95,8 +95,14 @@ impl Intrinsic {
             StringToJson(a) | JsonToString(a) | ArrayLength(a) | ArrayUnique(a)
             | Base64Encode(a) | Base64Decode(a) => vec![a.clone()],
             Array(items) => items.clone(),
-            ArrayPartition(a, b) | ArrayContains(a, b) | ArrayGetItem(a, b) | Hash(a, b)
-            | JsonMerge(a, b) | MathRandom(a, b) | MathAdd(a, b) | StringSplit(a, b) => {
+            ArrayPartition(a, b)
+            | ArrayContains(a, b)
+            | ArrayGetItem(a, b)
+            | Hash(a, b)
+            | JsonMerge(a, b)
+            | MathRandom(a, b)
+            | MathAdd(a, b)
+            | StringSplit(a, b) => {
                 vec![a.clone(), b.clone()]
             }
             ArrayRange(a, b, c) => vec![a.clone(), b.clone(), c.clone()],
@@ -165,14 +171,24 @@ mod tests {
 
     #[test]
     fn renders_calls() {
-        let call = Intrinsic::Format("{}-{}".into(), vec![Arg::path("$.a"), Arg::path("$$.Map.Item.Index")]);
-        assert_eq!(call.to_string(), "States.Format('{}-{}', $.a, $$.Map.Item.Index)");
+        let call = Intrinsic::Format(
+            "{}-{}".into(),
+            vec![Arg::path("$.a"), Arg::path("$$.Map.Item.Index")],
+        );
+        assert_eq!(
+            call.to_string(),
+            "States.Format('{}-{}', $.a, $$.Map.Item.Index)"
+        );
         assert_eq!(
             Intrinsic::ArrayPartition(Arg::path("$.asgs"), Arg::Num(3.0)).to_string(),
             "States.ArrayPartition($.asgs, 3)"
         );
         assert_eq!(
-            Intrinsic::MathAdd(Arg::from(Intrinsic::ArrayLength(Arg::path("$.w"))), Arg::Num(-1.0)).to_string(),
+            Intrinsic::MathAdd(
+                Arg::from(Intrinsic::ArrayLength(Arg::path("$.w"))),
+                Arg::Num(-1.0)
+            )
+            .to_string(),
             "States.MathAdd(States.ArrayLength($.w), -1)"
         );
         assert_eq!(Intrinsic::Uuid.to_string(), "States.UUID()");
@@ -188,7 +204,10 @@ mod tests {
 
     #[test]
     fn collects_nested_paths() {
-        let call = Intrinsic::JsonMerge(Arg::path("$.a"), Arg::from(Intrinsic::StringToJson(Arg::path("$.b"))));
+        let call = Intrinsic::JsonMerge(
+            Arg::path("$.a"),
+            Arg::from(Intrinsic::StringToJson(Arg::path("$.b"))),
+        );
         assert_eq!(call.paths(), vec!["$.a".to_string(), "$.b".to_string()]);
     }
 }

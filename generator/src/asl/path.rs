@@ -30,7 +30,9 @@ fn check_segments(whole: &str, mut rest: &str) -> Result<(), String> {
                 return Err(format!("`{whole}` has an empty field name"));
             }
             if name == "*" || name.contains(['*', '?', '@', '(', ')', ' ', '\'', '"', ']']) {
-                return Err(format!("`{whole}` is not a reference path (field `{name}`)"));
+                return Err(format!(
+                    "`{whole}` is not a reference path (field `{name}`)"
+                ));
             }
             rest = &after[end..];
         } else if let Some(after) = rest.strip_prefix('[') {
@@ -69,7 +71,18 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_reference_path() {
-        for bad in ["", "a.b", "$.", "$..a", "$.a[*]", "$.a[?(@.x)]", "$.*", "$a", "$.a[", "$$.Map"] {
+        for bad in [
+            "",
+            "a.b",
+            "$.",
+            "$..a",
+            "$.a[*]",
+            "$.a[?(@.x)]",
+            "$.*",
+            "$a",
+            "$.a[",
+            "$$.Map",
+        ] {
             assert!(check_reference_path(bad).is_err(), "{bad} was accepted");
         }
     }

@@ -383,7 +383,10 @@ pub struct Map {
 }
 
 /// Writes `100.0` as `100`: validators (statelint) want an integer where one is meant.
-fn whole_numbers_as_integers<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+fn whole_numbers_as_integers<S: Serializer>(
+    value: &Option<f64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     match value {
         Some(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => serializer.serialize_i64(*v as i64),
         Some(v) => serializer.serialize_f64(*v),

@@ -33,13 +33,15 @@ impl Template {
 
     /// Adds a constant value.
     pub fn lit(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.fields.insert(key.to_string(), Field::Literal(value.into()));
+        self.fields
+            .insert(key.to_string(), Field::Literal(value.into()));
         self
     }
 
     /// Adds a value taken from a path.
     pub fn path(mut self, key: &str, path: &str) -> Self {
-        self.fields.insert(key.to_string(), Field::Path(path.to_string()));
+        self.fields
+            .insert(key.to_string(), Field::Path(path.to_string()));
         self
     }
 
@@ -80,7 +82,11 @@ impl Template {
 }
 
 /// Reads a reference path (`$.a.b[0]`, `$['a']`) from `input`, or `$$.` from `context`.
-pub fn read_path<'v>(path: &str, input: &'v Value, context: &'v Value) -> Result<&'v Value, String> {
+pub fn read_path<'v>(
+    path: &str,
+    input: &'v Value,
+    context: &'v Value,
+) -> Result<&'v Value, String> {
     let (mut current, mut rest) = if let Some(rest) = path.strip_prefix("$$") {
         (context, rest)
     } else if let Some(rest) = path.strip_prefix('$') {
@@ -93,7 +99,9 @@ pub fn read_path<'v>(path: &str, input: &'v Value, context: &'v Value) -> Result
             let end = after.find(['.', '[']).unwrap_or(after.len());
             (current.get(&after[..end]), &after[end..])
         } else if let Some(after) = rest.strip_prefix('[') {
-            let end = after.find(']').ok_or_else(|| format!("`{path}` has an unclosed `[`"))?;
+            let end = after
+                .find(']')
+                .ok_or_else(|| format!("`{path}` has an unclosed `[`"))?;
             let inner = &after[..end];
             let value = match inner.parse::<usize>() {
                 Ok(index) => current.get(index),
@@ -121,7 +129,9 @@ impl Template {
                     .map_err(|e| format!("`{key}`: {e}"))?
                     .clone(),
                 Field::Object(inner) => inner.resolve(input, context)?,
-                Field::Call(call) => return Err(format!("`{key}`: {} is not evaluated here", call.name())),
+                Field::Call(call) => {
+                    return Err(format!("`{key}`: {} is not evaluated here", call.name()))
+                }
             };
             out.insert(key.clone(), value);
         }
@@ -155,7 +165,12 @@ mod tests {
         let t = Template::new()
             .lit("action", "check")
             .path("asg", "$$.Map.Item.Value")
-            .object("inner", Template::new().path("first", "$.waves[0][1]").path("q", "$['a b']"));
+            .object(
+                "inner",
+                Template::new()
+                    .path("first", "$.waves[0][1]")
+                    .path("q", "$['a b']"),
+            );
         let input = json!({"waves": [["x", "y"]], "a b": 1});
         let context = json!({"Map": {"Item": {"Value": "web"}}});
         assert_eq!(
@@ -163,7 +178,10 @@ mod tests {
             json!({"action": "check", "asg": "web", "inner": {"first": "y", "q": 1}})
         );
         let missing = Template::new().path("x", "$.nope");
-        assert!(missing.resolve(&input, &context).unwrap_err().contains("matches nothing"));
+        assert!(missing
+            .resolve(&input, &context)
+            .unwrap_err()
+            .contains("matches nothing"));
     }
 
     #[test]
@@ -171,8 +189,14 @@ mod tests {
         let t = Template::new()
             .lit("action", "start")
             .path("asg", "$$.Map.Item.Value")
-            .call("label", Intrinsic::Format("wave-{}".into(), vec![Arg::path("$.wave")]))
-            .object("prefs", Template::new().lit("warmup", 300).path("ami", "$.ami"));
+            .call(
+                "label",
+                Intrinsic::Format("wave-{}".into(), vec![Arg::path("$.wave")]),
+            )
+            .object(
+                "prefs",
+                Template::new().lit("warmup", 300).path("ami", "$.ami"),
+            );
         assert_eq!(
             serde_json::to_value(&t).unwrap(),
             json!({

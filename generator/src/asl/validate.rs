@@ -6,7 +6,9 @@ use std::fmt;
 
 use super::choice::Condition;
 use super::path::{check_path, check_reference_path};
-use super::state::{Branch, Catcher, Kind, PathOrNull, Retrier, State, StateMachine, States, Transition};
+use super::state::{
+    Branch, Catcher, Kind, PathOrNull, Retrier, State, StateMachine, States, Transition,
+};
 use super::template::Template;
 
 /// Most iterations an inline Map runs at once; beyond this only Distributed Map helps.
@@ -85,7 +87,10 @@ impl Validator {
         }
         let names: BTreeSet<&str> = states.iter().map(|(n, _)| n).collect();
         if !names.contains(start_at) {
-            self.error(at, format!("StartAt `{start_at}` is not a state in this scope"));
+            self.error(
+                at,
+                format!("StartAt `{start_at}` is not a state in this scope"),
+            );
         }
         for (name, state) in states.iter() {
             let here = join(at, name);
@@ -110,7 +115,9 @@ impl Validator {
         let mut reached: HashSet<&str> = HashSet::new();
         let mut queue: VecDeque<&str> = VecDeque::from([start_at]);
         while let Some(name) = queue.pop_front() {
-            let Some(state) = states.get(name) else { continue };
+            let Some(state) = states.get(name) else {
+                continue;
+            };
             if !reached.insert(name) {
                 continue;
             }
@@ -125,7 +132,10 @@ impl Validator {
 
     fn target(&mut self, at: &str, field: &str, target: &str, names: &BTreeSet<&str>) {
         if !names.contains(target) {
-            self.error(at, format!("{field} `{target}` is not a state in this scope"));
+            self.error(
+                at,
+                format!("{field} `{target}` is not a state in this scope"),
+            );
         }
     }
 
@@ -139,9 +149,7 @@ impl Validator {
                 self.error(at, format!("{type_name} state cannot have End"))
             }
             (Kind::Choice(_) | Kind::Succeed(_) | Kind::Fail(_), Transition::None) => {}
-            (_, Transition::None) => {
-                self.error(at, format!("{type_name} state needs Next or End"))
-            }
+            (_, Transition::None) => self.error(at, format!("{type_name} state needs Next or End")),
             (_, Transition::Next(next)) => self.target(at, "Next", next, names),
             (_, Transition::End) => {}
         }
@@ -193,13 +201,18 @@ impl Validator {
                         format!("Wait needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath (has {set})"),
                     );
                 }
-                for path in [&wait.seconds_path, &wait.timestamp_path].into_iter().flatten() {
+                for path in [&wait.seconds_path, &wait.timestamp_path]
+                    .into_iter()
+                    .flatten()
+                {
                     self.path(at, "wait path", path, false);
                 }
             }
-            Kind::Succeed(succeed) => {
-                self.filters(at, &succeed.filters.input_path, &succeed.filters.output_path)
-            }
+            Kind::Succeed(succeed) => self.filters(
+                at,
+                &succeed.filters.input_path,
+                &succeed.filters.output_path,
+            ),
             Kind::Fail(fail) => {
                 if fail.error.is_some() && fail.error_path.is_some() {
                     self.error(at, "Fail has both Error and ErrorPath");
@@ -212,7 +225,11 @@ impl Validator {
                 }
             }
             Kind::Parallel(parallel) => {
-                self.filters(at, &parallel.filters.input_path, &parallel.filters.output_path);
+                self.filters(
+                    at,
+                    &parallel.filters.input_path,
+                    &parallel.filters.output_path,
+                );
                 if parallel.branches.is_empty() {
                     self.error(at, "Parallel needs at least one branch");
                 }
@@ -224,7 +241,11 @@ impl Validator {
                     if branch.processor_config.is_some() {
                         self.error(at, "a Parallel branch cannot have a ProcessorConfig");
                     }
-                    self.scope(&format!("{at} > Branches[{i}]"), &branch.start_at, &branch.states);
+                    self.scope(
+                        &format!("{at} > Branches[{i}]"),
+                        &branch.start_at,
+                        &branch.states,
+                    );
                 }
             }
             Kind::Map(map) => {
@@ -233,8 +254,18 @@ impl Validator {
                     self.path(at, "ItemsPath", items, false);
                 }
                 self.template(at, "ItemSelector", map.item_selector.as_ref());
-                self.template(at, "ItemReader Parameters", map.item_reader.as_ref().and_then(|r| r.parameters.as_ref()));
-                self.template(at, "BatchInput", map.item_batcher.as_ref().and_then(|b| b.batch_input.as_ref()));
+                self.template(
+                    at,
+                    "ItemReader Parameters",
+                    map.item_reader.as_ref().and_then(|r| r.parameters.as_ref()),
+                );
+                self.template(
+                    at,
+                    "BatchInput",
+                    map.item_batcher
+                        .as_ref()
+                        .and_then(|b| b.batch_input.as_ref()),
+                );
                 self.template(at, "ResultSelector", map.result_selector.as_ref());
                 self.result_path(at, map.result_path.as_ref());
                 self.retry_catch(at, &map.retry, &map.catch, names);
@@ -252,29 +283,47 @@ impl Validator {
         let (limit, what) = if distributed {
             (DISTRIBUTED_MAP_MAX_CONCURRENCY, "a Distributed Map")
         } else {
-            (INLINE_MAP_MAX_CONCURRENCY, "an inline Map (use Distributed mode for more)")
+            (
+                INLINE_MAP_MAX_CONCURRENCY,
+                "an inline Map (use Distributed mode for more)",
+            )
         };
         if let Some(max) = map.max_concurrency {
             if max > limit {
-                self.error(at, format!("MaxConcurrency {max} is out of range: at most {limit} for {what}"));
+                self.error(
+                    at,
+                    format!("MaxConcurrency {max} is out of range: at most {limit} for {what}"),
+                );
             }
         }
         if let Some(pct) = map.tolerated_failure_percentage {
             if !(0.0..=100.0).contains(&pct) {
-                self.error(at, format!("ToleratedFailurePercentage {pct} is out of range 0..=100"));
+                self.error(
+                    at,
+                    format!("ToleratedFailurePercentage {pct} is out of range 0..=100"),
+                );
             }
         }
         if !distributed {
             let only_distributed = [
-                (map.tolerated_failure_count.is_some(), "ToleratedFailureCount"),
-                (map.tolerated_failure_percentage.is_some(), "ToleratedFailurePercentage"),
+                (
+                    map.tolerated_failure_count.is_some(),
+                    "ToleratedFailureCount",
+                ),
+                (
+                    map.tolerated_failure_percentage.is_some(),
+                    "ToleratedFailurePercentage",
+                ),
                 (map.item_reader.is_some(), "ItemReader"),
                 (map.item_batcher.is_some(), "ItemBatcher"),
                 (map.label.is_some(), "Label"),
             ];
             for (present, field) in only_distributed {
                 if present {
-                    self.error(at, format!("{field} needs ProcessorConfig Mode DISTRIBUTED"));
+                    self.error(
+                        at,
+                        format!("{field} needs ProcessorConfig Mode DISTRIBUTED"),
+                    );
                 }
             }
         }
@@ -288,22 +337,39 @@ impl Validator {
             self.error(at, "Task has both TimeoutSeconds and TimeoutSecondsPath");
         }
         if task.heartbeat_seconds.is_some() && task.heartbeat_seconds_path.is_some() {
-            self.error(at, "Task has both HeartbeatSeconds and HeartbeatSecondsPath");
+            self.error(
+                at,
+                "Task has both HeartbeatSeconds and HeartbeatSecondsPath",
+            );
         }
         if task.timeout_seconds == Some(0) || task.heartbeat_seconds == Some(0) {
             self.error(at, "TimeoutSeconds and HeartbeatSeconds must be positive");
         }
         if let (Some(timeout), Some(heartbeat)) = (task.timeout_seconds, task.heartbeat_seconds) {
             if heartbeat >= timeout {
-                self.error(at, format!("HeartbeatSeconds {heartbeat} must be less than TimeoutSeconds {timeout}"));
+                self.error(
+                    at,
+                    format!(
+                        "HeartbeatSeconds {heartbeat} must be less than TimeoutSeconds {timeout}"
+                    ),
+                );
             }
         }
-        for path in [&task.timeout_seconds_path, &task.heartbeat_seconds_path].into_iter().flatten() {
+        for path in [&task.timeout_seconds_path, &task.heartbeat_seconds_path]
+            .into_iter()
+            .flatten()
+        {
             self.path(at, "timing path", path, false);
         }
     }
 
-    fn retry_catch(&mut self, at: &str, retry: &[Retrier], catch: &[Catcher], names: &BTreeSet<&str>) {
+    fn retry_catch(
+        &mut self,
+        at: &str,
+        retry: &[Retrier],
+        catch: &[Catcher],
+        names: &BTreeSet<&str>,
+    ) {
         for (i, r) in retry.iter().enumerate() {
             let here = format!("{at} > Retry[{i}]");
             self.error_names(&here, &r.error_equals, i + 1 == retry.len());
@@ -327,7 +393,10 @@ impl Validator {
             self.error(at, "ErrorEquals is empty");
         }
         if errors.iter().any(|e| e == "States.ALL") && (errors.len() > 1 || !last) {
-            self.error(at, "States.ALL must be alone and in the last retrier or catcher");
+            self.error(
+                at,
+                "States.ALL must be alone and in the last retrier or catcher",
+            );
         }
     }
 
@@ -342,7 +411,10 @@ impl Validator {
                 }
             }
             Condition::Not(inner) => self.condition(at, inner),
-            Condition::Test { variable, comparators } => {
+            Condition::Test {
+                variable,
+                comparators,
+            } => {
                 self.path(at, "Variable", variable, true);
                 if comparators.len() != 1 {
                     self.error(

@@ -32,7 +32,10 @@ const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Loads the SDK config for a stack: region and profile from the env file; the endpoint from
 /// `--endpoint-url`, else the env file's `endpoint_url`, else `AWS_ENDPOINT_URL` (read by the
 /// loader itself). Fails when no credentials can be found.
-pub async fn sdk_config(config: &StackConfig, endpoint_url: Option<&str>) -> anyhow::Result<SdkConfig> {
+pub async fn sdk_config(
+    config: &StackConfig,
+    endpoint_url: Option<&str>,
+) -> anyhow::Result<SdkConfig> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(config.region.clone()))
         .timeout_config(
@@ -55,7 +58,10 @@ pub async fn sdk_config(config: &StackConfig, endpoint_url: Option<&str>) -> any
         bail!("no AWS credentials provider is configured: {help}");
     };
     match tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await {
-        Err(_) => bail!("no AWS credentials within {} s: {help}", CREDENTIALS_TIMEOUT.as_secs()),
+        Err(_) => bail!(
+            "no AWS credentials within {} s: {help}",
+            CREDENTIALS_TIMEOUT.as_secs()
+        ),
         Ok(Err(error)) => bail!("no AWS credentials ({error}): {help}"),
         Ok(Ok(_)) => {}
     }
@@ -77,7 +83,9 @@ pub struct CallCounter {
 
 /// True for any operation that may change something: everything but Get*, List*, Describe*.
 pub fn is_mutating(operation: &str) -> bool {
-    !["Get", "List", "Describe"].iter().any(|prefix| operation.starts_with(prefix))
+    !["Get", "List", "Describe"]
+        .iter()
+        .any(|prefix| operation.starts_with(prefix))
 }
 
 impl CallCounter {
@@ -91,12 +99,17 @@ impl CallCounter {
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, Count> {
-        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// (all calls, mutating calls).
     pub fn totals(&self) -> (u64, u64) {
-        self.snapshot().values().fold((0, 0), |(c, m), n| (c + n.calls, m + n.mutating))
+        self.snapshot()
+            .values()
+            .fold((0, 0), |(c, m), n| (c + n.calls, m + n.mutating))
     }
 }
 
@@ -139,19 +152,29 @@ impl Clients {
         Ok(Self {
             stack: Stack::new(config),
             iam: aws_sdk_iam::Client::from_conf(
-                aws_sdk_iam::config::Builder::from(&sdk).interceptor(c.clone()).build(),
+                aws_sdk_iam::config::Builder::from(&sdk)
+                    .interceptor(c.clone())
+                    .build(),
             ),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(
-                aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(c.clone()).build(),
+                aws_sdk_dynamodb::config::Builder::from(&sdk)
+                    .interceptor(c.clone())
+                    .build(),
             ),
             lambda: aws_sdk_lambda::Client::from_conf(
-                aws_sdk_lambda::config::Builder::from(&sdk).interceptor(c.clone()).build(),
+                aws_sdk_lambda::config::Builder::from(&sdk)
+                    .interceptor(c.clone())
+                    .build(),
             ),
             sfn: aws_sdk_sfn::Client::from_conf(
-                aws_sdk_sfn::config::Builder::from(&sdk).interceptor(c.clone()).build(),
+                aws_sdk_sfn::config::Builder::from(&sdk)
+                    .interceptor(c.clone())
+                    .build(),
             ),
             logs: aws_sdk_cloudwatchlogs::Client::from_conf(
-                aws_sdk_cloudwatchlogs::config::Builder::from(&sdk).interceptor(c).build(),
+                aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
+                    .interceptor(c)
+                    .build(),
             ),
             counter,
             endpoint: sdk.endpoint_url().map(str::to_string),
@@ -236,16 +259,24 @@ pub fn check_owned<'a>(
 
 /// True when `tags` carry this stack's tag.
 pub fn is_owned<'a>(stack: &Stack, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
-    tags.into_iter().any(|(k, v)| k == generator::names::STACK_TAG && v == stack.env)
+    tags.into_iter()
+        .any(|(k, v)| k == generator::names::STACK_TAG && v == stack.env)
 }
 
 /// The desired tags missing or different in `current`.
 pub fn tags_differ(stack: &Stack, current: &BTreeMap<String, String>) -> bool {
-    desired_tags(stack).iter().any(|(k, v)| current.get(k) != Some(v))
+    desired_tags(stack)
+        .iter()
+        .any(|(k, v)| current.get(k) != Some(v))
 }
 
 /// Polls `check` every `every` until it returns `Some`, failing after `deadline`.
-pub async fn poll<T, F, Fut>(what: &str, deadline: Duration, every: Duration, mut check: F) -> anyhow::Result<T>
+pub async fn poll<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    every: Duration,
+    mut check: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,

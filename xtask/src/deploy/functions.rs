@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State};
+use aws_sdk_lambda::types::{
+    Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State,
+};
 use base64::Engine;
 use generator::config::StackConfig;
 use sha2::{Digest, Sha256};
@@ -42,7 +44,10 @@ pub struct FunctionPlan {
 }
 
 /// Both functions; `zips` maps a function (`planner`, `refresher`) to its zip.
-pub fn desired(config: &StackConfig, zips: &BTreeMap<&'static str, PathBuf>) -> anyhow::Result<Vec<DesiredFunction>> {
+pub fn desired(
+    config: &StackConfig,
+    zips: &BTreeMap<&'static str, PathBuf>,
+) -> anyhow::Result<Vec<DesiredFunction>> {
     let stack = generator::names::Stack::new(config);
     let architecture = match config.lambda.architecture {
         generator::config::Architecture::Arm64 => Architecture::Arm64,
@@ -51,17 +56,22 @@ pub fn desired(config: &StackConfig, zips: &BTreeMap<&'static str, PathBuf>) -> 
     let mut out = Vec::new();
     for (function, zip_path) in zips {
         let (name, timeout) = match *function {
-            "planner" => (stack.planner_function(), config.lambda.planner_timeout_seconds),
+            "planner" => (
+                stack.planner_function(),
+                config.lambda.planner_timeout_seconds,
+            ),
             "refresher" => (stack.refresher_function(), config.lambda.timeout_seconds),
             other => bail!("unknown function {other}"),
         };
-        let zip = std::fs::read(zip_path).with_context(|| format!("cannot read {}", zip_path.display()))?;
+        let zip = std::fs::read(zip_path)
+            .with_context(|| format!("cannot read {}", zip_path.display()))?;
         let code_sha256 = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
         out.push(DesiredFunction {
             name,
             role_arn: stack.role_arn(&stack.lambda_role()),
             architecture: architecture.clone(),
-            memory_mb: i32::try_from(config.lambda.memory_mb).context("lambda.memory_mb is too large")?,
+            memory_mb: i32::try_from(config.lambda.memory_mb)
+                .context("lambda.memory_mb is too large")?,
             timeout_seconds: i32::try_from(timeout).context("the function timeout is too large")?,
             environment: BTreeMap::from([(TABLE_VARIABLE.to_string(), stack.table())]),
             zip,
@@ -71,31 +81,67 @@ pub fn desired(config: &StackConfig, zips: &BTreeMap<&'static str, PathBuf>) -> 
     Ok(out)
 }
 
-pub async fn plan(clients: &Clients, desired: Vec<DesiredFunction>) -> anyhow::Result<Vec<FunctionPlan>> {
+pub async fn plan(
+    clients: &Clients,
+    desired: Vec<DesiredFunction>,
+) -> anyhow::Result<Vec<FunctionPlan>> {
     let mut out = Vec::new();
     for function in desired {
         let (action, arn) = diff(clients, &function).await?;
-        out.push(FunctionPlan { desired: function, action, arn });
+        out.push(FunctionPlan {
+            desired: function,
+            action,
+            arn,
+        });
     }
     Ok(out)
 }
 
 /// Configuration fields that UpdateFunctionConfiguration changes.
-const CONFIG_FIELDS: [&str; 6] = ["runtime", "handler", "memory", "timeout", "environment", "role"];
+const CONFIG_FIELDS: [&str; 6] = [
+    "runtime",
+    "handler",
+    "memory",
+    "timeout",
+    "environment",
+    "role",
+];
 
-async fn diff(clients: &Clients, desired: &DesiredFunction) -> anyhow::Result<(Action, Option<String>)> {
+async fn diff(
+    clients: &Clients,
+    desired: &DesiredFunction,
+) -> anyhow::Result<(Action, Option<String>)> {
     let name = &desired.name;
-    let out = match clients.lambda.get_function().function_name(name).send().await {
+    let out = match clients
+        .lambda
+        .get_function()
+        .function_name(name)
+        .send()
+        .await
+    {
         Ok(out) => out,
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
             return Ok((Action::Create, None));
         }
         Err(error) => return Err(error).ctx(format!("cannot read function {name}")),
     };
-    let tags: BTreeMap<String, String> =
-        out.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-    check_owned(&clients.stack, "Lambda function", name, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    let config = out.configuration().context("GetFunction returned no configuration")?;
+    let tags: BTreeMap<String, String> = out
+        .tags()
+        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    check_owned(
+        &clients.stack,
+        "Lambda function",
+        name,
+        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?;
+    let config = out
+        .configuration()
+        .context("GetFunction returned no configuration")?;
     let environment: BTreeMap<String, String> = config
         .environment()
         .and_then(|e| e.variables())
@@ -107,25 +153,42 @@ async fn diff(clients: &Clients, desired: &DesiredFunction) -> anyhow::Result<(A
             fields.push(field.to_string());
         }
     };
-    differs("runtime", config.runtime() != Some(&Runtime::Providedal2023));
+    differs(
+        "runtime",
+        config.runtime() != Some(&Runtime::Providedal2023),
+    );
     differs("handler", config.handler() != Some(HANDLER));
     differs("memory", config.memory_size() != Some(desired.memory_mb));
     differs("timeout", config.timeout() != Some(desired.timeout_seconds));
     differs("environment", environment != desired.environment);
     differs("role", config.role() != Some(desired.role_arn.as_str()));
     // The architecture changes with the code (UpdateFunctionCode).
-    differs("architecture", config.architectures() != [desired.architecture.clone()]);
-    differs("code", config.code_sha256() != Some(desired.code_sha256.as_str()));
+    differs(
+        "architecture",
+        config.architectures() != [desired.architecture.clone()],
+    );
+    differs(
+        "code",
+        config.code_sha256() != Some(desired.code_sha256.as_str()),
+    );
     differs("tags", tags_differ(&clients.stack, &tags));
     let arn = config.function_arn().map(str::to_string);
-    Ok((if fields.is_empty() { Action::Unchanged } else { Action::Update(fields) }, arn))
+    Ok((
+        if fields.is_empty() {
+            Action::Unchanged
+        } else {
+            Action::Update(fields)
+        },
+        arn,
+    ))
 }
 
 pub async fn apply(clients: &Clients, plan: &FunctionPlan) -> anyhow::Result<()> {
     let function = &plan.desired;
     let name = &function.name;
-    let environment =
-        Environment::builder().set_variables(Some(function.environment.clone().into_iter().collect())).build();
+    let environment = Environment::builder()
+        .set_variables(Some(function.environment.clone().into_iter().collect()))
+        .build();
     let fields: &[String] = match &plan.action {
         Action::Create => return create(clients, function, environment).await,
         Action::Update(fields) => fields,
@@ -146,7 +209,9 @@ pub async fn apply(clients: &Clients, plan: &FunctionPlan) -> anyhow::Result<()>
             .role(&function.role_arn)
             .send()
             .await
-            .ctx(format!("cannot update the configuration of function {name}"))?;
+            .ctx(format!(
+                "cannot update the configuration of function {name}"
+            ))?;
         wait_ready(clients, name).await?;
     }
     if has("code") || has("architecture") {
@@ -163,7 +228,10 @@ pub async fn apply(clients: &Clients, plan: &FunctionPlan) -> anyhow::Result<()>
         wait_ready(clients, name).await?;
     }
     if has("tags") {
-        let arn = plan.arn.clone().unwrap_or_else(|| clients.stack.function_arn(name));
+        let arn = plan
+            .arn
+            .clone()
+            .unwrap_or_else(|| clients.stack.function_arn(name));
         let tags: HashMap<String, String> = desired_tags(&clients.stack).into_iter().collect();
         clients
             .lambda
@@ -179,7 +247,11 @@ pub async fn apply(clients: &Clients, plan: &FunctionPlan) -> anyhow::Result<()>
 
 /// Creates the function, retrying with backoff while Lambda cannot yet assume a new role (and
 /// only then: any other invalid parameter fails at once).
-async fn create(clients: &Clients, function: &DesiredFunction, environment: Environment) -> anyhow::Result<()> {
+async fn create(
+    clients: &Clients,
+    function: &DesiredFunction,
+    environment: Environment,
+) -> anyhow::Result<()> {
     let name = &function.name;
     let tags: HashMap<String, String> = desired_tags(&clients.stack).into_iter().collect();
     let started = std::time::Instant::now();
@@ -196,7 +268,11 @@ async fn create(clients: &Clients, function: &DesiredFunction, environment: Envi
             .memory_size(function.memory_mb)
             .timeout(function.timeout_seconds)
             .environment(environment.clone())
-            .code(FunctionCode::builder().zip_file(Blob::new(function.zip.clone())).build())
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(function.zip.clone()))
+                    .build(),
+            )
             .set_tags(Some(tags.clone()))
             .send()
             .await;
@@ -204,7 +280,8 @@ async fn create(clients: &Clients, function: &DesiredFunction, environment: Envi
             Ok(_) => break,
             Err(error)
                 if error.as_service_error().is_some_and(|e| {
-                    e.is_invalid_parameter_value_exception() && lambda_cannot_assume(e.meta().message())
+                    e.is_invalid_parameter_value_exception()
+                        && lambda_cannot_assume(e.meta().message())
                 }) && started.elapsed() + delay < ROLE_PROPAGATION =>
             {
                 println!(
@@ -224,42 +301,74 @@ async fn create(clients: &Clients, function: &DesiredFunction, environment: Envi
 
 /// Waits for `State=Active` and `LastUpdateStatus` not `InProgress`; fails on `Failed`.
 pub async fn wait_ready(clients: &Clients, name: &str) -> anyhow::Result<()> {
-    poll(&format!("function {name} to become Active"), Duration::from_secs(300), Duration::from_secs(2), || async {
-        let config = clients
-            .lambda
-            .get_function_configuration()
-            .function_name(name)
-            .send()
-            .await
-            .ctx(format!("cannot read function {name}"))?;
-        if config.state() == Some(&State::Failed) {
-            bail!("function {name} failed: {}", config.state_reason().unwrap_or("no reason given"));
-        }
-        if config.last_update_status() == Some(&LastUpdateStatus::Failed) {
-            bail!(
-                "the last update of function {name} failed: {}",
-                config.last_update_status_reason().unwrap_or("no reason given")
-            );
-        }
-        let active = matches!(config.state(), None | Some(State::Active));
-        let settled = config.last_update_status() != Some(&LastUpdateStatus::InProgress);
-        Ok((active && settled).then_some(()))
-    })
+    poll(
+        &format!("function {name} to become Active"),
+        Duration::from_secs(300),
+        Duration::from_secs(2),
+        || async {
+            let config = clients
+                .lambda
+                .get_function_configuration()
+                .function_name(name)
+                .send()
+                .await
+                .ctx(format!("cannot read function {name}"))?;
+            if config.state() == Some(&State::Failed) {
+                bail!(
+                    "function {name} failed: {}",
+                    config.state_reason().unwrap_or("no reason given")
+                );
+            }
+            if config.last_update_status() == Some(&LastUpdateStatus::Failed) {
+                bail!(
+                    "the last update of function {name} failed: {}",
+                    config
+                        .last_update_status_reason()
+                        .unwrap_or("no reason given")
+                );
+            }
+            let active = matches!(config.state(), None | Some(State::Active));
+            let settled = config.last_update_status() != Some(&LastUpdateStatus::InProgress);
+            Ok((active && settled).then_some(()))
+        },
+    )
     .await
 }
 
 /// True when the function exists and carries the stack tag; `None` when it does not exist.
 pub async fn owned(clients: &Clients, name: &str) -> anyhow::Result<Option<bool>> {
-    match clients.lambda.get_function().function_name(name).send().await {
-        Ok(out) => {
-            Ok(Some(is_owned(&clients.stack, out.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())))))
+    match clients
+        .lambda
+        .get_function()
+        .function_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(Some(is_owned(
+            &clients.stack,
+            out.tags()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        ))),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(None)
         }
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(None),
         Err(error) => Err(error).ctx(format!("cannot read function {name}")),
     }
 }
 
 pub async fn delete(clients: &Clients, name: &str) -> anyhow::Result<()> {
-    clients.lambda.delete_function().function_name(name).send().await.ctx(format!("cannot delete function {name}"))?;
+    clients
+        .lambda
+        .delete_function()
+        .function_name(name)
+        .send()
+        .await
+        .ctx(format!("cannot delete function {name}"))?;
     Ok(())
 }

@@ -6,7 +6,9 @@ use super::aws::{check_owned, desired_tags, is_owned, tags_differ, Clients, SdkR
 use super::Action;
 
 /// The group's ARN (without the `:*` suffix) and tags, or `None` when it does not exist.
-pub async fn current(clients: &Clients) -> anyhow::Result<Option<(String, BTreeMap<String, String>)>> {
+pub async fn current(
+    clients: &Clients,
+) -> anyhow::Result<Option<(String, BTreeMap<String, String>)>> {
     let name = clients.stack.state_machine_log_group();
     let groups = clients
         .logs
@@ -15,14 +17,24 @@ pub async fn current(clients: &Clients) -> anyhow::Result<Option<(String, BTreeM
         .send()
         .await
         .ctx(format!("cannot list log group {name}"))?;
-    let Some(group) = groups.log_groups().iter().find(|g| g.log_group_name() == Some(name.as_str())) else {
+    let Some(group) = groups
+        .log_groups()
+        .iter()
+        .find(|g| g.log_group_name() == Some(name.as_str()))
+    else {
         return Ok(None);
     };
     let arn = group
         .log_group_arn()
         .map(str::to_string)
         .or_else(|| group.arn().map(|a| a.trim_end_matches(":*").to_string()))
-        .unwrap_or_else(|| clients.stack.state_machine_log_group_arn().trim_end_matches(":*").to_string());
+        .unwrap_or_else(|| {
+            clients
+                .stack
+                .state_machine_log_group_arn()
+                .trim_end_matches(":*")
+                .to_string()
+        });
     let tags = clients
         .logs
         .list_tags_for_resource()
@@ -30,7 +42,10 @@ pub async fn current(clients: &Clients) -> anyhow::Result<Option<(String, BTreeM
         .send()
         .await
         .ctx(format!("cannot read the tags of log group {name}"))?;
-    let tags = tags.tags().map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let tags = tags
+        .tags()
+        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
     Ok(Some((arn, tags)))
 }
 
@@ -39,8 +54,17 @@ pub async fn plan(clients: &Clients) -> anyhow::Result<Action> {
     let Some((_, tags)) = current(clients).await? else {
         return Ok(Action::Create);
     };
-    check_owned(&clients.stack, "log group", &name, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    Ok(if tags_differ(&clients.stack, &tags) { Action::Update(vec!["tags".to_string()]) } else { Action::Unchanged })
+    check_owned(
+        &clients.stack,
+        "log group",
+        &name,
+        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?;
+    Ok(if tags_differ(&clients.stack, &tags) {
+        Action::Update(vec!["tags".to_string()])
+    } else {
+        Action::Unchanged
+    })
 }
 
 pub async fn apply(clients: &Clients, action: &Action) -> anyhow::Result<()> {
@@ -58,7 +82,9 @@ pub async fn apply(clients: &Clients, action: &Action) -> anyhow::Result<()> {
                 .ctx(format!("cannot create log group {name}"))?;
         }
         Action::Update(_) => {
-            let (arn, _) = current(clients).await?.ok_or_else(|| anyhow::anyhow!("log group {name} disappeared"))?;
+            let (arn, _) = current(clients)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("log group {name} disappeared"))?;
             clients
                 .logs
                 .tag_resource()
@@ -74,9 +100,12 @@ pub async fn apply(clients: &Clients, action: &Action) -> anyhow::Result<()> {
 }
 
 pub async fn owned(clients: &Clients) -> anyhow::Result<Option<bool>> {
-    Ok(current(clients)
-        .await?
-        .map(|(_, tags)| is_owned(&clients.stack, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))))
+    Ok(current(clients).await?.map(|(_, tags)| {
+        is_owned(
+            &clients.stack,
+            tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }))
 }
 
 pub async fn delete(clients: &Clients) -> anyhow::Result<()> {

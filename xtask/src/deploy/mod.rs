@@ -77,7 +77,10 @@ pub struct DestroyArgs {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// The plan of every resource, in apply order.
@@ -94,12 +97,27 @@ impl Plan {
     /// (kind, name, action) per resource, in apply order.
     fn lines(&self, clients: &Clients) -> Vec<(&'static str, String, Action)> {
         let stack = &clients.stack;
-        let mut out: Vec<(&'static str, String, Action)> =
-            self.roles.iter().map(|r| ("iam role", r.desired.name.clone(), r.action.clone())).collect();
+        let mut out: Vec<(&'static str, String, Action)> = self
+            .roles
+            .iter()
+            .map(|r| ("iam role", r.desired.name.clone(), r.action.clone()))
+            .collect();
         out.push(("dynamodb table", stack.table(), self.table.clone()));
-        out.push(("log group", stack.state_machine_log_group(), self.log_group.clone()));
-        out.extend(self.functions.iter().map(|f| ("lambda function", f.desired.name.clone(), f.action.clone())));
-        out.push(("state machine", stack.state_machine(), self.machine_action.clone()));
+        out.push((
+            "log group",
+            stack.state_machine_log_group(),
+            self.log_group.clone(),
+        ));
+        out.extend(
+            self.functions
+                .iter()
+                .map(|f| ("lambda function", f.desired.name.clone(), f.action.clone())),
+        );
+        out.push((
+            "state machine",
+            stack.state_machine(),
+            self.machine_action.clone(),
+        ));
         out
     }
 }
@@ -115,7 +133,11 @@ impl DeployArgs {
         let desired_functions = functions::desired(&config, &zips)?;
         runtime()?.block_on(async {
             let clients = Clients::new(&config, self.endpoint_url.as_deref()).await?;
-            let endpoint = clients.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default();
+            let endpoint = clients
+                .endpoint
+                .as_ref()
+                .map(|e| format!(" at {e}"))
+                .unwrap_or_default();
             println!(
                 "deploying stack `{}` from {} to {}{endpoint}",
                 config.name,
@@ -133,7 +155,11 @@ impl DeployArgs {
             let lines = plan.lines(&clients);
             println!("plan:");
             for (kind, name, action) in &lines {
-                println!("  {:<9} {kind:<15} {name}{}", action.verb(), action.detail());
+                println!(
+                    "  {:<9} {kind:<15} {name}{}",
+                    action.verb(),
+                    action.detail()
+                );
             }
             if self.dry_run {
                 println!("dry run: nothing changed");
@@ -142,7 +168,10 @@ impl DeployArgs {
             }
             let timings = apply(&clients, &plan).await?;
             println!("summary:");
-            println!("  {:<15} {:<40} {:<9} {:>6}", "resource", "name", "result", "secs");
+            println!(
+                "  {:<15} {:<40} {:<9} {:>6}",
+                "resource", "name", "result", "secs"
+            );
             for ((kind, name, action), secs) in lines.iter().zip(timings) {
                 let result = match action {
                     Action::Create => "created",
@@ -155,7 +184,11 @@ impl DeployArgs {
             if mutating == 0 {
                 println!("no changes: the stack was already up to date (0 mutating calls)");
             }
-            println!("deployed stack `{}` in {:.1} s", config.name, started.elapsed().as_secs_f64());
+            println!(
+                "deployed stack `{}` in {:.1} s",
+                config.name,
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         })
     }
@@ -176,7 +209,10 @@ impl DeployArgs {
         }
         let venv_bin = crate::tools::ensure_python().context("cannot install cargo-lambda")?;
         let builder = Builder::new(&venv_bin, config.lambda.architecture)?;
-        FUNCTIONS.iter().map(|f| Ok((*f, builder.build(f)?.path))).collect()
+        FUNCTIONS
+            .iter()
+            .map(|f| Ok((*f, builder.build(f)?.path)))
+            .collect()
     }
 }
 
@@ -185,18 +221,23 @@ async fn apply(clients: &Clients, plan: &Plan) -> anyhow::Result<Vec<f64>> {
     let mut timings = Vec::new();
     let lines = plan.lines(clients);
     let mut line = lines.iter();
-    let mut step = async |f: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + '_>>| {
-        let (kind, name, action) = line.next().expect("one plan line per step");
-        let started = Instant::now();
-        if *action != Action::Unchanged {
-            println!("{} {kind} {name}{} ...", progress_verb(action), action.detail());
-        }
-        f.await.with_context(|| format!("{kind} {name}"))?;
-        if *action != Action::Unchanged {
-            println!("  done in {:.1} s", started.elapsed().as_secs_f64());
-        }
-        anyhow::Ok(started.elapsed().as_secs_f64())
-    };
+    let mut step =
+        async |f: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + '_>>| {
+            let (kind, name, action) = line.next().expect("one plan line per step");
+            let started = Instant::now();
+            if *action != Action::Unchanged {
+                println!(
+                    "{} {kind} {name}{} ...",
+                    progress_verb(action),
+                    action.detail()
+                );
+            }
+            f.await.with_context(|| format!("{kind} {name}"))?;
+            if *action != Action::Unchanged {
+                println!("  done in {:.1} s", started.elapsed().as_secs_f64());
+            }
+            anyhow::Ok(started.elapsed().as_secs_f64())
+        };
     for role in &plan.roles {
         timings.push(step(Box::pin(roles::apply(clients, role))).await?);
     }
@@ -213,8 +254,15 @@ async fn apply(clients: &Clients, plan: &Plan) -> anyhow::Result<Vec<f64>> {
             .unwrap_or_default()
     };
     let states_role = role_changes(&clients.stack.states_role());
-    timings
-        .push(step(Box::pin(state_machine::apply(clients, &plan.machine, &plan.machine_action, states_role))).await?);
+    timings.push(
+        step(Box::pin(state_machine::apply(
+            clients,
+            &plan.machine,
+            &plan.machine_action,
+            states_role,
+        )))
+        .await?,
+    );
     Ok(timings)
 }
 
@@ -231,7 +279,11 @@ fn print_calls(clients: &Clients) -> (u64, u64) {
     let counts = clients.counter.snapshot();
     println!("api calls:");
     for (operation, count) in &counts {
-        let kind = if count.mutating > 0 { "mutating" } else { "read" };
+        let kind = if count.mutating > 0 {
+            "mutating"
+        } else {
+            "read"
+        };
         println!("  {operation:<45} {:>4} {kind}", count.calls);
     }
     let (calls, mutating) = clients.counter.totals();
@@ -252,13 +304,25 @@ impl DestroyArgs {
                     found.push((kind, name, owned));
                 }
             };
-            add("state machine", stack.state_machine(), state_machine::owned(&clients).await?);
+            add(
+                "state machine",
+                stack.state_machine(),
+                state_machine::owned(&clients).await?,
+            );
             for function in [stack.planner_function(), stack.refresher_function()] {
                 let owned = functions::owned(&clients, &function).await?;
                 add("lambda function", function, owned);
             }
-            add("log group", stack.state_machine_log_group(), log_group::owned(&clients).await?);
-            add("dynamodb table", stack.table(), table::owned(&clients).await?);
+            add(
+                "log group",
+                stack.state_machine_log_group(),
+                log_group::owned(&clients).await?,
+            );
+            add(
+                "dynamodb table",
+                stack.table(),
+                table::owned(&clients).await?,
+            );
             for role in [stack.lambda_role(), stack.states_role()] {
                 let owned = roles::owned(&clients, &role).await?;
                 add("iam role", role, owned);
@@ -295,7 +359,11 @@ impl DestroyArgs {
                 println!("  done in {:.1} s", started.elapsed().as_secs_f64());
             }
             print_calls(&clients);
-            println!("destroyed stack `{}`: {} resources deleted", stack.env, doomed.len());
+            println!(
+                "destroyed stack `{}`: {} resources deleted",
+                stack.env,
+                doomed.len()
+            );
             Ok(())
         })
     }

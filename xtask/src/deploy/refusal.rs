@@ -22,7 +22,10 @@ impl RoleChanges {
     /// From the role's plan line.
     pub fn of(action: &super::Action) -> Self {
         match action {
-            super::Action::Create => Self { trust: true, policy: true },
+            super::Action::Create => Self {
+                trust: true,
+                policy: true,
+            },
             super::Action::Update(fields) => Self {
                 trust: fields.iter().any(|f| f == "trust policy"),
                 policy: fields.iter().any(|f| f == "inline policy"),
@@ -56,13 +59,15 @@ impl StatesRefusal {
             return None;
         }
         let message = message.unwrap_or_default().to_ascii_lowercase();
-        Some(if message.contains("authorized to assume the provided role") {
-            Self::RoleNotAssumable
-        } else if message.contains("log destination") {
-            Self::LogDestination
-        } else {
-            Self::Other
-        })
+        Some(
+            if message.contains("authorized to assume the provided role") {
+                Self::RoleNotAssumable
+            } else if message.contains("log destination") {
+                Self::LogDestination
+            } else {
+                Self::Other
+            },
+        )
     }
 
     /// Why waiting may help, for the progress line; `None` when it cannot.
@@ -105,7 +110,10 @@ impl StatesRefusal {
 /// `InvalidParameterValueException` says "The role defined for the function cannot be
 /// assumed by Lambda". Other invalid parameters are the request's own fault.
 pub fn lambda_cannot_assume(message: Option<&str>) -> bool {
-    message.unwrap_or_default().to_ascii_lowercase().contains("cannot be assumed by lambda")
+    message
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .contains("cannot be assumed by lambda")
 }
 
 /// The next wait: doubling from 2 s, at most 10 s.
@@ -127,11 +135,26 @@ mod tests {
     #[test]
     fn access_denied_is_told_apart_by_its_message() {
         let code = Some("AccessDeniedException");
-        assert_eq!(StatesRefusal::classify(code, Some(ASSUME)), Some(StatesRefusal::RoleNotAssumable));
-        assert_eq!(StatesRefusal::classify(code, Some(LOGS)), Some(StatesRefusal::LogDestination));
-        assert_eq!(StatesRefusal::classify(code, Some(CALLER)), Some(StatesRefusal::Other));
-        assert_eq!(StatesRefusal::classify(code, None), Some(StatesRefusal::Other));
-        assert_eq!(StatesRefusal::classify(Some("InvalidDefinition"), Some(LOGS)), None);
+        assert_eq!(
+            StatesRefusal::classify(code, Some(ASSUME)),
+            Some(StatesRefusal::RoleNotAssumable)
+        );
+        assert_eq!(
+            StatesRefusal::classify(code, Some(LOGS)),
+            Some(StatesRefusal::LogDestination)
+        );
+        assert_eq!(
+            StatesRefusal::classify(code, Some(CALLER)),
+            Some(StatesRefusal::Other)
+        );
+        assert_eq!(
+            StatesRefusal::classify(code, None),
+            Some(StatesRefusal::Other)
+        );
+        assert_eq!(
+            StatesRefusal::classify(Some("InvalidDefinition"), Some(LOGS)),
+            None
+        );
     }
 
     #[test]
@@ -139,9 +162,17 @@ mod tests {
         let new = RoleChanges::of(&Action::Create);
         let unchanged = RoleChanges::of(&Action::Unchanged);
         let trust_only = RoleChanges::of(&Action::Update(vec!["trust policy".into()]));
-        assert!(StatesRefusal::LogDestination.wait_reason("r", new).is_some_and(|r| r.contains("just written")));
-        assert_eq!(StatesRefusal::LogDestination.wait_reason("r", unchanged), None);
-        assert_eq!(StatesRefusal::LogDestination.wait_reason("r", trust_only), None);
+        assert!(StatesRefusal::LogDestination
+            .wait_reason("r", new)
+            .is_some_and(|r| r.contains("just written")));
+        assert_eq!(
+            StatesRefusal::LogDestination.wait_reason("r", unchanged),
+            None
+        );
+        assert_eq!(
+            StatesRefusal::LogDestination.wait_reason("r", trust_only),
+            None
+        );
         assert!(StatesRefusal::RoleNotAssumable
             .wait_reason("r", trust_only)
             .is_some_and(|r| r.contains("just created")));
@@ -149,13 +180,19 @@ mod tests {
             .wait_reason("r", unchanged)
             .is_some_and(|r| r.contains("did not change")));
         assert_eq!(StatesRefusal::Other.wait_reason("r", new), None);
-        assert!(StatesRefusal::LogDestination.explain("r").contains("logs:CreateLogDelivery"));
+        assert!(StatesRefusal::LogDestination
+            .explain("r")
+            .contains("logs:CreateLogDelivery"));
     }
 
     #[test]
     fn lambda_retries_only_a_role_it_cannot_assume() {
-        assert!(lambda_cannot_assume(Some("The role defined for the function cannot be assumed by Lambda.")));
-        assert!(!lambda_cannot_assume(Some("Value 100000 at 'memorySize' failed to satisfy constraint")));
+        assert!(lambda_cannot_assume(Some(
+            "The role defined for the function cannot be assumed by Lambda."
+        )));
+        assert!(!lambda_cannot_assume(Some(
+            "Value 100000 at 'memorySize' failed to satisfy constraint"
+        )));
         assert!(!lambda_cannot_assume(None));
     }
 }

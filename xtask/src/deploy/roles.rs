@@ -38,11 +38,13 @@ pub fn desired(config: &StackConfig) -> anyhow::Result<Vec<DesiredRole>> {
     let documents = generator::iam::documents(config).context("cannot render the IAM documents")?;
     let mut roles: BTreeMap<String, DesiredRole> = BTreeMap::new();
     for doc in documents {
-        let role = roles.entry(doc.role_name.clone()).or_insert_with(|| DesiredRole {
-            name: doc.role_name.clone(),
-            trust: Value::Null,
-            policy: Value::Null,
-        });
+        let role = roles
+            .entry(doc.role_name.clone())
+            .or_insert_with(|| DesiredRole {
+                name: doc.role_name.clone(),
+                trust: Value::Null,
+                policy: Value::Null,
+            });
         match doc.kind {
             "trust" => role.trust = doc.json,
             _ => role.policy = doc.json,
@@ -56,7 +58,10 @@ pub async fn plan(clients: &Clients, desired: Vec<DesiredRole>) -> anyhow::Resul
     let mut out = Vec::new();
     for role in desired {
         let action = diff(clients, &role).await?;
-        out.push(RolePlan { desired: role, action });
+        out.push(RolePlan {
+            desired: role,
+            action,
+        });
     }
     Ok(out)
 }
@@ -65,7 +70,12 @@ async fn diff(clients: &Clients, desired: &DesiredRole) -> anyhow::Result<Action
     let Some(tags) = current_tags(clients, &desired.name).await? else {
         return Ok(Action::Create);
     };
-    check_owned(&clients.stack, "IAM role", &desired.name, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    check_owned(
+        &clients.stack,
+        "IAM role",
+        &desired.name,
+        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?;
     let role = clients
         .iam
         .get_role()
@@ -74,30 +84,68 @@ async fn diff(clients: &Clients, desired: &DesiredRole) -> anyhow::Result<Action
         .await
         .ctx(format!("cannot read role {}", desired.name))?;
     let mut fields = Vec::new();
-    let trust = role.role().and_then(|r| r.assume_role_policy_document()).map(parse_document);
+    let trust = role
+        .role()
+        .and_then(|r| r.assume_role_policy_document())
+        .map(parse_document);
     if trust.as_ref() != Some(&desired.trust) {
         fields.push("trust policy".to_string());
     }
-    let policy =
-        match clients.iam.get_role_policy().role_name(&desired.name).policy_name(desired.policy_name()).send().await {
-            Ok(out) => Some(parse_document(out.policy_document())),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => None,
-            Err(error) => return Err(error).ctx(format!("cannot read the inline policy of role {}", desired.name)),
-        };
+    let policy = match clients
+        .iam
+        .get_role_policy()
+        .role_name(&desired.name)
+        .policy_name(desired.policy_name())
+        .send()
+        .await
+    {
+        Ok(out) => Some(parse_document(out.policy_document())),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_no_such_entity_exception()) =>
+        {
+            None
+        }
+        Err(error) => {
+            return Err(error).ctx(format!(
+                "cannot read the inline policy of role {}",
+                desired.name
+            ))
+        }
+    };
     if policy.as_ref() != Some(&desired.policy) {
         fields.push("inline policy".to_string());
     }
     if tags_differ(&clients.stack, &tags) {
         fields.push("tags".to_string());
     }
-    Ok(if fields.is_empty() { Action::Unchanged } else { Action::Update(fields) })
+    Ok(if fields.is_empty() {
+        Action::Unchanged
+    } else {
+        Action::Update(fields)
+    })
 }
 
 /// The role's tags, or `None` when the role does not exist.
-pub async fn current_tags(clients: &Clients, name: &str) -> anyhow::Result<Option<BTreeMap<String, String>>> {
+pub async fn current_tags(
+    clients: &Clients,
+    name: &str,
+) -> anyhow::Result<Option<BTreeMap<String, String>>> {
     match clients.iam.list_role_tags().role_name(name).send().await {
-        Ok(out) => Ok(Some(out.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())),
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Ok(None),
+        Ok(out) => Ok(Some(
+            out.tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+        )),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_no_such_entity_exception()) =>
+        {
+            Ok(None)
+        }
         Err(error) => Err(error).ctx(format!("cannot read the tags of role {name}")),
     }
 }
@@ -110,11 +158,18 @@ pub async fn apply(clients: &Clients, plan: &RolePlan) -> anyhow::Result<()> {
     let has = |field: &str| matches!(&plan.action, Action::Update(fields) if fields.iter().any(|f| f == field));
     let create = plan.action == Action::Create;
     if create {
-        let mut request = clients.iam.create_role().role_name(name).assume_role_policy_document(role.trust.to_string());
+        let mut request = clients
+            .iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(role.trust.to_string());
         for tag in tags(clients)? {
             request = request.tags(tag);
         }
-        request.send().await.ctx(format!("cannot create role {name}"))?;
+        request
+            .send()
+            .await
+            .ctx(format!("cannot create role {name}"))?;
     }
     if has("trust policy") {
         clients
@@ -153,15 +208,24 @@ pub async fn apply(clients: &Clients, plan: &RolePlan) -> anyhow::Result<()> {
 fn tags(clients: &Clients) -> anyhow::Result<Vec<Tag>> {
     desired_tags(&clients.stack)
         .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().context("cannot build an IAM tag"))
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .context("cannot build an IAM tag")
+        })
         .collect()
 }
 
 /// True when the role exists and carries this stack's tag; `None` when it does not exist.
 pub async fn owned(clients: &Clients, name: &str) -> anyhow::Result<Option<bool>> {
-    Ok(current_tags(clients, name)
-        .await?
-        .map(|tags| is_owned(&clients.stack, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))))
+    Ok(current_tags(clients, name).await?.map(|tags| {
+        is_owned(
+            &clients.stack,
+            tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }))
 }
 
 /// Deletes every inline policy of the role, then the role.
@@ -183,7 +247,13 @@ pub async fn delete(clients: &Clients, name: &str) -> anyhow::Result<()> {
             .await
             .ctx(format!("cannot delete policy {policy} of role {name}"))?;
     }
-    clients.iam.delete_role().role_name(name).send().await.ctx(format!("cannot delete role {name}"))?;
+    clients
+        .iam
+        .delete_role()
+        .role_name(name)
+        .send()
+        .await
+        .ctx(format!("cannot delete role {name}"))?;
     Ok(())
 }
 
@@ -221,7 +291,10 @@ mod tests {
     #[test]
     fn url_encoded_documents_parse() {
         let encoded = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
-        assert_eq!(parse_document(encoded), serde_json::json!({"Version": "2012-10-17", "Statement": []}));
+        assert_eq!(
+            parse_document(encoded),
+            serde_json::json!({"Version": "2012-10-17", "Statement": []})
+        );
         assert_eq!(parse_document("{\"a\":1}"), serde_json::json!({"a": 1}));
         assert_eq!(percent_decode("100%"), "100%");
     }

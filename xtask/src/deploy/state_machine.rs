@@ -50,9 +50,21 @@ fn logging(clients: &Clients) -> LoggingConfiguration {
 /// The machine's tags, or `None` when it does not exist.
 async fn current_tags(clients: &Clients) -> anyhow::Result<Option<BTreeMap<String, String>>> {
     let arn = clients.stack.state_machine_arn();
-    match clients.sfn.describe_state_machine().state_machine_arn(&arn).send().await {
+    match clients
+        .sfn
+        .describe_state_machine()
+        .state_machine_arn(&arn)
+        .send()
+        .await
+    {
         Ok(_) => {}
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_state_machine_does_not_exist()) => return Ok(None),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_state_machine_does_not_exist()) =>
+        {
+            return Ok(None)
+        }
         Err(error) => return Err(error).ctx(format!("cannot read state machine {arn}")),
     }
     let tags = clients
@@ -65,7 +77,12 @@ async fn current_tags(clients: &Clients) -> anyhow::Result<Option<BTreeMap<Strin
     Ok(Some(
         tags.tags()
             .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
             .collect(),
     ))
 }
@@ -76,7 +93,12 @@ pub async fn plan(clients: &Clients, desired: &DesiredStateMachine) -> anyhow::R
     let Some(tags) = current_tags(clients).await? else {
         return Ok(Action::Create);
     };
-    check_owned(&clients.stack, "state machine", &name, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    check_owned(
+        &clients.stack,
+        "state machine",
+        &name,
+        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?;
     let machine = clients
         .sfn
         .describe_state_machine()
@@ -120,7 +142,11 @@ pub async fn plan(clients: &Clients, desired: &DesiredStateMachine) -> anyhow::R
     if tags_differ(&clients.stack, &tags) {
         fields.push("tags".to_string());
     }
-    Ok(if fields.is_empty() { Action::Unchanged } else { Action::Update(fields) })
+    Ok(if fields.is_empty() {
+        Action::Unchanged
+    } else {
+        Action::Update(fields)
+    })
 }
 
 /// Creates or updates the machine. `role_changes` says what this deploy just did to its role:
@@ -133,8 +159,10 @@ pub async fn apply(
 ) -> anyhow::Result<()> {
     let name = clients.stack.state_machine();
     let arn = clients.stack.state_machine_arn();
-    let tags: Vec<Tag> =
-        desired_tags(&clients.stack).into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    let tags: Vec<Tag> = desired_tags(&clients.stack)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
     let fields = match action {
         Action::Create => return create(clients, desired, tags, role_changes).await,
         Action::Update(fields) => fields,
@@ -204,7 +232,9 @@ async fn send_waiting_for_role<T, E, F, Fut>(
 ) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>>,
+    Fut: std::future::Future<
+        Output = Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>,
+    >,
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let started = std::time::Instant::now();
@@ -214,7 +244,9 @@ where
             Ok(out) => return Ok(out),
             Err(error) => error,
         };
-        let refusal = error.as_service_error().and_then(|e| StatesRefusal::classify(e.code(), e.message()));
+        let refusal = error
+            .as_service_error()
+            .and_then(|e| StatesRefusal::classify(e.code(), e.message()));
         let Some(refusal) = refusal else {
             return Err(error).ctx(format!("cannot {verb} state machine {name}"));
         };
@@ -238,9 +270,12 @@ where
 }
 
 pub async fn owned(clients: &Clients) -> anyhow::Result<Option<bool>> {
-    Ok(current_tags(clients)
-        .await?
-        .map(|tags| is_owned(&clients.stack, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))))
+    Ok(current_tags(clients).await?.map(|tags| {
+        is_owned(
+            &clients.stack,
+            tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }))
 }
 
 pub async fn delete(clients: &Clients) -> anyhow::Result<()> {

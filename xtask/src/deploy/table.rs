@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification, ScalarAttributeType,
-    SseSpecification, SseStatus, TableStatus, Tag, TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+    ScalarAttributeType, SseSpecification, SseStatus, TableStatus, Tag, TimeToLiveSpecification,
+    TimeToLiveStatus,
 };
 
 use super::aws::{check_owned, desired_tags, is_owned, poll, tags_differ, Clients, SdkResultExt};
@@ -23,7 +24,12 @@ pub async fn plan(clients: &Clients) -> anyhow::Result<Action> {
     let Some((arn, tags)) = current(clients).await? else {
         return Ok(Action::Create);
     };
-    check_owned(&clients.stack, "DynamoDB table", &name, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    check_owned(
+        &clients.stack,
+        "DynamoDB table",
+        &name,
+        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?;
     let table = clients
         .dynamodb
         .describe_table()
@@ -32,7 +38,11 @@ pub async fn plan(clients: &Clients) -> anyhow::Result<Action> {
         .await
         .ctx(format!("cannot describe table {name}"))?;
     let table = table.table().context("DescribeTable returned no table")?;
-    let keys: Vec<(&str, &KeyType)> = table.key_schema().iter().map(|k| (k.attribute_name(), k.key_type())).collect();
+    let keys: Vec<(&str, &KeyType)> = table
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name(), k.key_type()))
+        .collect();
     if keys != [(PARTITION_KEY, &KeyType::Hash), (SORT_KEY, &KeyType::Range)] {
         bail!(
             "table {name} ({arn}) has the key schema {keys:?}, not {PARTITION_KEY} (HASH) / {SORT_KEY} (RANGE): \
@@ -40,7 +50,9 @@ pub async fn plan(clients: &Clients) -> anyhow::Result<Action> {
         );
     }
     let mut fields = Vec::new();
-    if table.billing_mode_summary().and_then(|b| b.billing_mode()) != Some(&BillingMode::PayPerRequest) {
+    if table.billing_mode_summary().and_then(|b| b.billing_mode())
+        != Some(&BillingMode::PayPerRequest)
+    {
         fields.push("billing mode".to_string());
     }
     if table.sse_description().and_then(|s| s.status()) != Some(&SseStatus::Enabled) {
@@ -79,18 +91,40 @@ pub async fn plan(clients: &Clients) -> anyhow::Result<Action> {
     if tags_differ(&clients.stack, &tags) {
         fields.push("tags".to_string());
     }
-    Ok(if fields.is_empty() { Action::Unchanged } else { Action::Update(fields) })
+    Ok(if fields.is_empty() {
+        Action::Unchanged
+    } else {
+        Action::Update(fields)
+    })
 }
 
 /// The table's ARN and tags, or `None` when it does not exist.
-pub async fn current(clients: &Clients) -> anyhow::Result<Option<(String, BTreeMap<String, String>)>> {
+pub async fn current(
+    clients: &Clients,
+) -> anyhow::Result<Option<(String, BTreeMap<String, String>)>> {
     let name = clients.stack.table();
-    let table = match clients.dynamodb.describe_table().table_name(&name).send().await {
+    let table = match clients
+        .dynamodb
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+    {
         Ok(out) => out,
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => return Ok(None),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            return Ok(None)
+        }
         Err(error) => return Err(error).ctx(format!("cannot describe table {name}")),
     };
-    let arn = table.table().and_then(|t| t.table_arn()).unwrap_or_default().to_string();
+    let arn = table
+        .table()
+        .and_then(|t| t.table_arn())
+        .unwrap_or_default()
+        .to_string();
     let tags = clients
         .dynamodb
         .list_tags_of_resource()
@@ -98,30 +132,55 @@ pub async fn current(clients: &Clients) -> anyhow::Result<Option<(String, BTreeM
         .send()
         .await
         .ctx(format!("cannot read the tags of table {name}"))?;
-    Ok(Some((arn, tags.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())))
+    Ok(Some((
+        arn,
+        tags.tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
+    )))
 }
 
 /// True when the table exists and carries the stack tag; `None` when it does not exist.
 pub async fn owned(clients: &Clients) -> anyhow::Result<Option<bool>> {
-    Ok(current(clients)
-        .await?
-        .map(|(_, tags)| is_owned(&clients.stack, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))))
+    Ok(current(clients).await?.map(|(_, tags)| {
+        is_owned(
+            &clients.stack,
+            tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }))
 }
 
 pub async fn apply(clients: &Clients, action: &Action) -> anyhow::Result<()> {
     let name = clients.stack.table();
     let db = &clients.dynamodb;
     let create = *action == Action::Create;
-    let has = |field: &str| create || matches!(action, Action::Update(fields) if fields.iter().any(|f| f == field));
+    let has = |field: &str| {
+        create || matches!(action, Action::Update(fields) if fields.iter().any(|f| f == field))
+    };
     let tags: Vec<Tag> = desired_tags(&clients.stack)
         .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build().context("cannot build a DynamoDB tag"))
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .context("cannot build a DynamoDB tag")
+        })
         .collect::<anyhow::Result<_>>()?;
     let sse = SseSpecification::builder().enabled(true).build();
     if create {
-        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+        };
         let attr = |name: &str| {
-            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
         };
         db.create_table()
             .table_name(&name)
@@ -172,7 +231,10 @@ pub async fn apply(clients: &Clients, action: &Action) -> anyhow::Result<()> {
         db.update_time_to_live()
             .table_name(&name)
             .time_to_live_specification(
-                TimeToLiveSpecification::builder().enabled(true).attribute_name(TTL_ATTRIBUTE).build()?,
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(TTL_ATTRIBUTE)
+                    .build()?,
             )
             .send()
             .await
@@ -198,7 +260,9 @@ async fn enable_pitr(clients: &Clients, just_created: bool) -> anyhow::Result<()
             .update_continuous_backups()
             .table_name(&name)
             .point_in_time_recovery_specification(
-                PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(true).build()?,
+                PointInTimeRecoverySpecification::builder()
+                    .point_in_time_recovery_enabled(true)
+                    .build()?,
             )
             .send()
             .await;
@@ -206,13 +270,24 @@ async fn enable_pitr(clients: &Clients, just_created: bool) -> anyhow::Result<()
             Ok(_) => return Ok(()),
             Err(error) => error,
         };
-        let unavailable = error.as_service_error().is_some_and(|e| e.is_continuous_backups_unavailable_exception());
+        let unavailable = error
+            .as_service_error()
+            .is_some_and(|e| e.is_continuous_backups_unavailable_exception());
         if !unavailable || started.elapsed() + delay >= BACKUPS_AVAILABLE {
-            let waited =
-                if unavailable { format!(" after waiting {} s", BACKUPS_AVAILABLE.as_secs()) } else { String::new() };
-            return Err(error).ctx(format!("cannot enable point-in-time recovery on table {name}{waited}"));
+            let waited = if unavailable {
+                format!(" after waiting {} s", BACKUPS_AVAILABLE.as_secs())
+            } else {
+                String::new()
+            };
+            return Err(error).ctx(format!(
+                "cannot enable point-in-time recovery on table {name}{waited}"
+            ));
         }
-        let why = if just_created { "the table was just created and " } else { "" };
+        let why = if just_created {
+            "the table was just created and "
+        } else {
+            ""
+        };
         println!(
             "  table {name}: continuous backups are not available yet ({why}DynamoDB turns them on in the \
              background): retrying point-in-time recovery in {} s",
@@ -225,21 +300,35 @@ async fn enable_pitr(clients: &Clients, just_created: bool) -> anyhow::Result<()
 
 async fn wait_active(clients: &Clients) -> anyhow::Result<()> {
     let name = clients.stack.table();
-    poll(&format!("table {name} to become ACTIVE"), Duration::from_secs(300), Duration::from_secs(2), || async {
-        let out = clients
-            .dynamodb
-            .describe_table()
-            .table_name(&name)
-            .send()
-            .await
-            .ctx(format!("cannot describe table {name}"))?;
-        Ok((out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active)).then_some(()))
-    })
+    poll(
+        &format!("table {name} to become ACTIVE"),
+        Duration::from_secs(300),
+        Duration::from_secs(2),
+        || async {
+            let out = clients
+                .dynamodb
+                .describe_table()
+                .table_name(&name)
+                .send()
+                .await
+                .ctx(format!("cannot describe table {name}"))?;
+            Ok(
+                (out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active))
+                    .then_some(()),
+            )
+        },
+    )
     .await
 }
 
 pub async fn delete(clients: &Clients) -> anyhow::Result<()> {
     let name = clients.stack.table();
-    clients.dynamodb.delete_table().table_name(&name).send().await.ctx(format!("cannot delete table {name}"))?;
+    clients
+        .dynamodb
+        .delete_table()
+        .table_name(&name)
+        .send()
+        .await
+        .ctx(format!("cannot delete table {name}"))?;
     Ok(())
 }

@@ -109,7 +109,10 @@ pub fn now() -> i64 {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 impl Ops {
@@ -122,7 +125,12 @@ impl Ops {
             store: Store::new(aws_sdk_dynamodb::Client::new(&sdk), stack.table()),
             stack,
         };
-        let described = ops.sfn.describe_state_machine().state_machine_arn(ops.stack.state_machine_arn()).send().await;
+        let described = ops
+            .sfn
+            .describe_state_machine()
+            .state_machine_arn(ops.stack.state_machine_arn())
+            .send()
+            .await;
         match described {
             Ok(_) => Ok(ops),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_state_machine_does_not_exist()) => bail!(
@@ -162,13 +170,22 @@ impl Ops {
             .into_iter()
             .filter(|e| {
                 e.name() == rollout_id
-                    || e.name().strip_prefix(&rerun).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    || e.name()
+                        .strip_prefix(&rerun)
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             })
             .collect())
     }
 
     async fn describe(&self, arn: &str) -> anyhow::Result<Execution> {
-        let out = classified(self.sfn.describe_execution().execution_arn(arn).send().await, "reading the execution")?;
+        let out = classified(
+            self.sfn
+                .describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await,
+            "reading the execution",
+        )?;
         Ok(Execution {
             name: out.name().unwrap_or_default().to_string(),
             arn: arn.to_string(),
@@ -219,18 +236,32 @@ impl Ops {
         }
         let approvals = self.store.approvals(rollout_id).await?;
         let lock_holder = self.store.lock_holder().await?;
-        Ok(Snapshot::new(&self.stack.env, rollout_id, execution, summary, asgs, approvals, lock_holder))
+        Ok(Snapshot::new(
+            &self.stack.env,
+            rollout_id,
+            execution,
+            summary,
+            asgs,
+            approvals,
+            lock_holder,
+        ))
     }
 
     /// Refuses to start while another rollout holds the stack lock (the planner refuses
     /// too; this says so before an execution is started).
     async fn check_unlocked(&self, rollout_id: &str) -> anyhow::Result<()> {
-        let Some(holder) = self.store.lock_holder().await? else { return Ok(()) };
+        let Some(holder) = self.store.lock_holder().await? else {
+            return Ok(());
+        };
         if holder == rollout_id {
             return Ok(());
         }
         let env = &self.stack.env;
-        let running = self.executions_of(&holder).await?.iter().any(|e| e.status().as_str() == "RUNNING");
+        let running = self
+            .executions_of(&holder)
+            .await?
+            .iter()
+            .any(|e| e.status().as_str() == "RUNNING");
         if running {
             bail!(
                 "rollout {holder} is running on stack `{env}`: a second rollout is refused until it ends \
@@ -244,11 +275,19 @@ impl Ops {
     }
 
     /// Starts an execution for the rollout; returns its ARN.
-    pub async fn start(&self, rollout_id: &str, ami: &str, resume: bool) -> anyhow::Result<(String, String)> {
+    pub async fn start(
+        &self,
+        rollout_id: &str,
+        ami: &str,
+        resume: bool,
+    ) -> anyhow::Result<(String, String)> {
         self.check_unlocked(rollout_id).await?;
         let runs = self.executions_of(rollout_id).await?;
         if let Some(running) = runs.iter().find(|e| e.status().as_str() == "RUNNING") {
-            bail!("rollout {rollout_id} is already running as execution {}", running.name());
+            bail!(
+                "rollout {rollout_id} is already running as execution {}",
+                running.name()
+            );
         }
         let name = match (resume, runs.is_empty()) {
             (false, true) => rollout_id.to_string(),
@@ -276,11 +315,21 @@ impl Ops {
     /// with a transient error is retried with backoff (a line on stderr says so) until such
     /// failures have lasted `give_up_after`; any other error ends the watch.
     pub async fn watch(&self, rollout_id: &str, interval: Duration) -> anyhow::Result<Snapshot> {
-        self.watch_patiently(rollout_id, interval, Duration::from_secs(DEFAULT_GIVE_UP_MINUTES * 60)).await
+        self.watch_patiently(
+            rollout_id,
+            interval,
+            Duration::from_secs(DEFAULT_GIVE_UP_MINUTES * 60),
+        )
+        .await
     }
 
     /// [`Ops::watch`], giving up after `give_up_after` of transient failures in a row.
-    pub async fn watch_patiently(&self, rollout_id: &str, interval: Duration, give_up_after: Duration) -> anyhow::Result<Snapshot> {
+    pub async fn watch_patiently(
+        &self,
+        rollout_id: &str,
+        interval: Duration,
+        give_up_after: Duration,
+    ) -> anyhow::Result<Snapshot> {
         let terminal = std::io::stdout().is_terminal();
         let mut last: Option<Snapshot> = None;
         let mut patience = Patience::new(interval, give_up_after);
@@ -384,7 +433,9 @@ impl RolloutArgs {
             let ami = match (&self.resume, &self.ami) {
                 (Some(id), _) => {
                     let summary = ops.store.summary(id).await?;
-                    let summary = summary.with_context(|| format!("stack `{}` has no rollout `{id}` to resume", config.name))?;
+                    let summary = summary.with_context(|| {
+                        format!("stack `{}` has no rollout `{id}` to resume", config.name)
+                    })?;
                     if summary.status == "Succeeded" {
                         bail!("rollout {id} already succeeded: nothing to resume");
                     }
@@ -398,11 +449,19 @@ impl RolloutArgs {
             println!("started rollout {rollout_id} of {ami} on stack `{env}`");
             println!("  execution {name}: {arn}");
             if !self.wait {
-                println!("follow it: cargo xtask status --env {env} --rollout {rollout_id} --watch");
+                println!(
+                    "follow it: cargo xtask status --env {env} --rollout {rollout_id} --watch"
+                );
                 return Ok(());
             }
             let give_up_after = Duration::from_secs(self.give_up_after * 60);
-            let last = ops.watch_patiently(&rollout_id, Duration::from_secs(self.interval), give_up_after).await?;
+            let last = ops
+                .watch_patiently(
+                    &rollout_id,
+                    Duration::from_secs(self.interval),
+                    give_up_after,
+                )
+                .await?;
             outcome(&last)
         })
     }
@@ -418,7 +477,12 @@ impl StatusArgs {
                 None => ops.newest_rollout().await?,
             };
             if self.watch {
-                ops.watch_patiently(&rollout_id, Duration::from_secs(self.interval), Duration::from_secs(self.give_up_after * 60)).await?;
+                ops.watch_patiently(
+                    &rollout_id,
+                    Duration::from_secs(self.interval),
+                    Duration::from_secs(self.give_up_after * 60),
+                )
+                .await?;
                 return Ok(());
             }
             let snapshot = ops.snapshot(&rollout_id).await?;

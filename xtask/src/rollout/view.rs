@@ -65,7 +65,9 @@ impl Snapshot {
         lock_holder: Option<String>,
     ) -> Self {
         // Planned waves in order, then what was skipped; by name within each.
-        asgs.sort_by(|a, b| (a.wave.is_none(), a.wave, &a.asg).cmp(&(b.wave.is_none(), b.wave, &b.asg)));
+        asgs.sort_by(|a, b| {
+            (a.wave.is_none(), a.wave, &a.asg).cmp(&(b.wave.is_none(), b.wave, &b.asg))
+        });
         let totals = totals(&asgs);
         Self {
             stack: stack.to_string(),
@@ -93,7 +95,10 @@ impl Snapshot {
         if !self.is_running() {
             return None;
         }
-        self.approvals.iter().filter(|a| a.status == AWAITING_APPROVAL).max_by_key(|a| a.wave)
+        self.approvals
+            .iter()
+            .filter(|a| a.status == AWAITING_APPROVAL)
+            .max_by_key(|a| a.wave)
     }
 
     /// The whole view: header, one row per ASG with a progress bar, totals, and what to do
@@ -101,7 +106,11 @@ impl Snapshot {
     pub fn render(&self, now: i64) -> String {
         let mut out = String::new();
         let ami = self.summary.as_ref().map(|s| s.ami.as_str()).unwrap_or("?");
-        let _ = writeln!(out, "rollout {} of {ami} on stack `{}`", self.rollout_id, self.stack);
+        let _ = writeln!(
+            out,
+            "rollout {} of {ami} on stack `{}`",
+            self.rollout_id, self.stack
+        );
         match &self.execution {
             Some(e) => {
                 let end = e.stopped_at.unwrap_or(now);
@@ -125,11 +134,19 @@ impl Snapshot {
             "WAVE", "ASG", "STATUS", "PROGRESS", "STARTED", "ENDED"
         );
         for asg in &self.asgs {
-            let wave = asg.wave.map_or("-".to_string(), |w| format!("{}/{waves}", w + 1));
+            let wave = asg
+                .wave
+                .map_or("-".to_string(), |w| format!("{}/{waves}", w + 1));
             let progress = if asg.status == status::SKIPPED || asg.status == status::PLANNED {
                 String::new()
             } else {
-                let percentage = asg.percentage.unwrap_or(if status::is_successful(&asg.status) { 100 } else { 0 });
+                let percentage = asg
+                    .percentage
+                    .unwrap_or(if status::is_successful(&asg.status) {
+                        100
+                    } else {
+                        0
+                    });
                 format!("{} {percentage:>3}%", bar(percentage, 10))
             };
             let _ = writeln!(
@@ -148,7 +165,9 @@ impl Snapshot {
         let t = &self.totals;
         let finished = t.successful + t.failed;
         let eligible = t.asgs - t.skipped;
-        let overall = (finished * 100).checked_div(eligible).map_or(100, |p| p as u32);
+        let overall = (finished * 100)
+            .checked_div(eligible)
+            .map_or(100, |p| p as u32);
         let _ = writeln!(
             out,
             "\n{} {overall}% · {} ASGs: {} successful, {} in flight, {} failed, {} waiting, {} skipped",
@@ -171,9 +190,18 @@ impl Snapshot {
             );
         }
         if let Some(summary) = self.summary.as_ref().filter(|s| s.status != "Running") {
-            let _ = writeln!(out, "{}: {}", summary.status, summary.message.as_deref().unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{}: {}",
+                summary.status,
+                summary.message.as_deref().unwrap_or_default()
+            );
         }
-        if let Some(e) = self.execution.as_ref().filter(|e| !e.is_running() && e.status != "SUCCEEDED") {
+        if let Some(e) = self
+            .execution
+            .as_ref()
+            .filter(|e| !e.is_running() && e.status != "SUCCEEDED")
+        {
             let _ = writeln!(
                 out,
                 "execution {}: {} {}",
@@ -188,8 +216,9 @@ impl Snapshot {
     /// One line per ASG whose status or percentage changed since `before` (every ASG when
     /// there is no `before`), for logs and non-terminal output.
     pub fn changes(&self, before: Option<&Snapshot>, now: i64) -> Vec<String> {
-        let old: BTreeMap<&str, &AsgRecord> =
-            before.map(|b| b.asgs.iter().map(|a| (a.asg.as_str(), a)).collect()).unwrap_or_default();
+        let old: BTreeMap<&str, &AsgRecord> = before
+            .map(|b| b.asgs.iter().map(|a| (a.asg.as_str(), a)).collect())
+            .unwrap_or_default();
         let mut lines = Vec::new();
         for asg in &self.asgs {
             let changed = old
@@ -208,7 +237,10 @@ impl Snapshot {
             lines.push(line);
         }
         let was_waiting = before.and_then(Snapshot::awaiting_approval).map(|a| a.wave);
-        if let Some(approval) = self.awaiting_approval().filter(|a| Some(a.wave) != was_waiting) {
+        if let Some(approval) = self
+            .awaiting_approval()
+            .filter(|a| Some(a.wave) != was_waiting)
+        {
             lines.push(format!(
                 "{} wave {} waits for approval: cargo xtask approve --env {} --rollout {}",
                 clock(now),
@@ -227,7 +259,11 @@ fn message(asg: &AsgRecord) -> String {
         (Some(from), Some(version)) => Some(format!("pinned from {from} to version {version}")),
         _ => None,
     };
-    [pin, asg.reason.clone()].into_iter().flatten().collect::<Vec<_>>().join("; ")
+    [pin, asg.reason.clone()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn totals(asgs: &[AsgRecord]) -> Totals {
@@ -277,7 +313,10 @@ pub fn stamp(unix: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}-{}", clock(unix).replace(':', ""))
+    format!(
+        "{year:04}{month:02}{day:02}-{}",
+        clock(unix).replace(':', "")
+    )
 }
 
 /// `1m05s` / `42s`.
@@ -356,7 +395,10 @@ mod tests {
         );
         let view = snapshot.render(0);
         assert!(view.contains("[####......]  40%"), "{view}");
-        assert!(view.contains("6 ASGs: 1 successful, 1 in flight, 2 failed, 1 waiting, 1 skipped"), "{view}");
+        assert!(
+            view.contains("6 ASGs: 1 successful, 1 in flight, 2 failed, 1 waiting, 1 skipped"),
+            "{view}"
+        );
     }
 
     #[test]
@@ -372,18 +414,60 @@ mod tests {
             warnings: vec!["batch follows $Latest of launch template web-lt".into()],
             ..RolloutSummary::default()
         };
-        let view = Snapshot::new("local", "r", None, Some(summary), vec![pinned], vec![], None).render(0);
-        assert!(view.contains("pinned from $Latest to version 3; still refreshing"), "{view}");
-        assert!(view.contains("warning: batch follows $Latest of launch template web-lt"), "{view}");
+        let view = Snapshot::new(
+            "local",
+            "r",
+            None,
+            Some(summary),
+            vec![pinned],
+            vec![],
+            None,
+        )
+        .render(0);
+        assert!(
+            view.contains("pinned from $Latest to version 3; still refreshing"),
+            "{view}"
+        );
+        assert!(
+            view.contains("warning: batch follows $Latest of launch template web-lt"),
+            "{view}"
+        );
     }
 
     #[test]
     fn changes_list_only_what_moved() {
-        let before = Snapshot::new("local", "r", None, None, vec![record("a", Some(0), "InProgress", Some(10))], vec![], None);
-        let same = Snapshot::new("local", "r", None, None, vec![record("a", Some(0), "InProgress", Some(10))], vec![], None);
-        let moved = Snapshot::new("local", "r", None, None, vec![record("a", Some(0), "InProgress", Some(60))], vec![], None);
+        let before = Snapshot::new(
+            "local",
+            "r",
+            None,
+            None,
+            vec![record("a", Some(0), "InProgress", Some(10))],
+            vec![],
+            None,
+        );
+        let same = Snapshot::new(
+            "local",
+            "r",
+            None,
+            None,
+            vec![record("a", Some(0), "InProgress", Some(10))],
+            vec![],
+            None,
+        );
+        let moved = Snapshot::new(
+            "local",
+            "r",
+            None,
+            None,
+            vec![record("a", Some(0), "InProgress", Some(60))],
+            vec![],
+            None,
+        );
         assert!(same.changes(Some(&before), 0).is_empty());
-        assert_eq!(moved.changes(Some(&before), 0), ["00:00:00 a                            InProgress 60%"]);
+        assert_eq!(
+            moved.changes(Some(&before), 0),
+            ["00:00:00 a                            InProgress 60%"]
+        );
         assert_eq!(before.changes(None, 0).len(), 1);
     }
 }
