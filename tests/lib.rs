@@ -226,6 +226,54 @@ impl Moto {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("faults are not JSON ({e}): {body}"))
     }
 
+    /// Sets how the extended emulator delivers instance-refresh events to EventBridge rules'
+    /// Lambda targets (tests/emulator/refresh_events.py), e.g.
+    /// `{"delay_ms": 200, "jitter_ms": 100, "loss": 0.2, "duplicate": 0.0, "seed": 7}`; omitted
+    /// keys take their defaults (no delay, no loss, no duplicates, seed 0).
+    pub fn set_events(&self, settings: &serde_json::Value) {
+        self.request("POST", "/emulator/events", &settings.to_string())
+            .expect("POST /emulator/events");
+    }
+
+    /// The events' settings, counters and log: `{"settings", "emitted", "by_detail_type",
+    /// "by_rule": {rule: {"matched", "dropped", "duplicated", "delivered", "denied",
+    /// "no_function", "invocations", "errors"}}, "pending", "log": [{"id", "detail-type", "asg",
+    /// "refresh_id", "t", "wall", "deliveries": [{"rule", "target", "outcome", "due", "invoked",
+    /// "done", "attempts", "errored"}]}], "now"}` (times in the server's monotonic seconds).
+    pub fn events(&self) -> serde_json::Value {
+        let body = self
+            .request("GET", "/emulator/events", "")
+            .expect("GET /emulator/events");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("events are not JSON ({e}): {body}"))
+    }
+
+    /// Empties the events' counters and log (the settings stay).
+    pub fn clear_events(&self) {
+        self.request("DELETE", "/emulator/events", "")
+            .expect("DELETE /emulator/events");
+    }
+
+    /// What the emulator has served since the start or the last [`Moto::clear_stats`]:
+    /// `{"calls": {"service:Operation": n}, "by_caller": {"<role>/<function>" | "deployer":
+    /// {"service:Operation": n}}, "by_asg": {"DescribeInstanceRefreshes": {asg: n}, ...},
+    /// "lambda_invocations": {function: n}, "lambda_seconds": {function: s}, "events": {the
+    /// counters of [`Moto::events`] without the log}, "executions": {"<root execution arn>":
+    /// {"events", "transitions", "children": [{"index", "events", "transitions"}]}}}`.
+    /// `transitions` counts `*StateEntered` history events; a Distributed Map child's counts
+    /// are its own history's.
+    pub fn stats(&self) -> serde_json::Value {
+        let body = self
+            .request("GET", "/emulator/stats", "")
+            .expect("GET /emulator/stats");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("stats are not JSON ({e}): {body}"))
+    }
+
+    /// Zeroes every counter of [`Moto::stats`] (and the events' log).
+    pub fn clear_stats(&self) {
+        self.request("DELETE", "/emulator/stats", "")
+            .expect("DELETE /emulator/stats");
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -296,6 +344,59 @@ impl Drop for Moto {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// A zip archive (stored, uncompressed) of one executable file `name`: enough for Lambda's
+/// validation and for the extended emulator, which unpacks it and runs `bootstrap`.
+pub fn stored_zip(name: &str, contents: &[u8]) -> Vec<u8> {
+    let name = name.as_bytes();
+    let crc = crc32(contents);
+    let size = u32::try_from(contents.len()).expect("a small file");
+    let name_len = u16::try_from(name.len()).expect("a short name");
+    let mut zip = Vec::new();
+    zip.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+    zip.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    zip.extend_from_slice(&crc.to_le_bytes());
+    zip.extend_from_slice(&size.to_le_bytes());
+    zip.extend_from_slice(&size.to_le_bytes());
+    zip.extend_from_slice(&name_len.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    zip.extend_from_slice(name);
+    zip.extend_from_slice(contents);
+    let central = u32::try_from(zip.len()).expect("a small zip");
+    zip.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+    // Made by Unix (3), so that the external attributes carry the file mode.
+    zip.extend_from_slice(&[20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    zip.extend_from_slice(&crc.to_le_bytes());
+    zip.extend_from_slice(&size.to_le_bytes());
+    zip.extend_from_slice(&size.to_le_bytes());
+    zip.extend_from_slice(&name_len.to_le_bytes());
+    zip.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+    zip.extend_from_slice(&(0o100755u32 << 16).to_le_bytes());
+    zip.extend_from_slice(&0u32.to_le_bytes());
+    zip.extend_from_slice(name);
+    let central_size = u32::try_from(zip.len()).expect("a small zip") - central;
+    zip.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    zip.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
+    zip.extend_from_slice(&central_size.to_le_bytes());
+    zip.extend_from_slice(&central.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    zip
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
 
 /// A port nothing listens on right now.

@@ -23,6 +23,25 @@ Patches moto in-process, then runs `moto.server.main`:
       DELETE /emulator/refresh-log   clears it
   `/moto-api/reset` also clears every refresh and the log.
 
+* EventBridge: each refresh transition emits the event EC2 Auto Scaling sends (Started,
+  Checkpoint Reached, Succeeded, Failed, Cancelled, Rollback Started/Succeeded/Failed), matched
+  against the default bus's rules and delivered asynchronously to Lambda targets whose resource
+  policy admits events.amazonaws.com for the rule, with a settable delay, jitter, loss and
+  duplication (refresh_events.py); PutRule, PutTargets and AddPermission refuse what AWS
+  refuses (eventbridge_rules.py).
+      POST   /emulator/events  {"delay_ms", "jitter_ms", "loss", "duplicate", "retry_delay_ms", "seed"}
+      GET    /emulator/events  -> settings, counters (emitted, per rule: matched, dropped,
+                                  delivered, denied, invocations, errors, ...) and the event log
+      DELETE /emulator/events  clears the counters and the log
+
+* Counters (api_stats.py): every API request by service:Operation and by caller (a Lambda's
+  calls under its function name), Auto Scaling requests per group, Lambda invocations per
+  function, and the events' counters:
+      GET    /emulator/stats   -> {"calls", "by_caller", "by_asg", "lambda_invocations", "lambda_seconds",
+                                   "events", "executions": per root execution its history events and
+                                   transitions and each Distributed Map child's}
+      DELETE /emulator/stats   clears them
+
 * Lambda invocations run the uploaded zip's `bootstrap` under the local Runtime API
   (runtime_api.py), kept warm per function and code hash (a small pool per function so
   concurrent invocations run side by side), with the function's environment plus
@@ -70,7 +89,10 @@ from moto.core.responses import ActionResult  # noqa: E402
 from moto.ec2.responses.launch_templates import LaunchTemplates  # noqa: E402
 from moto.moto_api._internal.models import MotoAPIBackend  # noqa: E402
 
+import api_stats  # noqa: E402
+import eventbridge_rules  # noqa: E402
 import faults  # noqa: E402
+import refresh_events  # noqa: E402
 import iam_enforcement  # noqa: E402
 import stepfunctions_limits  # noqa: E402
 import refresh_rules  # noqa: E402
@@ -150,6 +172,35 @@ class Refresh:
         # Set when cancel/rollback is requested: (kind, requested_at, seconds, from_percentage)
         self.transition = None
         self.rollback_details = None
+        # EventBridge events (refresh_events.py): whether Started went out, and the checkpoints
+        # (CheckpointPercentages, ascending) not yet reached.
+        self.started_emitted = False
+        self.checkpoints = sorted(int(c) for c in refresh_rules.members(self.preferences.get("CheckpointPercentages")))
+        self.checkpoint_delay = self.preferences.get("CheckpointDelay")
+
+    def _emit(self, detail_type, t, extra=None):
+        """Queues the instance-refresh event AWS sends for this transition (lock held)."""
+        try:
+            group = autoscaling_backends[self.account][self.region].autoscaling_groups.get(self.asg)
+            group_arn = group.arn if group is not None else None
+        except Exception:
+            group_arn = None
+        refresh_events.emit(self.account, self.region, self.asg, group_arn, self.id, detail_type, t, extra)
+
+    def _emit_started(self, t):
+        if not self.started_emitted:
+            self.started_emitted = True
+            self._emit(refresh_events.STARTED, t)
+
+    def _emit_checkpoints(self, t, up_to):
+        """Checkpoint Reached for each checkpoint at or under `up_to` percent. The time model
+        does not pause for CheckpointDelay (it only reports the checkpoints)."""
+        while self.checkpoints and self.checkpoints[0] <= up_to:
+            percentage = self.checkpoints.pop(0)
+            extra = {"CheckpointPercentage": str(percentage)}
+            # The default delay is 3,600 s (DESIGN.md); the event says it as a string.
+            extra["CheckpointDelay"] = str(self.checkpoint_delay if self.checkpoint_delay is not None else 3600)
+            self._emit(refresh_events.CHECKPOINT, t, extra)
 
     def _end(self, status, reason, t):
         self.status = status
@@ -157,6 +208,12 @@ class Refresh:
         self.ended = t
         self.end_time = _now_utc() - datetime.timedelta(seconds=max(0.0, time.monotonic() - t))
         _log_event("end", self, t, status=status, percentage=self.percentage)
+        if status in ("Successful", "Failed"):
+            # It went through InProgress, if only between two ticks of the time model.
+            self._emit_started(t)
+        if status == "Successful":
+            self._emit_checkpoints(t, 100)
+        self._emit(refresh_events.END_EVENTS[status], t)
         if status == "Successful":
             _apply_desired(self)
 
@@ -189,11 +246,13 @@ class Refresh:
         if elapsed >= self.pending:
             self.status = "InProgress"
             self.reason = "Replacing instances."
+            self._emit_started(self.started + self.pending)
             span = max(self.duration - self.pending, 1e-6)
             pct = int(100 * (elapsed - self.pending) / span)
             if self.outcome == "Failed":
                 pct = min(pct, 50)
             self.percentage = max(0, min(99, pct))
+            self._emit_checkpoints(now, self.percentage)
 
     def describe(self):
         out = {
@@ -373,6 +432,7 @@ def rollback_instance_refresh(self):
         refresh.settings = _settings(group)
         refresh.transition = ("rollback", now, float(refresh.settings["rollback-seconds"]), refresh.percentage)
         _log_event("rollback", refresh, now)
+        refresh._emit(refresh_events.ROLLBACK_STARTED, now)
     return ActionResult({"InstanceRefreshId": refresh.id})
 
 
@@ -745,6 +805,10 @@ def main():
     stepfunctions_limits.install()
     stepfunctions_logging.install()
     dynamodb_backups.install()
+    eventbridge_rules.install()
+    refresh_events.install()
+    # Last: its counters see every request and invocation before any other patch answers.
+    api_stats.install()
     # What POST /moto-api/config {"stepfunctions": {"execute_state_machine": true}} does.
     moto_config.default_user_config["stepfunctions"] = {"execute_state_machine": True}
     try:

@@ -24,9 +24,16 @@ The history limit defaults to AWS's 25,000; a test lowers it to keep a loop shor
     POST /emulator/stepfunctions-limits {"history_events": 200}
     GET  /emulator/stepfunctions-limits -> {"history_events": n, "payload_bytes": 262144}
     DELETE /emulator/stepfunctions-limits  back to AWS's values
+
+The same counters measure executions (read through GET /emulator/stats, api_stats.py):
+`executions()` gives, per root execution ARN, its own history events and state transitions
+(`*StateEntered` events) and those of each Distributed Map child, which in moto has no history
+GetExecutionHistory can read: {"<arn>": {"events", "transitions", "children": [{"index",
+"events", "transitions"}]}}.
 """
 
 import json
+import threading
 
 import moto.server
 
@@ -34,6 +41,38 @@ PAYLOAD_BYTES = 256 * 1024
 HISTORY_EVENTS = 25_000
 
 _limits = {"history_events": HISTORY_EVENTS, "payload_bytes": PAYLOAD_BYTES}
+_executions_lock = threading.Lock()
+_executions = {}  # root execution ARN -> {"events", "transitions", "children": [counter]}
+
+
+def _execution_arn(env):
+    try:
+        return env.states.context_object.context_object_data["Execution"]["Id"]
+    except Exception:
+        return "unknown"
+
+
+def _execution(arn):
+    with _executions_lock:
+        return _executions.setdefault(arn, {"events": 0, "transitions": 0, "children": []})
+
+
+def executions():
+    """Per root execution: its events and transitions, and each Distributed Map child's."""
+    with _executions_lock:
+        return {
+            arn: {
+                "events": e["events"],
+                "transitions": e["transitions"],
+                "children": [dict(c) for c in sorted(e["children"], key=lambda c: c["index"])],
+            }
+            for arn, e in _executions.items()
+        }
+
+
+def clear_executions():
+    with _executions_lock:
+        _executions.clear()
 
 
 def _size(value):
@@ -160,8 +199,16 @@ def _patch_history():
 
     def counted_add_event(self, context, *args, **kwargs):
         child = getattr(context, "_limits_child", None)
+        event_type = args[0] if args else kwargs.get("event_type")
+        transition = str(getattr(event_type, "value", event_type)).endswith("StateEntered")
         if child is not None:
             child["events"] += 1
+            child["transitions"] += transition
+        else:
+            root = getattr(self, "_limits_root", None)
+            counter = _execution(_execution_arn(root) if root is not None else "unknown")
+            counter["events"] += 1
+            counter["transitions"] += transition
         return add_event(self, context, *args, **kwargs)
 
     EventManager.add_event = counted_add_event
@@ -172,7 +219,8 @@ def _patch_history():
         # A Distributed Map child is an execution of its own, evaluated in the job's frame (in
         # moto the children share one event list): tag the frame and its event context with a
         # counter. ExecutionStarted is the child's first event.
-        counter = {"events": 1}
+        counter = {"index": job.job_index, "events": 1, "transitions": 0}
+        _execution(_execution_arn(env))["children"].append(counter)
         env._limits_child = counter
         env.event_history_context._limits_child = counter
         return eval_job(self, env, job)
@@ -228,6 +276,18 @@ def _patch_routes():
     moto.server.DomainDispatcherApplication = LimitsApplication
 
 
+def _patch_reset():
+    from moto.moto_api._internal.models import MotoAPIBackend
+
+    original_reset = MotoAPIBackend.reset
+
+    def reset(self):
+        original_reset(self)
+        clear_executions()
+
+    MotoAPIBackend.reset = reset
+
+
 def install():
     """Hooks the quotas into moto's interpreter (call from server.py's main, after its own
     Step Functions patches)."""
@@ -235,3 +295,4 @@ def install():
     _patch_catch()
     _patch_history()
     _patch_routes()
+    _patch_reset()
