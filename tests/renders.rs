@@ -25,11 +25,14 @@ fn every_env_render_matches_its_snapshot() {
         let env = file.file_stem().unwrap().to_string_lossy().into_owned();
         let config = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
         let rendered = render(&config).unwrap_or_else(|e| panic!("{env}: {e}"));
-        assert_eq!(
-            rendered.len(),
-            7,
-            "state machine, four IAM documents of the roles, the deployer policy, review"
-        );
+        let expected = match config.rollout.completion {
+            // The state machine, the four IAM documents of the Lambda and state machine
+            // roles, the deployer policy, review.
+            config::Completion::Poll => 7,
+            // And the completer role's two documents and the rule's event pattern.
+            config::Completion::Events => 10,
+        };
+        assert_eq!(rendered.len(), expected, "{env}");
         for out in rendered {
             let name = format!("{env}__{}", out.path.display()).replace(['/', '\\'], "__");
             insta::assert_snapshot!(name, out.contents);

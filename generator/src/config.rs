@@ -83,6 +83,27 @@ impl OnFailure {
     }
 }
 
+/// How an ASG's child execution learns that its instance refresh has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Completion {
+    /// Wait on a task token that the completer Lambda answers when EC2 Auto Scaling's
+    /// EventBridge event for the refresh arrives; a wait that times out (an event lost)
+    /// checks once by polling and waits again.
+    Events,
+    /// Poll DescribeInstanceRefreshes every `poll_seconds`.
+    Poll,
+}
+
+impl Completion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Completion::Events => "events",
+            Completion::Poll => "poll",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Rollout {
@@ -93,6 +114,8 @@ pub struct Rollout {
     pub poll_seconds: u32,
     pub timeout_minutes: u32,
     pub approval: bool,
+    /// `events` (the default) or `poll`.
+    pub completion: Completion,
 }
 
 impl Default for Rollout {
@@ -105,6 +128,7 @@ impl Default for Rollout {
             poll_seconds: 60,
             timeout_minutes: 60,
             approval: false,
+            completion: Completion::Events,
         }
     }
 }
@@ -801,6 +825,23 @@ asgs = ["a", "b"]
         let err = parse(&text, Path::new("dev.toml")).unwrap_err();
         assert_eq!(err.problems()[0].key, "rollout.batch_size");
         assert_eq!(err.problems()[0].line, Some(9));
+    }
+
+    #[test]
+    fn completion_defaults_to_events_and_names_its_key_when_wrong() {
+        let config = parse(MINIMAL, Path::new("dev.toml")).unwrap();
+        assert_eq!(config.rollout.completion, Completion::Events);
+        let text = MINIMAL.to_string() + "[rollout]\npoll_seconds = 60\ncompletion = \"poll\"\n";
+        let config = parse(&text, Path::new("dev.toml")).unwrap();
+        assert_eq!(config.rollout.completion, Completion::Poll);
+        let text = MINIMAL.to_string() + "[rollout]\npoll_seconds = 60\ncompletion = \"push\"\n";
+        let err = parse(&text, Path::new("dev.toml")).unwrap_err();
+        let p = &err.problems()[0];
+        assert_eq!((p.key.as_str(), p.line), ("rollout.completion", Some(9)));
+        assert!(
+            p.message.contains("events") && p.message.contains("poll"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! IAM trust and permission policies of the stack's two roles, rendered from the
-//! minijinja templates in `templates/iam/`.
+//! IAM trust and permission policies of the stack's roles (the Lambdas', the state machine's
+//! and, with `completion = "events"`, the completer's), rendered from the minijinja templates
+//! in `templates/iam/`.
 
 use minijinja::{context, Environment};
 use serde_json::Value;
 
-use crate::config::StackConfig;
+use crate::config::{Completion, StackConfig};
 use crate::names::Stack;
 
-const TEMPLATES: [(&str, &str); 4] = [
+const TEMPLATES: [(&str, &str); 5] = [
     (
         "lambda.trust.json",
         include_str!("../../templates/iam/lambda.trust.json.j2"),
@@ -24,7 +25,25 @@ const TEMPLATES: [(&str, &str); 4] = [
         "states.policy.json",
         include_str!("../../templates/iam/states.policy.json.j2"),
     ),
+    (
+        "completer.policy.json",
+        include_str!("../../templates/iam/completer.policy.json.j2"),
+    ),
 ];
+
+/// The roles a stack has, each with its trust template and permission template: the
+/// completer's only with `completion = "events"`. The completer is a Lambda: it has the
+/// Lambda role's trust policy.
+fn roles(config: &StackConfig) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut roles = vec![
+        ("lambda", "lambda.trust.json", "lambda.policy.json"),
+        ("states", "states.trust.json", "states.policy.json"),
+    ];
+    if config.rollout.completion == Completion::Events {
+        roles.push(("completer", "lambda.trust.json", "completer.policy.json"));
+    }
+    roles
+}
 
 /// The deployer's permission policy (`iam/deployer.policy.json`): what a person or CI role
 /// needs to run deploy, destroy, rollout, status and approve on the stack.
@@ -74,8 +93,8 @@ pub const REFRESH_ACTIONS: [&str; 4] = [
 /// One rendered policy document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
-    /// The role the document belongs to (`lambda` or `states`; `deployer` for the policy of
-    /// whoever runs the commands, which no stack role carries).
+    /// The role the document belongs to (`lambda`, `states` or `completer`; `deployer` for the
+    /// policy of whoever runs the commands, which no stack role carries).
     pub role: &'static str,
     /// `trust` or `policy`.
     pub kind: &'static str,
@@ -136,7 +155,8 @@ fn render(
     serde_json::from_str(&text).map_err(|source| IamError::Json { name, source })
 }
 
-/// Renders the four documents: each role's trust policy and permission policy.
+/// Renders each role's trust policy and permission policy: the Lambda role's and the state
+/// machine role's, then (with `completion = "events"`) the completer role's.
 pub fn documents(config: &StackConfig) -> Result<Vec<Document>, IamError> {
     let stack = Stack::new(config);
     let env = environment()?;
@@ -146,6 +166,22 @@ pub fn documents(config: &StackConfig) -> Result<Vec<Document>, IamError> {
     );
     let ec2_images = format!("arn:{}:ec2:{}::image/*", stack.partition, stack.region);
     let ec2_snapshots = format!("arn:{}:ec2:{}::snapshot/*", stack.partition, stack.region);
+    let log_groups = |functions: &[String]| {
+        functions
+            .iter()
+            .flat_map(|f| {
+                let group = stack.lambda_log_group_arn(f);
+                [group.clone(), format!("{group}:*")]
+            })
+            .collect::<Vec<_>>()
+    };
+    let events = config.rollout.completion == Completion::Events;
+    // The state machine invokes only the planner and the refresher; EventBridge invokes the
+    // completer (through the function's resource policy, not a role).
+    let function_arns = vec![
+        stack.function_arn(&stack.planner_function()),
+        stack.function_arn(&stack.refresher_function()),
+    ];
     let ctx = context! {
         domain => stack.service_domain(),
         account => stack.account,
@@ -153,17 +189,10 @@ pub fn documents(config: &StackConfig) -> Result<Vec<Document>, IamError> {
         executions_arns => stack.executions_arn_patterns(),
         express_arns => stack.express_arn_patterns(),
         map_runs_arn => stack.map_runs_arn_pattern(),
-        function_arns => vec![
-            stack.function_arn(&stack.planner_function()),
-            stack.function_arn(&stack.refresher_function()),
-        ],
-        lambda_log_groups => [stack.planner_function(), stack.refresher_function()]
-            .iter()
-            .flat_map(|f| {
-                let group = stack.lambda_log_group_arn(f);
-                [group.clone(), format!("{group}:*")]
-            })
-            .collect::<Vec<_>>(),
+        function_arns => function_arns,
+        lambda_log_groups => log_groups(&[stack.planner_function(), stack.refresher_function()]),
+        completer_log_groups => log_groups(&[stack.completer_function()]),
+        answers_tokens => events,
         table_arn => stack.table_arn(),
         refresh_actions => REFRESH_ACTIONS,
         asg_arns => config.targets.asgs.iter().map(|a| stack.asg_arn(a)).collect::<Vec<_>>(),
@@ -178,24 +207,21 @@ pub fn documents(config: &StackConfig) -> Result<Vec<Document>, IamError> {
         instance_role_arns => config.refresh.instance_roles.iter().map(|r| stack.role_arn(r)).collect::<Vec<_>>(),
     };
     let mut out = Vec::new();
-    for (name, _) in TEMPLATES {
-        let json = render(&env, name, &ctx)?;
-        let (role, rest) = name
-            .split_once('.')
-            .expect("template names are role.kind.json");
-        let kind = rest.trim_end_matches(".json");
-        let role_name = if role == "lambda" {
-            stack.lambda_role()
-        } else {
-            stack.states_role()
+    for (role, trust, policy) in roles(config) {
+        let role_name = match role {
+            "lambda" => stack.lambda_role(),
+            "states" => stack.states_role(),
+            _ => stack.completer_role(),
         };
-        out.push(Document {
-            role: if role == "lambda" { "lambda" } else { "states" },
-            kind: if kind == "trust" { "trust" } else { "policy" },
-            file_name: format!("{role_name}.{kind}.json"),
-            role_name,
-            json,
-        });
+        for (kind, template) in [("trust", trust), ("policy", policy)] {
+            out.push(Document {
+                role,
+                kind,
+                file_name: format!("{role_name}.{kind}.json"),
+                role_name: role_name.clone(),
+                json: render(&env, template, &ctx)?,
+            });
+        }
     }
     Ok(out)
 }
@@ -206,15 +232,28 @@ pub fn documents(config: &StackConfig) -> Result<Vec<Document>, IamError> {
 pub fn deployer_document(config: &StackConfig) -> Result<Document, IamError> {
     let stack = Stack::new(config);
     let env = environment()?;
+    // Every function and role the stack may have, whatever `completion` says now: deploy
+    // deletes the completer, its role and the rule when a stack switches to "poll", and
+    // destroy deletes them.
     let function_arns = vec![
         stack.function_arn(&stack.planner_function()),
         stack.function_arn(&stack.refresher_function()),
+        stack.function_arn(&stack.completer_function()),
     ];
+    let lambda_role_arns = vec![
+        stack.role_arn(&stack.lambda_role()),
+        stack.role_arn(&stack.completer_role()),
+    ];
+    let mut role_arns = lambda_role_arns.clone();
+    role_arns.insert(1, stack.role_arn(&stack.states_role()));
     let log_group = stack.state_machine_log_group_arn();
     let ctx = context! {
         domain => stack.service_domain(),
-        lambda_role_arn => stack.role_arn(&stack.lambda_role()),
+        role_arns => role_arns,
+        lambda_role_arns => lambda_role_arns,
         states_role_arn => stack.role_arn(&stack.states_role()),
+        completer_arn => stack.function_arn(&stack.completer_function()),
+        events_rule_arn => stack.events_rule_arn(),
         table_arn => stack.table_arn(),
         log_group_arns => [log_group.trim_end_matches(":*").to_string(), log_group.clone()],
         function_arns => function_arns,

@@ -3,6 +3,7 @@
 
 pub mod asl;
 pub mod config;
+pub mod events;
 pub mod iam;
 pub mod names;
 pub mod payload;

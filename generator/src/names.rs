@@ -51,6 +51,42 @@ impl Stack {
         format!("{}-refresher", self.prefix)
     }
 
+    /// The function the EventBridge rule invokes with instance-refresh events: it completes
+    /// the task token a child execution waits on (`completion = "events"`).
+    pub fn completer_function(&self) -> String {
+        format!("{}-completer", self.prefix)
+    }
+
+    /// Role the completer runs as: it reads and writes the table and answers task tokens,
+    /// and nothing else (not the planner's and refresher's Auto Scaling and EC2 rights).
+    pub fn completer_role(&self) -> String {
+        format!("{}-completer", self.prefix)
+    }
+
+    /// The EventBridge rule (on the account's default event bus, where EC2 Auto Scaling
+    /// sends its events) that matches instance-refresh events for the completer.
+    pub fn events_rule(&self) -> String {
+        format!("{}-refresh-events", self.prefix)
+    }
+
+    /// Rules on the default event bus have no bus name in their ARN
+    /// (`arn:aws:events:<region>:<account>:rule/<name>`).
+    pub fn events_rule_arn(&self) -> String {
+        self.arn("events", &format!("rule/{}", self.events_rule()))
+    }
+
+    /// The Id of the rule's one target, the completer.
+    pub fn events_target_id(&self) -> &'static str {
+        "completer"
+    }
+
+    /// The StatementId of the completer's resource-based policy statement that lets
+    /// `events.amazonaws.com` invoke it for the rule (lambda:AddPermission): named after
+    /// the rule.
+    pub fn completer_permission_statement(&self) -> String {
+        self.events_rule()
+    }
+
     pub fn state_machine(&self) -> String {
         self.prefix.clone()
     }
@@ -184,6 +220,16 @@ mod tests {
         assert_eq!(
             stack.state_machine_arn(),
             "arn:aws:states:ap-south-1:111122223333:stateMachine:asg-refresh-prod"
+        );
+        assert_eq!(stack.completer_function(), "asg-refresh-prod-completer");
+        assert_eq!(stack.completer_role(), "asg-refresh-prod-completer");
+        assert_eq!(
+            stack.events_rule_arn(),
+            "arn:aws:events:ap-south-1:111122223333:rule/asg-refresh-prod-refresh-events"
+        );
+        assert_eq!(
+            stack.completer_permission_statement(),
+            "asg-refresh-prod-refresh-events"
         );
         assert_eq!(partition_of("cn-north-1"), "aws-cn");
         assert_eq!(partition_of("us-gov-west-1"), "aws-us-gov");

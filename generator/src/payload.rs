@@ -174,6 +174,14 @@ pub enum RefresherRequest {
         asg: String,
         timeout_minutes: u32,
     },
+    /// `completion = "events"`: store the task token the ASG's child waits on, with the
+    /// refresh it waits for; when that refresh's end was already recorded (its event came
+    /// before the token), answer the token at once. The completer answers it otherwise.
+    AwaitRefresh {
+        rollout_id: String,
+        asg: String,
+        task_token: String,
+    },
     /// Store the task token and wait for an operator to approve the next wave.
     AwaitApproval {
         rollout_id: String,

@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 
 use crate::asl::{validate, ValidationErrors};
-use crate::config::StackConfig;
+use crate::config::{Completion, StackConfig};
+use crate::events;
 use crate::iam::{self, IamError};
+use crate::names::Stack;
 use crate::review;
 use crate::rollout;
 
@@ -26,8 +28,14 @@ pub enum RenderError {
     Review(#[from] minijinja::Error),
 }
 
-/// The state machine, the IAM documents (the stack roles' and the deployer's policy) and the
-/// review report of a stack.
+/// Where the EventBridge rule's event pattern is written, relative to the output directory
+/// (`completion = "events"` only): `eventbridge/<rule>.pattern.json`.
+pub fn event_pattern_file(stack: &Stack) -> String {
+    format!("eventbridge/{}.pattern.json", stack.events_rule())
+}
+
+/// The state machine, the IAM documents (the stack roles' and the deployer's policy), the
+/// EventBridge rule's event pattern (`completion = "events"`) and the review report of a stack.
 pub fn render(config: &StackConfig) -> Result<Vec<OutputFile>, RenderError> {
     let machine = rollout::build(config);
     validate(&machine)?;
@@ -40,6 +48,15 @@ pub fn render(config: &StackConfig) -> Result<Vec<OutputFile>, RenderError> {
         files.push(OutputFile {
             path: PathBuf::from("iam").join(&doc.file_name),
             contents: doc.to_json(),
+        });
+    }
+    if config.rollout.completion == Completion::Events {
+        let pattern = events::event_pattern(config);
+        let mut contents = serde_json::to_string_pretty(&pattern).expect("json values serialise");
+        contents.push('\n');
+        files.push(OutputFile {
+            path: PathBuf::from(event_pattern_file(&Stack::new(config))),
+            contents,
         });
     }
     files.push(OutputFile {

@@ -4,10 +4,13 @@
 use minijinja::{context, Environment};
 
 use crate::asl::{Kind, State, StateMachine, States, Transition};
-use crate::config::{StackConfig, Strategy};
+use crate::config::{Completion, StackConfig, Strategy};
 use crate::iam::Document;
 use crate::names::Stack;
-use crate::rollout::states::{MORE_WAVES, REFRESHED, SELECT_WAVE, START, STARTED, WAIT, WAVE};
+use crate::rollout::states::{
+    AWAIT, CHECK, GATE, MORE_WAVES, REFRESHED, SELECT_WAVE, START, STARTED, WAIT, WAVE,
+};
+use crate::rollout::{event_wait_seconds, EVENT_WAITS};
 use crate::waves;
 
 const TEMPLATE: &str = include_str!("../../templates/review.md.j2");
@@ -113,23 +116,110 @@ pub fn polls(rollout: &crate::config::Rollout) -> u64 {
     u64::from(rollout.timeout_minutes) * 60 / u64::from(rollout.poll_seconds.max(1)) + 1
 }
 
-/// The child execution's history, counted on the rendered state machine.
+/// Most waits for the refresh's event that time out before the check after one finds
+/// `timeout_minutes` passed (`completion = "events"`), plus that check.
+pub fn event_rounds(rollout: &crate::config::Rollout) -> u64 {
+    (u64::from(rollout.timeout_minutes) * 60).div_ceil(u64::from(event_wait_seconds(rollout))) + 1
+}
+
+/// The child's states, from the rendered machine.
+fn child_states(machine: &StateMachine) -> Option<&States> {
+    match machine.states.get(WAVE).map(|s| &s.kind) {
+        Some(Kind::Map(map)) => Some(&map.item_processor.states),
+        _ => None,
+    }
+}
+
+/// The child execution's history, counted on the rendered state machine. Polling: each poll
+/// is the Wait, the CheckRefresh task and the gate. Events: a wait for the event that times
+/// out, the CheckRefresh task and the gate make a "poll"; the last wait, answered, is fixed.
 pub fn child_history(config: &StackConfig, machine: &StateMachine) -> ChildHistory {
-    let child = match machine.states.get(WAVE).map(|s| &s.kind) {
-        Some(Kind::Map(map)) => &map.item_processor.states,
-        _ => {
-            return ChildHistory {
-                polls: polls(&config.rollout),
-                per_poll: 0,
-                fixed: 0,
-            }
-        }
+    let Some(child) = child_states(machine) else {
+        return ChildHistory {
+            polls: polls(&config.rollout),
+            per_poll: 0,
+            fixed: 0,
+        };
     };
     let events = |name: &str| child.get(name).map_or(0, events_of);
+    let fixed = 2 + events(START) + events(STARTED) + events(REFRESHED);
+    if child.get(AWAIT).is_some() {
+        return ChildHistory {
+            polls: event_rounds(&config.rollout),
+            per_poll: events(AWAIT) + events(CHECK) + events(GATE),
+            fixed: fixed + events(AWAIT),
+        };
+    }
     ChildHistory {
         polls: polls(&config.rollout),
         per_poll: loop_events(child, WAIT, child.get(WAIT).and_then(next_of)),
-        fixed: 2 + events(START) + events(STARTED) + events(REFRESHED),
+        fixed,
+    }
+}
+
+/// What one ASG's refresh costs, retries aside, when it lasts `refresh_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AsgCost {
+    pub refresh_seconds: u64,
+    /// State transitions of the ASG's child execution (Standard workflows bill each).
+    pub transitions: u64,
+    /// History events of the child execution.
+    pub history_events: u64,
+    /// Invocations of the stack's Lambdas for this ASG (the completer's included).
+    pub lambda_invocations: u64,
+    /// DescribeInstanceRefreshes calls, on the account's shared Auto Scaling API budget.
+    pub describe_refreshes: u64,
+    /// SendTaskSuccess or SendTaskFailure calls.
+    pub task_token_calls: u64,
+}
+
+/// The cost of one ASG whose refresh lasts `refresh_seconds`, counted on the rendered child:
+/// polling checks once per `poll_seconds` until a check finds the refresh ended; events wait
+/// once, and time out (then check once) per [`event_wait_seconds`] that passes first. Each
+/// checkpoint of `[refresh]` is one more event for the completer.
+pub fn asg_cost(config: &StackConfig, machine: &StateMachine, refresh_seconds: u64) -> AsgCost {
+    let rollout = &config.rollout;
+    let Some(child) = child_states(machine) else {
+        return AsgCost {
+            refresh_seconds,
+            transitions: 0,
+            history_events: 0,
+            lambda_invocations: 0,
+            describe_refreshes: 0,
+            task_token_calls: 0,
+        };
+    };
+    let events = |name: &str| child.get(name).map_or(0, events_of);
+    let fixed_events = 2 + events(START) + events(STARTED) + events(REFRESHED);
+    if child.get(AWAIT).is_some() {
+        let timeouts = refresh_seconds / u64::from(event_wait_seconds(rollout));
+        let checkpoints = config.refresh.checkpoint_percentages.len() as u64;
+        AsgCost {
+            refresh_seconds,
+            // StartRefresh, Started, each wait, each check and gate, Refreshed.
+            transitions: 4 + 3 * timeouts,
+            history_events: fixed_events
+                + events(AWAIT)
+                + timeouts * (events(AWAIT) + events(CHECK) + events(GATE)),
+            // start, each wait's store-token call, each check, the completer per event.
+            lambda_invocations: 1 + (timeouts + 1) + timeouts + 1 + checkpoints,
+            describe_refreshes: timeouts,
+            task_token_calls: 1,
+        }
+    } else {
+        let checks = refresh_seconds
+            .div_ceil(u64::from(rollout.poll_seconds.max(1)))
+            .max(1);
+        AsgCost {
+            refresh_seconds,
+            // StartRefresh, Started, each Wait, check and gate, Refreshed.
+            transitions: 3 + 3 * checks,
+            history_events: fixed_events
+                + checks * loop_events(child, WAIT, child.get(WAIT).and_then(next_of)),
+            lambda_invocations: 1 + checks,
+            describe_refreshes: checks,
+            task_token_calls: 0,
+        }
     }
 }
 
@@ -175,7 +265,8 @@ pub fn render(
     };
     let mut env = Environment::new();
     env.add_template("review.md", TEMPLATE)?;
-    let resources = vec![
+    let events = rollout.completion == Completion::Events;
+    let mut resources = vec![
         (
             "IAM role",
             stack.lambda_role(),
@@ -212,6 +303,49 @@ pub fn render(
             "execution logs",
         ),
     ];
+    if events {
+        resources.extend([
+            (
+                "IAM role",
+                stack.completer_role(),
+                "the completer runs as it",
+            ),
+            (
+                "Lambda function",
+                stack.completer_function(),
+                "answers the task token a child waits on when its refresh's event arrives",
+            ),
+            (
+                "EventBridge rule",
+                stack.events_rule(),
+                "EC2 Auto Scaling's instance-refresh events to the completer (default bus)",
+            ),
+        ]);
+    }
+    // Costs per ASG in both shapes, the stack's first, for a refresh of half its timeout
+    // (30 minutes at the default 60) and one that runs to it.
+    let mut other = config.clone();
+    other.rollout.completion = if events {
+        Completion::Poll
+    } else {
+        Completion::Events
+    };
+    let other_machine = crate::rollout::build(&other);
+    let spans = [
+        u64::from(rollout.timeout_minutes) * 30,
+        u64::from(rollout.timeout_minutes) * 60,
+    ];
+    let costs: Vec<(&str, bool, AsgCost)> = [
+        (rollout.completion, config, machine, true),
+        (other.rollout.completion, &other, &other_machine, false),
+    ]
+    .into_iter()
+    .flat_map(|(completion, config, machine, own)| {
+        spans
+            .iter()
+            .map(move |span| (completion.as_str(), own, asg_cost(config, machine, *span)))
+    })
+    .collect();
     let tmpl = env.get_template("review.md")?;
     tmpl.render(context! {
         config => config,
@@ -227,6 +361,12 @@ pub fn render(
         history_limit => HISTORY_LIMIT,
         documents => documents.iter().map(|d| (d.file_name.clone(), d.kind)).collect::<Vec<_>>(),
         mermaid => mermaid(machine),
+        events => events,
+        event_wait_seconds => event_wait_seconds(rollout),
+        event_waits => EVENT_WAITS,
+        events_rule => stack.events_rule(),
+        event_pattern_file => crate::render::event_pattern_file(&stack),
+        costs => costs,
     })
 }
 

@@ -7,6 +7,12 @@
 //! 25,000-event cap. `batches` gets waves of `batch_size`; `window` gets one wave after the
 //! canary, over which `MaxConcurrency = batch_size` slides.
 //!
+//! How a child learns that its refresh has ended is `[rollout] completion`: `poll` waits
+//! `poll_seconds` and checks (DescribeInstanceRefreshes) until it has; `events` waits on a
+//! task token that the completer Lambda answers when EC2 Auto Scaling's EventBridge event for
+//! the refresh arrives, and checks once by polling only when that wait times out (see
+//! [`event_wait_seconds`]).
+//!
 //! No state carries ASG names, so every state stays far under the 256 KiB Step Functions
 //! allows whatever the fleet: `Plan` returns counts (the planner records the waves in the
 //! table), `SelectWave` asks the refresher for the wave's positions, each child reads its
@@ -19,12 +25,31 @@ use crate::asl::{
     Intrinsic, JitterStrategy, Kind, Map, Pass, PathOrNull, Retrier, State, StateMachine, States,
     Succeed, Task, Template, Wait,
 };
-use crate::config::{OnFailure, StackConfig};
+use crate::config::{Completion, OnFailure, Rollout, StackConfig};
 use crate::names::Stack;
 use crate::payload::errors;
 
 /// Most time an operator has to approve the next wave.
 pub const APPROVAL_TIMEOUT_SECONDS: u32 = 7 * 24 * 3600;
+
+/// With `completion = "events"`, how many times a child's wait for its refresh's event may
+/// time out before `timeout_minutes` has passed: each timeout costs one check by polling.
+pub const EVENT_WAITS: u32 = 3;
+
+/// `TimeoutSeconds` of a child's wait for its refresh's event (`completion = "events"`):
+/// `timeout_minutes` split in [`EVENT_WAITS`], and never shorter than `poll_seconds`.
+///
+/// The refresh's span is not known in advance; `timeout_minutes` is the operator's bound
+/// on it. A refresh that ends within the first third of its timeout is never polled when its
+/// event arrives; a longer one is polled once per third that passes (so at most
+/// [`EVENT_WAITS`] times, and the check that finds `timeout_minutes` passed fails it with
+/// `RefreshTimedOut`, as polling does). A lost event costs at most one wait: the check after
+/// the timeout finds the refresh ended.
+pub fn event_wait_seconds(rollout: &Rollout) -> u32 {
+    (rollout.timeout_minutes.saturating_mul(60))
+        .div_ceil(EVENT_WAITS)
+        .max(rollout.poll_seconds)
+}
 
 /// State names, shared with the report and tests.
 pub mod states {
@@ -51,6 +76,7 @@ pub mod states {
     pub const STARTED: &str = "Started";
     pub const WAIT: &str = "WaitForRefresh";
     pub const CHECK: &str = "CheckRefresh";
+    pub const AWAIT: &str = "AwaitRefreshEvent";
     pub const GATE: &str = "IsRefreshed";
     pub const REFRESHED: &str = "Refreshed";
     pub const REFRESH_FAILED: &str = "RefreshFailed";
@@ -294,7 +320,9 @@ impl Builder<'_> {
             .next(after)
     }
 
-    /// One ASG: start, then poll until the refresh has ended (the gate).
+    /// One ASG: start, then poll until the refresh has ended (the gate); with
+    /// `completion = "events"`, wait for its event instead, and check once by polling after
+    /// each wait that times out.
     fn per_asg(&self) -> Branch {
         let rollout = &self.config.rollout;
         let r = &self.config.refresh;
@@ -341,14 +369,17 @@ impl Builder<'_> {
             start.catch = absorb();
             check.catch = absorb();
         }
-        // The gate: done (refreshed, or nothing to do) ends the child; otherwise poll again.
+        // The gate: done (refreshed, or nothing to do) ends the child; otherwise poll again,
+        // or (events) wait for the refresh's event again.
+        let events = rollout.completion == Completion::Events;
+        let not_done = if events { AWAIT } else { WAIT };
         let gate = || {
             State::new(Kind::Choice(Choice {
                 choices: vec![ChoiceRule::new(
                     Condition::test("$.refresh.done", Comparison::BooleanEquals(true)),
                     REFRESHED,
                 )],
-                default: Some(WAIT.into()),
+                default: Some(not_done.into()),
                 ..Choice::default()
             }))
         };
@@ -359,16 +390,28 @@ impl Builder<'_> {
                     .comment("New launch template version with the AMI, then StartInstanceRefresh; adopts a refresh it already started.")
                     .next(STARTED),
             )
-            .add(STARTED, gate())
-            .add(WAIT, State::new(Kind::Wait(Wait::seconds(rollout.poll_seconds))).next(CHECK))
-            .add(
-                CHECK,
-                State::new(Kind::Task(check))
-                    .comment("DescribeInstanceRefreshes; fails with RefreshFailed or RefreshTimedOut.")
-                    .next(GATE),
-            )
-            .add(GATE, gate())
-            .add(REFRESHED, State::new(Kind::Succeed(silent())));
+            .add(STARTED, gate());
+        if events {
+            states.push(
+                AWAIT,
+                State::new(Kind::Task(self.await_event(continue_on_failure)))
+                    .comment("Store the task token with the ASG's record; the completer answers it when the refresh's event arrives. A timeout (a lost event) checks once by polling.")
+                    .next(REFRESHED),
+            );
+        } else {
+            states.push(
+                WAIT,
+                State::new(Kind::Wait(Wait::seconds(rollout.poll_seconds))).next(CHECK),
+            );
+        }
+        states.push(
+            CHECK,
+            State::new(Kind::Task(check))
+                .comment("DescribeInstanceRefreshes; fails with RefreshFailed or RefreshTimedOut.")
+                .next(GATE),
+        );
+        states.push(GATE, gate());
+        states.push(REFRESHED, State::new(Kind::Succeed(silent())));
         if continue_on_failure {
             states.push(
                 REFRESH_FAILED,
@@ -378,6 +421,31 @@ impl Builder<'_> {
             );
         }
         Branch::new(states).distributed(ExecutionType::Standard)
+    }
+
+    /// The wait for the refresh's event: a `.waitForTaskToken` Task on the refresher, which
+    /// stores the token (and answers it itself when the refresh's end was recorded first).
+    /// The completer answers with SendTaskSuccess (the refresh succeeded) or SendTaskFailure
+    /// `RefreshFailed` (it ended Failed, Cancelled or rolled back). Retried like every Lambda
+    /// Task, except `States.Timeout`: that is the event not coming, and goes to one check.
+    fn await_event(&self, continue_on_failure: bool) -> Task {
+        let mut task = self.refresher(
+            Template::new()
+                .lit("action", "await_refresh")
+                .path("rollout_id", "$.rollout_id")
+                .path("asg", "$.refresh.asg")
+                .path("task_token", "$$.Task.Token"),
+        );
+        task.resource = self.invoke_resource(".waitForTaskToken");
+        task.timeout_seconds = Some(event_wait_seconds(&self.config.rollout));
+        task.retry = retriers(&errors::LAMBDA_UNFINISHED_NO_TIMEOUT);
+        task.result_path = Some(PathOrNull::Null);
+        task.catch = vec![Catcher::new(&["States.Timeout"], CHECK).result_path("$.wait")];
+        if continue_on_failure {
+            task.catch
+                .push(Catcher::new(&["States.ALL"], REFRESH_FAILED).result_path("$.error"));
+        }
+        task
     }
 
     fn is_last_wave(&self) -> State {

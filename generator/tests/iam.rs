@@ -257,7 +257,7 @@ fn deployer_policy_covers_the_commands_on_this_stack_only() {
     // Each role is passed only to the service that runs as it.
     let statements = deployer.json["Statement"].as_array().unwrap();
     for (sid, service) in [
-        ("PassLambdaRole", "lambda.amazonaws.com"),
+        ("PassLambdaRoles", "lambda.amazonaws.com"),
         ("PassStateMachineRole", "states.amazonaws.com"),
     ] {
         let pass = statements.iter().find(|s| s["Sid"] == sid).unwrap();
@@ -359,4 +359,95 @@ fn trust_as_resource_policy_adds_the_role() {
         converted["Statement"][0]["Principal"],
         trust["Statement"][0]["Principal"]
     );
+}
+
+#[test]
+fn completer_role_exists_only_with_events_and_answers_tokens_without_touching_the_fleet() {
+    let events = documents(&config("asgs = [\"a\"]", "")).unwrap();
+    let roles: Vec<(&str, &str)> = events.iter().map(|d| (d.role, d.kind)).collect();
+    assert_eq!(
+        roles,
+        [
+            ("lambda", "trust"),
+            ("lambda", "policy"),
+            ("states", "trust"),
+            ("states", "policy"),
+            ("completer", "trust"),
+            ("completer", "policy"),
+        ]
+    );
+    let completer = doc(&events, "completer", "policy");
+    let mut granted = allowed(completer);
+    granted.sort();
+    let table = "arn:aws:dynamodb:ap-south-1:444455556666:table/asg-refresh-prod";
+    let log_group =
+        "arn:aws:logs:ap-south-1:444455556666:log-group:/aws/lambda/asg-refresh-prod-completer";
+    let mut expected: Vec<(String, String)> = vec![
+        ("dynamodb:GetItem".into(), table.into()),
+        ("dynamodb:UpdateItem".into(), table.into()),
+        ("states:SendTaskFailure".into(), "*".into()),
+        ("states:SendTaskSuccess".into(), "*".into()),
+    ];
+    for action in [
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    ] {
+        expected.push((action.into(), log_group.into()));
+        expected.push((action.into(), format!("{log_group}:*")));
+    }
+    expected.sort();
+    assert_eq!(granted, expected);
+    // It is a Lambda: the Lambda role's trust policy, with its confused-deputy guard.
+    assert_eq!(
+        doc(&events, "completer", "trust"),
+        doc(&events, "lambda", "trust")
+    );
+    // The refresher answers a token whose event came first: only with events.
+    let answers = |docs: &[Document]| {
+        allowed(doc(docs, "lambda", "policy"))
+            .iter()
+            .any(|(a, r)| a == "states:SendTaskSuccess" && r == "*")
+    };
+    assert!(answers(&events));
+    let poll = documents(&config(
+        "asgs = [\"a\"]",
+        "[rollout]\ncompletion = \"poll\"",
+    ))
+    .unwrap();
+    assert_eq!(poll.len(), 4);
+    assert!(!answers(&poll));
+}
+
+#[test]
+fn deployer_manages_the_rule_and_the_completer_of_this_stack() {
+    for extra in ["", "[rollout]\ncompletion = \"poll\""] {
+        let deployer = deployer_document(&config("asgs = [\"a\"]", extra)).unwrap();
+        let granted = allowed(&deployer.json);
+        let has = |action: &str, resource: &str| {
+            granted.iter().any(|(a, r)| a == action && r == resource)
+        };
+        let rule = "arn:aws:events:ap-south-1:444455556666:rule/asg-refresh-prod-refresh-events";
+        for action in [
+            "events:PutRule",
+            "events:PutTargets",
+            "events:DeleteRule",
+            "events:RemoveTargets",
+        ] {
+            assert!(has(action, rule), "{action}");
+        }
+        let completer =
+            "arn:aws:lambda:ap-south-1:444455556666:function:asg-refresh-prod-completer";
+        assert!(has("lambda:AddPermission", completer));
+        assert!(has("lambda:CreateFunction", completer));
+        assert!(has(
+            "iam:PassRole",
+            "arn:aws:iam::444455556666:role/asg-refresh-prod-completer"
+        ));
+        for (action, resource) in &granted {
+            if action.starts_with("events:") {
+                assert_eq!(resource, rule, "{action}");
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use generator::asl::{validate, Kind, PathOrNull, State, StateMachine, Task, Template, Transition};
-use generator::config::{self, OnFailure, StackConfig, Strategy};
+use generator::config::{self, Completion, OnFailure, StackConfig, Strategy};
 use generator::payload::{
     errors, FinishResponse, InFlightResponse, Outcome, PlanRequest, PlanResponse, RefresherRequest,
     SettleResponse, StepResponse, WaveResponse,
@@ -13,7 +13,17 @@ use generator::payload::{
 use generator::rollout::{self, states as s};
 use serde_json::{json, Value};
 
+/// A polling config (the shape these tests were first written for).
 fn config(strategy: Strategy, on_failure: OnFailure, approval: bool) -> StackConfig {
+    config_in(strategy, on_failure, approval, Completion::Poll)
+}
+
+fn config_in(
+    strategy: Strategy,
+    on_failure: OnFailure,
+    approval: bool,
+    completion: Completion,
+) -> StackConfig {
     let text = format!(
         r#"
 name = "t"
@@ -30,13 +40,15 @@ on_failure = "{}"
 poll_seconds = 45
 timeout_minutes = 20
 approval = {approval}
+completion = "{}"
 [refresh]
 alarms = ["db-high"]
 checkpoint_percentages = [50, 100]
 checkpoint_delay = 60
 "#,
         strategy.as_str(),
-        on_failure.as_str()
+        on_failure.as_str(),
+        completion.as_str(),
     );
     config::parse(&text, Path::new("t.toml")).expect("test config is valid")
 }
@@ -46,7 +58,9 @@ fn all_configs() -> Vec<StackConfig> {
     for strategy in [Strategy::Batches, Strategy::Window] {
         for on_failure in [OnFailure::Stop, OnFailure::Continue, OnFailure::Rollback] {
             for approval in [false, true] {
-                out.push(config(strategy, on_failure, approval));
+                for completion in [Completion::Poll, Completion::Events] {
+                    out.push(config_in(strategy, on_failure, approval, completion));
+                }
             }
         }
     }
@@ -143,12 +157,22 @@ fn concurrency_poll_and_timeout_come_from_the_config() {
             map.item_processor.is_distributed(),
             "each ASG in its own child execution"
         );
-        let wait = map
-            .item_processor
-            .states
-            .get(s::WAIT)
-            .expect("a wait state");
-        assert!(matches!(&wait.kind, Kind::Wait(w) if w.seconds == Some(45)));
+        match config.rollout.completion {
+            Completion::Poll => {
+                let wait = map
+                    .item_processor
+                    .states
+                    .get(s::WAIT)
+                    .expect("a wait state");
+                assert!(matches!(&wait.kind, Kind::Wait(w) if w.seconds == Some(45)));
+                assert!(map.item_processor.states.get(s::AWAIT).is_none());
+            }
+            Completion::Events => {
+                // 20 minutes in three waits for the event.
+                assert_eq!(child_task(&machine, s::AWAIT).timeout_seconds, Some(400));
+                assert!(map.item_processor.states.get(s::WAIT).is_none());
+            }
+        }
         let check = payload(child_task(&machine, s::CHECK));
         let resolved = check
             .resolve(
@@ -218,6 +242,16 @@ fn failure_policy_shapes_the_wave_and_the_failure_path() {
                     assert_eq!(catch.len(), 1, "{name}");
                     assert_eq!(
                         (catch[0].error_equals.as_slice(), catch[0].next.as_str()),
+                        (&["States.ALL".to_string()][..], s::REFRESH_FAILED)
+                    );
+                }
+                if config.rollout.completion == Completion::Events {
+                    // A timed-out wait checks first; any other failure is absorbed.
+                    let catch = &child_task(&machine, s::AWAIT).catch;
+                    assert_eq!(catch.len(), 2);
+                    assert_eq!(catch[0].next, s::CHECK);
+                    assert_eq!(
+                        (catch[1].error_equals.as_slice(), catch[1].next.as_str()),
                         (&["States.ALL".to_string()][..], s::REFRESH_FAILED)
                     );
                 }
@@ -672,6 +706,9 @@ fn unfinished_invocations_are_retried_where_running_again_is_safe() {
         for name in [s::START, s::CHECK] {
             tasks.push((name, child_task(&machine, name)));
         }
+        if config.rollout.completion == Completion::Events {
+            tasks.push((s::AWAIT, child_task(&machine, s::AWAIT)));
+        }
         for (name, t) in tasks {
             let retried: Vec<&str> = t
                 .retry
@@ -691,9 +728,10 @@ fn unfinished_invocations_are_retried_where_running_again_is_safe() {
             }
             // Past the approval timeout nobody approved: that is the answer, not a fault.
             let timeout_retried = retried.contains(&"States.Timeout");
+            // Nor is the event's wait timing out: that goes to one check by polling.
             assert_eq!(
                 timeout_retried,
-                name != s::APPROVE_NEXT_WAVE,
+                name != s::APPROVE_NEXT_WAVE && name != s::AWAIT,
                 "{name}: {retried:?}"
             );
             assert!(
@@ -735,7 +773,7 @@ fn history_is_counted_on_the_rendered_machine() {
 fn a_poll_loop_past_the_child_history_limit_is_refused() {
     let text = |poll: u32, timeout: u32| {
         format!(
-            "name = \"t\"\nregion = \"eu-west-1\"\naccount_id = \"123456789012\"\n[targets]\nasgs = [\"a\"]\n[rollout]\npoll_seconds = {poll}\ntimeout_minutes = {timeout}\n"
+            "name = \"t\"\nregion = \"eu-west-1\"\naccount_id = \"123456789012\"\n[targets]\nasgs = [\"a\"]\n[rollout]\npoll_seconds = {poll}\ntimeout_minutes = {timeout}\ncompletion = \"poll\"\n"
         )
     };
     // 9 events a poll, 11 outside the loop, 1,000 set aside for retries: 2,665 polls fit.
@@ -764,4 +802,120 @@ fn a_poll_loop_past_the_child_history_limit_is_refused() {
             );
         }
     }
+}
+
+#[test]
+fn events_child_waits_on_a_token_and_checks_once_per_timeout() {
+    for config in all_configs()
+        .into_iter()
+        .filter(|c| c.rollout.completion == Completion::Events)
+    {
+        let machine = rollout::build(&config);
+        let children = &wave_map(&machine).item_processor.states;
+        // Started goes to the wait; the wait, answered, ends the child.
+        let started = state_of(children, s::STARTED);
+        let Kind::Choice(choice) = &started.kind else {
+            panic!("Started is a Choice")
+        };
+        assert_eq!(choice.default.as_deref(), Some(s::AWAIT));
+        assert_eq!(
+            state_of(children, s::AWAIT).transition,
+            Transition::Next(s::REFRESHED.into())
+        );
+        let wait = child_task(&machine, s::AWAIT);
+        assert!(wait.resource.ends_with("lambda:invoke.waitForTaskToken"));
+        assert_eq!(wait.result_path, Some(PathOrNull::Null));
+        assert_eq!(
+            (
+                wait.catch[0].error_equals.as_slice(),
+                wait.catch[0].next.as_str()
+            ),
+            (&["States.Timeout".to_string()][..], s::CHECK)
+        );
+        // The check's gate waits again when the refresh still runs.
+        let Kind::Choice(gate) = &state_of(children, s::GATE).kind else {
+            panic!("the gate is a Choice")
+        };
+        assert_eq!(gate.default.as_deref(), Some(s::AWAIT));
+        let event: RefresherRequest = serde_json::from_value(
+            payload(wait)
+                .resolve(
+                    &json!({"rollout_id": "r-1", "refresh": {"asg": "a"}}),
+                    &context(),
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            event,
+            RefresherRequest::AwaitRefresh {
+                rollout_id: "r-1".into(),
+                asg: "a".into(),
+                task_token: "token-1".into()
+            }
+        );
+    }
+}
+
+fn state_of<'a>(states: &'a generator::asl::States, name: &str) -> &'a State {
+    states
+        .get(name)
+        .unwrap_or_else(|| panic!("no child state {name}"))
+}
+
+#[test]
+fn event_wait_is_a_third_of_the_timeout_and_at_least_a_poll() {
+    let mut config = config_in(
+        Strategy::Batches,
+        OnFailure::Stop,
+        false,
+        Completion::Events,
+    );
+    assert_eq!(rollout::event_wait_seconds(&config.rollout), 400);
+    config.rollout.timeout_minutes = 1;
+    config.rollout.poll_seconds = 45;
+    assert_eq!(rollout::event_wait_seconds(&config.rollout), 45);
+    config.rollout.timeout_minutes = 10080;
+    assert_eq!(rollout::event_wait_seconds(&config.rollout), 201_600);
+}
+
+#[test]
+fn events_history_and_cost_are_counted_on_the_rendered_child() {
+    let events = config_in(
+        Strategy::Batches,
+        OnFailure::Stop,
+        false,
+        Completion::Events,
+    );
+    let machine = rollout::build(&events);
+    let child = generator::review::child_history(&events, &machine);
+    // A wait that times out (entered, scheduled, started, submitted, timed out, exited),
+    // CheckRefresh, the gate.
+    assert_eq!(child.per_poll, 6 + 5 + 2);
+    // Execution started and succeeded, StartRefresh, Started, the answered wait, Refreshed.
+    assert_eq!(child.fixed, 2 + 5 + 2 + 2 + 6);
+    // Three waits of 400 s time out in 20 minutes; the check after the third fails it.
+    assert_eq!(child.polls, 4);
+    // The longest poll loop the history allows is refused when polling, not with events.
+    let text = |completion: &str| {
+        format!(
+            "name = \"t\"\nregion = \"eu-west-1\"\naccount_id = \"123456789012\"\n[targets]\nasgs = [\"a\"]\n[rollout]\npoll_seconds = 5\ntimeout_minutes = 10080\ncompletion = \"{completion}\"\n"
+        )
+    };
+    assert!(config::parse(&text("poll"), Path::new("t.toml")).is_err());
+    assert!(config::parse(&text("events"), Path::new("t.toml")).is_ok());
+    // A 30-minute refresh at a 60-minute timeout (one wait of 20 minutes times out): at most
+    // 8 transitions with events; about 95 polling every 60 s.
+    let mut sixty = events.clone();
+    sixty.rollout.timeout_minutes = 60;
+    sixty.rollout.poll_seconds = 60;
+    let cost = generator::review::asg_cost(&sixty, &rollout::build(&sixty), 1800);
+    assert_eq!(cost.transitions, 7);
+    assert_eq!(cost.describe_refreshes, 1);
+    // start, two store-token calls, one check, the completer for the end and two checkpoints.
+    assert_eq!(cost.lambda_invocations, 1 + 2 + 1 + 1 + 2);
+    sixty.rollout.completion = Completion::Poll;
+    let polling = generator::review::asg_cost(&sixty, &rollout::build(&sixty), 1800);
+    assert_eq!(polling.transitions, 3 + 3 * 30);
+    assert_eq!(polling.describe_refreshes, 30);
 }
