@@ -1,0 +1,717 @@
+//! Fleets of many ASGs on the emulator and the figures of one rollout over them, shared by
+//! tests/fleet.rs, tests/events.rs and `cargo xtask bench --fleet N` (which runs
+//! tests/fleet.rs's ignored `bench`): the fleet made side by side, a variant of the local
+//! stack per shape (completion, strategy, batch size), a rollout followed with progress lines,
+//! and what it cost and how it went read back from the emulator (refresh log, API call
+//! statistics, execution histories) and the rollout table. Every wait is bounded.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use asg_refresh_tests::Moto;
+use serde_json::{json, Value};
+
+use super::{
+    demo, deploy_local_variant, fleet, max_in_flight, refresh_intervals, rollout_items,
+    start_rollout, Interval, TableItem,
+};
+
+/// Step Functions' limit on one execution's history.
+pub const HISTORY_LIMIT: u64 = 25_000;
+/// Step Functions' limit on a state's input or output.
+pub const PAYLOAD_LIMIT: usize = 256 * 1024;
+/// Fleet creation: calls in flight at once.
+const CREATE_CONCURRENCY: usize = 16;
+
+/// How a child learns that its refresh ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    Poll,
+    Events,
+}
+
+impl Completion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Completion::Poll => "poll",
+            Completion::Events => "events",
+        }
+    }
+}
+
+/// `[rollout] strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Batches,
+    Window,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Batches => "batches",
+            Strategy::Window => "window",
+        }
+    }
+}
+
+/// One deployed variant of the local stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub completion: Completion,
+    pub strategy: Strategy,
+    pub batch_size: u32,
+    pub poll_seconds: u32,
+    pub timeout_minutes: u32,
+}
+
+impl Shape {
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.completion.as_str(), self.strategy.as_str())
+    }
+}
+
+/// Deploys envs/local.toml with the shape's rollout settings.
+pub fn deploy_shape(moto: &Moto, shape: &Shape) {
+    let completion = format!("completion = \"{}\"", shape.completion.as_str());
+    let strategy = format!("strategy = \"{}\"", shape.strategy.as_str());
+    let batch = format!("batch_size = {}", shape.batch_size);
+    let poll = format!("poll_seconds = {}", shape.poll_seconds);
+    let timeout = format!("timeout_minutes = {}", shape.timeout_minutes);
+    deploy_local_variant(
+        moto,
+        &format!(
+            "{}-{}-{}",
+            shape.completion.as_str(),
+            shape.strategy.as_str(),
+            shape.batch_size
+        ),
+        &[
+            ("completion = \"poll\"", completion.as_str()),
+            ("strategy = \"window\"", strategy.as_str()),
+            ("batch_size = 3", batch.as_str()),
+            ("poll_seconds = 5", poll.as_str()),
+            ("timeout_minutes = 10", timeout.as_str()),
+        ],
+    );
+}
+
+/// `n` refresh times in minutes spread evenly from 3 to 12, in an order that does not follow
+/// the names (the planner orders by name): position `i` takes step `(i * 7) mod n` (7 and `n`
+/// coprime, else `i`).
+pub fn spread_minutes(n: usize) -> Vec<f64> {
+    let step = |k: usize| {
+        if n <= 1 {
+            3.0
+        } else {
+            3.0 + 9.0 * k as f64 / (n - 1) as f64
+        }
+    };
+    let stride = if n.is_multiple_of(7) { 1 } else { 7 };
+    (0..n).map(|i| step((i * stride) % n.max(1))).collect()
+}
+
+/// The fleet's names: `<prefix>-0000`, `<prefix>-0001`, ...
+pub fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:04}")).collect()
+}
+
+/// Creates one [`fleet`] group per `(name, refresh seconds)` in local.toml's target set,
+/// [`CREATE_CONCURRENCY`] at a time, with a progress line every 250 groups when `progress`.
+pub async fn create_fleet(
+    config: &aws_config::SdkConfig,
+    groups: &[(String, f64)],
+    progress: bool,
+) {
+    let started = Instant::now();
+    let mut pending = groups.iter().cloned();
+    let mut running = tokio::task::JoinSet::new();
+    let mut done = 0usize;
+    loop {
+        while running.len() < CREATE_CONCURRENCY {
+            let Some((name, seconds)) = pending.next() else {
+                break;
+            };
+            let config = config.clone();
+            running.spawn(async move {
+                let tags = demo(&format!("{seconds:.3}"));
+                let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                fleet(&config, &name, &tags).await;
+            });
+        }
+        let Some(result) = running.join_next().await else {
+            break;
+        };
+        result.expect("create a group of the fleet");
+        done += 1;
+        if progress && done.is_multiple_of(250) {
+            println!(
+                "  fleet: {done}/{} groups created ({:.0} s)",
+                groups.len(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Registers `ami` with the emulator's DescribeImages (each rollout of one fleet needs an
+/// image of its own, or every group would already run it).
+pub fn add_image(moto: &Moto, ami: &str) {
+    moto.request(
+        "POST",
+        "/emulator/images",
+        &json!({"ImageId": ami, "Architecture": "x86_64", "State": "available"}).to_string(),
+    )
+    .expect("POST /emulator/images");
+}
+
+/// The emulator's API call statistics, when this emulator has them (`GET /emulator/stats`).
+pub fn stats(moto: &Moto) -> Option<Value> {
+    let body = moto.request("GET", "/emulator/stats", "").ok()?;
+    serde_json::from_str(&body).ok()
+}
+
+/// What one rollout left behind, read when its execution ended.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub shape: Shape,
+    pub rollout_id: String,
+    /// The fleet, and each group's refresh seconds as tagged.
+    pub fleet: Vec<(String, f64)>,
+    pub status: String,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    /// StartExecution to the end, as Step Functions recorded it (seconds).
+    pub wall_seconds: f64,
+    pub intervals: BTreeMap<String, Vec<Interval>>,
+    pub now: f64,
+    pub items: BTreeMap<String, TableItem>,
+    pub parent: History,
+    /// The API call statistics before and after the rollout (`None`: not kept by this emulator).
+    pub stats_before: Option<Value>,
+    pub stats_after: Option<Value>,
+}
+
+/// An execution's own history, as GetExecutionHistory returns it.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub events: u64,
+    /// `*StateEntered` events: Step Functions' billed state transitions.
+    pub transitions: u64,
+    /// The largest state input or output (bytes) among its events.
+    pub largest_state: usize,
+}
+
+/// Reads an execution's history (every page).
+pub async fn history(config: &aws_config::SdkConfig, arn: &str) -> History {
+    let sfn = aws_sdk_sfn::Client::new(config);
+    let mut out = History::default();
+    let mut token = None;
+    loop {
+        let page = sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .max_results(1000)
+            .set_next_token(token)
+            .send()
+            .await
+            .expect("get execution history");
+        for event in page.events() {
+            out.events += 1;
+            if event.r#type().as_str().ends_with("StateEntered") {
+                out.transitions += 1;
+            }
+            let entered = event
+                .state_entered_event_details()
+                .and_then(|d| d.input())
+                .map_or(0, str::len);
+            let exited = event
+                .state_exited_event_details()
+                .and_then(|d| d.output())
+                .map_or(0, str::len);
+            out.largest_state = out.largest_state.max(entered).max(exited);
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return out;
+        }
+    }
+}
+
+/// A rollout to run on a deployed shape: the fleet it covers (names and refresh seconds),
+/// its id (also the execution's name) and the image.
+pub struct Rollout<'a> {
+    pub shape: Shape,
+    pub fleet: &'a [(String, f64)],
+    pub id: &'a str,
+    pub ami: &'a str,
+}
+
+/// Starts the rollout and follows it to its end (at most `deadline`), printing a progress
+/// line every `every` when given; then reads what it did.
+pub async fn run_rollout_measured(
+    moto: &Moto,
+    config: &aws_config::SdkConfig,
+    rollout: &Rollout<'_>,
+    deadline: Duration,
+    every: Option<Duration>,
+) -> Run {
+    let Rollout {
+        shape,
+        fleet,
+        id: rollout_id,
+        ami,
+    } = *rollout;
+    moto.clear_refresh_log();
+    let stats_before = stats(moto);
+    let arn = start_rollout(config, rollout_id, rollout_id, ami).await;
+    let sfn = aws_sdk_sfn::Client::new(config);
+    let started = Instant::now();
+    let mut last_line = Instant::now();
+    let described = loop {
+        let described = sfn
+            .describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+            .expect("describe execution");
+        if described.status().as_str() != "RUNNING" {
+            break described;
+        }
+        if let Some(every) = every {
+            if last_line.elapsed() >= every {
+                last_line = Instant::now();
+                let (intervals, now) = refresh_intervals(moto);
+                let all: Vec<&Interval> = intervals.values().flatten().collect();
+                let ended = all.iter().filter(|i| i.end.is_some()).count();
+                println!(
+                    "  [{}] {:>5.0} s: {} of {} refreshes started, {ended} ended, {} in flight (at most {} so far)",
+                    shape.label(),
+                    started.elapsed().as_secs_f64(),
+                    all.len(),
+                    fleet.len(),
+                    all.len() - ended,
+                    max_in_flight(&intervals, now),
+                );
+            }
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "rollout {rollout_id} ({}) did not end within {deadline:?}",
+            shape.label()
+        );
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    };
+    let wall_seconds = match (described.start_date(), described.stop_date()) {
+        (start, Some(stop)) => (stop.as_nanos() - start.as_nanos()) as f64 / 1e9,
+        _ => started.elapsed().as_secs_f64(),
+    };
+    let (intervals, now) = refresh_intervals(moto);
+    let items = rollout_items(config, rollout_id).await;
+    let parent = history(config, &arn).await;
+    Run {
+        shape,
+        rollout_id: rollout_id.into(),
+        fleet: fleet.to_vec(),
+        status: described.status().as_str().into(),
+        error: described.error().map(str::to_string),
+        cause: described.cause().map(str::to_string),
+        wall_seconds,
+        intervals,
+        now,
+        items,
+        parent,
+        stats_before,
+        stats_after: stats(moto),
+    }
+}
+
+/// Percentiles of a sample (nearest rank); `None` when empty.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// The figures of a [`Run`].
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub asgs: usize,
+    pub refreshes: usize,
+    pub max_in_flight: usize,
+    /// Last end minus first start (emulator seconds).
+    pub makespan: f64,
+    /// `max(longest refresh, sum of refreshes / batch_size)`.
+    pub lower_bound: f64,
+    /// Refresh end to the start it frees (window: the k-th end frees the start
+    /// `batch_size + k`; batches: a wave's last end to the next wave's first start).
+    pub latencies: Vec<f64>,
+    pub wall_seconds: f64,
+    pub parent: History,
+    /// Children's history (from the emulator's statistics, when it keeps them).
+    pub child_events_max: Option<u64>,
+    pub child_transitions: Option<u64>,
+    pub lambda_invocations: Option<u64>,
+    pub describe_refreshes: Option<u64>,
+}
+
+impl Figures {
+    pub fn of(run: &Run) -> Self {
+        let all: Vec<&Interval> = run.intervals.values().flatten().collect();
+        let first = all.iter().map(|i| i.start).fold(f64::MAX, f64::min);
+        let last = all
+            .iter()
+            .map(|i| i.end_or(run.now))
+            .fold(f64::MIN, f64::max);
+        let durations: Vec<f64> = all.iter().map(|i| i.end_or(run.now) - i.start).collect();
+        let longest = durations.iter().copied().fold(0.0, f64::max);
+        let sum: f64 = durations.iter().sum();
+        let batch = f64::from(run.shape.batch_size.max(1));
+        let latencies = match run.shape.strategy {
+            Strategy::Window => window_latencies(&all, run.shape.batch_size as usize, run.now),
+            Strategy::Batches => wave_latencies(&run.intervals, &run.items, run.now),
+        };
+        let (child_events_max, child_transitions) = children(run);
+        Figures {
+            asgs: run.fleet.len(),
+            refreshes: all.len(),
+            max_in_flight: max_in_flight(&run.intervals, run.now),
+            makespan: if all.is_empty() { 0.0 } else { last - first },
+            lower_bound: longest.max(sum / batch),
+            latencies,
+            wall_seconds: run.wall_seconds,
+            parent: run.parent.clone(),
+            child_events_max,
+            child_transitions,
+            lambda_invocations: stat_delta(run, &|s| lambda_invocations(s)),
+            describe_refreshes: stat_delta(run, &|s| {
+                api_calls(s, "autoscaling:DescribeInstanceRefreshes")
+            }),
+        }
+    }
+
+    pub fn median_latency(&self) -> Option<f64> {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        percentile(&sorted, 0.5)
+    }
+
+    pub fn p90_latency(&self) -> Option<f64> {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        percentile(&sorted, 0.9)
+    }
+
+    /// State transitions per ASG: the children's and the parent's, over the fleet.
+    pub fn transitions_per_asg(&self) -> Option<f64> {
+        let children = self.child_transitions?;
+        Some((children + self.parent.transitions) as f64 / self.asgs.max(1) as f64)
+    }
+}
+
+/// Window: sorted ends and starts; the k-th end frees the slot of start `batch + k`.
+fn window_latencies(all: &[&Interval], batch: usize, now: f64) -> Vec<f64> {
+    let mut starts: Vec<f64> = all.iter().map(|i| i.start).collect();
+    let mut ends: Vec<f64> = all.iter().map(|i| i.end_or(now)).collect();
+    starts.sort_by(f64::total_cmp);
+    ends.sort_by(f64::total_cmp);
+    ends.iter()
+        .enumerate()
+        .filter_map(|(k, end)| starts.get(batch + k).map(|start| start - end))
+        .collect()
+}
+
+/// Batches: a wave's last end to the next wave's first start (waves from the table).
+fn wave_latencies(
+    intervals: &BTreeMap<String, Vec<Interval>>,
+    items: &BTreeMap<String, TableItem>,
+    now: f64,
+) -> Vec<f64> {
+    let mut waves: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
+    for (asg, list) in intervals {
+        let Some(wave) = items.get(asg).and_then(|i| i.wave) else {
+            continue;
+        };
+        let entry = waves.entry(wave).or_insert((f64::MAX, f64::MIN));
+        for interval in list {
+            entry.0 = entry.0.min(interval.start);
+            entry.1 = entry.1.max(interval.end_or(now));
+        }
+    }
+    let spans: Vec<(f64, f64)> = waves.into_values().collect();
+    spans.windows(2).map(|w| w[1].0 - w[0].1).collect()
+}
+
+/// Calls of `service:operation` in the emulator's statistics.
+pub fn api_calls(stats: &Value, operation: &str) -> Option<u64> {
+    stats.get("calls")?.get(operation)?.as_u64()
+}
+
+/// Lambda invocations in the emulator's statistics (every function).
+pub fn lambda_invocations(stats: &Value) -> Option<u64> {
+    let by_function = stats.get("lambda_invocations")?.as_object()?;
+    Some(by_function.values().filter_map(Value::as_u64).sum())
+}
+
+fn stat_delta(run: &Run, read: &dyn Fn(&Value) -> Option<u64>) -> Option<u64> {
+    let after = read(run.stats_after.as_ref()?)?;
+    let before = run.stats_before.as_ref().and_then(read).unwrap_or(0);
+    Some(after.saturating_sub(before))
+}
+
+/// The largest child's history events and all children's transitions of the rollout's
+/// execution, from the emulator's statistics.
+fn children(run: &Run) -> (Option<u64>, Option<u64>) {
+    let Some(executions) = run
+        .stats_after
+        .as_ref()
+        .and_then(|s| s.get("executions"))
+        .and_then(Value::as_object)
+    else {
+        return (None, None);
+    };
+    let Some((_, execution)) = executions
+        .iter()
+        .find(|(arn, _)| arn.ends_with(&format!(":{}", run.rollout_id)))
+    else {
+        return (None, None);
+    };
+    let Some(children) = execution.get("children").and_then(Value::as_array) else {
+        return (None, None);
+    };
+    let events = children
+        .iter()
+        .filter_map(|c| c.get("events").and_then(Value::as_u64))
+        .max();
+    let transitions = children
+        .iter()
+        .filter_map(|c| c.get("transitions").and_then(Value::as_u64))
+        .sum();
+    (events, Some(transitions))
+}
+
+/// What must hold after any rollout of a fleet: the execution succeeded, every ASG was
+/// refreshed exactly once and successfully, at most `batch_size` were in flight, no
+/// history over 25,000 events, no state over 256 KiB. Returns every breach.
+pub fn breaches(run: &Run, figures: &Figures) -> Vec<String> {
+    let mut out = Vec::new();
+    if run.status != "SUCCEEDED" {
+        out.push(format!(
+            "the execution ended {} ({:?}: {:?})",
+            run.status, run.error, run.cause
+        ));
+    }
+    let mut not_once = Vec::new();
+    for (asg, _) in &run.fleet {
+        match run.intervals.get(asg).map(Vec::as_slice) {
+            Some([only]) if only.status.as_deref() == Some("Successful") => {}
+            other => not_once.push(format!("{asg}: {other:?}")),
+        }
+        match run.items.get(asg) {
+            Some(item) if item.status == "Successful" => {}
+            other => not_once.push(format!("{asg} in the table: {other:?}")),
+        }
+    }
+    let strangers: Vec<&String> = run
+        .intervals
+        .keys()
+        .filter(|asg| !run.fleet.iter().any(|(name, _)| name == *asg))
+        .collect();
+    if !strangers.is_empty() {
+        out.push(format!("refreshed outside the fleet: {strangers:?}"));
+    }
+    if !not_once.is_empty() {
+        out.push(format!(
+            "{} ASGs not refreshed exactly once and successfully, e.g. {:?}",
+            not_once.len(),
+            &not_once[..not_once.len().min(5)]
+        ));
+    }
+    if figures.max_in_flight > run.shape.batch_size as usize {
+        out.push(format!(
+            "{} refreshes in flight at once, batch_size is {}",
+            figures.max_in_flight, run.shape.batch_size
+        ));
+    }
+    if figures.parent.events > HISTORY_LIMIT {
+        out.push(format!(
+            "the parent's history has {} events",
+            figures.parent.events
+        ));
+    }
+    if let Some(events) = figures.child_events_max.filter(|e| *e > HISTORY_LIMIT) {
+        out.push(format!("a child's history has {events} events"));
+    }
+    if figures.parent.largest_state > PAYLOAD_LIMIT {
+        out.push(format!(
+            "a state of the parent carries {} bytes",
+            figures.parent.largest_state
+        ));
+    }
+    out
+}
+
+/// The seed's polling loop (Task, Choice, Wait, Pass, Choice per poll; 5 + 2 + 2 + 2 + 2 =
+/// 13 history events a poll) for the same refreshes, polled every 60 real seconds: per ASG a
+/// start Task and its Choice (2 transitions, 7 events) plus, per poll, 5 transitions and 13
+/// events. `minutes` are the refreshes' real-time lengths.
+pub struct Baseline {
+    pub transitions_per_asg: f64,
+    pub largest_child_events: u64,
+    pub describe_per_asg: f64,
+    pub lambda_per_asg: f64,
+    /// A finished refresh is noticed on average half a poll late (real seconds).
+    pub median_latency_real: f64,
+}
+
+impl Baseline {
+    pub fn of(minutes: &[f64]) -> Self {
+        let polls: Vec<u64> = minutes
+            .iter()
+            .map(|m| (m * 60.0 / 60.0).ceil() as u64)
+            .collect();
+        let n = polls.len().max(1) as f64;
+        let total_polls: u64 = polls.iter().sum();
+        Baseline {
+            transitions_per_asg: (2 * polls.len() as u64 + 5 * total_polls) as f64 / n,
+            largest_child_events: 2 + 7 + 13 * polls.iter().copied().max().unwrap_or(0),
+            describe_per_asg: total_polls as f64 / n,
+            lambda_per_asg: (polls.len() as u64 + total_polls) as f64 / n,
+            median_latency_real: 30.0,
+        }
+    }
+}
+
+fn cell(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "n/a".into())
+}
+
+/// The side-by-side table: one column per run, and the seed's shape computed for the fleet.
+/// `seconds_per_minute` is the time scale (emulator seconds standing for one real minute).
+pub fn table(runs: &[(Run, Figures)], seconds_per_minute: f64) -> String {
+    let minutes: Vec<f64> = runs
+        .first()
+        .map(|(run, _)| {
+            run.fleet
+                .iter()
+                .map(|(_, s)| s / seconds_per_minute)
+                .collect()
+        })
+        .unwrap_or_default();
+    let baseline = Baseline::of(&minutes);
+    let mut rows: Vec<(String, Vec<String>, String)> = Vec::new();
+    let per_asg =
+        |v: Option<u64>, f: &Figures| v.map(|v| format!("{:.1}", v as f64 / f.asgs.max(1) as f64));
+    let mut row = |name: &str, each: &dyn Fn(&Run, &Figures) -> String, base: String| {
+        rows.push((
+            name.to_string(),
+            runs.iter().map(|(r, f)| each(r, f)).collect(),
+            base,
+        ));
+    };
+    row(
+        "ASGs refreshed / planned",
+        &|_, f| format!("{} / {}", f.refreshes, f.asgs),
+        "-".into(),
+    );
+    row("execution", &|r, _| r.status.clone(), "-".into());
+    row(
+        "state transitions per ASG",
+        &|_, f| cell(f.transitions_per_asg().map(|t| format!("{t:.1}"))),
+        format!("{:.1}", baseline.transitions_per_asg),
+    );
+    row(
+        "history events, parent",
+        &|_, f| f.parent.events.to_string(),
+        "-".into(),
+    );
+    row(
+        "history events, largest child",
+        &|_, f| cell(f.child_events_max.map(|e| e.to_string())),
+        baseline.largest_child_events.to_string(),
+    );
+    row(
+        "Lambda invocations per ASG",
+        &|_, f| cell(per_asg(f.lambda_invocations, f)),
+        format!("{:.1}", baseline.lambda_per_asg),
+    );
+    row(
+        "DescribeInstanceRefreshes per ASG",
+        &|_, f| cell(per_asg(f.describe_refreshes, f)),
+        format!("{:.1}", baseline.describe_per_asg),
+    );
+    row(
+        "detection latency median / p90 (s)",
+        &|_, f| {
+            cell(
+                f.median_latency()
+                    .zip(f.p90_latency())
+                    .map(|(m, p)| format!("{m:.2} / {p:.2}")),
+            )
+        },
+        format!(
+            "{:.2} (half a poll)",
+            baseline.median_latency_real / 60.0 * seconds_per_minute
+        ),
+    );
+    row(
+        "makespan / lower bound (s)",
+        &|_, f| {
+            format!(
+                "{:.0} / {:.0} = {:.3}",
+                f.makespan,
+                f.lower_bound,
+                f.makespan / f.lower_bound.max(1e-9)
+            )
+        },
+        "-".into(),
+    );
+    row(
+        "wall time (s)",
+        &|_, f| format!("{:.0}", f.wall_seconds),
+        "-".into(),
+    );
+    row(
+        "most in flight / batch_size",
+        &|r, f| format!("{} / {}", f.max_in_flight, r.shape.batch_size),
+        "-".into(),
+    );
+    row(
+        "largest state of the parent (bytes)",
+        &|_, f| f.parent.largest_state.to_string(),
+        "-".into(),
+    );
+    let mut header = vec!["".to_string()];
+    header.extend(
+        runs.iter()
+            .map(|(r, _)| format!("{} {}", r.shape.label(), r.shape.batch_size)),
+    );
+    header.push("seed's poll loop (computed)".into());
+    let mut lines: Vec<Vec<String>> = vec![header];
+    for (name, cells, base) in rows {
+        let mut line = vec![name];
+        line.extend(cells);
+        line.push(base);
+        lines.push(line);
+    }
+    let widths: Vec<usize> = (0..lines[0].len())
+        .map(|c| lines.iter().map(|l| l[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+        if i == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            let _ = writeln!(out, "|-{}-|", rule.join("-|-"));
+        }
+    }
+    out
+}
