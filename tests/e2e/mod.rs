@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use asg_refresh_tests::{venv_python_path, workspace_root, Moto};
+use asg_refresh_tests::{workspace_root, Moto};
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
@@ -206,59 +206,95 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// A debug binary of the workspace, built from the sources as they are now. Always through
-/// cargo (a no-op when it is up to date): a binary that merely exists may come from older
-/// sources, another clone or another checkout sharing the target directory, and the tests
-/// would then run code that is not the code under test. Once per test process and binary.
+/// The Lambdas, each a binary of the runtime package.
+pub const FUNCTIONS: [&str; 2] = ["planner", "refresher"];
+
+/// A debug binary of the workspace (`xtask` or one of [`FUNCTIONS`]), built from the sources
+/// as they are now. Always through cargo (a no-op when it is up to date): a binary that
+/// merely exists may come from older sources, another clone or another checkout sharing the
+/// target directory, and the tests would then run code that is not the code under test.
+/// Once per test process, all of them in one invocation, as `cargo xtask demo` builds them:
+/// the SDK crates' features then unify as in the `cargo xtask` build, and nothing is
+/// compiled twice (the functions built alone would compile the SDK again).
 pub fn debug_binary(package: &str, bin: &str) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let binary = target_dir().join("debug").join(bin);
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    assert!(
+        (package, bin) == ("xtask", "xtask")
+            || (package == "asg-refresh-runtime" && FUNCTIONS.contains(&bin)),
+        "no debug binary {bin} in package {package}"
+    );
     let mut built = BUILT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !built.iter().any(|b| b == bin) {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", package, "--bin", bin])
+    if !*built {
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args([
+            "build",
+            "-p",
+            "xtask",
+            "-p",
+            "asg-refresh-runtime",
+            "--bin",
+            "xtask",
+        ]);
+        for function in FUNCTIONS {
+            cargo.args(["--bin", function]);
+        }
+        let status = cargo
             .current_dir(workspace_root())
             .status()
             .expect("cargo build");
         assert!(
             status.success(),
-            "cargo build -p {package} --bin {bin} failed"
+            "cargo build of xtask and the Lambdas failed"
         );
-        built.push(bin.to_string());
+        *built = true;
     }
-    binary
+    target_dir().join("debug").join(bin)
 }
 
-/// A debug Lambda binary (`planner` or `refresher`), stripped and zipped as `bootstrap`.
+/// The Lambdas' zips for the emulator, `<dir>/<fn>/bootstrap.zip`: debug builds zipped by
+/// `xtask build --emulator-zips`, as `cargo xtask demo` makes them. Once per test process;
+/// folders left by test processes that have ended are removed.
+pub fn emulator_zips() -> PathBuf {
+    static ZIPS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ZIPS.get_or_init(|| {
+        let prefix = "asg-refresh-emulator-zips-";
+        for entry in std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ended = name
+                .strip_prefix(prefix)
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+            if ended {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("{prefix}{}", std::process::id()));
+        let output = Command::new(debug_binary("xtask", "xtask"))
+            .args(["build", "--emulator-zips"])
+            .arg(&dir)
+            .current_dir(workspace_root())
+            .output()
+            .expect("run xtask build --emulator-zips");
+        assert!(
+            output.status.success(),
+            "xtask build --emulator-zips failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        dir
+    })
+    .clone()
+}
+
+/// One function's zip (see [`emulator_zips`]).
 pub fn function_zip(function: &str) -> Vec<u8> {
-    let binary = debug_binary("asg-refresh-runtime", function);
-    let dir = tempfile_dir(&format!("zip-{function}"));
-    let bootstrap = dir.join("bootstrap");
-    let zip = dir.join("code.zip");
-    // Debug info makes the binary ~700 MB; stripped it is ~40 MB (about 12 MB zipped).
-    let stripped = Command::new("strip")
-        .arg("-o")
-        .arg(&bootstrap)
-        .arg(&binary)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !stripped {
-        std::fs::copy(&binary, &bootstrap).expect("copy the binary");
-    }
-    let status = Command::new(venv_python_path())
-        .arg("-c")
-        .arg("import sys, zipfile\nwith zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z:\n    z.write(sys.argv[1], 'bootstrap')")
-        .arg(&bootstrap)
-        .arg(&zip)
-        .status()
-        .expect("python zips the bootstrap");
-    assert!(status.success());
-    let bytes = std::fs::read(&zip).expect("the zip");
-    let _ = std::fs::remove_dir_all(&dir);
-    bytes
+    std::fs::read(emulator_zips().join(function).join("bootstrap.zip")).expect("the zip")
 }
 
 pub fn tempfile_dir(what: &str) -> PathBuf {
@@ -290,15 +326,7 @@ pub fn local_variant(dir: &Path, what: &str, replaces: &[(&str, &str)]) -> PathB
 /// `cargo xtask deploy` of the local stack (envs/local.toml, or `config` for a variant) to
 /// the emulator, with the debug Lambda binaries standing in for the release zips.
 pub fn deploy_local(moto: &Moto, config: Option<&Path>) {
-    let zips = tempfile_dir("zips");
-    for function in ["planner", "refresher"] {
-        std::fs::create_dir_all(zips.join(function)).unwrap();
-        std::fs::write(
-            zips.join(function).join("bootstrap.zip"),
-            function_zip(function),
-        )
-        .unwrap();
-    }
+    let zips = emulator_zips();
     let mut deploy = Command::new(debug_binary("xtask", "xtask"));
     deploy
         .args(["deploy", "--endpoint-url", &moto.endpoint(), "--zip-dir"])
@@ -314,7 +342,6 @@ pub fn deploy_local(moto: &Moto, config: Option<&Path>) {
         .current_dir(workspace_root())
         .output()
         .expect("run xtask deploy");
-    let _ = std::fs::remove_dir_all(&zips);
     assert!(
         output.status.success(),
         "deploy failed:\n{}\n{}",

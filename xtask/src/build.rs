@@ -31,6 +31,11 @@ pub struct BuildArgs {
     /// CPU architecture [default: the env's `lambda.architecture`, else arm64]
     #[arg(long, value_enum)]
     pub arch: Option<Arch>,
+    /// Debug builds for this machine instead, for the local emulator (which runs the
+    /// functions as processes here): one quick cargo build that reuses the xtask build,
+    /// zipped into `<DIR>/<fn>/bootstrap.zip` for `deploy --zip-dir <DIR>`
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["env", "config", "arch"])]
+    pub emulator_zips: Option<PathBuf>,
 }
 
 /// `--arch`, spelled as Lambda spells architectures.
@@ -53,6 +58,18 @@ impl From<Arch> for Architecture {
 
 impl BuildArgs {
     pub fn run(self) -> anyhow::Result<()> {
+        if let Some(dir) = &self.emulator_zips {
+            local_zips(dir)?;
+            for function in FUNCTIONS {
+                let zip = dir.join(function).join("bootstrap.zip");
+                println!(
+                    "{} {} bytes (debug, this machine)",
+                    display_path(&zip).display(),
+                    std::fs::metadata(&zip)?.len()
+                );
+            }
+            return Ok(());
+        }
         let arch = self.architecture()?;
         let venv_bin = tools::ensure_python().context("cannot install cargo-lambda")?;
         let builder = Builder::new(&venv_bin, arch)?;
@@ -220,6 +237,78 @@ impl Builder {
     }
 }
 
+/// The Lambdas for the local emulator, which runs them as processes on this machine: debug
+/// builds of every function in one cargo invocation, in the dev profile that building `xtask`
+/// has already compiled the AWS SDK and the generator for, so a first `demo` compiles little
+/// more than the runtime crate. Zipped as `<dir>/<fn>/bootstrap.zip`, ready for `deploy
+/// --zip-dir`. The release zips (LTO, cross-compiled, glibc-checked) stay for AWS and for the
+/// zip checks of `cargo xtask test`.
+pub fn local_zips(dir: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let target_dir = cargo_target_dir()?;
+    eprintln!(
+        "building {} for the emulator (debug, this machine; reuses the xtask build: under a minute \
+         when it is warm, a few minutes the first time)",
+        FUNCTIONS.join(", ")
+    );
+    // `xtask` is built in the same invocation so that the features of the SDK crates unify
+    // as they do in the `cargo xtask` build (the Lambda and CloudWatch Logs crates turn on
+    // event streams in the shared aws-runtime): built alone, the functions would compile
+    // the whole SDK again.
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args([
+        "build",
+        "--locked",
+        "--package",
+        "xtask",
+        "--package",
+        RUNTIME_PACKAGE,
+        "--bin",
+        "xtask",
+    ]);
+    for function in FUNCTIONS {
+        cargo.args(["--bin", function]);
+    }
+    let status = cargo
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .status()
+        .context("cannot run cargo build")?;
+    if !status.success() {
+        bail!("cargo build of the Lambdas for the emulator failed ({status})");
+    }
+    for function in FUNCTIONS {
+        let binary = target_dir.join("debug").join(function);
+        let zip = dir.join(function).join("bootstrap.zip");
+        write_bootstrap_zip(&binary, &zip)
+            .with_context(|| format!("cannot zip {} as {}", binary.display(), zip.display()))?;
+    }
+    eprintln!(
+        "  built and zipped in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `zip` holding `binary` as its only entry, `bootstrap`, executable.
+fn write_bootstrap_zip(binary: &Path, zip: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let bytes = std::fs::read(binary)?;
+    if let Some(parent) = zip.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut writer = zip::ZipWriter::new(std::fs::File::create(zip)?);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1))
+        .unix_permissions(0o755);
+    writer.start_file("bootstrap", options)?;
+    writer.write_all(&bytes)?;
+    writer.finish()?.sync_all()?;
+    Ok(())
+}
+
 /// Where a function is built for: the Rust target, pinned to the runtime's glibc by the
 /// `.2.34` suffix that cargo-lambda hands to cargo-zigbuild.
 #[derive(Debug, Clone, Copy)]
@@ -348,6 +437,19 @@ fn cargo_target_dir() -> anyhow::Result<PathBuf> {
 mod tests {
     use super::*;
     use crate::zip_listing::tests::stored_zip;
+
+    #[test]
+    fn a_local_zip_holds_the_binary_as_its_executable_bootstrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("planner");
+        let elf: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&binary, &elf).unwrap();
+        let zip = dir.path().join("zips/planner/bootstrap.zip");
+        write_bootstrap_zip(&binary, &zip).unwrap();
+        let data = std::fs::read(&zip).unwrap();
+        check_zip_holds(&data, &elf).unwrap();
+        assert!(check_zip_holds(&data, &elf[1..]).is_err());
+    }
 
     #[test]
     fn a_lambda_zip_holds_exactly_the_checked_binary_executable() {

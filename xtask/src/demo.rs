@@ -62,22 +62,35 @@ impl DemoArgs {
         };
         let (_, config) = stack.load()?;
 
-        println!("== 1/6 Python tools of the emulator (.venv, tests/requirements.txt)");
-        crate::tools::ensure_python()?;
-        println!("== 2/6 starting the emulator on 127.0.0.1");
-        let emulator = Moto::try_start_extended().map_err(|e| anyhow!(e))?;
-        let endpoint = emulator.endpoint();
-        println!("   emulator at {endpoint}");
-
-        println!("== 3/6 deploying envs/local.toml (the first run builds the Lambdas: minutes)");
-        DeployArgs {
-            stack,
-            dry_run: false,
-            endpoint_url: Some(endpoint.clone()),
-            zip_dir: None,
-        }
-        .run()
-        .context("deploying the local stack to the emulator")?;
+        println!(
+            "== 1/6 installing the emulator into .venv (tests/requirements.txt; a first install takes a minute or two) \
+             while building the Lambdas for it"
+        );
+        let zips = tempfile_dir("demo-zips")?;
+        // pip waits on the network, cargo on the CPU: side by side.
+        let python = std::thread::spawn(crate::tools::ensure_python);
+        let built = crate::build::local_zips(&zips);
+        let python = python
+            .join()
+            .map_err(|_| anyhow!("installing the emulator panicked"))?;
+        let deployed = built.and(python).and_then(|_| {
+            println!("== 2/6 starting the emulator on 127.0.0.1");
+            let emulator = Moto::try_start_extended().map_err(|e| anyhow!(e))?;
+            let endpoint = emulator.endpoint();
+            println!("   emulator at {endpoint}");
+            println!("== 3/6 deploying envs/local.toml");
+            DeployArgs {
+                stack,
+                dry_run: false,
+                endpoint_url: Some(endpoint.clone()),
+                zip_dir: Some(zips.clone()),
+            }
+            .run()
+            .context("deploying the local stack to the emulator")?;
+            Ok((emulator, endpoint))
+        });
+        let _ = std::fs::remove_dir_all(&zips);
+        let (emulator, endpoint) = deployed?;
 
         let tokio = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -235,4 +248,12 @@ async fn check_fleet(config: &StackConfig, endpoint: &str) -> anyhow::Result<()>
             wrong.join("; ")
         ))
     }
+}
+
+/// A fresh folder under the system's temporary directory, for this process.
+fn tempfile_dir(what: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("asg-refresh-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
 }
