@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: the Lambdas' figures, measured here: zip sizes, cold and warm
 //! start (process start to first response under a local Runtime API, against moto), and
 //! the planner's response size for large fleets against Step Functions' payload limit;
-//! with `--fleet-loops N`, how long each loop over a fleet of N ASGs takes in one invocation.
+//! with `--fleet-loops N`, how long each loop over a fleet of N ASGs takes in one invocation;
+//! with `--fleet N`, rollouts of N ASGs on the emulator, polling and event-driven, both
+//! strategies, side by side.
 
 use std::process::Command;
 
@@ -26,8 +28,35 @@ pub struct BenchArgs {
     /// Only time the loops over the fleet that run inside one Lambda invocation (the
     /// planner; the refresher's rollback, settle and finish) on a fleet of N ASGs on the
     /// emulator, with an AWS-like latency on every call, against the 60 s function timeout
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "fleet")]
     pub fleet_loops: Option<u32>,
+    /// Roll out a fleet of N ASGs on the emulator (refreshes of 3 to 12 minutes, time scaled
+    /// down) once per completion shape and strategy, and print the figures side by side
+    #[arg(long, value_name = "N")]
+    pub fleet: Option<u32>,
+    /// With --fleet: ASGs refreshing at once (default N / 20, at most 100)
+    #[arg(long, value_name = "B", requires = "fleet")]
+    pub batch_size: Option<u32>,
+    /// With --fleet: emulator seconds standing for one real minute (the 5 s poll stands for
+    /// 300 / this many seconds)
+    #[arg(long, value_name = "S", default_value_t = 5.0, requires = "fleet")]
+    pub seconds_per_minute: f64,
+    /// With --fleet: the completion shapes to run, in order
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "poll,events",
+        requires = "fleet"
+    )]
+    pub completions: Vec<String>,
+    /// With --fleet: the strategies to run, in order
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "window,batches",
+        requires = "fleet"
+    )]
+    pub strategies: Vec<String>,
 }
 
 impl BenchArgs {
@@ -38,6 +67,9 @@ impl BenchArgs {
         let tools = tools::ensure()?;
         if let Some(fleet) = self.fleet_loops {
             return fleet_loops(fleet);
+        }
+        if let Some(fleet) = self.fleet {
+            return self.fleet_rollouts(fleet);
         }
         println!("== planner response plus the largest wave's positions (canary of 3, window strategy: one wave)");
         for asgs in [300, 2000, 5000] {
@@ -62,6 +94,67 @@ impl BenchArgs {
                     cold_start(&tools.venv_bin, function, &zip.binary, self.runs)?;
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl BenchArgs {
+    /// Runs tests/fleet.rs's ignored `bench` (it reuses the end-to-end helpers: the emulator,
+    /// the deploy of the local stack with the debug Lambdas, the readers of the refresh log),
+    /// which prints progress lines and the table.
+    fn fleet_rollouts(&self, fleet: u32) -> anyhow::Result<()> {
+        if fleet == 0 {
+            bail!("--fleet must be at least 1");
+        }
+        if self.batch_size == Some(0) {
+            bail!("--batch-size must be at least 1");
+        }
+        if !(self.seconds_per_minute > 0.0 && self.seconds_per_minute <= 60.0) {
+            bail!("--seconds-per-minute must be above 0 and at most 60");
+        }
+        for completion in &self.completions {
+            if !["poll", "events"].contains(&completion.as_str()) {
+                bail!("--completions takes poll and events, not {completion}");
+            }
+        }
+        for strategy in &self.strategies {
+            if !["window", "batches"].contains(&strategy.as_str()) {
+                bail!("--strategies takes window and batches, not {strategy}");
+            }
+        }
+        let batch = self.batch_size.unwrap_or((fleet / 20).clamp(1, 100));
+        println!(
+            "== rollouts of {fleet} ASGs on the emulator, batch_size {batch}, completion {}, strategy {} (tests/fleet.rs bench)",
+            self.completions.join(","),
+            self.strategies.join(",")
+        );
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "test",
+                "-p",
+                "asg-refresh-tests",
+                "--test",
+                "fleet",
+                "--",
+                "--ignored",
+                "--exact",
+                "bench",
+                "--nocapture",
+            ])
+            .env("ASG_REFRESH_BENCH_FLEET", fleet.to_string())
+            .env("ASG_REFRESH_BENCH_BATCH", batch.to_string())
+            .env(
+                "ASG_REFRESH_BENCH_SECONDS_PER_MINUTE",
+                self.seconds_per_minute.to_string(),
+            )
+            .env("ASG_REFRESH_BENCH_COMPLETIONS", self.completions.join(","))
+            .env("ASG_REFRESH_BENCH_STRATEGIES", self.strategies.join(","))
+            .current_dir(workspace_root())
+            .status()
+            .context("cannot run cargo test")?;
+        if !status.success() {
+            bail!("the fleet rollouts failed ({status})");
         }
         Ok(())
     }

@@ -48,7 +48,7 @@ enum Command {
     Status(rollout::StatusArgs),
     /// Approve (or --reject) the next wave of a rollout waiting between waves
     Approve(rollout::ApproveArgs),
-    /// Measure the Lambdas: zip sizes, cold and warm start, plan payload size
+    /// Measure the Lambdas (zip sizes, cold and warm start, plan payload size); --fleet N: rollouts of N ASGs side by side
     Bench(bench::BenchArgs),
     /// Run everything CI runs: unit and integration tests, renders, validators
     Test(test::TestArgs),
