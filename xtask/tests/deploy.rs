@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use asg_refresh_tests::{free_port, workspace_root, Moto};
+use asg_refresh_tests::{free_port, stored_zip, workspace_root, Moto};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use serde_json::Value;
 
@@ -34,7 +34,8 @@ impl Fixture {
             .map(|l| format!("{l}\n"))
             .collect();
         std::fs::write(dir.path().join("local.toml"), config).unwrap();
-        for function in ["planner", "refresher"] {
+        // The completer's zip is there for the stacks with completion = "events".
+        for function in ["planner", "refresher", "completer"] {
             write_zip(
                 &dir.path().join("zips").join(function).join("bootstrap.zip"),
                 function.as_bytes(),
@@ -79,6 +80,37 @@ impl Fixture {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// `deploy --dry-run`'s output.
+    fn dry_run(&self) -> String {
+        let config = self.config();
+        let zips = self.zips();
+        let output = self.xtask(&[
+            "deploy",
+            "--config",
+            config.to_str().unwrap(),
+            "--zip-dir",
+            zips.to_str().unwrap(),
+            "--dry-run",
+        ]);
+        assert_success(&output);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Rewrites the config's `completion` (envs/local.toml says "poll").
+    fn set_completion(&self, completion: &str) {
+        let config = std::fs::read_to_string(self.config()).unwrap();
+        let line = config
+            .lines()
+            .find(|l| l.starts_with("completion = "))
+            .expect("envs/local.toml sets completion")
+            .to_string();
+        std::fs::write(
+            self.config(),
+            config.replace(&line, &format!("completion = \"{completion}\"")),
+        )
+        .unwrap();
+    }
+
     fn destroy(&self, yes: bool) -> Output {
         let config = self.config();
         let mut args = vec!["destroy", "--config", config.to_str().unwrap()];
@@ -121,52 +153,20 @@ fn assert_success(output: &Output) {
 /// A stored (uncompressed) zip holding `bootstrap`: enough for Lambda's validation.
 fn write_zip(path: &Path, contents: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let name = b"bootstrap";
-    let crc = crc32(contents);
-    let mut zip = Vec::new();
-    let size = contents.len() as u32;
-    zip.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-    zip.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    zip.extend_from_slice(&crc.to_le_bytes());
-    zip.extend_from_slice(&size.to_le_bytes());
-    zip.extend_from_slice(&size.to_le_bytes());
-    zip.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    zip.extend_from_slice(&0u16.to_le_bytes());
-    zip.extend_from_slice(name);
-    zip.extend_from_slice(contents);
-    let central = zip.len() as u32;
-    zip.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-    zip.extend_from_slice(&[20, 3, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    zip.extend_from_slice(&crc.to_le_bytes());
-    zip.extend_from_slice(&size.to_le_bytes());
-    zip.extend_from_slice(&size.to_le_bytes());
-    zip.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    zip.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
-    zip.extend_from_slice(&(0o100755u32 << 16).to_le_bytes());
-    zip.extend_from_slice(&0u32.to_le_bytes());
-    zip.extend_from_slice(name);
-    let central_size = zip.len() as u32 - central;
-    zip.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    zip.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
-    zip.extend_from_slice(&central_size.to_le_bytes());
-    zip.extend_from_slice(&central.to_le_bytes());
-    zip.extend_from_slice(&0u16.to_le_bytes());
-    std::fs::write(path, zip).unwrap();
+    std::fs::write(path, stored_zip("bootstrap", contents)).unwrap();
 }
 
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+/// The plan lines of `deploy` that start with `verb`.
+fn plan_lines<'a>(stdout: &'a str, verb: &str) -> Vec<&'a str> {
+    let plan = stdout
+        .split("plan:")
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "));
+    plan.filter(|l| l.trim_start().starts_with(&format!("{verb} ")))
+        .collect()
 }
 
 /// The figure of the `api calls: N total, mutating calls: M` line.
@@ -200,6 +200,8 @@ fn tags_ok<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
 /// `cargo xtask render` of the same config, for byte comparisons.
 fn rendered(fixture: &Fixture) -> PathBuf {
     let out = fixture.dir.path().join("render");
+    // Render does not create `eventbridge/` yet (asked of its owner in /tmp/asg/requests-B.md).
+    std::fs::create_dir_all(out.join("eventbridge")).unwrap();
     let config = fixture.config();
     let output = run(
         &[
@@ -1109,4 +1111,357 @@ async fn a_role_that_may_not_deliver_logs_fails_deploy_at_once_and_says_so() {
         "{stderr}"
     );
     assert!(stderr.contains("Log Destination"), "{stderr}");
+}
+
+// --- completion = "events": the EventBridge rule, its target and the completer's permission ---
+
+const RULE: &str = "asg-refresh-local-refresh-events";
+const RULE_ARN: &str =
+    "arn:aws:events:us-east-1:123456789012:rule/asg-refresh-local-refresh-events";
+const COMPLETER: &str = "asg-refresh-local-completer";
+
+fn events_client(fixture: &Fixture) -> aws_sdk_eventbridge::Client {
+    aws_sdk_eventbridge::Client::new(&fixture.sdk)
+}
+
+/// The completer's resource policy statement for the rule, if any.
+async fn permission(fixture: &Fixture) -> Option<Value> {
+    let policy = aws_sdk_lambda::Client::new(&fixture.sdk)
+        .get_policy()
+        .function_name(COMPLETER)
+        .send()
+        .await
+        .ok()?;
+    let policy: Value = serde_json::from_str(policy.policy()?).expect("policy JSON");
+    policy["Statement"]
+        .as_array()?
+        .iter()
+        .find(|s| s["Sid"] == RULE)
+        .cloned()
+}
+
+async fn rule_exists(fixture: &Fixture) -> bool {
+    events_client(fixture)
+        .describe_rule()
+        .name(RULE)
+        .send()
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn events_completion_deploys_rule_target_and_permission_and_redeploy_changes_nothing() {
+    let fixture = Fixture::start().await;
+    fixture.set_completion("events");
+    let plan = fixture.dry_run();
+    // Three roles, the table, the log group, three functions, the machine, the rule, the
+    // permission and the target.
+    let creates = plan_lines(&plan, "create");
+    assert_eq!(creates.len(), 12, "{plan}");
+    for line in [
+        format!("eventbridge rule  {RULE}"),
+        format!("lambda permission {COMPLETER}/{RULE}"),
+        format!("rule target       {RULE}/completer"),
+        format!("lambda function   {COMPLETER}"),
+        format!("iam role          {COMPLETER}"),
+    ] {
+        assert!(
+            creates.iter().any(|l| l.ends_with(&line)),
+            "no `create {line}` in:\n{plan}"
+        );
+    }
+    assert_eq!(mutating_calls(&plan), 0, "{plan}");
+    assert!(!rule_exists(&fixture).await, "the dry run created the rule");
+
+    let stdout = fixture.deploy();
+    let render = rendered(&fixture);
+    // The rule: render's pattern, enabled, tagged.
+    let events = events_client(&fixture);
+    let rule = events
+        .describe_rule()
+        .name(RULE)
+        .send()
+        .await
+        .expect("rule");
+    let pattern: Value = serde_json::from_str(
+        &std::fs::read_to_string(render.join(format!("eventbridge/{RULE}.pattern.json")))
+            .expect("render writes the pattern"),
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(rule.event_pattern().unwrap()).unwrap(),
+        pattern
+    );
+    assert_eq!(rule.state().map(|s| s.as_str()), Some("ENABLED"));
+    let tags = events
+        .list_tags_for_resource()
+        .resource_arn(RULE_ARN)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags_ok(tags.tags().iter().map(|t| (t.key(), t.value()))),
+        "{tags:?}"
+    );
+    // Its one target: the completer.
+    let targets = events
+        .list_targets_by_rule()
+        .rule(RULE)
+        .send()
+        .await
+        .unwrap();
+    let targets: Vec<(&str, &str)> = targets
+        .targets()
+        .iter()
+        .map(|t| (t.id(), t.arn()))
+        .collect();
+    let completer_arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{COMPLETER}");
+    assert_eq!(targets, [("completer", completer_arn.as_str())]);
+    // The permission: events.amazonaws.com may invoke it, for this rule only.
+    let statement = permission(&fixture)
+        .await
+        .expect("the completer's permission");
+    assert_eq!(statement["Action"], "lambda:InvokeFunction", "{statement}");
+    assert_eq!(
+        statement["Principal"]["Service"], "events.amazonaws.com",
+        "{statement}"
+    );
+    assert_eq!(
+        statement["Condition"],
+        serde_json::json!({"ArnLike": {"AWS:SourceArn": RULE_ARN}})
+    );
+    // The completer runs as its own role, which has render's documents and the tags.
+    let function = aws_sdk_lambda::Client::new(&fixture.sdk)
+        .get_function()
+        .function_name(COMPLETER)
+        .send()
+        .await
+        .expect("the completer");
+    assert_eq!(
+        function.configuration().and_then(|c| c.role()),
+        Some(format!("arn:aws:iam::123456789012:role/{COMPLETER}").as_str())
+    );
+    assert!(tags_ok(
+        function
+            .tags()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    ));
+    let policy = fixture
+        .iam()
+        .get_role_policy()
+        .role_name(COMPLETER)
+        .policy_name(COMPLETER)
+        .send()
+        .await
+        .expect("the completer role's policy");
+    let want: Value = serde_json::from_str(
+        &std::fs::read_to_string(render.join(format!("iam/{COMPLETER}.policy.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(decode(policy.policy_document()), want);
+    assert!(stdout.contains("EventBridge.PutRule"), "{stdout}");
+
+    // A redeploy reads and changes nothing.
+    let again = fixture.deploy();
+    assert_eq!(mutating_calls(&again), 0, "{again}");
+    assert_eq!(plan_lines(&again, "unchanged").len(), 12, "{again}");
+}
+
+#[tokio::test]
+async fn drifted_rule_target_and_permission_are_put_back_and_only_they() {
+    let fixture = Fixture::start().await;
+    fixture.set_completion("events");
+    fixture.deploy();
+    let events = events_client(&fixture);
+    // Someone edits the pattern, points the target elsewhere and widens the permission.
+    events
+        .put_rule()
+        .name(RULE)
+        .event_pattern(r#"{"source": ["aws.ec2"]}"#)
+        .description("edited")
+        .send()
+        .await
+        .unwrap();
+    let planner = format!("arn:aws:lambda:us-east-1:123456789012:function:{PREFIX}-planner");
+    events
+        .put_targets()
+        .rule(RULE)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("completer")
+                .arn(&planner)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
+    lambda
+        .remove_permission()
+        .function_name(COMPLETER)
+        .statement_id(RULE)
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .add_permission()
+        .function_name(COMPLETER)
+        .statement_id(RULE)
+        .action("lambda:InvokeFunction")
+        .principal("events.amazonaws.com")
+        .source_arn("arn:aws:events:us-east-1:123456789012:rule/*")
+        .send()
+        .await
+        .unwrap();
+    let plan = fixture.dry_run();
+    let updates = plan_lines(&plan, "update");
+    assert_eq!(updates.len(), 3, "{plan}");
+    for detail in [
+        format!("{RULE} (event pattern, description)"),
+        format!("{RULE}/completer (arn)"),
+        format!("{COMPLETER}/{RULE} (source arn)"),
+    ] {
+        assert!(
+            updates.iter().any(|l| l.ends_with(&detail)),
+            "no update {detail} in:\n{plan}"
+        );
+    }
+    let stdout = fixture.deploy();
+    assert_eq!(
+        mutating_operations(&stdout),
+        [
+            "EventBridge.PutRule 1 mutating",
+            "EventBridge.PutTargets 1 mutating",
+            "Lambda.AddPermission 1 mutating",
+            "Lambda.RemovePermission 1 mutating",
+        ],
+        "{stdout}"
+    );
+    assert_eq!(mutating_calls(&fixture.deploy()), 0);
+    let statement = permission(&fixture).await.expect("permission");
+    assert_eq!(statement["Condition"]["ArnLike"]["AWS:SourceArn"], RULE_ARN);
+}
+
+#[tokio::test]
+async fn switching_to_poll_deletes_rule_target_permission_completer_and_its_role() {
+    let fixture = Fixture::start().await;
+    fixture.set_completion("events");
+    fixture.deploy();
+    fixture.set_completion("poll");
+    let plan = fixture.dry_run();
+    let deletes = plan_lines(&plan, "delete");
+    let expected = [
+        format!("rule target       {RULE}/completer"),
+        format!("eventbridge rule  {RULE}"),
+        format!("lambda permission {COMPLETER}/{RULE}"),
+        format!("lambda function   {COMPLETER}"),
+        format!("iam role          {COMPLETER}"),
+    ];
+    assert_eq!(deletes.len(), expected.len(), "{plan}");
+    for (line, want) in deletes.iter().zip(&expected) {
+        assert!(
+            line.ends_with(want.as_str()),
+            "`{line}` is not `delete {want}` (in this order):\n{plan}"
+        );
+    }
+    assert!(rule_exists(&fixture).await, "the dry run deleted the rule");
+
+    fixture.deploy();
+    assert!(!rule_exists(&fixture).await, "the rule is still there");
+    let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
+    assert!(lambda
+        .get_function()
+        .function_name(COMPLETER)
+        .send()
+        .await
+        .is_err());
+    assert!(fixture
+        .iam()
+        .get_role()
+        .role_name(COMPLETER)
+        .send()
+        .await
+        .is_err());
+    let again = fixture.deploy();
+    assert_eq!(mutating_calls(&again), 0, "{again}");
+    assert!(plan_lines(&again, "delete").is_empty(), "{again}");
+
+    // And back: everything is created again.
+    fixture.set_completion("events");
+    let back = fixture.deploy();
+    assert!(rule_exists(&fixture).await);
+    assert!(permission(&fixture).await.is_some(), "{back}");
+    assert_eq!(mutating_calls(&fixture.deploy()), 0);
+}
+
+#[tokio::test]
+async fn destroy_removes_the_rule_and_the_completer_and_leaves_an_untagged_rule_alone() {
+    let fixture = Fixture::start().await;
+    fixture.set_completion("events");
+    fixture.deploy();
+    let output = fixture.destroy(true);
+    assert_success(&output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The seven of a poll stack, the rule, the completer and its role.
+    assert!(stdout.contains("10 resources deleted"), "{stdout}");
+    assert!(!rule_exists(&fixture).await);
+    assert!(fixture
+        .iam()
+        .get_role()
+        .role_name(COMPLETER)
+        .send()
+        .await
+        .is_err());
+
+    // A rule of that name without the stack's tag: deploy refuses it before any change,
+    // destroy skips it.
+    events_client(&fixture)
+        .put_rule()
+        .name(RULE)
+        .event_pattern(r#"{"source": ["aws.autoscaling"]}"#)
+        .send()
+        .await
+        .unwrap();
+    let config = fixture.config();
+    let zips = fixture.zips();
+    let output = fixture.xtask(&[
+        "deploy",
+        "--config",
+        config.to_str().unwrap(),
+        "--zip-dir",
+        zips.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "EventBridge rule {RULE} exists and is not tagged asg-refresh:stack=local: refusing to take it over"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        fixture
+            .iam()
+            .get_role()
+            .role_name(format!("{PREFIX}-lambda"))
+            .send()
+            .await
+            .is_err(),
+        "deploy changed something"
+    );
+    // A poll stack leaves it alone too (it is not this stack's to delete).
+    fixture.set_completion("poll");
+    let plan = fixture.dry_run();
+    assert!(plan_lines(&plan, "delete").is_empty(), "{plan}");
+    let output = fixture.destroy(true);
+    assert_success(&output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("skipping eventbridge rule {RULE}")),
+        "{stdout}"
+    );
+    assert!(rule_exists(&fixture).await);
 }

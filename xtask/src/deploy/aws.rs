@@ -139,6 +139,7 @@ pub struct Clients {
     pub lambda: aws_sdk_lambda::Client,
     pub sfn: aws_sdk_sfn::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub events: aws_sdk_eventbridge::Client,
     pub counter: CallCounter,
     /// The endpoint every client uses, when it is not AWS's own.
     pub endpoint: Option<String>,
@@ -173,6 +174,11 @@ impl Clients {
             ),
             logs: aws_sdk_cloudwatchlogs::Client::from_conf(
                 aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
+                    .interceptor(c.clone())
+                    .build(),
+            ),
+            events: aws_sdk_eventbridge::Client::from_conf(
+                aws_sdk_eventbridge::config::Builder::from(&sdk)
                     .interceptor(c)
                     .build(),
             ),

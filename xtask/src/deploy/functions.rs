@@ -1,5 +1,6 @@
-//! The two Lambda functions: configuration (runtime, handler, architecture, memory, timeout,
-//! environment, role), code (updated only when the zip's SHA-256 differs) and tags.
+//! The Lambda functions (the planner, the refresher and, with `completion = "events"`, the
+//! completer): configuration (runtime, handler, architecture, memory, timeout, environment,
+//! role), code (updated only when the zip's SHA-256 differs) and tags.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use aws_sdk_lambda::types::{
     Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State,
 };
 use base64::Engine;
-use generator::config::StackConfig;
+use generator::config::{Completion, StackConfig};
 use sha2::{Digest, Sha256};
 
 use super::aws::{check_owned, desired_tags, is_owned, poll, tags_differ, Clients, SdkResultExt};
@@ -43,7 +44,8 @@ pub struct FunctionPlan {
     pub arn: Option<String>,
 }
 
-/// Both functions; `zips` maps a function (`planner`, `refresher`) to its zip.
+/// The functions the stack wants, from `zips`: a function (`planner`, `refresher`,
+/// `completer`) to its zip (see [`wanted`] for which ones).
 pub fn desired(
     config: &StackConfig,
     zips: &BTreeMap<&'static str, PathBuf>,
@@ -55,12 +57,22 @@ pub fn desired(
     };
     let mut out = Vec::new();
     for (function, zip_path) in zips {
-        let (name, timeout) = match *function {
+        let (name, timeout, role) = match *function {
             "planner" => (
                 stack.planner_function(),
                 config.lambda.planner_timeout_seconds,
+                stack.lambda_role(),
             ),
-            "refresher" => (stack.refresher_function(), config.lambda.timeout_seconds),
+            "refresher" => (
+                stack.refresher_function(),
+                config.lambda.timeout_seconds,
+                stack.lambda_role(),
+            ),
+            "completer" => (
+                stack.completer_function(),
+                config.lambda.timeout_seconds,
+                stack.completer_role(),
+            ),
             other => bail!("unknown function {other}"),
         };
         let zip = std::fs::read(zip_path)
@@ -68,7 +80,7 @@ pub fn desired(
         let code_sha256 = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
         out.push(DesiredFunction {
             name,
-            role_arn: stack.role_arn(&stack.lambda_role()),
+            role_arn: stack.role_arn(&role),
             architecture: architecture.clone(),
             memory_mb: i32::try_from(config.lambda.memory_mb)
                 .context("lambda.memory_mb is too large")?,
@@ -79,6 +91,26 @@ pub fn desired(
         });
     }
     Ok(out)
+}
+
+/// Whether the stack deploys `function` (of `crate::build::FUNCTIONS`): the completer only
+/// with `completion = "events"`.
+pub fn wanted(config: &StackConfig, function: &str) -> bool {
+    function != "completer" || config.rollout.completion == Completion::Events
+}
+
+/// The completer when the stack no longer wants it (`completion = "poll"`) and an earlier
+/// deploy made it: `Some(Action::Delete)`; `None` when it is wanted, absent, or someone
+/// else's function of that name (left alone).
+pub async fn leftover(clients: &Clients, config: &StackConfig) -> anyhow::Result<Option<Action>> {
+    if wanted(config, "completer") {
+        return Ok(None);
+    }
+    let name = clients.stack.completer_function();
+    Ok(match owned(clients, &name).await? {
+        Some(true) => Some(Action::Delete),
+        Some(false) | None => None,
+    })
 }
 
 pub async fn plan(
@@ -193,6 +225,7 @@ pub async fn apply(clients: &Clients, plan: &FunctionPlan) -> anyhow::Result<()>
         Action::Create => return create(clients, function, environment).await,
         Action::Update(fields) => fields,
         Action::Unchanged => return Ok(()),
+        Action::Delete => return delete(clients, name).await,
     };
     let has = |field: &str| fields.iter().any(|f| f == field);
     if CONFIG_FIELDS.iter().any(|f| has(f)) {

@@ -94,7 +94,7 @@ pub async fn apply(clients: &Clients, action: &Action) -> anyhow::Result<()> {
                 .await
                 .ctx(format!("cannot tag log group {name}"))?;
         }
-        Action::Unchanged => {}
+        Action::Unchanged | Action::Delete => {}
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! delete exactly the stack's tagged resources.
 
 pub mod aws;
+mod events_rule;
 mod functions;
 mod log_group;
 mod refusal;
@@ -30,14 +31,27 @@ pub enum Action {
     /// Update these fields.
     Update(Vec<String>),
     Unchanged,
+    /// Delete it: the stack no longer has it (the completer and its rule with
+    /// `completion = "poll"`).
+    Delete,
 }
 
 impl Action {
+    /// `Unchanged` when no field differs, else `Update` of those fields.
+    pub fn from_fields(fields: Vec<String>) -> Self {
+        if fields.is_empty() {
+            Action::Unchanged
+        } else {
+            Action::Update(fields)
+        }
+    }
+
     fn verb(&self) -> &'static str {
         match self {
             Action::Create => "create",
             Action::Update(_) => "update",
             Action::Unchanged => "unchanged",
+            Action::Delete => "delete",
         }
     }
 
@@ -91,34 +105,144 @@ struct Plan {
     functions: Vec<functions::FunctionPlan>,
     machine: state_machine::DesiredStateMachine,
     machine_action: Action,
+    rule: events_rule::DesiredRule,
+    rule_plan: events_rule::RulePlan,
+    /// The completer and its role, when the stack no longer has them (`Delete`).
+    completer_leftover: Option<Action>,
+    completer_role_leftover: Option<Action>,
+}
+
+/// One line of the plan: what apply does, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Role(usize),
+    Table,
+    LogGroup,
+    Function(usize),
+    Machine,
+    Rule,
+    Permission,
+    Target,
+    /// Deletions come last, what depends on a resource first.
+    RemoveTarget,
+    RemoveRule,
+    RemovePermission,
+    RemoveCompleter,
+    RemoveCompleterRole,
 }
 
 impl Plan {
-    /// (kind, name, action) per resource, in apply order.
-    fn lines(&self, clients: &Clients) -> Vec<(&'static str, String, Action)> {
+    /// (step, kind, name, action) per resource, in apply order.
+    fn steps(&self, clients: &Clients) -> Vec<(Step, &'static str, String, Action)> {
         let stack = &clients.stack;
-        let mut out: Vec<(&'static str, String, Action)> = self
+        let mut out: Vec<(Step, &'static str, String, Action)> = self
             .roles
             .iter()
-            .map(|r| ("iam role", r.desired.name.clone(), r.action.clone()))
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    Step::Role(i),
+                    "iam role",
+                    r.desired.name.clone(),
+                    r.action.clone(),
+                )
+            })
             .collect();
-        out.push(("dynamodb table", stack.table(), self.table.clone()));
         out.push((
+            Step::Table,
+            "dynamodb table",
+            stack.table(),
+            self.table.clone(),
+        ));
+        out.push((
+            Step::LogGroup,
             "log group",
             stack.state_machine_log_group(),
             self.log_group.clone(),
         ));
-        out.extend(
-            self.functions
-                .iter()
-                .map(|f| ("lambda function", f.desired.name.clone(), f.action.clone())),
-        );
+        out.extend(self.functions.iter().enumerate().map(|(i, f)| {
+            (
+                Step::Function(i),
+                "lambda function",
+                f.desired.name.clone(),
+                f.action.clone(),
+            )
+        }));
         out.push((
+            Step::Machine,
             "state machine",
             stack.state_machine(),
             self.machine_action.clone(),
         ));
+        let rule = stack.events_rule();
+        let permission = format!(
+            "{}/{}",
+            stack.completer_function(),
+            stack.completer_permission_statement()
+        );
+        let target = format!("{rule}/{}", stack.events_target_id());
+        let plan = &self.rule_plan;
+        // Creations and updates in place, deletions after everything else.
+        let mut push = |step, kind, name: &String, action: &Option<Action>, delete: bool| {
+            if let Some(action) = action {
+                if (*action == Action::Delete) == delete {
+                    out.push((step, kind, name.clone(), action.clone()));
+                }
+            }
+        };
+        push(Step::Rule, "eventbridge rule", &rule, &plan.rule, false);
+        push(
+            Step::Permission,
+            "lambda permission",
+            &permission,
+            &plan.permission,
+            false,
+        );
+        push(Step::Target, "rule target", &target, &plan.target, false);
+        push(
+            Step::RemoveTarget,
+            "rule target",
+            &target,
+            &plan.target,
+            true,
+        );
+        push(
+            Step::RemoveRule,
+            "eventbridge rule",
+            &rule,
+            &plan.rule,
+            true,
+        );
+        push(
+            Step::RemovePermission,
+            "lambda permission",
+            &permission,
+            &plan.permission,
+            true,
+        );
+        push(
+            Step::RemoveCompleter,
+            "lambda function",
+            &stack.completer_function(),
+            &self.completer_leftover,
+            true,
+        );
+        push(
+            Step::RemoveCompleterRole,
+            "iam role",
+            &stack.completer_role(),
+            &self.completer_role_leftover,
+            true,
+        );
         out
+    }
+
+    /// (kind, name, action) per resource, in apply order.
+    fn lines(&self, clients: &Clients) -> Vec<(&'static str, String, Action)> {
+        self.steps(clients)
+            .into_iter()
+            .map(|(_, kind, name, action)| (kind, name, action))
+            .collect()
     }
 }
 
@@ -131,6 +255,7 @@ impl DeployArgs {
         let machine = state_machine::desired(&config);
         let zips = self.zips(&config)?;
         let desired_functions = functions::desired(&config, &zips)?;
+        let rule = events_rule::desired(&config);
         runtime()?.block_on(async {
             let clients = Clients::new(&config, self.endpoint_url.as_deref()).await?;
             let endpoint = clients
@@ -144,19 +269,31 @@ impl DeployArgs {
                 display_path(&path).display(),
                 config.region
             );
+            let functions = functions::plan(&clients, desired_functions).await?;
+            let completer_leftover = functions::leftover(&clients, &config).await?;
+            let completer = functions
+                .iter()
+                .find(|f| f.desired.name == clients.stack.completer_function())
+                .map(|f| &f.action)
+                .or(completer_leftover.as_ref());
+            let rule_plan = events_rule::plan(&clients, &rule, completer).await?;
             let plan = Plan {
                 roles: roles::plan(&clients, desired_roles).await?,
                 table: table::plan(&clients).await?,
                 log_group: log_group::plan(&clients).await?,
-                functions: functions::plan(&clients, desired_functions).await?,
                 machine_action: state_machine::plan(&clients, &machine).await?,
                 machine,
+                functions,
+                rule,
+                rule_plan,
+                completer_role_leftover: roles::leftover(&clients, &config).await?,
+                completer_leftover,
             };
             let lines = plan.lines(&clients);
             println!("plan:");
             for (kind, name, action) in &lines {
                 println!(
-                    "  {:<9} {kind:<15} {name}{}",
+                    "  {:<9} {kind:<17} {name}{}",
                     action.verb(),
                     action.detail()
                 );
@@ -169,7 +306,7 @@ impl DeployArgs {
             let timings = apply(&clients, &plan).await?;
             println!("summary:");
             println!(
-                "  {:<15} {:<40} {:<9} {:>6}",
+                "  {:<17} {:<52} {:<9} {:>6}",
                 "resource", "name", "result", "secs"
             );
             for ((kind, name, action), secs) in lines.iter().zip(timings) {
@@ -177,8 +314,9 @@ impl DeployArgs {
                     Action::Create => "created",
                     Action::Update(_) => "updated",
                     Action::Unchanged => "unchanged",
+                    Action::Delete => "deleted",
                 };
-                println!("  {kind:<15} {name:<40} {result:<9} {secs:>6.1}");
+                println!("  {kind:<17} {name:<52} {result:<9} {secs:>6.1}");
             }
             let (_, mutating) = print_calls(&clients);
             if mutating == 0 {
@@ -193,10 +331,27 @@ impl DeployArgs {
         })
     }
 
-    /// `<zip-dir>/<fn>/bootstrap.zip`, or freshly built zips for the configured architecture.
+    /// `<zip-dir>/<fn>/bootstrap.zip`, or freshly built zips for the configured architecture,
+    /// of the functions the stack has (the completer only with `completion = "events"`).
     fn zips(&self, config: &StackConfig) -> anyhow::Result<BTreeMap<&'static str, PathBuf>> {
+        let mut functions: Vec<&'static str> = FUNCTIONS
+            .iter()
+            .copied()
+            .filter(|f| functions::wanted(config, f))
+            .collect();
+        let events = config.rollout.completion == generator::config::Completion::Events;
+        if events && !functions.contains(&"completer") {
+            // A zip directory may hold a completer that this build's function list lacks.
+            if self.zip_dir.is_none() {
+                bail!(
+                    "completion = \"events\" needs the completer Lambda, which this build of xtask does not \
+                     build; set completion = \"poll\" in [rollout] or pass --zip-dir with completer/bootstrap.zip"
+                );
+            }
+            functions.push("completer");
+        }
         if let Some(dir) = &self.zip_dir {
-            return FUNCTIONS
+            return functions
                 .iter()
                 .map(|f| {
                     let zip = dir.join(f).join("bootstrap.zip");
@@ -209,7 +364,7 @@ impl DeployArgs {
         }
         let venv_bin = crate::tools::ensure_python().context("cannot install cargo-lambda")?;
         let builder = Builder::new(&venv_bin, config.lambda.architecture)?;
-        FUNCTIONS
+        functions
             .iter()
             .map(|f| Ok((*f, builder.build(f)?.path)))
             .collect()
@@ -218,34 +373,6 @@ impl DeployArgs {
 
 /// Applies the plan in dependency order; returns the seconds spent per plan line.
 async fn apply(clients: &Clients, plan: &Plan) -> anyhow::Result<Vec<f64>> {
-    let mut timings = Vec::new();
-    let lines = plan.lines(clients);
-    let mut line = lines.iter();
-    let mut step =
-        async |f: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + '_>>| {
-            let (kind, name, action) = line.next().expect("one plan line per step");
-            let started = Instant::now();
-            if *action != Action::Unchanged {
-                println!(
-                    "{} {kind} {name}{} ...",
-                    progress_verb(action),
-                    action.detail()
-                );
-            }
-            f.await.with_context(|| format!("{kind} {name}"))?;
-            if *action != Action::Unchanged {
-                println!("  done in {:.1} s", started.elapsed().as_secs_f64());
-            }
-            anyhow::Ok(started.elapsed().as_secs_f64())
-        };
-    for role in &plan.roles {
-        timings.push(step(Box::pin(roles::apply(clients, role))).await?);
-    }
-    timings.push(step(Box::pin(table::apply(clients, &plan.table))).await?);
-    timings.push(step(Box::pin(log_group::apply(clients, &plan.log_group))).await?);
-    for function in &plan.functions {
-        timings.push(step(Box::pin(functions::apply(clients, function))).await?);
-    }
     let role_changes = |name: &str| {
         plan.roles
             .iter()
@@ -254,15 +381,40 @@ async fn apply(clients: &Clients, plan: &Plan) -> anyhow::Result<Vec<f64>> {
             .unwrap_or_default()
     };
     let states_role = role_changes(&clients.stack.states_role());
-    timings.push(
-        step(Box::pin(state_machine::apply(
-            clients,
-            &plan.machine,
-            &plan.machine_action,
-            states_role,
-        )))
-        .await?,
-    );
+    let mut timings = Vec::new();
+    for (step, kind, name, action) in plan.steps(clients) {
+        let started = Instant::now();
+        if action != Action::Unchanged {
+            println!(
+                "{} {kind} {name}{} ...",
+                progress_verb(&action),
+                action.detail()
+            );
+        }
+        let done = match step {
+            Step::Role(i) => roles::apply(clients, &plan.roles[i]).await,
+            Step::Table => table::apply(clients, &plan.table).await,
+            Step::LogGroup => log_group::apply(clients, &plan.log_group).await,
+            Step::Function(i) => functions::apply(clients, &plan.functions[i]).await,
+            Step::Machine => {
+                state_machine::apply(clients, &plan.machine, &plan.machine_action, states_role)
+                    .await
+            }
+            Step::Rule => events_rule::apply_rule(clients, &plan.rule, &action).await,
+            Step::Permission => events_rule::apply_permission(clients, &action).await,
+            Step::Target => events_rule::apply_target(clients, &action).await,
+            Step::RemoveTarget => events_rule::remove_targets(clients).await,
+            Step::RemoveRule => events_rule::delete_rule(clients).await,
+            Step::RemovePermission => events_rule::remove_permission(clients).await,
+            Step::RemoveCompleter => functions::delete(clients, &name).await,
+            Step::RemoveCompleterRole => roles::delete(clients, &name).await,
+        };
+        done.with_context(|| format!("{kind} {name}"))?;
+        if action != Action::Unchanged {
+            println!("  done in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        timings.push(started.elapsed().as_secs_f64());
+    }
     Ok(timings)
 }
 
@@ -271,6 +423,7 @@ fn progress_verb(action: &Action) -> &'static str {
         Action::Create => "creating",
         Action::Update(_) => "updating",
         Action::Unchanged => "keeping",
+        Action::Delete => "deleting",
     }
 }
 
@@ -309,7 +462,17 @@ impl DestroyArgs {
                 stack.state_machine(),
                 state_machine::owned(&clients).await?,
             );
-            for function in [stack.planner_function(), stack.refresher_function()] {
+            // Its targets go with it; the completer's permission goes with the function.
+            add(
+                "eventbridge rule",
+                stack.events_rule(),
+                events_rule::owned(&clients).await?,
+            );
+            for function in [
+                stack.planner_function(),
+                stack.refresher_function(),
+                stack.completer_function(),
+            ] {
                 let owned = functions::owned(&clients, &function).await?;
                 add("lambda function", function, owned);
             }
@@ -323,7 +486,11 @@ impl DestroyArgs {
                 stack.table(),
                 table::owned(&clients).await?,
             );
-            for role in [stack.lambda_role(), stack.states_role()] {
+            for role in [
+                stack.lambda_role(),
+                stack.states_role(),
+                stack.completer_role(),
+            ] {
                 let owned = roles::owned(&clients, &role).await?;
                 add("iam role", role, owned);
             }
@@ -341,7 +508,7 @@ impl DestroyArgs {
             }
             println!("destroy stack `{}` deletes:", stack.env);
             for (kind, name, _) in &doomed {
-                println!("  {kind:<15} {name}");
+                println!("  {kind:<17} {name}");
             }
             if !self.yes {
                 confirm(&stack.env)?;
@@ -351,6 +518,7 @@ impl DestroyArgs {
                 println!("deleting {kind} {name} ...");
                 match *kind {
                     "state machine" => state_machine::delete(&clients).await?,
+                    "eventbridge rule" => events_rule::delete_rule(&clients).await?,
                     "lambda function" => functions::delete(&clients, name).await?,
                     "log group" => log_group::delete(&clients).await?,
                     "dynamodb table" => table::delete(&clients).await?,

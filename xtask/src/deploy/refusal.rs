@@ -30,7 +30,7 @@ impl RoleChanges {
                 trust: fields.iter().any(|f| f == "trust policy"),
                 policy: fields.iter().any(|f| f == "inline policy"),
             },
-            super::Action::Unchanged => Self::default(),
+            super::Action::Unchanged | super::Action::Delete => Self::default(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The stack's two IAM roles: trust policy, one inline permission policy and tags, from
+//! The stack's IAM roles (the Lambdas', the state machine's and, with `completion = "events"`,
+//! the completer's): trust policy, one inline permission policy and tags, from
 //! `generator::iam::documents` (the documents `render` writes).
 
 use std::collections::BTreeMap;
@@ -33,7 +34,7 @@ pub struct RolePlan {
     pub action: Action,
 }
 
-/// Both roles with their documents.
+/// Every role the stack wants, with its documents.
 pub fn desired(config: &StackConfig) -> anyhow::Result<Vec<DesiredRole>> {
     let documents = generator::iam::documents(config).context("cannot render the IAM documents")?;
     let mut roles: BTreeMap<String, DesiredRole> = BTreeMap::new();
@@ -51,6 +52,21 @@ pub fn desired(config: &StackConfig) -> anyhow::Result<Vec<DesiredRole>> {
         }
     }
     Ok(roles.into_values().collect())
+}
+
+/// The completer's role when the stack no longer has a completer (`completion = "poll"`) and
+/// an earlier deploy made it: `Some(Action::Delete)`; `None` when it is wanted, absent or
+/// someone else's role of that name (left alone).
+pub async fn leftover(clients: &Clients, config: &StackConfig) -> anyhow::Result<Option<Action>> {
+    if config.rollout.completion == generator::config::Completion::Events {
+        return Ok(None);
+    }
+    Ok(
+        match owned(clients, &clients.stack.completer_role()).await? {
+            Some(true) => Some(Action::Delete),
+            Some(false) | None => None,
+        },
+    )
 }
 
 /// Reads each role and diffs it; fails before any change on a role this stack does not own.
@@ -155,6 +171,9 @@ pub async fn current_tags(
 pub async fn apply(clients: &Clients, plan: &RolePlan) -> anyhow::Result<()> {
     let role = &plan.desired;
     let name = &role.name;
+    if plan.action == Action::Delete {
+        return delete(clients, name).await;
+    }
     let has = |field: &str| matches!(&plan.action, Action::Update(fields) if fields.iter().any(|f| f == field));
     let create = plan.action == Action::Create;
     if create {

@@ -166,7 +166,7 @@ pub async fn apply(
     let fields = match action {
         Action::Create => return create(clients, desired, tags, role_changes).await,
         Action::Update(fields) => fields,
-        Action::Unchanged => return Ok(()),
+        Action::Unchanged | Action::Delete => return Ok(()),
     };
     let has = |field: &str| fields.iter().any(|f| f == field);
     if has("definition") || has("role") || has("logging") {
