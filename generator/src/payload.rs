@@ -16,6 +16,12 @@ pub mod errors {
     pub const ROLLOUT_LOCKED: &str = "RolloutLocked";
     /// An ASG's instance refresh ended without success.
     pub const REFRESH_FAILED: &str = "RefreshFailed";
+    /// `completion = "events"`: the refresh's event says it ended without success (Failed,
+    /// Cancelled, Rollback Succeeded or Rollback Failed). The completer answers the child's
+    /// wait with it (SendTaskFailure); the child then checks the refresh once
+    /// (DescribeInstanceRefreshes), which records AWS's reason (events carry none) and fails
+    /// with [`REFRESH_FAILED`] as polling does.
+    pub const REFRESH_ENDED: &str = "RefreshEnded";
     /// An ASG's refresh ran past `timeout_minutes`.
     pub const REFRESH_TIMED_OUT: &str = "RefreshTimedOut";
     /// An instance refresh not started by this rollout is running on the ASG.

@@ -426,8 +426,10 @@ impl Builder<'_> {
     /// The wait for the refresh's event: a `.waitForTaskToken` Task on the refresher, which
     /// stores the token (and answers it itself when the refresh's end was recorded first).
     /// The completer answers with SendTaskSuccess (the refresh succeeded) or SendTaskFailure
-    /// `RefreshFailed` (it ended Failed, Cancelled or rolled back). Retried like every Lambda
-    /// Task, except `States.Timeout`: that is the event not coming, and goes to one check.
+    /// `RefreshEnded` (it ended Failed, Cancelled or rolled back), which goes to one check so
+    /// that the table gets AWS's reason and the child fails as polling fails it. Retried like
+    /// every Lambda Task, except `States.Timeout`: that is the event not coming, and goes to
+    /// the same check.
     fn await_event(&self, continue_on_failure: bool) -> Task {
         let mut task = self.refresher(
             Template::new()
@@ -440,7 +442,9 @@ impl Builder<'_> {
         task.timeout_seconds = Some(event_wait_seconds(&self.config.rollout));
         task.retry = retriers(&errors::LAMBDA_UNFINISHED_NO_TIMEOUT);
         task.result_path = Some(PathOrNull::Null);
-        task.catch = vec![Catcher::new(&["States.Timeout"], CHECK).result_path("$.wait")];
+        task.catch = vec![
+            Catcher::new(&["States.Timeout", errors::REFRESH_ENDED], CHECK).result_path("$.wait"),
+        ];
         if continue_on_failure {
             task.catch
                 .push(Catcher::new(&["States.ALL"], REFRESH_FAILED).result_path("$.error"));

@@ -830,7 +830,13 @@ fn events_child_waits_on_a_token_and_checks_once_per_timeout() {
                 wait.catch[0].error_equals.as_slice(),
                 wait.catch[0].next.as_str()
             ),
-            (&["States.Timeout".to_string()][..], s::CHECK)
+            (
+                &[
+                    "States.Timeout".to_string(),
+                    errors::REFRESH_ENDED.to_string()
+                ][..],
+                s::CHECK
+            )
         );
         // The check's gate waits again when the refresh still runs.
         let Kind::Choice(gate) = &state_of(children, s::GATE).kind else {

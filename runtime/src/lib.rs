@@ -1,7 +1,10 @@
-//! The Lambdas' logic: the planner (targets, pre-checks, waves, lock) and the refresher
-//! (start, check, approval, cancel, rollback, finish), with the DynamoDB progress store.
+//! The Lambdas' logic: the planner (targets, pre-checks, waves, lock), the refresher
+//! (start, check, approval, cancel, rollback, finish) and the completer (answers a child's
+//! wait when its refresh's EventBridge event arrives), with the DynamoDB progress store.
 
 pub mod clients;
+#[cfg(any(feature = "refresher", feature = "completer"))]
+pub mod completion;
 pub mod error;
 pub mod fanout;
 #[cfg(feature = "planner")]

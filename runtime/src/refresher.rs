@@ -1,6 +1,7 @@
 //! The refresher: starts an ASG's instance refresh on a new launch template version
-//! (adopting one it already started), checks it, cancels or rolls back what is in
-//! flight, records approvals, and finishes the rollout.
+//! (adopting one it already started), checks it, stores the task token a child waits on for
+//! its refresh's event (`completion = "events"`), cancels or rolls back what is in flight,
+//! records approvals, and finishes the rollout.
 
 use aws_sdk_autoscaling::types::{
     AlarmSpecification, DesiredConfiguration, InstanceRefresh, LaunchTemplate,
@@ -14,6 +15,7 @@ use generator::payload::{
 };
 use serde_json::Value;
 
+use crate::completion::Completer;
 use crate::error::{classify, Error};
 use crate::fanout;
 use crate::store::{AsgRecord, RolloutSummary, StopAction, Store};
@@ -24,6 +26,8 @@ use crate::{validate_ami, validate_rollout_id, Clock};
 pub struct Refresher {
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub ec2: aws_sdk_ec2::Client,
+    /// Answers a wait whose refresh's end was recorded before its token (`await_refresh`).
+    pub sfn: aws_sdk_sfn::Client,
     pub store: Store,
     pub clock: Clock,
 }
@@ -159,6 +163,23 @@ impl Refresher {
             } => {
                 validate_rollout_id(&rollout_id)?;
                 to_json(&self.check(&rollout_id, &asg, timeout_minutes).await?)
+            }
+            RefresherRequest::AwaitRefresh {
+                rollout_id,
+                asg,
+                task_token,
+            } => {
+                validate_rollout_id(&rollout_id)?;
+                let completer = Completer {
+                    store: self.store.clone(),
+                    sfn: self.sfn.clone(),
+                    clock: self.clock.clone(),
+                };
+                to_json(
+                    &completer
+                        .store_token(&rollout_id, &asg, &task_token)
+                        .await?,
+                )
             }
             RefresherRequest::AwaitApproval {
                 rollout_id,

@@ -155,6 +155,7 @@ async fn fleet_loops_fit_the_function_timeout() {
     let refresher = Refresher {
         autoscaling: emulator.autoscaling.clone(),
         ec2: emulator.ec2.clone(),
+        sfn: emulator.sfn(),
         store: emulator.store(),
         clock: emulator.clock(),
     };

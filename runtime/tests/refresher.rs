@@ -102,6 +102,7 @@ fn refresher(emulator: &Emulator, autoscaling: AutoScaling) -> Refresher {
     Refresher {
         autoscaling,
         ec2: emulator.ec2.clone(),
+        sfn: emulator.sfn(),
         store: emulator.store(),
         clock: emulator.clock(),
     }

@@ -47,6 +47,7 @@ fn refresher(emulator: &Emulator, autoscaling: AutoScaling) -> Refresher {
     Refresher {
         autoscaling,
         ec2: emulator.ec2.clone(),
+        sfn: emulator.sfn(),
         store: emulator.store(),
         clock: emulator.clock(),
     }
@@ -370,6 +371,7 @@ async fn a_version_made_with_a_warning_starts_no_refresh() {
     let refresher = Refresher {
         autoscaling,
         ec2,
+        sfn: emulator.sfn(),
         store: emulator.store(),
         clock: emulator.clock(),
     };

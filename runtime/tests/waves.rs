@@ -35,6 +35,7 @@ fn refresher(emulator: &Emulator) -> Refresher {
     Refresher {
         autoscaling: mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, Vec::<&Rule>::new()),
         ec2: emulator.ec2.clone(),
+        sfn: emulator.sfn(),
         store: emulator.store(),
         clock: emulator.clock(),
     }

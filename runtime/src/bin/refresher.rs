@@ -15,6 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let refresher = Refresher {
         autoscaling: aws_sdk_autoscaling::Client::new(&config),
         ec2: aws_sdk_ec2::Client::new(&config),
+        sfn: aws_sdk_sfn::Client::new(&config),
         store: Store::new(aws_sdk_dynamodb::Client::new(&config), table),
         clock: system_clock(),
     };

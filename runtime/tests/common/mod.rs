@@ -77,6 +77,11 @@ impl Emulator {
         }
     }
 
+    /// A Step Functions client on the emulator (for Lambdas whose test never answers a token).
+    pub fn sfn(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.config)
+    }
+
     pub fn store(&self) -> Store {
         Store::new(self.dynamodb.clone(), TABLE)
     }
