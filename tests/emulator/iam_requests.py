@@ -8,6 +8,12 @@ Resources and condition keys follow the Service Authorization Reference of each 
   IAM            https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html
   Lambda         https://docs.aws.amazon.com/service-authorization/latest/reference/list_awslambda.html
   Step Functions https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsstepfunctions.html
+  EventBridge    https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoneventbridge.html
+  CloudWatch Logs https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatchlogs.html
+Handing a role to a service (Lambda's CreateFunction and UpdateFunctionConfiguration with a
+Role, Step Functions' CreateStateMachine and UpdateStateMachine with a roleArn) also needs
+iam:PassRole on that role, with `iam:PassedToService` naming the service:
+  https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html
 Describe/List/Get actions that support no resource-level permission are authorized on "*",
 and so is any action not modelled here (only a "Resource": "*" statement allows it: strict).
 """
@@ -210,6 +216,9 @@ def _dynamodb(response, operation, p):
                 checks.append(Check(f"dynamodb:{_TRANSACT.get(kind, kind)}", table(request.get("TableName")), context))
         return checks
     name = p.get("TableName")
+    if not name and p.get("ResourceArn"):
+        # TagResource, UntagResource and ListTagsOfResource name the table by its ARN.
+        return [Check(f"dynamodb:{operation}", p["ResourceArn"], context)]
     if not name:
         return [Check(f"dynamodb:{operation}", "*", context)]
     return [Check(f"dynamodb:{operation}", table(name, p.get("IndexName")), context)]
@@ -236,28 +245,72 @@ def _iam(response, operation, p):
     return [Check(f"iam:{operation}", "*", context)]
 
 
+def _pass_role(response, role_arn, service):
+    context = _base_context(response)
+    context["iam:PassedToService"] = f"{service}.amazonaws.com"
+    return Check("iam:PassRole", role_arn, context)
+
+
 def _lambda(response, operation, p):
     # The function is in the path (moto's router names it FunctionName); the body of an
     # Invoke is the event, never a parameter.
     uri = getattr(response, "uri_match", None) or {}
     name = uri.get("FunctionName") or uri.get("function_name") or uri.get("resource_arn")
     context = _base_context(response)
+    passes = []
+    if operation in ("CreateFunction", "UpdateFunctionConfiguration") and isinstance(p.get("Role"), str):
+        passes.append(_pass_role(response, p["Role"], "lambda"))
+    if operation == "CreateFunction" and not name and p.get("FunctionName"):
+        name = p["FunctionName"]
     if not name:
-        return [Check(f"lambda:{operation}", "*", context)]
+        return [Check(f"lambda:{operation}", "*", context)] + passes
     name = unquote(name)
     arn = name if name.startswith("arn:") else f"arn:aws:lambda:{response.region}:{response.current_account}:function:{name}"
     qualifier = response.querystring.get("Qualifier")
     if qualifier:
         arn = f"{arn}:{qualifier[0]}"
-    return [Check(f"lambda:{operation}", arn, context)]
+    return [Check(f"lambda:{operation}", arn, context)] + passes
 
 
 def _states(response, operation, p):
-    arn = p.get("stateMachineArn") or p.get("executionArn") or p.get("mapRunArn") or "*"
-    return [Check(f"states:{operation}", arn, _base_context(response))]
+    arn = p.get("stateMachineArn") or p.get("executionArn") or p.get("mapRunArn") or p.get("resourceArn")
+    if not arn and operation == "CreateStateMachine" and p.get("name"):
+        arn = f"arn:aws:states:{response.region}:{response.current_account}:stateMachine:{p['name']}"
+    checks = [Check(f"states:{operation}", arn or "*", _base_context(response))]
+    if operation in ("CreateStateMachine", "UpdateStateMachine") and isinstance(p.get("roleArn"), str):
+        checks.append(_pass_role(response, p["roleArn"], "states"))
+    return checks
 
 
-_SERVICES = {"autoscaling": _autoscaling, "ec2": _ec2, "dynamodb": _dynamodb, "iam": _iam, "lambda": _lambda, "states": _states}
+def _events(response, operation, p):
+    """Rule actions name the rule (Name, or Rule for targets); tag actions its ARN."""
+    arn = p.get("ResourceARN")
+    name = p.get("Name") or p.get("Rule")
+    if not arn and name:
+        bus = (p.get("EventBusName") or "default").split("/")[-1]
+        prefix = "" if bus == "default" else f"{bus}/"
+        arn = f"arn:aws:events:{response.region}:{response.current_account}:rule/{prefix}{name}"
+    return [Check(f"events:{operation}", arn or "*", _base_context(response))]
+
+
+def _logs(response, operation, p):
+    """Log group actions name the group (logGroupName), tag actions its ARN (resourceArn)."""
+    arn = p.get("resourceArn")
+    if not arn and p.get("logGroupName") and not operation.startswith("Describe"):
+        arn = f"arn:aws:logs:{response.region}:{response.current_account}:log-group:{p['logGroupName']}"
+    return [Check(f"logs:{operation}", arn or "*", _base_context(response))]
+
+
+_SERVICES = {
+    "autoscaling": _autoscaling,
+    "ec2": _ec2,
+    "dynamodb": _dynamodb,
+    "iam": _iam,
+    "lambda": _lambda,
+    "states": _states,
+    "events": _events,
+    "logs": _logs,
+}
 
 
 def checks(response, service, operation):

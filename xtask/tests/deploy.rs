@@ -1465,3 +1465,123 @@ async fn destroy_removes_the_rule_and_the_completer_and_leaves_an_untagged_rule_
     );
     assert!(rule_exists(&fixture).await);
 }
+
+/// Runs `cargo xtask <args>` against the emulator with these credentials.
+fn xtask_as(
+    fixture: &Fixture,
+    args: &[&str],
+    credentials: &aws_sdk_iam::config::Credentials,
+) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .args(["--endpoint-url", &fixture.moto.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
+        .env(
+            "AWS_SESSION_TOKEN",
+            credentials.session_token().expect("a session token"),
+        )
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xtask")
+}
+
+#[tokio::test]
+async fn deploy_switch_and_destroy_need_nothing_beyond_the_rendered_deployer_policy() {
+    use aws_config::meta::credentials::CredentialsProviderChain;
+    use aws_sdk_iam::config::ProvideCredentials;
+
+    let fixture = Fixture::start().await;
+    fixture.set_completion("events");
+    let render = rendered(&fixture);
+    let policy = std::fs::read_to_string(render.join("iam/deployer.policy.json")).unwrap();
+    // A role with exactly the deployer's policy: the emulator checks each call made with its
+    // credentials against it (tests/emulator/iam_enforcement.py).
+    let iam = fixture.iam();
+    iam.create_role()
+        .role_name("deployer")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    iam.put_role_policy()
+        .role_name("deployer")
+        .policy_name("deployer")
+        .policy_document(policy)
+        .send()
+        .await
+        .unwrap();
+    let provider =
+        aws_config::sts::AssumeRoleProvider::builder("arn:aws:iam::123456789012:role/deployer")
+            .session_name("deploy-test")
+            .configure(&fixture.sdk)
+            .build()
+            .await;
+    let chain = CredentialsProviderChain::first_try("deployer", provider);
+    let credentials = chain
+        .provide_credentials()
+        .await
+        .expect("assume the deployer role");
+
+    let config = fixture.config();
+    let zips = fixture.zips();
+    let deploy = [
+        "deploy",
+        "--config",
+        config.to_str().unwrap(),
+        "--zip-dir",
+        zips.to_str().unwrap(),
+    ];
+    let denials = || fixture.moto.iam_denials()["denials"].clone();
+    for (step, completion) in [
+        ("deploy", "events"),
+        ("redeploy", "events"),
+        ("switch", "poll"),
+        ("back", "events"),
+    ] {
+        fixture.set_completion(completion);
+        let output = xtask_as(&fixture, &deploy, &credentials);
+        assert_success(&output);
+        assert_eq!(
+            denials(),
+            serde_json::json!([]),
+            "{step}: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    assert!(rule_exists(&fixture).await);
+    let output = xtask_as(
+        &fixture,
+        &["destroy", "--config", config.to_str().unwrap(), "--yes"],
+        &credentials,
+    );
+    assert_success(&output);
+    assert_eq!(denials(), serde_json::json!([]));
+    assert!(!rule_exists(&fixture).await);
+
+    // The check bites: without the rule statement, deploy is refused on the rule.
+    let mut narrowed: Value = serde_json::from_str(
+        &std::fs::read_to_string(render.join("iam/deployer.policy.json")).unwrap(),
+    )
+    .unwrap();
+    narrowed["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["Sid"] != "RefreshEventsRule");
+    iam.put_role_policy()
+        .role_name("deployer")
+        .policy_name("deployer")
+        .policy_document(narrowed.to_string())
+        .send()
+        .await
+        .unwrap();
+    let output = xtask_as(&fixture, &deploy, &credentials);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("events:DescribeRule"), "{stderr}");
+}
