@@ -53,7 +53,7 @@ async fn a_fleet_rolls_out_once_per_asg_within_the_limits() {
     assert!(
         found.is_empty(),
         "{found:#?}\n{}\nlambda logs:\n{}",
-        table(&[(run.clone(), figures.clone())], 3.0),
+        table(&[(run.clone(), figures.clone())]),
         moto.lambda_logs()
     );
     assert_eq!(figures.refreshes, n, "one refresh per ASG");
@@ -182,7 +182,7 @@ async fn bench() {
     println!(
         "\n== {n} ASGs, {per_minute} emulator s per real minute; poll every 5 s; total {:.0} s\n{}",
         started.elapsed().as_secs_f64(),
-        table(&pairs, per_minute)
+        table(&pairs)
     );
     let failed: Vec<String> = runs
         .iter()

@@ -555,53 +555,78 @@ pub fn breaches(run: &Run, figures: &Figures) -> Vec<String> {
 }
 
 /// The seed's polling loop (Task, Choice, Wait, Pass, Choice per poll; 5 + 2 + 2 + 2 + 2 =
-/// 13 history events a poll) for the same refreshes, polled every 60 real seconds: per ASG a
-/// start Task and its Choice (2 transitions, 7 events) plus, per poll, 5 transitions and 13
-/// events. `minutes` are the refreshes' real-time lengths.
+/// 13 history events a poll) computed for the same refreshes at the same `poll_seconds`: per
+/// ASG a start Task and its Choice (2 transitions, 7 events with the execution's start and
+/// end) plus, per poll, 5 transitions, 13 events, one check and its DescribeInstanceRefreshes.
 pub struct Baseline {
     pub transitions_per_asg: f64,
     pub largest_child_events: u64,
     pub describe_per_asg: f64,
     pub lambda_per_asg: f64,
-    /// A finished refresh is noticed on average half a poll late (real seconds).
-    pub median_latency_real: f64,
+    /// A finished refresh is noticed on average half a poll late.
+    pub median_latency: f64,
 }
 
 impl Baseline {
-    pub fn of(minutes: &[f64]) -> Self {
-        let polls: Vec<u64> = minutes
+    /// `seconds`: each refresh's length; `poll_seconds`: the same unit.
+    pub fn of(seconds: &[f64], poll_seconds: f64) -> Self {
+        let polls: Vec<u64> = seconds
             .iter()
-            .map(|m| (m * 60.0 / 60.0).ceil() as u64)
+            .map(|s| (s / poll_seconds).ceil().max(1.0) as u64)
             .collect();
         let n = polls.len().max(1) as f64;
         let total_polls: u64 = polls.iter().sum();
         Baseline {
             transitions_per_asg: (2 * polls.len() as u64 + 5 * total_polls) as f64 / n,
-            largest_child_events: 2 + 7 + 13 * polls.iter().copied().max().unwrap_or(0),
+            largest_child_events: 7 + 13 * polls.iter().copied().max().unwrap_or(0),
             describe_per_asg: total_polls as f64 / n,
             lambda_per_asg: (polls.len() as u64 + total_polls) as f64 / n,
-            median_latency_real: 30.0,
+            median_latency: poll_seconds / 2.0,
         }
     }
+}
+
+/// What the stack renders for one ASG whose refresh lasts 30 minutes, with the issue's
+/// `poll_seconds = 60` and `timeout_minutes = 60` (generator::review::asg_cost on the rendered
+/// child): (transitions, history events, DescribeInstanceRefreshes).
+pub fn thirty_minutes(completion: Completion) -> (u64, u64, u64) {
+    let text = std::fs::read_to_string(asg_refresh_tests::workspace_root().join("envs/local.toml"))
+        .expect("envs/local.toml")
+        .replacen(
+            "completion = \"poll\"",
+            &format!("completion = \"{}\"", completion.as_str()),
+            1,
+        )
+        .replacen("poll_seconds = 5", "poll_seconds = 60", 1)
+        .replacen("timeout_minutes = 10", "timeout_minutes = 60", 1);
+    let config = generator::config::parse(&text, std::path::Path::new("local.toml"))
+        .expect("the local stack with 60 s polls");
+    let machine = generator::rollout::build(&config);
+    let cost = generator::review::asg_cost(&config, &machine, 1800);
+    (
+        cost.transitions,
+        cost.history_events,
+        cost.describe_refreshes,
+    )
 }
 
 fn cell(value: Option<String>) -> String {
     value.unwrap_or_else(|| "n/a".into())
 }
 
-/// The side-by-side table: one column per run, and the seed's shape computed for the fleet.
-/// `seconds_per_minute` is the time scale (emulator seconds standing for one real minute).
-pub fn table(runs: &[(Run, Figures)], seconds_per_minute: f64) -> String {
-    let minutes: Vec<f64> = runs
+/// The side-by-side table: one column per run, and the seed's shape computed for the same
+/// fleet at the first run's `poll_seconds`.
+pub fn table(runs: &[(Run, Figures)]) -> String {
+    let (seconds, poll): (Vec<f64>, f64) = runs
         .first()
         .map(|(run, _)| {
-            run.fleet
-                .iter()
-                .map(|(_, s)| s / seconds_per_minute)
-                .collect()
+            (
+                run.fleet.iter().map(|(_, s)| *s).collect(),
+                f64::from(run.shape.poll_seconds),
+            )
         })
-        .unwrap_or_default();
-    let baseline = Baseline::of(&minutes);
+        .unwrap_or((Vec::new(), 60.0));
+    let baseline = Baseline::of(&seconds, poll);
     let mut rows: Vec<(String, Vec<String>, String)> = Vec::new();
     let per_asg =
         |v: Option<u64>, f: &Figures| v.map(|v| format!("{:.1}", v as f64 / f.asgs.max(1) as f64));
@@ -622,6 +647,20 @@ pub fn table(runs: &[(Run, Figures)], seconds_per_minute: f64) -> String {
         "state transitions per ASG",
         &|_, f| cell(f.transitions_per_asg().map(|t| format!("{t:.1}"))),
         format!("{:.1}", baseline.transitions_per_asg),
+    );
+    row(
+        "one 30-min refresh at 60 s polls: transitions / events / Describe* (computed)",
+        &|r, _| {
+            let (t, e, d) = thirty_minutes(r.shape.completion);
+            format!("{t} / {e} / {d}")
+        },
+        {
+            let b = Baseline::of(&[1800.0], 60.0);
+            format!(
+                "{:.0} / {} / {:.0}",
+                b.transitions_per_asg, b.largest_child_events, b.describe_per_asg
+            )
+        },
     );
     row(
         "history events, parent",
@@ -652,10 +691,7 @@ pub fn table(runs: &[(Run, Figures)], seconds_per_minute: f64) -> String {
                     .map(|(m, p)| format!("{m:.2} / {p:.2}")),
             )
         },
-        format!(
-            "{:.2} (half a poll)",
-            baseline.median_latency_real / 60.0 * seconds_per_minute
-        ),
+        format!("{:.2} (half a poll)", baseline.median_latency),
     );
     row(
         "makespan / lower bound (s)",
