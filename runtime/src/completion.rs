@@ -236,7 +236,9 @@ impl Completer {
         let expression = if successful {
             "SET #s = :end, ended_at = :now, updated_at = :now, expires_at = :expires, percentage = :all REMOVE reason"
         } else {
-            "SET #s = :end, ended_at = :now, updated_at = :now, expires_at = :expires, reason = :why"
+            // A reason already recorded (the failure policy's rollback or cancel, say) says
+            // more than the event, which has none: keep it.
+            "SET #s = :end, ended_at = :now, updated_at = :now, expires_at = :expires, reason = if_not_exists(reason, :why)"
         };
         let mut request = self
             .store

@@ -480,3 +480,25 @@ async fn the_refresher_stores_the_token_for_the_state_machine() {
     ));
     assert_eq!((success.num_calls(), failure.num_calls()), (0, 0));
 }
+
+#[tokio::test]
+async fn an_end_keeps_the_reason_the_failure_policy_recorded() {
+    let emulator = Emulator::start().await;
+    refreshing(&emulator, "web").await;
+    let mut rolling_back = record(&emulator, "web").await;
+    rolling_back.status = "RollbackInProgress".into();
+    rolling_back.reason = Some("rolled back by the failure policy".into());
+    emulator.store().put(&rolling_back).await.unwrap();
+    let (success, failure) = accepting();
+    let completer = completer(&emulator, &[&success, &failure]);
+    completer
+        .handle_event(&event(RefreshEventKind::RollbackSucceeded, "web", REFRESH))
+        .await
+        .unwrap();
+    let record = record(&emulator, "web").await;
+    assert_eq!(record.status, "RollbackSuccessful");
+    assert_eq!(
+        record.reason.as_deref(),
+        Some("rolled back by the failure policy")
+    );
+}
