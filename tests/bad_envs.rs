@@ -54,6 +54,7 @@ bad_envs! {
     instance_warmup_negative: "instance-warmup-negative.toml" => "refresh.instance_warmup", Some(26), "integer `-1`";
     strategy_unknown: "strategy-unknown.toml" => "rollout.strategy", Some(15), "unknown variant `rolling`";
     on_failure_unknown: "on-failure-unknown.toml" => "rollout.on_failure", Some(18), "unknown variant `abort`";
+    completion_unknown: "completion-unknown.toml" => "rollout.completion", Some(22), "unknown variant `push`, expected `events` or `poll`";
     architecture_unknown: "architecture-unknown.toml" => "lambda.architecture", Some(33), "unknown variant `aarch64`";
 
     // Values out of range or malformed.
