@@ -1585,3 +1585,136 @@ async fn deploy_switch_and_destroy_need_nothing_beyond_the_rendered_deployer_pol
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("events:DescribeRule"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_deployed_rule_delivers_a_refresh_end_to_the_completer_and_only_with_its_permission() {
+    use aws_sdk_autoscaling::types::{DesiredConfiguration, LaunchTemplateSpecification};
+    use aws_sdk_ec2::types::RequestLaunchTemplateData;
+
+    let fixture = Fixture::start().await;
+    fixture.set_completion("events");
+    fixture.deploy();
+    // One group on launch template version 1, refreshed to version 2 in half a second.
+    let ec2 = aws_sdk_ec2::Client::new(&fixture.sdk);
+    let template = ec2
+        .create_launch_template()
+        .launch_template_name("web-lt")
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id("ami-11111111")
+                .instance_type("t3.micro".into())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let template = template
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .unwrap()
+        .to_string();
+    ec2.create_launch_template_version()
+        .launch_template_id(&template)
+        .source_version("1")
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id("ami-22222222")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let autoscaling = aws_sdk_autoscaling::Client::new(&fixture.sdk);
+    autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name("web-1")
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(&template)
+                .version("1")
+                .build(),
+        )
+        .min_size(1)
+        .max_size(2)
+        .desired_capacity(1)
+        .availability_zones("us-east-1a")
+        .tags(
+            aws_sdk_autoscaling::types::Tag::builder()
+                .key("emulator:refresh-seconds")
+                .value("0.5")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let refresh = || async {
+        autoscaling
+            .start_instance_refresh()
+            .auto_scaling_group_name("web-1")
+            .desired_configuration(
+                DesiredConfiguration::builder()
+                    .launch_template(
+                        LaunchTemplateSpecification::builder()
+                            .launch_template_id(&template)
+                            .version("2")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    };
+    // The rule's counters once the refresh's Succeeded event was handled.
+    let handled = || async {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let events = fixture.moto.events();
+            let rule = events["by_rule"][RULE].clone();
+            let done =
+                rule["delivered"].as_u64().unwrap_or(0) + rule["denied"].as_u64().unwrap_or(0);
+            if done >= 1 && events["pending"] == 0 {
+                return rule;
+            }
+            assert!(Instant::now() < until, "no delivery within 60 s: {events}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    refresh().await;
+    let rule = handled().await;
+    // Started is not in the pattern; Succeeded is, and deploy's permission lets it through
+    // (the fake zip then fails to run, which is the function's error, not the delivery's).
+    assert_eq!(
+        (
+            rule["matched"].as_u64(),
+            rule["delivered"].as_u64(),
+            rule["denied"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0)),
+        "{rule}"
+    );
+
+    // Without the permission the same event is not delivered.
+    aws_sdk_lambda::Client::new(&fixture.sdk)
+        .remove_permission()
+        .function_name(COMPLETER)
+        .statement_id(RULE)
+        .send()
+        .await
+        .unwrap();
+    fixture.moto.clear_events();
+    refresh().await;
+    let rule = handled().await;
+    assert_eq!(
+        (rule["delivered"].as_u64(), rule["denied"].as_u64()),
+        (Some(0), Some(1)),
+        "{rule}"
+    );
+    // And a deploy puts it back.
+    let stdout = fixture.deploy();
+    assert_eq!(
+        mutating_operations(&stdout),
+        ["Lambda.AddPermission 1 mutating"],
+        "{stdout}"
+    );
+}
