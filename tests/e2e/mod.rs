@@ -207,7 +207,7 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The Lambdas, each a binary of the runtime package.
-pub const FUNCTIONS: [&str; 2] = ["planner", "refresher"];
+pub const FUNCTIONS: [&str; 3] = ["planner", "refresher", "completer"];
 
 /// A debug binary of the workspace (`xtask` or one of [`FUNCTIONS`]), built from the sources
 /// as they are now. Always through cargo (a no-op when it is up to date): a binary that

@@ -16,7 +16,7 @@ use crate::tools;
 use crate::zip_listing;
 
 /// The Lambdas: each is a binary of the runtime package built with the feature of its name.
-pub const FUNCTIONS: [&str; 2] = ["planner", "refresher"];
+pub const FUNCTIONS: [&str; 3] = ["planner", "refresher", "completer"];
 
 const RUNTIME_PACKAGE: &str = "asg-refresh-runtime";
 

@@ -202,14 +202,21 @@ fn render_prod_writes_every_file_and_is_deterministic() {
         .collect();
     assert_eq!(
         iam.len(),
-        5,
-        "expected each role's trust and permission policy and the deployer's policy, got {iam:?}"
+        7,
+        "expected the trust and permission policy of each of the three roles (prod completes on events: \
+         the completer has one) and the deployer's policy, got {iam:?}"
     );
     assert!(
         names.iter().any(|n| n == "iam/deployer.policy.json"),
         "no deployer policy in {names:?}"
     );
-    assert_eq!(names.len(), 7, "unexpected files in the render: {names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "eventbridge/asg-refresh-prod-refresh-events.pattern.json"),
+        "no event pattern for the completion rule in {names:?}"
+    );
+    assert_eq!(names.len(), 10, "unexpected files in the render: {names:?}");
 
     for (path, bytes) in &files {
         if path.extension().is_some_and(|ext| ext == "json") {
