@@ -95,7 +95,10 @@ mod tests {
         assert!(out.path().join("eventbridge/rule.pattern.json").is_file());
 
         // The stack switched to polling: no completer, no rule.
-        let poll = [file("state-machine.asl.json"), file("iam/lambda.policy.json")];
+        let poll = [
+            file("state-machine.asl.json"),
+            file("iam/lambda.policy.json"),
+        ];
         write_files(out.path(), &poll).unwrap();
         assert!(!out.path().join("eventbridge/rule.pattern.json").exists());
         assert!(!out.path().join("iam/completer.policy.json").exists());
