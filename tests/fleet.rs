@@ -173,6 +173,12 @@ async fn bench() {
                 }
             );
             runs.push((run, figures, found));
+            // The table so far, so a run cut short still leaves its figures.
+            let pairs: Vec<_> = runs
+                .iter()
+                .map(|(r, f, _)| (r.clone(), f.clone()))
+                .collect();
+            println!("{}", table(&pairs));
         }
     }
     let pairs: Vec<_> = runs
