@@ -278,12 +278,24 @@ pub fn local_zips(dir: &Path) -> anyhow::Result<()> {
     if !status.success() {
         bail!("cargo build of the Lambdas for the emulator failed ({status})");
     }
-    for function in FUNCTIONS {
-        let binary = target_dir.join("debug").join(function);
-        let zip = dir.join(function).join("bootstrap.zip");
-        write_bootstrap_zip(&binary, &zip)
-            .with_context(|| format!("cannot zip {} as {}", binary.display(), zip.display()))?;
-    }
+    // A debug binary is 50-100 MB: one thread per function.
+    std::thread::scope(|scope| {
+        let zipping: Vec<_> = FUNCTIONS
+            .iter()
+            .map(|function| {
+                let binary = target_dir.join("debug").join(function);
+                let zip = dir.join(function).join("bootstrap.zip");
+                scope.spawn(move || {
+                    write_bootstrap_zip(&binary, &zip).with_context(|| {
+                        format!("cannot zip {} as {}", binary.display(), zip.display())
+                    })
+                })
+            })
+            .collect();
+        zipping
+            .into_iter()
+            .try_for_each(|thread| thread.join().expect("zipping panicked"))
+    })?;
     eprintln!(
         "  built and zipped in {:.0} s",
         started.elapsed().as_secs_f64()
