@@ -22,11 +22,13 @@ pub const SOURCE: &str = "aws.autoscaling";
 /// A pattern naming the targets is used only when it fits.
 pub const MAX_EVENT_PATTERN_CHARS: usize = 2048;
 
-/// The instance-refresh events the completer acts on. "Started", "Rollback Started" and
-/// "Started Baking" are left out of the rule: none ends a refresh or moves its progress,
-/// and each would cost a Lambda invocation per ASG.
+/// The instance-refresh events the completer acts on. "Rollback Started" and "Started
+/// Baking" are left out of the rule: neither ends a refresh nor says more than the table
+/// does, and each would cost a Lambda invocation per ASG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RefreshEventKind {
+    /// The refresh is InProgress: without polling, nothing else tells `status` it runs.
+    Started,
     /// A checkpoint's percentage of instances was replaced; the refresh pauses.
     CheckpointReached,
     Succeeded,
@@ -37,7 +39,8 @@ pub enum RefreshEventKind {
 }
 
 impl RefreshEventKind {
-    pub const ALL: [RefreshEventKind; 6] = [
+    pub const ALL: [RefreshEventKind; 7] = [
+        RefreshEventKind::Started,
         RefreshEventKind::CheckpointReached,
         RefreshEventKind::Succeeded,
         RefreshEventKind::Failed,
@@ -49,6 +52,7 @@ impl RefreshEventKind {
     /// The event's `detail-type`.
     pub fn detail_type(self) -> &'static str {
         match self {
+            RefreshEventKind::Started => "EC2 Auto Scaling Instance Refresh Started",
             RefreshEventKind::CheckpointReached => {
                 "EC2 Auto Scaling Instance Refresh Checkpoint Reached"
             }
@@ -69,10 +73,10 @@ impl RefreshEventKind {
     }
 
     /// The instance refresh status the event reports once the refresh has ended (as
-    /// DescribeInstanceRefreshes names it); `None` for a checkpoint, which does not end it.
+    /// DescribeInstanceRefreshes names it); `None` for a start or a checkpoint.
     pub fn final_status(self) -> Option<&'static str> {
         match self {
-            RefreshEventKind::CheckpointReached => None,
+            RefreshEventKind::Started | RefreshEventKind::CheckpointReached => None,
             RefreshEventKind::Succeeded => Some("Successful"),
             RefreshEventKind::Failed => Some("Failed"),
             RefreshEventKind::Cancelled => Some("Cancelled"),
@@ -194,6 +198,7 @@ mod tests {
             json!({
                 "source": ["aws.autoscaling"],
                 "detail-type": [
+                    "EC2 Auto Scaling Instance Refresh Started",
                     "EC2 Auto Scaling Instance Refresh Checkpoint Reached",
                     "EC2 Auto Scaling Instance Refresh Succeeded",
                     "EC2 Auto Scaling Instance Refresh Failed",
@@ -250,7 +255,9 @@ mod tests {
             );
         }
         assert_eq!(
-            RefreshEventKind::from_detail_type("EC2 Auto Scaling Instance Refresh Started"),
+            RefreshEventKind::from_detail_type(
+                "EC2 Auto Scaling Instance Refresh Rollback Started"
+            ),
             None
         );
     }

@@ -175,8 +175,8 @@ pub struct AsgCost {
 
 /// The cost of one ASG whose refresh lasts `refresh_seconds`, counted on the rendered child:
 /// polling checks once per `poll_seconds` until a check finds the refresh ended; events wait
-/// once, and time out (then check once) per [`event_wait_seconds`] that passes first. Each
-/// checkpoint of `[refresh]` is one more event for the completer.
+/// once, and time out (then check once) per [`event_wait_seconds`] that passes first. The
+/// completer gets the refresh's Started and end events and one per checkpoint of `[refresh]`.
 pub fn asg_cost(config: &StackConfig, machine: &StateMachine, refresh_seconds: u64) -> AsgCost {
     let rollout = &config.rollout;
     let Some(child) = child_states(machine) else {
@@ -201,8 +201,9 @@ pub fn asg_cost(config: &StackConfig, machine: &StateMachine, refresh_seconds: u
             history_events: fixed_events
                 + events(AWAIT)
                 + timeouts * (events(AWAIT) + events(CHECK) + events(GATE)),
-            // start, each wait's store-token call, each check, the completer per event.
-            lambda_invocations: 1 + (timeouts + 1) + timeouts + 1 + checkpoints,
+            // start, each wait's store-token call, each check, the completer per event
+            // (Started, each checkpoint, the end).
+            lambda_invocations: 1 + (timeouts + 1) + timeouts + 2 + checkpoints,
             describe_refreshes: timeouts,
             task_token_calls: 1,
         }

@@ -918,8 +918,9 @@ fn events_history_and_cost_are_counted_on_the_rendered_child() {
     let cost = generator::review::asg_cost(&sixty, &rollout::build(&sixty), 1800);
     assert_eq!(cost.transitions, 7);
     assert_eq!(cost.describe_refreshes, 1);
-    // start, two store-token calls, one check, the completer for the end and two checkpoints.
-    assert_eq!(cost.lambda_invocations, 1 + 2 + 1 + 1 + 2);
+    // start, two store-token calls, one check, the completer for the start, the end and two
+    // checkpoints.
+    assert_eq!(cost.lambda_invocations, 1 + 2 + 1 + 2 + 2);
     sixty.rollout.completion = Completion::Poll;
     let polling = generator::review::asg_cost(&sixty, &rollout::build(&sixty), 1800);
     assert_eq!(polling.transitions, 3 + 3 * 30);

@@ -16,7 +16,8 @@
 //! SendTaskFailure `RefreshEnded` when it ended otherwise, after which the child checks the
 //! refresh (DescribeInstanceRefreshes), records AWS's reason (events carry none) and fails
 //! as polling would. The end is also recorded on the ASG's record, so the table is right
-//! whatever becomes of the child. A checkpoint event records its percentage.
+//! whatever becomes of the child. A Started event records that the refresh runs, a checkpoint
+//! event its percentage (the table has no poll to tell it otherwise).
 
 use aws_sdk_dynamodb::types::ReturnValue;
 use aws_sdk_sfn::Client as Sfn;
@@ -43,6 +44,8 @@ pub enum Handled {
     /// Not for this stack's running rollout (no rollout, a group it lacks, another refresh,
     /// a kind of event the completer does not act on).
     Ignored { reason: String },
+    /// The refresh started: the ASG's record says InProgress.
+    Running { asg: String },
     /// A checkpoint: the ASG's progress was recorded.
     Progress { asg: String, percentage: u32 },
     /// The refresh's end was recorded; no token waits for it yet (the step that stores the
@@ -110,6 +113,9 @@ impl Completer {
                     "{asg}: instance refresh {refresh_id} is not the one rollout {rollout_id} started ({recorded})"
                 ));
             }
+        }
+        if kind == RefreshEventKind::Started {
+            return self.started(&rollout_id, asg, refresh_id).await;
         }
         let Some(end) = kind.final_status() else {
             return self
@@ -347,6 +353,46 @@ impl Completer {
                 })
             }
             Err((false, error)) => Err(error),
+        }
+    }
+
+    /// Records that the refresh runs (Pending to InProgress), unless the record has moved on:
+    /// a Started event delivered after the end changes nothing.
+    async fn started(
+        &self,
+        rollout_id: &str,
+        asg: &str,
+        refresh_id: &str,
+    ) -> Result<Handled, Error> {
+        let result = self
+            .store
+            .client()
+            .update_item()
+            .table_name(self.store.table())
+            .key("rollout_id", s(rollout_id))
+            .key("asg", s(asg))
+            .update_expression("SET #s = :running, updated_at = :now")
+            .condition_expression("refresh_id = :rid AND #s = :pending")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":running", s("InProgress"))
+            .expression_attribute_values(":pending", s("Pending"))
+            .expression_attribute_values(":rid", s(refresh_id))
+            .expression_attribute_values(":now", n((self.clock)()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Handled::Running {
+                asg: asg.to_string(),
+            }),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Handled::Ignored {
+                    reason: format!("{asg}: {refresh_id} is no longer pending"),
+                })
+            }
+            Err(e) => Err(classify(&format!("recording the start of {asg}"), e)),
         }
     }
 

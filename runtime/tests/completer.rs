@@ -303,10 +303,10 @@ async fn events_of_groups_or_refreshes_the_rollout_lacks_are_ignored() {
         "{handled:?}"
     );
     // An event the completer does not act on.
-    let mut started = event(RefreshEventKind::Succeeded, "web", REFRESH);
-    started.detail_type = "EC2 Auto Scaling Instance Refresh Started".into();
+    let mut baking = event(RefreshEventKind::Succeeded, "web", REFRESH);
+    baking.detail_type = "EC2 Auto Scaling Instance Refresh Started Baking".into();
     assert!(matches!(
-        completer.handle_event(&started).await.unwrap(),
+        completer.handle_event(&baking).await.unwrap(),
         Handled::Ignored { .. }
     ));
     assert_eq!((success.num_calls(), failure.num_calls()), (0, 0));
@@ -501,4 +501,31 @@ async fn an_end_keeps_the_reason_the_failure_policy_recorded() {
         record.reason.as_deref(),
         Some("rolled back by the failure policy")
     );
+}
+
+#[tokio::test]
+async fn a_started_event_says_the_refresh_runs_until_it_has_ended() {
+    let emulator = Emulator::start().await;
+    refreshing(&emulator, "web").await;
+    let mut pending = record(&emulator, "web").await;
+    pending.status = "Pending".into();
+    emulator.store().put(&pending).await.unwrap();
+    let (success, failure) = accepting();
+    let completer = completer(&emulator, &[&success, &failure]);
+    let started = event(RefreshEventKind::Started, "web", REFRESH);
+    assert_eq!(
+        completer.handle_event(&started).await.unwrap(),
+        Handled::Running { asg: "web".into() }
+    );
+    assert_eq!(record(&emulator, "web").await.status, "InProgress");
+    // Delivered again after the end, it changes nothing.
+    completer
+        .handle_event(&event(RefreshEventKind::Succeeded, "web", REFRESH))
+        .await
+        .unwrap();
+    assert!(matches!(
+        completer.handle_event(&started).await.unwrap(),
+        Handled::Ignored { .. }
+    ));
+    assert_eq!(record(&emulator, "web").await.status, status::SUCCESSFUL);
 }
