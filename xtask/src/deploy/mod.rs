@@ -334,22 +334,11 @@ impl DeployArgs {
     /// `<zip-dir>/<fn>/bootstrap.zip`, or freshly built zips for the configured architecture,
     /// of the functions the stack has (the completer only with `completion = "events"`).
     fn zips(&self, config: &StackConfig) -> anyhow::Result<BTreeMap<&'static str, PathBuf>> {
-        let mut functions: Vec<&'static str> = FUNCTIONS
+        let functions: Vec<&'static str> = FUNCTIONS
             .iter()
             .copied()
             .filter(|f| functions::wanted(config, f))
             .collect();
-        let events = config.rollout.completion == generator::config::Completion::Events;
-        if events && !functions.contains(&"completer") {
-            // A zip directory may hold a completer that this build's function list lacks.
-            if self.zip_dir.is_none() {
-                bail!(
-                    "completion = \"events\" needs the completer Lambda, which this build of xtask does not \
-                     build; set completion = \"poll\" in [rollout] or pass --zip-dir with completer/bootstrap.zip"
-                );
-            }
-            functions.push("completer");
-        }
         if let Some(dir) = &self.zip_dir {
             return functions
                 .iter()
