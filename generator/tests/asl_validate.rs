@@ -134,241 +134,199 @@ fn assert_valid(machine: &StateMachine) {
     }
 }
 
+/// Declares one test per machine that must fail validation with exactly the errors
+/// listed: each one's `at` path and a phrase its message contains. Written as calls,
+/// `name(machine, [(at, phrase), ...])`, so that rustfmt lays the table out.
+macro_rules! rejects {
+    ($($test:ident($machine:expr, [$(($at:literal, $phrase:literal)),+ $(,)?])),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                assert_errors(&$machine, &[$(($at, $phrase)),+]);
+            }
+        )*
+    };
+}
+
+/// Declares one test per machine that must validate cleanly, written as `name(machine)`.
+macro_rules! accepts {
+    ($($test:ident($machine:expr)),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                assert_valid(&$machine);
+            }
+        )*
+    };
+}
+
+/// A Task calling Lambda that sends every error to `to`.
+fn catch_all(to: &str) -> Task {
+    Task {
+        catch: vec![Catcher::new(&["States.ALL"], to)],
+        ..task()
+    }
+}
+
+/// A machine of the one state `name`.
+fn lone(name: &str, state: impl Into<State>) -> StateMachine {
+    machine(States::new().add(name, state))
+}
+
+/// `name` (the given state) followed by `Done`.
+fn then_done(name: &str, state: impl Into<State>) -> StateMachine {
+    machine(States::new().add(name, state).add("Done", succeed()))
+}
+
+/// `Waves`: an inline Map over `$.waves` running `processor`, followed by `Report`.
+fn waves_then_report(processor: Branch) -> StateMachine {
+    machine(
+        States::new()
+            .add(
+                "Waves",
+                State::new(Kind::Map(Map::new("$.waves", processor))).next("Report"),
+            )
+            .add("Report", succeed()),
+    )
+}
+
 // Transition targets.
 
-#[test]
-fn unknown_next_target() {
-    let m = machine(
-        States::new()
-            .add(
-                "Call",
-                task_state(Task {
-                    catch: vec![Catcher::new(&["States.ALL"], "Done")],
-                    ..task()
-                })
-                .next("Nope"),
-            )
-            .add("Done", succeed()),
-    );
-    assert_errors(&m, &[("Call", "Next `Nope` is not a state in this scope")]);
-}
-
-#[test]
-fn unknown_default_target() {
-    let m = machine(
-        States::new()
-            .add(
-                "Pick",
-                choice_state(vec![to_done(status_is("Successful"))], Some("Nope")),
-            )
-            .add("Done", succeed()),
-    );
-    assert_errors(
-        &m,
-        &[("Pick", "Default `Nope` is not a state in this scope")],
-    );
-}
-
-#[test]
-fn unknown_choice_rule_next_target() {
-    let m = around_rules(vec![
-        to_done(status_is("Successful")),
-        ChoiceRule::new(status_is("Failed"), "Nope"),
-    ]);
-    assert_errors(
-        &m,
-        &[(
+rejects![
+    unknown_next_target(
+        then_done("Call", task_state(catch_all("Done")).next("Nope")),
+        [("Call", "Next `Nope` is not a state in this scope")]
+    ),
+    unknown_default_target(
+        then_done(
+            "Pick",
+            choice_state(vec![to_done(status_is("Successful"))], Some("Nope"))
+        ),
+        [("Pick", "Default `Nope` is not a state in this scope")]
+    ),
+    unknown_choice_rule_next_target(
+        around_rules(vec![
+            to_done(status_is("Successful")),
+            ChoiceRule::new(status_is("Failed"), "Nope")
+        ]),
+        [(
             "Pick > Choices[1]",
-            "Next `Nope` is not a state in this scope",
-        )],
-    );
-}
-
-#[test]
-fn unknown_catch_next_target() {
-    let m = around_task(Task {
-        catch: vec![Catcher::new(&["States.ALL"], "Nope")],
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[(
+            "Next `Nope` is not a state in this scope"
+        )]
+    ),
+    unknown_catch_next_target(
+        around_task(catch_all("Nope")),
+        [(
             "Call > Catch[0]",
-            "Next `Nope` is not a state in this scope",
-        )],
-    );
-}
-
-#[test]
-fn next_into_outer_scope_is_rejected_inside_map() {
-    let processor = Branch::new(
-        States::new()
-            .add(
-                "Check",
-                task_state(Task {
-                    catch: vec![Catcher::new(&["States.ALL"], "Settle")],
-                    ..task()
-                })
-                .next("Report"),
-            )
-            .add("Settle", succeed()),
-    );
-    let m = machine(
-        States::new()
-            .add(
-                "Waves",
-                State::new(Kind::Map(Map::new("$.waves", processor))).next("Report"),
-            )
-            .add("Report", succeed()),
-    );
-    assert_errors(
-        &m,
-        &[(
+            "Next `Nope` is not a state in this scope"
+        )]
+    ),
+    next_into_outer_scope_is_rejected_inside_map(
+        {
+            let processor = Branch::new(
+                States::new()
+                    .add("Check", task_state(catch_all("Settle")).next("Report"))
+                    .add("Settle", succeed()),
+            );
+            waves_then_report(processor)
+        },
+        [(
             "Waves > ItemProcessor > Check",
-            "Next `Report` is not a state in this scope",
-        )],
-    );
-}
-
-#[test]
-fn catch_into_outer_scope_is_rejected_inside_map() {
-    let processor = Branch::new(
-        States::new()
-            .add(
-                "Check",
-                task_state(Task {
-                    catch: vec![Catcher::new(&["States.ALL"], "Report")],
-                    ..task()
-                })
-                .next("Settle"),
-            )
-            .add("Settle", succeed()),
-    );
-    let m = machine(
-        States::new()
-            .add(
-                "Waves",
-                State::new(Kind::Map(Map::new("$.waves", processor))).next("Report"),
-            )
-            .add("Report", succeed()),
-    );
-    assert_errors(
-        &m,
-        &[(
+            "Next `Report` is not a state in this scope"
+        )]
+    ),
+    catch_into_outer_scope_is_rejected_inside_map(
+        {
+            let processor = Branch::new(
+                States::new()
+                    .add("Check", task_state(catch_all("Report")).next("Settle"))
+                    .add("Settle", succeed()),
+            );
+            waves_then_report(processor)
+        },
+        [(
             "Waves > ItemProcessor > Check > Catch[0]",
-            "Next `Report` is not a state in this scope",
-        )],
-    );
-}
-
-#[test]
-fn choice_targets_into_outer_scope_are_rejected_inside_map() {
-    let processor = Branch::new(
-        States::new()
-            .add(
-                "Poll",
-                choice_state(
-                    vec![ChoiceRule::new(status_is("Failed"), "Report")],
-                    Some("Settle"),
-                ),
-            )
-            .add("Settle", succeed()),
-    );
-    let m = machine(
-        States::new()
-            .add(
-                "Waves",
-                State::new(Kind::Map(Map::new("$.waves", processor))).next("Report"),
-            )
-            .add("Report", succeed()),
-    );
-    assert_errors(
-        &m,
-        &[(
-            "Waves > ItemProcessor > Poll > Choices[0]",
-            "Next `Report` is not a state in this scope",
-        )],
-    );
-}
-
-#[test]
-fn next_into_outer_scope_is_rejected_inside_parallel_branch() {
-    let m = machine(
-        States::new()
-            .add(
-                "Fan",
-                State::new(Kind::Parallel(Parallel {
-                    branches: vec![
-                        check_processor(),
-                        Branch::new(
-                            States::new()
-                                .add(
-                                    "Work",
-                                    task_state(Task {
-                                        catch: vec![Catcher::new(&["States.ALL"], "Stop")],
-                                        ..task()
-                                    })
-                                    .next("Done"),
-                                )
-                                .add("Stop", succeed()),
+            "Next `Report` is not a state in this scope"
+        )]
+    ),
+    choice_targets_into_outer_scope_are_rejected_inside_map(
+        {
+            let processor = Branch::new(
+                States::new()
+                    .add(
+                        "Poll",
+                        choice_state(
+                            vec![ChoiceRule::new(status_is("Failed"), "Report")],
+                            Some("Settle"),
                         ),
-                    ],
-                    ..Parallel::default()
-                }))
-                .next("Done"),
-            )
-            .add("Done", succeed()),
-    );
-    assert_errors(
-        &m,
-        &[(
+                    )
+                    .add("Settle", succeed()),
+            );
+            waves_then_report(processor)
+        },
+        [(
+            "Waves > ItemProcessor > Poll > Choices[0]",
+            "Next `Report` is not a state in this scope"
+        )]
+    ),
+    next_into_outer_scope_is_rejected_inside_parallel_branch(
+        then_done(
+            "Fan",
+            State::new(Kind::Parallel(Parallel {
+                branches: vec![
+                    check_processor(),
+                    Branch::new(
+                        States::new()
+                            .add("Work", task_state(catch_all("Stop")).next("Done"))
+                            .add("Stop", succeed())
+                    )
+                ],
+                ..Parallel::default()
+            }))
+            .next("Done")
+        ),
+        [(
             "Fan > Branches[1] > Work",
-            "Next `Done` is not a state in this scope",
-        )],
-    );
-}
+            "Next `Done` is not a state in this scope"
+        )]
+    ),
+];
 
 // Reachability and termination.
 
-#[test]
-fn unreachable_state() {
-    let m = machine(
-        States::new()
-            .add("First", pass().end())
-            .add("Orphan", succeed()),
-    );
-    assert_errors(&m, &[("Orphan", "unreachable from StartAt")]);
-}
-
-#[test]
-fn unreachable_cycle_reports_each_state() {
-    let m = machine(
-        States::new()
-            .add("First", pass().end())
-            .add("Ping", pass().next("Pong"))
-            .add("Pong", pass().next("Ping")),
-    );
-    assert_errors(
-        &m,
-        &[
+rejects![
+    unreachable_state(
+        machine(
+            States::new()
+                .add("First", pass().end())
+                .add("Orphan", succeed())
+        ),
+        [("Orphan", "unreachable from StartAt")]
+    ),
+    unreachable_cycle_reports_each_state(
+        machine(
+            States::new()
+                .add("First", pass().end())
+                .add("Ping", pass().next("Pong"))
+                .add("Pong", pass().next("Ping"))
+        ),
+        [
             ("Ping", "unreachable from StartAt"),
-            ("Pong", "unreachable from StartAt"),
-        ],
-    );
-}
-
-#[test]
-fn unreachable_state_inside_map() {
-    let processor = Branch::new(
-        States::new()
-            .add("Check", task_state(task()).end())
-            .add("Orphan", pass().end()),
-    );
-    assert_errors(
-        &around_processor(processor),
-        &[("Waves > ItemProcessor > Orphan", "unreachable from StartAt")],
-    );
-}
+            ("Pong", "unreachable from StartAt")
+        ]
+    ),
+    unreachable_state_inside_map(
+        {
+            let processor = Branch::new(
+                States::new()
+                    .add("Check", task_state(task()).end())
+                    .add("Orphan", pass().end()),
+            );
+            around_processor(processor)
+        },
+        [("Waves > ItemProcessor > Orphan", "unreachable from StartAt")]
+    ),
+];
 
 #[test]
 fn states_reached_only_through_catch_choice_and_default_are_reachable() {
@@ -396,88 +354,71 @@ fn states_reached_only_through_catch_choice_and_default_are_reachable() {
     assert_valid(&m);
 }
 
-#[test]
-fn no_terminal_state() {
-    let m = machine(
-        States::new()
-            .add("Ping", pass().next("Pong"))
-            .add("Pong", pass().next("Ping")),
-    );
-    assert_errors(
-        &m,
-        &[("(root)", "no terminal state (End, Succeed or Fail)")],
-    );
-}
-
-#[test]
-fn no_terminal_state_inside_map() {
-    let processor = Branch::new(States::new().add(
-        "Loop",
-        State::new(Kind::Wait(Wait::seconds(5))).next("Loop"),
-    ));
-    assert_errors(
-        &around_processor(processor),
-        &[("Waves > ItemProcessor", "no terminal state")],
-    );
-}
+rejects![
+    no_terminal_state(
+        machine(
+            States::new()
+                .add("Ping", pass().next("Pong"))
+                .add("Pong", pass().next("Ping"))
+        ),
+        [("(root)", "no terminal state (End, Succeed or Fail)")]
+    ),
+    no_terminal_state_inside_map(
+        {
+            let processor = Branch::new(States::new().add(
+                "Loop",
+                State::new(Kind::Wait(Wait::seconds(5))).next("Loop"),
+            ));
+            around_processor(processor)
+        },
+        [("Waves > ItemProcessor", "no terminal state")]
+    ),
+];
 
 // State names.
 
-#[test]
-fn duplicate_name_within_a_scope() {
-    let m = machine(
-        States::new()
-            .add("Step", pass().end())
-            .add("Step", succeed()),
-    );
-    assert_errors(&m, &[("Step", "duplicate state name `Step`")]);
-}
-
-#[test]
-fn duplicate_name_across_scopes_outer_first() {
-    let m = machine(States::new().add("Check", pass().next("Waves")).add(
-        "Waves",
-        State::new(Kind::Map(Map::new("$.asgs", check_processor()))).end(),
-    ));
-    assert_errors(
-        &m,
-        &[(
+rejects![
+    duplicate_name_within_a_scope(
+        machine(
+            States::new()
+                .add("Step", pass().end())
+                .add("Step", succeed())
+        ),
+        [("Step", "duplicate state name `Step`")]
+    ),
+    duplicate_name_across_scopes_outer_first(
+        machine(States::new().add("Check", pass().next("Waves")).add(
+            "Waves",
+            State::new(Kind::Map(Map::new("$.asgs", check_processor()))).end()
+        )),
+        [(
             "Waves > ItemProcessor > Check",
-            "duplicate state name `Check`",
-        )],
-    );
-}
-
-#[test]
-fn duplicate_name_across_scopes_inner_first() {
-    let m = machine(
-        States::new()
-            .add(
-                "Waves",
-                State::new(Kind::Map(Map::new("$.asgs", check_processor()))).next("Check"),
-            )
-            .add("Check", succeed()),
-    );
-    assert_errors(&m, &[("Check", "duplicate state name `Check`")]);
-}
-
-#[test]
-fn duplicate_name_across_parallel_branches() {
-    let m = machine(
-        States::new().add(
+            "duplicate state name `Check`"
+        )]
+    ),
+    duplicate_name_across_scopes_inner_first(
+        machine(
+            States::new()
+                .add(
+                    "Waves",
+                    State::new(Kind::Map(Map::new("$.asgs", check_processor()))).next("Check")
+                )
+                .add("Check", succeed())
+        ),
+        [("Check", "duplicate state name `Check`")]
+    ),
+    duplicate_name_across_parallel_branches(
+        lone(
             "Fan",
             State::new(Kind::Parallel(Parallel {
                 branches: vec![check_processor(), check_processor()],
                 ..Parallel::default()
             }))
-            .end(),
+            .end()
         ),
-    );
-    assert_errors(
-        &m,
-        &[("Fan > Branches[1] > Check", "duplicate state name `Check`")],
-    );
-}
+        [("Fan > Branches[1] > Check", "duplicate state name `Check`")]
+    ),
+];
 
 #[test]
 fn state_name_longer_than_80_characters() {
@@ -492,38 +433,34 @@ fn state_name_longer_than_80_characters() {
 
 // StartAt and empty scopes.
 
-#[test]
-fn start_at_missing() {
-    let m = StateMachine {
-        start_at: "Begin".to_string(),
-        ..machine(States::new().add("Done", succeed()))
-    };
-    assert_errors(
-        &m,
-        &[
+rejects![
+    start_at_missing(
+        StateMachine {
+            start_at: "Begin".to_string(),
+            ..lone("Done", succeed())
+        },
+        [
             ("(root)", "StartAt `Begin` is not a state in this scope"),
-            ("Done", "unreachable from StartAt"),
-        ],
-    );
-}
-
-#[test]
-fn start_at_missing_inside_map() {
-    let processor = Branch {
-        start_at: "Begin".to_string(),
-        ..check_processor()
-    };
-    assert_errors(
-        &around_processor(processor),
-        &[
+            ("Done", "unreachable from StartAt")
+        ]
+    ),
+    start_at_missing_inside_map(
+        {
+            let processor = Branch {
+                start_at: "Begin".to_string(),
+                ..check_processor()
+            };
+            around_processor(processor)
+        },
+        [
             (
                 "Waves > ItemProcessor",
-                "StartAt `Begin` is not a state in this scope",
+                "StartAt `Begin` is not a state in this scope"
             ),
-            ("Waves > ItemProcessor > Check", "unreachable from StartAt"),
-        ],
-    );
-}
+            ("Waves > ItemProcessor > Check", "unreachable from StartAt")
+        ]
+    ),
+];
 
 #[test]
 fn empty_machine_and_empty_processor() {
@@ -534,365 +471,202 @@ fn empty_machine_and_empty_processor() {
     );
 }
 
-#[test]
-fn machine_timeout_must_be_positive() {
-    let m = StateMachine {
+rejects![machine_timeout_must_be_positive(
+    StateMachine {
         timeout_seconds: Some(0),
-        ..machine(States::new().add("Done", succeed()))
-    };
-    assert_errors(&m, &[("(root)", "TimeoutSeconds must be positive")]);
-}
+        ..lone("Done", succeed())
+    },
+    [("(root)", "TimeoutSeconds must be positive")]
+),];
 
 // Transitions by state type.
 
-#[test]
-fn fail_with_next() {
-    let m = machine(
-        States::new()
-            .add("Boom", fail().next("Done"))
-            .add("Done", succeed()),
-    );
-    assert_errors(&m, &[("Boom", "Fail state cannot have Next")]);
-}
-
-#[test]
-fn fail_with_end() {
-    let m = machine(States::new().add("Boom", fail().end()));
-    assert_errors(&m, &[("Boom", "Fail state cannot have End")]);
-}
-
-#[test]
-fn succeed_with_end() {
-    let m = machine(States::new().add("Done", succeed().end()));
-    assert_errors(&m, &[("Done", "Succeed state cannot have End")]);
-}
-
-#[test]
-fn succeed_with_next() {
-    let m = machine(
-        States::new()
-            .add("Done", succeed().next("After"))
-            .add("After", succeed()),
-    );
-    assert_errors(&m, &[("Done", "Succeed state cannot have Next")]);
-}
-
-#[test]
-fn choice_with_next() {
-    let m = machine(
-        States::new()
-            .add(
-                "Pick",
-                choice_state(vec![to_done(status_is("Ok"))], None).next("Done"),
-            )
-            .add("Done", succeed()),
-    );
-    assert_errors(&m, &[("Pick", "Choice state cannot have Next")]);
-}
-
-#[test]
-fn task_with_neither_next_nor_end() {
-    let m = machine(
-        States::new()
-            .add(
-                "Call",
-                task_state(Task {
-                    catch: vec![Catcher::new(&["States.ALL"], "Done")],
-                    ..task()
-                }),
-            )
-            .add("Done", succeed()),
-    );
-    assert_errors(&m, &[("Call", "Task state needs Next or End")]);
-}
-
-#[test]
-fn map_with_neither_next_nor_end() {
-    let m = machine(
-        States::new()
-            .add("Start", pass().next("Waves"))
-            .add(
-                "Waves",
-                State::new(Kind::Map(Map::new("$.asgs", check_processor()))),
-            )
-            .add("Done", succeed()),
-    );
-    assert_errors(
-        &m,
-        &[
+rejects![
+    fail_with_next(
+        then_done("Boom", fail().next("Done")),
+        [("Boom", "Fail state cannot have Next")]
+    ),
+    fail_with_end(
+        lone("Boom", fail().end()),
+        [("Boom", "Fail state cannot have End")]
+    ),
+    succeed_with_end(
+        lone("Done", succeed().end()),
+        [("Done", "Succeed state cannot have End")]
+    ),
+    succeed_with_next(
+        machine(
+            States::new()
+                .add("Done", succeed().next("After"))
+                .add("After", succeed())
+        ),
+        [("Done", "Succeed state cannot have Next")]
+    ),
+    choice_with_next(
+        then_done(
+            "Pick",
+            choice_state(vec![to_done(status_is("Ok"))], None).next("Done")
+        ),
+        [("Pick", "Choice state cannot have Next")]
+    ),
+    task_with_neither_next_nor_end(
+        then_done("Call", task_state(catch_all("Done"))),
+        [("Call", "Task state needs Next or End")]
+    ),
+    map_with_neither_next_nor_end(
+        machine(
+            States::new()
+                .add("Start", pass().next("Waves"))
+                .add(
+                    "Waves",
+                    State::new(Kind::Map(Map::new("$.asgs", check_processor())))
+                )
+                .add("Done", succeed())
+        ),
+        [
             ("Waves", "Map state needs Next or End"),
-            ("Done", "unreachable from StartAt"),
-        ],
-    );
-}
+            ("Done", "unreachable from StartAt")
+        ]
+    ),
+];
 
 // Wait.
 
-#[test]
-fn wait_with_no_timing_field() {
-    let m = machine(
-        States::new()
-            .add(
-                "Pause",
-                State::new(Kind::Wait(Wait::default())).next("Done"),
-            )
-            .add("Done", succeed()),
-    );
-    assert_errors(
-        &m,
-        &[(
+rejects![
+    wait_with_no_timing_field(
+        then_done(
             "Pause",
-            "Wait needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath (has 0)",
-        )],
-    );
-}
-
-#[test]
-fn wait_with_two_timing_fields() {
-    let wait = Wait {
-        timestamp: Some("2026-03-01T02:00:00Z".to_string()),
-        ..Wait::seconds(30)
-    };
-    let m = machine(
-        States::new()
-            .add("Pause", State::new(Kind::Wait(wait)).next("Done"))
-            .add("Done", succeed()),
-    );
-    assert_errors(
-        &m,
-        &[(
+            State::new(Kind::Wait(Wait::default())).next("Done")
+        ),
+        [(
             "Pause",
-            "exactly one of Seconds, SecondsPath, Timestamp, TimestampPath (has 2)",
-        )],
-    );
-}
-
-#[test]
-fn wait_with_invalid_seconds_path() {
-    let m = machine(
-        States::new()
-            .add(
-                "Pause",
-                State::new(Kind::Wait(Wait::seconds_path("delay"))).next("Done"),
-            )
-            .add("Done", succeed()),
-    );
-    assert_errors(&m, &[("Pause", "`delay` does not start with `$`")]);
-}
+            "Wait needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath (has 0)"
+        )]
+    ),
+    wait_with_two_timing_fields(
+        {
+            let wait = Wait {
+                timestamp: Some("2026-03-01T02:00:00Z".to_string()),
+                ..Wait::seconds(30)
+            };
+            then_done("Pause", State::new(Kind::Wait(wait)).next("Done"))
+        },
+        [(
+            "Pause",
+            "exactly one of Seconds, SecondsPath, Timestamp, TimestampPath (has 2)"
+        )]
+    ),
+    wait_with_invalid_seconds_path(
+        then_done(
+            "Pause",
+            State::new(Kind::Wait(Wait::seconds_path("delay"))).next("Done")
+        ),
+        [("Pause", "`delay` does not start with `$`")]
+    ),
+];
 
 // Choice rules.
 
-#[test]
-fn choice_rule_with_no_comparator() {
-    let m = around_rules(vec![to_done(Condition::Test {
-        variable: "$.status".to_string(),
-        comparators: vec![],
-    })]);
-    assert_errors(
-        &m,
-        &[(
+rejects![
+    choice_rule_with_no_comparator(
+        around_rules(vec![to_done(Condition::Test {
+            variable: "$.status".to_string(),
+            comparators: vec![],
+        })]),
+        [(
             "Pick > Choices[0]",
-            "rule on `$.status` needs exactly one comparison operator (has 0)",
-        )],
-    );
-}
-
-#[test]
-fn choice_rule_with_two_comparators() {
-    let m = around_rules(vec![to_done(Condition::Test {
-        variable: "$.status".to_string(),
-        comparators: vec![
-            Comparison::StringEquals("Ok".into()),
-            Comparison::IsPresent(true),
-        ],
-    })]);
-    assert_errors(
-        &m,
-        &[(
+            "rule on `$.status` needs exactly one comparison operator (has 0)"
+        )]
+    ),
+    choice_rule_with_two_comparators(
+        around_rules(vec![to_done(Condition::Test {
+            variable: "$.status".to_string(),
+            comparators: vec![
+                Comparison::StringEquals("Ok".into()),
+                Comparison::IsPresent(true)
+            ],
+        })]),
+        [(
             "Pick > Choices[0]",
-            "rule on `$.status` needs exactly one comparison operator (has 2)",
-        )],
-    );
-}
-
-#[test]
-fn nested_test_with_two_comparators_is_reported_on_its_rule() {
-    let m = around_rules(vec![
-        to_done(status_is("Ok")),
-        to_done(Condition::and(vec![
-            status_is("Ok"),
-            Condition::not(Condition::Test {
-                variable: "$.count".to_string(),
-                comparators: vec![
-                    Comparison::NumericEquals(1.0),
-                    Comparison::NumericLessThan(3.0),
-                ],
-            }),
-        ])),
-    ]);
-    assert_errors(
-        &m,
-        &[(
+            "rule on `$.status` needs exactly one comparison operator (has 2)"
+        )]
+    ),
+    nested_test_with_two_comparators_is_reported_on_its_rule(
+        around_rules(vec![
+            to_done(status_is("Ok")),
+            to_done(Condition::and(vec![
+                status_is("Ok"),
+                Condition::not(Condition::Test {
+                    variable: "$.count".to_string(),
+                    comparators: vec![
+                        Comparison::NumericEquals(1.0),
+                        Comparison::NumericLessThan(3.0)
+                    ],
+                })
+            ]))
+        ]),
+        [(
             "Pick > Choices[1]",
-            "rule on `$.count` needs exactly one comparison operator (has 2)",
-        )],
-    );
-}
-
-#[test]
-fn empty_and() {
-    let m = around_rules(vec![to_done(Condition::and(vec![]))]);
-    assert_errors(
-        &m,
-        &[("Pick > Choices[0]", "And/Or needs at least one condition")],
-    );
-}
-
-#[test]
-fn empty_or_inside_not() {
-    let m = around_rules(vec![
-        to_done(status_is("Ok")),
-        to_done(Condition::not(Condition::or(vec![]))),
-    ]);
-    assert_errors(
-        &m,
-        &[("Pick > Choices[1]", "And/Or needs at least one condition")],
-    );
-}
-
-#[test]
-fn choice_without_rules() {
-    let m = around_rules(vec![]);
-    assert_errors(&m, &[("Pick", "Choice needs at least one rule")]);
-}
-
-#[test]
-fn choice_variable_and_operand_paths_are_checked() {
-    let m = around_rules(vec![
-        to_done(Condition::test(
-            "status",
-            Comparison::StringEquals("Ok".into()),
-        )),
-        to_done(Condition::test(
-            "$.status",
-            Comparison::StringEqualsPath("$.expected[*]".into()),
-        )),
-        to_done(Condition::test(
-            "$$.Execution.Name",
-            Comparison::StringEqualsPath("$$.Map.Item.Value".into()),
-        )),
-    ]);
-    assert_errors(
-        &m,
-        &[
+            "rule on `$.count` needs exactly one comparison operator (has 2)"
+        )]
+    ),
+    empty_and(
+        around_rules(vec![to_done(Condition::and(vec![]))]),
+        [("Pick > Choices[0]", "And/Or needs at least one condition")]
+    ),
+    empty_or_inside_not(
+        around_rules(vec![
+            to_done(status_is("Ok")),
+            to_done(Condition::not(Condition::or(vec![])))
+        ]),
+        [("Pick > Choices[1]", "And/Or needs at least one condition")]
+    ),
+    choice_without_rules(
+        around_rules(vec![]),
+        [("Pick", "Choice needs at least one rule")]
+    ),
+    choice_variable_and_operand_paths_are_checked(
+        around_rules(vec![
+            to_done(Condition::test(
+                "status",
+                Comparison::StringEquals("Ok".into())
+            )),
+            to_done(Condition::test(
+                "$.status",
+                Comparison::StringEqualsPath("$.expected[*]".into())
+            )),
+            to_done(Condition::test(
+                "$$.Execution.Name",
+                Comparison::StringEqualsPath("$$.Map.Item.Value".into())
+            ))
+        ]),
+        [
             (
                 "Pick > Choices[0]",
-                "Variable `status` does not start with `$`",
+                "Variable `status` does not start with `$`"
             ),
-            ("Pick > Choices[1]", "comparison path `$.expected[*]`"),
-        ],
-    );
-}
+            ("Pick > Choices[1]", "comparison path `$.expected[*]`")
+        ]
+    ),
+];
 
 // Map limits and Distributed-only fields.
 
-#[test]
-fn inline_map_max_concurrency_41_is_rejected() {
-    let m = around_map(Map {
-        max_concurrency: Some(41),
-        ..Map::new("$.asgs", check_processor())
-    });
-    assert_errors(
-        &m,
-        &[(
-            "Waves",
-            "MaxConcurrency 41 is out of range: at most 40 for an inline Map",
-        )],
-    );
-}
-
-#[test]
-fn inline_map_max_concurrency_40_is_accepted() {
-    assert_valid(&around_map(Map {
-        max_concurrency: Some(40),
-        ..Map::new("$.asgs", check_processor())
-    }));
-}
-
-#[test]
-fn distributed_map_max_concurrency_10001_is_rejected() {
-    let m = around_map(Map {
-        max_concurrency: Some(10_001),
-        ..Map::new(
-            "$.asgs",
-            check_processor().distributed(ExecutionType::Standard),
-        )
-    });
-    assert_errors(
-        &m,
-        &[(
-            "Waves",
-            "MaxConcurrency 10001 is out of range: at most 10000 for a Distributed Map",
-        )],
-    );
-}
-
-#[test]
-fn distributed_map_max_concurrency_10000_is_accepted() {
-    assert_valid(&around_map(Map {
-        max_concurrency: Some(10_000),
-        ..Map::new(
-            "$.asgs",
-            check_processor().distributed(ExecutionType::Express),
-        )
-    }));
-}
-
-#[test]
-fn tolerated_failure_percentage_101_is_rejected() {
-    let m = around_map(Map {
-        tolerated_failure_percentage: Some(101.0),
-        ..Map::new(
-            "$.asgs",
-            check_processor().distributed(ExecutionType::Standard),
-        )
-    });
-    assert_errors(
-        &m,
-        &[(
-            "Waves",
-            "ToleratedFailurePercentage 101 is out of range 0..=100",
-        )],
-    );
-}
-
-#[test]
-fn tolerated_failure_percentage_negative_is_rejected_and_100_accepted() {
-    let negative = around_map(Map {
-        tolerated_failure_percentage: Some(-1.0),
-        ..Map::new(
-            "$.asgs",
-            check_processor().distributed(ExecutionType::Standard),
-        )
-    });
-    assert_errors(
-        &negative,
-        &[("Waves", "ToleratedFailurePercentage -1 is out of range")],
-    );
-    assert_valid(&around_map(Map {
-        tolerated_failure_percentage: Some(100.0),
-        ..Map::new(
-            "$.asgs",
-            check_processor().distributed(ExecutionType::Standard),
-        )
-    }));
-}
-
-/// An inline Map with one Distributed-only field set by `set`.
-fn inline_map_with(set: impl FnOnce(&mut Map)) -> StateMachine {
-    let mut map = Map::new("$.asgs", check_processor());
+/// A Map over `$.asgs` running `processor`, with fields set by `set`, inside `around_map`.
+fn map_with(processor: Branch, set: impl FnOnce(&mut Map)) -> StateMachine {
+    let mut map = Map::new("$.asgs", processor);
     set(&mut map);
     around_map(map)
+}
+
+/// An inline Map with fields set by `set`.
+fn inline_map_with(set: impl FnOnce(&mut Map)) -> StateMachine {
+    map_with(check_processor(), set)
+}
+
+/// A Distributed Map running Standard child executions, with fields set by `set`.
+fn distributed_map_with(set: impl FnOnce(&mut Map)) -> StateMachine {
+    map_with(check_processor().distributed(ExecutionType::Standard), set)
 }
 
 fn s3_reader() -> ItemReader {
@@ -903,141 +677,129 @@ fn s3_reader() -> ItemReader {
     }
 }
 
-#[test]
-fn inline_map_rejects_tolerated_failure_count() {
-    let m = inline_map_with(|map| map.tolerated_failure_count = Some(1));
-    assert_errors(
-        &m,
-        &[(
+rejects![
+    inline_map_max_concurrency_41_is_rejected(
+        inline_map_with(|map| map.max_concurrency = Some(41)),
+        [(
             "Waves",
-            "ToleratedFailureCount needs ProcessorConfig Mode DISTRIBUTED",
-        )],
-    );
-}
-
-#[test]
-fn inline_map_rejects_tolerated_failure_percentage() {
-    let m = inline_map_with(|map| map.tolerated_failure_percentage = Some(10.0));
-    assert_errors(
-        &m,
-        &[(
+            "MaxConcurrency 41 is out of range: at most 40 for an inline Map"
+        )]
+    ),
+    distributed_map_max_concurrency_10001_is_rejected(
+        distributed_map_with(|map| map.max_concurrency = Some(10_001)),
+        [(
             "Waves",
-            "ToleratedFailurePercentage needs ProcessorConfig Mode DISTRIBUTED",
-        )],
-    );
-}
+            "MaxConcurrency 10001 is out of range: at most 10000 for a Distributed Map"
+        )]
+    ),
+    tolerated_failure_percentage_101_is_rejected(
+        distributed_map_with(|map| map.tolerated_failure_percentage = Some(101.0)),
+        [(
+            "Waves",
+            "ToleratedFailurePercentage 101 is out of range 0..=100"
+        )]
+    ),
+    tolerated_failure_percentage_negative_is_rejected(
+        distributed_map_with(|map| map.tolerated_failure_percentage = Some(-1.0)),
+        [("Waves", "ToleratedFailurePercentage -1 is out of range")]
+    ),
+    inline_map_rejects_tolerated_failure_count(
+        inline_map_with(|map| map.tolerated_failure_count = Some(1)),
+        [(
+            "Waves",
+            "ToleratedFailureCount needs ProcessorConfig Mode DISTRIBUTED"
+        )]
+    ),
+    inline_map_rejects_tolerated_failure_percentage(
+        inline_map_with(|map| map.tolerated_failure_percentage = Some(10.0)),
+        [(
+            "Waves",
+            "ToleratedFailurePercentage needs ProcessorConfig Mode DISTRIBUTED"
+        )]
+    ),
+    inline_map_rejects_item_reader(
+        inline_map_with(|map| {
+            map.items_path = None;
+            map.item_reader = Some(s3_reader());
+        }),
+        [("Waves", "ItemReader needs ProcessorConfig Mode DISTRIBUTED")]
+    ),
+    inline_map_rejects_item_batcher(
+        inline_map_with(|map| {
+            map.item_batcher = Some(ItemBatcher {
+                max_items_per_batch: Some(10),
+                ..ItemBatcher::default()
+            })
+        }),
+        [(
+            "Waves",
+            "ItemBatcher needs ProcessorConfig Mode DISTRIBUTED"
+        )]
+    ),
+    inline_map_rejects_label(
+        inline_map_with(|map| map.label = Some("Refresh".to_string())),
+        [("Waves", "Label needs ProcessorConfig Mode DISTRIBUTED")]
+    ),
+    explicit_inline_processor_config_is_still_inline(
+        map_with(
+            Branch {
+                processor_config: Some(ProcessorConfig {
+                    mode: ProcessorMode::Inline,
+                    execution_type: None,
+                }),
+                ..check_processor()
+            },
+            |map| map.max_concurrency = Some(41),
+        ),
+        [("Waves", "at most 40 for an inline Map")]
+    ),
+    map_with_both_items_path_and_item_reader(
+        distributed_map_with(|map| map.item_reader = Some(s3_reader())),
+        [("Waves", "Map has both ItemsPath and ItemReader")]
+    ),
+    invalid_paths_in_item_reader_and_item_batcher_templates(
+        distributed_map_with(|map| {
+            map.items_path = None;
+            map.item_reader = Some(ItemReader {
+                parameters: Some(Template::new().path("Key", "key")),
+                ..s3_reader()
+            });
+            map.item_batcher = Some(ItemBatcher {
+                batch_input: Some(Template::new().path("wave", "$..wave")),
+                ..ItemBatcher::default()
+            });
+        }),
+        [
+            ("Waves", "Parameters `Key`: `key` does not start with `$`"),
+            ("Waves", "BatchInput `wave`"),
+        ]
+    ),
+];
 
-#[test]
-fn inline_map_rejects_item_reader() {
-    let m = inline_map_with(|map| {
+accepts![
+    inline_map_max_concurrency_40_is_accepted(
+        inline_map_with(|map| map.max_concurrency = Some(40))
+    ),
+    distributed_map_max_concurrency_10000_is_accepted(map_with(
+        check_processor().distributed(ExecutionType::Express),
+        |map| map.max_concurrency = Some(10_000),
+    )),
+    tolerated_failure_percentage_100_is_accepted(distributed_map_with(|map| map
+        .tolerated_failure_percentage =
+        Some(100.0))),
+    distributed_map_accepts_distributed_only_fields(distributed_map_with(|map| {
         map.items_path = None;
         map.item_reader = Some(s3_reader());
-    });
-    assert_errors(
-        &m,
-        &[("Waves", "ItemReader needs ProcessorConfig Mode DISTRIBUTED")],
-    );
-}
-
-#[test]
-fn inline_map_rejects_item_batcher() {
-    let m = inline_map_with(|map| {
         map.item_batcher = Some(ItemBatcher {
-            max_items_per_batch: Some(10),
-            ..ItemBatcher::default()
-        })
-    });
-    assert_errors(
-        &m,
-        &[(
-            "Waves",
-            "ItemBatcher needs ProcessorConfig Mode DISTRIBUTED",
-        )],
-    );
-}
-
-#[test]
-fn inline_map_rejects_label() {
-    let m = inline_map_with(|map| map.label = Some("Refresh".to_string()));
-    assert_errors(
-        &m,
-        &[("Waves", "Label needs ProcessorConfig Mode DISTRIBUTED")],
-    );
-}
-
-#[test]
-fn explicit_inline_processor_config_is_still_inline() {
-    let processor = Branch {
-        processor_config: Some(ProcessorConfig {
-            mode: ProcessorMode::Inline,
-            execution_type: None,
-        }),
-        ..check_processor()
-    };
-    let m = around_map(Map {
-        max_concurrency: Some(41),
-        ..Map::new("$.asgs", processor)
-    });
-    assert_errors(&m, &[("Waves", "at most 40 for an inline Map")]);
-}
-
-#[test]
-fn distributed_map_accepts_distributed_only_fields() {
-    assert_valid(&around_map(Map {
-        items_path: None,
-        item_reader: Some(s3_reader()),
-        item_batcher: Some(ItemBatcher {
             max_items_per_batch: Some(10),
             max_input_bytes_per_batch: Some(65_536),
             batch_input: Some(Template::new().path("wave", "$.wave")),
-        }),
-        tolerated_failure_count: Some(2),
-        tolerated_failure_percentage: Some(5.0),
-        label: Some("Refresh".to_string()),
-        ..Map::new(
-            "$.asgs",
-            check_processor().distributed(ExecutionType::Standard),
-        )
-    }));
-}
-
-#[test]
-fn map_with_both_items_path_and_item_reader() {
-    let m = around_map(Map {
-        item_reader: Some(s3_reader()),
-        ..Map::new(
-            "$.asgs",
-            check_processor().distributed(ExecutionType::Standard),
-        )
-    });
-    assert_errors(&m, &[("Waves", "Map has both ItemsPath and ItemReader")]);
-}
-
-#[test]
-fn invalid_paths_in_item_reader_and_item_batcher_templates() {
-    let m = around_map(Map {
-        items_path: None,
-        item_reader: Some(ItemReader {
-            parameters: Some(Template::new().path("Key", "key")),
-            ..s3_reader()
-        }),
-        item_batcher: Some(ItemBatcher {
-            batch_input: Some(Template::new().path("wave", "$..wave")),
-            ..ItemBatcher::default()
-        }),
-        ..Map::new(
-            "$.asgs",
-            check_processor().distributed(ExecutionType::Standard),
-        )
-    });
-    assert_errors(
-        &m,
-        &[
-            ("Waves", "Parameters `Key`: `key` does not start with `$`"),
-            ("Waves", "BatchInput `wave`"),
-        ],
-    );
-}
+        });
+        map.tolerated_failure_count = Some(2);
+        map.tolerated_failure_percentage = Some(5.0);
+        map.label = Some("Refresh".to_string());
+    })),
+];
 
 // Paths.
 
@@ -1057,61 +819,56 @@ fn invalid_result_paths() {
     }
 }
 
-#[test]
-fn invalid_result_path_on_catcher() {
-    let m = around_task(Task {
-        catch: vec![Catcher::new(&["States.ALL"], "Done").result_path("$.a[*]")],
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[(
+rejects![
+    invalid_result_path_on_catcher(
+        around_task(Task {
+            catch: vec![Catcher::new(&["States.ALL"], "Done").result_path("$.a[*]")],
+            ..task()
+        }),
+        [(
             "Call > Catch[0]",
-            "ResultPath `$.a[*]` is not a reference path",
-        )],
-    );
-}
-
-#[test]
-fn invalid_result_path_on_pass_parallel_and_map() {
-    let bad = PathOrNull::path("a.b");
-    let m = machine(
-        States::new()
-            .add(
-                "Shape",
-                State::new(Kind::Pass(Pass {
-                    result_path: bad.clone(),
-                    ..Pass::default()
-                }))
-                .next("Fan"),
+            "ResultPath `$.a[*]` is not a reference path"
+        )]
+    ),
+    invalid_result_path_on_pass_parallel_and_map(
+        {
+            let bad = PathOrNull::path("a.b");
+            machine(
+                States::new()
+                    .add(
+                        "Shape",
+                        State::new(Kind::Pass(Pass {
+                            result_path: bad.clone(),
+                            ..Pass::default()
+                        }))
+                        .next("Fan"),
+                    )
+                    .add(
+                        "Fan",
+                        State::new(Kind::Parallel(Parallel {
+                            branches: vec![check_processor()],
+                            result_path: bad.clone(),
+                            ..Parallel::default()
+                        }))
+                        .next("Waves"),
+                    )
+                    .add(
+                        "Waves",
+                        State::new(Kind::Map(Map {
+                            result_path: bad,
+                            ..Map::new("$.asgs", Branch::new(States::new().add("Inner", succeed())))
+                        }))
+                        .end(),
+                    ),
             )
-            .add(
-                "Fan",
-                State::new(Kind::Parallel(Parallel {
-                    branches: vec![check_processor()],
-                    result_path: bad.clone(),
-                    ..Parallel::default()
-                }))
-                .next("Waves"),
-            )
-            .add(
-                "Waves",
-                State::new(Kind::Map(Map {
-                    result_path: bad,
-                    ..Map::new("$.asgs", Branch::new(States::new().add("Inner", succeed())))
-                }))
-                .end(),
-            ),
-    );
-    assert_errors(
-        &m,
-        &[
+        },
+        [
             ("Shape", "ResultPath `a.b`"),
             ("Fan", "ResultPath `a.b`"),
-            ("Waves", "ResultPath `a.b`"),
-        ],
-    );
-}
+            ("Waves", "ResultPath `a.b`")
+        ]
+    ),
+];
 
 #[test]
 fn null_result_and_filter_paths_are_accepted() {
@@ -1126,78 +883,68 @@ fn null_result_and_filter_paths_are_accepted() {
     assert_valid(&m);
 }
 
-#[test]
-fn invalid_input_path() {
-    let m = around_task(Task {
-        filters: Filters {
-            input_path: PathOrNull::path("request"),
-            output_path: None,
+rejects![
+    invalid_input_path(
+        around_task(Task {
+            filters: Filters {
+                input_path: PathOrNull::path("request"),
+                output_path: None,
+            },
+            ..task()
+        }),
+        [("Call", "InputPath `request` does not start with `$`")]
+    ),
+    invalid_output_path(
+        around_task(Task {
+            filters: Filters {
+                input_path: None,
+                output_path: PathOrNull::path("$.items[*]"),
+            },
+            ..task()
+        }),
+        [("Call", "OutputPath `$.items[*]` is not a reference path")]
+    ),
+    invalid_filters_on_every_state_type_that_has_them(
+        {
+            let filters = Filters {
+                input_path: PathOrNull::path("in"),
+                output_path: PathOrNull::path("out"),
+            };
+            machine(
+                States::new()
+                    .add(
+                        "Shape",
+                        State::new(Kind::Pass(Pass {
+                            filters: filters.clone(),
+                            ..Pass::default()
+                        }))
+                        .next("Pause"),
+                    )
+                    .add(
+                        "Pause",
+                        State::new(Kind::Wait(Wait {
+                            filters: filters.clone(),
+                            ..Wait::seconds(1)
+                        }))
+                        .next("Pick"),
+                    )
+                    .add(
+                        "Pick",
+                        State::new(Kind::Choice(Choice {
+                            filters: filters.clone(),
+                            choices: vec![to_done(status_is("Ok"))],
+                            default: None,
+                        })),
+                    )
+                    .add(
+                        "Done",
+                        State::new(Kind::Succeed(Succeed {
+                            filters: filters.clone(),
+                        })),
+                    ),
+            )
         },
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[("Call", "InputPath `request` does not start with `$`")],
-    );
-}
-
-#[test]
-fn invalid_output_path() {
-    let m = around_task(Task {
-        filters: Filters {
-            input_path: None,
-            output_path: PathOrNull::path("$.items[*]"),
-        },
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[("Call", "OutputPath `$.items[*]` is not a reference path")],
-    );
-}
-
-#[test]
-fn invalid_filters_on_every_state_type_that_has_them() {
-    let filters = Filters {
-        input_path: PathOrNull::path("in"),
-        output_path: PathOrNull::path("out"),
-    };
-    let m = machine(
-        States::new()
-            .add(
-                "Shape",
-                State::new(Kind::Pass(Pass {
-                    filters: filters.clone(),
-                    ..Pass::default()
-                }))
-                .next("Pause"),
-            )
-            .add(
-                "Pause",
-                State::new(Kind::Wait(Wait {
-                    filters: filters.clone(),
-                    ..Wait::seconds(1)
-                }))
-                .next("Pick"),
-            )
-            .add(
-                "Pick",
-                State::new(Kind::Choice(Choice {
-                    filters: filters.clone(),
-                    choices: vec![to_done(status_is("Ok"))],
-                    default: None,
-                })),
-            )
-            .add(
-                "Done",
-                State::new(Kind::Succeed(Succeed {
-                    filters: filters.clone(),
-                })),
-            ),
-    );
-    assert_errors(
-        &m,
-        &[
+        [
             ("Shape", "InputPath `in`"),
             ("Shape", "OutputPath `out`"),
             ("Pause", "InputPath `in`"),
@@ -1205,155 +952,126 @@ fn invalid_filters_on_every_state_type_that_has_them() {
             ("Pick", "InputPath `in`"),
             ("Pick", "OutputPath `out`"),
             ("Done", "InputPath `in`"),
-            ("Done", "OutputPath `out`"),
-        ],
-    );
-}
-
-#[test]
-fn invalid_items_path() {
-    let m = around_map(Map::new("$..asgs", check_processor()));
-    assert_errors(
-        &m,
-        &[("Waves", "ItemsPath `$..asgs` has an empty field name")],
-    );
-}
-
-#[test]
-fn invalid_template_path_in_parameters_names_the_key() {
-    let m = around_task(Task {
-        parameters: Some(
-            Template::new()
-                .lit("FunctionName", "refresh")
-                .path("asg", "Map.Item.Value")
-                .path("context", "$$.Map.Item.Value"),
-        ),
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[(
+            ("Done", "OutputPath `out`")
+        ]
+    ),
+    invalid_items_path(
+        around_map(Map::new("$..asgs", check_processor())),
+        [("Waves", "ItemsPath `$..asgs` has an empty field name")]
+    ),
+    invalid_template_path_in_parameters_names_the_key(
+        around_task(Task {
+            parameters: Some(
+                Template::new()
+                    .lit("FunctionName", "refresh")
+                    .path("asg", "Map.Item.Value")
+                    .path("context", "$$.Map.Item.Value")
+            ),
+            ..task()
+        }),
+        [(
             "Call",
-            "Parameters `asg`: `Map.Item.Value` does not start with `$`",
-        )],
-    );
-}
-
-#[test]
-fn invalid_template_path_in_nested_object_and_intrinsic() {
-    let m = around_task(Task {
-        parameters: Some(
-            Template::new()
-                .object("Payload", Template::new().path("ami", "$.ami[*]"))
-                .call(
-                    "label",
-                    Intrinsic::Format("wave-{}".into(), vec![Arg::path("$..wave")]),
-                ),
+            "Parameters `asg`: `Map.Item.Value` does not start with `$`"
+        )]
+    ),
+    invalid_template_path_in_nested_object_and_intrinsic(
+        around_task(Task {
+            parameters: Some(
+                Template::new()
+                    .object("Payload", Template::new().path("ami", "$.ami[*]"))
+                    .call(
+                        "label",
+                        Intrinsic::Format("wave-{}".into(), vec![Arg::path("$..wave")])
+                    )
+            ),
+            ..task()
+        }),
+        [
+            (
+                "Call",
+                "Parameters `Payload.ami`: `$.ami[*]` is not a reference path"
+            ),
+            (
+                "Call",
+                "Parameters `label`: `$..wave` has an empty field name"
+            )
+        ]
+    ),
+    invalid_template_paths_in_result_selector_and_item_selector(
+        machine(
+            States::new()
+                .add(
+                    "Call",
+                    task_state(Task {
+                        result_selector: Some(Template::new().path("status", "Payload.status")),
+                        ..task()
+                    })
+                    .next("Waves")
+                )
+                .add(
+                    "Waves",
+                    State::new(Kind::Map(Map {
+                        item_selector: Some(Template::new().path("asg", "$.a[x]")),
+                        ..Map::new("$.asgs", check_processor())
+                    }))
+                    .end()
+                )
         ),
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[
+        [
             (
                 "Call",
-                "Parameters `Payload.ami`: `$.ami[*]` is not a reference path",
-            ),
-            (
-                "Call",
-                "Parameters `label`: `$..wave` has an empty field name",
-            ),
-        ],
-    );
-}
-
-#[test]
-fn invalid_template_paths_in_result_selector_and_item_selector() {
-    let m = machine(
-        States::new()
-            .add(
-                "Call",
-                task_state(Task {
-                    result_selector: Some(Template::new().path("status", "Payload.status")),
-                    ..task()
-                })
-                .next("Waves"),
-            )
-            .add(
-                "Waves",
-                State::new(Kind::Map(Map {
-                    item_selector: Some(Template::new().path("asg", "$.a[x]")),
-                    ..Map::new("$.asgs", check_processor())
-                }))
-                .end(),
-            ),
-    );
-    assert_errors(
-        &m,
-        &[
-            (
-                "Call",
-                "ResultSelector `status`: `Payload.status` does not start with `$`",
+                "ResultSelector `status`: `Payload.status` does not start with `$`"
             ),
             (
                 "Waves",
-                "ItemSelector `asg`: `$.a[x]` is not a reference path",
-            ),
-        ],
-    );
-}
-
-#[test]
-fn invalid_template_path_in_pass_and_parallel_parameters() {
-    let m = machine(
-        States::new()
-            .add(
-                "Shape",
-                State::new(Kind::Pass(Pass {
-                    parameters: Some(Template::new().path("x", "x")),
-                    ..Pass::default()
-                }))
-                .next("Fan"),
+                "ItemSelector `asg`: `$.a[x]` is not a reference path"
             )
-            .add(
-                "Fan",
-                State::new(Kind::Parallel(Parallel {
-                    branches: vec![check_processor()],
-                    parameters: Some(Template::new().path("y", "y")),
-                    ..Parallel::default()
-                }))
-                .end(),
-            ),
-    );
-    assert_errors(
-        &m,
-        &[("Shape", "Parameters `x`"), ("Fan", "Parameters `y`")],
-    );
-}
+        ]
+    ),
+    invalid_template_path_in_pass_and_parallel_parameters(
+        machine(
+            States::new()
+                .add(
+                    "Shape",
+                    State::new(Kind::Pass(Pass {
+                        parameters: Some(Template::new().path("x", "x")),
+                        ..Pass::default()
+                    }))
+                    .next("Fan")
+                )
+                .add(
+                    "Fan",
+                    State::new(Kind::Parallel(Parallel {
+                        branches: vec![check_processor()],
+                        parameters: Some(Template::new().path("y", "y")),
+                        ..Parallel::default()
+                    }))
+                    .end()
+                )
+        ),
+        [("Shape", "Parameters `x`"), ("Fan", "Parameters `y`")]
+    ),
+];
 
 // Task fields.
 
-#[test]
-fn task_without_resource() {
-    let m = around_task(Task::default());
-    assert_errors(&m, &[("Call", "Task needs a Resource")]);
-}
-
-#[test]
-fn heartbeat_equal_to_timeout() {
-    let m = around_task(Task {
-        timeout_seconds: Some(60),
-        heartbeat_seconds: Some(60),
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[(
+rejects![
+    task_without_resource(
+        around_task(Task::default()),
+        [("Call", "Task needs a Resource")]
+    ),
+    heartbeat_equal_to_timeout(
+        around_task(Task {
+            timeout_seconds: Some(60),
+            heartbeat_seconds: Some(60),
+            ..task()
+        }),
+        [(
             "Call",
-            "HeartbeatSeconds 60 must be less than TimeoutSeconds 60",
-        )],
-    );
-}
+            "HeartbeatSeconds 60 must be less than TimeoutSeconds 60"
+        )]
+    ),
+];
 
 #[test]
 fn heartbeat_greater_than_timeout() {
@@ -1376,139 +1094,106 @@ fn heartbeat_greater_than_timeout() {
     }));
 }
 
-#[test]
-fn timeout_and_heartbeat_must_be_positive() {
-    let m = around_task(Task {
-        timeout_seconds: Some(0),
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[(
+rejects![
+    timeout_and_heartbeat_must_be_positive(
+        around_task(Task {
+            timeout_seconds: Some(0),
+            ..task()
+        }),
+        [(
             "Call",
-            "TimeoutSeconds and HeartbeatSeconds must be positive",
-        )],
-    );
-}
-
-#[test]
-fn timeout_and_timeout_path_together() {
-    let m = around_task(Task {
-        timeout_seconds: Some(60),
-        timeout_seconds_path: Some("$.timeout".to_string()),
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[(
+            "TimeoutSeconds and HeartbeatSeconds must be positive"
+        )]
+    ),
+    timeout_and_timeout_path_together(
+        around_task(Task {
+            timeout_seconds: Some(60),
+            timeout_seconds_path: Some("$.timeout".to_string()),
+            ..task()
+        }),
+        [(
             "Call",
-            "Task has both TimeoutSeconds and TimeoutSecondsPath",
-        )],
-    );
-}
-
-#[test]
-fn heartbeat_and_heartbeat_path_together() {
-    let m = around_task(Task {
-        heartbeat_seconds: Some(10),
-        heartbeat_seconds_path: Some("$.heartbeat".to_string()),
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[(
+            "Task has both TimeoutSeconds and TimeoutSecondsPath"
+        )]
+    ),
+    heartbeat_and_heartbeat_path_together(
+        around_task(Task {
+            heartbeat_seconds: Some(10),
+            heartbeat_seconds_path: Some("$.heartbeat".to_string()),
+            ..task()
+        }),
+        [(
             "Call",
-            "Task has both HeartbeatSeconds and HeartbeatSecondsPath",
-        )],
-    );
-}
-
-#[test]
-fn invalid_timing_path() {
-    let m = around_task(Task {
-        timeout_seconds_path: Some("timeout".to_string()),
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[("Call", "timing path `timeout` does not start with `$`")],
-    );
-}
+            "Task has both HeartbeatSeconds and HeartbeatSecondsPath"
+        )]
+    ),
+    invalid_timing_path(
+        around_task(Task {
+            timeout_seconds_path: Some("timeout".to_string()),
+            ..task()
+        }),
+        [("Call", "timing path `timeout` does not start with `$`")]
+    ),
+];
 
 // Retry and Catch.
 
-#[test]
-fn states_all_not_last_retrier() {
-    let m = around_task(Task {
-        retry: vec![
-            Retrier::new(&["States.ALL"]),
-            Retrier::new(&["States.Timeout"]),
-        ],
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[(
+rejects![
+    states_all_not_last_retrier(
+        around_task(Task {
+            retry: vec![
+                Retrier::new(&["States.ALL"]),
+                Retrier::new(&["States.Timeout"])
+            ],
+            ..task()
+        }),
+        [(
             "Call > Retry[0]",
-            "States.ALL must be alone and in the last retrier or catcher",
-        )],
-    );
-}
-
-#[test]
-fn states_all_not_alone_in_retrier() {
-    let m = around_task(Task {
-        retry: vec![
-            Retrier::new(&["States.Timeout"]),
-            Retrier::new(&["States.ALL", "States.TaskFailed"]),
-        ],
-        ..task()
-    });
-    assert_errors(&m, &[("Call > Retry[1]", "States.ALL must be alone")]);
-}
-
-#[test]
-fn states_all_not_last_catcher() {
-    let m = around_task(Task {
-        catch: vec![
-            Catcher::new(&["States.ALL"], "Done"),
-            Catcher::new(&["States.Timeout"], "Done"),
-        ],
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[(
+            "States.ALL must be alone and in the last retrier or catcher"
+        )]
+    ),
+    states_all_not_alone_in_retrier(
+        around_task(Task {
+            retry: vec![
+                Retrier::new(&["States.Timeout"]),
+                Retrier::new(&["States.ALL", "States.TaskFailed"])
+            ],
+            ..task()
+        }),
+        [("Call > Retry[1]", "States.ALL must be alone")]
+    ),
+    states_all_not_last_catcher(
+        around_task(Task {
+            catch: vec![
+                Catcher::new(&["States.ALL"], "Done"),
+                Catcher::new(&["States.Timeout"], "Done")
+            ],
+            ..task()
+        }),
+        [(
             "Call > Catch[0]",
-            "States.ALL must be alone and in the last retrier or catcher",
-        )],
-    );
-}
-
-#[test]
-fn states_all_not_alone_in_catcher() {
-    let m = around_task(Task {
-        catch: vec![Catcher::new(&["States.Timeout", "States.ALL"], "Done")],
-        ..task()
-    });
-    assert_errors(&m, &[("Call > Catch[0]", "States.ALL must be alone")]);
-}
-
-#[test]
-fn empty_error_equals() {
-    let m = around_task(Task {
-        retry: vec![Retrier::new(&[])],
-        catch: vec![Catcher::new(&[], "Done")],
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[
+            "States.ALL must be alone and in the last retrier or catcher"
+        )]
+    ),
+    states_all_not_alone_in_catcher(
+        around_task(Task {
+            catch: vec![Catcher::new(&["States.Timeout", "States.ALL"], "Done")],
+            ..task()
+        }),
+        [("Call > Catch[0]", "States.ALL must be alone")]
+    ),
+    empty_error_equals(
+        around_task(Task {
+            retry: vec![Retrier::new(&[])],
+            catch: vec![Catcher::new(&[], "Done")],
+            ..task()
+        }),
+        [
             ("Call > Retry[0]", "ErrorEquals is empty"),
-            ("Call > Catch[0]", "ErrorEquals is empty"),
-        ],
-    );
-}
+            ("Call > Catch[0]", "ErrorEquals is empty")
+        ]
+    ),
+];
 
 #[test]
 fn backoff_rate_below_one() {
@@ -1526,116 +1211,99 @@ fn backoff_rate_below_one() {
     }));
 }
 
-#[test]
-fn interval_seconds_zero() {
-    let m = around_task(Task {
-        retry: vec![Retrier::new(&["States.Timeout"]).interval(0)],
-        ..task()
-    });
-    assert_errors(
-        &m,
-        &[("Call > Retry[0]", "IntervalSeconds must be positive")],
-    );
-}
-
-#[test]
-fn retry_and_catch_are_checked_on_parallel_and_map() {
-    let m = machine(
-        States::new()
-            .add(
-                "Fan",
-                State::new(Kind::Parallel(Parallel {
-                    branches: vec![check_processor()],
-                    retry: vec![Retrier::new(&["States.ALL"]).backoff(0.1)],
-                    ..Parallel::default()
-                }))
-                .next("Waves"),
-            )
-            .add(
-                "Waves",
-                State::new(Kind::Map(Map {
-                    catch: vec![Catcher::new(&["States.ALL"], "Nope")],
-                    ..Map::new("$.asgs", Branch::new(States::new().add("Inner", succeed())))
-                }))
-                .end(),
-            ),
-    );
-    assert_errors(
-        &m,
-        &[
+rejects![
+    interval_seconds_zero(
+        around_task(Task {
+            retry: vec![Retrier::new(&["States.Timeout"]).interval(0)],
+            ..task()
+        }),
+        [("Call > Retry[0]", "IntervalSeconds must be positive")]
+    ),
+    retry_and_catch_are_checked_on_parallel_and_map(
+        machine(
+            States::new()
+                .add(
+                    "Fan",
+                    State::new(Kind::Parallel(Parallel {
+                        branches: vec![check_processor()],
+                        retry: vec![Retrier::new(&["States.ALL"]).backoff(0.1)],
+                        ..Parallel::default()
+                    }))
+                    .next("Waves")
+                )
+                .add(
+                    "Waves",
+                    State::new(Kind::Map(Map {
+                        catch: vec![Catcher::new(&["States.ALL"], "Nope")],
+                        ..Map::new("$.asgs", Branch::new(States::new().add("Inner", succeed())))
+                    }))
+                    .end()
+                )
+        ),
+        [
             ("Fan > Retry[0]", "BackoffRate must be at least 1.0"),
-            ("Waves > Catch[0]", "Next `Nope`"),
-        ],
-    );
-}
+            ("Waves > Catch[0]", "Next `Nope`")
+        ]
+    ),
+];
 
 // Fail.
 
-#[test]
-fn fail_with_error_and_error_path() {
-    let m = machine(States::new().add(
-        "Boom",
-        State::new(Kind::Fail(Fail {
-            error: Some("RefreshFailed".to_string()),
-            error_path: Some("$.error.Error".to_string()),
-            ..Fail::default()
-        })),
-    ));
-    assert_errors(&m, &[("Boom", "Fail has both Error and ErrorPath")]);
-}
-
-#[test]
-fn fail_with_cause_and_cause_path() {
-    let m = machine(States::new().add(
-        "Boom",
-        State::new(Kind::Fail(Fail {
-            cause: Some("Refresh failed.".to_string()),
-            cause_path: Some("$.error.Cause".to_string()),
-            ..Fail::default()
-        })),
-    ));
-    assert_errors(&m, &[("Boom", "Fail has both Cause and CausePath")]);
-}
-
-#[test]
-fn fail_with_invalid_error_path() {
-    let m = machine(States::new().add(
-        "Boom",
-        State::new(Kind::Fail(Fail {
-            error_path: Some("error".to_string()),
-            cause_path: Some("$$.Execution.Name".to_string()),
-            ..Fail::default()
-        })),
-    ));
-    assert_errors(&m, &[("Boom", "Fail path `error` does not start with `$`")]);
-}
+rejects![
+    fail_with_error_and_error_path(
+        lone(
+            "Boom",
+            State::new(Kind::Fail(Fail {
+                error: Some("RefreshFailed".to_string()),
+                error_path: Some("$.error.Error".to_string()),
+                ..Fail::default()
+            }))
+        ),
+        [("Boom", "Fail has both Error and ErrorPath")]
+    ),
+    fail_with_cause_and_cause_path(
+        lone(
+            "Boom",
+            State::new(Kind::Fail(Fail {
+                cause: Some("Refresh failed.".to_string()),
+                cause_path: Some("$.error.Cause".to_string()),
+                ..Fail::default()
+            }))
+        ),
+        [("Boom", "Fail has both Cause and CausePath")]
+    ),
+    fail_with_invalid_error_path(
+        lone(
+            "Boom",
+            State::new(Kind::Fail(Fail {
+                error_path: Some("error".to_string()),
+                cause_path: Some("$$.Execution.Name".to_string()),
+                ..Fail::default()
+            }))
+        ),
+        [("Boom", "Fail path `error` does not start with `$`")]
+    ),
+];
 
 // Parallel.
 
-#[test]
-fn parallel_without_branches() {
-    let m =
-        machine(States::new().add("Fan", State::new(Kind::Parallel(Parallel::default())).end()));
-    assert_errors(&m, &[("Fan", "Parallel needs at least one branch")]);
-}
-
-#[test]
-fn parallel_branch_with_processor_config() {
-    let m = machine(
-        States::new().add(
+rejects![
+    parallel_without_branches(
+        lone("Fan", State::new(Kind::Parallel(Parallel::default())).end()),
+        [("Fan", "Parallel needs at least one branch")]
+    ),
+    parallel_branch_with_processor_config(
+        lone(
             "Fan",
             State::new(Kind::Parallel(Parallel {
                 branches: vec![check_processor().distributed(ExecutionType::Standard)],
                 ..Parallel::default()
             }))
-            .end(),
+            .end()
         ),
-    );
-    assert_errors(
-        &m,
-        &[("Fan", "a Parallel branch cannot have a ProcessorConfig")],
-    );
-}
+        [("Fan", "a Parallel branch cannot have a ProcessorConfig")]
+    ),
+];
 
 // Reporting.
 
