@@ -4,6 +4,8 @@
 //! Every loop has a deadline.
 
 mod e2e;
+#[path = "support/dynamodb.rs"]
+mod tables;
 
 use std::time::{Duration, Instant};
 
@@ -344,44 +346,7 @@ fn refresher_zip() -> Vec<u8> {
 /// A DynamoDB table shaped like the rollout table, and the refresher deployed with it.
 async fn deploy_refresher(config: &aws_config::SdkConfig, table: &str) -> String {
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    dynamodb
-        .create_table()
-        .table_name(table)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("rollout_id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("asg")
-                .key_type(KeyType::Range)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("rollout_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("asg")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table");
+    tables::create_table(&dynamodb, table, "rollout_id", Some("asg")).await;
     let role = aws_sdk_iam::Client::new(config)
         .create_role()
         .role_name("refresher")

@@ -5,14 +5,13 @@
 //! deployed roles from STS AssumeRole, as the Lambdas and the state machine get them.
 
 mod e2e;
+#[path = "support/dynamodb.rs"]
+mod tables;
 
 use asg_refresh_tests::Moto;
 use aws_sdk_autoscaling::types::{DesiredConfiguration, LaunchTemplateSpecification, Tag};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::{
     LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateTagSpecificationRequest,
     RequestLaunchTemplateData, ResourceType,
@@ -157,27 +156,8 @@ async fn remove_actions(deployer: &aws_config::SdkConfig, role: &str, drop: &[&s
 }
 
 async fn table(config: &aws_config::SdkConfig, name: &str) {
-    aws_sdk_dynamodb::Client::new(config)
-        .create_table()
-        .table_name(name)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("rollout_id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("rollout_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table");
+    let client = aws_sdk_dynamodb::Client::new(config);
+    tables::create_table(&client, name, "rollout_id", None).await;
 }
 
 fn key() -> std::collections::HashMap<String, AttributeValue> {

@@ -3,6 +3,9 @@
 //! DynamoDB's late continuous backups): the real binary, fake Lambda zips (stored, never run
 //! here), checks through the SDK.
 
+#[path = "../../tests/support/dynamodb.rs"]
+mod tables;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -1005,32 +1008,10 @@ async fn the_emulator_refuses_logging_the_machine_role_cannot_deliver() {
 
 #[tokio::test]
 async fn the_emulator_refuses_point_in_time_recovery_right_after_create_table() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType,
-        PointInTimeRecoverySpecification, ScalarAttributeType,
-    };
+    use aws_sdk_dynamodb::types::PointInTimeRecoverySpecification;
     let fixture = Fixture::start().await;
     let db = aws_sdk_dynamodb::Client::new(&fixture.sdk);
-    db.create_table()
-        .table_name("fresh")
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("k")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("k")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    tables::create_table(&db, "fresh", "k", None).await;
     let pitr = PointInTimeRecoverySpecification::builder()
         .point_in_time_recovery_enabled(true)
         .build()
