@@ -376,8 +376,8 @@ pub struct Figures {
     pub makespan: f64,
     /// `max(longest refresh, sum of refreshes / batch_size)`.
     pub lower_bound: f64,
-    /// Refresh end to the start it frees (window: the k-th end frees the start
-    /// `batch_size + k`; batches: a wave's last end to the next wave's first start).
+    /// Refresh end to the start it lets go (window: an end while `batch_size` were in flight
+    /// to the next start; batches: a wave's last end to the next wave's first start).
     pub latencies: Vec<f64>,
     pub wall_seconds: f64,
     pub parent: History,
@@ -442,16 +442,33 @@ impl Figures {
     }
 }
 
-/// Window: sorted ends and starts; the k-th end frees the slot of start `batch + k`.
+/// Window: the ends that freed a slot the window was waiting for (`batch` in flight just
+/// before the end), each to the next start, in order. An end while the window was not full
+/// frees no slot anyone waits for (the starts were held up elsewhere) and is not counted.
 fn window_latencies(all: &[&Interval], batch: usize, now: f64) -> Vec<f64> {
-    let mut starts: Vec<f64> = all.iter().map(|i| i.start).collect();
-    let mut ends: Vec<f64> = all.iter().map(|i| i.end_or(now)).collect();
-    starts.sort_by(f64::total_cmp);
-    ends.sort_by(f64::total_cmp);
-    ends.iter()
-        .enumerate()
-        .filter_map(|(k, end)| starts.get(batch + k).map(|start| start - end))
-        .collect()
+    // Ends before starts at the same instant (as in max_in_flight).
+    let mut timeline: Vec<(f64, i32)> = all
+        .iter()
+        .flat_map(|i| [(i.start, 1), (i.end_or(now), -1)])
+        .collect();
+    timeline.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut running = 0usize;
+    let mut freed = std::collections::VecDeque::new();
+    let mut out = Vec::new();
+    for (t, delta) in timeline {
+        if delta < 0 {
+            if running >= batch {
+                freed.push_back(t);
+            }
+            running = running.saturating_sub(1);
+        } else {
+            if let Some(end) = freed.pop_front() {
+                out.push(t - end);
+            }
+            running += 1;
+        }
+    }
+    out
 }
 
 /// Batches: a wave's last end to the next wave's first start (waves from the table).
@@ -477,7 +494,8 @@ fn wave_latencies(
 
 /// Calls of `service:operation` in the emulator's statistics.
 pub fn api_calls(stats: &Value, operation: &str) -> Option<u64> {
-    stats.get("calls")?.get(operation)?.as_u64()
+    let calls = stats.get("calls")?.as_object()?;
+    Some(calls.get(operation).and_then(Value::as_u64).unwrap_or(0))
 }
 
 /// Lambda invocations in the emulator's statistics (every function).
@@ -713,12 +731,12 @@ pub fn table(runs: &[(Run, Figures)]) -> String {
         format!("{:.1}", baseline.describe_per_asg),
     );
     row(
-        "detection latency median / p90 (s)",
+        "detection latency median / p90 (s) (ends counted)",
         &|_, f| {
             cell(
                 f.median_latency()
                     .zip(f.p90_latency())
-                    .map(|(m, p)| format!("{m:.2} / {p:.2}")),
+                    .map(|(m, p)| format!("{m:.2} / {p:.2} ({})", f.latencies.len())),
             )
         },
         format!("{:.2} (half a poll)", baseline.median_latency),
