@@ -72,38 +72,8 @@ impl Shape {
     }
 }
 
-/// Until `xtask build --emulator-zips` zips the completer with the other functions: its
-/// debug binary zipped into the same folder (a no-op once the folder has it).
-fn ensure_completer_zip() {
-    let zip = super::emulator_zips()
-        .join("completer")
-        .join("bootstrap.zip");
-    if zip.exists() {
-        return;
-    }
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "-p", "asg-refresh-runtime", "--bin", "completer"])
-        .current_dir(asg_refresh_tests::workspace_root())
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "cargo build of the completer failed");
-    let binary = super::target_dir().join("debug").join("completer");
-    std::fs::create_dir_all(zip.parent().expect("a folder")).expect("the zip's folder");
-    let status = std::process::Command::new(asg_refresh_tests::venv_python_path())
-        .arg("-c")
-        .arg("import sys, zipfile\nwith zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z:\n    i = zipfile.ZipInfo('bootstrap')\n    i.external_attr = 0o755 << 16\n    z.writestr(i, open(sys.argv[1], 'rb').read(), zipfile.ZIP_DEFLATED)")
-        .arg(&binary)
-        .arg(&zip)
-        .status()
-        .expect("python zips the completer");
-    assert!(status.success(), "zipping the completer failed");
-}
-
 /// Deploys envs/local.toml with the shape's rollout settings.
 pub fn deploy_shape(moto: &Moto, shape: &Shape) {
-    if shape.completion == Completion::Events {
-        ensure_completer_zip();
-    }
     let completion = format!("completion = \"{}\"", shape.completion.as_str());
     let strategy = format!("strategy = \"{}\"", shape.strategy.as_str());
     let batch = format!("batch_size = {}", shape.batch_size);
