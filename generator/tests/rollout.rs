@@ -130,6 +130,11 @@ fn context() -> Value {
     json!({"Task": {"Token": "token-1"}, "Map": {"Item": {"Value": 0, "Index": 0}}})
 }
 
+/// The Lambda event `task` sends for the state input `input`.
+fn request_of<T: serde::de::DeserializeOwned>(task: &Task, input: &Value) -> T {
+    serde_json::from_value(payload(task).resolve(input, &context()).unwrap()).unwrap()
+}
+
 #[test]
 fn every_combination_validates() {
     for config in all_configs() {
@@ -294,9 +299,7 @@ fn approval_pauses_between_waves_only_when_configured() {
         }) = approve
         {
             assert!(t.resource.ends_with("lambda:invoke.waitForTaskToken"));
-            let event: RefresherRequest =
-                serde_json::from_value(payload(t).resolve(&top_input(), &context()).unwrap())
-                    .unwrap();
+            let event: RefresherRequest = request_of(t, &top_input());
             assert_eq!(
                 event,
                 RefresherRequest::AwaitApproval {
@@ -321,8 +324,7 @@ fn plan_payload_is_a_plan_request() {
     let config = config(Strategy::Window, OnFailure::Stop, false);
     let machine = rollout::build(&config);
     let plan = task(&machine, s::PLAN);
-    let event: PlanRequest =
-        serde_json::from_value(payload(plan).resolve(&top_input(), &context()).unwrap()).unwrap();
+    let event: PlanRequest = request_of(plan, &top_input());
     assert_eq!(event.rollout_id, "r-1");
     assert_eq!(event.targets.asgs, vec!["a", "b", "c", "d", "e"]);
     assert_eq!(
@@ -370,12 +372,7 @@ fn child_payloads_are_refresher_requests() {
         child_input,
         json!({"rollout_id": "r-1", "ami": "ami-0123456789abcdef0", "wave": 0, "index": 0})
     );
-    let start: RefresherRequest = serde_json::from_value(
-        payload(child_task(&machine, s::START))
-            .resolve(&child_input, &context())
-            .unwrap(),
-    )
-    .unwrap();
+    let start: RefresherRequest = request_of(child_task(&machine, s::START), &child_input);
     let RefresherRequest::Start {
         index,
         ami,
@@ -400,12 +397,7 @@ fn child_payloads_are_refresher_requests() {
     // Check names the ASG that start's response named.
     let mut after_start = child_input.clone();
     after_start["refresh"] = json!({"asg": "c", "status": "Pending", "done": false});
-    let check: RefresherRequest = serde_json::from_value(
-        payload(child_task(&machine, s::CHECK))
-            .resolve(&after_start, &context())
-            .unwrap(),
-    )
-    .unwrap();
+    let check: RefresherRequest = request_of(child_task(&machine, s::CHECK), &after_start);
     assert_eq!(
         check,
         RefresherRequest::Check {
@@ -440,12 +432,7 @@ fn child_payloads_are_refresher_requests() {
 fn finish_rollback_payloads_are_refresher_requests() {
     let config = config(Strategy::Batches, OnFailure::Rollback, false);
     let machine = rollout::build(&config);
-    let finish: RefresherRequest = serde_json::from_value(
-        payload(task(&machine, s::FINISH))
-            .resolve(&top_input(), &context())
-            .unwrap(),
-    )
-    .unwrap();
+    let finish: RefresherRequest = request_of(task(&machine, s::FINISH), &top_input());
     assert_eq!(
         finish,
         RefresherRequest::Finish {
@@ -454,12 +441,7 @@ fn finish_rollback_payloads_are_refresher_requests() {
             error: None
         }
     );
-    let failed: RefresherRequest = serde_json::from_value(
-        payload(task(&machine, s::FINISH_FAILED))
-            .resolve(&top_input(), &context())
-            .unwrap(),
-    )
-    .unwrap();
+    let failed: RefresherRequest = request_of(task(&machine, s::FINISH_FAILED), &top_input());
     assert_eq!(
         failed,
         RefresherRequest::Finish {
@@ -468,12 +450,7 @@ fn finish_rollback_payloads_are_refresher_requests() {
             error: Some(json!({"Error": "States.TaskFailed", "Cause": "boom"})),
         }
     );
-    let rollback: RefresherRequest = serde_json::from_value(
-        payload(task(&machine, s::ROLL_BACK))
-            .resolve(&top_input(), &context())
-            .unwrap(),
-    )
-    .unwrap();
+    let rollback: RefresherRequest = request_of(task(&machine, s::ROLL_BACK), &top_input());
     assert_eq!(
         rollback,
         RefresherRequest::Rollback {
@@ -495,12 +472,7 @@ fn finish_rollback_payloads_are_refresher_requests() {
     assert_eq!(settle, json!({"pending": 2, "round": 0}));
     let mut input = top_input();
     input["settle"] = settle;
-    let check: RefresherRequest = serde_json::from_value(
-        payload(task(&machine, s::CHECK_ROLLBACKS))
-            .resolve(&input, &context())
-            .unwrap(),
-    )
-    .unwrap();
+    let check: RefresherRequest = request_of(task(&machine, s::CHECK_ROLLBACKS), &input);
     assert_eq!(
         check,
         RefresherRequest::SettleRollbacks {
@@ -626,9 +598,7 @@ fn select_wave_asks_the_refresher_for_positions() {
     for config in all_configs() {
         let machine = rollout::build(&config);
         let select = task(&machine, s::SELECT_WAVE);
-        let event: RefresherRequest =
-            serde_json::from_value(payload(select).resolve(&top_input(), &context()).unwrap())
-                .unwrap();
+        let event: RefresherRequest = request_of(select, &top_input());
         assert_eq!(
             event,
             RefresherRequest::Wave {
@@ -843,15 +813,8 @@ fn events_child_waits_on_a_token_and_checks_once_per_timeout() {
             panic!("the gate is a Choice")
         };
         assert_eq!(gate.default.as_deref(), Some(s::AWAIT));
-        let event: RefresherRequest = serde_json::from_value(
-            payload(wait)
-                .resolve(
-                    &json!({"rollout_id": "r-1", "refresh": {"asg": "a"}}),
-                    &context(),
-                )
-                .unwrap(),
-        )
-        .unwrap();
+        let event: RefresherRequest =
+            request_of(wait, &json!({"rollout_id": "r-1", "refresh": {"asg": "a"}}));
         assert_eq!(
             event,
             RefresherRequest::AwaitRefresh {
