@@ -69,32 +69,31 @@ impl Fixture {
         run(args, &["--endpoint-url", &endpoint])
     }
 
-    fn deploy(&self) -> String {
+    /// Runs `deploy` of the fixture's config and zips, with `extra` arguments.
+    fn run_deploy(&self, extra: &[&str]) -> Output {
         let config = self.config();
         let zips = self.zips();
-        let output = self.xtask(&[
+        let mut args = vec![
             "deploy",
             "--config",
             config.to_str().unwrap(),
             "--zip-dir",
             zips.to_str().unwrap(),
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        self.xtask(&args)
+    }
+
+    /// A successful `deploy`'s output.
+    fn deploy(&self) -> String {
+        let output = self.run_deploy(&[]);
         assert_success(&output);
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// `deploy --dry-run`'s output.
     fn dry_run(&self) -> String {
-        let config = self.config();
-        let zips = self.zips();
-        let output = self.xtask(&[
-            "deploy",
-            "--config",
-            config.to_str().unwrap(),
-            "--zip-dir",
-            zips.to_str().unwrap(),
-            "--dry-run",
-        ]);
+        let output = self.run_deploy(&["--dry-run"]);
         assert_success(&output);
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
@@ -126,6 +125,13 @@ impl Fixture {
     fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.sdk)
     }
+}
+
+/// The standard error of a command that must have failed.
+#[track_caller]
+fn failure_stderr(output: &Output) -> String {
+    assert!(!output.status.success(), "the command succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn run(args: &[&str], extra: &[&str]) -> Output {
@@ -486,16 +492,7 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
 #[tokio::test]
 async fn dry_run_prints_the_plan_and_changes_nothing() {
     let fixture = Fixture::start().await;
-    let config = fixture.config();
-    let zips = fixture.zips();
-    let output = fixture.xtask(&[
-        "deploy",
-        "--config",
-        config.to_str().unwrap(),
-        "--zip-dir",
-        zips.to_str().unwrap(),
-        "--dry-run",
-    ]);
+    let output = fixture.run_deploy(&["--dry-run"]);
     assert_success(&output);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
@@ -652,8 +649,7 @@ async fn destroy_without_yes_and_no_terminal_deletes_nothing() {
     let fixture = Fixture::start().await;
     fixture.deploy();
     let output = fixture.destroy(false);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure_stderr(&output);
     assert!(stderr.contains("without --yes"), "{stderr}");
     assert!(fixture
         .iam()
@@ -698,16 +694,7 @@ async fn destroy_removes_the_stack_and_nothing_else() {
         "the foreign role was deleted"
     );
     // Nothing of the stack is left: a deploy would create all seven resources again.
-    let config = fixture.config();
-    let zips = fixture.zips();
-    let plan = fixture.xtask(&[
-        "deploy",
-        "--config",
-        config.to_str().unwrap(),
-        "--zip-dir",
-        zips.to_str().unwrap(),
-        "--dry-run",
-    ]);
+    let plan = fixture.run_deploy(&["--dry-run"]);
     let plan = String::from_utf8_lossy(&plan.stdout);
     assert_eq!(
         plan.lines()
@@ -732,17 +719,8 @@ async fn an_untagged_resource_with_the_stacks_name_stops_deploy_before_any_chang
         .send()
         .await
         .unwrap();
-    let config = fixture.config();
-    let zips = fixture.zips();
-    let output = fixture.xtask(&[
-        "deploy",
-        "--config",
-        config.to_str().unwrap(),
-        "--zip-dir",
-        zips.to_str().unwrap(),
-    ]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let output = fixture.run_deploy(&[]);
+    let stderr = failure_stderr(&output);
     assert!(
         stderr.contains(&format!(
             "IAM role {PREFIX}-states exists and is not tagged asg-refresh:stack=local: refusing to take it over"
@@ -786,8 +764,7 @@ fn an_unknown_env_fails_clearly() {
         ],
         &[],
     );
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure_stderr(&output);
     assert!(
         stderr.contains("unknown env `no-such-env`: known envs are"),
         "{stderr}"
@@ -814,8 +791,7 @@ fn an_unreachable_endpoint_fails_clearly_in_bounded_time() {
         ],
         &["--endpoint-url", &endpoint],
     );
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure_stderr(&output);
     assert!(stderr.contains("cannot reach the AWS endpoint"), "{stderr}");
     assert!(
         started.elapsed() < Duration::from_secs(60),
@@ -853,8 +829,7 @@ fn missing_credentials_fail_clearly_before_any_call() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure_stderr(&output);
     assert!(
         stderr.contains("no AWS credentials") && stderr.contains("AWS_ACCESS_KEY_ID"),
         "{stderr}"
@@ -882,8 +857,7 @@ fn an_invalid_env_file_fails_before_any_call() {
         ],
         &[],
     );
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure_stderr(&output);
     assert!(
         stderr.contains("`region`") && stderr.contains("missing field"),
         "{stderr}"
@@ -1066,16 +1040,8 @@ async fn a_role_that_may_not_deliver_logs_fails_deploy_at_once_and_says_so() {
         .send()
         .await
         .unwrap();
-    let config = fixture.config();
-    let zips = fixture.zips();
     let started = Instant::now();
-    let output = fixture.xtask(&[
-        "deploy",
-        "--config",
-        config.to_str().unwrap(),
-        "--zip-dir",
-        zips.to_str().unwrap(),
-    ]);
+    let output = fixture.run_deploy(&[]);
     assert!(!output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1404,17 +1370,8 @@ async fn destroy_removes_the_rule_and_the_completer_and_leaves_an_untagged_rule_
         .send()
         .await
         .unwrap();
-    let config = fixture.config();
-    let zips = fixture.zips();
-    let output = fixture.xtask(&[
-        "deploy",
-        "--config",
-        config.to_str().unwrap(),
-        "--zip-dir",
-        zips.to_str().unwrap(),
-    ]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let output = fixture.run_deploy(&[]);
+    let stderr = failure_stderr(&output);
     assert!(
         stderr.contains(&format!(
             "EventBridge rule {RULE} exists and is not tagged asg-refresh:stack=local: refusing to take it over"
@@ -1560,8 +1517,7 @@ async fn deploy_switch_and_destroy_need_nothing_beyond_the_rendered_deployer_pol
         .await
         .unwrap();
     let output = xtask_as(&fixture, &deploy, &credentials);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure_stderr(&output);
     assert!(stderr.contains("events:DescribeRule"), "{stderr}");
 }
 
