@@ -6,16 +6,16 @@
 //! of everything would fail it.
 
 mod e2e;
+#[path = "support/mixed.rs"]
+mod mixed;
 
 use std::time::{Duration, Instant};
 
 use asg_refresh_tests::Moto;
-use aws_sdk_autoscaling::types::{
-    DesiredConfiguration, LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification,
-    MixedInstancesPolicy, RefreshPreferences,
-};
+use aws_sdk_autoscaling::types::{DesiredConfiguration, RefreshPreferences};
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use e2e::{fleet, sdk_config, set_tag};
+use mixed::{mixed_policy, spec, t3a_micro};
 
 struct Setup {
     moto: Moto,
@@ -37,12 +37,7 @@ async fn setup() -> Setup {
 
 fn desired(template: &str, version: &str) -> DesiredConfiguration {
     DesiredConfiguration::builder()
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_id(template)
-                .version(version)
-                .build(),
-        )
+        .launch_template(spec(template, version))
         .build()
 }
 
@@ -144,12 +139,7 @@ async fn auto_rollback_is_refused_on_latest_and_default() {
     aws_sdk_autoscaling::Client::new(&s.config)
         .update_auto_scaling_group()
         .auto_scaling_group_name("g")
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_id(&s.template)
-                .version("$Latest")
-                .build(),
-        )
+        .launch_template(spec(&s.template, "$Latest"))
         .send()
         .await
         .unwrap();
@@ -279,12 +269,7 @@ async fn rollback_is_refused_when_the_group_was_on_latest() {
     autoscaling
         .update_auto_scaling_group()
         .auto_scaling_group_name("g")
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_id(&s.template)
-                .version("$Latest")
-                .build(),
-        )
+        .launch_template(spec(&s.template, "$Latest"))
         .send()
         .await
         .unwrap();
@@ -314,12 +299,7 @@ async fn rollback_is_refused_when_the_group_was_on_latest() {
     autoscaling
         .update_auto_scaling_group()
         .auto_scaling_group_name("g")
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_id(&s.template)
-                .version("1")
-                .build(),
-        )
+        .launch_template(spec(&s.template, "1"))
         .send()
         .await
         .unwrap();
@@ -344,30 +324,7 @@ async fn rollback_is_refused_when_the_group_was_on_latest() {
 async fn a_successful_refresh_applies_the_desired_mixed_instances_policy() {
     let s = setup().await;
     let autoscaling = aws_sdk_autoscaling::Client::new(&s.config);
-    let policy = |version: &str| {
-        MixedInstancesPolicy::builder()
-            .launch_template(
-                LaunchTemplate::builder()
-                    .launch_template_specification(
-                        LaunchTemplateSpecification::builder()
-                            .launch_template_id(&s.template)
-                            .version(version)
-                            .build(),
-                    )
-                    .overrides(
-                        LaunchTemplateOverrides::builder()
-                            .instance_type("t3.micro")
-                            .build(),
-                    )
-                    .overrides(
-                        LaunchTemplateOverrides::builder()
-                            .instance_type("t3a.micro")
-                            .build(),
-                    )
-                    .build(),
-            )
-            .build()
-    };
+    let policy = |version: &str| mixed_policy(spec(&s.template, version), t3a_micro()).build();
     autoscaling
         .create_auto_scaling_group()
         .auto_scaling_group_name("spot")

@@ -5,13 +5,15 @@
 //! what) and the rollout table (which were pinned, which were left out and why, the warning).
 
 mod e2e;
+#[path = "support/mixed.rs"]
+mod mixed;
+#[path = "support/templates.rs"]
+mod templates;
 
 use std::collections::BTreeMap;
 
 use asg_refresh_tests::Moto;
-use aws_sdk_autoscaling::types::{
-    LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification, MixedInstancesPolicy, Tag,
-};
+use aws_sdk_autoscaling::types::Tag;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::{
     LaunchTemplateIamInstanceProfileSpecificationRequest, RequestLaunchTemplateData,
@@ -19,6 +21,7 @@ use aws_sdk_ec2::types::{
 use e2e::{
     deploy_local_variant, group_image, group_version, run_rollout, sdk_config, OLD_AMI, TABLE,
 };
+use mixed::{mixed_policy, t3a_micro};
 use serde_json::Value;
 
 const NEW_AMI: &str = "ami-0fedcba9876543210";
@@ -39,17 +42,7 @@ async fn template(
                 .build()
         }))
         .build();
-    let out = aws_sdk_ec2::Client::new(config)
-        .create_launch_template()
-        .launch_template_name(name)
-        .launch_template_data(data)
-        .send()
-        .await
-        .expect("create launch template");
-    out.launch_template()
-        .and_then(|t| t.launch_template_id())
-        .expect("template id")
-        .to_string()
+    templates::create(&aws_sdk_ec2::Client::new(config), name, data).await
 }
 
 fn tags(asg: &str, target: bool) -> Vec<Tag> {
@@ -79,10 +72,7 @@ async fn group(
     mixed: bool,
     target: bool,
 ) {
-    let spec = LaunchTemplateSpecification::builder()
-        .launch_template_id(template)
-        .version(version)
-        .build();
+    let spec = mixed::spec(template, version);
     let mut create = aws_sdk_autoscaling::Client::new(config)
         .create_auto_scaling_group()
         .auto_scaling_group_name(asg)
@@ -92,25 +82,7 @@ async fn group(
         .availability_zones("us-east-1a")
         .set_tags(Some(tags(asg, target)));
     create = if mixed {
-        create.mixed_instances_policy(
-            MixedInstancesPolicy::builder()
-                .launch_template(
-                    LaunchTemplate::builder()
-                        .launch_template_specification(spec)
-                        .overrides(
-                            LaunchTemplateOverrides::builder()
-                                .instance_type("t3.micro")
-                                .build(),
-                        )
-                        .overrides(
-                            LaunchTemplateOverrides::builder()
-                                .instance_type("t3a.micro")
-                                .build(),
-                        )
-                        .build(),
-                )
-                .build(),
-        )
+        create.mixed_instances_policy(mixed_policy(spec, t3a_micro()).build())
     } else {
         create.launch_template(spec)
     };

@@ -10,9 +10,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use aws_sdk_autoscaling::types::{DesiredConfiguration, LaunchTemplateSpecification};
-use common::Emulator;
+use common::{plan_request, Emulator};
 use generator::config::Strategy;
-use generator::payload::{status, Outcome, PlanRequest, TargetSpec};
+use generator::payload::{status, Outcome, PlanRequest};
 use runtime::refresher::Refresher;
 use runtime::store::AsgRecord;
 use serde_json::json;
@@ -100,18 +100,10 @@ async fn fleet_loops_fit_the_function_timeout() {
     set_latency(&emulator, true);
     let planner = emulator.planner();
     let request = PlanRequest {
-        rollout_id: ROLLOUT.into(),
-        ami,
-        targets: TargetSpec {
-            asgs: Vec::new(),
-            tags: [("fleet".to_string(), "loops".to_string())].into(),
-        },
-        canary: Vec::new(),
         strategy: Strategy::Window,
         batch_size: 100,
-        max_waves: 1000,
         auto_rollback: true,
-        instance_roles: Vec::new(),
+        ..plan_request(ROLLOUT, &ami, &[], &[("fleet", "loops")])
     };
     let began = Instant::now();
     let plan = planner.handle(request).await.expect("plan");

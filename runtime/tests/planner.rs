@@ -5,9 +5,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::Emulator;
+use common::{plan_request, Emulator};
 use generator::config::Strategy;
-use generator::payload::{status, PlanRequest, TargetSpec};
+use generator::payload::{status, PlanRequest};
 use runtime::planner::Planner;
 use runtime::wave_store;
 use runtime::Error;
@@ -22,21 +22,10 @@ fn request(
     batch_size: u32,
 ) -> PlanRequest {
     PlanRequest {
-        rollout_id: rollout_id.into(),
-        ami: ami.into(),
-        targets: TargetSpec {
-            asgs: asgs.iter().map(|s| s.to_string()).collect(),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-        },
         canary: canary.iter().map(|s| s.to_string()).collect(),
         strategy,
         batch_size,
-        max_waves: 1000,
-        auto_rollback: false,
-        instance_roles: Vec::new(),
+        ..plan_request(rollout_id, ami, asgs, tags)
     }
 }
 

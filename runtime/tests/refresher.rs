@@ -5,17 +5,17 @@ mod common;
 
 use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
 use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
-use aws_sdk_autoscaling::operation::rollback_instance_refresh::RollbackInstanceRefreshOutput;
-use aws_sdk_autoscaling::operation::start_instance_refresh::{
-    StartInstanceRefreshError, StartInstanceRefreshOutput,
-};
-use aws_sdk_autoscaling::types::error::InstanceRefreshInProgressFault;
+use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshOutput;
 use aws_sdk_autoscaling::types::{
     AutoScalingGroup, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus,
     LaunchTemplateSpecification,
 };
 use aws_sdk_autoscaling::Client as AutoScaling;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+use common::mocks::{
+    describes, no_autoscaling, record, refresher, rolls_back, rolls_back_group,
+    start_refused_in_progress, starts,
+};
 use common::{Emulator, NEW_AMI, OLD_AMI};
 use generator::payload::{status, Outcome, RefreshPreferences, RefresherRequest};
 use runtime::refresher::Refresher;
@@ -86,42 +86,27 @@ fn refresh(
         .build()
 }
 
-fn describes(refreshes: Vec<InstanceRefresh>) -> Rule {
-    mock!(AutoScaling::describe_instance_refreshes)
-        .sequence()
-        .output(move || {
-            DescribeInstanceRefreshesOutput::builder()
-                .set_instance_refreshes(Some(refreshes.clone()))
-                .build()
-        })
-        .repeatedly()
-        .build()
-}
-
-fn refresher(emulator: &Emulator, autoscaling: AutoScaling) -> Refresher {
-    Refresher {
-        autoscaling,
-        ec2: emulator.ec2.clone(),
-        sfn: emulator.sfn(),
-        store: emulator.store(),
-        clock: emulator.clock(),
-    }
-}
-
 async fn planned(emulator: &Emulator, asg: &str) {
     emulator
         .store()
         .put(&AsgRecord {
-            rollout_id: ROLLOUT.into(),
-            asg: asg.into(),
             wave: Some(0),
-            status: status::PLANNED.into(),
             ami: Some(NEW_AMI.into()),
-            updated_at: 1,
-            ..AsgRecord::default()
+            ..record(ROLLOUT, asg, status::PLANNED)
         })
         .await
         .unwrap();
+}
+
+/// SettleRollbacks for round `round` of the rollout, through the Lambda entry point.
+async fn settle_rollbacks(refresher: &Refresher, round: u32) -> serde_json::Value {
+    refresher
+        .handle(RefresherRequest::SettleRollbacks {
+            rollout_id: ROLLOUT.into(),
+            round,
+        })
+        .await
+        .unwrap()
 }
 
 async fn image_of(emulator: &Emulator, template_id: &str, version: &str) -> String {
@@ -225,18 +210,8 @@ async fn an_interrupted_start_adopts_the_refresh_it_made() {
     let template = emulator.launch_template("web-lt", OLD_AMI).await;
     planned(&emulator, "web").await;
     // The first attempt started the refresh but died before recording its id.
-    let in_progress = mock!(AutoScaling::start_instance_refresh).then_error(|| {
-        StartInstanceRefreshError::InstanceRefreshInProgressFault(
-            InstanceRefreshInProgressFault::builder()
-                .message("busy")
-                .build(),
-        )
-    });
-    let started = mock!(AutoScaling::start_instance_refresh).then_output(|| {
-        StartInstanceRefreshOutput::builder()
-            .instance_refresh_id("refresh-9")
-            .build()
-    });
+    let in_progress = start_refused_in_progress();
+    let started = starts("refresh-9");
     let active = describes(vec![refresh(
         "refresh-9",
         InstanceRefreshStatus::InProgress,
@@ -287,13 +262,7 @@ async fn a_refresh_that_is_not_ours_is_a_clear_failure_naming_the_asg() {
     let emulator = Emulator::start().await;
     let template = emulator.launch_template("web-lt", OLD_AMI).await;
     planned(&emulator, "web").await;
-    let in_progress = mock!(AutoScaling::start_instance_refresh).then_error(|| {
-        StartInstanceRefreshError::InstanceRefreshInProgressFault(
-            InstanceRefreshInProgressFault::builder()
-                .message("busy")
-                .build(),
-        )
-    });
+    let in_progress = start_refused_in_progress();
     // Someone started a refresh to version 1 by hand.
     let foreign = describes(vec![refresh(
         "manual-7",
@@ -324,13 +293,7 @@ async fn a_refresh_that_is_not_ours_is_a_clear_failure_naming_the_asg() {
     let diagnostic: lambda_runtime::Diagnostic = error.into();
     assert_eq!(diagnostic.error_type, "RefreshConflict");
     // Through the Lambda entry point the failed start is also recorded, with why.
-    let in_progress = mock!(AutoScaling::start_instance_refresh).then_error(|| {
-        StartInstanceRefreshError::InstanceRefreshInProgressFault(
-            InstanceRefreshInProgressFault::builder()
-                .message("busy")
-                .build(),
-        )
-    });
+    let in_progress = start_refused_in_progress();
     let foreign = describes(vec![refresh(
         "manual-7",
         InstanceRefreshStatus::InProgress,
@@ -411,14 +374,10 @@ async fn started(emulator: &Emulator, asg: &str, refresh_id: &str) {
     emulator
         .store()
         .put(&AsgRecord {
-            rollout_id: ROLLOUT.into(),
-            asg: asg.into(),
             wave: Some(0),
-            status: "Pending".into(),
             refresh_id: Some(refresh_id.into()),
             started_at: Some(emulator.now.load(std::sync::atomic::Ordering::SeqCst)),
-            updated_at: 1,
-            ..AsgRecord::default()
+            ..record(ROLLOUT, asg, "Pending")
         })
         .await
         .unwrap();
@@ -530,25 +489,15 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
     store.acquire_lock(ROLLOUT, 1).await.unwrap();
     started(&emulator, "flying", "refresh-1").await;
     let mut done = AsgRecord {
-        rollout_id: ROLLOUT.into(),
-        asg: "done".into(),
-        status: status::SUCCESSFUL.into(),
         refresh_id: Some("refresh-2".into()),
-        updated_at: 1,
-        ..AsgRecord::default()
+        ..record(ROLLOUT, "done", status::SUCCESSFUL)
     };
     store.put(&done).await.unwrap();
     done.asg = "broken".into();
     done.status = "Failed".into();
     done.reason = Some("health checks failed".into());
     store.put(&done).await.unwrap();
-    let rollback = mock!(AutoScaling::rollback_instance_refresh)
-        .match_requests(|r| r.auto_scaling_group_name() == Some("flying"))
-        .then_output(|| {
-            RollbackInstanceRefreshOutput::builder()
-                .instance_refresh_id("refresh-1")
-                .build()
-        });
+    let rollback = rolls_back_group("flying", "refresh-1");
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&rollback]);
     let refresher = refresher(&emulator, client);
     let result = refresher
@@ -572,13 +521,7 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
         (rule, self::refresher(&emulator, client))
     };
     let (rule, running) = reads(InstanceRefreshStatus::RollbackInProgress);
-    let settle = running
-        .handle(RefresherRequest::SettleRollbacks {
-            rollout_id: ROLLOUT.into(),
-            round: 0,
-        })
-        .await
-        .unwrap();
+    let settle = settle_rollbacks(&running, 0).await;
     assert_eq!(
         (settle["round"].as_u64(), settle["pending"].as_u64()),
         (Some(1), Some(1)),
@@ -587,13 +530,7 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
     assert_eq!(settle["still_running"], serde_json::json!(["flying"]));
     assert_eq!(rule.num_calls(), 1, "only the rollback is described");
     let (_rule, ended) = reads(InstanceRefreshStatus::RollbackSuccessful);
-    let settle = ended
-        .handle(RefresherRequest::SettleRollbacks {
-            rollout_id: ROLLOUT.into(),
-            round: 1,
-        })
-        .await
-        .unwrap();
+    let settle = settle_rollbacks(&ended, 1).await;
     assert_eq!(
         (settle["round"].as_u64(), settle["pending"].as_u64()),
         (Some(2), Some(0)),
@@ -652,26 +589,14 @@ async fn finish_of_a_clean_rollout_succeeds_and_a_plan_failure_names_its_cause()
     let store = emulator.store();
     store.acquire_lock(ROLLOUT, 1).await.unwrap();
     store
-        .put(&AsgRecord {
-            rollout_id: ROLLOUT.into(),
-            asg: "a".into(),
-            status: status::SUCCESSFUL.into(),
-            updated_at: 1,
-            ..AsgRecord::default()
-        })
+        .put(&record(ROLLOUT, "a", status::SUCCESSFUL))
         .await
         .unwrap();
     store
-        .put(&AsgRecord {
-            rollout_id: ROLLOUT.into(),
-            asg: "b".into(),
-            status: status::SKIPPED.into(),
-            updated_at: 1,
-            ..AsgRecord::default()
-        })
+        .put(&record(ROLLOUT, "b", status::SKIPPED))
         .await
         .unwrap();
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let client = no_autoscaling();
     let refresher = refresher(&emulator, client);
     let summary = refresher
         .finish(ROLLOUT, Outcome::Succeeded, None)
@@ -745,11 +670,7 @@ async fn rollback_also_reaches_a_timed_out_refresh() {
     let mut record = store.get(ROLLOUT, "slow").await.unwrap().unwrap();
     record.status = status::TIMED_OUT.into();
     store.put(&record).await.unwrap();
-    let rollback = mock!(AutoScaling::rollback_instance_refresh).then_output(|| {
-        RollbackInstanceRefreshOutput::builder()
-            .instance_refresh_id("refresh-1")
-            .build()
-    });
+    let rollback = rolls_back("refresh-1");
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&rollback]);
     let result = refresher(&emulator, client)
         .in_flight(ROLLOUT, true)
@@ -763,24 +684,22 @@ async fn rollback_also_reaches_a_timed_out_refresh() {
 async fn a_stopped_rollout_names_what_is_still_running_and_never_started() {
     let emulator = Emulator::start().await;
     let store = emulator.store();
-    let record = |asg: &str, status: &str| AsgRecord {
-        rollout_id: ROLLOUT.into(),
-        asg: asg.into(),
-        status: status.into(),
-        reason: None,
-        updated_at: 1,
-        ..AsgRecord::default()
-    };
     store
         .put(&AsgRecord {
             reason: Some("health checks failed".into()),
-            ..record("b", "Failed")
+            ..record(ROLLOUT, "b", "Failed")
         })
         .await
         .unwrap();
-    store.put(&record("c", "InProgress")).await.unwrap();
-    store.put(&record("d", status::PLANNED)).await.unwrap();
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, Vec::<&Rule>::new());
+    store
+        .put(&record(ROLLOUT, "c", "InProgress"))
+        .await
+        .unwrap();
+    store
+        .put(&record(ROLLOUT, "d", status::PLANNED))
+        .await
+        .unwrap();
+    let client = no_autoscaling();
     let summary = refresher(&emulator, client)
         .finish(ROLLOUT, Outcome::Failed, None)
         .await
@@ -797,26 +716,14 @@ async fn a_completed_rollout_with_an_unfinished_asg_is_not_a_success() {
     let emulator = Emulator::start().await;
     let store = emulator.store();
     store
-        .put(&AsgRecord {
-            rollout_id: ROLLOUT.into(),
-            asg: "a".into(),
-            status: status::SUCCESSFUL.into(),
-            updated_at: 1,
-            ..AsgRecord::default()
-        })
+        .put(&record(ROLLOUT, "a", status::SUCCESSFUL))
         .await
         .unwrap();
     store
-        .put(&AsgRecord {
-            rollout_id: ROLLOUT.into(),
-            asg: "b".into(),
-            status: status::PLANNED.into(),
-            updated_at: 1,
-            ..AsgRecord::default()
-        })
+        .put(&record(ROLLOUT, "b", status::PLANNED))
         .await
         .unwrap();
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let client = no_autoscaling();
     let summary = refresher(&emulator, client)
         .finish(ROLLOUT, Outcome::Succeeded, None)
         .await

@@ -8,15 +8,13 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use aws_sdk_autoscaling::types::{
-    LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification, MixedInstancesPolicy,
-};
+use aws_sdk_autoscaling::types::MixedInstancesPolicy;
 use aws_sdk_ec2::types::{
     LaunchTemplateIamInstanceProfileSpecificationRequest, RequestLaunchTemplateData,
 };
-use common::Emulator;
-use generator::config::Strategy;
-use generator::payload::{status, PlanRequest, TargetSpec};
+use common::mixed::{mixed_policy, spec, t3a_micro};
+use common::{plan_request, Emulator};
+use generator::payload::{status, PlanRequest};
 use runtime::planner::Planner;
 use runtime::store::AsgRecord;
 use runtime::Error;
@@ -29,18 +27,9 @@ fn request(
     instance_roles: &[&str],
 ) -> PlanRequest {
     PlanRequest {
-        rollout_id: rollout_id.into(),
-        ami: ami.into(),
-        targets: TargetSpec {
-            asgs: asgs.iter().map(|s| s.to_string()).collect(),
-            tags: BTreeMap::new(),
-        },
-        canary: Vec::new(),
-        strategy: Strategy::Batches,
-        batch_size: 10,
-        max_waves: 1000,
         auto_rollback,
         instance_roles: instance_roles.iter().map(|s| s.to_string()).collect(),
+        ..plan_request(rollout_id, ami, asgs, &[])
     }
 }
 
@@ -57,24 +46,12 @@ async fn template(
     instance_type: &str,
     profile: Option<LaunchTemplateIamInstanceProfileSpecificationRequest>,
 ) -> String {
-    let out = emulator
-        .ec2
-        .create_launch_template()
-        .launch_template_name(name)
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id(ami)
-                .instance_type(instance_type.into())
-                .set_iam_instance_profile(profile)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create launch template");
-    out.launch_template()
-        .and_then(|t| t.launch_template_id())
-        .unwrap()
-        .to_string()
+    let data = RequestLaunchTemplateData::builder()
+        .image_id(ami)
+        .instance_type(instance_type.into())
+        .set_iam_instance_profile(profile)
+        .build();
+    emulator.launch_template_of(name, data).await
 }
 
 /// A group of one instance on `template` at `version`.
@@ -83,12 +60,7 @@ async fn group(emulator: &Emulator, name: &str, template: &str, version: &str) {
         .autoscaling
         .create_auto_scaling_group()
         .auto_scaling_group_name(name)
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_id(template)
-                .version(version)
-                .build(),
-        )
+        .launch_template(spec(template, version))
         .min_size(0)
         .max_size(2)
         .desired_capacity(1)
@@ -103,33 +75,11 @@ fn mixed(
     version: &str,
     own_template_for_second: Option<&str>,
 ) -> MixedInstancesPolicy {
-    let mut second = LaunchTemplateOverrides::builder().instance_type("t3a.micro");
+    let mut second = t3a_micro();
     if let Some(other) = own_template_for_second {
-        second = second.launch_template_specification(
-            LaunchTemplateSpecification::builder()
-                .launch_template_id(other)
-                .version("1")
-                .build(),
-        );
+        second = second.launch_template_specification(spec(other, "1"));
     }
-    MixedInstancesPolicy::builder()
-        .launch_template(
-            LaunchTemplate::builder()
-                .launch_template_specification(
-                    LaunchTemplateSpecification::builder()
-                        .launch_template_id(template)
-                        .version(version)
-                        .build(),
-                )
-                .overrides(
-                    LaunchTemplateOverrides::builder()
-                        .instance_type("t3.micro")
-                        .build(),
-                )
-                .overrides(second.build())
-                .build(),
-        )
-        .build()
+    mixed_policy(spec(template, version), second).build()
 }
 
 async fn mixed_group(emulator: &Emulator, name: &str, policy: MixedInstancesPolicy) {

@@ -6,22 +6,23 @@ mod common;
 
 use aws_sdk_autoscaling::error::ErrorMetadata;
 use aws_sdk_autoscaling::operation::cancel_instance_refresh::CancelInstanceRefreshOutput;
-use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
-use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
 use aws_sdk_autoscaling::operation::rollback_instance_refresh::{
     RollbackInstanceRefreshError, RollbackInstanceRefreshOutput,
 };
 use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshOutput;
 use aws_sdk_autoscaling::types::{
     AutoScalingGroup, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus,
-    InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification,
-    MixedInstancesPolicy,
+    InstancesDistribution,
 };
 use aws_sdk_autoscaling::Client as AutoScaling;
 use aws_sdk_ec2::operation::create_launch_template_version::CreateLaunchTemplateVersionOutput;
 use aws_sdk_ec2::types::{LaunchTemplateVersion, ValidationError, ValidationWarning};
 use aws_sdk_ec2::Client as Ec2;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+use common::mixed::{mixed_policy, spec, t3a_micro};
+use common::mocks::{
+    describes, describes_group, record, refresher, rolls_back, rolls_back_group, starts,
+};
 use common::{Emulator, NEW_AMI, OLD_AMI};
 use generator::payload::{status, RefreshPreferences};
 use runtime::refresher::Refresher;
@@ -43,36 +44,6 @@ fn preferences() -> RefreshPreferences {
     }
 }
 
-fn refresher(emulator: &Emulator, autoscaling: AutoScaling) -> Refresher {
-    Refresher {
-        autoscaling,
-        ec2: emulator.ec2.clone(),
-        sfn: emulator.sfn(),
-        store: emulator.store(),
-        clock: emulator.clock(),
-    }
-}
-
-fn spec(template_id: &str, version: &str) -> LaunchTemplateSpecification {
-    LaunchTemplateSpecification::builder()
-        .launch_template_id(template_id)
-        .version(version)
-        .build()
-}
-
-/// DescribeAutoScalingGroups answering with `asg` as `group` describes it.
-fn describes_group(group: AutoScalingGroup) -> Rule {
-    mock!(AutoScaling::describe_auto_scaling_groups)
-        .sequence()
-        .output(move || {
-            DescribeAutoScalingGroupsOutput::builder()
-                .auto_scaling_groups(group.clone())
-                .build()
-        })
-        .repeatedly()
-        .build()
-}
-
 fn active(id: &str, template_id: &str, version: &str) -> Rule {
     let refresh = InstanceRefresh::builder()
         .instance_refresh_id(id)
@@ -84,47 +55,26 @@ fn active(id: &str, template_id: &str, version: &str) -> Rule {
                 .build(),
         )
         .build();
-    mock!(AutoScaling::describe_instance_refreshes)
-        .sequence()
-        .output(move || {
-            DescribeInstanceRefreshesOutput::builder()
-                .instance_refreshes(refresh.clone())
-                .build()
-        })
-        .repeatedly()
-        .build()
+    describes(vec![refresh])
 }
 
-async fn record(emulator: &Emulator, asg: &str, status: &str, template_id: Option<&str>) {
-    emulator
-        .store()
-        .put(&AsgRecord {
-            rollout_id: ROLLOUT.into(),
-            asg: asg.into(),
-            wave: Some(0),
-            status: status.into(),
-            ami: Some(NEW_AMI.into()),
-            launch_template_id: template_id.map(str::to_string),
-            launch_template_version: template_id.map(|_| "2".to_string()),
-            updated_at: 1,
-            ..AsgRecord::default()
-        })
-        .await
-        .unwrap();
+async fn recorded(emulator: &Emulator, asg: &str, status: &str, template_id: Option<&str>) {
+    let stored = AsgRecord {
+        wave: Some(0),
+        ami: Some(NEW_AMI.into()),
+        launch_template_id: template_id.map(str::to_string),
+        launch_template_version: template_id.map(|_| "2".to_string()),
+        ..record(ROLLOUT, asg, status)
+    };
+    emulator.store().put(&stored).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_rollback_acts_on_the_refresh_of_a_start_that_had_not_recorded_it() {
     let emulator = Emulator::start().await;
     // The start made version 2 and started its refresh, but has not recorded its id yet.
-    record(&emulator, "web", status::STARTING, Some("lt-0123")).await;
-    let rollback = mock!(AutoScaling::rollback_instance_refresh)
-        .match_requests(|r| r.auto_scaling_group_name() == Some("web"))
-        .then_output(|| {
-            RollbackInstanceRefreshOutput::builder()
-                .instance_refresh_id("refresh-7")
-                .build()
-        });
+    recorded(&emulator, "web", status::STARTING, Some("lt-0123")).await;
+    let rollback = rolls_back_group("web", "refresh-7");
     let client = mock_client!(
         aws_sdk_autoscaling,
         RuleMode::MatchAny,
@@ -146,12 +96,8 @@ async fn a_rollback_acts_on_the_refresh_of_a_start_that_had_not_recorded_it() {
 #[tokio::test]
 async fn a_start_without_a_refresh_yet_is_marked_stopped_and_someone_elses_refresh_is_left_alone() {
     let emulator = Emulator::start().await;
-    record(&emulator, "web", status::STARTING, Some("lt-0123")).await;
-    let rollback = mock!(AutoScaling::rollback_instance_refresh).then_output(|| {
-        RollbackInstanceRefreshOutput::builder()
-            .instance_refresh_id("manual-1")
-            .build()
-    });
+    recorded(&emulator, "web", status::STARTING, Some("lt-0123")).await;
+    let rollback = rolls_back("manual-1");
     // The refresh running on the group goes to version 1: not this rollout's.
     let client = mock_client!(
         aws_sdk_autoscaling,
@@ -180,7 +126,7 @@ async fn a_start_without_a_refresh_yet_is_marked_stopped_and_someone_elses_refre
 async fn a_start_that_records_its_refresh_after_the_rollback_listed_undoes_it() {
     let emulator = Emulator::start().await;
     let template = emulator.launch_template("web-lt", OLD_AMI).await;
-    record(&emulator, "web", status::PLANNED, None).await;
+    recorded(&emulator, "web", status::PLANNED, None).await;
     // The failure policy runs first: nothing of `web` is in flight when it lists the records.
     let idle = mock_client!(
         aws_sdk_autoscaling,
@@ -197,16 +143,8 @@ async fn a_start_that_records_its_refresh_after_the_rollback_listed_undoes_it() 
         .auto_scaling_group_name("web")
         .launch_template(spec(&template, "1"))
         .build();
-    let start = mock!(AutoScaling::start_instance_refresh).then_output(|| {
-        StartInstanceRefreshOutput::builder()
-            .instance_refresh_id("refresh-late")
-            .build()
-    });
-    let rollback = mock!(AutoScaling::rollback_instance_refresh).then_output(|| {
-        RollbackInstanceRefreshOutput::builder()
-            .instance_refresh_id("refresh-late")
-            .build()
-    });
+    let start = starts("refresh-late");
+    let rollback = rolls_back("refresh-late");
     let cancel = mock!(AutoScaling::cancel_instance_refresh).then_output(|| {
         CancelInstanceRefreshOutput::builder()
             .instance_refresh_id("refresh-late")
@@ -246,24 +184,8 @@ async fn a_start_that_records_its_refresh_after_the_rollback_listed_undoes_it() 
 async fn a_mixed_instances_group_is_refreshed_with_its_policy_and_only_the_version_changed() {
     let emulator = Emulator::start().await;
     let template = emulator.launch_template("spot-lt", OLD_AMI).await;
-    record(&emulator, "spot", status::PLANNED, None).await;
-    let policy = MixedInstancesPolicy::builder()
-        .launch_template(
-            LaunchTemplate::builder()
-                .launch_template_specification(spec(&template, "1"))
-                .overrides(
-                    LaunchTemplateOverrides::builder()
-                        .instance_type("t3.micro")
-                        .build(),
-                )
-                .overrides(
-                    LaunchTemplateOverrides::builder()
-                        .instance_type("t3a.micro")
-                        .weighted_capacity("2")
-                        .build(),
-                )
-                .build(),
-        )
+    recorded(&emulator, "spot", status::PLANNED, None).await;
+    let policy = mixed_policy(spec(&template, "1"), t3a_micro().weighted_capacity("2"))
         .instances_distribution(
             InstancesDistribution::builder()
                 .on_demand_base_capacity(0)
@@ -316,16 +238,12 @@ async fn a_mixed_instances_group_is_refreshed_with_its_policy_and_only_the_versi
 async fn a_version_made_with_a_warning_starts_no_refresh() {
     let emulator = Emulator::start().await;
     let template = emulator.launch_template("web-lt", OLD_AMI).await;
-    record(&emulator, "web", status::PLANNED, None).await;
+    recorded(&emulator, "web", status::PLANNED, None).await;
     let group = AutoScalingGroup::builder()
         .auto_scaling_group_name("web")
         .launch_template(spec(&template, "1"))
         .build();
-    let start = mock!(AutoScaling::start_instance_refresh).then_output(|| {
-        StartInstanceRefreshOutput::builder()
-            .instance_refresh_id("never")
-            .build()
-    });
+    let start = starts("never");
     let autoscaling = mock_client!(
         aws_sdk_autoscaling,
         RuleMode::MatchAny,
@@ -388,16 +306,12 @@ async fn a_version_made_with_a_warning_starts_no_refresh() {
 
 /// A record with a refresh id, as `start` leaves it once the refresh is running.
 async fn running(emulator: &Emulator, asg: &str, refresh: &str) {
-    let mut stored = AsgRecord {
-        rollout_id: ROLLOUT.into(),
-        asg: asg.into(),
+    let stored = AsgRecord {
         wave: Some(0),
-        status: "InProgress".into(),
         refresh_id: Some(refresh.into()),
-        updated_at: 1,
-        ..AsgRecord::default()
+        launch_template_id: Some("lt-0123".into()),
+        ..record(ROLLOUT, asg, "InProgress")
     };
-    stored.launch_template_id = Some("lt-0123".into());
     emulator.store().put(&stored).await.unwrap();
 }
 
@@ -406,11 +320,7 @@ async fn a_retried_rollback_asks_aws_once_per_group_and_still_counts_it_pending(
     let emulator = Emulator::start().await;
     running(&emulator, "web", "refresh-1").await;
     running(&emulator, "api", "refresh-2").await;
-    let rollback = mock!(AutoScaling::rollback_instance_refresh).then_output(|| {
-        RollbackInstanceRefreshOutput::builder()
-            .instance_refresh_id("r")
-            .build()
-    });
+    let rollback = rolls_back("r");
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&rollback]);
     let refresher = refresher(&emulator, client);
     let first = refresher.in_flight(ROLLOUT, true).await.unwrap();
@@ -451,11 +361,7 @@ async fn a_throttled_group_is_retried_after_every_other_group_was_rolled_back() 
                 .build()
         })
         .build();
-    let others = mock!(AutoScaling::rollback_instance_refresh).then_output(|| {
-        RollbackInstanceRefreshOutput::builder()
-            .instance_refresh_id("r")
-            .build()
-    });
+    let others = rolls_back("r");
     let client = mock_client!(
         aws_sdk_autoscaling,
         RuleMode::MatchAny,

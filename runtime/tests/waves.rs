@@ -7,11 +7,9 @@ mod common;
 use std::time::Instant;
 
 use aws_smithy_mocks::{mock_client, Rule, RuleMode};
-use common::{Emulator, NEW_AMI};
+use common::{plan_request, Emulator, NEW_AMI};
 use generator::config::Strategy;
-use generator::payload::{
-    status, Outcome, PlanRequest, RefresherRequest, TargetSpec, MAX_MESSAGE_BYTES,
-};
+use generator::payload::{status, Outcome, PlanRequest, RefresherRequest, MAX_MESSAGE_BYTES};
 use generator::waves;
 use runtime::refresher::Refresher;
 use runtime::store::AsgRecord;
@@ -117,18 +115,11 @@ async fn the_planner_answers_counts_and_the_table_holds_the_waves() {
     let ami = emulator.existing_ami().await;
     let planner = emulator.planner();
     let request = PlanRequest {
-        rollout_id: ROLLOUT.into(),
-        ami,
-        targets: TargetSpec {
-            asgs: vec!["ghost".into()],
-            tags: [("group".to_string(), "web".to_string())].into(),
-        },
         canary: vec![fleet[5].clone()],
         strategy: Strategy::Window,
         batch_size: 3,
         max_waves: 100,
-        auto_rollback: false,
-        instance_roles: Vec::new(),
+        ..plan_request(ROLLOUT, &ami, &["ghost"], &[("group", "web")])
     };
     let plan = planner.handle(request).await.unwrap();
     let answer = serde_json::to_value(&plan).unwrap();
@@ -272,18 +263,11 @@ async fn plan_a_fleet_of_long_names(count: usize) {
     println!("created {count} ASGs in {:?}", began.elapsed());
     let planner = emulator.planner();
     let request = PlanRequest {
-        rollout_id: ROLLOUT.into(),
-        ami,
-        targets: TargetSpec {
-            asgs: Vec::new(),
-            tags: [("group".to_string(), "big".to_string())].into(),
-        },
         canary: vec![fleet[0].clone()],
         strategy: Strategy::Window,
         batch_size: 3,
         max_waves: 100,
-        auto_rollback: false,
-        instance_roles: Vec::new(),
+        ..plan_request(ROLLOUT, &ami, &[], &[("group", "big")])
     };
     let began = Instant::now();
     let plan = planner.handle(request).await.unwrap();

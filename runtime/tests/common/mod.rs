@@ -3,16 +3,23 @@
 
 #![allow(dead_code)]
 
+#[path = "../../../tests/support/mixed.rs"]
+pub mod mixed;
+pub mod mocks;
+#[path = "../../../tests/support/dynamodb.rs"]
+mod tables;
+#[path = "../../../tests/support/templates.rs"]
+mod templates;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use asg_refresh_tests::Moto;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use generator::config::Strategy;
+use generator::payload::{PlanRequest, TargetSpec};
 use runtime::planner::Planner;
 use runtime::store::Store;
 use runtime::Clock;
@@ -97,52 +104,21 @@ impl Emulator {
     }
 
     async fn create_table(&self) {
-        let key = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .unwrap()
-        };
-        let attr = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        };
-        self.dynamodb
-            .create_table()
-            .table_name(TABLE)
-            .key_schema(key("rollout_id", KeyType::Hash))
-            .key_schema(key("asg", KeyType::Range))
-            .attribute_definitions(attr("rollout_id"))
-            .attribute_definitions(attr("asg"))
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await
-            .expect("create table");
+        tables::create_table(&self.dynamodb, TABLE, "rollout_id", Some("asg")).await;
     }
 
-    /// A launch template with `ami`; returns its id.
+    /// A t3.micro launch template with `ami`; returns its id.
     pub async fn launch_template(&self, name: &str, ami: &str) -> String {
-        let out = self
-            .ec2
-            .create_launch_template()
-            .launch_template_name(name)
-            .launch_template_data(
-                RequestLaunchTemplateData::builder()
-                    .image_id(ami)
-                    .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("create launch template");
-        out.launch_template()
-            .and_then(|t| t.launch_template_id())
-            .unwrap()
-            .to_string()
+        let data = RequestLaunchTemplateData::builder()
+            .image_id(ami)
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .build();
+        self.launch_template_of(name, data).await
+    }
+
+    /// A launch template with `data`; returns its id.
+    pub async fn launch_template_of(&self, name: &str, data: RequestLaunchTemplateData) -> String {
+        templates::create(&self.ec2, name, data).await
     }
 
     /// A target group in the default VPC; returns its ARN.
@@ -250,5 +226,32 @@ impl Emulator {
             .iter()
             .filter_map(|t| t.target().and_then(|t| t.id()).map(str::to_string))
             .collect()
+    }
+}
+
+/// A plan of `rollout_id` to `ami` for the groups `asgs` and those tagged with each of
+/// `tags`: batches of 10, no canary, at most 1000 waves, no rollback or role checks.
+pub fn plan_request(
+    rollout_id: &str,
+    ami: &str,
+    asgs: &[&str],
+    tags: &[(&str, &str)],
+) -> PlanRequest {
+    PlanRequest {
+        rollout_id: rollout_id.into(),
+        ami: ami.into(),
+        targets: TargetSpec {
+            asgs: asgs.iter().map(|s| s.to_string()).collect(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        },
+        canary: Vec::new(),
+        strategy: Strategy::Batches,
+        batch_size: 10,
+        max_waves: 1000,
+        auto_rollback: false,
+        instance_roles: Vec::new(),
     }
 }
