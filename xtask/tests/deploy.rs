@@ -206,6 +206,15 @@ fn tags_ok<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
     tags.contains(&("asg-refresh:stack", ENV)) && tags.contains(&("asg-refresh:managed", "true"))
 }
 
+/// `tags_ok` of a tag map as Lambda and CloudWatch Logs return it.
+fn map_tags_ok(tags: Option<&std::collections::HashMap<String, String>>) -> bool {
+    tags_ok(
+        tags.into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+}
+
 /// `cargo xtask render` of the same config, for byte comparisons.
 fn rendered(fixture: &Fixture) -> PathBuf {
     let out = fixture.dir.path().join("render");
@@ -391,15 +400,7 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
             vars.get("ASG_REFRESH_TABLE").map(String::as_str),
             Some(PREFIX)
         );
-        assert!(
-            tags_ok(
-                got.tags()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-            ),
-            "{name} tags"
-        );
+        assert!(map_tags_ok(got.tags()), "{name} tags");
     }
 
     // Logs and Step Functions: the rendered definition byte for byte, role, logging, tags.
@@ -426,15 +427,7 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
         .send()
         .await
         .unwrap();
-    assert!(
-        tags_ok(
-            tags.tags()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-        ),
-        "log group tags"
-    );
+    assert!(map_tags_ok(tags.tags()), "log group tags");
     let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
     let arn = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}");
     let machine = sfn
@@ -1186,13 +1179,7 @@ async fn events_completion_deploys_rule_target_and_permission_and_redeploy_chang
         function.configuration().and_then(|c| c.role()),
         Some(format!("arn:aws:iam::123456789012:role/{COMPLETER}").as_str())
     );
-    assert!(tags_ok(
-        function
-            .tags()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-    ));
+    assert!(map_tags_ok(function.tags()));
     let policy = fixture
         .iam()
         .get_role_policy()
