@@ -104,6 +104,17 @@ async fn cancel(config: &aws_config::SdkConfig, asg: &str) {
     }
 }
 
+/// Puts `asg` on launch template `template` at `version`.
+async fn pin(config: &aws_config::SdkConfig, asg: &str, template: &str, version: &str) {
+    aws_sdk_autoscaling::Client::new(config)
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(asg)
+        .launch_template(spec(template, version))
+        .send()
+        .await
+        .unwrap();
+}
+
 fn rollback() -> RefreshPreferences {
     RefreshPreferences::builder().auto_rollback(true).build()
 }
@@ -136,13 +147,7 @@ async fn auto_rollback_is_refused_on_latest_and_default() {
         );
     }
     // The group's own version counts too.
-    aws_sdk_autoscaling::Client::new(&s.config)
-        .update_auto_scaling_group()
-        .auto_scaling_group_name("g")
-        .launch_template(spec(&s.template, "$Latest"))
-        .send()
-        .await
-        .unwrap();
+    pin(&s.config, "g", &s.template, "$Latest").await;
     refused(
         start(&s.config, "g", Some(desired(&s.template, "2")), rollback()).await,
         "$Latest or $Default",
@@ -191,26 +196,27 @@ async fn healthy_percentages_keep_their_ranges_and_gap() {
             .set_max_healthy_percentage(max)
             .build()
     };
-    refused(
-        start(&s.config, "g", None, prefs(Some(101), None)).await,
-        "MinHealthyPercentage must be between 0 and 100",
-    );
-    refused(
-        start(&s.config, "g", None, prefs(Some(90), Some(99))).await,
-        "MaxHealthyPercentage must be between 100 and 200",
-    );
-    refused(
-        start(&s.config, "g", None, prefs(Some(90), Some(201))).await,
-        "MaxHealthyPercentage must be between 100 and 200",
-    );
-    refused(
-        start(&s.config, "g", None, prefs(None, Some(150))).await,
-        "MinHealthyPercentage must be specified",
-    );
-    refused(
-        start(&s.config, "g", None, prefs(Some(50), Some(160))).await,
-        "cannot be greater than 100",
-    );
+    for (min, max, says) in [
+        (
+            Some(101),
+            None,
+            "MinHealthyPercentage must be between 0 and 100",
+        ),
+        (
+            Some(90),
+            Some(99),
+            "MaxHealthyPercentage must be between 100 and 200",
+        ),
+        (
+            Some(90),
+            Some(201),
+            "MaxHealthyPercentage must be between 100 and 200",
+        ),
+        (None, Some(150), "MinHealthyPercentage must be specified"),
+        (Some(50), Some(160), "cannot be greater than 100"),
+    ] {
+        refused(start(&s.config, "g", None, prefs(min, max)).await, says);
+    }
     start(&s.config, "g", None, prefs(Some(60), Some(160)))
         .await
         .expect("a gap of exactly 100 is allowed");
@@ -220,26 +226,21 @@ async fn healthy_percentages_keep_their_ranges_and_gap() {
 async fn checkpoints_ascend_and_a_delay_needs_them() {
     let s = setup().await;
     let delay_only = RefreshPreferences::builder().checkpoint_delay(60).build();
-    refused(
-        start(&s.config, "g", None, delay_only).await,
-        "CheckpointDelay requires CheckpointPercentages",
-    );
     let descending = RefreshPreferences::builder()
         .checkpoint_percentages(50)
         .checkpoint_percentages(20)
         .build();
-    refused(
-        start(&s.config, "g", None, descending).await,
-        "ascending order",
-    );
     let too_long = RefreshPreferences::builder()
         .checkpoint_percentages(100)
         .checkpoint_delay(172_801)
         .build();
-    refused(
-        start(&s.config, "g", None, too_long).await,
-        "CheckpointDelay must be between 0 and 172800",
-    );
+    for (preferences, says) in [
+        (delay_only, "CheckpointDelay requires CheckpointPercentages"),
+        (descending, "ascending order"),
+        (too_long, "CheckpointDelay must be between 0 and 172800"),
+    ] {
+        refused(start(&s.config, "g", None, preferences).await, says);
+    }
     let fine = RefreshPreferences::builder()
         .checkpoint_percentages(50)
         .checkpoint_percentages(100)
@@ -266,13 +267,7 @@ async fn rollback_is_refused_when_the_group_was_on_latest() {
     let s = setup().await;
     let autoscaling = aws_sdk_autoscaling::Client::new(&s.config);
     set_tag(&s.config, "g", "emulator:refresh-seconds", "30").await;
-    autoscaling
-        .update_auto_scaling_group()
-        .auto_scaling_group_name("g")
-        .launch_template(spec(&s.template, "$Latest"))
-        .send()
-        .await
-        .unwrap();
+    pin(&s.config, "g", &s.template, "$Latest").await;
     start(
         &s.config,
         "g",
@@ -296,13 +291,7 @@ async fn rollback_is_refused_when_the_group_was_on_latest() {
     assert!(message.contains("$Latest or $Default"), "{message}");
     cancel(&s.config, "g").await;
     // Pinned to a numbered version, the same group rolls back.
-    autoscaling
-        .update_auto_scaling_group()
-        .auto_scaling_group_name("g")
-        .launch_template(spec(&s.template, "1"))
-        .send()
-        .await
-        .unwrap();
+    pin(&s.config, "g", &s.template, "1").await;
     start(
         &s.config,
         "g",
