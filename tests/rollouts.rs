@@ -280,15 +280,16 @@ async fn window_starts_the_next_asg_as_soon_as_a_slot_frees() {
     }
 }
 
-/// c. `on_failure = "rollback"`: one ASG fails in 1 s while two others refresh for 60 s;
-/// those two are rolled back, the execution fails and wave 1 never starts.
-#[tokio::test(flavor = "multi_thread")]
-async fn rollback_policy_rolls_back_what_is_in_flight_and_starts_nothing_more() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+/// `failing` (refresh group "demo") whose refresh fails after 1 s, and the demo fleet
+/// `others` (name and refresh seconds).
+async fn failing_first_fleet(
+    config: &aws_config::SdkConfig,
+    failing: &str,
+    others: &[(&str, &str)],
+) {
     fleet(
-        &config,
-        "r-a",
+        config,
+        failing,
         &[
             ("refresh-group", "demo"),
             ("emulator:refresh-seconds", "1"),
@@ -296,19 +297,37 @@ async fn rollback_policy_rolls_back_what_is_in_flight_and_starts_nothing_more() 
         ],
     )
     .await;
-    demo_fleet(
+    demo_fleet(config, others).await;
+}
+
+/// Deploys envs/local.toml (as variant `what`) with batches and `on_failure`.
+fn deploy_batches_on_failure(moto: &Moto, what: &str, on_failure: &str) {
+    deploy_local_variant(
+        moto,
+        what,
+        &[
+            ("strategy = \"window\"", "strategy = \"batches\""),
+            (
+                "on_failure = \"continue\"",
+                &format!("on_failure = \"{on_failure}\""),
+            ),
+        ],
+    );
+}
+
+/// c. `on_failure = "rollback"`: one ASG fails in 1 s while two others refresh for 60 s;
+/// those two are rolled back, the execution fails and wave 1 never starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_policy_rolls_back_what_is_in_flight_and_starts_nothing_more() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    failing_first_fleet(
         &config,
+        "r-a",
         &[("r-b", "60"), ("r-c", "60"), ("r-d", "1"), ("r-e", "1")],
     )
     .await;
-    deploy_local_variant(
-        &moto,
-        "rollback",
-        &[
-            ("strategy = \"window\"", "strategy = \"batches\""),
-            ("on_failure = \"continue\"", "on_failure = \"rollback\""),
-        ],
-    );
+    deploy_batches_on_failure(&moto, "rollback", "rollback");
     let execution = run_rollout(&moto, &config, "r-rollback", NEW_AMI).await;
     assert_eq!(
         execution.status().as_str(),
@@ -409,29 +428,13 @@ async fn rollback_policy_rolls_back_what_is_in_flight_and_starts_nothing_more() 
 async fn a_rerun_of_a_failed_rollout_starts_only_what_is_not_refreshed_yet() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
-    fleet(
+    failing_first_fleet(
         &config,
         "d-a",
-        &[
-            ("refresh-group", "demo"),
-            ("emulator:refresh-seconds", "1"),
-            ("emulator:refresh-outcome", "Failed"),
-        ],
-    )
-    .await;
-    demo_fleet(
-        &config,
         &[("d-b", "2"), ("d-c", "2"), ("d-d", "2"), ("d-e", "2")],
     )
     .await;
-    deploy_local_variant(
-        &moto,
-        "rerun",
-        &[
-            ("strategy = \"window\"", "strategy = \"batches\""),
-            ("on_failure = \"continue\"", "on_failure = \"stop\""),
-        ],
-    );
+    deploy_batches_on_failure(&moto, "rerun", "stop");
     let first = run_rollout(&moto, &config, "r-rerun", NEW_AMI).await;
     assert_eq!(
         first.status().as_str(),
