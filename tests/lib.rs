@@ -59,7 +59,9 @@ fn skip_without_emulator(path: &Path) {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
     // Cargo names test binaries `<name>-<hash>`.
-    let binary = binary.rsplit_once('-').map_or(binary.as_str(), |(name, _)| name);
+    let binary = binary
+        .rsplit_once('-')
+        .map_or(binary.as_str(), |(name, _)| name);
     // Straight to the file descriptor: the test harness captures `eprintln!`.
     let _ = writeln!(
         std::io::stderr(),

@@ -84,9 +84,11 @@ fn indent(text: &str) -> String {
 impl TestArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let tools = tools::ensure().context("cannot install the test tools")?;
-        println!("== cargo fmt --check");
+        println!("== cargo fmt --check (seconds)");
         cargo(&["fmt", "--all", "--check"], "rustfmt")?;
-        println!("== cargo clippy (every target, warnings are errors)");
+        println!(
+            "== cargo clippy, every target, warnings are errors (under a minute when warm; several minutes from an empty target dir)"
+        );
         cargo(
             &[
                 "clippy",
@@ -100,7 +102,9 @@ impl TestArgs {
             "clippy",
         )?;
         if !self.skip_cargo_test {
-            println!("== cargo test --workspace");
+            println!(
+                "== cargo test --workspace (the end-to-end suites roll out real state machines on the emulator: 15-25 minutes)"
+            );
             // Here the emulator is installed: a test that cannot find it fails, never skips.
             let status = Command::new(cargo_program())
                 .args(["test", "--workspace", "--locked"])
@@ -111,7 +115,7 @@ impl TestArgs {
                 bail!("cargo test --workspace failed");
             }
         }
-        println!("== renders and validators");
+        println!("== renders and validators (about a minute)");
         let mut tally = Tally::default();
         check_validators_can_fail(&mut tally, &tools);
         for path in env_files()? {
