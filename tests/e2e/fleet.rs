@@ -346,6 +346,12 @@ pub struct Figures {
     pub makespan: f64,
     /// `max(longest refresh, sum of refreshes / batch_size)`.
     pub lower_bound: f64,
+    /// The makespan the same refreshes would have with no orchestration latency at all, in
+    /// the order they started: window, each started on the first free of `batch_size`
+    /// slots; batches, each wave as long as its longest refresh. What an orchestrator that
+    /// does not know the refreshes' durations beforehand can reach at best; the lower bound
+    /// assumes perfect packing.
+    pub zero_latency: f64,
     /// Refresh end to the start it lets go (window: an end while `batch_size` were in flight
     /// to the next start; batches: a wave's last end to the next wave's first start).
     pub latencies: Vec<f64>,
@@ -381,6 +387,10 @@ impl Figures {
             max_in_flight: max_in_flight(&run.intervals, run.now),
             makespan: if all.is_empty() { 0.0 } else { last - first },
             lower_bound: longest.max(sum / batch),
+            zero_latency: match run.shape.strategy {
+                Strategy::Window => window_schedule(&all, run.shape.batch_size as usize, run.now),
+                Strategy::Batches => wave_schedule(&run.intervals, &run.items, run.now),
+            },
             latencies,
             wall_seconds: run.wall_seconds,
             parent: run.parent.clone(),
@@ -410,6 +420,39 @@ impl Figures {
         let children = self.child_transitions?;
         Some((children + self.parent.transitions) as f64 / self.asgs.max(1) as f64)
     }
+}
+
+/// Window with no latency: the refreshes in the order they started, each on the first of
+/// `batch` slots to come free.
+fn window_schedule(all: &[&Interval], batch: usize, now: f64) -> f64 {
+    let mut order: Vec<&&Interval> = all.iter().collect();
+    order.sort_by(|a, b| a.start.total_cmp(&b.start));
+    let mut free_at = vec![0.0_f64; batch.max(1)];
+    for interval in order {
+        let slot = free_at
+            .iter_mut()
+            .min_by(|a, b| a.total_cmp(b))
+            .expect("at least one slot");
+        *slot += interval.end_or(now) - interval.start;
+    }
+    free_at.into_iter().fold(0.0, f64::max)
+}
+
+/// Batches with no latency: each wave lasts as long as its longest refresh.
+fn wave_schedule(
+    intervals: &BTreeMap<String, Vec<Interval>>,
+    items: &BTreeMap<String, TableItem>,
+    now: f64,
+) -> f64 {
+    let mut longest: BTreeMap<u32, f64> = BTreeMap::new();
+    for (asg, list) in intervals {
+        let wave = items.get(asg).and_then(|i| i.wave).unwrap_or(0);
+        for interval in list {
+            let entry = longest.entry(wave).or_insert(0.0);
+            *entry = entry.max(interval.end_or(now) - interval.start);
+        }
+    }
+    longest.values().sum()
 }
 
 /// Window: the ends that freed a slot the window was waiting for (`batch` in flight just
@@ -724,6 +767,18 @@ pub fn table(runs: &[(Run, Figures)]) -> String {
         "-".into(),
     );
     row(
+        "makespan / the same refreshes with no latency (s)",
+        &|_, f| {
+            format!(
+                "{:.0} / {:.0} = {:.3}",
+                f.makespan,
+                f.zero_latency,
+                f.makespan / f.zero_latency.max(1e-9)
+            )
+        },
+        "-".into(),
+    );
+    row(
         "wall time (s)",
         &|_, f| format!("{:.0}", f.wall_seconds),
         "-".into(),
@@ -768,4 +823,35 @@ pub fn table(runs: &[(Run, Figures)]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+
+    fn interval(start: f64, seconds: f64) -> Interval {
+        Interval {
+            refresh_id: format!("r-{start}"),
+            start,
+            end: Some(start + seconds),
+            status: Some("Successful".into()),
+            rollback: None,
+            cancel: None,
+        }
+    }
+
+    #[test]
+    fn the_zero_latency_window_puts_each_refresh_on_the_first_free_slot_in_start_order() {
+        // Two slots; in start order 4, 2, 2, 3: slot A runs 4 then 3, slot B 2 then 2.
+        let refreshes = [
+            interval(10.0, 4.0),
+            interval(11.0, 2.0),
+            interval(14.0, 2.0),
+            interval(16.0, 3.0),
+        ];
+        let all: Vec<&Interval> = refreshes.iter().collect();
+        assert_eq!(window_schedule(&all, 2, 100.0), 7.0);
+        assert_eq!(window_schedule(&all, 4, 100.0), 4.0);
+        assert_eq!(window_schedule(&all, 1, 100.0), 11.0);
+    }
 }
