@@ -623,10 +623,13 @@ async fn a_function_error_is_retried_twice() {
     moto.set_events(&json!({"retry_delay_ms": 200}));
     let template = fleet(&config, "web-1", &[("emulator:refresh-seconds", "0.3")]).await;
     start(&config, "web-1", &template, &[]).await;
-    wait_for("three attempts per event", DEADLINE, || {
+    // An attempt counts as an invocation when it starts and as an error when the function
+    // has answered: wait for both.
+    wait_for("three attempts per event, each answered", DEADLINE, || {
         let events = moto.events();
         let counters = &events["by_rule"]["refresh-events"];
-        (counters["invocations"] == 6 && events["pending"] == 0).then_some(())
+        (counters["invocations"] == 6 && counters["errors"] == 6 && events["pending"] == 0)
+            .then_some(())
     })
     .await;
     // Give a fourth attempt the time it would need to show up.
@@ -774,6 +777,15 @@ async fn stats_count_calls_per_operation_caller_and_group_invocations_and_execut
     let arn = rule(&config, "refresh-events").await;
     target(&config, "refresh-events", "recorder", &recorder.arn).await;
     permit(&config, "recorder", "events", "events.amazonaws.com", &arn).await;
+    // The first refresh must have ended, and sent its events, before the counters are
+    // cleared: on a busy machine its end may otherwise be emitted after the clear.
+    let until = Instant::now() + DEADLINE;
+    while status(&config, "web-1").await != "Successful" {
+        assert!(Instant::now() < until, "web-1's first refresh did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let emitted = moto.events()["emitted"].as_u64().unwrap_or(0);
+    settled(&moto, emitted).await;
     moto.clear_stats();
     start(&config, "web-1", &template, &[]).await;
     settled(&moto, 2).await;
