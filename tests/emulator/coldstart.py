@@ -1,7 +1,7 @@
 """Measures a Lambda binary's cold start: process start to first response, under the
 local Runtime API, against a moto server. Prints one line per run and the median.
 
-usage: coldstart.py planner|refresher BOOTSTRAP RUNS
+usage: coldstart.py planner|refresher|completer BOOTSTRAP RUNS
 
 Starts its own moto server on a free loopback port and stops it at the end.
 """
@@ -64,6 +64,19 @@ EVENTS = {
         "batch_size": 3,
         "max_waves": 1000,
     },
+    # An instance refresh's end as EventBridge delivers it, on a stack with no rollout
+    # running: the completer reads the stack lock and leaves the event alone.
+    "completer": lambda run: {
+        "version": "0",
+        "id": f"coldstart-{run}",
+        "detail-type": "EC2 Auto Scaling Instance Refresh Succeeded",
+        "source": "aws.autoscaling",
+        "account": "123456789012",
+        "time": "2026-11-27T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {"AutoScalingGroupName": "web-1", "InstanceRefreshId": f"refresh-{run}"},
+    },
 }
 
 
@@ -71,6 +84,8 @@ def check_answer(function, run, answer):
     """The binary did its job, not just answered: the fields its caller reads are there."""
     if function == "planner":
         ok = answer.get("rollout_id") == f"coldstart-{run}" and answer.get("missing") == 1 and answer.get("wave_count") == 0
+    elif function == "completer":
+        ok = answer.get("outcome") == "ignored" and "no rollout is running" in answer.get("reason", "")
     else:
         ok = answer.get("awaiting_wave") == 1
     if not ok:
