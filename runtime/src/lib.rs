@@ -8,6 +8,8 @@ pub mod completion;
 pub mod error;
 pub mod fanout;
 #[cfg(feature = "planner")]
+pub mod history;
+#[cfg(feature = "planner")]
 mod image_check;
 #[cfg(feature = "planner")]
 pub mod planner;

@@ -11,6 +11,7 @@ use generator::waves;
 
 use crate::error::{classify, Error};
 use crate::fanout;
+use crate::history;
 use crate::store::{AsgRecord, RolloutSummary, Store};
 use crate::wave_store;
 use crate::{validate_ami, validate_rollout_id, Clock};
@@ -132,8 +133,10 @@ impl Planner {
         let prepared = self
             .prepare(&request, &found, &mut eligible, &mut skipped)
             .await?;
-        // Canary first, then by name: the same fleet always gives the same plan.
-        eligible.sort();
+        // Canary first, then the longest refreshes of the previous rollout first, then by
+        // name: the same fleet and history always give the same plan (crate::history).
+        let durations = history::previous_durations(&self.store, &request.rollout_id).await?;
+        history::longest_first(&mut eligible, &durations);
         let plan_waves = waves::split(
             &eligible,
             &request.canary,

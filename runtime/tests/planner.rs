@@ -189,6 +189,53 @@ async fn window_strategy_makes_one_wave_after_the_canary() {
 }
 
 #[tokio::test]
+async fn the_previous_rollouts_longest_refreshes_start_first() {
+    let emulator = Emulator::start().await;
+    let ami = emulator.existing_ami().await;
+    fleet(&emulator).await;
+    let planner = planner(&emulator);
+    let req = |id: &str| {
+        request(
+            &ami,
+            id,
+            &[],
+            &[("group", "web")],
+            &["web-2"],
+            Strategy::Window,
+            2,
+        )
+    };
+    let first = planner.handle(req("r-a")).await.unwrap();
+    // No history: name order.
+    assert_eq!(
+        waves(&emulator, "r-a", first.wave_count).await,
+        vec![vec!["web-2"], vec!["web-1", "web-3", "web-4"]]
+    );
+    let store = emulator.store();
+    // r-a's refreshes took 60, 600 and 300 s; web-4's failed, so it has no duration.
+    for (asg, seconds, outcome) in [
+        ("web-1", 60, status::SUCCESSFUL),
+        ("web-3", 600, status::SUCCESSFUL),
+        ("web-4", 300, "Failed"),
+        ("web-2", 30, status::SUCCESSFUL),
+    ] {
+        let mut record = store.get("r-a", asg).await.unwrap().unwrap();
+        record.status = outcome.into();
+        record.started_at = Some(1_000);
+        record.ended_at = Some(1_000 + seconds);
+        store.put(&record).await.unwrap();
+    }
+    assert!(store.release_lock("r-a").await.unwrap());
+    let second = planner.handle(req("r-b")).await.unwrap();
+    // The canary stays first; then no history (web-4), 600 s, 60 s.
+    let expected = vec![vec!["web-2"], vec!["web-4", "web-3", "web-1"]];
+    assert_eq!(waves(&emulator, "r-b", second.wave_count).await, expected);
+    // Planning r-b again (a resume) still orders by r-a, not by r-b's own records.
+    let again = planner.handle(req("r-b")).await.unwrap();
+    assert_eq!(waves(&emulator, "r-b", again.wave_count).await, expected);
+}
+
+#[tokio::test]
 async fn a_second_rollout_is_refused_while_one_holds_the_lock() {
     let emulator = Emulator::start().await;
     let ami = emulator.existing_ami().await;
