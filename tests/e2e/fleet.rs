@@ -191,6 +191,9 @@ pub struct Run {
     /// The API call statistics before and after the rollout (`None`: not kept by this emulator).
     pub stats_before: Option<Value>,
     pub stats_after: Option<Value>,
+    /// Whether the stack had rolled out this fleet before, so the planner ordered the ASGs
+    /// longest refresh first (runtime::history); the first rollout on a stack goes by name.
+    pub history: bool,
 }
 
 /// An execution's own history, as GetExecutionHistory returns it.
@@ -324,6 +327,7 @@ pub async fn run_rollout_measured(
         parent,
         stats_before,
         stats_after: stats(moto),
+        history: false,
     }
 }
 
@@ -794,10 +798,10 @@ pub fn table(runs: &[(Run, Figures)]) -> String {
         "-".into(),
     );
     let mut header = vec!["".to_string()];
-    header.extend(
-        runs.iter()
-            .map(|(r, _)| format!("{} {}", r.shape.label(), r.shape.batch_size)),
-    );
+    header.extend(runs.iter().map(|(r, _)| {
+        let first = if r.history { "" } else { " (first: by name)" };
+        format!("{} {}{first}", r.shape.label(), r.shape.batch_size)
+    }));
     header.push("seed's poll loop (computed)".into());
     let mut lines: Vec<Vec<String>> = vec![header];
     for (name, cells, base) in rows {

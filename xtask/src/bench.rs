@@ -57,6 +57,11 @@ pub struct BenchArgs {
         requires = "fleet"
     )]
     pub strategies: Vec<String>,
+    /// With --fleet: roll the fleet out once more first, with the first shape, so every
+    /// shape is measured as a rollout after the first (the planner orders ASGs by the
+    /// previous rollout's refresh times, longest first); that first run is its own column
+    #[arg(long, requires = "fleet")]
+    pub learn: bool,
 }
 
 impl BenchArgs {
@@ -150,6 +155,7 @@ impl BenchArgs {
             )
             .env("ASG_REFRESH_BENCH_COMPLETIONS", self.completions.join(","))
             .env("ASG_REFRESH_BENCH_STRATEGIES", self.strategies.join(","))
+            .envs(self.learn.then_some(("ASG_REFRESH_BENCH_LEARN", "1")))
             .current_dir(workspace_root())
             .status()
             .context("cannot run cargo test")?;
@@ -208,6 +214,10 @@ fn plan_bytes(asgs: usize) -> usize {
         rollout_id: response.rollout_id.clone(),
         wave: 1,
         items: (0..largest).collect(),
+        started_at: 1_796_000_000,
+        // The largest a wave of ordered groups says: a batch size and a group name at their limits.
+        max_concurrency: Some(generator::config::MAX_BATCH_SIZE),
+        group: Some("g".repeat(generator::groups::MAX_GROUP_NAME)),
     };
     [serde_json::to_vec(&response), serde_json::to_vec(&wave)]
         .iter()
