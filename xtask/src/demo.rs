@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use asg_refresh_tests::Moto;
+use asg_refresh_emulator::Moto;
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use clap::Args;

@@ -19,7 +19,7 @@ pub struct StackSelector {
 }
 
 /// The workspace root (the directory above `xtask/`, see the tests crate's).
-pub use asg_refresh_tests::workspace_root;
+pub use asg_refresh_emulator::workspace_root;
 
 /// Every `envs/*.toml`, sorted by name.
 pub fn env_files() -> anyhow::Result<Vec<PathBuf>> {
