@@ -84,6 +84,34 @@ bad_envs! {
     checkpoint_delay_too_long: "checkpoint-delay-too-long.toml" => "refresh.checkpoint_delay", Some(31), "2 checkpoint(s) below 100 for 1800 s each";
     history_too_long: "history-too-long.toml" => "rollout.timeout_minutes", Some(20), "2881 polls of 9 events each, 25940 events in one ASG's child execution: over the 25000-event history limit";
 
+    // [notify]: one topic, a standard SNS topic in the stack's partition and region.
+    notify_both_topics: "notify-both-topics.toml" => "notify.create_topic", Some(39), "both set";
+    notify_no_topic: "notify-no-topic.toml" => "notify", Some(37), "names no topic";
+    notify_arn_malformed: "notify-arn-malformed.toml" => "notify.sns_topic_arn", Some(38), "is not an SNS topic ARN";
+    notify_arn_other_region: "notify-arn-other-region.toml" => "notify.sns_topic_arn", Some(38), "in aws/us-east-1, not the stack's aws/eu-central-1";
+    notify_arn_other_partition: "notify-arn-other-partition.toml" => "notify.sns_topic_arn", Some(38), "in aws-cn/eu-central-1";
+    notify_unknown_key: "notify-unknown-key.toml" => "notify.slack_webhook", Some(39), "unknown field `slack_webhook`";
+
+    // rollback_scope: only with on_failure = "rollback", one of three scopes.
+    rollback_scope_without_rollback: "rollback-scope-without-rollback.toml" => "rollout.rollback_scope", Some(19), "`wave` applies only with on_failure = \"rollback\" (this stack has on_failure = \"stop\")";
+    rollback_scope_with_continue: "rollback-scope-with-continue.toml" => "rollout.rollback_scope", Some(19), "(this stack has on_failure = \"continue\")";
+    rollback_scope_unknown: "rollback-scope-unknown.toml" => "rollout.rollback_scope", Some(19), "unknown variant `everything`, expected one of `in-flight`, `wave`, `rollout`";
+
+    // The wave gate: bake, alarms, and instance refresh's own BakeTime.
+    bake_minutes_too_long: "bake-minutes-too-long.toml" => "rollout.bake_minutes", Some(22), "between 0 and 10080 (got 20000)";
+    wave_alarm_duplicate: "wave-alarm-duplicate.toml" => "rollout.wave_alarms[1]", Some(22), "`api-5xx` is listed twice";
+    wave_alarm_empty_name: "wave-alarm-empty-name.toml" => "rollout.wave_alarms[1]", Some(22), "is not a CloudWatch alarm name";
+    refresh_bake_time_too_long: "refresh-bake-time-too-long.toml" => "refresh.bake_time", Some(31), "between 0 and 172800 (got 172801)";
+
+    // Ordered groups ([[targets.group]]): either groups or plain targets, named once each,
+    // an ASG in one group only, the canary in the first group.
+    groups_with_plain_targets: "groups-with-plain-targets.toml" => "targets.group", Some(9), "not both";
+    group_missing_name: "group-missing-name.toml" => "targets.group[1].name", Some(11), "missing field `name`";
+    group_duplicate_name: "group-duplicate-name.toml" => "targets.group[1].name", Some(12), "group `consul` is defined twice (targets.group[0] and targets.group[1])";
+    group_batch_size_zero: "group-batch-size-zero.toml" => "targets.group[1].batch_size", Some(14), "between 1 and 1000 (got 0)";
+    group_asg_in_two_groups: "group-asg-in-two-groups.toml" => "targets.group[1].asgs[1]", Some(13), "`consul-b` is in groups `consul` and `vault`";
+    canary_not_in_first_group: "canary-not-in-first-group.toml" => "rollout.canary[0]", Some(19), "`vault-a` is in group `vault`: canary ASGs must belong to the first group `consul`";
+
     // Missing required keys: no line holds a missing top-level key.
     missing_region: "missing-region.toml" => "region", None, "missing field `region`";
     missing_targets: "missing-targets.toml" => "targets", None, "missing field `targets`";

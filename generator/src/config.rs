@@ -32,6 +32,19 @@ pub struct StackConfig {
     pub refresh: Refresh,
     #[serde(default)]
     pub lambda: LambdaSettings,
+    /// Where rollouts tell people what happens (SNS and EventBridge); absent: no notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+}
+
+/// `[notify]`: an SNS topic of the operator's (`sns_topic_arn`) or one the stack creates
+/// (`create_topic`); every notification also goes to the default event bus.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notify {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sns_topic_arn: Option<String>,
+    pub create_topic: bool,
 }
 
 /// Which ASGs a rollout covers: explicit names, tag filters (all must match), or both.
@@ -42,6 +55,9 @@ pub struct Targets {
     pub asgs: Vec<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Ordered groups (`[[targets.group]]`), instead of `asgs`/`tags`: see [`crate::groups`].
+    #[serde(default, rename = "group", skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<crate::groups::TargetGroup>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -83,6 +99,99 @@ impl OnFailure {
     }
 }
 
+/// With `on_failure = "rollback"`, what the failure policy returns to the launch template
+/// version each group had before the rollout (`[rollout] rollback_scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RollbackScope {
+    /// Only the refreshes still in flight (RollbackInstanceRefresh).
+    InFlight,
+    /// Those, and the failed wave's groups that already finished (a new refresh each).
+    #[default]
+    Wave,
+    /// Those, and every group this rollout refreshed.
+    Rollout,
+}
+
+impl RollbackScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbackScope::InFlight => "in-flight",
+            RollbackScope::Wave => "wave",
+            RollbackScope::Rollout => "rollout",
+        }
+    }
+}
+
+/// When a rollout pauses for an operator's approval (`cargo xtask approve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Approval {
+    /// `approval = false`: never.
+    #[default]
+    Never,
+    /// `approval = true`: before every wave after the first.
+    EveryWave,
+    /// `approval = "after-canary"`: once, after the canary wave (the first).
+    AfterCanary,
+}
+
+impl Approval {
+    /// Whether the rollout ever pauses for approval.
+    pub fn is_on(self) -> bool {
+        self != Approval::Never
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::Never => "false",
+            Approval::EveryWave => "true",
+            Approval::AfterCanary => "after-canary",
+        }
+    }
+}
+
+impl fmt::Display for Approval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Approval {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Approval::Never => serializer.serialize_bool(false),
+            Approval::EveryWave => serializer.serialize_bool(true),
+            Approval::AfterCanary => serializer.serialize_str("after-canary"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Approval {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Approval;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or \"after-canary\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<Approval, E> {
+                Ok(if value {
+                    Approval::EveryWave
+                } else {
+                    Approval::Never
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Approval, E> {
+                match value {
+                    "after-canary" => Ok(Approval::AfterCanary),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// How an ASG's child execution learns that its instance refresh has ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -113,9 +222,19 @@ pub struct Rollout {
     pub on_failure: OnFailure,
     pub poll_seconds: u32,
     pub timeout_minutes: u32,
-    pub approval: bool,
+    /// `false`, `true` (before every wave after the first) or `"after-canary"` (once, after
+    /// the canary wave).
+    pub approval: Approval,
     /// `events` (the default) or `poll`.
     pub completion: Completion,
+    /// With `on_failure = "rollback"` only: `in-flight`, `wave` (the default) or `rollout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_scope: Option<RollbackScope>,
+    /// Minutes to wait after each wave's refreshes have ended before the next wave (0: none).
+    pub bake_minutes: u32,
+    /// CloudWatch alarms (metric alarms, by name) that must not go to ALARM during a wave or
+    /// its bake: one that does fails the wave.
+    pub wave_alarms: Vec<String>,
 }
 
 impl Default for Rollout {
@@ -127,8 +246,11 @@ impl Default for Rollout {
             on_failure: OnFailure::Stop,
             poll_seconds: 60,
             timeout_minutes: 60,
-            approval: false,
+            approval: Approval::Never,
             completion: Completion::Events,
+            rollback_scope: None,
+            bake_minutes: 0,
+            wave_alarms: Vec::new(),
         }
     }
 }
@@ -147,6 +269,10 @@ pub struct Refresh {
     pub checkpoint_percentages: Vec<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_delay: Option<u32>,
+    /// Instance refresh's own BakeTime preference: seconds a refresh waits once every instance
+    /// is replaced before it counts as complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bake_time: Option<u32>,
     /// Roles of the launch templates' instance profiles: starting a refresh passes them
     /// to EC2, so the Lambda role may pass exactly these.
     pub instance_roles: Vec<String>,
@@ -163,6 +289,7 @@ impl Default for Refresh {
             alarms: Vec::new(),
             checkpoint_percentages: Vec::new(),
             checkpoint_delay: None,
+            bake_time: None,
             instance_roles: Vec::new(),
         }
     }
@@ -411,6 +538,15 @@ impl<'a> Locator<'a> {
                     found = Some(span.start);
                 }
             }
+            // `[[a.b]]` tables (`a.b[2].c`): the table's header, then keys inside it.
+            if let (Some(index), Some(tables)) = (index, item.as_array_of_tables()) {
+                let Some(entry) = tables.get(index) else {
+                    break;
+                };
+                found = entry.span().map(|s| s.start).or(found);
+                table = entry;
+                continue;
+            }
             if i + 1 < parts.len() {
                 match item.as_table_like() {
                     Some(inner) => table = inner,
@@ -489,10 +625,13 @@ fn check(config: &StackConfig, locator: &Locator<'_>) -> Vec<Problem> {
     }
     check_targets(config, &mut c);
     check_rollout(config, &mut c);
+    check_rollback_scope(&config.rollout, &mut c);
+    check_wave_gate(config, &mut c);
     check_refresh(&config.refresh, &mut c);
     check_checkpoints(config, &mut c);
     check_history(config, &mut c);
     check_plan_payload(config, &mut c);
+    check_notify(config, &mut c);
     let lambda = &config.lambda;
     c.range("lambda.memory_mb", lambda.memory_mb, 128, 10240);
     c.range("lambda.timeout_seconds", lambda.timeout_seconds, 3, 900);
@@ -505,10 +644,40 @@ fn check(config: &StackConfig, locator: &Locator<'_>) -> Vec<Problem> {
     c.problems
 }
 
+/// `rollback_scope` says what the rollback policy restores: with another policy it would be
+/// ignored, so it is refused.
+fn check_rollback_scope(rollout: &Rollout, c: &mut Checker<'_>) {
+    if let Some(scope) = rollout.rollback_scope {
+        if rollout.on_failure != OnFailure::Rollback {
+            c.fail(
+                "rollout.rollback_scope",
+                format!(
+                    "`{}` applies only with on_failure = \"rollback\" (this stack has on_failure = \"{}\"): remove it or set on_failure = \"rollback\"",
+                    scope.as_str(),
+                    rollout.on_failure.as_str()
+                ),
+            );
+        }
+    }
+}
+
+impl Rollout {
+    /// What the rollback policy restores (`wave` unless `rollback_scope` says otherwise).
+    pub fn rollback_scope(&self) -> RollbackScope {
+        self.rollback_scope.unwrap_or_default()
+    }
+}
+
 fn check_targets(config: &StackConfig, c: &mut Checker<'_>) {
     let targets = &config.targets;
-    if targets.asgs.is_empty() && targets.tags.is_empty() {
-        c.fail("targets", "names no ASG: give `asgs`, `tags` or both");
+    if targets.asgs.is_empty() && targets.tags.is_empty() && targets.groups.is_empty() {
+        c.fail(
+            "targets",
+            "names no ASG: give `asgs`, `tags`, both, or `[[targets.group]]` tables",
+        );
+    }
+    for (key, message) in crate::groups::problems(config) {
+        c.fail(&key, message);
     }
     let mut seen = std::collections::BTreeSet::new();
     for (i, name) in targets.asgs.iter().enumerate() {
@@ -551,7 +720,11 @@ fn check_rollout(config: &StackConfig, c: &mut Checker<'_>) {
             ),
         );
     }
-    if rollout.canary.len() > rollout.batch_size as usize && rollout.batch_size > 0 {
+    // With groups the canary is the first group's first wave (crate::groups checks it).
+    if rollout.canary.len() > rollout.batch_size as usize
+        && rollout.batch_size > 0
+        && config.targets.groups.is_empty()
+    {
         c.fail(
             "rollout.canary",
             format!(
@@ -559,6 +732,12 @@ fn check_rollout(config: &StackConfig, c: &mut Checker<'_>) {
                 rollout.canary.len(),
                 rollout.batch_size
             ),
+        );
+    }
+    if rollout.approval == Approval::AfterCanary && rollout.canary.is_empty() {
+        c.fail(
+            "rollout.approval",
+            "`after-canary` approves the next wave after the canary wave, but rollout.canary names no ASG",
         );
     }
     let mut seen = std::collections::BTreeSet::new();
@@ -652,6 +831,49 @@ fn check_refresh(refresh: &Refresh, c: &mut Checker<'_>) {
     }
 }
 
+/// Most minutes `bake_minutes` may be: a week, as `timeout_minutes`.
+pub const MAX_BAKE_MINUTES: u32 = 10080;
+/// Most `wave_alarms`: DescribeAlarms reads at most 100 names at once
+/// (<https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html>).
+pub const MAX_WAVE_ALARMS: usize = 100;
+/// Most seconds of `[refresh] bake_time`: RefreshPreferences' BakeTime is 0 to 172,800
+/// (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RefreshPreferences.html>).
+pub const MAX_REFRESH_BAKE_TIME: u32 = 172_800;
+
+/// The bake after each wave and the alarms that gate it; and instance refresh's BakeTime.
+fn check_wave_gate(config: &StackConfig, c: &mut Checker<'_>) {
+    let rollout = &config.rollout;
+    c.range(
+        "rollout.bake_minutes",
+        rollout.bake_minutes,
+        0,
+        MAX_BAKE_MINUTES,
+    );
+    if rollout.wave_alarms.len() > MAX_WAVE_ALARMS {
+        c.fail(
+            "rollout.wave_alarms",
+            format!(
+                "{} alarms: at most {MAX_WAVE_ALARMS} (DescribeAlarms reads at most {MAX_WAVE_ALARMS} names at once)",
+                rollout.wave_alarms.len()
+            ),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, alarm) in rollout.wave_alarms.iter().enumerate() {
+        let key = format!("rollout.wave_alarms[{i}]");
+        // AlarmName: 1 to 255 characters (API_PutMetricAlarm); a name that is not valid
+        // in an ARN could not be granted to the Lambda role.
+        if alarm.is_empty() || alarm.chars().count() > 255 || alarm.chars().any(char::is_control) {
+            c.fail(&key, format!("`{alarm}` is not a CloudWatch alarm name (1 to 255 characters, no control characters)"));
+        } else if !seen.insert(alarm) {
+            c.fail(&key, format!("`{alarm}` is listed twice"));
+        }
+    }
+    if let Some(bake) = config.refresh.bake_time {
+        c.range("refresh.bake_time", bake, 0, MAX_REFRESH_BAKE_TIME);
+    }
+}
+
 /// Most bytes the listed targets and canary may take: the Plan Task carries them to the
 /// planner, and a Task's input is limited to 256 KiB (States.DataLimitExceeded, which
 /// nothing catches: <https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html>).
@@ -660,7 +882,8 @@ pub const MAX_LISTED_TARGET_BYTES: usize = 64 * 1024;
 
 /// Refuses target lists too long to travel to the planner; tags select any number of ASGs.
 fn check_plan_payload(config: &StackConfig, c: &mut Checker<'_>) {
-    let listed = serde_json::to_vec(&(&config.targets.asgs, &config.rollout.canary))
+    let groups = crate::groups::plan_groups(config);
+    let listed = serde_json::to_vec(&(&config.targets.asgs, &config.rollout.canary, &groups))
         .map_or(usize::MAX, |v| v.len());
     if listed > MAX_LISTED_TARGET_BYTES {
         c.fail(
@@ -668,6 +891,7 @@ fn check_plan_payload(config: &StackConfig, c: &mut Checker<'_>) {
             format!(
                 "{} names take {listed} bytes, more than the {MAX_LISTED_TARGET_BYTES} the Plan task may carry to the planner (a task's input is limited to 256 KiB): select this many ASGs by `tags`",
                 config.targets.asgs.len()
+                    + groups.iter().map(|g| g.targets.asgs.len()).sum::<usize>()
             ),
         );
     }
@@ -757,6 +981,65 @@ fn check_history(config: &StackConfig, c: &mut Checker<'_>) {
             crate::review::CHILD_RETRY_RESERVE,
         ),
     );
+}
+
+/// `[notify]`: exactly one of `sns_topic_arn` and `create_topic = true`; the ARN is a standard
+/// topic's in the stack's partition and region (the Lambdas publish to it with the stack's
+/// regional clients). FIFO topics need a MessageGroupId on every Publish
+/// (<https://docs.aws.amazon.com/sns/latest/api/API_Publish.html>): not supported.
+fn check_notify(config: &StackConfig, c: &mut Checker<'_>) {
+    let Some(notify) = &config.notify else {
+        return;
+    };
+    let Some(arn) = &notify.sns_topic_arn else {
+        if !notify.create_topic {
+            c.fail(
+                "notify",
+                "names no topic: give `sns_topic_arn` or `create_topic = true` (or remove [notify])",
+            );
+        }
+        return;
+    };
+    if notify.create_topic {
+        c.fail(
+            "notify.create_topic",
+            "and `sns_topic_arn` are both set: use one topic, the stack's or yours",
+        );
+    }
+    let partition = crate::names::partition_of(&config.region);
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let name = parts.get(5).copied().unwrap_or_default();
+    let well_formed = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[2] == "sns"
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && !name.is_empty()
+        && name.len() <= 256
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !well_formed {
+        c.fail(
+            "notify.sns_topic_arn",
+            format!(
+                "`{arn}` is not an SNS topic ARN (arn:{partition}:sns:<region>:<account>:<name>)"
+            ),
+        );
+    } else if parts[1] != partition || parts[3] != config.region {
+        c.fail(
+            "notify.sns_topic_arn",
+            format!(
+                "`{arn}` is in {}/{}, not the stack's {partition}/{}: use a topic in the stack's region",
+                parts[1], parts[3], config.region
+            ),
+        );
+    } else if name.ends_with(".fifo") {
+        c.fail(
+            "notify.sns_topic_arn",
+            format!("`{arn}` is a FIFO topic: use a standard topic"),
+        );
+    }
 }
 
 fn is_stack_name(name: &str) -> bool {

@@ -28,6 +28,9 @@ pub mod errors {
     pub const REFRESH_CONFLICT: &str = "RefreshConflict";
     /// The event does not match the types below: a bug or a hand-made event, never retried.
     pub const INVALID_INPUT: &str = "InvalidInput";
+    /// A `wave_alarms` alarm went to ALARM during the wave or its bake (or is in ALARM): the
+    /// wave fails and the failure policy applies.
+    pub const WAVE_ALARM: &str = "WaveAlarm";
     /// The rollout ended with failures (the execution's error).
     pub const ROLLOUT_FAILED: &str = "RolloutFailed";
     /// Errors of the Lambda service itself that are safe to retry
@@ -84,6 +87,10 @@ pub struct PlanRequest {
     /// role not listed here is left out (the Lambda may pass only these roles).
     #[serde(default)]
     pub instance_roles: Vec<String>,
+    /// `[[targets.group]]`, in order: when given, `targets` is empty and each group is
+    /// planned into waves of its own batch size, after the group before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<crate::groups::GroupSpec>,
 }
 
 /// Planner result: counts only. The waves themselves are in the progress table (each
@@ -112,6 +119,16 @@ pub struct WaveResponse {
     pub wave: u32,
     /// `0..size`: one Map item per ASG of the wave.
     pub items: Vec<u32>,
+    /// When the wave was selected (Unix seconds): the alarm gate reads alarm history from here.
+    #[serde(default)]
+    pub started_at: i64,
+    /// The wave's concurrency (its group's batch size, or `batch_size`): the wave's Map
+    /// reads it with `MaxConcurrencyPath` when the stack has groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// The group the wave belongs to (`[[targets.group]]`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// Longest message (summary, reason) a Lambda returns or records, in bytes: far under the
@@ -157,6 +174,9 @@ pub struct RefreshPreferences {
     pub alarms: Vec<String>,
     pub checkpoint_percentages: Vec<u32>,
     pub checkpoint_delay: Option<u32>,
+    /// BakeTime: seconds the refresh waits after its last replacement before it is complete.
+    #[serde(default)]
+    pub bake_time: Option<u32>,
 }
 
 /// Refresher events, one per action.
@@ -188,14 +208,32 @@ pub enum RefresherRequest {
         asg: String,
         task_token: String,
     },
+    /// The wave gate after a wave and its bake: fails with [`errors::WAVE_ALARM`] naming every
+    /// alarm of `alarms` that went to ALARM since `since` (Unix seconds, the wave's start) or
+    /// is in ALARM now.
+    CheckAlarms {
+        rollout_id: String,
+        wave: u32,
+        since: i64,
+        alarms: Vec<String>,
+    },
     /// Store the task token and wait for an operator to approve the next wave.
     AwaitApproval {
         rollout_id: String,
         wave: u32,
         task_token: String,
     },
-    /// Roll back every refresh of the rollout that is still in flight.
-    Rollback { rollout_id: String },
+    /// Roll back every refresh of the rollout that is still in flight; with `scope` `wave`
+    /// or `rollout`, also start a refresh back to the previous launch template version of
+    /// each group of the failed wave (or of the rollout) that already finished, with
+    /// `preferences` (see `runtime::refresher`'s restore module).
+    Rollback {
+        rollout_id: String,
+        #[serde(default = "in_flight_scope")]
+        scope: crate::config::RollbackScope,
+        #[serde(default)]
+        preferences: Option<RefreshPreferences>,
+    },
     /// Cancel every refresh of the rollout that is still in flight (replaced instances stay).
     Cancel { rollout_id: String },
     /// Describe every rollback or cancel the failure policy requested, record where each
@@ -208,6 +246,28 @@ pub enum RefresherRequest {
         #[serde(default)]
         error: Option<Value>,
     },
+}
+
+/// A rollback event without `scope` (from a state machine rendered before it existed)
+/// rolls back only what is in flight, as it did then.
+fn in_flight_scope() -> crate::config::RollbackScope {
+    crate::config::RollbackScope::InFlight
+}
+
+impl From<&crate::config::Refresh> for RefreshPreferences {
+    fn from(r: &crate::config::Refresh) -> Self {
+        Self {
+            min_healthy_percentage: r.min_healthy_percentage,
+            max_healthy_percentage: r.max_healthy_percentage,
+            instance_warmup: r.instance_warmup,
+            skip_matching: r.skip_matching,
+            auto_rollback: r.auto_rollback,
+            alarms: r.alarms.clone(),
+            checkpoint_percentages: r.checkpoint_percentages.clone(),
+            checkpoint_delay: r.checkpoint_delay,
+            bake_time: r.bake_time,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +338,15 @@ impl SettleResponse {
     }
 }
 
+/// What `check_alarms` returns when no alarm went to ALARM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmsResponse {
+    pub rollout_id: String,
+    pub wave: u32,
+    /// How many alarms were read.
+    pub checked: u32,
+}
+
 /// What `finish` returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinishResponse {
@@ -301,6 +370,13 @@ pub mod status {
     /// Past `timeout_minutes` while still running.
     pub const TIMED_OUT: &str = "TimedOut";
     pub const SUCCESSFUL: &str = "Successful";
+    /// Finished, then refreshed back to its previous launch template version by the
+    /// rollback policy (`rollback_scope` `wave` or `rollout`): that refresh is running.
+    pub const RESTORING: &str = "Restoring";
+    /// Back on the launch template version it had before the rollout.
+    pub const ROLLED_BACK: &str = "RolledBack";
+    /// The refresh back to the previous version could not start or did not succeed.
+    pub const RESTORE_FAILED: &str = "RestoreFailed";
 
     /// Refresh statuses that mean it is still running.
     pub const IN_FLIGHT: [&str; 6] = [

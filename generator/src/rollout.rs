@@ -25,7 +25,7 @@ use crate::asl::{
     Intrinsic, JitterStrategy, Kind, Map, Pass, PathOrNull, Retrier, State, StateMachine, States,
     Succeed, Task, Template, Wait,
 };
-use crate::config::{Completion, OnFailure, Rollout, StackConfig};
+use crate::config::{Approval, Completion, OnFailure, Rollout, StackConfig};
 use crate::names::Stack;
 use crate::payload::errors;
 
@@ -58,6 +58,8 @@ pub mod states {
     pub const MORE_WAVES: &str = "MoreWaves";
     pub const SELECT_WAVE: &str = "SelectWave";
     pub const WAVE: &str = "Wave";
+    pub const BAKE: &str = "BakeWave";
+    pub const CHECK_ALARMS: &str = "CheckWaveAlarms";
     pub const IS_LAST_WAVE: &str = "IsLastWave";
     pub const APPROVE_NEXT_WAVE: &str = "ApproveNextWave";
     pub const NEXT_WAVE: &str = "NextWave";
@@ -95,7 +97,14 @@ pub fn build(config: &StackConfig) -> StateMachine {
         .add(MORE_WAVES, b.more_waves())
         .add(SELECT_WAVE, b.select_wave())
         .add(WAVE, b.wave());
-    if config.rollout.approval {
+    // The wave gate: bake, then read the wave's alarms.
+    if config.rollout.bake_minutes > 0 {
+        waves.push(BAKE, b.bake());
+    }
+    if !config.rollout.wave_alarms.is_empty() {
+        waves.push(CHECK_ALARMS, b.check_alarms());
+    }
+    if config.rollout.approval.is_on() {
         waves.push(IS_LAST_WAVE, b.is_last_wave());
         waves.push(APPROVE_NEXT_WAVE, b.approve_next_wave());
     }
@@ -213,21 +222,24 @@ impl Builder<'_> {
     fn plan(&self, max_waves: u64) -> State {
         let targets = &self.config.targets;
         let rollout = &self.config.rollout;
-        let mut task = self.planner(
-            Template::new()
-                .path("rollout_id", "$.rollout_id")
-                .path("ami", "$.ami")
-                .lit(
-                    "targets",
-                    json!({"asgs": targets.asgs, "tags": targets.tags}),
-                )
-                .lit("canary", json!(rollout.canary))
-                .lit("strategy", rollout.strategy.as_str())
-                .lit("batch_size", rollout.batch_size)
-                .lit("max_waves", max_waves)
-                .lit("auto_rollback", self.config.refresh.auto_rollback)
-                .lit("instance_roles", json!(self.config.refresh.instance_roles)),
-        );
+        let mut payload = Template::new()
+            .path("rollout_id", "$.rollout_id")
+            .path("ami", "$.ami")
+            .lit(
+                "targets",
+                json!({"asgs": targets.asgs, "tags": targets.tags}),
+            )
+            .lit("canary", json!(rollout.canary))
+            .lit("strategy", rollout.strategy.as_str())
+            .lit("batch_size", rollout.batch_size)
+            .lit("max_waves", max_waves)
+            .lit("auto_rollback", self.config.refresh.auto_rollback)
+            .lit("instance_roles", json!(self.config.refresh.instance_roles));
+        // Ordered groups travel only when there are some: other stacks' Plan is unchanged.
+        if !targets.groups.is_empty() {
+            payload = payload.lit("groups", json!(crate::groups::plan_groups(self.config)));
+        }
+        let mut task = self.planner(payload);
         // Counts only: the waves stay in the table, so the state is small at any fleet size.
         task.result_selector = Some(
             Template::new()
@@ -278,8 +290,17 @@ impl Builder<'_> {
         task.result_selector = Some(
             Template::new()
                 .path("wave", "$.Payload.wave")
-                .path("items", "$.Payload.items"),
+                .path("items", "$.Payload.items")
+                .path("started_at", "$.Payload.started_at"),
         );
+        if !self.config.targets.groups.is_empty() {
+            // Ordered groups: each wave's concurrency is its group's batch size (the Map's
+            // MaxConcurrencyPath), and the wave says which group it belongs to.
+            task.result_selector = task.result_selector.take().map(|t| {
+                t.path("max_concurrency", "$.Payload.max_concurrency")
+                    .path("group", "$.Payload.group")
+            });
+        }
         task.result_path = PathOrNull::path("$.current");
         task.catch =
             vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
@@ -299,6 +320,12 @@ impl Builder<'_> {
                 .path("index", "$$.Map.Item.Value"),
         );
         map.max_concurrency = Some(rollout.batch_size);
+        if !self.config.targets.groups.is_empty() {
+            // Waves of different groups run at different batch sizes: the `wave` action says
+            // each wave's, from the plan (MaxConcurrencyPath, evaluated on the Map's input).
+            map.max_concurrency = None;
+            map.max_concurrency_path = Some("$.current.max_concurrency".into());
+        }
         match rollout.on_failure {
             // Any failed ASG fails the wave, which stops the rollout.
             OnFailure::Stop | OnFailure::Rollback => map.tolerated_failure_count = Some(0),
@@ -310,14 +337,57 @@ impl Builder<'_> {
         map.result_path = Some(PathOrNull::Null);
         map.catch =
             vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
-        let after = if rollout.approval {
-            IS_LAST_WAVE
+        let after = if rollout.bake_minutes > 0 {
+            BAKE
+        } else if !rollout.wave_alarms.is_empty() {
+            CHECK_ALARMS
         } else {
-            NEXT_WAVE
+            self.after_gate()
         };
         State::new(Kind::Map(map))
             .comment("Refresh the wave's ASGs, at most batch_size at once, each in its own child execution.")
             .next(after)
+    }
+
+    /// Where a wave goes once its gate (bake, alarms) has passed.
+    fn after_gate(&self) -> &'static str {
+        if self.config.rollout.approval.is_on() {
+            IS_LAST_WAVE
+        } else {
+            NEXT_WAVE
+        }
+    }
+
+    /// `bake_minutes` of waiting after the wave's refreshes have ended.
+    fn bake(&self) -> State {
+        let rollout = &self.config.rollout;
+        let next = if rollout.wave_alarms.is_empty() {
+            self.after_gate()
+        } else {
+            CHECK_ALARMS
+        };
+        State::new(Kind::Wait(Wait::seconds(rollout.bake_minutes * 60)))
+            .comment("Bake: let the wave's new instances serve before the next wave starts.")
+            .next(next)
+    }
+
+    /// Reads `wave_alarms` (history since the wave's start, and current state): one that went
+    /// to ALARM fails the wave with WaveAlarm, which goes where a failed wave goes.
+    fn check_alarms(&self) -> State {
+        let mut task = self.refresher(
+            Template::new()
+                .lit("action", "check_alarms")
+                .path("rollout_id", "$.rollout_id")
+                .path("wave", "$.current.wave")
+                .path("since", "$.current.started_at")
+                .lit("alarms", json!(self.config.rollout.wave_alarms)),
+        );
+        task.result_path = Some(PathOrNull::Null);
+        task.catch =
+            vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
+        State::new(Kind::Task(task))
+            .comment("DescribeAlarmHistory and DescribeAlarms of wave_alarms: any ALARM since the wave started fails it (WaveAlarm).")
+            .next(self.after_gate())
     }
 
     /// One ASG: start, then poll until the refresh has ended (the gate); with
@@ -335,6 +405,7 @@ impl Builder<'_> {
             "alarms": r.alarms,
             "checkpoint_percentages": r.checkpoint_percentages,
             "checkpoint_delay": r.checkpoint_delay,
+            "bake_time": r.bake_time,
         });
         let step_result = || {
             Template::new()
@@ -452,15 +523,24 @@ impl Builder<'_> {
         task
     }
 
+    /// Whether the next wave waits for approval: never after the last wave, and with
+    /// `approval = "after-canary"` only after the first (the canary) wave.
     fn is_last_wave(&self) -> State {
-        State::new(Kind::Choice(Choice {
-            choices: vec![ChoiceRule::new(
-                Condition::test(
-                    "$.cursor.wave",
-                    Comparison::NumericEqualsPath("$.plan.last_wave".into()),
-                ),
+        let mut choices = vec![ChoiceRule::new(
+            Condition::test(
+                "$.cursor.wave",
+                Comparison::NumericEqualsPath("$.plan.last_wave".into()),
+            ),
+            NEXT_WAVE,
+        )];
+        if self.config.rollout.approval == Approval::AfterCanary {
+            choices.push(ChoiceRule::new(
+                Condition::test("$.cursor.wave", Comparison::NumericGreaterThan(0.0)),
                 NEXT_WAVE,
-            )],
+            ));
+        }
+        State::new(Kind::Choice(Choice {
+            choices,
             default: Some(APPROVE_NEXT_WAVE.into()),
             ..Choice::default()
         }))
@@ -542,7 +622,14 @@ impl Builder<'_> {
         let mut task = self.refresher(
             Template::new()
                 .lit("action", "rollback")
-                .path("rollout_id", "$.rollout_id"),
+                .path("rollout_id", "$.rollout_id")
+                .lit("scope", self.config.rollout.rollback_scope().as_str())
+                .lit(
+                    "preferences",
+                    json!(crate::payload::RefreshPreferences::from(
+                        &self.config.refresh
+                    )),
+                ),
         );
         task.result_selector = Some(
             Template::new()

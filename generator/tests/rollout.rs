@@ -454,7 +454,9 @@ fn finish_rollback_payloads_are_refresher_requests() {
     assert_eq!(
         rollback,
         RefresherRequest::Rollback {
-            rollout_id: "r-1".into()
+            rollout_id: "r-1".into(),
+            scope: config::RollbackScope::Wave,
+            preferences: Some((&config.refresh).into()),
         }
     );
     let rolled_back = InFlightResponse {

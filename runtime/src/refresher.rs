@@ -22,6 +22,10 @@ use crate::store::{AsgRecord, RolloutSummary, StopAction, Store};
 use crate::wave_store;
 use crate::{validate_ami, validate_rollout_id, Clock};
 
+/// Restoring finished groups to their previous version (`rollback_scope`).
+#[path = "restore.rs"]
+mod restore;
+
 /// What the refresher needs: clients built once per process, and the clock.
 pub struct Refresher {
     pub autoscaling: aws_sdk_autoscaling::Client,
@@ -127,12 +131,28 @@ impl Refresher {
         match request {
             RefresherRequest::Wave { rollout_id, wave } => {
                 validate_rollout_id(&rollout_id)?;
-                let size = wave_store::wave_size(&self.store, &rollout_id, wave).await?;
+                // The wave's group and batch size feed the Map's MaxConcurrencyPath (groups).
+                let info = wave_store::wave_info(&self.store, &rollout_id, wave).await?;
+                #[cfg(feature = "notify")]
+                crate::notify::before_wave(&self.store, &rollout_id, wave).await;
                 to_json(&WaveResponse {
                     rollout_id,
                     wave,
-                    items: (0..size).collect(),
+                    items: (0..info.size).collect(),
+                    started_at: (self.clock)(),
+                    max_concurrency: info.batch_size,
+                    group: info.group,
                 })
+            }
+            RefresherRequest::CheckAlarms {
+                rollout_id,
+                wave,
+                since,
+                alarms,
+            } => {
+                validate_rollout_id(&rollout_id)?;
+                let now = (self.clock)();
+                to_json(&crate::alarms::check(&rollout_id, wave, since, now, &alarms).await?)
             }
             RefresherRequest::Start {
                 rollout_id,
@@ -190,11 +210,20 @@ impl Refresher {
                 self.store
                     .put_approval(&rollout_id, wave, &task_token, (self.clock)())
                     .await?;
+                #[cfg(feature = "notify")]
+                crate::notify::awaiting_approval(&self.store, &rollout_id, wave).await;
                 Ok(serde_json::json!({"rollout_id": rollout_id, "awaiting_wave": wave + 1}))
             }
-            RefresherRequest::Rollback { rollout_id } => {
+            RefresherRequest::Rollback {
+                rollout_id,
+                scope,
+                preferences,
+            } => {
                 validate_rollout_id(&rollout_id)?;
-                to_json(&self.in_flight(&rollout_id, true).await?.bounded())
+                let mut response = self.in_flight(&rollout_id, true).await?;
+                self.restore(&rollout_id, scope, preferences.as_ref(), &mut response)
+                    .await?;
+                to_json(&response.bounded())
             }
             RefresherRequest::Cancel { rollout_id } => {
                 validate_rollout_id(&rollout_id)?;
@@ -210,7 +239,10 @@ impl Refresher {
                 error,
             } => {
                 validate_rollout_id(&rollout_id)?;
-                to_json(&self.finish(&rollout_id, outcome, error.as_ref()).await?)
+                let response = self.finish(&rollout_id, outcome, error.as_ref()).await?;
+                #[cfg(feature = "notify")]
+                crate::notify::finished(&self.store, &response).await;
+                to_json(&response)
             }
         }
     }
@@ -241,7 +273,11 @@ impl Refresher {
             return Ok(step(asg, &record, true));
         }
         // A retried or re-run start adopts the refresh this rollout already started.
-        if let Some(id) = record.refresh_id.clone() {
+        if let Some(id) = record
+            .refresh_id
+            .clone()
+            .filter(|_| !restore::is_restore(&record.status))
+        {
             if let Some(refresh) = self.describe_refresh(asg, Some(&id)).await? {
                 let current = refresh_status(&refresh);
                 if status::is_in_flight(&current) || status::is_successful(&current) {
@@ -254,6 +290,7 @@ impl Refresher {
         }
         let previous_refresh = record.refresh_id.clone();
         let template = self.template_of(asg).await?;
+        self.remember_previous(&mut record, &template).await?;
         // Reuse the version an interrupted start already made; otherwise make one.
         let (template_id, version) =
             match (&record.launch_template_id, &record.launch_template_version) {
@@ -656,6 +693,9 @@ impl Refresher {
                 ended.push(asg);
             }
         }
+        let (restoring, restored) = self.settle_restores(rollout_id, now).await?;
+        still_running.extend(restoring);
+        ended.extend(restored);
         tracing::info!(
             rollout = rollout_id,
             round,
@@ -790,6 +830,9 @@ impl Refresher {
                     "; not started: {}",
                     cap_names(&not_started).join(", ")
                 ));
+            }
+            if let Some(note) = restore::note(&records) {
+                message.push_str(&note);
             }
         }
         let message = cap_message(&message);
@@ -1037,6 +1080,9 @@ fn build_preferences(p: &Preferences) -> RefreshPreferences {
     }
     if let Some(delay) = p.checkpoint_delay {
         builder = builder.checkpoint_delay(delay as i32);
+    }
+    if let Some(bake) = p.bake_time {
+        builder = builder.bake_time(bake as i32);
     }
     builder.build()
 }

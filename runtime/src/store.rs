@@ -23,6 +23,10 @@ pub const APPROVED: &str = "Approved";
 pub const REJECTED: &str = "Rejected";
 /// Sort key of the item that says the failure policy is stopping the rollout.
 pub const STOP_KEY: &str = "#stop";
+/// Sort key of the item that says who aborted the rollout, when and why.
+pub const ABORT_KEY: &str = "#abort";
+/// Summary status of a rollout an operator aborted (`cargo xtask abort`).
+pub const ABORTED: &str = "Aborted";
 /// Items expire this long after their last write (TTL attribute `expires_at`).
 pub const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
 
@@ -49,6 +53,13 @@ pub struct AsgRecord {
     /// (`pinned_version`) before any version was made, so that rollback stays possible.
     pub pinned_from: Option<String>,
     pub pinned_version: Option<String>,
+    /// The ASG's group (`[[targets.group]]`), when the stack has groups.
+    pub group: Option<String>,
+    /// The numbered launch template version the group had when this rollout first started
+    /// its refresh: what the rollback policy restores (`rollback_scope`).
+    pub previous_version: Option<String>,
+    /// The refresh that returns the group to `previous_version` (status `Restoring`).
+    pub restore_refresh_id: Option<String>,
 }
 
 /// What the failure policy does to the refreshes still in flight.
@@ -109,6 +120,9 @@ impl AsgRecord {
             ("lt_version", &self.launch_template_version),
             ("pinned_from", &self.pinned_from),
             ("pinned_version", &self.pinned_version),
+            ("group", &self.group),
+            ("previous_version", &self.previous_version),
+            ("restore_refresh_id", &self.restore_refresh_id),
         ];
         for (key, value) in strings {
             if let Some(v) = value {
@@ -146,6 +160,9 @@ impl AsgRecord {
             updated_at: get_n(item, "updated_at").unwrap_or_default(),
             pinned_from: get_s(item, "pinned_from"),
             pinned_version: get_s(item, "pinned_version"),
+            group: get_s(item, "group"),
+            previous_version: get_s(item, "previous_version"),
+            restore_refresh_id: get_s(item, "restore_refresh_id"),
         }
     }
 }
@@ -166,6 +183,18 @@ pub struct RolloutSummary {
     /// What the plan warns of: groups outside the targets that follow `$Latest` of a
     /// launch template the rollout versions (they launch the new AMI on scale-out).
     pub warnings: Vec<String>,
+}
+
+/// An operator's abort of a rollout (`cargo xtask abort`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Abort {
+    pub rollout_id: String,
+    /// Who aborted it (`$USER`).
+    pub by: String,
+    pub reason: Option<String>,
+    /// What was done to the refreshes in flight.
+    pub action: String,
+    pub at: i64,
 }
 
 /// An operator approval the rollout waits for (or got): the wave after `wave` starts
@@ -418,6 +447,39 @@ impl Store {
             .await
             .map_err(|e| classify("clearing the stop", e))?;
         Ok(())
+    }
+
+    /// Records who aborted the rollout, why, and what was done to its refreshes.
+    pub async fn put_abort(&self, abort: &Abort) -> Result<(), Error> {
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("rollout_id", s(&abort.rollout_id))
+            .item("asg", s(ABORT_KEY))
+            .item("by", s(&abort.by))
+            .item("action", s(&abort.action))
+            .item("updated_at", n(abort.at))
+            .item("expires_at", n(abort.at + RETENTION_SECONDS));
+        if let Some(reason) = &abort.reason {
+            request = request.item("reason", s(reason));
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| classify("recording the abort", e))?;
+        Ok(())
+    }
+
+    /// The rollout's last abort, if an operator aborted it.
+    pub async fn abort_of(&self, rollout_id: &str) -> Result<Option<Abort>, Error> {
+        Ok(self.get_item(rollout_id, ABORT_KEY).await?.map(|i| Abort {
+            rollout_id: rollout_id.to_string(),
+            by: get_s(&i, "by").unwrap_or_default(),
+            reason: get_s(&i, "reason"),
+            action: get_s(&i, "action").unwrap_or_default(),
+            at: get_n(&i, "updated_at").unwrap_or_default(),
+        }))
     }
 
     /// Every ASG record of a rollout (not its summary or approvals).

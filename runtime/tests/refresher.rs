@@ -35,6 +35,7 @@ fn preferences() -> RefreshPreferences {
         alarms: vec!["db-high".into()],
         checkpoint_percentages: vec![50, 100],
         checkpoint_delay: Some(30),
+        bake_time: None,
     }
 }
 
@@ -503,6 +504,8 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
     let result = refresher
         .handle(RefresherRequest::Rollback {
             rollout_id: ROLLOUT.into(),
+            scope: generator::config::RollbackScope::InFlight,
+            preferences: None,
         })
         .await
         .unwrap();

@@ -236,7 +236,7 @@ impl Ops {
         }
         let approvals = self.store.approvals(rollout_id).await?;
         let lock_holder = self.store.lock_holder().await?;
-        Ok(Snapshot::new(
+        let mut snapshot = Snapshot::new(
             &self.stack.env,
             rollout_id,
             execution,
@@ -244,7 +244,9 @@ impl Ops {
             asgs,
             approvals,
             lock_holder,
-        ))
+        );
+        snapshot.abort = self.store.abort_of(rollout_id).await?;
+        Ok(snapshot)
     }
 
     /// Refuses to start while another rollout holds the stack lock (the planner refuses
@@ -402,6 +404,28 @@ pub fn outcome(snapshot: &Snapshot) -> anyhow::Result<()> {
     Err(anyhow!("rollout {} {status}: {why}", snapshot.rollout_id))
 }
 
+/// Refuses a rollout whose `[rollout] wave_alarms` names an alarm that does not exist
+/// (DescribeAlarms): its gate could never pass, so nothing is started.
+async fn check_wave_alarms(config: &StackConfig, endpoint_url: Option<&str>) -> anyhow::Result<()> {
+    let alarms = &config.rollout.wave_alarms;
+    if alarms.is_empty() {
+        return Ok(());
+    }
+    let sdk = sdk_config(config, endpoint_url).await?;
+    let missing = runtime::alarms::missing(&sdk, alarms)
+        .await
+        .map_err(|e| anyhow!("reading the wave alarms: {e}"))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "rollout refused, nothing started: `rollout.wave_alarms` names {} CloudWatch alarm(s) that do not exist in {}: {} (create them, or remove them from the stack's config and deploy)",
+        missing.len(),
+        config.region,
+        missing.join(", ")
+    )
+}
+
 /// The default rollout id: `<env>-<UTC date>-<time>`.
 fn default_id(env: &str) -> String {
     let stamp = view::stamp(now());
@@ -444,6 +468,7 @@ impl RolloutArgs {
                 (None, Some(ami)) => ami.clone(),
                 (None, None) => unreachable!("clap requires --ami or --resume"),
             };
+            check_wave_alarms(&config, self.endpoint_url.as_deref()).await?;
             let (name, arn) = ops.start(&rollout_id, &ami, self.resume.is_some()).await?;
             let env = &config.name;
             println!("started rollout {rollout_id} of {ami} on stack `{env}`");

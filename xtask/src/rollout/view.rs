@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use generator::payload::status;
-use runtime::store::{Approval, AsgRecord, RolloutSummary, AWAITING_APPROVAL};
+use runtime::store::{Abort, Approval, AsgRecord, RolloutSummary, ABORTED, AWAITING_APPROVAL};
 use serde::Serialize;
 
 /// The execution that runs (or ran) a rollout.
@@ -37,6 +37,8 @@ pub struct Totals {
     /// Planned, not started yet.
     pub waiting: usize,
     pub skipped: usize,
+    /// Refreshed, then returned to the version they had before the rollout.
+    pub rolled_back: usize,
 }
 
 /// A rollout as the table and Step Functions see it at one moment.
@@ -52,6 +54,8 @@ pub struct Snapshot {
     pub approvals: Vec<Approval>,
     /// The rollout holding the stack lock, if any.
     pub lock_holder: Option<String>,
+    /// Who aborted the rollout and why (`cargo xtask abort`), if anyone did.
+    pub abort: Option<Abort>,
 }
 
 impl Snapshot {
@@ -78,7 +82,15 @@ impl Snapshot {
             asgs,
             approvals,
             lock_holder,
+            abort: None,
         }
+    }
+
+    /// The abort, while the rollout stays aborted (a resumed run is not).
+    pub fn aborted(&self) -> Option<&Abort> {
+        self.abort
+            .as_ref()
+            .filter(|_| self.summary.as_ref().is_some_and(|s| s.status == ABORTED))
     }
 
     /// True while the execution runs (or, without one, while the summary says Running).
@@ -128,10 +140,27 @@ impl Snapshot {
             }
         }
         let waves = self.summary.as_ref().map_or(0, |s| s.waves);
+        // With ordered groups (`[[targets.group]]`), a GROUP column after WAVE.
+        let group_width = self
+            .asgs
+            .iter()
+            .filter_map(|a| a.group.as_ref().map(String::len))
+            .max()
+            .map(|w| w.max(5));
+        let group_cell = |group: Option<&str>| match group_width {
+            Some(width) => format!("{:<width$} ", group.unwrap_or("-")),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "\n{:<5} {:<28} {:<19} {:<17} {:<8} {:<8} MESSAGE",
-            "WAVE", "ASG", "STATUS", "PROGRESS", "STARTED", "ENDED"
+            "\n{:<5} {}{:<28} {:<19} {:<17} {:<8} {:<8} MESSAGE",
+            "WAVE",
+            group_cell(Some("GROUP")),
+            "ASG",
+            "STATUS",
+            "PROGRESS",
+            "STARTED",
+            "ENDED"
         );
         for asg in &self.asgs {
             let wave = asg
@@ -151,7 +180,8 @@ impl Snapshot {
             };
             let _ = writeln!(
                 out,
-                "{wave:<5} {:<28} {:<19} {progress:<17} {:<8} {:<8} {}",
+                "{wave:<5} {}{:<28} {:<19} {progress:<17} {:<8} {:<8} {}",
+                group_cell(asg.group.as_deref()),
                 asg.asg,
                 asg.status,
                 asg.started_at.map(clock).unwrap_or_default(),
@@ -163,12 +193,12 @@ impl Snapshot {
             let _ = writeln!(out, "warning: {warning}");
         }
         let t = &self.totals;
-        let finished = t.successful + t.failed;
+        let finished = t.successful + t.failed + t.rolled_back;
         let eligible = t.asgs - t.skipped;
         let overall = (finished * 100)
             .checked_div(eligible)
             .map_or(100, |p| p as u32);
-        let _ = writeln!(
+        let _ = write!(
             out,
             "\n{} {overall}% · {} ASGs: {} successful, {} in flight, {} failed, {} waiting, {} skipped",
             bar(overall, 30),
@@ -179,6 +209,22 @@ impl Snapshot {
             t.waiting,
             t.skipped
         );
+        if t.rolled_back > 0 {
+            let _ = write!(out, ", {} rolled back", t.rolled_back);
+        }
+        out.push('\n');
+        if let Some(abort) = self.aborted() {
+            let _ = writeln!(
+                out,
+                "aborted by {} at {} ({} of the refreshes in flight): {}\nresume it: cargo xtask rollout --env {} --resume {}",
+                abort.by,
+                clock(abort.at),
+                abort.action,
+                abort.reason.as_deref().unwrap_or("no reason given"),
+                self.stack,
+                self.rollout_id
+            );
+        }
         if let Some(approval) = self.awaiting_approval() {
             let _ = writeln!(
                 out,
@@ -279,7 +325,9 @@ fn totals(asgs: &[AsgRecord]) -> Totals {
             t.skipped += 1;
         } else if s == status::PLANNED {
             t.waiting += 1;
-        } else if status::is_failed(s) {
+        } else if s == status::ROLLED_BACK {
+            t.rolled_back += 1;
+        } else if status::is_failed(s) || s == status::RESTORE_FAILED {
             t.failed += 1;
         } else {
             t.in_flight += 1;
@@ -332,6 +380,39 @@ pub fn duration(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_get_a_column_only_when_the_stack_has_some() {
+        let grouped = |asg: &str, wave: u32, group: &str| AsgRecord {
+            group: Some(group.into()),
+            ..record(asg, Some(wave), "Successful", Some(100))
+        };
+        let view = Snapshot::new(
+            "local",
+            "r",
+            None,
+            None,
+            vec![grouped("v-1", 1, "vault"), grouped("c-1", 0, "consul")],
+            vec![],
+            None,
+        )
+        .render(0);
+        let rows: Vec<&str> = view.lines().filter(|l| l.contains("-1 ")).collect();
+        assert!(view.contains("WAVE  GROUP  ASG"), "{view}");
+        assert!(rows[0].starts_with("1/0   consul c-1"), "{view}");
+        assert!(rows[1].starts_with("2/0   vault  v-1"), "{view}");
+        let plain = Snapshot::new(
+            "local",
+            "r",
+            None,
+            None,
+            vec![record("c-1", Some(0), "Successful", Some(100))],
+            vec![],
+            None,
+        )
+        .render(0);
+        assert!(!plain.contains("GROUP"), "{plain}");
+    }
 
     fn record(asg: &str, wave: Option<u32>, status: &str, percentage: Option<u32>) -> AsgRecord {
         AsgRecord {
@@ -390,7 +471,8 @@ mod tests {
                 in_flight: 1,
                 failed: 2,
                 waiting: 1,
-                skipped: 1
+                skipped: 1,
+                rolled_back: 0
             }
         );
         let view = snapshot.render(0);
