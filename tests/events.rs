@@ -15,7 +15,7 @@ use e2e::fleet::{
     breaches, create_fleet, deploy_shape, run_rollout_measured, Completion, Figures, Rollout, Run,
     Shape, Strategy,
 };
-use e2e::{sdk_config, REFRESHER_FUNCTION};
+use e2e::{sdk_config, set_tag, REFRESHER_FUNCTION};
 use serde_json::{json, Value};
 
 const NEW_AMI: &str = "ami-0fedcba9876543210";
@@ -42,8 +42,23 @@ async fn rollout(
     delivery: Value,
     deadline: Duration,
 ) -> (Run, Figures) {
+    rollout_failing(moto, groups, &[], shape, delivery, deadline).await
+}
+
+/// [`rollout`], with the refreshes of `failing` ending Failed.
+async fn rollout_failing(
+    moto: &Moto,
+    groups: &[(String, f64)],
+    failing: &[&str],
+    shape: Shape,
+    delivery: Value,
+    deadline: Duration,
+) -> (Run, Figures) {
     let config = sdk_config(moto).await;
     create_fleet(&config, groups, false).await;
+    for asg in failing {
+        set_tag(&config, asg, "emulator:refresh-outcome", "Failed").await;
+    }
     deploy_shape(moto, &shape);
     moto.set_events(&delivery);
     moto.clear_stats();
@@ -257,4 +272,68 @@ async fn a_refresh_ended_before_its_token_was_stored_completes() {
         run.wall_seconds,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A refresh that ends Failed on the events path: its Failed event reaches the completer,
+/// which fails the child's wait (SendTaskFailure), and the one check after it records AWS's
+/// reason; the child is never polled before that. `on_failure = "continue"` (envs/local.toml):
+/// the other ASGs refresh once each and the execution fails for the one that did.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_refresh_fails_its_wait_through_its_event() {
+    let moto = Moto::start_extended();
+    let fleet = groups("fail", &[8.0, 9.0, 10.0, 8.5]);
+    let failing = fleet[1].0.clone();
+    let (run, _) = rollout_failing(
+        &moto,
+        &fleet,
+        &[failing.as_str()],
+        shape(2, 10),
+        json!({"delay_ms": 200, "seed": 3}),
+        Duration::from_secs(240),
+    )
+    .await;
+    let logs = || {
+        format!(
+            "events: {}\nlambda logs:\n{}",
+            moto.events(),
+            moto.lambda_logs()
+        )
+    };
+    assert_eq!(
+        run.status,
+        "FAILED",
+        "{:?} {:?}\n{}",
+        run.error,
+        run.cause,
+        logs()
+    );
+    for (asg, _) in &fleet {
+        let refreshes = run.intervals.get(asg).map_or(0, Vec::len);
+        assert_eq!(
+            refreshes,
+            1,
+            "{asg} was refreshed {refreshes} times\n{}",
+            logs()
+        );
+        let item = run.items.get(asg).expect("every ASG has its record");
+        if *asg == failing {
+            assert_eq!(item.status, "Failed", "{item:?}");
+            assert!(
+                item.reason.as_deref().is_some_and(|r| !r.is_empty()),
+                "the check recorded AWS's reason: {item:?}"
+            );
+        } else {
+            assert_eq!(item.status, "Successful", "{asg}: {item:?}");
+        }
+    }
+    let failures = calls_by(&moto, COMPLETER_FUNCTION, "states:SendTaskFailure");
+    assert!(
+        failures >= 1,
+        "the completer failed the wait: {}\n{}",
+        moto.stats()["by_caller"],
+        logs()
+    );
+    // Described once, by the check after the event: not polled while it ran.
+    let described = describes(&moto).get(&failing).copied().unwrap_or(0);
+    assert_eq!(described, 1, "{failing} was described {described} times");
 }
