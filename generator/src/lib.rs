@@ -4,6 +4,7 @@
 pub mod asl;
 pub mod config;
 pub mod events;
+pub mod groups;
 pub mod iam;
 pub mod names;
 pub mod payload;

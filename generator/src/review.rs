@@ -354,6 +354,7 @@ pub fn render(
         resources => resources,
         waves => explicit_waves,
         tags => config.targets.tags,
+        groups => crate::groups::plan_groups(config),
         polls => child.polls,
         child_events => child.events(),
         per_poll => child.per_poll,

@@ -1,12 +1,13 @@
 //! The planner: resolves targets from names and tags, runs the pre-checks (missing,
 //! capacity 0, unhealthy or empty target groups), orders the canary first, splits into
-//! waves, records the plan and takes the stack lock.
+//! waves (group after group with `[[targets.group]]`, see [`generator::groups`]), records
+//! the plan and takes the stack lock.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, MixedInstancesPolicy};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
-use generator::payload::{status, PlanRequest, PlanResponse};
+use generator::payload::{status, PlanRequest, PlanResponse, TargetSpec};
 use generator::waves;
 
 use crate::error::{classify, Error};
@@ -95,7 +96,13 @@ impl Planner {
         self.store.acquire_lock(&request.rollout_id, now).await?;
         // A re-run starts refreshes again: forget an earlier run's stop.
         self.store.clear_stop(&request.rollout_id).await?;
-        let (found, missing) = self.resolve(&request).await?;
+        // With groups, which group each ASG found belongs to (by index).
+        let (found, missing, group_of) = if request.groups.is_empty() {
+            let (found, missing) = self.resolve(&request).await?;
+            (found, missing, BTreeMap::new())
+        } else {
+            self.resolve_groups(&request).await?
+        };
         let mut eligible = Vec::new();
         let mut skipped: Vec<(String, String)> = missing
             .iter()
@@ -137,12 +144,43 @@ impl Planner {
         // name: the same fleet and history always give the same plan (crate::history).
         let durations = history::previous_durations(&self.store, &request.rollout_id).await?;
         history::longest_first(&mut eligible, &durations);
-        let plan_waves = waves::split(
-            &eligible,
-            &request.canary,
-            request.strategy,
-            request.batch_size,
-        );
+        let plan_waves: Vec<waves::Wave> = if request.groups.is_empty() {
+            waves::split(
+                &eligible,
+                &request.canary,
+                request.strategy,
+                request.batch_size,
+            )
+            .into_iter()
+            .map(|asgs| waves::Wave {
+                asgs,
+                group: None,
+                batch_size: request.batch_size,
+            })
+            .collect()
+        } else {
+            let members: Vec<waves::GroupMembers> = request
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(i, group)| waves::GroupMembers {
+                    name: group.name.clone(),
+                    batch_size: group.batch_size,
+                    asgs: eligible
+                        .iter()
+                        .filter(|asg| group_of.get(*asg) == Some(&i))
+                        .cloned()
+                        .collect(),
+                })
+                .collect();
+            waves::split_groups(&members, &request.canary, request.strategy)
+        };
+        let group_name = |asg: &str| {
+            group_of
+                .get(asg)
+                .and_then(|i| request.groups.get(*i))
+                .map(|g| g.name.clone())
+        };
         let wave_count = plan_waves.len() as u64;
         if wave_count > request.max_waves {
             return Err(Error::InvalidInput(format!(
@@ -152,10 +190,11 @@ impl Planner {
         }
         let (rollout_id, ami) = (&request.rollout_id, &request.ami);
         let planned_records = plan_waves.iter().enumerate().flat_map(|(index, wave)| {
-            wave.iter().map(move |asg| AsgRecord {
+            wave.asgs.iter().map(move |asg| AsgRecord {
                 rollout_id: rollout_id.clone(),
                 asg: asg.clone(),
                 wave: Some(index as u32),
+                group: wave.group.clone(),
                 status: status::PLANNED.into(),
                 ami: Some(ami.clone()),
                 updated_at: now,
@@ -167,6 +206,7 @@ impl Planner {
             asg: asg.clone(),
             status: status::SKIPPED.into(),
             reason: Some(reason.clone()),
+            group: group_name(asg),
             ami: Some(request.ami.clone()),
             updated_at: now,
             ..AsgRecord::default()
@@ -178,8 +218,8 @@ impl Planner {
             .await?;
         // The waves live in the table: the state machine gets counts, each wave's Map
         // positions, and each child its ASG's name from here (crate::wave_store).
-        wave_store::put_waves(&self.store, &request.rollout_id, &plan_waves, now).await?;
-        let planned: u32 = plan_waves.iter().map(|w| w.len() as u32).sum();
+        wave_store::put_plan(&self.store, &request.rollout_id, &plan_waves, now).await?;
+        let planned: u32 = plan_waves.iter().map(|w| w.asgs.len() as u32).sum();
         let started_at = self
             .store
             .summary(&request.rollout_id)
@@ -210,6 +250,18 @@ impl Planner {
             waves = plan_waves.len(),
             "planned"
         );
+        // `[notify]`: best effort, never fails the plan (crate::notify).
+        if let Some(notifier) = crate::notify::notifier().await {
+            let waves: Vec<&[String]> = plan_waves.iter().map(|w| w.asgs.as_slice()).collect();
+            let started = crate::notify::Notification::started(
+                &notifier.stack,
+                &request.rollout_id,
+                &request.ami,
+                &waves,
+                skipped.len() as u32,
+            );
+            notifier.send(&started).await;
+        }
         let response = PlanResponse {
             rollout_id: request.rollout_id,
             wave_count: plan_waves.len() as u32,
@@ -226,23 +278,78 @@ impl Planner {
         &self,
         request: &PlanRequest,
     ) -> Result<(BTreeMap<String, Candidate>, Vec<String>), Error> {
+        self.resolve_targets(&request.targets).await
+    }
+
+    /// Each group's ASGs ([`Self::resolve_targets`]), and the group (index) of each. An ASG
+    /// two groups select, a group that selects no ASG, and a canary outside the first group
+    /// are errors naming them (see [`generator::groups`]).
+    #[allow(clippy::type_complexity)]
+    pub async fn resolve_groups(
+        &self,
+        request: &PlanRequest,
+    ) -> Result<
+        (
+            BTreeMap<String, Candidate>,
+            Vec<String>,
+            BTreeMap<String, usize>,
+        ),
+        Error,
+    > {
         let mut found = BTreeMap::new();
-        for chunk in request.targets.asgs.chunks(NAMES_PER_CALL) {
+        let mut missing = Vec::new();
+        let mut group_of: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, group) in request.groups.iter().enumerate() {
+            let (group_found, group_missing) = self.resolve_targets(&group.targets).await?;
+            if group_found.is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "group `{}` matches no Auto Scaling group: none of its {} name(s) exists and no group carries its tags",
+                    group.name,
+                    group.targets.asgs.len()
+                )));
+            }
+            for (name, candidate) in group_found {
+                if let Some(other) = group_of.insert(name.clone(), i) {
+                    return Err(Error::InvalidInput(format!(
+                        "`{name}` is selected by groups `{}` and `{}`: an ASG belongs to one group (change the names or tags of one of them)",
+                        request.groups[other].name, group.name
+                    )));
+                }
+                found.insert(name, candidate);
+            }
+            missing.extend(group_missing);
+        }
+        for name in &request.canary {
+            if let Some(i) = group_of.get(name).filter(|i| **i != 0) {
+                return Err(Error::InvalidInput(format!(
+                    "canary `{name}` is in group `{}`: canary ASGs must belong to the first group `{}`",
+                    request.groups[*i].name, request.groups[0].name
+                )));
+            }
+        }
+        Ok((found, missing, group_of))
+    }
+
+    /// ASGs named in `targets` plus those carrying every tag; names that do not exist.
+    pub async fn resolve_targets(
+        &self,
+        targets: &TargetSpec,
+    ) -> Result<(BTreeMap<String, Candidate>, Vec<String>), Error> {
+        let mut found = BTreeMap::new();
+        for chunk in targets.asgs.chunks(NAMES_PER_CALL) {
             let groups = self.describe(Some(chunk.to_vec()), Vec::new()).await?;
             for group in groups {
                 found.insert(group.name.clone(), group);
             }
         }
-        let missing: Vec<String> = request
-            .targets
+        let missing: Vec<String> = targets
             .asgs
             .iter()
             .filter(|name| !found.contains_key(*name))
             .cloned()
             .collect();
-        if !request.targets.tags.is_empty() {
-            let filters = request
-                .targets
+        if !targets.tags.is_empty() {
+            let filters = targets
                 .tags
                 .iter()
                 .map(|(key, value)| {

@@ -363,6 +363,10 @@ pub struct Map {
     pub item_processor: Branch,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// A reference path to the concurrency in the state's input (instead of
+    /// `MaxConcurrency`, never with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tolerated_failure_count: Option<u32>,
     #[serde(
@@ -405,6 +409,7 @@ impl Map {
             item_batcher: None,
             item_processor: processor,
             max_concurrency: None,
+            max_concurrency_path: None,
             tolerated_failure_count: None,
             tolerated_failure_percentage: None,
             label: None,

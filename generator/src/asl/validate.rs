@@ -288,6 +288,22 @@ impl Validator {
                 "an inline Map (use Distributed mode for more)",
             )
         };
+        // "MaxConcurrency ... or MaxConcurrencyPath ..., not both" (Map state fields,
+        // <https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html>).
+        if map.max_concurrency.is_some() && map.max_concurrency_path.is_some() {
+            self.error(
+                at,
+                "MaxConcurrency and MaxConcurrencyPath are mutually exclusive",
+            );
+        }
+        if let Some(path) = &map.max_concurrency_path {
+            if !path.starts_with('$') {
+                self.error(
+                    at,
+                    format!("MaxConcurrencyPath `{path}` is not a reference path"),
+                );
+            }
+        }
         if let Some(max) = map.max_concurrency {
             if max > limit {
                 self.error(

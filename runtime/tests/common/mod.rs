@@ -253,5 +253,6 @@ pub fn plan_request(
         max_waves: 1000,
         auto_rollback: false,
         instance_roles: Vec::new(),
+        groups: Vec::new(),
     }
 }
