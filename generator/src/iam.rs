@@ -90,6 +90,24 @@ pub const REFRESH_ACTIONS: [&str; 4] = [
     "autoscaling:UpdateAutoScalingGroup",
 ];
 
+/// The ARNs of `[rollout] wave_alarms`: DescribeAlarms and DescribeAlarmHistory take the
+/// `alarm` resource type (Service Authorization Reference, Amazon CloudWatch), so the gate reads
+/// exactly these alarms.
+pub fn wave_alarm_arns(config: &StackConfig) -> Vec<String> {
+    let stack = Stack::new(config);
+    config
+        .rollout
+        .wave_alarms
+        .iter()
+        .map(|name| {
+            format!(
+                "arn:{}:cloudwatch:{}:{}:alarm:{name}",
+                stack.partition, stack.region, stack.account
+            )
+        })
+        .collect()
+}
+
 /// One rendered policy document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
@@ -205,6 +223,7 @@ pub fn documents(config: &StackConfig) -> Result<Vec<Document>, IamError> {
         log_delivery_actions => LOG_DELIVERY_ACTIONS,
         instance_profiles_arn => format!("arn:{}:iam::{}:instance-profile/*", stack.partition, stack.account),
         instance_role_arns => config.refresh.instance_roles.iter().map(|r| stack.role_arn(r)).collect::<Vec<_>>(),
+        wave_alarm_arns => wave_alarm_arns(config),
     };
     let mut out = Vec::new();
     for (role, trust, policy) in roles(config) {
@@ -262,6 +281,7 @@ pub fn deployer_document(config: &StackConfig) -> Result<Document, IamError> {
         express_arns => stack.express_arn_patterns(),
         map_runs_arn => stack.map_runs_arn_pattern(),
         log_delivery_actions => LOG_DELIVERY_ACTIONS,
+        wave_alarm_arns => wave_alarm_arns(config),
     };
     let (name, _) = DEPLOYER_TEMPLATE;
     Ok(Document {

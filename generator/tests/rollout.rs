@@ -292,7 +292,7 @@ fn approval_pauses_between_waves_only_when_configured() {
     for config in all_configs() {
         let machine = rollout::build(&config);
         let approve = machine.states.get(s::APPROVE_NEXT_WAVE);
-        assert_eq!(approve.is_some(), config.rollout.approval);
+        assert_eq!(approve.is_some(), config.rollout.approval.is_on());
         if let Some(State {
             kind: Kind::Task(t),
             ..
@@ -310,7 +310,7 @@ fn approval_pauses_between_waves_only_when_configured() {
             );
         }
         let after_wave = &state(&machine, s::WAVE).transition;
-        let expected = if config.rollout.approval {
+        let expected = if config.rollout.approval.is_on() {
             s::IS_LAST_WAVE
         } else {
             s::NEXT_WAVE
@@ -612,6 +612,7 @@ fn select_wave_asks_the_refresher_for_positions() {
             rollout_id: "r-1".into(),
             wave: 0,
             items: vec![0, 1, 2],
+            started_at: 1_796_000_000,
         };
         let selected = select
             .result_selector

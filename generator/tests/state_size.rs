@@ -63,6 +63,7 @@ fn the_plan_and_a_wave_are_counts_and_positions() {
             rollout_id: "r".repeat(80),
             wave: 1,
             items: (0..largest).collect(),
+            started_at: 1_796_000_000,
         };
         println!(
             "{strategy:?}: the largest wave's positions take {} bytes",

@@ -28,6 +28,9 @@ pub enum Error {
     /// The event is malformed, or the plan cannot run as configured: never retried.
     #[error("{0}")]
     InvalidInput(String),
+    /// A `wave_alarms` alarm went to ALARM during the wave or its bake: the wave fails.
+    #[error("{0}")]
+    WaveAlarm(String),
     /// Anything else AWS refused (access denied, validation): not retried.
     #[error("{0}")]
     Aws(String),
@@ -43,6 +46,7 @@ impl Error {
             Error::TimedOut(_) => errors::REFRESH_TIMED_OUT,
             Error::Conflict(_) => errors::REFRESH_CONFLICT,
             Error::InvalidInput(_) => errors::INVALID_INPUT,
+            Error::WaveAlarm(_) => errors::WAVE_ALARM,
             Error::Aws(_) => "AwsError",
         }
     }

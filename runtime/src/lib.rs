@@ -2,6 +2,8 @@
 //! (start, check, approval, cancel, rollback, finish) and the completer (answers a child's
 //! wait when its refresh's EventBridge event arrives), with the DynamoDB progress store.
 
+#[cfg(feature = "alarms")]
+pub mod alarms;
 pub mod clients;
 #[cfg(any(feature = "refresher", feature = "completer"))]
 pub mod completion;

@@ -41,6 +41,7 @@ fn preferences() -> RefreshPreferences {
         alarms: Vec::new(),
         checkpoint_percentages: Vec::new(),
         checkpoint_delay: None,
+        bake_time: None,
     }
 }
 

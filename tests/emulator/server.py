@@ -89,12 +89,14 @@ from moto.core.responses import ActionResult  # noqa: E402
 from moto.ec2.responses.launch_templates import LaunchTemplates  # noqa: E402
 from moto.moto_api._internal.models import MotoAPIBackend  # noqa: E402
 
+import alarm_history  # noqa: E402
 import api_stats  # noqa: E402
 import eventbridge_rules  # noqa: E402
 import faults  # noqa: E402
 import refresh_events  # noqa: E402
 import iam_enforcement  # noqa: E402
 import stepfunctions_limits  # noqa: E402
+import cloudwatch_cbor  # noqa: E402
 import refresh_rules  # noqa: E402
 import dynamodb_backups  # noqa: E402
 import stepfunctions_logging  # noqa: E402
@@ -807,6 +809,9 @@ def main():
     dynamodb_backups.install()
     eventbridge_rules.install()
     refresh_events.install()
+    # CloudWatch as the Rust SDK speaks it (CBOR), with alarm history.
+    alarm_history.install()
+    cloudwatch_cbor.install()
     # Last: its counters see every request and invocation before any other patch answers.
     api_stats.install()
     # What POST /moto-api/config {"stepfunctions": {"execute_state_machine": true}} does.
