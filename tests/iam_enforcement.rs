@@ -88,28 +88,12 @@ async fn role_policy(deployer: &aws_config::SdkConfig, role: &str) -> Value {
         .expect("get role policy");
     let document = out.policy_document();
     serde_json::from_str(document)
-        .or_else(|_| serde_json::from_str(&percent_decode(document)))
+        .or_else(|_| {
+            serde_json::from_str(
+                &percent_encoding::percent_decode_str(document).decode_utf8_lossy(),
+            )
+        })
         .unwrap_or_else(|e| panic!("policy of {role} is not JSON ({e}): {document}"))
-}
-
-/// Decodes `%XX` escapes: IAM returns policy documents URL-encoded.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Replaces the role's inline policy with `policy`.

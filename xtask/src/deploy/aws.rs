@@ -275,26 +275,3 @@ pub fn tags_differ(stack: &Stack, current: &BTreeMap<String, String>) -> bool {
         .iter()
         .any(|(k, v)| current.get(k) != Some(v))
 }
-
-/// Polls `check` every `every` until it returns `Some`, failing after `deadline`.
-pub async fn poll<T, F, Fut>(
-    what: &str,
-    deadline: Duration,
-    every: Duration,
-    mut check: F,
-) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if started.elapsed() > deadline {
-            bail!("{what}: still not ready after {} s", deadline.as_secs());
-        }
-        tokio::time::sleep(every).await;
-    }
-}

@@ -7,21 +7,25 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use aws_sdk_lambda::client::Waiters as _;
+use aws_sdk_lambda::error::SdkError;
+use aws_sdk_lambda::operation::create_function::CreateFunctionError;
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{
-    Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State,
-};
+use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
+use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 use base64::Engine;
 use generator::config::{Completion, StackConfig};
 use sha2::{Digest, Sha256};
 
-use super::aws::{check_owned, desired_tags, is_owned, poll, tags_differ, Clients, SdkResultExt};
-use super::refusal::{lambda_cannot_assume, next_delay, ROLE_PROPAGATION};
+use super::aws::{check_owned, desired_tags, is_owned, tags_differ, Clients, SdkResultExt};
+use super::refusal::{lambda_cannot_assume, send_waiting_for_role, RoleWait};
 use super::Action;
 
 /// The environment variable naming the progress table.
 pub const TABLE_VARIABLE: &str = "ASG_REFRESH_TABLE";
 const HANDLER: &str = "bootstrap";
+/// Most a deploy waits for a function to become Active, and then for an update to end.
+const READY_DEADLINE: Duration = Duration::from_secs(300);
 
 /// A function as the stack wants it.
 #[derive(Debug, Clone)]
@@ -287,10 +291,8 @@ async fn create(
 ) -> anyhow::Result<()> {
     let name = &function.name;
     let tags: HashMap<String, String> = desired_tags(&clients.stack).into_iter().collect();
-    let started = std::time::Instant::now();
-    let mut delay = Duration::from_secs(2);
-    loop {
-        let result = clients
+    let create = || {
+        clients
             .lambda
             .create_function()
             .function_name(name)
@@ -308,64 +310,78 @@ async fn create(
             )
             .set_tags(Some(tags.clone()))
             .send()
-            .await;
-        match result {
-            Ok(_) => break,
-            Err(error)
-                if error.as_service_error().is_some_and(|e| {
-                    e.is_invalid_parameter_value_exception()
-                        && lambda_cannot_assume(e.meta().message())
-                }) && started.elapsed() + delay < ROLE_PROPAGATION =>
-            {
-                println!(
-                    "  function {name}: Lambda cannot assume role {} yet; a new or changed role takes a few \
-                     seconds to propagate: retrying in {} s",
-                    function.role_arn,
-                    delay.as_secs()
-                );
-                tokio::time::sleep(delay).await;
-                delay = next_delay(delay);
-            }
-            Err(error) => return Err(error).ctx(format!("cannot create function {name}")),
+    };
+    let cannot_assume = |error: &SdkError<CreateFunctionError, _>| {
+        error
+            .as_service_error()
+            .is_some_and(|e| {
+                e.is_invalid_parameter_value_exception() && lambda_cannot_assume(e.meta().message())
+            })
+            .then(|| {
+                format!(
+                    "Lambda cannot assume role {} yet; a new or changed role takes a few seconds to propagate",
+                    function.role_arn
+                )
+            })
+    };
+    match send_waiting_for_role(&format!("function {name}"), create, cannot_assume).await {
+        Ok(_) => {}
+        Err(RoleWait::Refused(error) | RoleWait::StillRefused(error)) => {
+            return Err(error).ctx(format!("cannot create function {name}"))
         }
     }
     wait_ready(clients, name).await
 }
 
-/// Waits for `State=Active` and `LastUpdateStatus` not `InProgress`; fails on `Failed`.
+/// Waits (Lambda's own waiters, at most [`READY_DEADLINE`] each) for `State=Active`, then for
+/// the last update to have ended `Successful`; says why when either ended `Failed`.
 pub async fn wait_ready(clients: &Clients, name: &str) -> anyhow::Result<()> {
-    poll(
-        &format!("function {name} to become Active"),
-        Duration::from_secs(300),
-        Duration::from_secs(2),
-        || async {
-            let config = clients
-                .lambda
-                .get_function_configuration()
-                .function_name(name)
-                .send()
-                .await
-                .ctx(format!("cannot read function {name}"))?;
-            if config.state() == Some(&State::Failed) {
-                bail!(
-                    "function {name} failed: {}",
-                    config.state_reason().unwrap_or("no reason given")
-                );
-            }
-            if config.last_update_status() == Some(&LastUpdateStatus::Failed) {
-                bail!(
-                    "the last update of function {name} failed: {}",
-                    config
-                        .last_update_status_reason()
-                        .unwrap_or("no reason given")
-                );
-            }
-            let active = matches!(config.state(), None | Some(State::Active));
-            let settled = config.last_update_status() != Some(&LastUpdateStatus::InProgress);
-            Ok((active && settled).then_some(()))
-        },
-    )
-    .await
+    let failure = |what: &str, reason: Option<&str>| {
+        anyhow::anyhow!(
+            "{what} of function {name}: {}",
+            reason.unwrap_or("no reason given")
+        )
+    };
+    clients
+        .lambda
+        .wait_until_function_active_v2()
+        .function_name(name)
+        .wait(READY_DEADLINE)
+        .await
+        .map_err(|e| match e {
+            WaiterError::FailureState(state) => failure(
+                "the creation failed",
+                state
+                    .final_poll()
+                    .as_result()
+                    .ok()
+                    .and_then(|out| out.configuration())
+                    .and_then(|c| c.state_reason()),
+            ),
+            other => anyhow::Error::new(other)
+                .context(format!("waiting for function {name} to become Active")),
+        })?;
+    clients
+        .lambda
+        .wait_until_function_updated_v2()
+        .function_name(name)
+        .wait(READY_DEADLINE)
+        .await
+        .map_err(|e| match e {
+            WaiterError::FailureState(state) => failure(
+                "the last update failed",
+                state
+                    .final_poll()
+                    .as_result()
+                    .ok()
+                    .and_then(|out| out.configuration())
+                    .and_then(|c| c.last_update_status_reason()),
+            ),
+            other => anyhow::Error::new(other).context(format!(
+                "waiting for the last update of function {name} to end"
+            )),
+        })?;
+    Ok(())
 }
 
 /// True when the function exists and carries the stack tag; `None` when it does not exist.

@@ -121,6 +121,47 @@ pub fn next_delay(delay: Duration) -> Duration {
     (delay * 2).min(Duration::from_secs(10))
 }
 
+/// How [`send_waiting_for_role`] gave up.
+#[derive(Debug)]
+pub enum RoleWait<E> {
+    /// Refused for a reason waiting cannot cure.
+    Refused(E),
+    /// Still refused as propagating after waiting [`ROLE_PROPAGATION`].
+    StillRefused(E),
+}
+
+/// Sends a create or update until it succeeds, waiting with backoff (2 s doubling, at most
+/// 10 s, [`ROLE_PROPAGATION`] in all) while `propagating` says the refusal is a new or changed
+/// role that the service cannot use yet (its answer is the progress line's reason, printed
+/// after `what: `). Any other refusal is returned at once.
+pub async fn send_waiting_for_role<T, E, F, Fut>(
+    what: &str,
+    mut send: F,
+    mut propagating: impl FnMut(&E) -> Option<String>,
+) -> Result<T, RoleWait<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_secs(2);
+    loop {
+        let error = match send().await {
+            Ok(out) => return Ok(out),
+            Err(error) => error,
+        };
+        let Some(reason) = propagating(&error) else {
+            return Err(RoleWait::Refused(error));
+        };
+        if started.elapsed() + delay >= ROLE_PROPAGATION {
+            return Err(RoleWait::StillRefused(error));
+        }
+        println!("  {what}: {reason}: retrying in {} s", delay.as_secs());
+        tokio::time::sleep(delay).await;
+        delay = next_delay(delay);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,6 @@
 //! stack's log group (level ALL, without execution data).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::bail;
 use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
@@ -13,7 +12,7 @@ use generator::config::StackConfig;
 use serde_json::Value;
 
 use super::aws::{check_owned, desired_tags, is_owned, tags_differ, Clients, SdkResultExt};
-use super::refusal::{next_delay, RoleChanges, StatesRefusal, ROLE_PROPAGATION};
+use super::refusal::{self, RoleChanges, RoleWait, StatesRefusal, ROLE_PROPAGATION};
 use super::Action;
 
 /// The state machine as the stack wants it.
@@ -228,7 +227,7 @@ async fn send_waiting_for_role<T, E, F, Fut>(
     verb: &str,
     role: &str,
     changes: RoleChanges,
-    mut send: F,
+    send: F,
 ) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
@@ -237,35 +236,33 @@ where
     >,
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let started = std::time::Instant::now();
-    let mut delay = Duration::from_secs(2);
-    loop {
-        let error = match send().await {
-            Ok(out) => return Ok(out),
-            Err(error) => error,
-        };
-        let refusal = error
+    let refusal = |error: &SdkError<E, _>| {
+        error
             .as_service_error()
-            .and_then(|e| StatesRefusal::classify(e.code(), e.message()));
-        let Some(refusal) = refusal else {
-            return Err(error).ctx(format!("cannot {verb} state machine {name}"));
-        };
-        match refusal.wait_reason(role, changes) {
-            Some(reason) if started.elapsed() + delay < ROLE_PROPAGATION => {
-                println!("  state machine {name}: {reason}: retrying in {} s", delay.as_secs());
-                tokio::time::sleep(delay).await;
-                delay = next_delay(delay);
-            }
-            Some(_) => {
-                return Err(error).ctx(format!(
-                    "cannot {verb} state machine {name}: still refused after waiting {} s for role {role} to \
-                     propagate; {}",
-                    ROLE_PROPAGATION.as_secs(),
-                    refusal.explain(role)
-                ))
-            }
-            None => return Err(error).ctx(format!("cannot {verb} state machine {name}: {}", refusal.explain(role))),
+            .and_then(|e| StatesRefusal::classify(e.code(), e.message()))
+    };
+    let what = format!("state machine {name}");
+    match refusal::send_waiting_for_role(&what, send, |e| {
+        refusal(e).and_then(|r| r.wait_reason(role, changes))
+    })
+    .await
+    {
+        Ok(out) => Ok(out),
+        Err(RoleWait::StillRefused(error)) => {
+            let explained = refusal(&error).map(|r| r.explain(role)).unwrap_or_default();
+            Err(error).ctx(format!(
+                "cannot {verb} state machine {name}: still refused after waiting {} s for role {role} to \
+                 propagate; {explained}",
+                ROLE_PROPAGATION.as_secs(),
+            ))
         }
+        Err(RoleWait::Refused(error)) => match refusal(&error) {
+            Some(r) => Err(error).ctx(format!(
+                "cannot {verb} state machine {name}: {}",
+                r.explain(role)
+            )),
+            None => Err(error).ctx(format!("cannot {verb} state machine {name}")),
+        },
     }
 }
 

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use aws_sdk_dynamodb::client::Waiters as _;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-    ScalarAttributeType, SseSpecification, SseStatus, TableStatus, Tag, TimeToLiveSpecification,
+    ScalarAttributeType, SseSpecification, SseStatus, Tag, TimeToLiveSpecification,
     TimeToLiveStatus,
 };
 
-use super::aws::{check_owned, desired_tags, is_owned, poll, tags_differ, Clients, SdkResultExt};
+use super::aws::{check_owned, desired_tags, is_owned, tags_differ, Clients, SdkResultExt};
 use super::Action;
 
 pub const PARTITION_KEY: &str = "rollout_id";
@@ -298,27 +299,17 @@ async fn enable_pitr(clients: &Clients, just_created: bool) -> anyhow::Result<()
     }
 }
 
+/// Waits (DynamoDB's own waiter, at most 300 s) until the table is ACTIVE.
 async fn wait_active(clients: &Clients) -> anyhow::Result<()> {
     let name = clients.stack.table();
-    poll(
-        &format!("table {name} to become ACTIVE"),
-        Duration::from_secs(300),
-        Duration::from_secs(2),
-        || async {
-            let out = clients
-                .dynamodb
-                .describe_table()
-                .table_name(&name)
-                .send()
-                .await
-                .ctx(format!("cannot describe table {name}"))?;
-            Ok(
-                (out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active))
-                    .then_some(()),
-            )
-        },
-    )
-    .await
+    clients
+        .dynamodb
+        .wait_until_table_exists()
+        .table_name(&name)
+        .wait(Duration::from_secs(300))
+        .await
+        .with_context(|| format!("waiting for table {name} to become ACTIVE"))?;
+    Ok(())
 }
 
 pub async fn delete(clients: &Clients) -> anyhow::Result<()> {
