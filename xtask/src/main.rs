@@ -48,6 +48,8 @@ enum Command {
     Status(rollout::StatusArgs),
     /// Approve (or --reject) the next wave of a rollout waiting between waves
     Approve(rollout::ApproveArgs),
+    /// Abort a running rollout: stop it, cancel (or --rollback) its refreshes in flight, release the lock
+    Abort(rollout::abort::AbortArgs),
     /// Measure the Lambdas (zip sizes, cold and warm start, plan payload size); --fleet N: rollouts of N ASGs side by side
     Bench(bench::BenchArgs),
     /// Run everything CI runs: unit and integration tests, renders, validators
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Rollout(args) => args.run(),
         Command::Status(args) => args.run(),
         Command::Approve(args) => args.run(),
+        Command::Abort(args) => args.run(),
         Command::Test(args) => args.run(),
         Command::Bench(args) => args.run(),
     };

@@ -1,6 +1,7 @@
 //! `cargo xtask rollout`, `status` and `approve`: start a rollout of an AMI on a deployed
 //! stack, follow it from the progress table and the execution, and approve the next wave.
 
+pub mod abort;
 pub mod patience;
 pub mod view;
 

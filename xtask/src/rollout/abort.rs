@@ -1,0 +1,215 @@
+//! `cargo xtask abort`: an operator stops a running rollout. It stops the execution
+//! (StopExecution, saying who and why), cancels or rolls back the refreshes in flight, waits
+//! (bounded by `timeout_minutes`) until they have ended, records who aborted it and why,
+//! marks the rollout Aborted and releases the stack lock; `rollout --resume` continues it.
+//!
+//! Where the logic lives: what is done to the refreshes is the runtime library's
+//! `Refresher::in_flight` and `Refresher::settle`, the very code the state machine's failure
+//! policy runs in the refresher Lambda, called here in-process with the operator's
+//! credentials. So no rollout logic is written twice, no new Lambda action, IAM right or
+//! state is needed, and an abort still works when the deployed Lambda is what misbehaves.
+//! `in_flight` writes the rollout's stop request before it lists the refreshes, so a child
+//! whose start was already under way when the execution stopped undoes its own refresh
+//! (see `Refresher::start`). What is this module's own is operator-facing: which rollout,
+//! stopping its executions, and the record of the abort.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use runtime::refresher::Refresher;
+use runtime::store::{Abort, RolloutSummary, ABORTED};
+
+use super::{now, runtime, Ops};
+use crate::deploy::aws::{sdk_config, sdk_error};
+use crate::env_file::StackSelector;
+
+/// Seconds between two reads of the cancels or rollbacks while the abort waits for them.
+const SETTLE_POLL_SECONDS: u64 = 2;
+/// Attempts of a call AWS throttles before the abort gives up (it can be run again).
+const ATTEMPTS: u32 = 5;
+
+#[derive(Args, Debug)]
+pub struct AbortArgs {
+    #[command(flatten)]
+    pub stack: StackSelector,
+    /// The rollout to abort (default: the one running on the stack)
+    #[arg(long, value_name = "ROLLOUT_ID")]
+    pub rollout: Option<String>,
+    /// Cancel the refreshes in flight (the default): instances already replaced stay
+    #[arg(long)]
+    pub cancel: bool,
+    /// Roll the refreshes in flight back to the version they replaced
+    #[arg(long, conflicts_with = "cancel")]
+    pub rollback: bool,
+    /// Why: recorded with who aborted, shown by `status`
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+/// Retries `call` while it fails with a retryable error (throttling), a few times.
+async fn patiently<T, F, Fut>(what: &str, mut call: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, runtime::Error>>,
+{
+    let mut wait = Duration::from_secs(1);
+    for attempt in 1..=ATTEMPTS {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(runtime::Error::Retryable(message)) if attempt < ATTEMPTS => {
+                eprintln!("{what}: {message}: retrying in {}s", wait.as_secs());
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(error) => return Err(error).context(what.to_string()),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+impl AbortArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let (_, config) = self.stack.load()?;
+        let operator = std::env::var("USER").unwrap_or_else(|_| "an operator".into());
+        let env = config.name.clone();
+        runtime()?.block_on(async {
+            let ops = Ops::connect(&config, self.endpoint_url.as_deref()).await?;
+            let holder = ops.store.lock_holder().await?;
+            let rollout_id = match (&self.rollout, &holder) {
+                (Some(id), _) => id.clone(),
+                (None, Some(holder)) => holder.clone(),
+                (None, None) => {
+                    bail!("no rollout is running on stack `{env}`: nothing to abort")
+                }
+            };
+            let running: Vec<String> = ops
+                .executions_of(&rollout_id)
+                .await?
+                .iter()
+                .filter(|e| e.status().as_str() == "RUNNING")
+                .map(|e| e.execution_arn().to_string())
+                .collect();
+            // A rollout whose execution stopped while it held the lock can be aborted too
+            // (its refreshes may still run); one that ended released the lock.
+            if running.is_empty() && holder.as_deref() != Some(rollout_id.as_str()) {
+                bail!(
+                    "rollout {rollout_id} is not running on stack `{env}`: nothing to abort (see `cargo xtask status --env {env} --rollout {rollout_id}`)"
+                );
+            }
+            let reason = self.reason.clone();
+            let cause = format!(
+                "aborted by {operator}: {}",
+                reason.as_deref().unwrap_or("no reason given")
+            );
+            for arn in &running {
+                let stopped = ops
+                    .sfn
+                    .stop_execution()
+                    .execution_arn(arn)
+                    .error("Aborted")
+                    .cause(&cause)
+                    .send()
+                    .await;
+                match stopped {
+                    Ok(_) => println!("stopped execution {arn}"),
+                    // It ended between the listing and the stop: nothing left to stop.
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_execution_does_not_exist()) => {}
+                    Err(e) => return Err(sdk_error(e, format!("stopping execution {arn}"))),
+                }
+            }
+            let sdk = sdk_config(&config, self.endpoint_url.as_deref()).await?;
+            let refresher = Refresher {
+                autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
+                ec2: aws_sdk_ec2::Client::new(&sdk),
+                sfn: aws_sdk_sfn::Client::new(&sdk),
+                store: ops.store.clone(),
+                clock: runtime::system_clock(),
+            };
+            let rollback = self.rollback;
+            let (verb, action) = if rollback {
+                ("rolled back", "rollback")
+            } else {
+                ("cancelled", "cancel")
+            };
+            let stopped = patiently("stopping the refreshes in flight", || {
+                refresher.in_flight(&rollout_id, rollback)
+            })
+            .await?;
+            for refused in &stopped.refused {
+                eprintln!("refused: {refused}");
+            }
+            println!(
+                "{verb} {} refresh(es) in flight{}",
+                stopped.acted_on.len(),
+                if stopped.acted_on.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", stopped.acted_on.join(", "))
+                }
+            );
+            // Wait until each cancel or rollback has ended, so that the table says how.
+            let deadline =
+                Instant::now() + Duration::from_secs(u64::from(config.rollout.timeout_minutes) * 60);
+            let mut round = 0;
+            loop {
+                let settled = patiently("reading the refreshes", || {
+                    refresher.settle(&rollout_id, round)
+                })
+                .await?;
+                round = settled.round;
+                if settled.pending == 0 {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    eprintln!(
+                        "still running after {} minutes: {} (see `cargo xtask status --env {env} --rollout {rollout_id}`)",
+                        config.rollout.timeout_minutes,
+                        settled.still_running.join(", ")
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(SETTLE_POLL_SECONDS)).await;
+            }
+            let at = now();
+            let mut summary =
+                ops.store
+                    .summary(&rollout_id)
+                    .await?
+                    .unwrap_or_else(|| RolloutSummary {
+                        rollout_id: rollout_id.clone(),
+                        started_at: at,
+                        ..RolloutSummary::default()
+                    });
+            let mut message = cause.clone();
+            if !stopped.acted_on.is_empty() {
+                message.push_str(&format!("; {verb}: {}", stopped.acted_on.join(", ")));
+            }
+            summary.status = ABORTED.into();
+            summary.ended_at = Some(at);
+            summary.message = Some(generator::payload::cap_message(&message));
+            ops.store.put_summary(&summary, at).await?;
+            ops.store
+                .put_abort(&Abort {
+                    rollout_id: rollout_id.clone(),
+                    by: operator.clone(),
+                    reason,
+                    action: action.into(),
+                    at,
+                })
+                .await?;
+            let released = ops.store.release_lock(&rollout_id).await?;
+            println!(
+                "aborted rollout {rollout_id} on stack `{env}`{}",
+                if released { "; the stack lock is released" } else { "" }
+            );
+            println!("resume it: cargo xtask rollout --env {env} --resume {rollout_id}");
+            Ok(())
+        })
+    }
+}
