@@ -213,7 +213,8 @@ pub fn documents(config: &StackConfig) -> Result<Vec<Document>, IamError> {
         answers_tokens => events,
         table_arn => stack.table_arn(),
         refresh_actions => REFRESH_ACTIONS,
-        asg_arns => config.targets.asgs.iter().map(|a| stack.asg_arn(a)).collect::<Vec<_>>(),
+        asg_arns => crate::groups::all_names(config).map(|a| stack.asg_arn(a)).collect::<Vec<_>>(),
+        group_tag_sets => crate::groups::tag_sets(config),
         any_asg_arn => stack.asg_arn("*"),
         tags => config.targets.tags,
         launch_templates_arn => stack.launch_templates_arn_pattern(),
@@ -242,7 +243,65 @@ pub fn documents(config: &StackConfig) -> Result<Vec<Document>, IamError> {
             });
         }
     }
+    if let Some(topic) = stack.notify_topic_arn(config) {
+        for document in out
+            .iter_mut()
+            .filter(|d| d.role == "lambda" && d.kind == "policy")
+        {
+            push_statements(&mut document.json, notify_statements(&stack, &topic));
+        }
+    }
     Ok(out)
+}
+
+/// The source notifications carry on the default event bus.
+pub const NOTIFY_EVENT_SOURCE: &str = "asg-refresh";
+
+/// What the planner and refresher need to notify (`[notify]`): Publish on that one topic, and
+/// PutEvents on the default bus only for events whose source is `asg-refresh` (EventBridge
+/// supplies `events:source` on PutEvents: "Actions, resources, and condition keys for the
+/// Custom Event Bus", <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-custom-bus-access-actions.html>,
+/// and the Service Authorization Reference for Amazon EventBridge). A KMS-encrypted topic of
+/// the operator's also needs kms:GenerateDataKey and kms:Decrypt on its key: not granted.
+fn notify_statements(stack: &Stack, topic: &str) -> Vec<Value> {
+    vec![
+        serde_json::json!({
+            "Sid": "PublishNotifications",
+            "Effect": "Allow",
+            "Action": "sns:Publish",
+            "Resource": topic,
+        }),
+        serde_json::json!({
+            "Sid": "PutNotificationEvents",
+            "Effect": "Allow",
+            "Action": "events:PutEvents",
+            "Resource": stack.default_event_bus_arn(),
+            "Condition": {"StringEquals": {"events:source": NOTIFY_EVENT_SOURCE}},
+        }),
+    ]
+}
+
+/// The deployer's rights on the stack's own topic (`create_topic`): whatever `[notify]` says
+/// now, deploy deletes a topic the stack no longer wants and destroy deletes it.
+fn deployer_topic_statement(stack: &Stack) -> Value {
+    serde_json::json!({
+        "Sid": "NotificationsTopic",
+        "Effect": "Allow",
+        "Action": [
+            "sns:CreateTopic",
+            "sns:DeleteTopic",
+            "sns:GetTopicAttributes",
+            "sns:ListTagsForResource",
+            "sns:TagResource",
+        ],
+        "Resource": stack.notifications_topic_arn(),
+    })
+}
+
+fn push_statements(document: &mut Value, statements: Vec<Value>) {
+    if let Some(list) = document["Statement"].as_array_mut() {
+        list.extend(statements);
+    }
 }
 
 /// The deployer's permission policy: every call `deploy`, `destroy`, `rollout`, `status` and
@@ -284,12 +343,14 @@ pub fn deployer_document(config: &StackConfig) -> Result<Document, IamError> {
         wave_alarm_arns => wave_alarm_arns(config),
     };
     let (name, _) = DEPLOYER_TEMPLATE;
+    let mut json = render(&env, name, &ctx)?;
+    push_statements(&mut json, vec![deployer_topic_statement(&stack)]);
     Ok(Document {
         role: "deployer",
         kind: "policy",
         role_name: format!("{}-deployer", stack.prefix),
         file_name: DEPLOYER_FILE.to_string(),
-        json: render(&env, name, &ctx)?,
+        json,
     })
 }
 

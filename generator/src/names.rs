@@ -177,6 +177,30 @@ impl Stack {
         }
     }
 
+    /// The SNS topic the stack creates with `[notify] create_topic = true`.
+    pub fn notifications_topic(&self) -> String {
+        format!("{}-notifications", self.prefix)
+    }
+
+    pub fn notifications_topic_arn(&self) -> String {
+        self.arn("sns", &self.notifications_topic())
+    }
+
+    /// The topic rollouts publish to: the operator's (`sns_topic_arn`) or the stack's
+    /// (`create_topic`); `None` without `[notify]`.
+    pub fn notify_topic_arn(&self, config: &StackConfig) -> Option<String> {
+        let notify = config.notify.as_ref()?;
+        match &notify.sns_topic_arn {
+            Some(arn) => Some(arn.clone()),
+            None => notify.create_topic.then(|| self.notifications_topic_arn()),
+        }
+    }
+
+    /// The account's default event bus in the region, where notifications go as events.
+    pub fn default_event_bus_arn(&self) -> String {
+        self.arn("events", "event-bus/default")
+    }
+
     /// The tags every resource of the stack carries.
     pub fn tags(&self) -> Vec<(String, String)> {
         vec![

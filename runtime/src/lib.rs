@@ -9,6 +9,8 @@ pub mod clients;
 pub mod completion;
 pub mod error;
 pub mod fanout;
+#[cfg(feature = "notify")]
+pub mod notify;
 #[cfg(feature = "planner")]
 pub mod history;
 #[cfg(feature = "planner")]

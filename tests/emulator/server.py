@@ -95,6 +95,7 @@ import eventbridge_rules  # noqa: E402
 import faults  # noqa: E402
 import refresh_events  # noqa: E402
 import iam_enforcement  # noqa: E402
+import notify_iam  # noqa: E402
 import stepfunctions_limits  # noqa: E402
 import cloudwatch_cbor  # noqa: E402
 import refresh_rules  # noqa: E402
@@ -803,6 +804,8 @@ def main():
     _patch_stepfunctions()
     _patch_routes()
     iam_enforcement.install(ENDPOINT)
+    # SNS topics and PutEvents per entry, for the notifications of `[notify]`.
+    notify_iam.install()
     faults.install()
     stepfunctions_limits.install()
     stepfunctions_logging.install()

@@ -10,6 +10,7 @@ mod refusal;
 mod roles;
 mod state_machine;
 mod table;
+mod topic;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -110,6 +111,8 @@ struct Plan {
     /// The completer and its role, when the stack no longer has them (`Delete`).
     completer_leftover: Option<Action>,
     completer_role_leftover: Option<Action>,
+    /// The stack's notifications topic (`[notify] create_topic`).
+    topic: topic::TopicPlan,
 }
 
 /// One line of the plan: what apply does, in order.
@@ -118,6 +121,7 @@ enum Step {
     Role(usize),
     Table,
     LogGroup,
+    Topic,
     Function(usize),
     Machine,
     Rule,
@@ -129,6 +133,7 @@ enum Step {
     RemovePermission,
     RemoveCompleter,
     RemoveCompleterRole,
+    RemoveTopic,
 }
 
 impl Plan {
@@ -160,6 +165,14 @@ impl Plan {
             stack.state_machine_log_group(),
             self.log_group.clone(),
         ));
+        if let Some(action) = self.topic.action.as_ref().filter(|a| **a != Action::Delete) {
+            out.push((
+                Step::Topic,
+                "sns topic",
+                stack.notifications_topic(),
+                action.clone(),
+            ));
+        }
         out.extend(self.functions.iter().enumerate().map(|(i, f)| {
             (
                 Step::Function(i),
@@ -234,6 +247,13 @@ impl Plan {
             &self.completer_role_leftover,
             true,
         );
+        push(
+            Step::RemoveTopic,
+            "sns topic",
+            &stack.notifications_topic(),
+            &self.topic.action,
+            true,
+        );
         out
     }
 
@@ -254,7 +274,8 @@ impl DeployArgs {
         let desired_roles = roles::desired(&config)?;
         let machine = state_machine::desired(&config);
         let zips = self.zips(&config)?;
-        let desired_functions = functions::desired(&config, &zips)?;
+        let desired_functions =
+            topic::with_environment(&config, functions::desired(&config, &zips)?);
         let rule = events_rule::desired(&config);
         runtime()?.block_on(async {
             let clients = Clients::new(&config, self.endpoint_url.as_deref()).await?;
@@ -288,6 +309,12 @@ impl DeployArgs {
                 rule_plan,
                 completer_role_leftover: roles::leftover(&clients, &config).await?,
                 completer_leftover,
+                topic: topic::plan(
+                    &clients,
+                    &config,
+                    topic::client(&config, self.endpoint_url.as_deref(), &clients.counter).await?,
+                )
+                .await?,
             };
             let lines = plan.lines(&clients);
             println!("plan:");
@@ -397,6 +424,7 @@ async fn apply(clients: &Clients, plan: &Plan) -> anyhow::Result<Vec<f64>> {
             Step::RemovePermission => events_rule::remove_permission(clients).await,
             Step::RemoveCompleter => functions::delete(clients, &name).await,
             Step::RemoveCompleterRole => roles::delete(clients, &name).await,
+            Step::Topic | Step::RemoveTopic => topic::apply(clients, &plan.topic, &action).await,
         };
         done.with_context(|| format!("{kind} {name}"))?;
         if action != Action::Unchanged {
@@ -470,6 +498,13 @@ impl DestroyArgs {
                 stack.state_machine_log_group(),
                 log_group::owned(&clients).await?,
             );
+            let sns =
+                topic::client(&config, self.endpoint_url.as_deref(), &clients.counter).await?;
+            add(
+                "sns topic",
+                stack.notifications_topic(),
+                topic::owned(&clients, &sns).await?,
+            );
             add(
                 "dynamodb table",
                 stack.table(),
@@ -511,6 +546,7 @@ impl DestroyArgs {
                     "lambda function" => functions::delete(&clients, name).await?,
                     "log group" => log_group::delete(&clients).await?,
                     "dynamodb table" => table::delete(&clients).await?,
+                    "sns topic" => topic::delete(&clients, &sns).await?,
                     _ => roles::delete(&clients, name).await?,
                 }
                 println!("  done in {:.1} s", started.elapsed().as_secs_f64());
