@@ -72,6 +72,25 @@ pub fn plan_groups(config: &StackConfig) -> Vec<GroupSpec> {
         .collect()
 }
 
+/// Every ASG name the config lists: `[targets] asgs`, then each group's (the Lambda role may
+/// refresh exactly these, besides what the tags select).
+pub fn all_names(config: &StackConfig) -> impl Iterator<Item = &String> {
+    let groups = config.targets.groups.iter().flat_map(|g| g.asgs.iter());
+    config.targets.asgs.iter().chain(groups)
+}
+
+/// The distinct tag sets of the groups, in order (each gets its own policy statement: tags of
+/// one set must all match, and sets are alternatives).
+pub fn tag_sets(config: &StackConfig) -> Vec<&BTreeMap<String, String>> {
+    let mut sets: Vec<&BTreeMap<String, String>> = Vec::new();
+    for group in &config.targets.groups {
+        if !group.tags.is_empty() && !sets.contains(&&group.tags) {
+            sets.push(&group.tags);
+        }
+    }
+    sets
+}
+
 /// Longest group name: it is shown in `status` and recorded with every ASG.
 pub const MAX_GROUP_NAME: usize = 64;
 
@@ -297,6 +316,47 @@ tags = { "role" = "vault" }
         let e = errors("[[targets.group]]\nasgs = [\"a\"]\n");
         assert_eq!(e[0].0, "targets.group[0].name", "{e:?}");
         assert!(e[0].1.contains("missing field"), "{e:?}");
+    }
+
+    #[test]
+    fn the_lambda_role_may_refresh_every_group_and_nothing_else() {
+        let text = format!(
+            "{HEAD}{TWO}\n[[targets.group]]\nname = \"nomad\"\ntags = {{ \"role\" = \"nomad\" }}\n"
+        );
+        let config = parse(&text, Path::new("dev.toml")).unwrap();
+        let docs = crate::iam::documents(&config).unwrap();
+        let policy = docs
+            .iter()
+            .find(|d| d.role == "lambda" && d.kind == "policy")
+            .unwrap();
+        let refresh: Vec<&serde_json::Value> = policy.json["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["Action"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|a| a == "autoscaling:StartInstanceRefresh"))
+            })
+            .collect();
+        let named: Vec<&str> = refresh[0]["Resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(named, ["consul-1", "consul-2"]);
+        let tags: Vec<&serde_json::Value> = refresh[1..]
+            .iter()
+            .map(|s| &s["Condition"]["StringEquals"])
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                &serde_json::json!({"aws:ResourceTag/role": "vault"}),
+                &serde_json::json!({"aws:ResourceTag/role": "nomad"})
+            ]
+        );
     }
 
     #[test]
