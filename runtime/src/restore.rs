@@ -143,6 +143,7 @@ impl Refresher {
         }
         let now = (self.clock)();
         let records = self.store.list(rollout_id).await?;
+        let records = fanout::try_map_all(records, |record| self.catch_up(record, now)).await?;
         for record in &records {
             if record.status == status::RESTORING && record.restore_refresh_id.is_some() {
                 response.acted_on.push(record.asg.clone());
@@ -176,6 +177,27 @@ impl Refresher {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+
+    /// A record the table still shows running (Pending, InProgress, Baking) after
+    /// `in_flight`: AWS refused to roll its refresh back, which it does when the refresh
+    /// has ended since the group was last checked. It is described again, so that one that
+    /// ended Successful is recorded as such and restored with the others.
+    async fn catch_up(&self, mut record: AsgRecord, now: i64) -> Result<AsgRecord, Error> {
+        let stale = matches!(record.status.as_str(), "Pending" | "InProgress" | "Baking");
+        let Some(id) = record.refresh_id.clone().filter(|_| stale) else {
+            return Ok(record);
+        };
+        if let Some(refresh) = self.describe_refresh(&record.asg, Some(&id)).await? {
+            if status::is_successful(&refresh_status(&refresh)) {
+                // The refusal `in_flight` recorded no longer says anything true.
+                record.reason = None;
+                self.apply(&mut record, &refresh, now);
+                self.store.put(&record).await?;
+                tracing::info!(asg = %record.asg, refresh = %id, "a refresh the rollback found running had finished");
+            }
+        }
+        Ok(record)
     }
 
     /// Starts (or adopts, on a retry) one group's refresh back to its previous version;
