@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand};
     bin_name = "cargo xtask",
     version,
     about = "Roll a new AMI across many EC2 Auto Scaling groups, a bounded number at a time",
-    after_help = "Examples:\n  cargo xtask demo\n  cargo xtask render --env prod [--out DIR]\n  cargo xtask render --config path/to/stack.toml\n  cargo xtask deploy --env prod [--dry-run]\n  cargo xtask destroy --env dev [--yes]\n  cargo xtask rollout --env prod --ami ami-0123456789abcdef0 [--wait]\n  cargo xtask status --env prod [--rollout ID] [--watch | --json]\n  cargo xtask approve --env prod [--rollout ID] [--reject]\n  cargo xtask test"
+    after_help = "Examples:\n  cargo xtask demo\n  cargo xtask render --env prod [--out DIR]\n  cargo xtask render --config path/to/stack.toml\n  cargo xtask deploy --env prod [--dry-run]\n  cargo xtask destroy --env dev [--yes]\n  cargo xtask rollout --env prod --ami ami-0123456789abcdef0 [--wait]\n  cargo xtask status --env prod [--rollout ID] [--watch | --json]\n  cargo xtask approve --env prod [--rollout ID] [--reject]\n  cargo xtask abort --env prod [--rollout ID] [--cancel | --rollback] [--reason TEXT]\n  cargo xtask test"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -552,4 +552,63 @@ mod tests {
         );
         assert_eq!(before.changes(None, 0).len(), 1);
     }
+
+    #[test]
+    fn restores_and_aborts_are_shown() {
+        let restored = AsgRecord {
+            reason: Some("restored to launch template version 1".into()),
+            ..record("web", Some(0), status::ROLLED_BACK, Some(100))
+        };
+        let summary = RolloutSummary {
+            status: ABORTED.into(),
+            message: Some("aborted by ana: 5xx up".into()),
+            ..RolloutSummary::default()
+        };
+        let mut snapshot = Snapshot::new(
+            "prod",
+            "r-1",
+            None,
+            Some(summary.clone()),
+            vec![
+                restored,
+                record("db", Some(0), status::RESTORE_FAILED, Some(40)),
+            ],
+            vec![],
+            None,
+        );
+        snapshot.abort = Some(Abort {
+            rollout_id: "r-1".into(),
+            by: "ana".into(),
+            reason: Some("5xx up".into()),
+            action: "cancel".into(),
+            at: 3600,
+        });
+        assert_eq!(
+            (snapshot.totals.rolled_back, snapshot.totals.failed),
+            (1, 1)
+        );
+        let view = snapshot.render(0);
+        assert!(
+            view.contains("1 failed, 0 waiting, 0 skipped, 1 rolled back"),
+            "{view}"
+        );
+        assert!(
+            view.contains("restored to launch template version 1"),
+            "{view}"
+        );
+        assert!(
+            view.contains("aborted by ana at 01:00:00 (cancel of the refreshes in flight): 5xx up"),
+            "{view}"
+        );
+        assert!(
+            view.contains("resume it: cargo xtask rollout --env prod --resume r-1"),
+            "{view}"
+        );
+        // Once resumed, the rollout is no longer shown as aborted.
+        snapshot.summary = Some(RolloutSummary {
+            status: "Running".into(),
+            ..summary
+        });
+        assert!(!snapshot.render(0).contains("aborted by"));
+    }
 }
