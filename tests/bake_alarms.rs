@@ -224,10 +224,24 @@ async fn an_alarm_already_in_alarm_fails_the_first_wave() {
                 "on_failure = \"continue\"",
                 "on_failure = \"stop\"\nwave_alarms = [\"gate-errors\"]",
             ),
+            // Instance refresh's own bake, passed through to StartInstanceRefresh.
+            ("instance_warmup = 0", "instance_warmup = 0\nbake_time = 2"),
         ],
     );
     deploy_local(&moto, Some(&path));
     let execution = run_rollout(&moto, &config, "r-in-alarm", NEW_AMI).await;
+    let described = aws_sdk_autoscaling::Client::new(&config)
+        .describe_instance_refreshes()
+        .auto_scaling_group_name("h-1")
+        .send()
+        .await
+        .expect("DescribeInstanceRefreshes");
+    let refresh = &described.instance_refreshes()[0];
+    assert_eq!(
+        refresh.preferences().and_then(|p| p.bake_time()),
+        Some(2),
+        "BakeTime reaches StartInstanceRefresh: {refresh:?}"
+    );
     assert_eq!(
         execution.status().as_str(),
         "FAILED",
@@ -296,5 +310,77 @@ async fn rollout_refuses_unknown_wave_alarms_and_starts_nothing() {
     );
     assert_eq!(lock_holder(&config).await, None);
     assert!(refresh_intervals(&moto).0.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With `on_failure = "rollback"` (rollback_scope `wave`, the default), a wave that fails its
+/// alarm gate after every refresh of it succeeded has each of its groups refreshed back to the
+/// launch template version it had before the rollout; the next wave never starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alarm_during_the_bake_rolls_the_wave_back() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    alarm(&config, "gate-errors").await;
+    demo_fleet(&config, &[("k-1", "1"), ("k-2", "1"), ("k-3", "1")]).await;
+    let dir = tempfile_dir("gate-rollback");
+    let path = local_variant(
+        &dir,
+        "gate",
+        &[
+            ("strategy = \"window\"", "strategy = \"batches\""),
+            ("batch_size = 3", "batch_size = 2"),
+            (
+                "on_failure = \"continue\"",
+                "on_failure = \"rollback\"\nbake_minutes = 1\nwave_alarms = [\"gate-errors\"]",
+            ),
+        ],
+    );
+    deploy_local(&moto, Some(&path));
+    let arn = start_rollout(&config, "r-gate-rb", "r-gate-rb", NEW_AMI).await;
+    // Wave 1 is k-1 and k-2: once both refreshed, the alarm fires during the bake.
+    let ended = refresh_ended(&moto, "k-1")
+        .await
+        .max(refresh_ended(&moto, "k-2").await);
+    set_alarm(&config, "gate-errors", StateValue::Alarm).await;
+    let execution = wait_execution(&moto, &config, &arn, GATE_DEADLINE).await;
+    let explain = format!(
+        "status {:?} error {:?} cause {:?}\nrefresh log: {}\nlambda logs:\n{}",
+        execution.status(),
+        execution.error(),
+        execution.cause(),
+        moto.refresh_log(),
+        moto.lambda_logs()
+    );
+    assert_eq!(execution.status().as_str(), "FAILED", "{explain}");
+    let (intervals, _) = refresh_intervals(&moto);
+    assert!(
+        !intervals.contains_key("k-3"),
+        "wave 2 started: {intervals:?}"
+    );
+    let items = rollout_items(&config, "r-gate-rb").await;
+    for asg in ["k-1", "k-2"] {
+        assert_eq!(
+            group_image(&config, asg).await.as_deref(),
+            Some(OLD_AMI),
+            "{asg} is back on the old image\n{explain}"
+        );
+        let refreshes = &intervals[asg];
+        assert_eq!(
+            refreshes.len(),
+            2,
+            "{asg}: a refresh, then its restore: {refreshes:?}"
+        );
+        assert!(
+            refreshes[1].start >= ended + BAKE_SECONDS - 1.0,
+            "{asg} was restored before the bake ended: {refreshes:?}"
+        );
+        assert_eq!(items[asg].status, "RolledBack", "{asg}: {:?}", items[asg]);
+    }
+    let message = items["#rollout"].message.clone().unwrap_or_default();
+    assert!(
+        message.contains("wave 1 failed its alarm gate: gate-errors went to ALARM"),
+        "{message}"
+    );
+    assert_eq!(lock_holder(&config).await, None, "the lock is released");
     let _ = std::fs::remove_dir_all(&dir);
 }
