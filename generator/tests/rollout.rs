@@ -613,6 +613,8 @@ fn select_wave_asks_the_refresher_for_positions() {
             wave: 0,
             items: vec![0, 1, 2],
             started_at: 1_796_000_000,
+            max_concurrency: Some(2),
+            group: Some("consul".into()),
         };
         let selected = select
             .result_selector
@@ -620,7 +622,18 @@ fn select_wave_asks_the_refresher_for_positions() {
             .unwrap()
             .resolve(&json!({"Payload": response}), &context())
             .unwrap();
-        assert_eq!(selected, json!({"wave": 0, "items": [0, 1, 2]}));
+        let mut expected = json!({"wave": 0, "items": [0, 1, 2], "started_at": 1_796_000_000});
+        if !config.targets.groups.is_empty() {
+            // Ordered groups: the wave's batch size feeds the Map's MaxConcurrencyPath.
+            expected["max_concurrency"] = json!(2);
+            expected["group"] = json!("consul");
+            let map = wave_map(&machine);
+            assert_eq!(
+                (map.max_concurrency, map.max_concurrency_path.as_deref()),
+                (None, Some("$.current.max_concurrency"))
+            );
+        }
+        assert_eq!(selected, expected, "{}", config.name);
         assert_eq!(select.result_path, PathOrNull::path("$.current"));
         assert_eq!(
             wave_map(&machine).items_path.as_deref(),

@@ -64,6 +64,9 @@ fn the_plan_and_a_wave_are_counts_and_positions() {
             wave: 1,
             items: (0..largest).collect(),
             started_at: 1_796_000_000,
+            // Ordered groups add the wave's batch size and group name, at their limits.
+            max_concurrency: Some(generator::config::MAX_BATCH_SIZE),
+            group: Some("g".repeat(generator::groups::MAX_GROUP_NAME)),
         };
         println!(
             "{strategy:?}: the largest wave's positions take {} bytes",

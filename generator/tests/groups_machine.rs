@@ -1,0 +1,177 @@
+//! The rollout state machine of a stack with ordered groups (`[[targets.group]]`): for every
+//! strategy and failure policy it validates, `Plan` sends the groups in order (as the
+//! planner's types read them), `SelectWave` keeps each wave's batch size and group, and the
+//! wave's Map takes its concurrency from there (`MaxConcurrencyPath`), never a fixed
+//! `MaxConcurrency`. A stack without groups keeps a fixed `MaxConcurrency`.
+
+use std::path::Path;
+
+use generator::asl::{validate, Field, Kind, Map, StateMachine, States, Task, Template};
+use generator::config::{self, OnFailure, StackConfig, Strategy};
+use generator::payload::{PlanRequest, WaveResponse};
+use generator::rollout::{self, states as s};
+use serde_json::{json, Value};
+
+fn grouped(strategy: Strategy, on_failure: OnFailure) -> StackConfig {
+    let text = format!(
+        r#"
+name = "t"
+region = "eu-west-1"
+account_id = "123456789012"
+[[targets.group]]
+name = "consul"
+asgs = ["consul-1", "consul-2"]
+batch_size = 1
+[[targets.group]]
+name = "vault"
+tags = {{ "role" = "vault" }}
+[rollout]
+strategy = "{}"
+batch_size = 4
+canary = ["consul-1"]
+on_failure = "{}"
+poll_seconds = 30
+timeout_minutes = 20
+"#,
+        strategy.as_str(),
+        on_failure.as_str(),
+    );
+    config::parse(&text, Path::new("t.toml")).expect("test config is valid")
+}
+
+fn task<'a>(machine: &'a StateMachine, name: &str) -> &'a Task {
+    match &machine.states.get(name).expect("state").kind {
+        Kind::Task(t) => t,
+        other => panic!("{name} is a {}", other.type_name()),
+    }
+}
+
+fn wave_map(machine: &StateMachine) -> &Map {
+    match &machine.states.get(s::WAVE).expect("Wave").kind {
+        Kind::Map(m) => m,
+        other => panic!("Wave is a {}", other.type_name()),
+    }
+}
+
+fn payload(task: &Task) -> &Template {
+    task.parameters
+        .as_ref()
+        .expect("lambda tasks have Parameters")
+        .fields()
+        .find_map(|(k, f)| match (k, f) {
+            ("Payload", Field::Object(t)) => Some(t),
+            _ => None,
+        })
+        .expect("a Payload")
+}
+
+fn input() -> Value {
+    json!({"rollout_id": "r-1", "ami": "ami-0123456789abcdef0"})
+}
+
+fn context() -> Value {
+    json!({"Task": {"Token": "token-1"}})
+}
+
+#[test]
+fn every_grouped_machine_validates_and_plans_the_groups_in_order() {
+    for strategy in [Strategy::Batches, Strategy::Window] {
+        for on_failure in [OnFailure::Stop, OnFailure::Continue, OnFailure::Rollback] {
+            let config = grouped(strategy, on_failure);
+            let machine = rollout::build(&config);
+            if let Err(errors) = validate(&machine) {
+                panic!("{strategy:?}/{on_failure:?}: {errors}");
+            }
+            let plan: PlanRequest = serde_json::from_value(
+                payload(task(&machine, s::PLAN))
+                    .resolve(&input(), &context())
+                    .unwrap(),
+            )
+            .unwrap();
+            let groups: Vec<(&str, u32)> = plan
+                .groups
+                .iter()
+                .map(|g| (g.name.as_str(), g.batch_size))
+                .collect();
+            // vault takes the rollout's batch_size.
+            assert_eq!(groups, [("consul", 1), ("vault", 4)]);
+            assert_eq!(plan.groups[0].targets.asgs, ["consul-1", "consul-2"]);
+            assert_eq!(plan.groups[1].targets.tags["role"], "vault");
+            assert!(plan.targets.asgs.is_empty() && plan.targets.tags.is_empty());
+        }
+    }
+}
+
+#[test]
+fn each_wave_runs_at_the_batch_size_the_wave_action_returns() {
+    let machine = rollout::build(&grouped(Strategy::Window, OnFailure::Stop));
+    let select = task(&machine, s::SELECT_WAVE);
+    let response = WaveResponse {
+        rollout_id: "r-1".into(),
+        wave: 2,
+        items: vec![0, 1, 2],
+        started_at: 1_796_000_000,
+        max_concurrency: Some(4),
+        group: Some("vault".into()),
+    };
+    let current = select
+        .result_selector
+        .as_ref()
+        .unwrap()
+        .resolve(&json!({"Payload": response}), &context())
+        .unwrap();
+    assert_eq!(current["max_concurrency"], 4);
+    assert_eq!(current["group"], "vault");
+    let map = wave_map(&machine);
+    assert_eq!(map.max_concurrency, None);
+    assert_eq!(
+        map.max_concurrency_path.as_deref(),
+        Some("$.current.max_concurrency")
+    );
+    let json = serde_json::to_value(&machine).unwrap();
+    assert_eq!(
+        json["States"]["Wave"]["MaxConcurrencyPath"],
+        "$.current.max_concurrency"
+    );
+    assert!(json["States"]["Wave"].get("MaxConcurrency").is_none());
+}
+
+#[test]
+fn a_stack_without_groups_keeps_a_fixed_concurrency_and_plans_no_groups() {
+    let text = r#"
+name = "t"
+region = "eu-west-1"
+account_id = "123456789012"
+[targets]
+asgs = ["a", "b"]
+[rollout]
+batch_size = 2
+"#;
+    let config = config::parse(text, Path::new("t.toml")).unwrap();
+    let machine = rollout::build(&config);
+    let map = wave_map(&machine);
+    assert_eq!(
+        (map.max_concurrency, map.max_concurrency_path.as_ref()),
+        (Some(2), None)
+    );
+    let plan = payload(task(&machine, s::PLAN))
+        .resolve(&input(), &context())
+        .unwrap();
+    assert!(plan.get("groups").is_none(), "{plan}");
+}
+
+#[test]
+fn max_concurrency_and_its_path_are_exclusive() {
+    let machine = rollout::build(&grouped(Strategy::Batches, OnFailure::Stop));
+    let mut states = States::new();
+    for (name, state) in machine.states.iter() {
+        let mut state = state.clone();
+        if let Kind::Map(map) = &mut state.kind {
+            map.max_concurrency = Some(2);
+        }
+        states.push(name, state);
+    }
+    let machine = StateMachine::new(states);
+    let errors = validate(&machine).expect_err("both set").to_string();
+    assert!(errors.contains("mutually exclusive"), "{errors}");
+}
