@@ -228,3 +228,44 @@ async fn batches_run_the_groups_in_order_at_their_batch_sizes() {
 async fn window_runs_the_groups_in_order_at_their_batch_sizes() {
     two_groups_in_order("window").await;
 }
+
+/// A group that selects no ASG fails the plan naming the group: nothing starts, the lock is
+/// released, and the execution and the rollout's summary say why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_that_selects_nothing_fails_the_rollout_naming_it() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    for asg in CONSUL {
+        fleet(&config, asg, &[("emulator:refresh-seconds", "1")]).await;
+    }
+    let empty = GROUPS.replace(
+        "\"refresh-group\" = \"vault\"",
+        "\"refresh-group\" = \"nomad\"",
+    );
+    deploy_local_variant(
+        &moto,
+        "groups-empty",
+        &[(
+            "[targets]\ntags = { \"refresh-group\" = \"demo\" }\n",
+            empty.as_str(),
+        )],
+    );
+    let execution = run_rollout(&moto, &config, "r-groups-empty", NEW_AMI).await;
+    assert_eq!(execution.status().as_str(), "FAILED", "{execution:?}");
+    let says = "group `vault` matches no Auto Scaling group";
+    assert!(
+        execution.cause().unwrap_or_default().contains(says),
+        "{:?}\nlambda logs:\n{}",
+        execution.cause(),
+        moto.lambda_logs()
+    );
+    let (intervals, _) = refresh_intervals(&moto);
+    assert!(intervals.is_empty(), "nothing may start: {intervals:?}");
+    assert_eq!(lock_holder(&config).await, None, "the lock is released");
+    let items = rollout_items(&config, "r-groups-empty").await;
+    let summary = items.get("#rollout").and_then(|i| i.message.clone());
+    assert!(
+        summary.as_deref().unwrap_or_default().contains(says),
+        "{items:?}"
+    );
+}
