@@ -249,3 +249,23 @@ async fn a_canary_found_in_a_later_group_fails_the_plan() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn the_wave_limit_counts_every_groups_waves() {
+    let emulator = Emulator::start().await;
+    let ami = emulator.existing_ami().await;
+    fleet(&emulator).await;
+    // consul 3 waves of 1, vault 2 waves of 2: 5 waves, one more than allowed.
+    let message = plan_error(
+        &emulator,
+        PlanRequest {
+            max_waves: 4,
+            ..request(&ami, "r-m", two_groups(), &[], Strategy::Batches)
+        },
+    )
+    .await;
+    assert!(
+        message.contains("the plan has 5 waves but one execution fits at most 4"),
+        "{message}"
+    );
+}
