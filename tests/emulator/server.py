@@ -96,6 +96,7 @@ import faults  # noqa: E402
 import refresh_events  # noqa: E402
 import iam_enforcement  # noqa: E402
 import notify_iam  # noqa: E402
+import refresh_instances  # noqa: E402
 import stepfunctions_limits  # noqa: E402
 import cloudwatch_cbor  # noqa: E402
 import refresh_rules  # noqa: E402
@@ -296,6 +297,7 @@ def _apply_desired(refresh):
         else:
             spec["LaunchTemplateName"] = lt.get("LaunchTemplateName")
         group._set_launch_configuration(None, spec, None)
+        refresh_instances.replace(group)
     except Exception as e:  # never take the server down over this
         print(f"emulator: cannot apply the desired configuration to {refresh.asg}: {e!r}", file=sys.stderr)
 

@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod demo;
 mod deploy;
+mod drift;
 mod elf;
 mod env_file;
 mod render;
@@ -48,6 +49,8 @@ enum Command {
     Status(rollout::StatusArgs),
     /// Approve (or --reject) the next wave of a rollout waiting between waves
     Approve(rollout::ApproveArgs),
+    /// List targeted ASGs and instances that differ from what the last rollout left (--json)
+    Drift(drift::DriftArgs),
     /// Abort a running rollout: stop it, cancel (or --rollback) its refreshes in flight, release the lock
     Abort(rollout::abort::AbortArgs),
     /// Measure the Lambdas (zip sizes, cold and warm start, plan payload size); --fleet N: rollouts of N ASGs side by side
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Rollout(args) => args.run(),
         Command::Status(args) => args.run(),
         Command::Approve(args) => args.run(),
+        Command::Drift(args) => args.run(),
         Command::Abort(args) => args.run(),
         Command::Test(args) => args.run(),
         Command::Bench(args) => args.run(),
