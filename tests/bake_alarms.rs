@@ -2,7 +2,8 @@
 //! to the extended emulator, its CloudWatch alarms set by the test (SetAlarmState), the real
 //! state machine and Lambda binaries. The rollout bakes after each wave, goes on while the
 //! alarms stay OK, and fails the wave whose alarm went to ALARM during the wave or its bake,
-//! naming it; `cargo xtask rollout` refuses alarms that do not exist. Every wait is bounded.
+//! naming it; `cargo xtask rollout` refuses alarms that do not exist. Also the approval gate
+//! `approval = "after-canary"`, which pauses once. Every wait is bounded.
 
 mod e2e;
 
@@ -382,5 +383,109 @@ async fn an_alarm_during_the_bake_rolls_the_wave_back() {
         "{message}"
     );
     assert_eq!(lock_holder(&config).await, None, "the lock is released");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `status --json` of `rollout` on the stack of `path`.
+fn status_json(moto: &Moto, path: &Path, rollout: &str) -> serde_json::Value {
+    let output = xtask(
+        moto,
+        &[
+            "status",
+            "--json",
+            "--config",
+            path.to_str().unwrap(),
+            "--rollout",
+            rollout,
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)))
+}
+
+/// Reads `status --json` (bounded) until `done` holds.
+fn wait_status(
+    moto: &Moto,
+    path: &Path,
+    rollout: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let until = Instant::now() + GATE_DEADLINE;
+    loop {
+        let status = status_json(moto, path, rollout);
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < until,
+            "{rollout}: {status:#}\nlambda logs:\n{}",
+            moto.lambda_logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn asg_status<'a>(status: &'a serde_json::Value, name: &str) -> &'a str {
+    status["asgs"]
+        .as_array()
+        .and_then(|l| l.iter().find(|a| a["asg"] == name))
+        .and_then(|a| a["status"].as_str())
+        .unwrap_or_else(|| panic!("{name} is not in the status: {status:#}"))
+}
+
+/// `approval = "after-canary"`: the rollout pauses once, after the canary wave; approved, the
+/// two later waves run without asking again.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_canary_approval_pauses_once_after_the_canary_wave() {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    demo_fleet(&config, &[("c-1", "1"), ("c-2", "1"), ("c-3", "1")]).await;
+    let dir = tempfile_dir("after-canary");
+    let path = local_variant(
+        &dir,
+        "after-canary",
+        &[
+            ("strategy = \"window\"", "strategy = \"batches\""),
+            (
+                "batch_size = 3",
+                "batch_size = 1\ncanary = [\"c-2\"]\napproval = \"after-canary\"",
+            ),
+        ],
+    );
+    deploy_local(&moto, Some(&path));
+    let p = path.to_str().unwrap();
+    let started = xtask(
+        &moto,
+        &[
+            "rollout", "--config", p, "--ami", NEW_AMI, "--id", "r-canary",
+        ],
+    );
+    assert!(started.status.success(), "{}", text(&started));
+    let awaiting = |s: &serde_json::Value| {
+        s["approvals"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["status"] == "AwaitingApproval"))
+    };
+    let waiting = wait_status(&moto, &path, "r-canary", awaiting);
+    assert_eq!(asg_status(&waiting, "c-2"), "Successful", "{waiting:#}");
+    for asg in ["c-1", "c-3"] {
+        assert_eq!(asg_status(&waiting, asg), "Planned", "{waiting:#}");
+    }
+    let approved = xtask(&moto, &["approve", "--config", p]);
+    assert!(approved.status.success(), "{}", text(&approved));
+    let done = wait_status(&moto, &path, "r-canary", |s| {
+        s["execution"]["status"].as_str().unwrap_or("RUNNING") != "RUNNING"
+    });
+    assert_eq!(done["execution"]["status"], "SUCCEEDED", "{done:#}");
+    for asg in ["c-1", "c-2", "c-3"] {
+        assert_eq!(asg_status(&done, asg), "Successful", "{done:#}");
+    }
+    let approvals = done["approvals"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        approvals.len(),
+        1,
+        "one approval, after the canary: {done:#}"
+    );
+    assert_eq!(approvals[0]["status"], "Approved", "{done:#}");
     let _ = std::fs::remove_dir_all(&dir);
 }
