@@ -163,6 +163,15 @@ pub fn build(config: &StackConfig) -> StateMachine {
         config.rollout.batch_size,
         config.rollout.on_failure.as_str(),
     ));
+    // Ordered groups set their own batch sizes: say them, in order.
+    let groups = crate::groups::plan_groups(config);
+    if let (Some(comment), false) = (machine.comment.as_mut(), groups.is_empty()) {
+        let order: Vec<String> = groups
+            .iter()
+            .map(|g| format!("{} ({} at a time)", g.name, g.batch_size))
+            .collect();
+        comment.push_str(&format!(" Ordered groups: {}.", order.join(", then ")));
+    }
     machine
 }
 

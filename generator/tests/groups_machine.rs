@@ -134,6 +134,11 @@ fn each_wave_runs_at_the_batch_size_the_wave_action_returns() {
         "$.current.max_concurrency"
     );
     assert!(json["States"]["Wave"].get("MaxConcurrency").is_none());
+    let comment = machine.comment.as_deref().unwrap_or_default();
+    assert!(
+        comment.ends_with("Ordered groups: consul (1 at a time), then vault (4 at a time)."),
+        "{comment}"
+    );
 }
 
 #[test]
