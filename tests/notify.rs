@@ -638,3 +638,22 @@ fn iam_grants_publish_on_the_topic_and_put_events_with_the_source_only() {
         "{quiet:?}"
     );
 }
+
+/// review.md lists the topic a stack creates, and only then.
+#[test]
+fn review_lists_the_stack_topic() {
+    let base = std::fs::read_to_string(workspace_root().join("envs/local.toml")).unwrap();
+    let review = |text: &str| -> String {
+        let config = generator::config::parse(text, Path::new("local.toml")).expect("valid");
+        let machine = generator::rollout::build(&config);
+        let documents = generator::iam::documents(&config).expect("iam");
+        generator::review::render(&config, &machine, &documents).expect("review")
+    };
+    let with = base.replacen("[lambda]", "[notify]\ncreate_topic = true\n\n[lambda]", 1);
+    assert!(
+        review(&with).contains("| SNS topic | `asg-refresh-local-notifications` |"),
+        "{}",
+        review(&with)
+    );
+    assert!(!review(&base).contains("SNS topic"));
+}

@@ -323,6 +323,13 @@ pub fn render(
             ),
         ]);
     }
+    if config.notify.as_ref().is_some_and(|n| n.create_topic) {
+        resources.push((
+            "SNS topic",
+            stack.notifications_topic(),
+            "rollout notifications (also put on the default event bus, source asg-refresh)",
+        ));
+    }
     // Costs per ASG in both shapes, the stack's first, for a refresh of half its timeout
     // (30 minutes at the default 60) and one that runs to it.
     let mut other = config.clone();

@@ -1,5 +1,6 @@
-//! `cargo xtask drift`: what differs from what the last rollout left. Every targeted ASG
-//! (resolved as the planner resolves them, `runtime::planner::Planner::resolve_targets`) is
+//! `cargo xtask drift`: what differs from what the last rollout left. Every targeted ASG (the
+//! stack's targets and each `[[targets.group]]`'s, resolved as the planner resolves them,
+//! `runtime::planner::Planner::resolve_targets`) is
 //! compared with its record in the newest rollout that refreshed at least one ASG: the launch
 //! template version the rollout made and its AMI against the group's current version and that
 //! version's AMI; and every instance of the group whose image is not the rollout's AMI is
@@ -155,14 +156,26 @@ pub async fn report(config: &StackConfig, endpoint_url: Option<&str>) -> anyhow:
         store: store.clone(),
         clock: runtime::system_clock(),
     };
-    let targets = TargetSpec {
-        asgs: config.targets.asgs.clone(),
-        tags: config.targets.tags.clone(),
-    };
-    let (found, _missing) = planner
-        .resolve_targets(&targets)
-        .await
-        .map_err(|e| anyhow::anyhow!("resolving the targets: {e}"))?;
+    // The stack's targets and, with `[[targets.group]]`, every group's, resolved alike.
+    let mut specs = Vec::new();
+    if !config.targets.asgs.is_empty() || !config.targets.tags.is_empty() {
+        specs.push(TargetSpec {
+            asgs: config.targets.asgs.clone(),
+            tags: config.targets.tags.clone(),
+        });
+    }
+    specs.extend(config.targets.groups.iter().map(|g| TargetSpec {
+        asgs: g.asgs.clone(),
+        tags: g.tags.clone(),
+    }));
+    let mut found = BTreeMap::new();
+    for targets in &specs {
+        let (resolved, _missing) = planner
+            .resolve_targets(targets)
+            .await
+            .map_err(|e| anyhow::anyhow!("resolving the targets: {e}"))?;
+        found.extend(resolved);
+    }
     let ec2 = &planner.ec2;
     let by_asg: BTreeMap<&str, &AsgRecord> = records.iter().map(|r| (r.asg.as_str(), r)).collect();
     let mut report = Report {
