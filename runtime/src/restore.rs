@@ -1,6 +1,9 @@
 //! The rollback policy's restore (`[rollout] rollback_scope`). RollbackInstanceRefresh acts
 //! only on a refresh that is still in progress
 //! (<https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RollbackInstanceRefresh.html>),
+//! ("You can't roll it back after it's finished. You can, however, update your Auto Scaling
+//! group again by starting a new instance refresh":
+//! <https://docs.aws.amazon.com/autoscaling/ec2/userguide/instance-refresh-rollback.html>),
 //! so a group this rollout already refreshed returns to the launch template version it had
 //! before the rollout through a new StartInstanceRefresh whose DesiredConfiguration names
 //! that version.
