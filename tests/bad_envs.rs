@@ -112,6 +112,13 @@ bad_envs! {
     group_asg_in_two_groups: "group-asg-in-two-groups.toml" => "targets.group[1].asgs[1]", Some(13), "`consul-b` is in groups `consul` and `vault`";
     canary_not_in_first_group: "canary-not-in-first-group.toml" => "rollout.canary[0]", Some(19), "`vault-a` is in group `vault`: canary ASGs must belong to the first group `consul`";
 
+    // The error budget: a count or a percentage, only with a policy that stops.
+    max_failures_with_continue: "max-failures-with-continue.toml" => "rollout.max_failures", Some(22), "on_failure = \"continue\" already tolerates every failure";
+    max_failures_over_100_percent: "max-failures-over-100-percent.toml" => "rollout.max_failures", Some(22), "150% is more than 100% of the planned ASGs";
+    max_failures_malformed: "max-failures-malformed.toml" => "rollout.max_failures", Some(22), "invalid value: string \"ten\", expected a number of ASGs (0 or more) or a percentage such as \"10%\"";
+    max_failures_negative: "max-failures-negative.toml" => "rollout.max_failures", Some(22), "invalid value: integer `-1`";
+    max_failures_over_targets: "max-failures-over-targets.toml" => "rollout.max_failures", Some(22), "5 is more than the 4 ASGs in targets.asgs";
+
     // Missing required keys: no line holds a missing top-level key.
     missing_region: "missing-region.toml" => "region", None, "missing field `region`";
     missing_targets: "missing-targets.toml" => "targets", None, "missing field `targets`";

@@ -235,6 +235,76 @@ pub struct Rollout {
     /// CloudWatch alarms (metric alarms, by name) that must not go to ALARM during a wave or
     /// its bake: one that does fails the wave.
     pub wave_alarms: Vec<String>,
+    /// The error budget: how many ASGs may fail (a count, or a percentage of the planned ASGs
+    /// rounded down) before `on_failure` applies. `None`: the first failure applies it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<MaxFailures>,
+}
+
+/// `[rollout] max_failures`: `N` ASGs, or `"P%"` of the planned ASGs (rounded down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxFailures {
+    Count(u32),
+    Percent(u32),
+}
+
+impl MaxFailures {
+    /// How many failed ASGs the rollout tolerates out of `planned`.
+    pub fn budget(self, planned: u32) -> u32 {
+        match self {
+            MaxFailures::Count(n) => n,
+            MaxFailures::Percent(p) => (u64::from(p) * u64::from(planned) / 100) as u32,
+        }
+    }
+}
+
+impl fmt::Display for MaxFailures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaxFailures::Count(n) => write!(f, "{n}"),
+            MaxFailures::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Serialize for MaxFailures {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MaxFailures::Count(n) => serializer.serialize_u32(*n),
+            MaxFailures::Percent(_) => serializer.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxFailures {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = MaxFailures;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of ASGs (0 or more) or a percentage such as \"10%\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<MaxFailures, E> {
+                u32::try_from(value)
+                    .map(MaxFailures::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<MaxFailures, E> {
+                u32::try_from(value)
+                    .map(MaxFailures::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<MaxFailures, E> {
+                value
+                    .strip_suffix('%')
+                    .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .map(MaxFailures::Percent)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(value), &self))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl Default for Rollout {
@@ -251,6 +321,7 @@ impl Default for Rollout {
             rollback_scope: None,
             bake_minutes: 0,
             wave_alarms: Vec::new(),
+            max_failures: None,
         }
     }
 }
@@ -627,6 +698,7 @@ fn check(config: &StackConfig, locator: &Locator<'_>) -> Vec<Problem> {
     check_rollout(config, &mut c);
     check_rollback_scope(&config.rollout, &mut c);
     check_wave_gate(config, &mut c);
+    check_error_budget(config, &mut c);
     check_refresh(&config.refresh, &mut c);
     check_checkpoints(config, &mut c);
     check_history(config, &mut c);
@@ -828,6 +900,38 @@ fn check_refresh(refresh: &Refresh, c: &mut Checker<'_>) {
             c.fail("refresh.checkpoint_delay", "needs checkpoint_percentages");
         }
         c.range("refresh.checkpoint_delay", delay, 0, 172800);
+    }
+}
+
+/// `max_failures`: with a failure policy that stops, at most 100%, and no more than the listed
+/// ASGs when the targets are only listed names (a percentage cannot exceed the plan).
+fn check_error_budget(config: &StackConfig, c: &mut Checker<'_>) {
+    let rollout = &config.rollout;
+    let Some(max) = rollout.max_failures else {
+        return;
+    };
+    if rollout.on_failure == OnFailure::Continue {
+        c.fail(
+            "rollout.max_failures",
+            "on_failure = \"continue\" already tolerates every failure: set on_failure = \"stop\" or \"rollback\" to stop past max_failures, or remove max_failures",
+        );
+    }
+    match max {
+        MaxFailures::Percent(p) if p > 100 => c.fail(
+            "rollout.max_failures",
+            format!("{p}% is more than 100% of the planned ASGs"),
+        ),
+        MaxFailures::Count(n) => {
+            let listed = config.targets.asgs.len();
+            let only_listed = config.targets.tags.is_empty() && config.targets.groups.is_empty();
+            if only_listed && n as usize > listed {
+                c.fail(
+                    "rollout.max_failures",
+                    format!("{n} is more than the {listed} ASGs in targets.asgs"),
+                );
+            }
+        }
+        MaxFailures::Percent(_) => {}
     }
 }
 

@@ -31,6 +31,9 @@ pub mod errors {
     /// A `wave_alarms` alarm went to ALARM during the wave or its bake (or is in ALARM): the
     /// wave fails and the failure policy applies.
     pub const WAVE_ALARM: &str = "WaveAlarm";
+    /// One more ASG failed than `[rollout] max_failures` tolerates: the child fails, its wave
+    /// fails, and the failure policy applies.
+    pub const ERROR_BUDGET_SPENT: &str = "ErrorBudgetSpent";
     /// The rollout ended with failures (the execution's error).
     pub const ROLLOUT_FAILED: &str = "RolloutFailed";
     /// Errors of the Lambda service itself that are safe to retry
@@ -216,6 +219,16 @@ pub enum RefresherRequest {
         wave: u32,
         since: i64,
         alarms: Vec<String>,
+    },
+    /// `[rollout] max_failures`: the ASG at position `index` of `wave` failed; count it against
+    /// the budget (`max_failures` of `planned` ASGs). Within the budget its child ends as
+    /// absorbed; past it, fails with [`errors::ERROR_BUDGET_SPENT`].
+    SpendBudget {
+        rollout_id: String,
+        wave: u32,
+        index: u32,
+        planned: u32,
+        max_failures: crate::config::MaxFailures,
     },
     /// Store the task token and wait for an operator to approve the next wave.
     AwaitApproval {

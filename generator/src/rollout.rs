@@ -82,6 +82,7 @@ pub mod states {
     pub const GATE: &str = "IsRefreshed";
     pub const REFRESHED: &str = "Refreshed";
     pub const REFRESH_FAILED: &str = "RefreshFailed";
+    pub const SPEND_BUDGET: &str = "SpendErrorBudget";
 }
 
 use states::*;
@@ -328,6 +329,12 @@ impl Builder<'_> {
                 .path("wave", "$.current.wave")
                 .path("index", "$$.Map.Item.Value"),
         );
+        if self.has_budget() {
+            // The error budget's percentage is of the planned ASGs.
+            if let Some(selector) = map.item_selector.take() {
+                map.item_selector = Some(selector.path("planned", "$.plan.planned"));
+            }
+        }
         map.max_concurrency = Some(rollout.batch_size);
         if !self.config.targets.groups.is_empty() {
             // Waves of different groups run at different batch sizes: the `wave` action says
@@ -399,6 +406,49 @@ impl Builder<'_> {
             .next(self.after_gate())
     }
 
+    /// `[rollout] max_failures` with a policy that stops (never with `continue`, which the
+    /// config refuses).
+    fn has_budget(&self) -> bool {
+        self.config.rollout.max_failures.is_some()
+            && self.config.rollout.on_failure != OnFailure::Continue
+    }
+
+    /// Where a failed step of a child goes: `continue` ends the child (the failure is
+    /// recorded); an error budget spends one failure first; otherwise nowhere (the child fails).
+    fn absorb_target(&self) -> Option<&'static str> {
+        if self.config.rollout.on_failure == OnFailure::Continue {
+            Some(REFRESH_FAILED)
+        } else if self.has_budget() {
+            Some(SPEND_BUDGET)
+        } else {
+            None
+        }
+    }
+
+    /// `SpendErrorBudget`: counts the child's failure against `max_failures`; within it the
+    /// child ends (the failure is recorded; Finish reports it), past it the child fails
+    /// with ErrorBudgetSpent and so does its wave.
+    fn spend_budget(&self) -> State {
+        let max = self
+            .config
+            .rollout
+            .max_failures
+            .expect("spend_budget only with max_failures");
+        let mut task = self.refresher(
+            Template::new()
+                .lit("action", "spend_budget")
+                .path("rollout_id", "$.rollout_id")
+                .path("wave", "$.wave")
+                .path("index", "$.index")
+                .path("planned", "$.planned")
+                .lit("max_failures", json!(max)),
+        );
+        task.result_path = Some(PathOrNull::Null);
+        State::new(Kind::Task(task))
+            .comment("max_failures: count this failure; within the budget the child ends, past it the wave fails (ErrorBudgetSpent).")
+            .next(REFRESH_FAILED)
+    }
+
     /// One ASG: start, then poll until the refresh has ended (the gate); with
     /// `completion = "events"`, wait for its event instead, and check once by polling after
     /// each wait that times out.
@@ -442,10 +492,9 @@ impl Builder<'_> {
         );
         check.result_selector = Some(step_result());
         check.result_path = PathOrNull::path("$.refresh");
-        let continue_on_failure = rollout.on_failure == OnFailure::Continue;
-        if continue_on_failure {
-            let absorb =
-                || vec![Catcher::new(&["States.ALL"], REFRESH_FAILED).result_path("$.error")];
+        let absorb_to = self.absorb_target();
+        if let Some(target) = absorb_to {
+            let absorb = || vec![Catcher::new(&["States.ALL"], target).result_path("$.error")];
             start.catch = absorb();
             check.catch = absorb();
         }
@@ -474,7 +523,7 @@ impl Builder<'_> {
         if events {
             states.push(
                 AWAIT,
-                State::new(Kind::Task(self.await_event(continue_on_failure)))
+                State::new(Kind::Task(self.await_event(absorb_to)))
                     .comment("Store the task token with the ASG's record; the completer answers it when the refresh's event arrives. A timeout (a lost event) checks once by polling.")
                     .next(REFRESHED),
             );
@@ -492,7 +541,15 @@ impl Builder<'_> {
         );
         states.push(GATE, gate());
         states.push(REFRESHED, State::new(Kind::Succeed(silent())));
-        if continue_on_failure {
+        if absorb_to == Some(SPEND_BUDGET) {
+            states.push(SPEND_BUDGET, self.spend_budget());
+            states.push(
+                REFRESH_FAILED,
+                State::new(Kind::Succeed(silent())).comment(
+                    "Within max_failures: the refresher recorded the failure; Finish reports it.",
+                ),
+            );
+        } else if absorb_to.is_some() {
             states.push(
                 REFRESH_FAILED,
                 State::new(Kind::Succeed(silent())).comment(
@@ -510,7 +567,7 @@ impl Builder<'_> {
     /// that the table gets AWS's reason and the child fails as polling fails it. Retried like
     /// every Lambda Task, except `States.Timeout`: that is the event not coming, and goes to
     /// the same check.
-    fn await_event(&self, continue_on_failure: bool) -> Task {
+    fn await_event(&self, absorb_to: Option<&'static str>) -> Task {
         let mut task = self.refresher(
             Template::new()
                 .lit("action", "await_refresh")
@@ -525,9 +582,9 @@ impl Builder<'_> {
         task.catch = vec![
             Catcher::new(&["States.Timeout", errors::REFRESH_ENDED], CHECK).result_path("$.wait"),
         ];
-        if continue_on_failure {
+        if let Some(target) = absorb_to {
             task.catch
-                .push(Catcher::new(&["States.ALL"], REFRESH_FAILED).result_path("$.error"));
+                .push(Catcher::new(&["States.ALL"], target).result_path("$.error"));
         }
         task
     }

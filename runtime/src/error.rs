@@ -31,6 +31,9 @@ pub enum Error {
     /// A `wave_alarms` alarm went to ALARM during the wave or its bake: the wave fails.
     #[error("{0}")]
     WaveAlarm(String),
+    /// One ASG more failed than `max_failures` tolerates: its wave fails.
+    #[error("{0}")]
+    BudgetSpent(String),
     /// Anything else AWS refused (access denied, validation): not retried.
     #[error("{0}")]
     Aws(String),
@@ -47,6 +50,7 @@ impl Error {
             Error::Conflict(_) => errors::REFRESH_CONFLICT,
             Error::InvalidInput(_) => errors::INVALID_INPUT,
             Error::WaveAlarm(_) => errors::WAVE_ALARM,
+            Error::BudgetSpent(_) => errors::ERROR_BUDGET_SPENT,
             Error::Aws(_) => "AwsError",
         }
     }

@@ -4,6 +4,8 @@
 
 #[cfg(feature = "alarms")]
 pub mod alarms;
+#[cfg(feature = "refresher")]
+pub mod budget;
 pub mod clients;
 #[cfg(any(feature = "refresher", feature = "completer"))]
 pub mod completion;

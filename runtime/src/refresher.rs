@@ -144,6 +144,17 @@ impl Refresher {
                     group: info.group,
                 })
             }
+            RefresherRequest::SpendBudget {
+                rollout_id,
+                wave,
+                index,
+                planned,
+                max_failures,
+            } => {
+                validate_rollout_id(&rollout_id)?;
+                crate::budget::spend(&self.store, &rollout_id, wave, index, planned, max_failures)
+                    .await
+            }
             RefresherRequest::CheckAlarms {
                 rollout_id,
                 wave,
