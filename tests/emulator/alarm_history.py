@@ -125,6 +125,27 @@ def describe_alarm_history(self):
     return ActionResult(result)
 
 
+class _ValidationError(ServiceException):
+    code = "ValidationError"
+
+
+def _patch_describe_alarms():
+    """DescribeAlarms takes at most 100 AlarmNames (API_DescribeAlarms: "Maximum number of 100
+    items"); moto answers any number. The SDK for Rust does not check list lengths itself."""
+    original = CloudWatchResponse.describe_alarms
+
+    def describe_alarms(self):
+        names = self._get_param("AlarmNames", []) or []
+        if len(names) > 100:
+            raise _ValidationError(
+                f"1 validation error detected: Value at 'alarmNames' failed to satisfy constraint: "
+                f"Member must have length less than or equal to 100 (got {len(names)})"
+            )
+        return original(self)
+
+    CloudWatchResponse.describe_alarms = describe_alarms
+
+
 def _cloudwatch_checks(response, operation, p):
     """CloudWatch actions on the alarms they name (SigV4 scope `monitoring`, IAM prefix `cloudwatch`)."""
     context = iam_requests._base_context(response)
@@ -147,5 +168,6 @@ def _cloudwatch_checks(response, operation, p):
 def install():
     """Records and serves alarm history (call from server.py's main)."""
     _patch_update_state()
+    _patch_describe_alarms()
     CloudWatchResponse.describe_alarm_history = describe_alarm_history
     iam_requests._SERVICES["monitoring"] = _cloudwatch_checks
