@@ -36,6 +36,11 @@ fn event(kind: RefreshEventKind, asg: &str, refresh_id: &str) -> InstanceRefresh
     }
 }
 
+/// `kind` of the refresh REFRESH of `web`.
+fn web_event(kind: RefreshEventKind) -> InstanceRefreshEvent {
+    event(kind, "web", REFRESH)
+}
+
 fn checkpoint(asg: &str, percentage: u32) -> InstanceRefreshEvent {
     let mut event = event(RefreshEventKind::CheckpointReached, asg, REFRESH);
     event.detail.checkpoint_percentage = Some(percentage);
@@ -78,8 +83,25 @@ async fn refreshing(emulator: &Emulator, asg: &str) {
         .unwrap();
 }
 
+/// An emulator where the rollout holds the lock and `web` refreshes with REFRESH.
+async fn web_refreshing() -> Emulator {
+    let emulator = Emulator::start().await;
+    refreshing(&emulator, "web").await;
+    emulator
+}
+
 async fn record(emulator: &Emulator, asg: &str) -> AsgRecord {
     emulator.store().get(ROLLOUT, asg).await.unwrap().unwrap()
+}
+
+/// The completer's handling of `event`, which must not fail.
+async fn handle(completer: &Completer, event: &InstanceRefreshEvent) -> Handled {
+    completer.handle_event(event).await.unwrap()
+}
+
+/// Whether the table has an item of the rollout under `key`.
+async fn is_recorded(emulator: &Emulator, key: &str) -> bool {
+    emulator.store().get(ROLLOUT, key).await.unwrap().is_some()
 }
 
 fn answered(asg: &str, status: &str) -> Handled {
@@ -92,8 +114,7 @@ fn answered(asg: &str, status: &str) -> Handled {
 
 #[tokio::test]
 async fn a_succeeded_event_answers_the_stored_token_with_the_status() {
-    let emulator = Emulator::start().await;
-    refreshing(&emulator, "web").await;
+    let emulator = web_refreshing().await;
     let (success, failure) = accepting();
     let completer = completer(&emulator, &[&success, &failure]);
     let waiting = completer.store_token(ROLLOUT, "web", TOKEN).await.unwrap();
@@ -105,10 +126,7 @@ async fn a_succeeded_event_answers_the_stored_token_with_the_status() {
         }
     );
     assert_eq!(success.num_calls(), 0, "nothing ended yet");
-    let handled = completer
-        .handle_event(&event(RefreshEventKind::Succeeded, "web", REFRESH))
-        .await
-        .unwrap();
+    let handled = handle(&completer, &web_event(RefreshEventKind::Succeeded)).await;
     assert_eq!(handled, answered("web", "Successful"));
     assert_eq!((success.num_calls(), failure.num_calls()), (1, 0));
     let record = record(&emulator, "web").await;
@@ -119,8 +137,7 @@ async fn a_succeeded_event_answers_the_stored_token_with_the_status() {
 
 #[tokio::test]
 async fn the_answer_is_what_the_state_machine_reads_and_carries_the_token() {
-    let emulator = Emulator::start().await;
-    refreshing(&emulator, "web").await;
+    let emulator = web_refreshing().await;
     let success = mock!(Sfn::send_task_success)
         .match_requests(|r| {
             r.task_token() == Some(TOKEN)
@@ -132,10 +149,7 @@ async fn the_answer_is_what_the_state_machine_reads_and_carries_the_token() {
         .then_output(|| SendTaskSuccessOutput::builder().build());
     let completer = completer(&emulator, &[&success]);
     completer.store_token(ROLLOUT, "web", TOKEN).await.unwrap();
-    completer
-        .handle_event(&event(RefreshEventKind::Succeeded, "web", REFRESH))
-        .await
-        .unwrap();
+    handle(&completer, &web_event(RefreshEventKind::Succeeded)).await;
     assert_eq!(success.num_calls(), 1);
 }
 
@@ -147,8 +161,7 @@ async fn an_unsuccessful_end_fails_the_wait_with_refresh_ended() {
         (RefreshEventKind::RollbackSucceeded, "RollbackSuccessful"),
         (RefreshEventKind::RollbackFailed, "RollbackFailed"),
     ] {
-        let emulator = Emulator::start().await;
-        refreshing(&emulator, "web").await;
+        let emulator = web_refreshing().await;
         let failure = mock!(Sfn::send_task_failure)
             .match_requests(|r| {
                 r.task_token() == Some(TOKEN)
@@ -160,10 +173,7 @@ async fn an_unsuccessful_end_fails_the_wait_with_refresh_ended() {
             mock!(Sfn::send_task_success).then_output(|| SendTaskSuccessOutput::builder().build());
         let completer = completer(&emulator, &[&failure, &success]);
         completer.store_token(ROLLOUT, "web", TOKEN).await.unwrap();
-        let handled = completer
-            .handle_event(&event(kind, "web", REFRESH))
-            .await
-            .unwrap();
+        let handled = completer.handle_event(&web_event(kind)).await.unwrap();
         assert_eq!(handled, answered("web", end), "{kind:?}");
         assert_eq!(
             (failure.num_calls(), success.num_calls()),
@@ -182,8 +192,7 @@ async fn an_unsuccessful_end_fails_the_wait_with_refresh_ended() {
 
 #[tokio::test]
 async fn a_duplicate_event_is_answered_by_step_functions_refusing_the_closed_token() {
-    let emulator = Emulator::start().await;
-    refreshing(&emulator, "web").await;
+    let emulator = web_refreshing().await;
     // Step Functions closes a token at its first answer: "The task token has either expired
     // or the task associated with the token has already been closed" (TaskTimedOut, API
     // reference of SendTaskSuccess).
@@ -195,15 +204,15 @@ async fn a_duplicate_event_is_answered_by_step_functions_refusing_the_closed_tok
         .build();
     let completer = completer(&emulator, &[&success]);
     completer.store_token(ROLLOUT, "web", TOKEN).await.unwrap();
-    let succeeded = event(RefreshEventKind::Succeeded, "web", REFRESH);
+    let succeeded = web_event(RefreshEventKind::Succeeded);
     assert_eq!(
-        completer.handle_event(&succeeded).await.unwrap(),
+        handle(&completer, &succeeded).await,
         answered("web", "Successful")
     );
     let ended_at = record(&emulator, "web").await.ended_at;
     emulator.advance(30);
     assert_eq!(
-        completer.handle_event(&succeeded).await.unwrap(),
+        handle(&completer, &succeeded).await,
         Handled::AlreadyAnswered {
             asg: "web".into(),
             refresh_id: REFRESH.into(),
@@ -217,16 +226,12 @@ async fn a_duplicate_event_is_answered_by_step_functions_refusing_the_closed_tok
 
 #[tokio::test]
 async fn a_token_already_used_is_not_an_error() {
-    let emulator = Emulator::start().await;
-    refreshing(&emulator, "web").await;
+    let emulator = web_refreshing().await;
     let success = mock!(Sfn::send_task_success)
         .then_error(|| SendTaskSuccessError::InvalidToken(InvalidToken::builder().build()));
     let completer = completer(&emulator, &[&success]);
     completer.store_token(ROLLOUT, "web", TOKEN).await.unwrap();
-    let handled = completer
-        .handle_event(&event(RefreshEventKind::Succeeded, "web", REFRESH))
-        .await
-        .unwrap();
+    let handled = handle(&completer, &web_event(RefreshEventKind::Succeeded)).await;
     assert!(
         matches!(handled, Handled::AlreadyAnswered { .. }),
         "{handled:?}"
@@ -237,8 +242,7 @@ async fn a_token_already_used_is_not_an_error() {
 
 #[tokio::test]
 async fn a_throttled_answer_is_retryable_so_the_event_is_delivered_again() {
-    let emulator = Emulator::start().await;
-    refreshing(&emulator, "web").await;
+    let emulator = web_refreshing().await;
     let success = mock!(Sfn::send_task_success).then_http_response(|| {
         aws_smithy_runtime_api::http::Response::new(
             aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
@@ -250,7 +254,7 @@ async fn a_throttled_answer_is_retryable_so_the_event_is_delivered_again() {
     let completer = completer(&emulator, &[&success]);
     completer.store_token(ROLLOUT, "web", TOKEN).await.unwrap();
     let error = completer
-        .handle_event(&event(RefreshEventKind::Succeeded, "web", REFRESH))
+        .handle_event(&web_event(RefreshEventKind::Succeeded))
         .await
         .unwrap_err();
     assert!(matches!(error, Error::Retryable(_)), "{error:?}");
@@ -262,10 +266,7 @@ async fn events_of_groups_or_refreshes_the_rollout_lacks_are_ignored() {
     let (success, failure) = accepting();
     let completer = completer(&emulator, &[&success, &failure]);
     // No rollout holds the lock.
-    let handled = completer
-        .handle_event(&event(RefreshEventKind::Succeeded, "web", REFRESH))
-        .await
-        .unwrap();
+    let handled = handle(&completer, &web_event(RefreshEventKind::Succeeded)).await;
     assert!(
         matches!(&handled, Handled::Ignored { reason } if reason.contains("no rollout")),
         "{handled:?}"
@@ -273,40 +274,32 @@ async fn events_of_groups_or_refreshes_the_rollout_lacks_are_ignored() {
     refreshing(&emulator, "web").await;
     completer.store_token(ROLLOUT, "web", TOKEN).await.unwrap();
     // A group outside the rollout: nothing is written for it.
-    let handled = completer
-        .handle_event(&event(RefreshEventKind::Succeeded, "other", REFRESH))
-        .await
-        .unwrap();
+    let handled = handle(
+        &completer,
+        &event(RefreshEventKind::Succeeded, "other", REFRESH),
+    )
+    .await;
     assert!(
         matches!(&handled, Handled::Ignored { reason } if reason.contains("not part of rollout")),
         "{handled:?}"
     );
-    assert!(emulator
-        .store()
-        .get(ROLLOUT, "other")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(emulator
-        .store()
-        .get(ROLLOUT, &wait_key("other"))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(!is_recorded(&emulator, "other").await);
+    assert!(!is_recorded(&emulator, &wait_key("other")).await);
     // Another refresh of a group of the rollout (an older one, say).
-    let handled = completer
-        .handle_event(&event(RefreshEventKind::Failed, "web", "older-refresh"))
-        .await
-        .unwrap();
+    let handled = handle(
+        &completer,
+        &event(RefreshEventKind::Failed, "web", "older-refresh"),
+    )
+    .await;
     assert!(
         matches!(&handled, Handled::Ignored { reason } if reason.contains("older-refresh")),
         "{handled:?}"
     );
     // An event the completer does not act on.
-    let mut baking = event(RefreshEventKind::Succeeded, "web", REFRESH);
+    let mut baking = web_event(RefreshEventKind::Succeeded);
     baking.detail_type = "EC2 Auto Scaling Instance Refresh Started Baking".into();
     assert!(matches!(
-        completer.handle_event(&baking).await.unwrap(),
+        handle(&completer, &baking).await,
         Handled::Ignored { .. }
     ));
     assert_eq!((success.num_calls(), failure.num_calls()), (0, 0));
@@ -315,15 +308,11 @@ async fn events_of_groups_or_refreshes_the_rollout_lacks_are_ignored() {
 
 #[tokio::test]
 async fn an_end_recorded_before_the_token_is_answered_by_the_step_that_stores_it() {
-    let emulator = Emulator::start().await;
-    refreshing(&emulator, "web").await;
+    let emulator = web_refreshing().await;
     let (success, failure) = accepting();
     let completer = completer(&emulator, &[&success, &failure]);
     // The refresh ends (and its event is handled) before the child stored its token.
-    let handled = completer
-        .handle_event(&event(RefreshEventKind::Succeeded, "web", REFRESH))
-        .await
-        .unwrap();
+    let handled = handle(&completer, &web_event(RefreshEventKind::Succeeded)).await;
     assert_eq!(
         handled,
         Handled::Recorded {
@@ -357,10 +346,7 @@ async fn an_event_before_the_refresh_id_was_recorded_is_kept_for_the_wait() {
     store.put(&starting).await.unwrap();
     let (success, failure) = accepting();
     let completer = completer(&emulator, &[&success, &failure]);
-    let handled = completer
-        .handle_event(&event(RefreshEventKind::Failed, "web", REFRESH))
-        .await
-        .unwrap();
+    let handled = handle(&completer, &web_event(RefreshEventKind::Failed)).await;
     assert!(matches!(handled, Handled::Recorded { .. }), "{handled:?}");
     starting.refresh_id = Some(REFRESH.into());
     starting.status = "Pending".into();
@@ -406,15 +392,11 @@ async fn token_and_event_racing_answer_exactly_once() {
 
 #[tokio::test]
 async fn checkpoints_record_progress_in_order_only_while_the_refresh_runs() {
-    let emulator = Emulator::start().await;
-    refreshing(&emulator, "web").await;
+    let emulator = web_refreshing().await;
     let (success, failure) = accepting();
     let completer = completer(&emulator, &[&success, &failure]);
     assert_eq!(
-        completer
-            .handle_event(&checkpoint("web", 50))
-            .await
-            .unwrap(),
+        handle(&completer, &checkpoint("web", 50)).await,
         Handled::Progress {
             asg: "web".into(),
             percentage: 50
@@ -423,22 +405,13 @@ async fn checkpoints_record_progress_in_order_only_while_the_refresh_runs() {
     assert_eq!(record(&emulator, "web").await.percentage, Some(50));
     // A late checkpoint behind what is recorded changes nothing.
     assert!(matches!(
-        completer
-            .handle_event(&checkpoint("web", 20))
-            .await
-            .unwrap(),
+        handle(&completer, &checkpoint("web", 20)).await,
         Handled::Ignored { .. }
     ));
     assert_eq!(record(&emulator, "web").await.percentage, Some(50));
     // After the end, a checkpoint delivered late changes nothing either.
-    completer
-        .handle_event(&event(RefreshEventKind::Succeeded, "web", REFRESH))
-        .await
-        .unwrap();
-    completer
-        .handle_event(&checkpoint("web", 80))
-        .await
-        .unwrap();
+    handle(&completer, &web_event(RefreshEventKind::Succeeded)).await;
+    handle(&completer, &checkpoint("web", 80)).await;
     let record = record(&emulator, "web").await;
     assert_eq!(
         (record.status.as_str(), record.percentage),
@@ -449,8 +422,7 @@ async fn checkpoints_record_progress_in_order_only_while_the_refresh_runs() {
 
 #[tokio::test]
 async fn the_refresher_stores_the_token_for_the_state_machine() {
-    let emulator = Emulator::start().await;
-    refreshing(&emulator, "web").await;
+    let emulator = web_refreshing().await;
     let (success, failure) = accepting();
     let refresher = Refresher {
         autoscaling: aws_sdk_autoscaling::Client::new(&emulator.config),
@@ -483,18 +455,14 @@ async fn the_refresher_stores_the_token_for_the_state_machine() {
 
 #[tokio::test]
 async fn an_end_keeps_the_reason_the_failure_policy_recorded() {
-    let emulator = Emulator::start().await;
-    refreshing(&emulator, "web").await;
+    let emulator = web_refreshing().await;
     let mut rolling_back = record(&emulator, "web").await;
     rolling_back.status = "RollbackInProgress".into();
     rolling_back.reason = Some("rolled back by the failure policy".into());
     emulator.store().put(&rolling_back).await.unwrap();
     let (success, failure) = accepting();
     let completer = completer(&emulator, &[&success, &failure]);
-    completer
-        .handle_event(&event(RefreshEventKind::RollbackSucceeded, "web", REFRESH))
-        .await
-        .unwrap();
+    handle(&completer, &web_event(RefreshEventKind::RollbackSucceeded)).await;
     let record = record(&emulator, "web").await;
     assert_eq!(record.status, "RollbackSuccessful");
     assert_eq!(
@@ -505,26 +473,22 @@ async fn an_end_keeps_the_reason_the_failure_policy_recorded() {
 
 #[tokio::test]
 async fn a_started_event_says_the_refresh_runs_until_it_has_ended() {
-    let emulator = Emulator::start().await;
-    refreshing(&emulator, "web").await;
+    let emulator = web_refreshing().await;
     let mut pending = record(&emulator, "web").await;
     pending.status = "Pending".into();
     emulator.store().put(&pending).await.unwrap();
     let (success, failure) = accepting();
     let completer = completer(&emulator, &[&success, &failure]);
-    let started = event(RefreshEventKind::Started, "web", REFRESH);
+    let started = web_event(RefreshEventKind::Started);
     assert_eq!(
-        completer.handle_event(&started).await.unwrap(),
+        handle(&completer, &started).await,
         Handled::Running { asg: "web".into() }
     );
     assert_eq!(record(&emulator, "web").await.status, "InProgress");
     // Delivered again after the end, it changes nothing.
-    completer
-        .handle_event(&event(RefreshEventKind::Succeeded, "web", REFRESH))
-        .await
-        .unwrap();
+    handle(&completer, &web_event(RefreshEventKind::Succeeded)).await;
     assert!(matches!(
-        completer.handle_event(&started).await.unwrap(),
+        handle(&completer, &started).await,
         Handled::Ignored { .. }
     ));
     assert_eq!(record(&emulator, "web").await.status, status::SUCCESSFUL);

@@ -29,6 +29,30 @@ fn request(
     }
 }
 
+/// A plan of `rollout_id` over the ASGs tagged `group=web`.
+fn by_tag(
+    ami: &str,
+    rollout_id: &str,
+    canary: &[&str],
+    strategy: Strategy,
+    batch_size: u32,
+) -> PlanRequest {
+    request(
+        ami,
+        rollout_id,
+        &[],
+        &[("group", "web")],
+        canary,
+        strategy,
+        batch_size,
+    )
+}
+
+/// A plan of `rollout_id` over `api-1` alone, in batches of 2.
+fn api_1(ami: &str, rollout_id: &str) -> PlanRequest {
+    request(ami, rollout_id, &["api-1"], &[], &[], Strategy::Batches, 2)
+}
+
 /// The plan's waves as the table holds them (the response has counts only).
 async fn waves(emulator: &Emulator, rollout_id: &str, count: u32) -> Vec<Vec<String>> {
     let mut out = Vec::new();
@@ -46,6 +70,21 @@ fn planner(emulator: &Emulator) -> Planner {
     emulator.planner()
 }
 
+/// The ASG `name` of `capacity` instances tagged `group=web`, registered in a target group
+/// of its own name; returns the target group.
+async fn web_behind_its_target_group(emulator: &Emulator, name: &str, capacity: i32) -> String {
+    let target_group = emulator.target_group(name).await;
+    emulator
+        .asg(
+            name,
+            capacity,
+            &[("group", "web")],
+            std::slice::from_ref(&target_group),
+        )
+        .await;
+    target_group
+}
+
 /// web-1..4 by tag, api-1 by name (canary), a capacity-0 group, an unhealthy one, an
 /// empty target group, and a name that does not exist.
 async fn fleet(emulator: &Emulator) {
@@ -55,15 +94,7 @@ async fn fleet(emulator: &Emulator) {
     let healthy = emulator.target_group("api-healthy").await;
     emulator.asg("api-1", 2, &[], &[healthy]).await;
     emulator.asg("web-idle", 0, &[("group", "web")], &[]).await;
-    let sick = emulator.target_group("web-sick").await;
-    emulator
-        .asg(
-            "web-sick",
-            2,
-            &[("group", "web")],
-            std::slice::from_ref(&sick),
-        )
-        .await;
+    let sick = web_behind_its_target_group(emulator, "web-sick", 2).await;
     let sick_targets = emulator.targets(&sick).await;
     emulator
         .ec2
@@ -72,15 +103,7 @@ async fn fleet(emulator: &Emulator) {
         .send()
         .await
         .unwrap();
-    let empty = emulator.target_group("web-empty").await;
-    emulator
-        .asg(
-            "web-empty",
-            1,
-            &[("group", "web")],
-            std::slice::from_ref(&empty),
-        )
-        .await;
+    let empty = web_behind_its_target_group(emulator, "web-empty", 1).await;
     let mut deregister = emulator.elb.deregister_targets().target_group_arn(&empty);
     for id in emulator.targets(&empty).await {
         deregister = deregister.targets(
@@ -93,11 +116,17 @@ async fn fleet(emulator: &Emulator) {
     emulator.asg("other-1", 1, &[("group", "batch")], &[]).await;
 }
 
-#[tokio::test]
-async fn plans_names_and_tags_with_prechecks_and_canary_first() {
+/// An emulator holding [`fleet`], with an AMI that exists.
+async fn with_fleet() -> (Emulator, String) {
     let emulator = Emulator::start().await;
     let ami = emulator.existing_ami().await;
     fleet(&emulator).await;
+    (emulator, ami)
+}
+
+#[tokio::test]
+async fn plans_names_and_tags_with_prechecks_and_canary_first() {
+    let (emulator, ami) = with_fleet().await;
     let plan = planner(&emulator)
         .handle(request(
             &ami,
@@ -166,19 +195,9 @@ async fn plans_names_and_tags_with_prechecks_and_canary_first() {
 
 #[tokio::test]
 async fn window_strategy_makes_one_wave_after_the_canary() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
+    let (emulator, ami) = with_fleet().await;
     let plan = planner(&emulator)
-        .handle(request(
-            &ami,
-            "r-w",
-            &[],
-            &[("group", "web")],
-            &["web-2"],
-            Strategy::Window,
-            2,
-        ))
+        .handle(by_tag(&ami, "r-w", &["web-2"], Strategy::Window, 2))
         .await
         .unwrap();
     assert_eq!(
@@ -190,21 +209,9 @@ async fn window_strategy_makes_one_wave_after_the_canary() {
 
 #[tokio::test]
 async fn the_previous_rollouts_longest_refreshes_start_first() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
+    let (emulator, ami) = with_fleet().await;
     let planner = planner(&emulator);
-    let req = |id: &str| {
-        request(
-            &ami,
-            id,
-            &[],
-            &[("group", "web")],
-            &["web-2"],
-            Strategy::Window,
-            2,
-        )
-    };
+    let req = |id: &str| by_tag(&ami, id, &["web-2"], Strategy::Window, 2);
     let first = planner.handle(req("r-a")).await.unwrap();
     // No history: name order.
     assert_eq!(
@@ -237,81 +244,25 @@ async fn the_previous_rollouts_longest_refreshes_start_first() {
 
 #[tokio::test]
 async fn a_second_rollout_is_refused_while_one_holds_the_lock() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
+    let (emulator, ami) = with_fleet().await;
     let planner = planner(&emulator);
-    planner
-        .handle(request(
-            &ami,
-            "r-1",
-            &["api-1"],
-            &[],
-            &[],
-            Strategy::Batches,
-            2,
-        ))
-        .await
-        .unwrap();
-    let refused = planner
-        .handle(request(
-            &ami,
-            "r-2",
-            &["api-1"],
-            &[],
-            &[],
-            Strategy::Batches,
-            2,
-        ))
-        .await
-        .unwrap_err();
+    planner.handle(api_1(&ami, "r-1")).await.unwrap();
+    let refused = planner.handle(api_1(&ami, "r-2")).await.unwrap_err();
     assert!(
         matches!(&refused, Error::Locked(m) if m.contains("r-1")),
         "{refused:?}"
     );
     // The holder may re-plan (a retried or resumed execution).
-    planner
-        .handle(request(
-            &ami,
-            "r-1",
-            &["api-1"],
-            &[],
-            &[],
-            Strategy::Batches,
-            2,
-        ))
-        .await
-        .unwrap();
+    planner.handle(api_1(&ami, "r-1")).await.unwrap();
     assert!(emulator.store().release_lock("r-1").await.unwrap());
-    planner
-        .handle(request(
-            &ami,
-            "r-2",
-            &["api-1"],
-            &[],
-            &[],
-            Strategy::Batches,
-            2,
-        ))
-        .await
-        .unwrap();
+    planner.handle(api_1(&ami, "r-2")).await.unwrap();
 }
 
 #[tokio::test]
 async fn replanning_never_resets_progress_and_leaves_out_what_is_done() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
+    let (emulator, ami) = with_fleet().await;
     let planner = planner(&emulator);
-    let req = request(
-        &ami,
-        "r-1",
-        &[],
-        &[("group", "web")],
-        &[],
-        Strategy::Batches,
-        3,
-    );
+    let req = by_tag(&ami, "r-1", &[], Strategy::Batches, 3);
     planner.handle(req.clone()).await.unwrap();
     let store = emulator.store();
     let mut done = store.get("r-1", "web-2").await.unwrap().unwrap();
@@ -360,18 +311,8 @@ async fn bad_input_is_not_retryable() {
 
 #[tokio::test]
 async fn too_many_waves_for_one_execution_is_refused() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
-    let mut req = request(
-        &ami,
-        "r-1",
-        &[],
-        &[("group", "web")],
-        &[],
-        Strategy::Batches,
-        1,
-    );
+    let (emulator, ami) = with_fleet().await;
+    let mut req = by_tag(&ami, "r-1", &[], Strategy::Batches, 1);
     req.max_waves = 3;
     let refused = planner(&emulator).handle(req).await.unwrap_err();
     assert!(

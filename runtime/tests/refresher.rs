@@ -3,8 +3,11 @@
 
 mod common;
 
+use aws_sdk_autoscaling::error::ErrorMetadata;
 use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
-use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
+use aws_sdk_autoscaling::operation::describe_instance_refreshes::{
+    DescribeInstanceRefreshesError, DescribeInstanceRefreshesOutput,
+};
 use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshOutput;
 use aws_sdk_autoscaling::types::{
     AutoScalingGroup, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus,
@@ -17,7 +20,9 @@ use common::mocks::{
     start_refused_in_progress, starts,
 };
 use common::{Emulator, NEW_AMI, OLD_AMI};
-use generator::payload::{status, Outcome, RefreshPreferences, RefresherRequest};
+use generator::payload::{
+    status, FinishResponse, Outcome, RefreshPreferences, RefresherRequest, StepResponse,
+};
 use runtime::refresher::Refresher;
 use runtime::store::AsgRecord;
 use runtime::wave_store;
@@ -99,6 +104,22 @@ async fn planned(emulator: &Emulator, asg: &str) {
         .unwrap();
 }
 
+/// The status recorded for `asg` in [`ROLLOUT`].
+async fn status_of(emulator: &Emulator, asg: &str) -> String {
+    emulator
+        .store()
+        .get(ROLLOUT, asg)
+        .await
+        .unwrap()
+        .unwrap()
+        .status
+}
+
+/// The round and the pending count of a SettleRollbacks answer.
+fn round_and_pending(settle: &serde_json::Value) -> (Option<u64>, Option<u64>) {
+    (settle["round"].as_u64(), settle["pending"].as_u64())
+}
+
 /// SettleRollbacks for round `round` of the rollout, through the Lambda entry point.
 async fn settle_rollbacks(refresher: &Refresher, round: u32) -> serde_json::Value {
     refresher
@@ -126,11 +147,81 @@ async fn image_of(emulator: &Emulator, template_id: &str, version: &str) -> Stri
         .to_string()
 }
 
+/// An emulator where `web`, on a new launch template `web-lt` of `ami`, is planned in
+/// wave 0 of [`ROLLOUT`]; with the template's id.
+async fn web_planned(ami: &str) -> (Emulator, String) {
+    let emulator = Emulator::start().await;
+    let template = emulator.launch_template("web-lt", ami).await;
+    planned(&emulator, "web").await;
+    (emulator, template)
+}
+
+/// The refresher's start of `web` in wave 0 of [`ROLLOUT`] with [`preferences`].
+async fn start_web(refresher: &Refresher) -> Result<StepResponse, Error> {
+    refresher
+        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
+        .await
+}
+
+/// How many versions the launch template `template_id` has.
+async fn version_count(emulator: &Emulator, template_id: &str) -> usize {
+    emulator
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(template_id)
+        .send()
+        .await
+        .unwrap()
+        .launch_template_versions()
+        .len()
+}
+
+/// A DescribeInstanceRefreshes answer listing the refresh `id` to version 2 of the
+/// launch template `lt` alone.
+fn lt_refresh(
+    id: &str,
+    status: InstanceRefreshStatus,
+    pct: i32,
+) -> DescribeInstanceRefreshesOutput {
+    DescribeInstanceRefreshesOutput::builder()
+        .instance_refreshes(refresh(id, status, pct, "lt", "2"))
+        .build()
+}
+
+/// The error of a check of `web` when DescribeInstanceRefreshes fails with `code`.
+async fn check_refused(emulator: &Emulator, code: &'static str, message: &'static str) -> Error {
+    let refused = mock!(AutoScaling::describe_instance_refreshes).then_error(move || {
+        DescribeInstanceRefreshesError::generic(
+            ErrorMetadata::builder().code(code).message(message).build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&refused]);
+    refresher(emulator, client)
+        .check(ROLLOUT, "web", 30)
+        .await
+        .unwrap_err()
+}
+
+/// Records `asg` of [`ROLLOUT`] with `status`.
+async fn put_record(emulator: &Emulator, asg: &str, status: &str) {
+    emulator
+        .store()
+        .put(&record(ROLLOUT, asg, status))
+        .await
+        .unwrap();
+}
+
+/// The summary the refresher's finish of [`ROLLOUT`] writes for `outcome`, without a cause.
+async fn finish(emulator: &Emulator, outcome: Outcome) -> FinishResponse {
+    refresher(emulator, no_autoscaling())
+        .finish(ROLLOUT, outcome, None)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn start_makes_a_numbered_version_with_the_ami_and_starts_once() {
-    let emulator = Emulator::start().await;
-    let template = emulator.launch_template("web-lt", OLD_AMI).await;
-    planned(&emulator, "web").await;
+    let (emulator, template) = web_planned(OLD_AMI).await;
     let start = mock!(AutoScaling::start_instance_refresh)
         .match_requests(|req| {
             let lt = req
@@ -163,10 +254,7 @@ async fn start_makes_a_numbered_version_with_the_ami_and_starts_once() {
         [&group("web", template.clone()), &start, &ongoing]
     );
     let refresher = refresher(&emulator, client);
-    let step = refresher
-        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
-        .await
-        .unwrap();
+    let step = start_web(&refresher).await.unwrap();
     assert_eq!((step.status.as_str(), step.done), ("Pending", false));
     assert_eq!(start.num_calls(), 1);
     assert_eq!(image_of(&emulator, &template, "2").await, NEW_AMI);
@@ -178,10 +266,7 @@ async fn start_makes_a_numbered_version_with_the_ami_and_starts_once() {
         Some(template.as_str())
     );
     // A retried start adopts the running refresh: no second version, no second refresh.
-    let again = refresher
-        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
-        .await
-        .unwrap();
+    let again = start_web(&refresher).await.unwrap();
     assert_eq!(
         (again.status.as_str(), again.percentage, again.done),
         ("InProgress", Some(40), false)
@@ -191,15 +276,8 @@ async fn start_makes_a_numbered_version_with_the_ami_and_starts_once() {
         1,
         "a retried start never starts a second refresh"
     );
-    let versions = emulator
-        .ec2
-        .describe_launch_template_versions()
-        .launch_template_id(&template)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        versions.launch_template_versions().len(),
+        version_count(&emulator, &template).await,
         2,
         "no second launch template version"
     );
@@ -207,9 +285,7 @@ async fn start_makes_a_numbered_version_with_the_ami_and_starts_once() {
 
 #[tokio::test]
 async fn an_interrupted_start_adopts_the_refresh_it_made() {
-    let emulator = Emulator::start().await;
-    let template = emulator.launch_template("web-lt", OLD_AMI).await;
-    planned(&emulator, "web").await;
+    let (emulator, template) = web_planned(OLD_AMI).await;
     // The first attempt started the refresh but died before recording its id.
     let in_progress = start_refused_in_progress();
     let started = starts("refresh-9");
@@ -225,10 +301,7 @@ async fn an_interrupted_start_adopts_the_refresh_it_made() {
         RuleMode::MatchAny,
         [&group("web", template.clone()), &started]
     );
-    refresher(&emulator, first)
-        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
-        .await
-        .unwrap();
+    start_web(&refresher(&emulator, first)).await.unwrap();
     // Forget the id, as if the write after StartInstanceRefresh never happened.
     let store = emulator.store();
     let mut record = store.get(ROLLOUT, "web").await.unwrap().unwrap();
@@ -240,10 +313,7 @@ async fn an_interrupted_start_adopts_the_refresh_it_made() {
         RuleMode::MatchAny,
         [&group("web", template.clone()), &in_progress, &active]
     );
-    let step = refresher(&emulator, retry)
-        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
-        .await
-        .unwrap();
+    let step = start_web(&refresher(&emulator, retry)).await.unwrap();
     assert!(!step.done);
     assert_eq!(in_progress.num_calls(), 1);
     assert_eq!(
@@ -258,29 +328,34 @@ async fn an_interrupted_start_adopts_the_refresh_it_made() {
     );
 }
 
-#[tokio::test]
-async fn a_refresh_that_is_not_ours_is_a_clear_failure_naming_the_asg() {
-    let emulator = Emulator::start().await;
-    let template = emulator.launch_template("web-lt", OLD_AMI).await;
-    planned(&emulator, "web").await;
+/// Auto Scaling where `web` (on `template_id`) refuses a start because the refresh
+/// `manual-7` to version 1, started by hand, is in progress.
+fn foreign_refresh_on_web(template_id: &str) -> AutoScaling {
     let in_progress = start_refused_in_progress();
-    // Someone started a refresh to version 1 by hand.
     let foreign = describes(vec![refresh(
         "manual-7",
         InstanceRefreshStatus::InProgress,
         5,
-        &template,
+        template_id,
         "1",
     )]);
-    let client = mock_client!(
+    mock_client!(
         aws_sdk_autoscaling,
         RuleMode::MatchAny,
-        [&group("web", template.clone()), &in_progress, &foreign]
-    );
-    let error = refresher(&emulator, client)
-        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
-        .await
-        .unwrap_err();
+        [
+            &group("web", template_id.to_owned()),
+            &in_progress,
+            &foreign
+        ]
+    )
+}
+
+#[tokio::test]
+async fn a_refresh_that_is_not_ours_is_a_clear_failure_naming_the_asg() {
+    let (emulator, template) = web_planned(OLD_AMI).await;
+    // Someone started a refresh to version 1 by hand.
+    let client = foreign_refresh_on_web(&template);
+    let error = start_web(&refresher(&emulator, client)).await.unwrap_err();
     match &error {
         Error::Conflict(message) => {
             assert!(
@@ -294,19 +369,7 @@ async fn a_refresh_that_is_not_ours_is_a_clear_failure_naming_the_asg() {
     let diagnostic: lambda_runtime::Diagnostic = error.into();
     assert_eq!(diagnostic.error_type, "RefreshConflict");
     // Through the Lambda entry point the failed start is also recorded, with why.
-    let in_progress = start_refused_in_progress();
-    let foreign = describes(vec![refresh(
-        "manual-7",
-        InstanceRefreshStatus::InProgress,
-        5,
-        &template,
-        "1",
-    )]);
-    let client = mock_client!(
-        aws_sdk_autoscaling,
-        RuleMode::MatchAny,
-        [&group("web", template.clone()), &in_progress, &foreign]
-    );
+    let client = foreign_refresh_on_web(&template);
     // The event names a position of the plan's wave; the name is read from the table.
     wave_store::put_waves(&emulator.store(), ROLLOUT, &[vec!["web".to_string()]], 1)
         .await
@@ -336,9 +399,7 @@ async fn a_refresh_that_is_not_ours_is_a_clear_failure_naming_the_asg() {
 
 #[tokio::test]
 async fn start_reuses_a_version_that_already_has_the_ami() {
-    let emulator = Emulator::start().await;
-    let template = emulator.launch_template("web-lt", NEW_AMI).await;
-    planned(&emulator, "web").await;
+    let (emulator, template) = web_planned(NEW_AMI).await;
     let start = mock!(AutoScaling::start_instance_refresh)
         .match_requests(|req| {
             req.desired_configuration()
@@ -356,19 +417,9 @@ async fn start_reuses_a_version_that_already_has_the_ami() {
         RuleMode::MatchAny,
         [&group("web", template.clone()), &start]
     );
-    refresher(&emulator, client)
-        .start(ROLLOUT, "web", NEW_AMI, 0, &preferences())
-        .await
-        .unwrap();
+    start_web(&refresher(&emulator, client)).await.unwrap();
     assert_eq!(start.num_calls(), 1);
-    let versions = emulator
-        .ec2
-        .describe_launch_template_versions()
-        .launch_template_id(&template)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(versions.launch_template_versions().len(), 1);
+    assert_eq!(version_count(&emulator, &template).await, 1);
 }
 
 async fn started(emulator: &Emulator, asg: &str, refresh_id: &str) {
@@ -393,56 +444,16 @@ async fn check_records_progress_success_failure_and_timeout() {
     let ok = mock!(AutoScaling::describe_instance_refreshes)
         .match_requests(|r| r.auto_scaling_group_name() == Some("ok"))
         .sequence()
-        .output(|| {
-            DescribeInstanceRefreshesOutput::builder()
-                .instance_refreshes(refresh(
-                    "refresh-ok",
-                    InstanceRefreshStatus::InProgress,
-                    50,
-                    "lt",
-                    "2",
-                ))
-                .build()
-        })
-        .output(|| {
-            DescribeInstanceRefreshesOutput::builder()
-                .instance_refreshes(refresh(
-                    "refresh-ok",
-                    InstanceRefreshStatus::Successful,
-                    100,
-                    "lt",
-                    "2",
-                ))
-                .build()
-        })
+        .output(|| lt_refresh("refresh-ok", InstanceRefreshStatus::InProgress, 50))
+        .output(|| lt_refresh("refresh-ok", InstanceRefreshStatus::Successful, 100))
         .build();
     let bad = mock!(AutoScaling::describe_instance_refreshes)
         .match_requests(|r| r.auto_scaling_group_name() == Some("bad"))
-        .then_output(|| {
-            DescribeInstanceRefreshesOutput::builder()
-                .instance_refreshes(refresh(
-                    "refresh-bad",
-                    InstanceRefreshStatus::RollbackSuccessful,
-                    30,
-                    "lt",
-                    "2",
-                ))
-                .build()
-        });
+        .then_output(|| lt_refresh("refresh-bad", InstanceRefreshStatus::RollbackSuccessful, 30));
     let slow = mock!(AutoScaling::describe_instance_refreshes)
         .match_requests(|r| r.auto_scaling_group_name() == Some("slow"))
         .sequence()
-        .output(|| {
-            DescribeInstanceRefreshesOutput::builder()
-                .instance_refreshes(refresh(
-                    "refresh-slow",
-                    InstanceRefreshStatus::InProgress,
-                    10,
-                    "lt",
-                    "2",
-                ))
-                .build()
-        })
+        .output(|| lt_refresh("refresh-slow", InstanceRefreshStatus::InProgress, 10))
         .repeatedly()
         .build();
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&ok, &bad, &slow]);
@@ -466,10 +477,7 @@ async fn check_records_progress_success_failure_and_timeout() {
         matches!(&failed, Error::RefreshFailed(m) if m.starts_with("bad: instance refresh refresh-bad ended RollbackSuccessful")),
         "{failed:?}"
     );
-    assert_eq!(
-        store.get(ROLLOUT, "bad").await.unwrap().unwrap().status,
-        "RollbackSuccessful"
-    );
+    assert_eq!(status_of(&emulator, "bad").await, "RollbackSuccessful");
     refresher.check(ROLLOUT, "slow", 30).await.unwrap();
     emulator.advance(31 * 60);
     let timed_out = refresher.check(ROLLOUT, "slow", 30).await.unwrap_err();
@@ -477,10 +485,7 @@ async fn check_records_progress_success_failure_and_timeout() {
         matches!(&timed_out, Error::TimedOut(m) if m.contains("after 30 minutes")),
         "{timed_out:?}"
     );
-    assert_eq!(
-        store.get(ROLLOUT, "slow").await.unwrap().unwrap().status,
-        status::TIMED_OUT
-    );
+    assert_eq!(status_of(&emulator, "slow").await, status::TIMED_OUT);
 }
 
 #[tokio::test]
@@ -511,10 +516,7 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
         .unwrap();
     assert_eq!(result["acted_on"], serde_json::json!(["flying"]));
     assert_eq!(rollback.num_calls(), 1);
-    assert_eq!(
-        store.get(ROLLOUT, "flying").await.unwrap().unwrap().status,
-        "RollbackInProgress"
-    );
+    assert_eq!(status_of(&emulator, "flying").await, "RollbackInProgress");
     assert_eq!(result["pending"], 1);
 
     // settle_rollbacks reads the rollback until it ends; only rollbacks are read.
@@ -525,20 +527,12 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
     };
     let (rule, running) = reads(InstanceRefreshStatus::RollbackInProgress);
     let settle = settle_rollbacks(&running, 0).await;
-    assert_eq!(
-        (settle["round"].as_u64(), settle["pending"].as_u64()),
-        (Some(1), Some(1)),
-        "{settle}"
-    );
+    assert_eq!(round_and_pending(&settle), (Some(1), Some(1)), "{settle}");
     assert_eq!(settle["still_running"], serde_json::json!(["flying"]));
     assert_eq!(rule.num_calls(), 1, "only the rollback is described");
     let (_rule, ended) = reads(InstanceRefreshStatus::RollbackSuccessful);
     let settle = settle_rollbacks(&ended, 1).await;
-    assert_eq!(
-        (settle["round"].as_u64(), settle["pending"].as_u64()),
-        (Some(2), Some(0)),
-        "{settle}"
-    );
+    assert_eq!(round_and_pending(&settle), (Some(2), Some(0)), "{settle}");
     assert_eq!(settle["ended"], serde_json::json!(["flying"]));
     let flying = store.get(ROLLOUT, "flying").await.unwrap().unwrap();
     assert_eq!(flying.status, "RollbackSuccessful");
@@ -591,20 +585,9 @@ async fn finish_of_a_clean_rollout_succeeds_and_a_plan_failure_names_its_cause()
     let emulator = Emulator::start().await;
     let store = emulator.store();
     store.acquire_lock(ROLLOUT, 1).await.unwrap();
-    store
-        .put(&record(ROLLOUT, "a", status::SUCCESSFUL))
-        .await
-        .unwrap();
-    store
-        .put(&record(ROLLOUT, "b", status::SKIPPED))
-        .await
-        .unwrap();
-    let client = no_autoscaling();
-    let refresher = refresher(&emulator, client);
-    let summary = refresher
-        .finish(ROLLOUT, Outcome::Succeeded, None)
-        .await
-        .unwrap();
+    put_record(&emulator, "a", status::SUCCESSFUL).await;
+    put_record(&emulator, "b", status::SKIPPED).await;
+    let summary = finish(&emulator, Outcome::Succeeded).await;
     assert_eq!(
         (
             summary.outcome,
@@ -616,7 +599,7 @@ async fn finish_of_a_clean_rollout_succeeds_and_a_plan_failure_names_its_cause()
     );
     assert_eq!(summary.message, "1 ASGs refreshed, 1 skipped");
     let cause = serde_json::json!({"Error": "InvalidInput", "Cause": "{\"errorType\":\"InvalidInput\",\"errorMessage\":\"the plan has 9 waves\"}"});
-    let failed = refresher
+    let failed = refresher(&emulator, no_autoscaling())
         .finish("r-2", Outcome::Failed, Some(&cause))
         .await
         .unwrap();
@@ -625,40 +608,14 @@ async fn finish_of_a_clean_rollout_succeeds_and_a_plan_failure_names_its_cause()
 
 #[tokio::test]
 async fn throttling_is_retryable_and_access_denied_is_not() {
-    use aws_sdk_autoscaling::error::ErrorMetadata;
-    use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesError;
     let emulator = Emulator::start().await;
     started(&emulator, "web", "refresh-1").await;
-    let throttled = mock!(AutoScaling::describe_instance_refreshes).then_error(|| {
-        DescribeInstanceRefreshesError::generic(
-            ErrorMetadata::builder()
-                .code("Throttling")
-                .message("Rate exceeded")
-                .build(),
-        )
-    });
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&throttled]);
-    let error = refresher(&emulator, client)
-        .check(ROLLOUT, "web", 30)
-        .await
-        .unwrap_err();
+    let error = check_refused(&emulator, "Throttling", "Rate exceeded").await;
     assert!(
         matches!(&error, Error::Retryable(m) if m.contains("Throttling")),
         "{error:?}"
     );
-    let denied = mock!(AutoScaling::describe_instance_refreshes).then_error(|| {
-        DescribeInstanceRefreshesError::generic(
-            ErrorMetadata::builder()
-                .code("AccessDenied")
-                .message("no")
-                .build(),
-        )
-    });
-    let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&denied]);
-    let error = refresher(&emulator, client)
-        .check(ROLLOUT, "web", 30)
-        .await
-        .unwrap_err();
+    let error = check_refused(&emulator, "AccessDenied", "no").await;
     assert!(
         matches!(&error, Error::Aws(m) if m.contains("AccessDenied")),
         "{error:?}"
@@ -694,19 +651,9 @@ async fn a_stopped_rollout_names_what_is_still_running_and_never_started() {
         })
         .await
         .unwrap();
-    store
-        .put(&record(ROLLOUT, "c", "InProgress"))
-        .await
-        .unwrap();
-    store
-        .put(&record(ROLLOUT, "d", status::PLANNED))
-        .await
-        .unwrap();
-    let client = no_autoscaling();
-    let summary = refresher(&emulator, client)
-        .finish(ROLLOUT, Outcome::Failed, None)
-        .await
-        .unwrap();
+    put_record(&emulator, "c", "InProgress").await;
+    put_record(&emulator, "d", status::PLANNED).await;
+    let summary = finish(&emulator, Outcome::Failed).await;
     assert_eq!(
         summary.message,
         "1 of 3 ASGs failed: b (Failed: health checks failed); still refreshing: c; not started: d"
@@ -717,20 +664,9 @@ async fn a_stopped_rollout_names_what_is_still_running_and_never_started() {
 async fn a_completed_rollout_with_an_unfinished_asg_is_not_a_success() {
     // A start that failed after its retries without recording a failure leaves `Planned`.
     let emulator = Emulator::start().await;
-    let store = emulator.store();
-    store
-        .put(&record(ROLLOUT, "a", status::SUCCESSFUL))
-        .await
-        .unwrap();
-    store
-        .put(&record(ROLLOUT, "b", status::PLANNED))
-        .await
-        .unwrap();
-    let client = no_autoscaling();
-    let summary = refresher(&emulator, client)
-        .finish(ROLLOUT, Outcome::Succeeded, None)
-        .await
-        .unwrap();
+    put_record(&emulator, "a", status::SUCCESSFUL).await;
+    put_record(&emulator, "b", status::PLANNED).await;
+    let summary = finish(&emulator, Outcome::Succeeded).await;
     assert_eq!((summary.outcome, summary.failed), (Outcome::Failed, 1));
     assert!(
         summary

@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use aws_sdk_autoscaling::operation::create_auto_scaling_group::builders::CreateAutoScalingGroupFluentBuilder;
 use aws_sdk_autoscaling::types::MixedInstancesPolicy;
 use aws_sdk_ec2::types::{
     LaunchTemplateIamInstanceProfileSpecificationRequest, RequestLaunchTemplateData,
@@ -54,17 +55,23 @@ async fn template(
     emulator.launch_template_of(name, data).await
 }
 
-/// A group of one instance on `template` at `version`.
-async fn group(emulator: &Emulator, name: &str, template: &str, version: &str) {
+/// The request creating the group `name` of one instance in us-east-1a; the caller adds
+/// what it runs.
+fn one_instance(emulator: &Emulator, name: &str) -> CreateAutoScalingGroupFluentBuilder {
     emulator
         .autoscaling
         .create_auto_scaling_group()
         .auto_scaling_group_name(name)
-        .launch_template(spec(template, version))
         .min_size(0)
         .max_size(2)
         .desired_capacity(1)
         .availability_zones("us-east-1a")
+}
+
+/// A group of one instance on `template` at `version`.
+async fn group(emulator: &Emulator, name: &str, template: &str, version: &str) {
+    one_instance(emulator, name)
+        .launch_template(spec(template, version))
         .send()
         .await
         .expect("create group");
@@ -83,15 +90,8 @@ fn mixed(
 }
 
 async fn mixed_group(emulator: &Emulator, name: &str, policy: MixedInstancesPolicy) {
-    emulator
-        .autoscaling
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(name)
+    one_instance(emulator, name)
         .mixed_instances_policy(policy)
-        .min_size(0)
-        .max_size(2)
-        .desired_capacity(1)
-        .availability_zones("us-east-1a")
         .send()
         .await
         .expect("create mixed group");

@@ -24,7 +24,7 @@ use common::mocks::{
     describes, describes_group, record, refresher, rolls_back, rolls_back_group, starts,
 };
 use common::{Emulator, NEW_AMI, OLD_AMI};
-use generator::payload::{status, RefreshPreferences};
+use generator::payload::{status, InFlightResponse, RefreshPreferences};
 use runtime::refresher::Refresher;
 use runtime::store::{AsgRecord, StopAction};
 use runtime::Error;
@@ -70,6 +70,20 @@ async fn recorded(emulator: &Emulator, asg: &str, status: &str, template_id: Opt
     emulator.store().put(&stored).await.unwrap();
 }
 
+/// The rollback policy's pass over what [`ROLLOUT`] has in flight, with `client` as Auto
+/// Scaling.
+async fn roll_back_in_flight(emulator: &Emulator, client: AutoScaling) -> InFlightResponse {
+    refresher(emulator, client)
+        .in_flight(ROLLOUT, true)
+        .await
+        .unwrap()
+}
+
+/// The record of `asg` in [`ROLLOUT`].
+async fn record_of(emulator: &Emulator, asg: &str) -> AsgRecord {
+    emulator.store().get(ROLLOUT, asg).await.unwrap().unwrap()
+}
+
 #[tokio::test]
 async fn a_rollback_acts_on_the_refresh_of_a_start_that_had_not_recorded_it() {
     let emulator = Emulator::start().await;
@@ -81,13 +95,10 @@ async fn a_rollback_acts_on_the_refresh_of_a_start_that_had_not_recorded_it() {
         RuleMode::MatchAny,
         [&active("refresh-7", "lt-0123", "2"), &rollback]
     );
-    let response = refresher(&emulator, client)
-        .in_flight(ROLLOUT, true)
-        .await
-        .unwrap();
+    let response = roll_back_in_flight(&emulator, client).await;
     assert_eq!(response.acted_on, ["web"]);
     assert_eq!(rollback.num_calls(), 1);
-    let stored = emulator.store().get(ROLLOUT, "web").await.unwrap().unwrap();
+    let stored = record_of(&emulator, "web").await;
     assert_eq!(
         (stored.status.as_str(), stored.refresh_id.as_deref()),
         ("RollbackInProgress", Some("refresh-7"))
@@ -105,13 +116,10 @@ async fn a_start_without_a_refresh_yet_is_marked_stopped_and_someone_elses_refre
         RuleMode::MatchAny,
         [&active("manual-1", "lt-0123", "1"), &rollback]
     );
-    let response = refresher(&emulator, client)
-        .in_flight(ROLLOUT, true)
-        .await
-        .unwrap();
+    let response = roll_back_in_flight(&emulator, client).await;
     assert!(response.acted_on.is_empty(), "{response:?}");
     assert_eq!(rollback.num_calls(), 0);
-    let stored = emulator.store().get(ROLLOUT, "web").await.unwrap().unwrap();
+    let stored = record_of(&emulator, "web").await;
     assert_eq!(stored.status, "Cancelled");
     assert_eq!(
         stored.reason.as_deref(),
@@ -134,10 +142,7 @@ async fn a_start_that_records_its_refresh_after_the_rollback_listed_undoes_it() 
         RuleMode::MatchAny,
         [&active("none", "lt-x", "9")]
     );
-    let listed = refresher(&emulator, idle)
-        .in_flight(ROLLOUT, true)
-        .await
-        .unwrap();
+    let listed = roll_back_in_flight(&emulator, idle).await;
     assert!(listed.acted_on.is_empty());
     // Then the start that was already running reaches StartInstanceRefresh.
     let group = AutoScalingGroup::builder()
@@ -168,7 +173,7 @@ async fn a_start_that_records_its_refresh_after_the_rollback_listed_undoes_it() 
         (start.num_calls(), rollback.num_calls(), cancel.num_calls()),
         (1, 1, 0)
     );
-    let stored = emulator.store().get(ROLLOUT, "web").await.unwrap().unwrap();
+    let stored = record_of(&emulator, "web").await;
     assert_eq!(
         (stored.status.as_str(), stored.refresh_id.as_deref()),
         ("RollbackInProgress", Some("refresh-late"))
@@ -373,7 +378,7 @@ async fn a_throttled_group_is_retried_after_every_other_group_was_rolled_back() 
     assert!(matches!(error, Error::Retryable(_)), "{error:?}");
     // The others were rolled back and recorded despite b's throttling.
     for asg in ["a", "c"] {
-        let stored = emulator.store().get(ROLLOUT, asg).await.unwrap().unwrap();
+        let stored = record_of(&emulator, asg).await;
         assert_eq!(stored.status, "RollbackInProgress", "{asg}");
     }
     assert_eq!(others.num_calls(), 2);

@@ -39,6 +39,29 @@ fn refresher(emulator: &Emulator) -> Refresher {
     }
 }
 
+/// A window plan of [`ROLLOUT`] in batches of 3 with `canary` first, over the ASGs tagged
+/// `group=group` and the named `asgs`.
+fn window_plan(canary: &str, ami: &str, asgs: &[&str], group: &str) -> PlanRequest {
+    PlanRequest {
+        canary: vec![canary.to_owned()],
+        strategy: Strategy::Window,
+        batch_size: 3,
+        max_waves: 100,
+        ..plan_request(ROLLOUT, ami, asgs, &[("group", group)])
+    }
+}
+
+/// The refresher's answer to the wave action for wave `wave` of [`ROLLOUT`].
+async fn wave_answer(emulator: &Emulator, wave: u32) -> serde_json::Value {
+    refresher(emulator)
+        .handle(RefresherRequest::Wave {
+            rollout_id: ROLLOUT.into(),
+            wave,
+        })
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_window_of_5000_long_names_is_stored_and_handed_out_as_positions() {
     let emulator = Emulator::start().await;
@@ -52,13 +75,7 @@ async fn a_window_of_5000_long_names_is_stored_and_handed_out_as_positions() {
         .unwrap();
     println!("recorded 5,000 positions in {:?}", began.elapsed());
     // The wave action hands out positions: about 24 KiB for the whole window.
-    let answer = refresher(&emulator)
-        .handle(RefresherRequest::Wave {
-            rollout_id: ROLLOUT.into(),
-            wave: 1,
-        })
-        .await
-        .unwrap();
+    let answer = wave_answer(&emulator, 1).await;
     let bytes = serde_json::to_vec(&answer).unwrap().len();
     println!("the window's positions: {bytes} bytes");
     assert!(bytes < LIMIT / 8, "{bytes} bytes");
@@ -114,13 +131,7 @@ async fn the_planner_answers_counts_and_the_table_holds_the_waves() {
     }
     let ami = emulator.existing_ami().await;
     let planner = emulator.planner();
-    let request = PlanRequest {
-        canary: vec![fleet[5].clone()],
-        strategy: Strategy::Window,
-        batch_size: 3,
-        max_waves: 100,
-        ..plan_request(ROLLOUT, &ami, &["ghost"], &[("group", "web")])
-    };
+    let request = window_plan(&fleet[5], &ami, &["ghost"], "web");
     let plan = planner.handle(request).await.unwrap();
     let answer = serde_json::to_value(&plan).unwrap();
     assert_eq!(
@@ -262,13 +273,7 @@ async fn plan_a_fleet_of_long_names(count: usize) {
     }
     println!("created {count} ASGs in {:?}", began.elapsed());
     let planner = emulator.planner();
-    let request = PlanRequest {
-        canary: vec![fleet[0].clone()],
-        strategy: Strategy::Window,
-        batch_size: 3,
-        max_waves: 100,
-        ..plan_request(ROLLOUT, &ami, &[], &[("group", "big")])
-    };
+    let request = window_plan(&fleet[0], &ami, &[], "big");
     let began = Instant::now();
     let plan = planner.handle(request).await.unwrap();
     println!(
@@ -285,13 +290,7 @@ async fn plan_a_fleet_of_long_names(count: usize) {
         .await
         .unwrap();
     assert_eq!(window, fleet[1..].to_vec(), "the window in name order");
-    let positions = refresher(&emulator)
-        .handle(RefresherRequest::Wave {
-            rollout_id: ROLLOUT.into(),
-            wave: 1,
-        })
-        .await
-        .unwrap();
+    let positions = wave_answer(&emulator, 1).await;
     assert_eq!(positions["items"].as_array().map(Vec::len), Some(count - 1));
     assert!(serde_json::to_vec(&positions).unwrap().len() < LIMIT / 8);
 }
