@@ -123,3 +123,25 @@ async fn drift_after_a_partial_rollout_lists_what_it_did_not_refresh() {
         text(&table)
     );
 }
+
+/// Whoever runs `drift` may read the groups, their launch template versions and instances.
+#[test]
+fn the_deployer_policy_allows_what_drift_reads() {
+    let config = generator::config::load(&workspace_root().join("envs/local.toml")).expect("local");
+    let deployer = generator::iam::deployer_document(&config).expect("deployer");
+    let allowed = generator::iam::allowed(&deployer.json);
+    for action in [
+        "autoscaling:DescribeAutoScalingGroups",
+        "ec2:DescribeInstances",
+        "ec2:DescribeLaunchTemplateVersions",
+        "states:ListExecutions",
+        "states:DescribeExecution",
+        "dynamodb:Query",
+    ] {
+        assert!(
+            allowed.iter().any(|(a, _)| a == action),
+            "{action} is not allowed: {:#}",
+            deployer.json
+        );
+    }
+}

@@ -298,6 +298,23 @@ fn deployer_topic_statement(stack: &Stack) -> Value {
     })
 }
 
+/// What `cargo xtask drift` reads besides the table and the executions: the targeted groups,
+/// their launch template versions and their instances. These Describe actions support no
+/// resource-level permission (Service Authorization Reference, Amazon EC2 Auto Scaling and
+/// Amazon EC2): `*`, read-only.
+fn deployer_drift_statement() -> Value {
+    serde_json::json!({
+        "Sid": "DriftReads",
+        "Effect": "Allow",
+        "Action": [
+            "autoscaling:DescribeAutoScalingGroups",
+            "ec2:DescribeInstances",
+            "ec2:DescribeLaunchTemplateVersions",
+        ],
+        "Resource": "*",
+    })
+}
+
 fn push_statements(document: &mut Value, statements: Vec<Value>) {
     if let Some(list) = document["Statement"].as_array_mut() {
         list.extend(statements);
@@ -344,7 +361,10 @@ pub fn deployer_document(config: &StackConfig) -> Result<Document, IamError> {
     };
     let (name, _) = DEPLOYER_TEMPLATE;
     let mut json = render(&env, name, &ctx)?;
-    push_statements(&mut json, vec![deployer_topic_statement(&stack)]);
+    push_statements(
+        &mut json,
+        vec![deployer_topic_statement(&stack), deployer_drift_statement()],
+    );
     Ok(Document {
         role: "deployer",
         kind: "policy",
