@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use generator::asl::{validate, Kind, PathOrNull, State, StateMachine, Task, Template, Transition};
+use generator::asl::{
+    validate, Catcher, Kind, PathOrNull, State, StateMachine, Task, Template, Transition,
+};
 use generator::config::{self, Completion, OnFailure, StackConfig, Strategy};
 use generator::payload::{
     errors, FinishResponse, InFlightResponse, Outcome, PlanRequest, PlanResponse, RefresherRequest,
@@ -98,6 +100,34 @@ fn child_task<'a>(machine: &'a StateMachine, name: &str) -> &'a Task {
         Some(Kind::Task(t)) => t,
         _ => panic!("no child task {name}"),
     }
+}
+
+/// What `task`'s ResultSelector keeps of a Lambda invocation that returned `response`.
+fn selected_from(task: &Task, response: &impl serde::Serialize) -> Value {
+    task.result_selector
+        .as_ref()
+        .unwrap()
+        .resolve(&json!({"Payload": response}), &context())
+        .unwrap()
+}
+
+/// Asserts that the state `from` goes on to `to`.
+fn assert_next(machine: &StateMachine, from: &str, to: &str) {
+    assert_eq!(
+        state(machine, from).transition,
+        Transition::Next(to.into()),
+        "{from}"
+    );
+}
+
+/// Asserts that `catcher` catches every error (`States.ALL`) and goes on to `next`; `what`
+/// names the state it belongs to.
+fn assert_catches_all(catcher: &Catcher, next: &str, what: &str) {
+    assert_eq!(
+        (catcher.error_equals.as_slice(), catcher.next.as_str()),
+        (&["States.ALL".to_string()][..], next),
+        "{what}"
+    );
 }
 
 fn payload(task: &Task) -> &Template {
@@ -212,25 +242,12 @@ fn failure_policy_shapes_the_wave_and_the_failure_path() {
                 assert_eq!(map.tolerated_failure_count, Some(0));
                 assert_eq!(catch_target, s::ROLL_BACK);
                 // Then it waits, bounded, for the rollbacks to end before FinishFailed.
-                assert_eq!(
-                    state(&machine, s::ROLL_BACK).transition,
-                    Transition::Next(s::ROLLBACKS_ENDED.into())
-                );
-                assert_eq!(
-                    state(&machine, s::WAIT_FOR_ROLLBACKS).transition,
-                    Transition::Next(s::CHECK_ROLLBACKS.into())
-                );
-                assert_eq!(
-                    state(&machine, s::CHECK_ROLLBACKS).transition,
-                    Transition::Next(s::ROLLBACKS_ENDED.into())
-                );
+                assert_next(&machine, s::ROLL_BACK, s::ROLLBACKS_ENDED);
+                assert_next(&machine, s::WAIT_FOR_ROLLBACKS, s::CHECK_ROLLBACKS);
+                assert_next(&machine, s::CHECK_ROLLBACKS, s::ROLLBACKS_ENDED);
                 for name in [s::ROLL_BACK, s::CHECK_ROLLBACKS] {
                     let catch = &task(&machine, name).catch;
-                    assert_eq!(
-                        (catch[0].error_equals.as_slice(), catch[0].next.as_str()),
-                        (&["States.ALL".to_string()][..], s::FINISH_FAILED),
-                        "{name}"
-                    );
+                    assert_catches_all(&catch[0], s::FINISH_FAILED, name);
                 }
             }
             OnFailure::Continue => {
@@ -245,20 +262,14 @@ fn failure_policy_shapes_the_wave_and_the_failure_path() {
                 for name in [s::START, s::CHECK] {
                     let catch = &child_task(&machine, name).catch;
                     assert_eq!(catch.len(), 1, "{name}");
-                    assert_eq!(
-                        (catch[0].error_equals.as_slice(), catch[0].next.as_str()),
-                        (&["States.ALL".to_string()][..], s::REFRESH_FAILED)
-                    );
+                    assert_catches_all(&catch[0], s::REFRESH_FAILED, name);
                 }
                 if config.rollout.completion == Completion::Events {
                     // A timed-out wait checks first; any other failure is absorbed.
                     let catch = &child_task(&machine, s::AWAIT).catch;
                     assert_eq!(catch.len(), 2);
                     assert_eq!(catch[0].next, s::CHECK);
-                    assert_eq!(
-                        (catch[1].error_equals.as_slice(), catch[1].next.as_str()),
-                        (&["States.ALL".to_string()][..], s::REFRESH_FAILED)
-                    );
+                    assert_catches_all(&catch[1], s::REFRESH_FAILED, s::AWAIT);
                 }
                 let absorbed = map
                     .item_processor
@@ -276,14 +287,8 @@ fn failure_policy_shapes_the_wave_and_the_failure_path() {
             );
         }
         // Every policy ends through AnyFailed: never a success while the table holds a failure.
-        assert_eq!(
-            state(&machine, s::FINISH).transition,
-            Transition::Next(s::ANY_FAILED.into())
-        );
-        assert_eq!(
-            state(&machine, s::FINISH_FAILED).transition,
-            Transition::Next(s::ROLLOUT_FAILED.into())
-        );
+        assert_next(&machine, s::FINISH, s::ANY_FAILED);
+        assert_next(&machine, s::FINISH_FAILED, s::ROLLOUT_FAILED);
     }
 }
 
@@ -344,12 +349,7 @@ fn plan_payload_is_a_plan_request() {
         skipped: 1,
         missing: 1,
     };
-    let selected = plan
-        .result_selector
-        .as_ref()
-        .unwrap()
-        .resolve(&json!({"Payload": response}), &context())
-        .unwrap();
+    let selected = selected_from(&plan, &response);
     assert_eq!(
         selected,
         json!({"wave_count": 2, "last_wave": 1, "planned": 2})
@@ -415,12 +415,7 @@ fn child_payloads_are_refresher_requests() {
         message: None,
     };
     for name in [s::START, s::CHECK] {
-        let selected = child_task(&machine, name)
-            .result_selector
-            .as_ref()
-            .unwrap()
-            .resolve(&json!({"Payload": response}), &context())
-            .unwrap();
+        let selected = selected_from(child_task(&machine, name), &response);
         assert_eq!(
             selected,
             json!({"asg": "c", "status": "InProgress", "done": false})
@@ -465,12 +460,7 @@ fn finish_rollback_payloads_are_refresher_requests() {
         refused: vec![],
         pending: 2,
     };
-    let settle = task(&machine, s::ROLL_BACK)
-        .result_selector
-        .as_ref()
-        .unwrap()
-        .resolve(&json!({"Payload": rolled_back}), &context())
-        .unwrap();
+    let settle = selected_from(task(&machine, s::ROLL_BACK), &rolled_back);
     assert_eq!(settle, json!({"pending": 2, "round": 0}));
     let mut input = top_input();
     input["settle"] = settle;
@@ -489,12 +479,7 @@ fn finish_rollback_payloads_are_refresher_requests() {
         still_running: vec!["b".into()],
         ended: vec!["a".into()],
     };
-    let selected = task(&machine, s::CHECK_ROLLBACKS)
-        .result_selector
-        .as_ref()
-        .unwrap()
-        .resolve(&json!({"Payload": settled}), &context())
-        .unwrap();
+    let selected = selected_from(task(&machine, s::CHECK_ROLLBACKS), &settled);
     assert_eq!(selected, json!({"pending": 1, "round": 1}));
     let summary = FinishResponse {
         rollout_id: "r-1".into(),
@@ -504,12 +489,7 @@ fn finish_rollback_payloads_are_refresher_requests() {
         skipped: 0,
         message: "b: refresh Failed".into(),
     };
-    let selected = task(&machine, s::FINISH_FAILED)
-        .result_selector
-        .as_ref()
-        .unwrap()
-        .resolve(&json!({"Payload": summary}), &context())
-        .unwrap();
+    let selected = selected_from(task(&machine, s::FINISH_FAILED), &summary);
     assert_eq!(selected["message"], "b: refresh Failed");
 }
 
@@ -616,12 +596,7 @@ fn select_wave_asks_the_refresher_for_positions() {
             max_concurrency: Some(2),
             group: Some("consul".into()),
         };
-        let selected = select
-            .result_selector
-            .as_ref()
-            .unwrap()
-            .resolve(&json!({"Payload": response}), &context())
-            .unwrap();
+        let selected = selected_from(&select, &response);
         let mut expected = json!({"wave": 0, "items": [0, 1, 2], "started_at": 1_796_000_000});
         if !config.targets.groups.is_empty() {
             // Ordered groups: the wave's batch size feeds the Map's MaxConcurrencyPath.
