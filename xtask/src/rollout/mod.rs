@@ -2,6 +2,7 @@
 //! stack, follow it from the progress table and the execution, and approve the next wave.
 
 pub mod abort;
+pub mod live;
 pub mod patience;
 pub mod view;
 
@@ -333,7 +334,8 @@ impl Ops {
         interval: Duration,
         give_up_after: Duration,
     ) -> anyhow::Result<Snapshot> {
-        let terminal = std::io::stdout().is_terminal();
+        // On a terminal, a live region redrawn in place (live.rs); otherwise change lines.
+        let mut live = std::io::stdout().is_terminal().then(live::Live::stdout);
         let mut last: Option<Snapshot> = None;
         let mut patience = Patience::new(interval, give_up_after);
         loop {
@@ -341,13 +343,14 @@ impl Ops {
                 Ok(snapshot) => {
                     let failures = patience.succeeded();
                     if failures > 0 {
-                        eprintln!("{} reading rollout {rollout_id} again after {failures} failed attempt(s)", view::clock(now()));
+                        let line = format!("{} reading rollout {rollout_id} again after {failures} failed attempt(s)", view::clock(now()));
+                        say(live.as_ref(), &line);
                     }
                     snapshot
                 }
                 Err(error) => match patience.failed(is_transient(&error), Instant::now()) {
                     Verdict::Retry(wait) => {
-                        eprintln!(
+                        let line = format!(
                             "{} {error:#}: transient, retrying in {}s (attempt {}, failing for {}s; giving up after {} min)",
                             view::clock(now()),
                             wait.as_secs_f64().ceil() as u64,
@@ -355,6 +358,7 @@ impl Ops {
                             patience.failing_for(Instant::now()).as_secs(),
                             give_up_after.as_secs() / 60
                         );
+                        say(live.as_ref(), &line);
                         tokio::time::sleep(wait).await;
                         continue;
                     }
@@ -368,26 +372,33 @@ impl Ops {
                     Verdict::GiveUp => return Err(error),
                 },
             };
-            let mut out = std::io::stdout().lock();
-            if terminal {
-                // Home, draw, clear what the previous frame left below.
-                write!(out, "\x1b[H\x1b[2J{}", snapshot.render(now()))?;
+            if let Some(live) = &mut live {
+                live.update(&snapshot, last.as_ref(), now());
             } else {
+                let mut out = std::io::stdout().lock();
                 for line in snapshot.changes(last.as_ref(), now()) {
                     writeln!(out, "{line}")?;
                 }
+                out.flush()?;
             }
-            out.flush()?;
-            drop(out);
             if !snapshot.is_running() {
-                if !terminal {
-                    print!("\n{}", snapshot.render(now()));
+                if let Some(live) = live.take() {
+                    live.finish();
                 }
+                print!("\n{}", snapshot.render(now()));
                 return Ok(snapshot);
             }
             last = Some(snapshot);
             tokio::time::sleep(interval).await;
         }
+    }
+}
+
+/// A watcher's line on stderr; with a live view, drawn above it without tearing it.
+fn say(live: Option<&live::Live>, line: &str) {
+    match live {
+        Some(live) => live.suspend(|| eprintln!("{line}")),
+        None => eprintln!("{line}"),
     }
 }
 

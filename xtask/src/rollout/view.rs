@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use comfy_table::{presets, ColumnConstraint, ContentArrangement, Table, Width};
 use generator::payload::status;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ZonedDateTime};
 use runtime::store::{Abort, Approval, AsgRecord, RolloutSummary, ABORTED, AWAITING_APPROVAL};
 use serde::Serialize;
 
@@ -39,6 +42,18 @@ pub struct Totals {
     pub skipped: usize,
     /// Refreshed, then returned to the version they had before the rollout.
     pub rolled_back: usize,
+}
+
+impl Totals {
+    /// Finished ASGs (successful, failed, rolled back) out of those not skipped, in percent;
+    /// 100 when none is to run.
+    pub fn overall_percentage(&self) -> u32 {
+        let finished = self.successful + self.failed + self.rolled_back;
+        let eligible = self.asgs - self.skipped;
+        (finished * 100)
+            .checked_div(eligible)
+            .map_or(100, |p| p as u32)
+    }
 }
 
 /// A rollout as the table and Step Functions see it at one moment.
@@ -116,6 +131,20 @@ impl Snapshot {
     /// The whole view: header, one row per ASG with a progress bar, totals, and what to do
     /// next when the rollout waits or failed.
     pub fn render(&self, now: i64) -> String {
+        let mut out = self.header(now);
+        out.push('\n');
+        out.push_str(&self.table());
+        for warning in self.summary.iter().flat_map(|s| &s.warnings) {
+            let _ = writeln!(out, "warning: {warning}");
+        }
+        let _ = writeln!(out, "\n{}", self.totals_line());
+        out.push_str(&self.next_steps());
+        out
+    }
+
+    /// The rollout, its AMI and stack, and its execution with when it started (zone named)
+    /// and how long it has run.
+    pub fn header(&self, now: i64) -> String {
         let mut out = String::new();
         let ami = self.summary.as_ref().map(|s| s.ami.as_str()).unwrap_or("?");
         let _ = writeln!(
@@ -131,7 +160,7 @@ impl Snapshot {
                     "execution {} {} (started {}, {})",
                     e.name,
                     e.status,
-                    clock(e.started_at),
+                    timestamp(e.started_at),
                     duration(end - e.started_at)
                 );
             }
@@ -139,68 +168,63 @@ impl Snapshot {
                 let _ = writeln!(out, "execution: none found for this rollout");
             }
         }
+        out
+    }
+
+    /// One row per ASG. Columns are as wide as their widest cell (at least as wide as they
+    /// always were), so a 255-character ASG name widens the ASG column instead of shifting
+    /// the columns after it. Ordered groups (`[[targets.group]]`) get a GROUP column after WAVE.
+    pub fn table(&self) -> String {
+        let grouped = self.asgs.iter().any(|a| a.group.is_some());
+        let mut table = Table::new();
+        table
+            .load_style(presets::NOTHING)
+            .set_content_arrangement(ContentArrangement::Disabled);
+        let mut header = vec!["WAVE"];
+        let mut least = vec![5];
+        if grouped {
+            header.push("GROUP");
+            least.push(5);
+        }
+        header.extend(["ASG", "STATUS", "PROGRESS", "STARTED", "ENDED", "MESSAGE"]);
+        least.extend([28, 19, 17, 8, 8, 0]);
+        table.set_header(header);
         let waves = self.summary.as_ref().map_or(0, |s| s.waves);
-        // With ordered groups (`[[targets.group]]`), a GROUP column after WAVE.
-        let group_width = self
-            .asgs
-            .iter()
-            .filter_map(|a| a.group.as_ref().map(String::len))
-            .max()
-            .map(|w| w.max(5));
-        let group_cell = |group: Option<&str>| match group_width {
-            Some(width) => format!("{:<width$} ", group.unwrap_or("-")),
-            None => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "\n{:<5} {}{:<28} {:<19} {:<17} {:<8} {:<8} MESSAGE",
-            "WAVE",
-            group_cell(Some("GROUP")),
-            "ASG",
-            "STATUS",
-            "PROGRESS",
-            "STARTED",
-            "ENDED"
-        );
         for asg in &self.asgs {
-            let wave = asg
+            let mut row = vec![asg
                 .wave
-                .map_or("-".to_string(), |w| format!("{}/{waves}", w + 1));
-            let progress = if asg.status == status::SKIPPED || asg.status == status::PLANNED {
-                String::new()
-            } else {
-                let percentage = asg
-                    .percentage
-                    .unwrap_or(if status::is_successful(&asg.status) {
-                        100
-                    } else {
-                        0
-                    });
-                format!("{} {percentage:>3}%", bar(percentage, 10))
-            };
-            let _ = writeln!(
-                out,
-                "{wave:<5} {}{:<28} {:<19} {progress:<17} {:<8} {:<8} {}",
-                group_cell(asg.group.as_deref()),
-                asg.asg,
-                asg.status,
+                .map_or("-".to_string(), |w| format!("{}/{waves}", w + 1))];
+            if grouped {
+                row.push(asg.group.clone().unwrap_or_else(|| "-".into()));
+            }
+            row.extend([
+                asg.asg.clone(),
+                asg.status.clone(),
+                progress_cell(asg),
                 asg.started_at.map(clock).unwrap_or_default(),
                 asg.ended_at.map(clock).unwrap_or_default(),
-                message(asg)
-            );
+                message(asg),
+            ]);
+            table.add_row(row);
         }
-        for warning in self.summary.iter().flat_map(|s| &s.warnings) {
-            let _ = writeln!(out, "warning: {warning}");
+        for (column, least) in table.column_iter_mut().zip(least) {
+            // One space after each cell, none before: `WAVE  ASG ...` as a plain text table.
+            column.set_padding((0, 1));
+            column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(least + 1)));
         }
+        let mut out = String::new();
+        for line in table.lines() {
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+        out
+    }
+
+    /// Finished ASGs out of those that run, as a bar and a percentage, then counts per kind.
+    pub fn totals_line(&self) -> String {
         let t = &self.totals;
-        let finished = t.successful + t.failed + t.rolled_back;
-        let eligible = t.asgs - t.skipped;
-        let overall = (finished * 100)
-            .checked_div(eligible)
-            .map_or(100, |p| p as u32);
-        let _ = write!(
-            out,
-            "\n{} {overall}% · {} ASGs: {} successful, {} in flight, {} failed, {} waiting, {} skipped",
+        let overall = t.overall_percentage();
+        let mut line = format!(
+            "{} {overall}% · {} ASGs: {} successful, {} in flight, {} failed, {} waiting, {} skipped",
             bar(overall, 30),
             t.asgs,
             t.successful,
@@ -210,9 +234,16 @@ impl Snapshot {
             t.skipped
         );
         if t.rolled_back > 0 {
-            let _ = write!(out, ", {} rolled back", t.rolled_back);
+            let _ = write!(line, ", {} rolled back", t.rolled_back);
         }
-        out.push('\n');
+        line
+    }
+
+    /// What happened to the rollout and what to do next: who aborted it and how to resume,
+    /// which approval it waits for, how it ended.
+    fn next_steps(&self) -> String {
+        let mut out = String::new();
+        let waves = self.summary.as_ref().map_or(0, |s| s.waves);
         if let Some(abort) = self.aborted() {
             let _ = writeln!(
                 out,
@@ -312,6 +343,21 @@ fn message(asg: &AsgRecord) -> String {
         .join("; ")
 }
 
+/// `[####......]  40%` while an ASG runs or once it ran; empty while planned or skipped.
+fn progress_cell(asg: &AsgRecord) -> String {
+    if asg.status == status::SKIPPED || asg.status == status::PLANNED {
+        return String::new();
+    }
+    let percentage = asg
+        .percentage
+        .unwrap_or(if status::is_successful(&asg.status) {
+            100
+        } else {
+            0
+        });
+    format!("{} {percentage:>3}%", bar(percentage, 10))
+}
+
 fn totals(asgs: &[AsgRecord]) -> Totals {
     let mut t = Totals {
         asgs: asgs.len(),
@@ -342,29 +388,29 @@ pub fn bar(percentage: u32, width: usize) -> String {
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
 
-/// `HH:MM:SS` (UTC) of a Unix time.
+/// A Unix time in UTC; a time out of jiff's range (years -9999 to 9999) is clamped to it.
+fn utc(unix: i64) -> ZonedDateTime {
+    let at = Timestamp::from_second(unix).unwrap_or(if unix < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    });
+    at.to_zoned_datetime(TimeZone::UTC)
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time, for table cells and log lines.
 pub fn clock(unix: i64) -> String {
-    let secs = unix.rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    utc(unix).strftime("%H:%M:%S").to_string()
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` of a Unix time: a timestamp that names its zone.
+pub fn timestamp(unix: i64) -> String {
+    utc(unix).strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
 }
 
 /// `YYYYMMDD-HHMMSS` (UTC) of a Unix time.
 pub fn stamp(unix: i64) -> String {
-    // Days to civil date (Howard Hinnant's algorithm).
-    let days = unix.div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{}",
-        clock(unix).replace(':', "")
-    )
+    utc(unix).strftime("%Y%m%d-%H%M%S").to_string()
 }
 
 /// `1m05s` / `42s`.
@@ -414,6 +460,98 @@ mod tests {
         assert!(!plain.contains("GROUP"), "{plain}");
     }
 
+    #[test]
+    fn a_255_character_asg_name_widens_its_column_and_keeps_every_row_aligned() {
+        let long = "a".repeat(255);
+        let running = AsgRecord {
+            started_at: Some(3_600),
+            ..record(&long, Some(0), "InProgress", Some(40))
+        };
+        let failed = AsgRecord {
+            started_at: Some(3_600),
+            ended_at: Some(3_725),
+            reason: Some("instances failed health checks".into()),
+            ..record("db", Some(1), "Failed", Some(40))
+        };
+        let view = Snapshot::new(
+            "local",
+            "r",
+            None,
+            None,
+            vec![running, failed, record("web", Some(0), "Successful", None)],
+            vec![],
+            None,
+        )
+        .render(0);
+        let table: Vec<&str> = view
+            .lines()
+            .skip_while(|l| !l.starts_with("WAVE"))
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(table.len(), 4, "{view}");
+        let titles = ["ASG", "STATUS", "PROGRESS", "STARTED", "ENDED", "MESSAGE"];
+        let starts: Vec<usize> = titles
+            .iter()
+            .map(|t| table[0].find(t).unwrap_or_else(|| panic!("no {t}: {view}")))
+            .collect();
+        assert!(
+            starts[1] > starts[0] + 255,
+            "the ASG column fits the name: {view}"
+        );
+        let expected = [
+            [
+                long.as_str(),
+                "InProgress",
+                "[####......]  40%",
+                "01:00:00",
+                "",
+                "",
+            ],
+            ["web", "Successful", "[##########] 100%", "", "", ""],
+            [
+                "db",
+                "Failed",
+                "[####......]  40%",
+                "01:00:00",
+                "01:02:05",
+                "instances failed health checks",
+            ],
+        ];
+        for (row, cells) in table[1..].iter().zip(expected) {
+            for ((title, &at), cell) in titles.iter().zip(&starts).zip(cells) {
+                let rest = row.get(at..).unwrap_or_default();
+                // Rows end where their last non-empty cell does.
+                let before = row.get(at - 1..at).unwrap_or(" ");
+                assert_eq!(before, " ", "{title} of {row:?}");
+                assert!(rest.starts_with(cell), "{title} of {row:?} is not {cell:?}");
+                let after = rest[cell.len()..].chars().next();
+                assert!(
+                    after.is_none_or(|c| c == ' '),
+                    "{title} of {row:?}: {cell:?} runs on"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_header_names_the_zone_of_its_timestamp() {
+        let execution = Execution {
+            name: "r".into(),
+            arn: "arn".into(),
+            status: "RUNNING".into(),
+            started_at: 1_795_714_505,
+            stopped_at: None,
+            error: None,
+            cause: None,
+        };
+        let snapshot = Snapshot::new("local", "r", Some(execution), None, vec![], vec![], None);
+        assert_eq!(
+            snapshot.header(1_795_714_570),
+            "rollout r of ? on stack `local`\n\
+             execution r RUNNING (started 2026-11-26 17:35:05 UTC, 1m05s)\n"
+        );
+    }
+
     fn record(asg: &str, wave: Option<u32>, status: &str, percentage: Option<u32>) -> AsgRecord {
         AsgRecord {
             asg: asg.into(),
@@ -431,6 +569,13 @@ mod tests {
         assert_eq!(stamp(1_795_714_505), "20261126-173505");
         assert_eq!(stamp(951_782_400), "20000229-000000");
         assert_eq!(clock(3_661), "01:01:01");
+        assert_eq!(timestamp(-1), "1969-12-31 23:59:59 UTC");
+        // Out of range: clamped, not a panic.
+        assert!(
+            stamp(i64::MAX).starts_with("9999123"),
+            "{}",
+            stamp(i64::MAX)
+        );
         assert_eq!(duration(65), "1m05s");
         assert_eq!(duration(7), "7s");
     }
