@@ -25,6 +25,22 @@ fn doc<'a>(docs: &'a [Document], role: &str, kind: &str) -> &'a Value {
         .json
 }
 
+/// The statements of `role`'s policy.
+fn statements_of(docs: &[Document], role: &str) -> Vec<Value> {
+    doc(docs, role, "policy")["Statement"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The statement `sid` of `statements`; panics when there is none.
+fn by_sid<'a>(statements: &'a [Value], sid: &str) -> &'a Value {
+    statements
+        .iter()
+        .find(|s| s["Sid"] == sid)
+        .unwrap_or_else(|| panic!("no statement {sid}"))
+}
+
 /// Read-only by name: Describe*, Get*, List*.
 fn is_read_only(action: &str) -> bool {
     let verb = action.split(':').nth(1).unwrap_or_default();
@@ -81,28 +97,19 @@ fn refresh_actions_only_on_named_or_tagged_groups() {
     .unwrap();
     let policy = doc(&docs, "lambda", "policy");
     let statements = policy["Statement"].as_array().unwrap();
-    let named = statements
-        .iter()
-        .find(|s| s["Sid"] == "RefreshNamedGroups")
-        .unwrap();
+    let named = by_sid(statements, "RefreshNamedGroups");
     assert_eq!(
         named["Resource"],
         json!(["arn:aws:autoscaling:ap-south-1:444455556666:autoScalingGroup:*:autoScalingGroupName/orders-asg"])
     );
-    let tagged = statements
-        .iter()
-        .find(|s| s["Sid"] == "RefreshTaggedGroups")
-        .unwrap();
+    let tagged = by_sid(statements, "RefreshTaggedGroups");
     assert_eq!(
         tagged["Condition"],
         json!({"StringEquals": {"aws:ResourceTag/group": "web"}})
     );
     // With names only, no statement reaches other groups by tag.
     let docs = documents(&config("asgs = [\"orders-asg\"]", "")).unwrap();
-    let statements = doc(&docs, "lambda", "policy")["Statement"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let statements = statements_of(&docs, "lambda");
     assert!(!statements.iter().any(|s| s["Sid"] == "RefreshTaggedGroups"));
     assert!(!statements.iter().any(|s| s["Sid"] == "PassInstanceRoles"));
 }
@@ -174,10 +181,7 @@ fn state_machine_role_may_deliver_its_logs() {
 #[test]
 fn run_instances_only_through_a_launch_template_of_the_account() {
     let docs = documents(&config("asgs = [\"a\"]", "")).unwrap();
-    let statements = doc(&docs, "lambda", "policy")["Statement"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let statements = statements_of(&docs, "lambda");
     let run: Vec<&Value> = statements
         .iter()
         .filter(|s| {
@@ -196,10 +200,7 @@ fn run_instances_only_through_a_launch_template_of_the_account() {
     assert!(!run[0]["Condition"]
         .to_string()
         .contains("IsLaunchTemplateResource"));
-    let versions = statements
-        .iter()
-        .find(|s| s["Sid"] == "NewLaunchTemplateVersions")
-        .unwrap();
+    let versions = by_sid(&statements, "NewLaunchTemplateVersions");
     assert_eq!(
         versions["Resource"],
         "arn:aws:ec2:ap-south-1:444455556666:launch-template/*"
@@ -260,7 +261,7 @@ fn deployer_policy_covers_the_commands_on_this_stack_only() {
         ("PassLambdaRoles", "lambda.amazonaws.com"),
         ("PassStateMachineRole", "states.amazonaws.com"),
     ] {
-        let pass = statements.iter().find(|s| s["Sid"] == sid).unwrap();
+        let pass = by_sid(statements, sid);
         assert_eq!(
             pass["Condition"]["StringEquals"]["iam:PassedToService"],
             service
@@ -311,14 +312,8 @@ fn instance_roles_are_passed_only_to_ec2() {
         "[refresh]\ninstance_roles = [\"web-role\"]",
     ))
     .unwrap();
-    let statements = doc(&docs, "lambda", "policy")["Statement"]
-        .as_array()
-        .unwrap()
-        .clone();
-    let pass = statements
-        .iter()
-        .find(|s| s["Sid"] == "PassInstanceRoles")
-        .unwrap();
+    let statements = statements_of(&docs, "lambda");
+    let pass = by_sid(&statements, "PassInstanceRoles");
     assert_eq!(
         pass["Resource"],
         json!(["arn:aws:iam::444455556666:role/web-role"])
@@ -335,12 +330,16 @@ fn china_regions_use_their_partition() {
     let docs = documents(&config::parse(text, Path::new("cn.toml")).unwrap()).unwrap();
     let trust = &doc(&docs, "lambda", "trust")["Statement"][0];
     assert_eq!(trust["Principal"]["Service"], "lambda.amazonaws.com.cn");
-    for (_, resource) in allowed(doc(&docs, "lambda", "policy")) {
-        assert!(
-            resource == "*" || resource.starts_with("arn:aws-cn:"),
-            "{resource}"
-        );
-    }
+    let resources: Vec<String> = allowed(doc(&docs, "lambda", "policy"))
+        .into_iter()
+        .map(|(_, resource)| resource)
+        .collect();
+    assert!(
+        resources
+            .iter()
+            .all(|r| r == "*" || r.starts_with("arn:aws-cn:")),
+        "{resources:?}"
+    );
 }
 
 #[test]
