@@ -20,6 +20,7 @@ use common::mocks::{
     start_refused_in_progress, starts,
 };
 use common::{Emulator, NEW_AMI, OLD_AMI};
+use generator::config::Refresh;
 use generator::payload::{
     status, FinishResponse, Outcome, RefreshPreferences, RefresherRequest, StepResponse,
 };
@@ -35,12 +36,10 @@ fn preferences() -> RefreshPreferences {
         min_healthy_percentage: 90,
         max_healthy_percentage: 120,
         instance_warmup: Some(60),
-        skip_matching: true,
-        auto_rollback: true,
         alarms: vec!["db-high".into()],
         checkpoint_percentages: vec![50, 100],
         checkpoint_delay: Some(30),
-        bake_time: None,
+        ..RefreshPreferences::from(&Refresh::default())
     }
 }
 

@@ -5,6 +5,8 @@
 //! instances groups planned, and a bad AMI failing the plan before anything changes.
 
 mod common;
+#[path = "../../tests/support/iam.rs"]
+mod iam;
 
 use std::collections::BTreeMap;
 
@@ -16,6 +18,7 @@ use aws_sdk_ec2::types::{
 use common::mixed::{mixed_policy, spec, t3a_micro};
 use common::{plan_request, Emulator};
 use generator::payload::{status, PlanRequest};
+use iam::roles_in_profiles;
 use runtime::planner::Planner;
 use runtime::store::AsgRecord;
 use runtime::Error;
@@ -228,27 +231,13 @@ async fn ssm_parameter_images_are_left_out_under_auto_rollback_only() {
 async fn instance_profile_roles_must_be_listed_and_unlisted_groups_are_not_pinned() {
     let emulator = Emulator::start().await;
     let ami = emulator.existing_ami().await;
-    let iam = aws_sdk_iam::Client::new(&emulator.config);
-    for (role, profile) in [("web-role", "web-profile"), ("api-role", "api-profile")] {
-        iam.create_role()
-            .role_name(role)
-            .assume_role_policy_document("{}")
-            .send()
-            .await
-            .unwrap();
-        iam.create_instance_profile()
-            .instance_profile_name(profile)
-            .path("/team/")
-            .send()
-            .await
-            .unwrap();
-        iam.add_role_to_instance_profile()
-            .instance_profile_name(profile)
-            .role_name(role)
-            .send()
-            .await
-            .unwrap();
-    }
+    roles_in_profiles(
+        &emulator.config,
+        &[("web-role", "web-profile"), ("api-role", "api-profile")],
+        "{}",
+        Some("/team/"),
+    )
+    .await;
     let by_name = LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
         .name("web-profile")
         .build();

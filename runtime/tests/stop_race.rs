@@ -24,6 +24,7 @@ use common::mocks::{
     describes, describes_group, record, refresher, rolls_back, rolls_back_group, starts,
 };
 use common::{Emulator, NEW_AMI, OLD_AMI};
+use generator::config::Refresh;
 use generator::payload::{status, InFlightResponse, RefreshPreferences};
 use runtime::refresher::Refresher;
 use runtime::store::{AsgRecord, StopAction};
@@ -31,17 +32,12 @@ use runtime::Error;
 
 const ROLLOUT: &str = "r-1";
 
+/// A default `[refresh]`'s preferences, with healthy percentages of 90 to 120.
 fn preferences() -> RefreshPreferences {
     RefreshPreferences {
         min_healthy_percentage: 90,
         max_healthy_percentage: 120,
-        instance_warmup: None,
-        skip_matching: true,
-        auto_rollback: true,
-        alarms: Vec::new(),
-        checkpoint_percentages: Vec::new(),
-        checkpoint_delay: None,
-        bake_time: None,
+        ..RefreshPreferences::from(&Refresh::default())
     }
 }
 
