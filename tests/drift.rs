@@ -49,6 +49,14 @@ async fn drift_after_a_partial_rollout_lists_what_it_did_not_refresh() {
     let config = sdk_config(&moto).await;
     demo_fleet(&config, &[("a-1", "1"), ("f-bad", "1"), ("z-3", "1")]).await;
     set_tag(&config, "f-bad", "emulator:refresh-outcome", "Failed").await;
+    let undeployed = drift(&moto, &[]);
+    assert!(
+        !undeployed.status.success()
+            && String::from_utf8_lossy(&undeployed.stderr)
+                .contains("stack `local` is not deployed"),
+        "{}",
+        text(&undeployed)
+    );
     deploy_local_variant(
         &moto,
         "drift",

@@ -103,7 +103,21 @@ async fn reference(
         .send();
     let mut executions = Vec::new();
     while let Some(item) = pages.next().await {
-        executions.push(item.ctx("listing the rollouts")?);
+        match item {
+            Ok(item) => executions.push(item),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_state_machine_does_not_exist()) =>
+            {
+                bail!(
+                    "stack `{}` is not deployed (no state machine {}): run `cargo xtask deploy --env {}` first",
+                    stack.env,
+                    stack.state_machine(),
+                    stack.env
+                )
+            }
+            Err(e) => return Err(e).ctx("listing the rollouts"),
+        }
     }
     executions.sort_by_key(|e| std::cmp::Reverse(e.start_date().secs()));
     let mut seen = std::collections::BTreeSet::new();
