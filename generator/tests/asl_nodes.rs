@@ -1,6 +1,9 @@
 //! Exact-JSON tests for every node of the ASL DSL: each state type with each of its fields,
 //! retriers, catchers, choice rules, transitions, comments and whole state machines.
 
+mod common;
+
+use common::{fail_from, machine_of, succeed, wait_then};
 use generator::asl::{
     Arg, Branch, Catcher, Choice, ChoiceRule, Comparison, Condition, ExecutionType, Fail, Filters,
     Intrinsic, ItemBatcher, ItemReader, JitterStrategy, Kind, Map, Parallel, Pass, PathOrNull,
@@ -29,11 +32,6 @@ fn keys(value: &Value) -> Vec<&str> {
         .keys()
         .map(String::as_str)
         .collect()
-}
-
-/// A Succeed state, the simplest terminal state.
-fn succeed() -> State {
-    State::new(Kind::Succeed(Succeed::default()))
 }
 
 // Pass.
@@ -906,10 +904,7 @@ fn machine() -> StateMachine {
             }))
             .next("Pause"),
         )
-        .add(
-            "Pause",
-            State::new(Kind::Wait(Wait::seconds(30))).next("Poll"),
-        )
+        .add("Pause", wait_then(30, "Poll"))
         .add(
             "Poll",
             State::new(Kind::Choice(Choice {
@@ -925,19 +920,8 @@ fn machine() -> StateMachine {
             })),
         )
         .add("Done", succeed())
-        .add(
-            "Failed",
-            State::new(Kind::Fail(Fail {
-                error_path: Some("$.error.Error".to_string()),
-                cause_path: Some("$.error.Cause".to_string()),
-                ..Fail::default()
-            })),
-        );
-    StateMachine {
-        comment: Some("Refreshes one ASG.".to_string()),
-        timeout_seconds: Some(3600),
-        ..StateMachine::new(states)
-    }
+        .add("Failed", fail_from("$.error"));
+    machine_of(states, "Refreshes one ASG.", 3600)
 }
 
 #[test]

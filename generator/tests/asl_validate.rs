@@ -2,6 +2,9 @@
 //! each checking the exact path of the state at fault and what the message says, and a
 //! realistic nested machine that must validate cleanly.
 
+mod common;
+
+use common::{fail_from, machine_of, succeed, wait_then};
 use generator::asl::validate::scopes;
 use generator::asl::{
     validate, Arg, Branch, Catcher, Choice, ChoiceRule, Comparison, Condition, ExecutionType, Fail,
@@ -16,10 +19,6 @@ const LAMBDA: &str = "arn:aws:states:::lambda:invoke";
 
 fn pass() -> State {
     State::new(Kind::Pass(Pass::default()))
-}
-
-fn succeed() -> State {
-    State::new(Kind::Succeed(Succeed::default()))
 }
 
 fn fail() -> State {
@@ -1373,10 +1372,7 @@ fn rollout_with_poll_default(poll_default: &str) -> StateMachine {
                 })
                 .next("Pause"),
             )
-            .add(
-                "Pause",
-                State::new(Kind::Wait(Wait::seconds(30))).next("Poll"),
-            )
+            .add("Pause", wait_then(30, "Poll"))
             .add(
                 "Poll",
                 task_state(Task {
@@ -1539,19 +1535,8 @@ fn rollout_with_poll_default(poll_default: &str) -> StateMachine {
             .next("Failed"),
         )
         .add("Done", succeed())
-        .add(
-            "Failed",
-            State::new(Kind::Fail(Fail {
-                error_path: Some("$.error.Error".to_string()),
-                cause_path: Some("$.error.Cause".to_string()),
-                ..Fail::default()
-            })),
-        );
-    StateMachine {
-        comment: Some("Rolls a new AMI out wave by wave.".to_string()),
-        timeout_seconds: Some(86_400),
-        ..StateMachine::new(states)
-    }
+        .add("Failed", fail_from("$.error"));
+    machine_of(states, "Rolls a new AMI out wave by wave.", 86_400)
 }
 
 #[test]
