@@ -1,6 +1,6 @@
 //! The `xtask` binary as a user runs it: `render` with good and bad configs, and its help.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -259,35 +259,110 @@ fn config_flag_accepts_any_stack_name() {
     );
 }
 
+/// The entries of a `--help` section (`Commands:`, `Options:`, `Examples:`): its indented
+/// lines, trimmed.
+fn section<'a>(help: &'a str, title: &str) -> Vec<&'a str> {
+    help.lines()
+        .skip_while(|l| *l != title)
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(str::trim)
+        .collect()
+}
+
+/// The long flags an `Options:` section defines (`--env` from `      --env <ENV>  ...`,
+/// `--help` from `  -h, --help  ...`).
+fn options(help: &str) -> BTreeSet<String> {
+    section(help, "Options:")
+        .into_iter()
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| {
+            l.split([' ', ','])
+                .find(|word| word.starts_with("--"))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Each `cargo xtask <command> ...` example of the top-level help that names a command
+/// `commands` does not have, or a flag its command does not define.
+fn stale_examples(help: &str, commands: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let mut stale = Vec::new();
+    for example in section(help, "Examples:") {
+        let words: Vec<&str> = example.split_whitespace().collect();
+        let Some(flags) = words.get(2).and_then(|command| commands.get(*command)) else {
+            stale.push(format!("{example}: no such command"));
+            continue;
+        };
+        for word in &words[3..] {
+            let flag = word.trim_matches(['[', ']']);
+            if flag.starts_with("--") && !flags.contains(flag) {
+                stale.push(format!("{example}: no {flag}"));
+            }
+        }
+    }
+    stale
+}
+
+/// Every command's own `--help`: the flags it defines, by command.
+fn command_options() -> (String, BTreeMap<String, BTreeSet<String>>) {
+    let top = xtask_ok(&workspace_root(), &["--help"]);
+    let commands = section(&top, "Commands:")
+        .into_iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|command| *command != "help")
+        .map(|command| {
+            let help = xtask_ok(&workspace_root(), &[command, "--help"]);
+            (command.to_string(), options(&help))
+        })
+        .collect();
+    (top, commands)
+}
+
 #[test]
-fn help_lists_render() {
-    let stdout = xtask_ok(&workspace_root(), &["--help"]);
+fn help_lists_each_command_and_its_examples_use_real_flags() {
+    let (top, commands) = command_options();
+    for command in ["render", "deploy", "rollout", "status", "approve", "abort"] {
+        assert!(
+            commands.contains_key(command),
+            "the Commands section of --help does not list {command}:\n{top}"
+        );
+    }
     assert!(
-        stdout.contains("render"),
-        "--help should list render:\n{stdout}"
+        !section(&top, "Examples:").is_empty(),
+        "--help has no examples:\n{top}"
+    );
+    let stale = stale_examples(&top, &commands);
+    assert!(stale.is_empty(), "stale examples in --help: {stale:#?}");
+}
+
+#[test]
+fn stale_examples_are_found() {
+    // The check above on a help whose examples went stale: it must say which and why.
+    let help =
+        "Commands:\n  render  Render\n\nExamples:\n  cargo xtask render --env prod [--out DIR]\n  \
+                cargo xtask render [--output DIR]\n  cargo xtask rendr --env dev\n";
+    let commands = BTreeMap::from([(
+        "render".to_string(),
+        BTreeSet::from(["--env".to_string(), "--out".to_string()]),
+    )]);
+    assert_eq!(
+        stale_examples(help, &commands),
+        [
+            "cargo xtask render [--output DIR]: no --output",
+            "cargo xtask rendr --env dev: no such command"
+        ]
     );
 }
 
 #[test]
-fn help_mentions_render_flags() {
-    let stdout = xtask_ok(&workspace_root(), &["--help"]);
-    for flag in ["--env", "--config", "--out"] {
-        assert!(
-            stdout.contains(flag),
-            "--help should mention {flag}:\n{stdout}"
-        );
-    }
-}
-
-#[test]
-fn render_help_mentions_every_flag() {
+fn render_help_defines_exactly_its_flags() {
     let stdout = xtask_ok(&workspace_root(), &["render", "--help"]);
-    for flag in ["--env", "--config", "--out"] {
-        assert!(
-            stdout.contains(flag),
-            "render --help should mention {flag}:\n{stdout}"
-        );
-    }
+    assert_eq!(
+        options(&stdout),
+        BTreeSet::from(["--env", "--config", "--out", "--help"].map(String::from)),
+        "render --help:\n{stdout}"
+    );
 }
 
 #[test]
