@@ -140,6 +140,29 @@ impl Validator {
     }
 
     fn state(&mut self, at: &str, state: &State, names: &BTreeSet<&str>) {
+        self.transition(at, state, names);
+        match &state.kind {
+            Kind::Pass(pass) => {
+                self.filters(at, &pass.filters.input_path, &pass.filters.output_path);
+                self.template(at, "Parameters", pass.parameters.as_ref());
+                self.result_path(at, pass.result_path.as_ref());
+            }
+            Kind::Task(task) => self.task(at, task, names),
+            Kind::Choice(choice) => self.choice(at, choice, names),
+            Kind::Wait(wait) => self.wait(at, wait),
+            Kind::Succeed(succeed) => self.filters(
+                at,
+                &succeed.filters.input_path,
+                &succeed.filters.output_path,
+            ),
+            Kind::Fail(fail) => self.fail(at, fail),
+            Kind::Parallel(parallel) => self.parallel(at, parallel, names),
+            Kind::Map(map) => self.map(at, map, names),
+        }
+    }
+
+    /// Next or End where the state's type needs one and allows it; Next names a state.
+    fn transition(&mut self, at: &str, state: &State, names: &BTreeSet<&str>) {
         let type_name = state.kind.type_name();
         match (&state.kind, &state.transition) {
             (Kind::Choice(_) | Kind::Succeed(_) | Kind::Fail(_), Transition::Next(_)) => {
@@ -153,130 +176,129 @@ impl Validator {
             (_, Transition::Next(next)) => self.target(at, "Next", next, names),
             (_, Transition::End) => {}
         }
-        match &state.kind {
-            Kind::Pass(pass) => {
-                self.filters(at, &pass.filters.input_path, &pass.filters.output_path);
-                self.template(at, "Parameters", pass.parameters.as_ref());
-                self.result_path(at, pass.result_path.as_ref());
-            }
-            Kind::Task(task) => {
-                self.filters(at, &task.filters.input_path, &task.filters.output_path);
-                if task.resource.is_empty() {
-                    self.error(at, "Task needs a Resource");
-                }
-                self.template(at, "Parameters", task.parameters.as_ref());
-                self.template(at, "ResultSelector", task.result_selector.as_ref());
-                self.result_path(at, task.result_path.as_ref());
-                self.timing(at, task);
-                self.retry_catch(at, &task.retry, &task.catch, names);
-            }
-            Kind::Choice(choice) => {
-                self.filters(at, &choice.filters.input_path, &choice.filters.output_path);
-                if choice.choices.is_empty() {
-                    self.error(at, "Choice needs at least one rule");
-                }
-                for (i, rule) in choice.choices.iter().enumerate() {
-                    let rule_at = format!("{at} > Choices[{i}]");
-                    self.condition(&rule_at, &rule.condition);
-                    self.target(&rule_at, "Next", &rule.next, names);
-                }
-                if let Some(default) = &choice.default {
-                    self.target(at, "Default", default, names);
-                }
-            }
-            Kind::Wait(wait) => {
-                self.filters(at, &wait.filters.input_path, &wait.filters.output_path);
-                let set = [
-                    wait.seconds.is_some(),
-                    wait.seconds_path.is_some(),
-                    wait.timestamp.is_some(),
-                    wait.timestamp_path.is_some(),
-                ]
-                .iter()
-                .filter(|s| **s)
-                .count();
-                if set != 1 {
-                    self.error(
-                        at,
-                        format!("Wait needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath (has {set})"),
-                    );
-                }
-                for path in [&wait.seconds_path, &wait.timestamp_path]
-                    .into_iter()
-                    .flatten()
-                {
-                    self.path(at, "wait path", path, false);
-                }
-            }
-            Kind::Succeed(succeed) => self.filters(
-                at,
-                &succeed.filters.input_path,
-                &succeed.filters.output_path,
-            ),
-            Kind::Fail(fail) => {
-                if fail.error.is_some() && fail.error_path.is_some() {
-                    self.error(at, "Fail has both Error and ErrorPath");
-                }
-                if fail.cause.is_some() && fail.cause_path.is_some() {
-                    self.error(at, "Fail has both Cause and CausePath");
-                }
-                for path in [&fail.error_path, &fail.cause_path].into_iter().flatten() {
-                    self.path(at, "Fail path", path, true);
-                }
-            }
-            Kind::Parallel(parallel) => {
-                self.filters(
-                    at,
-                    &parallel.filters.input_path,
-                    &parallel.filters.output_path,
-                );
-                if parallel.branches.is_empty() {
-                    self.error(at, "Parallel needs at least one branch");
-                }
-                self.template(at, "Parameters", parallel.parameters.as_ref());
-                self.template(at, "ResultSelector", parallel.result_selector.as_ref());
-                self.result_path(at, parallel.result_path.as_ref());
-                self.retry_catch(at, &parallel.retry, &parallel.catch, names);
-                for (i, branch) in parallel.branches.iter().enumerate() {
-                    if branch.processor_config.is_some() {
-                        self.error(at, "a Parallel branch cannot have a ProcessorConfig");
-                    }
-                    self.scope(
-                        &format!("{at} > Branches[{i}]"),
-                        &branch.start_at,
-                        &branch.states,
-                    );
-                }
-            }
-            Kind::Map(map) => {
-                self.filters(at, &map.filters.input_path, &map.filters.output_path);
-                if let Some(items) = &map.items_path {
-                    self.path(at, "ItemsPath", items, false);
-                }
-                self.template(at, "ItemSelector", map.item_selector.as_ref());
-                self.template(
-                    at,
-                    "ItemReader Parameters",
-                    map.item_reader.as_ref().and_then(|r| r.parameters.as_ref()),
-                );
-                self.template(
-                    at,
-                    "BatchInput",
-                    map.item_batcher
-                        .as_ref()
-                        .and_then(|b| b.batch_input.as_ref()),
-                );
-                self.template(at, "ResultSelector", map.result_selector.as_ref());
-                self.result_path(at, map.result_path.as_ref());
-                self.retry_catch(at, &map.retry, &map.catch, names);
-                self.map_limits(at, map.item_processor.is_distributed(), map);
-                self.scope(
-                    &format!("{at} > ItemProcessor"),
-                    &map.item_processor.start_at,
-                    &map.item_processor.states,
-                );
-            }
+    }
+
+    fn task(&mut self, at: &str, task: &super::state::Task, names: &BTreeSet<&str>) {
+        self.filters(at, &task.filters.input_path, &task.filters.output_path);
+        if task.resource.is_empty() {
+            self.error(at, "Task needs a Resource");
         }
+        self.template(at, "Parameters", task.parameters.as_ref());
+        self.template(at, "ResultSelector", task.result_selector.as_ref());
+        self.result_path(at, task.result_path.as_ref());
+        self.timing(at, task);
+        self.retry_catch(at, &task.retry, &task.catch, names);
+    }
+
+    /// At least one rule, each a valid condition naming a state; the Default names one too.
+    fn choice(&mut self, at: &str, choice: &super::state::Choice, names: &BTreeSet<&str>) {
+        self.filters(at, &choice.filters.input_path, &choice.filters.output_path);
+        if choice.choices.is_empty() {
+            self.error(at, "Choice needs at least one rule");
+        }
+        for (i, rule) in choice.choices.iter().enumerate() {
+            let rule_at = format!("{at} > Choices[{i}]");
+            self.condition(&rule_at, &rule.condition);
+            self.target(&rule_at, "Next", &rule.next, names);
+        }
+        if let Some(default) = &choice.default {
+            self.target(at, "Default", default, names);
+        }
+    }
+
+    /// Exactly one of Seconds, SecondsPath, Timestamp, TimestampPath; paths are valid.
+    fn wait(&mut self, at: &str, wait: &super::state::Wait) {
+        self.filters(at, &wait.filters.input_path, &wait.filters.output_path);
+        let set = [
+            wait.seconds.is_some(),
+            wait.seconds_path.is_some(),
+            wait.timestamp.is_some(),
+            wait.timestamp_path.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
+        if set != 1 {
+            self.error(
+                at,
+                format!("Wait needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath (has {set})"),
+            );
+        }
+        for path in [&wait.seconds_path, &wait.timestamp_path]
+            .into_iter()
+            .flatten()
+        {
+            self.path(at, "wait path", path, false);
+        }
+    }
+
+    /// Error or ErrorPath, Cause or CausePath, not both; paths are valid.
+    fn fail(&mut self, at: &str, fail: &super::state::Fail) {
+        if fail.error.is_some() && fail.error_path.is_some() {
+            self.error(at, "Fail has both Error and ErrorPath");
+        }
+        if fail.cause.is_some() && fail.cause_path.is_some() {
+            self.error(at, "Fail has both Cause and CausePath");
+        }
+        for path in [&fail.error_path, &fail.cause_path].into_iter().flatten() {
+            self.path(at, "Fail path", path, true);
+        }
+    }
+
+    /// The Parallel's own fields, then each branch as a scope of its own.
+    fn parallel(&mut self, at: &str, parallel: &super::state::Parallel, names: &BTreeSet<&str>) {
+        self.filters(
+            at,
+            &parallel.filters.input_path,
+            &parallel.filters.output_path,
+        );
+        if parallel.branches.is_empty() {
+            self.error(at, "Parallel needs at least one branch");
+        }
+        self.template(at, "Parameters", parallel.parameters.as_ref());
+        self.template(at, "ResultSelector", parallel.result_selector.as_ref());
+        self.result_path(at, parallel.result_path.as_ref());
+        self.retry_catch(at, &parallel.retry, &parallel.catch, names);
+        for (i, branch) in parallel.branches.iter().enumerate() {
+            if branch.processor_config.is_some() {
+                self.error(at, "a Parallel branch cannot have a ProcessorConfig");
+            }
+            self.scope(
+                &format!("{at} > Branches[{i}]"),
+                &branch.start_at,
+                &branch.states,
+            );
+        }
+    }
+
+    /// The Map's own fields and limits, then its item processor as a scope of its own.
+    fn map(&mut self, at: &str, map: &super::state::Map, names: &BTreeSet<&str>) {
+        self.filters(at, &map.filters.input_path, &map.filters.output_path);
+        if let Some(items) = &map.items_path {
+            self.path(at, "ItemsPath", items, false);
+        }
+        self.template(at, "ItemSelector", map.item_selector.as_ref());
+        self.template(
+            at,
+            "ItemReader Parameters",
+            map.item_reader.as_ref().and_then(|r| r.parameters.as_ref()),
+        );
+        self.template(
+            at,
+            "BatchInput",
+            map.item_batcher
+                .as_ref()
+                .and_then(|b| b.batch_input.as_ref()),
+        );
+        self.template(at, "ResultSelector", map.result_selector.as_ref());
+        self.result_path(at, map.result_path.as_ref());
+        self.retry_catch(at, &map.retry, &map.catch, names);
+        self.map_limits(at, map.item_processor.is_distributed(), map);
+        self.scope(
+            &format!("{at} > ItemProcessor"),
+            &map.item_processor.start_at,
+            &map.item_processor.states,
+        );
     }
 
     fn map_limits(&mut self, at: &str, distributed: bool, map: &super::state::Map) {
