@@ -315,14 +315,77 @@ fn deployer_drift_statement() -> Value {
     })
 }
 
+/// What `cargo xtask abort` does with the operator's credentials (it runs the refresher's own
+/// in-flight and settle steps in-process, xtask/src/rollout/abort.rs): stop the execution;
+/// record the abort and the stop request and release the lock (PutItem, DeleteItem: the
+/// ProgressTable statement has the reads and UpdateItem); cancel or roll back the refreshes
+/// in flight, on the stack's groups only, scoped as the Lambda role's refresh rights are
+/// (RollbackInstanceRefresh names no launch template: its only parameter is the group,
+/// <https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RollbackInstanceRefresh.html>);
+/// and read them (DescribeInstanceRefreshes supports no resource-level permission: `*`).
+fn deployer_abort_statements(config: &StackConfig, stack: &Stack) -> Vec<Value> {
+    const ACTIONS: [&str; 2] = [
+        "autoscaling:CancelInstanceRefresh",
+        "autoscaling:RollbackInstanceRefresh",
+    ];
+    let mut out = vec![
+        serde_json::json!({
+            "Sid": "AbortExecutions",
+            "Effect": "Allow",
+            "Action": "states:StopExecution",
+            "Resource": stack.executions_arn_patterns(),
+        }),
+        serde_json::json!({
+            "Sid": "AbortRecords",
+            "Effect": "Allow",
+            "Action": ["dynamodb:DeleteItem", "dynamodb:PutItem"],
+            "Resource": stack.table_arn(),
+        }),
+        serde_json::json!({
+            "Sid": "AbortReadsRefreshes",
+            "Effect": "Allow",
+            "Action": "autoscaling:DescribeInstanceRefreshes",
+            "Resource": "*",
+        }),
+    ];
+    let named: Vec<String> = crate::groups::all_names(config)
+        .map(|a| stack.asg_arn(a))
+        .collect();
+    if !named.is_empty() {
+        out.push(serde_json::json!({
+            "Sid": "AbortRefreshesOfNamedGroups",
+            "Effect": "Allow",
+            "Action": ACTIONS,
+            "Resource": named,
+        }));
+    }
+    let tag_sets = std::iter::once(&config.targets.tags)
+        .filter(|tags| !tags.is_empty())
+        .chain(crate::groups::tag_sets(config));
+    for (index, tags) in tag_sets.enumerate() {
+        let condition: serde_json::Map<String, Value> = tags
+            .iter()
+            .map(|(k, v)| (format!("aws:ResourceTag/{k}"), Value::from(v.as_str())))
+            .collect();
+        out.push(serde_json::json!({
+            "Sid": format!("AbortRefreshesOfTaggedGroups{}", index + 1),
+            "Effect": "Allow",
+            "Action": ACTIONS,
+            "Resource": stack.asg_arn("*"),
+            "Condition": {"StringEquals": condition},
+        }));
+    }
+    out
+}
+
 fn push_statements(document: &mut Value, statements: Vec<Value>) {
     if let Some(list) = document["Statement"].as_array_mut() {
         list.extend(statements);
     }
 }
 
-/// The deployer's permission policy: every call `deploy`, `destroy`, `rollout`, `status` and
-/// `approve` make, on this stack's resources only. No role of the stack carries it: attach it
+/// The deployer's permission policy: every call `deploy`, `destroy`, `rollout`, `status`,
+/// `approve`, `abort` and `drift` make, on this stack's resources only. No role of the stack carries it: attach it
 /// to the person or CI role that runs those commands.
 pub fn deployer_document(config: &StackConfig) -> Result<Document, IamError> {
     let stack = Stack::new(config);
@@ -365,6 +428,7 @@ pub fn deployer_document(config: &StackConfig) -> Result<Document, IamError> {
         &mut json,
         vec![deployer_topic_statement(&stack), deployer_drift_statement()],
     );
+    push_statements(&mut json, deployer_abort_statements(config, &stack));
     Ok(Document {
         role: "deployer",
         kind: "policy",

@@ -267,13 +267,55 @@ fn deployer_policy_covers_the_commands_on_this_stack_only() {
             service
         );
     }
-    // Nothing of another stack: every ARN names this stack's resources.
+    // Abort: stop the execution, record and release the lock, cancel or roll back the
+    // refreshes of the stack's own groups only.
+    assert!(has(
+        "states:StopExecution",
+        &format!("{account}:execution:asg-refresh-prod:*")
+    ));
+    assert!(has(
+        "dynamodb:DeleteItem",
+        "arn:aws:dynamodb:ap-south-1:444455556666:table/asg-refresh-prod"
+    ));
+    for (action, resource) in &granted {
+        if action == "autoscaling:CancelInstanceRefresh"
+            || action == "autoscaling:RollbackInstanceRefresh"
+        {
+            assert!(
+                resource.contains(":autoScalingGroup:")
+                    && !resource.ends_with("autoScalingGroupName/*")
+                    || by_condition_only(statements, action),
+                "{action} on {resource}"
+            );
+        }
+    }
+    // Nothing of another stack: every ARN names this stack's resources (or its target groups).
     for (action, resource) in &granted {
         assert!(
-            resource == "*" || resource.contains("asg-refresh-prod"),
+            resource == "*"
+                || resource.contains("asg-refresh-prod")
+                || resource.contains(":autoScalingGroup:"),
             "{action} on {resource}"
         );
     }
+}
+
+/// Whether every statement granting `action` on all groups limits it with a tag condition.
+fn by_condition_only(statements: &[serde_json::Value], action: &str) -> bool {
+    statements
+        .iter()
+        .filter(|st| {
+            st["Action"] == action
+                || st["Action"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == action))
+        })
+        .filter(|st| {
+            st["Resource"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("autoScalingGroupName/*"))
+        })
+        .all(|st| st["Condition"]["StringEquals"].is_object())
 }
 
 #[test]
