@@ -127,18 +127,17 @@ async fn with_fleet() -> (Emulator, String) {
 #[tokio::test]
 async fn plans_names_and_tags_with_prechecks_and_canary_first() {
     let (emulator, ami) = with_fleet().await;
-    let plan = planner(&emulator)
-        .handle(request(
-            &ami,
-            "r-1",
-            &["api-1", "ghost"],
-            &[("group", "web")],
-            &["api-1"],
-            Strategy::Batches,
-            2,
-        ))
-        .await
-        .unwrap();
+    let names = ["api-1", "ghost"];
+    let both = request(
+        &ami,
+        "r-1",
+        &names,
+        &[("group", "web")],
+        &["api-1"],
+        Strategy::Batches,
+        2,
+    );
+    let plan = planner(&emulator).handle(both).await.unwrap();
     assert_eq!(
         waves(&emulator, "r-1", plan.wave_count).await,
         vec![

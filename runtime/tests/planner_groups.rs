@@ -7,23 +7,17 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{plan_request, Emulator};
+use common::{plan_request, target_spec, Emulator};
 use generator::config::Strategy;
 use generator::groups::GroupSpec;
-use generator::payload::{status, PlanRequest, TargetSpec};
+use generator::payload::{status, PlanRequest};
 use runtime::wave_store;
 use runtime::Error;
 
 fn group(name: &str, batch_size: u32, asgs: &[&str], tags: &[(&str, &str)]) -> GroupSpec {
     GroupSpec {
         name: name.into(),
-        targets: TargetSpec {
-            asgs: asgs.iter().map(|s| s.to_string()).collect(),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        },
+        targets: target_spec(asgs, tags),
         batch_size,
     }
 }

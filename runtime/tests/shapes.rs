@@ -15,7 +15,7 @@ use aws_sdk_autoscaling::types::MixedInstancesPolicy;
 use aws_sdk_ec2::types::{
     LaunchTemplateIamInstanceProfileSpecificationRequest, RequestLaunchTemplateData,
 };
-use common::mixed::{mixed_policy, spec, t3a_micro};
+use common::mixed::{mixed_policy, mixed_policy_of, spec, t3a_micro};
 use common::{plan_request, Emulator};
 use generator::payload::{status, PlanRequest};
 use iam::roles_in_profiles;
@@ -71,6 +71,21 @@ fn one_instance(emulator: &Emulator, name: &str) -> CreateAutoScalingGroupFluent
         .availability_zones("us-east-1a")
 }
 
+/// An emulator with an AMI that exists and a launch template of it for each `(name,
+/// instance type)`, without an instance profile.
+async fn with_templates<const N: usize>(
+    named: [(&str, &str); N],
+) -> (Emulator, String, [String; N]) {
+    let emulator = Emulator::start().await;
+    let ami = emulator.existing_ami().await;
+    let mut ids = Vec::with_capacity(N);
+    for (name, instance_type) in named {
+        ids.push(template(&emulator, name, &ami, instance_type, None).await);
+    }
+    let ids = ids.try_into().expect("one id per template");
+    (emulator, ami, ids)
+}
+
 /// A group of one instance on `template` at `version`.
 async fn group(emulator: &Emulator, name: &str, template: &str, version: &str) {
     one_instance(emulator, name)
@@ -110,16 +125,12 @@ async fn version_of(emulator: &Emulator, asg: &str) -> String {
         .await
         .unwrap();
     let group = &out.auto_scaling_groups()[0];
-    let spec = group
-        .launch_template()
-        .or_else(|| {
-            group
-                .mixed_instances_policy()
-                .and_then(|m| m.launch_template())
-                .and_then(|lt| lt.launch_template_specification())
-        })
-        .unwrap();
-    spec.version().unwrap_or_default().to_string()
+    let own = group.launch_template();
+    let policy = group
+        .mixed_instances_policy()
+        .and_then(|m| m.launch_template());
+    let spec = own.or(policy.and_then(|lt| lt.launch_template_specification()));
+    spec.unwrap().version().unwrap_or_default().to_string()
 }
 
 async fn records(emulator: &Emulator, rollout_id: &str) -> BTreeMap<String, AsgRecord> {
@@ -270,10 +281,8 @@ async fn instance_profile_roles_must_be_listed_and_unlisted_groups_are_not_pinne
 
 #[tokio::test]
 async fn mixed_instances_groups_are_planned_and_pinned_unless_overrides_bring_their_own_template() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    let spot = template(&emulator, "spot-lt", &ami, "t3.micro", None).await;
-    let other = template(&emulator, "other-lt", &ami, "t3a.micro", None).await;
+    let named = [("spot-lt", "t3.micro"), ("other-lt", "t3a.micro")];
+    let (emulator, ami, [spot, other]) = with_templates(named).await;
     mixed_group(&emulator, "spot", mixed(&spot, "$Latest", None)).await;
     mixed_group(&emulator, "spot-split", mixed(&spot, "1", Some(&other))).await;
     let plan = planner(&emulator)
@@ -285,16 +294,9 @@ async fn mixed_instances_groups_are_planned_and_pinned_unless_overrides_bring_th
     assert_eq!(records["spot"].status, status::PLANNED);
     assert_eq!(records["spot"].pinned_from.as_deref(), Some("$Latest"));
     assert_eq!(version_of(&emulator, "spot").await, "1");
-    let out = emulator
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names("spot")
-        .send()
-        .await
-        .unwrap();
-    let overrides: Vec<&str> = out.auto_scaling_groups()[0]
-        .mixed_instances_policy()
-        .and_then(|m| m.launch_template())
+    let policy = mixed_policy_of(&emulator.autoscaling, "spot").await;
+    let overrides: Vec<&str> = policy
+        .launch_template()
         .map(|lt| {
             lt.overrides()
                 .iter()
@@ -313,10 +315,8 @@ async fn mixed_instances_groups_are_planned_and_pinned_unless_overrides_bring_th
 
 #[tokio::test]
 async fn a_bad_ami_fails_the_plan_before_anything_is_pinned() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    let x86 = template(&emulator, "x86-lt", &ami, "t3.micro", None).await;
-    let arm = template(&emulator, "arm-lt", &ami, "t4g.micro", None).await;
+    let named = [("x86-lt", "t3.micro"), ("arm-lt", "t4g.micro")];
+    let (emulator, ami, [x86, arm]) = with_templates(named).await;
     group(&emulator, "x86", &x86, "$Latest").await;
     group(&emulator, "arm", &arm, "$Latest").await;
     let planner = planner(&emulator);

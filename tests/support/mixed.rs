@@ -41,3 +41,20 @@ pub fn mixed_policy(
             .build(),
     )
 }
+
+/// The mixed instances policy the group `asg` has now; panics when it has none.
+pub async fn mixed_policy_of(
+    autoscaling: &aws_sdk_autoscaling::Client,
+    asg: &str,
+) -> MixedInstancesPolicy {
+    let described = autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(asg)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("describe {asg}: {e:?}"));
+    described.auto_scaling_groups()[0]
+        .mixed_instances_policy()
+        .cloned()
+        .unwrap_or_else(|| panic!("{asg} is still a mixed group"))
+}

@@ -229,6 +229,17 @@ impl Emulator {
     }
 }
 
+/// The targets `asgs` by name and the groups tagged with each of `tags`.
+pub fn target_spec(asgs: &[&str], tags: &[(&str, &str)]) -> TargetSpec {
+    TargetSpec {
+        asgs: asgs.iter().map(|s| s.to_string()).collect(),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
 /// A plan of `rollout_id` to `ami` for the groups `asgs` and those tagged with each of
 /// `tags`: batches of 10, no canary, at most 1000 waves, no rollback or role checks.
 pub fn plan_request(
@@ -240,13 +251,7 @@ pub fn plan_request(
     PlanRequest {
         rollout_id: rollout_id.into(),
         ami: ami.into(),
-        targets: TargetSpec {
-            asgs: asgs.iter().map(|s| s.to_string()).collect(),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        },
+        targets: target_spec(asgs, tags),
         canary: Vec::new(),
         strategy: Strategy::Batches,
         batch_size: 10,
