@@ -153,13 +153,28 @@ pub async fn owned(clients: &Clients) -> anyhow::Result<Option<bool>> {
 }
 
 pub async fn apply(clients: &Clients, action: &Action) -> anyhow::Result<()> {
-    let name = clients.stack.table();
-    let db = &clients.dynamodb;
     let create = *action == Action::Create;
     let has = |field: &str| {
         create || matches!(action, Action::Update(fields) if fields.iter().any(|f| f == field))
     };
-    let tags: Vec<Tag> = desired_tags(&clients.stack)
+    let tags = tags(clients)?;
+    if create {
+        create_table(clients, tags).await?;
+    } else {
+        update_table(clients, &has, tags).await?;
+    }
+    if has("point-in-time recovery") {
+        enable_pitr(clients, create).await?;
+    }
+    if has("ttl") {
+        enable_ttl(clients).await?;
+    }
+    Ok(())
+}
+
+/// The stack's tags as DynamoDB tags.
+fn tags(clients: &Clients) -> anyhow::Result<Vec<Tag>> {
+    desired_tags(&clients.stack)
         .into_iter()
         .map(|(k, v)| {
             Tag::builder()
@@ -168,79 +183,101 @@ pub async fn apply(clients: &Clients, action: &Action) -> anyhow::Result<()> {
                 .build()
                 .context("cannot build a DynamoDB tag")
         })
-        .collect::<anyhow::Result<_>>()?;
-    let sse = SseSpecification::builder().enabled(true).build();
-    if create {
-        let key = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-        };
-        let attr = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-        };
-        db.create_table()
+        .collect()
+}
+
+/// Server-side encryption with the AWS owned key.
+fn sse() -> SseSpecification {
+    SseSpecification::builder().enabled(true).build()
+}
+
+/// CreateTable: the rollout key schema, on demand, encrypted, tagged; then waits for ACTIVE.
+async fn create_table(clients: &Clients, tags: Vec<Tag>) -> anyhow::Result<()> {
+    let name = clients.stack.table();
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+    };
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    clients
+        .dynamodb
+        .create_table()
+        .table_name(&name)
+        .key_schema(key(PARTITION_KEY, KeyType::Hash)?)
+        .key_schema(key(SORT_KEY, KeyType::Range)?)
+        .attribute_definitions(attr(PARTITION_KEY)?)
+        .attribute_definitions(attr(SORT_KEY)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .sse_specification(sse())
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .ctx(format!("cannot create table {name}"))?;
+    wait_active(clients).await
+}
+
+/// The UpdateTable and TagResource calls for the fields that differ (`has`), one at a time,
+/// waiting for ACTIVE after each table update.
+async fn update_table(
+    clients: &Clients,
+    has: &impl Fn(&str) -> bool,
+    tags: Vec<Tag>,
+) -> anyhow::Result<()> {
+    let name = clients.stack.table();
+    let db = &clients.dynamodb;
+    if has("billing mode") {
+        db.update_table()
             .table_name(&name)
-            .key_schema(key(PARTITION_KEY, KeyType::Hash)?)
-            .key_schema(key(SORT_KEY, KeyType::Range)?)
-            .attribute_definitions(attr(PARTITION_KEY)?)
-            .attribute_definitions(attr(SORT_KEY)?)
             .billing_mode(BillingMode::PayPerRequest)
-            .sse_specification(sse.clone())
-            .set_tags(Some(tags.clone()))
             .send()
             .await
-            .ctx(format!("cannot create table {name}"))?;
+            .ctx(format!("cannot update table {name}"))?;
         wait_active(clients).await?;
-    } else {
-        if has("billing mode") {
-            db.update_table()
-                .table_name(&name)
-                .billing_mode(BillingMode::PayPerRequest)
-                .send()
-                .await
-                .ctx(format!("cannot update table {name}"))?;
-            wait_active(clients).await?;
-        }
-        if has("encryption") {
-            db.update_table()
-                .table_name(&name)
-                .sse_specification(sse)
-                .send()
-                .await
-                .ctx(format!("cannot encrypt table {name}"))?;
-            wait_active(clients).await?;
-        }
-        if has("tags") {
-            let (arn, _) = current(clients).await?.context("the table disappeared")?;
-            db.tag_resource()
-                .resource_arn(arn)
-                .set_tags(Some(tags))
-                .send()
-                .await
-                .ctx(format!("cannot tag table {name}"))?;
-        }
     }
-    if has("point-in-time recovery") {
-        enable_pitr(clients, create).await?;
-    }
-    if has("ttl") {
-        db.update_time_to_live()
+    if has("encryption") {
+        db.update_table()
             .table_name(&name)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .enabled(true)
-                    .attribute_name(TTL_ATTRIBUTE)
-                    .build()?,
-            )
+            .sse_specification(sse())
             .send()
             .await
-            .ctx(format!("cannot enable TTL on table {name}"))?;
+            .ctx(format!("cannot encrypt table {name}"))?;
+        wait_active(clients).await?;
     }
+    if has("tags") {
+        let (arn, _) = current(clients).await?.context("the table disappeared")?;
+        db.tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .ctx(format!("cannot tag table {name}"))?;
+    }
+    Ok(())
+}
+
+/// Time to live on the records' TTL attribute.
+async fn enable_ttl(clients: &Clients) -> anyhow::Result<()> {
+    let name = clients.stack.table();
+    clients
+        .dynamodb
+        .update_time_to_live()
+        .table_name(&name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(TTL_ATTRIBUTE)
+                .build()?,
+        )
+        .send()
+        .await
+        .ctx(format!("cannot enable TTL on table {name}"))?;
     Ok(())
 }
 
