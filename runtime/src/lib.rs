@@ -11,12 +11,12 @@ pub mod clients;
 pub mod completion;
 pub mod error;
 pub mod fanout;
-#[cfg(feature = "notify")]
-pub mod notify;
 #[cfg(feature = "planner")]
 pub mod history;
 #[cfg(feature = "planner")]
 mod image_check;
+#[cfg(feature = "notify")]
+pub mod notify;
 #[cfg(feature = "planner")]
 pub mod planner;
 #[cfg(feature = "refresher")]
