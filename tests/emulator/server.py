@@ -97,6 +97,7 @@ import refresh_events  # noqa: E402
 import iam_enforcement  # noqa: E402
 import notify_iam  # noqa: E402
 import refresh_instances  # noqa: E402
+import stepfunctions_abort  # noqa: E402
 import stepfunctions_limits  # noqa: E402
 import cloudwatch_cbor  # noqa: E402
 import refresh_rules  # noqa: E402
@@ -810,6 +811,7 @@ def main():
     notify_iam.install()
     faults.install()
     stepfunctions_limits.install()
+    stepfunctions_abort.install()
     stepfunctions_logging.install()
     dynamodb_backups.install()
     eventbridge_rules.install()
