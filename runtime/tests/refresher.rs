@@ -609,16 +609,18 @@ async fn finish_of_a_clean_rollout_succeeds_and_a_plan_failure_names_its_cause()
 async fn throttling_is_retryable_and_access_denied_is_not() {
     let emulator = Emulator::start().await;
     started(&emulator, "web", "refresh-1").await;
-    let error = check_refused(&emulator, "Throttling", "Rate exceeded").await;
-    assert!(
-        matches!(&error, Error::Retryable(m) if m.contains("Throttling")),
-        "{error:?}"
-    );
-    let error = check_refused(&emulator, "AccessDenied", "no").await;
-    assert!(
-        matches!(&error, Error::Aws(m) if m.contains("AccessDenied")),
-        "{error:?}"
-    );
+    for (code, message, retryable) in [
+        ("Throttling", "Rate exceeded", true),
+        ("AccessDenied", "no", false),
+    ] {
+        let error = check_refused(&emulator, code, message).await;
+        let classified = if retryable {
+            matches!(&error, Error::Retryable(m) if m.contains(code))
+        } else {
+            matches!(&error, Error::Aws(m) if m.contains(code))
+        };
+        assert!(classified, "{code}: {error:?}");
+    }
 }
 
 #[tokio::test]

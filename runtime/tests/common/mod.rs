@@ -187,21 +187,17 @@ impl Emulator {
     /// An available x86_64 image that moto knows (the planner checks the AMI exists and
     /// suits the groups' t3.micro instances), with an id the Lambdas accept.
     pub async fn existing_ami(&self) -> String {
+        let filter = |name: &str, value: &str| {
+            aws_sdk_ec2::types::Filter::builder()
+                .name(name)
+                .values(value)
+                .build()
+        };
         let out = self
             .ec2
             .describe_images()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("architecture")
-                    .values("x86_64")
-                    .build(),
-            )
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("state")
-                    .values("available")
-                    .build(),
-            )
+            .filters(filter("architecture", "x86_64"))
+            .filters(filter("state", "available"))
             .send()
             .await
             .expect("describe images");
