@@ -1,8 +1,9 @@
 //! `[rollout] rollback_scope` end to end: the local stack deployed to the extended emulator
 //! with `on_failure = "rollback"`, a two-wave fleet whose second wave fails after one of its
 //! groups already finished, and the real state machine and Lambdas. Each test reads the
-//! groups' launch template version and image back from the emulator, the rollout table, the
-//! emulator's refresh log and `cargo xtask status`. Every wait is bounded.
+//! groups' launch template version and image and their instances' images back from the
+//! emulator (whose successful refreshes replace instances, as AWS's do), the rollout table,
+//! the emulator's refresh log and `cargo xtask status`. Every wait is bounded.
 
 mod e2e;
 
@@ -98,8 +99,37 @@ async fn failed_rollout(
     items
 }
 
-/// Asserts the group is back on version 1 (OLD_AMI), recorded as such, after a second
-/// refresh that started once s-d had failed.
+/// The image of each instance of the group (DescribeAutoScalingGroups, DescribeInstances).
+async fn instance_images(config: &aws_config::SdkConfig, asg: &str) -> Vec<String> {
+    let groups = aws_sdk_autoscaling::Client::new(config)
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(asg)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("describe {asg}: {e:?}"));
+    let ids: Vec<String> = groups
+        .auto_scaling_groups()
+        .iter()
+        .flat_map(|g| g.instances())
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
+    assert!(!ids.is_empty(), "{asg} has no instance");
+    let described = aws_sdk_ec2::Client::new(config)
+        .describe_instances()
+        .set_instance_ids(Some(ids))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("describe the instances of {asg}: {e:?}"));
+    described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.image_id().map(str::to_string))
+        .collect()
+}
+
+/// Asserts the group is back on version 1 (OLD_AMI), its instances too, recorded as such,
+/// after a second refresh that started once s-d had failed.
 async fn assert_restored(
     moto: &Moto,
     config: &aws_config::SdkConfig,
@@ -116,6 +146,8 @@ async fn assert_restored(
         Some(OLD_AMI),
         "{asg}"
     );
+    let images = instance_images(config, asg).await;
+    assert!(images.iter().all(|i| i == OLD_AMI), "{asg}: {images:?}");
     let item = &items[asg];
     assert_eq!(item.status, "RolledBack", "{asg}: {item:?}");
     assert_eq!(
@@ -139,7 +171,8 @@ async fn assert_restored(
     );
 }
 
-/// Asserts the group kept the rollout's version (3, NEW_AMI) and was refreshed once.
+/// Asserts the group kept the rollout's version (3, NEW_AMI), its instances too, and was
+/// refreshed once.
 async fn assert_kept(
     moto: &Moto,
     config: &aws_config::SdkConfig,
@@ -156,6 +189,8 @@ async fn assert_kept(
         Some(NEW_AMI),
         "{asg}"
     );
+    let images = instance_images(config, asg).await;
+    assert!(images.iter().all(|i| i == NEW_AMI), "{asg}: {images:?}");
     assert_eq!(items[asg].status, "Successful", "{asg}: {:?}", items[asg]);
     let (intervals, _) = refresh_intervals(moto);
     assert_eq!(intervals[asg].len(), 1, "{asg}: {intervals:?}");
