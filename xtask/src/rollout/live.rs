@@ -26,7 +26,9 @@ pub struct Live {
     multi: MultiProgress,
     header: ProgressBar,
     rows: Vec<ProgressBar>,
+    /// The line counting the ASGs in flight without a bar of their own, drawn only then.
     more: ProgressBar,
+    more_shown: bool,
     overall: ProgressBar,
 }
 
@@ -42,7 +44,7 @@ impl Live {
         multi.set_move_cursor(true);
         let text = || ProgressStyle::with_template("{wide_msg}").expect("a valid template");
         let header = multi.add(ProgressBar::new(0).with_style(text()));
-        let more = multi.add(ProgressBar::new(0).with_style(text()));
+        let more = ProgressBar::new(0).with_style(text());
         let overall = multi.add(
             ProgressBar::new(100).with_style(
                 ProgressStyle::with_template("{bar:30} {pos:>3}% · {wide_msg}")
@@ -55,6 +57,7 @@ impl Live {
             header,
             rows: Vec::new(),
             more,
+            more_shown: false,
             overall,
         }
     }
@@ -73,7 +76,7 @@ impl Live {
                     .expect("a valid template")
                     .progress_chars("#>."),
             );
-            self.rows.push(self.multi.insert_before(&self.more, row));
+            self.rows.push(self.multi.insert_before(&self.overall, row));
         }
     }
 
@@ -95,12 +98,16 @@ impl Live {
             row.set_message(format!("{} {}", asg.asg, asg.status));
         }
         let hidden = in_flight.len().saturating_sub(MAX_ROWS);
-        if hidden > 0 {
-            self.more
-                .set_message(format!("  … and {hidden} more ASGs in flight"));
-        } else {
-            self.more.set_message("");
+        self.more
+            .set_message(format!("  … and {hidden} more ASGs in flight"));
+        if hidden > 0 && !self.more_shown {
+            self.more = self.multi.insert_before(&self.overall, self.more.clone());
+        } else if hidden == 0 && self.more_shown {
+            self.more.finish_and_clear();
+            self.multi.remove(&self.more);
+            self.more = ProgressBar::new(0).with_style(self.more.style());
         }
+        self.more_shown = hidden > 0;
         let t = &snapshot.totals;
         self.overall
             .set_position(u64::from(snapshot.totals.overall_percentage()));
@@ -140,13 +147,14 @@ impl Live {
         for row in &self.rows {
             lines.push(format!("{:>3}% {}", row.position(), row.message()));
         }
-        lines.push(self.more.message());
+        if self.more_shown {
+            lines.push(self.more.message());
+        }
         lines.push(format!(
             "{:>3}% {}",
             self.overall.position(),
             self.overall.message()
         ));
-        lines.retain(|l| !l.is_empty());
         lines
     }
 }
@@ -190,6 +198,11 @@ mod tests {
             lines[MAX_ROWS + 2],
             " 47% 2000 ASGs: 950 successful, 50 in flight, 0 failed, 1000 waiting, 0 skipped"
         );
+        live.update(&fleet(3, 1997, 0), Some(&snapshot), 0);
+        let lines = live.lines();
+        assert_eq!(lines.len(), 1 + 3 + 1, "no count line: {lines:#?}");
+        live.update(&fleet(12, 1988, 0), None, 0);
+        assert_eq!(live.lines()[MAX_ROWS + 1], "  … and 2 more ASGs in flight");
         live.finish();
     }
 

@@ -1,5 +1,8 @@
 //! What `status` shows of a rollout: a snapshot read from the progress table and the
-//! execution, as a table with progress bars, as change lines, or as JSON.
+//! execution, as a table with progress bars (comfy-table; columns as wide as their widest
+//! cell), as change lines, or as JSON. Times are UTC (jiff); the header's timestamp names its
+//! zone. On a terminal the watchers draw a bounded live region instead (`live.rs`, which says
+//! how it behaves with 2,000 ASGs) and print this table once, at the end.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
