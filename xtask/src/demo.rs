@@ -14,7 +14,7 @@ use generator::config::StackConfig;
 
 use crate::deploy::aws::{sdk_config, SdkResultExt};
 use crate::deploy::DeployArgs;
-use crate::env_file::StackSelector;
+use crate::env_file::{Endpoint, StackSelector};
 use crate::rollout::{self, Ops};
 
 /// The AMI the fleet starts on.
@@ -82,7 +82,7 @@ impl DemoArgs {
             DeployArgs {
                 stack,
                 dry_run: false,
-                endpoint_url: Some(endpoint.clone()),
+                endpoint: Endpoint::at(endpoint.clone()),
                 zip_dir: Some(zips.clone()),
             }
             .run()

@@ -17,7 +17,7 @@ use runtime::store::{AsgRecord, RolloutSummary, Store};
 use serde::Serialize;
 
 use crate::deploy::aws::{sdk_config, SdkResultExt};
-use crate::env_file::StackSelector;
+use crate::env_file::{Endpoint, StackSelector};
 
 #[derive(Args, Debug)]
 pub struct DriftArgs {
@@ -26,9 +26,8 @@ pub struct DriftArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
-    /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
 }
 
 /// An instance still running another image than the rollout's.
@@ -79,7 +78,7 @@ impl DriftArgs {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?
-            .block_on(report(&config, self.endpoint_url.as_deref()))?;
+            .block_on(report(&config, self.endpoint.url()))?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {

@@ -18,6 +18,28 @@ pub struct StackSelector {
     pub config: Option<PathBuf>,
 }
 
+/// `--endpoint-url`, shared by every command that calls AWS.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Endpoint {
+    /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
+    #[arg(long = "endpoint-url", value_name = "URL")]
+    pub url: Option<String>,
+}
+
+impl Endpoint {
+    /// An emulator's address.
+    pub fn at(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(url.into()),
+        }
+    }
+
+    /// The URL given, if any.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+}
+
 /// The workspace root (the directory above `xtask/`, see the tests crate's).
 pub use asg_refresh_emulator::workspace_root;
 

@@ -22,7 +22,7 @@ use clap::Args;
 use generator::config::StackConfig;
 
 use crate::build::{Builder, FUNCTIONS};
-use crate::env_file::{display_path, StackSelector};
+use crate::env_file::{display_path, Endpoint, StackSelector};
 use aws::Clients;
 
 /// What a deploy does to one resource.
@@ -71,9 +71,8 @@ pub struct DeployArgs {
     /// Print the plan and change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
     /// Use <DIR>/<fn>/bootstrap.zip instead of building the Lambdas
     #[arg(long, value_name = "DIR")]
     pub zip_dir: Option<PathBuf>,
@@ -86,9 +85,8 @@ pub struct DestroyArgs {
     /// Delete without asking
     #[arg(long)]
     pub yes: bool,
-    /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -278,7 +276,7 @@ impl DeployArgs {
             topic::with_environment(&config, functions::desired(&config, &zips)?);
         let rule = events_rule::desired(&config);
         runtime()?.block_on(async {
-            let clients = Clients::new(&config, self.endpoint_url.as_deref()).await?;
+            let clients = Clients::new(&config, self.endpoint.url()).await?;
             let endpoint = clients
                 .endpoint
                 .as_ref()
@@ -312,7 +310,7 @@ impl DeployArgs {
                 topic: topic::plan(
                     &clients,
                     &config,
-                    topic::client(&config, self.endpoint_url.as_deref(), &clients.counter).await?,
+                    topic::client(&config, self.endpoint.url(), &clients.counter).await?,
                 )
                 .await?,
             };
@@ -465,7 +463,7 @@ impl DestroyArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let (_, config) = self.stack.load()?;
         runtime()?.block_on(async {
-            let clients = Clients::new(&config, self.endpoint_url.as_deref()).await?;
+            let clients = Clients::new(&config, self.endpoint.url()).await?;
             let stack = clients.stack.clone();
             // (kind, name, owned) in deletion order: what depends on a resource goes first.
             let mut found: Vec<(&'static str, String, bool)> = Vec::new();
@@ -498,8 +496,7 @@ impl DestroyArgs {
                 stack.state_machine_log_group(),
                 log_group::owned(&clients).await?,
             );
-            let sns =
-                topic::client(&config, self.endpoint_url.as_deref(), &clients.counter).await?;
+            let sns = topic::client(&config, self.endpoint.url(), &clients.counter).await?;
             add(
                 "sns topic",
                 stack.notifications_topic(),

@@ -22,7 +22,7 @@ use runtime::store::{Abort, RolloutSummary, ABORTED};
 
 use super::{now, runtime, Ops};
 use crate::deploy::aws::{sdk_config, sdk_error};
-use crate::env_file::StackSelector;
+use crate::env_file::{Endpoint, StackSelector};
 
 /// Seconds between two reads of the cancels or rollbacks while the abort waits for them.
 const SETTLE_POLL_SECONDS: u64 = 2;
@@ -45,9 +45,8 @@ pub struct AbortArgs {
     /// Why: recorded with who aborted, shown by `status`
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
-    /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
 }
 
 /// Retries `call` while it fails with a retryable error (throttling), a few times.
@@ -77,7 +76,7 @@ impl AbortArgs {
         let operator = std::env::var("USER").unwrap_or_else(|_| "an operator".into());
         let env = config.name.clone();
         runtime()?.block_on(async {
-            let ops = Ops::connect(&config, self.endpoint_url.as_deref()).await?;
+            let ops = Ops::connect(&config, self.endpoint.url()).await?;
             let holder = ops.store.lock_holder().await?;
             let rollout_id = match (&self.rollout, &holder) {
                 (Some(id), _) => id.clone(),
@@ -123,7 +122,7 @@ impl AbortArgs {
                     Err(e) => return Err(sdk_error(e, format!("stopping execution {arn}"))),
                 }
             }
-            let sdk = sdk_config(&config, self.endpoint_url.as_deref()).await?;
+            let sdk = sdk_config(&config, self.endpoint.url()).await?;
             let refresher = Refresher {
                 autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
                 ec2: aws_sdk_ec2::Client::new(&sdk),

@@ -18,7 +18,7 @@ use runtime::store::{Store, APPROVED, AWAITING_APPROVAL, REJECTED};
 use serde_json::json;
 
 use crate::deploy::aws::{sdk_config, sdk_error, SdkResultExt};
-use crate::env_file::StackSelector;
+use crate::env_file::{Endpoint, StackSelector};
 use patience::{classified, is_transient, Patience, Verdict, DEFAULT_GIVE_UP_MINUTES};
 use view::{Execution, Snapshot};
 
@@ -50,9 +50,8 @@ pub struct RolloutArgs {
     /// failed for this many minutes in a row. Any other error stops it at once
     #[arg(long, default_value_t = DEFAULT_GIVE_UP_MINUTES, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
     pub give_up_after: u64,
-    /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
 }
 
 #[derive(Args, Debug)]
@@ -76,9 +75,8 @@ pub struct StatusArgs {
     /// failed for this many minutes in a row. Any other error stops it at once
     #[arg(long, default_value_t = DEFAULT_GIVE_UP_MINUTES, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
     pub give_up_after: u64,
-    /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
 }
 
 #[derive(Args, Debug)]
@@ -91,9 +89,8 @@ pub struct ApproveArgs {
     /// Refuse the next wave instead: the rollout fails through its failure policy
     #[arg(long)]
     pub reject: bool,
-    /// Send every AWS call here (an emulator); overrides `endpoint_url` and AWS_ENDPOINT_URL
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
 }
 
 /// A deployed stack's state machine and progress table.
@@ -465,7 +462,7 @@ impl RolloutArgs {
         };
         check_id(&rollout_id)?;
         runtime()?.block_on(async {
-            let ops = Ops::connect(&config, self.endpoint_url.as_deref()).await?;
+            let ops = Ops::connect(&config, self.endpoint.url()).await?;
             let ami = match (&self.resume, &self.ami) {
                 (Some(id), _) => {
                     let summary = ops.store.summary(id).await?;
@@ -480,7 +477,7 @@ impl RolloutArgs {
                 (None, Some(ami)) => ami.clone(),
                 (None, None) => unreachable!("clap requires --ami or --resume"),
             };
-            check_wave_alarms(&config, self.endpoint_url.as_deref()).await?;
+            check_wave_alarms(&config, self.endpoint.url()).await?;
             let (name, arn) = ops.start(&rollout_id, &ami, self.resume.is_some()).await?;
             let env = &config.name;
             println!("started rollout {rollout_id} of {ami} on stack `{env}`");
@@ -508,7 +505,7 @@ impl StatusArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let (_, config) = self.stack.load()?;
         runtime()?.block_on(async {
-            let ops = Ops::connect(&config, self.endpoint_url.as_deref()).await?;
+            let ops = Ops::connect(&config, self.endpoint.url()).await?;
             let rollout_id = match &self.rollout {
                 Some(id) => id.clone(),
                 None => ops.newest_rollout().await?,
@@ -538,7 +535,7 @@ impl ApproveArgs {
         let (_, config) = self.stack.load()?;
         let operator = std::env::var("USER").unwrap_or_else(|_| "an operator".into());
         runtime()?.block_on(async {
-            let ops = Ops::connect(&config, self.endpoint_url.as_deref()).await?;
+            let ops = Ops::connect(&config, self.endpoint.url()).await?;
             let rollout_id = match &self.rollout {
                 Some(id) => id.clone(),
                 None => ops.store.lock_holder().await?.with_context(|| {
