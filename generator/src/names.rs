@@ -7,6 +7,27 @@ pub const STACK_TAG: &str = "asg-refresh:stack";
 /// Tag every stack resource carries with `true`.
 pub const MANAGED_TAG: &str = "asg-refresh:managed";
 
+/// The progress table's key and attribute names: what deploy creates (xtask) and what the
+/// Lambdas read and write (runtime) come from here.
+pub mod table {
+    /// Partition key (S): the rollout id, or `#lock` / `#stack` for the stack-wide items.
+    pub const PARTITION_KEY: &str = "rollout_id";
+    /// Sort key (S): the ASG's name, or `#rollout`, `#wave#...` and the like.
+    pub const SORT_KEY: &str = "asg";
+    /// The TTL attribute (epoch seconds).
+    pub const TTL_ATTRIBUTE: &str = "expires_at";
+}
+
+/// The Lambdas' environment variables, set by deploy and read by the functions.
+pub mod env {
+    /// The progress table's name.
+    pub const TABLE: &str = "ASG_REFRESH_TABLE";
+    /// The topic to notify (`[notify]`); unset: no notifications.
+    pub const NOTIFY_TOPIC: &str = "ASG_REFRESH_NOTIFY_TOPIC";
+    /// The stack's name, for the commands a notification suggests.
+    pub const STACK: &str = "ASG_REFRESH_STACK";
+}
+
 /// The stack's identity and the names and ARNs of its resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stack {

@@ -10,6 +10,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use generator::config::MaxFailures;
+use generator::names::table::{PARTITION_KEY, SORT_KEY};
 use serde_json::{json, Value};
 
 use crate::error::{classify, Error};
@@ -36,8 +37,8 @@ pub async fn spend(
             .client()
             .update_item()
             .table_name(store.table())
-            .key("rollout_id", AttributeValue::S(rollout_id.to_string()))
-            .key("asg", AttributeValue::S(BUDGET_KEY.to_string()))
+            .key(PARTITION_KEY, AttributeValue::S(rollout_id.to_string()))
+            .key(SORT_KEY, AttributeValue::S(BUDGET_KEY.to_string()))
             .update_expression("ADD spent :asgs")
             .condition_expression(
                 "attribute_not_exists(spent) OR (size(spent) < :budget AND NOT contains(spent, :asg))",
@@ -92,8 +93,8 @@ async fn spent_set(store: &Store, rollout_id: &str) -> Result<Vec<String>, Error
         .client()
         .get_item()
         .table_name(store.table())
-        .key("rollout_id", AttributeValue::S(rollout_id.to_string()))
-        .key("asg", AttributeValue::S(BUDGET_KEY.to_string()))
+        .key(PARTITION_KEY, AttributeValue::S(rollout_id.to_string()))
+        .key(SORT_KEY, AttributeValue::S(BUDGET_KEY.to_string()))
         .consistent_read(true)
         .send()
         .await

@@ -4,7 +4,7 @@
 use aws_config::{BehaviorVersion, SdkConfig};
 
 /// Environment variable naming the progress table.
-pub const TABLE_ENV: &str = "ASG_REFRESH_TABLE";
+pub use generator::names::env::TABLE as TABLE_ENV;
 
 /// Attempts per call, throttling included: the fleet loops make a few calls at once on the
 /// account's shared API budget, so a throttled call backs off and tries again a little longer

@@ -22,6 +22,7 @@
 use aws_sdk_dynamodb::types::ReturnValue;
 use aws_sdk_sfn::Client as Sfn;
 use generator::events::{InstanceRefreshEvent, RefreshEventKind};
+use generator::names::table::{PARTITION_KEY, SORT_KEY};
 use generator::payload::{errors, status, StepResponse};
 use serde::Serialize;
 
@@ -212,8 +213,8 @@ impl Completer {
             .client()
             .update_item()
             .table_name(self.store.table())
-            .key("rollout_id", s(rollout_id))
-            .key("asg", s(&wait_key(asg)))
+            .key(PARTITION_KEY, s(rollout_id))
+            .key(SORT_KEY, s(&wait_key(asg)))
             .update_expression(expression)
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":expires", n(now + RETENTION_SECONDS))
@@ -251,8 +252,8 @@ impl Completer {
             .client()
             .update_item()
             .table_name(self.store.table())
-            .key("rollout_id", s(rollout_id))
-            .key("asg", s(asg))
+            .key(PARTITION_KEY, s(rollout_id))
+            .key(SORT_KEY, s(asg))
             .update_expression(expression)
             .condition_expression("refresh_id = :rid AND #s IN (:r0, :r1, :r2, :r3, :r4)")
             .expression_attribute_names("#s", "status")
@@ -369,8 +370,8 @@ impl Completer {
             .client()
             .update_item()
             .table_name(self.store.table())
-            .key("rollout_id", s(rollout_id))
-            .key("asg", s(asg))
+            .key(PARTITION_KEY, s(rollout_id))
+            .key(SORT_KEY, s(asg))
             .update_expression("SET #s = :running, updated_at = :now")
             .condition_expression("refresh_id = :rid AND #s = :pending")
             .expression_attribute_names("#s", "status")
@@ -417,8 +418,8 @@ impl Completer {
             .client()
             .update_item()
             .table_name(self.store.table())
-            .key("rollout_id", s(rollout_id))
-            .key("asg", s(asg))
+            .key(PARTITION_KEY, s(rollout_id))
+            .key(SORT_KEY, s(asg))
             .update_expression("SET percentage = :p, updated_at = :now")
             .condition_expression(
                 "refresh_id = :rid AND #s IN (:r0, :r1, :r2, :r3, :r4) AND (attribute_not_exists(percentage) OR percentage < :p)",

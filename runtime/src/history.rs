@@ -14,6 +14,7 @@
 //! the stack lock when it does this, so no two plans race on the pointer. The durations come
 //! from one Query of the previous rollout's partition: no Auto Scaling call.
 
+use generator::names::table::{PARTITION_KEY, SORT_KEY};
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
@@ -37,8 +38,8 @@ pub async fn previous_durations(
         .client()
         .get_item()
         .table_name(store.table())
-        .key("rollout_id", s(STACK_KEY))
-        .key("asg", s(ROLLOUTS_KEY))
+        .key(PARTITION_KEY, s(STACK_KEY))
+        .key(SORT_KEY, s(ROLLOUTS_KEY))
         .consistent_read(true)
         .send()
         .await
@@ -53,8 +54,8 @@ pub async fn previous_durations(
             .client()
             .put_item()
             .table_name(store.table())
-            .item("rollout_id", s(STACK_KEY))
-            .item("asg", s(ROLLOUTS_KEY))
+            .item(PARTITION_KEY, s(STACK_KEY))
+            .item(SORT_KEY, s(ROLLOUTS_KEY))
             .item("current", s(rollout_id));
         if let Some(previous) = &current {
             put = put.item("previous", s(previous));

@@ -19,12 +19,11 @@ use tokio::sync::OnceCell;
 use crate::store::{AsgRecord, Store};
 use crate::{fanout, wave_store};
 
-/// Environment variable naming the topic to publish to; unset: no notifications at all.
-pub const TOPIC_ENV: &str = "ASG_REFRESH_NOTIFY_TOPIC";
-/// Environment variable naming the stack (for the commands a notification suggests).
-pub const STACK_ENV: &str = "ASG_REFRESH_STACK";
-/// The `source` of every event this project puts on the default bus.
-pub const SOURCE: &str = "asg-refresh";
+/// Environment variables naming the topic to publish to (unset: no notifications at all)
+/// and the stack (for the commands a notification suggests).
+pub use generator::names::env::{NOTIFY_TOPIC as TOPIC_ENV, STACK as STACK_ENV};
+/// The `source` of every event this project puts on the default bus (the IAM condition's).
+pub const SOURCE: &str = generator::iam::NOTIFY_EVENT_SOURCE;
 /// Most time one notification may take (both calls with their retries): a slow SNS or
 /// EventBridge never holds a rollout step for long.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,6 +1,7 @@
 //! The progress table: one item per ASG per rollout, the rollout's summary, approvals,
 //! and the per-stack lock. DynamoDB is the source of truth for status and restarts.
 
+use generator::names::table::{PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE};
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -107,11 +108,11 @@ pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Option<T> {
 impl AsgRecord {
     fn to_item(&self) -> Item {
         let mut item = Item::new();
-        item.insert("rollout_id".into(), s(&self.rollout_id));
-        item.insert("asg".into(), s(&self.asg));
+        item.insert(PARTITION_KEY.into(), s(&self.rollout_id));
+        item.insert(SORT_KEY.into(), s(&self.asg));
         item.insert("status".into(), s(&self.status));
         item.insert("updated_at".into(), n(self.updated_at));
-        item.insert("expires_at".into(), n(self.updated_at + RETENTION_SECONDS));
+        item.insert(TTL_ATTRIBUTE.into(), n(self.updated_at + RETENTION_SECONDS));
         let strings = [
             ("reason", &self.reason),
             ("ami", &self.ami),
@@ -145,8 +146,8 @@ impl AsgRecord {
 
     fn from_item(item: &Item) -> Self {
         Self {
-            rollout_id: get_s(item, "rollout_id").unwrap_or_default(),
-            asg: get_s(item, "asg").unwrap_or_default(),
+            rollout_id: get_s(item, PARTITION_KEY).unwrap_or_default(),
+            asg: get_s(item, SORT_KEY).unwrap_or_default(),
             wave: get_n(item, "wave"),
             status: get_s(item, "status").unwrap_or_default(),
             reason: get_s(item, "reason"),
@@ -252,8 +253,8 @@ impl Store {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("rollout_id", s(LOCK_KEY))
-            .item("asg", s(LOCK_KEY))
+            .item(PARTITION_KEY, s(LOCK_KEY))
+            .item(SORT_KEY, s(LOCK_KEY))
             .item("holder", s(rollout_id))
             .item("acquired_at", n(now))
             .condition_expression("attribute_not_exists(holder) OR holder = :me")
@@ -287,8 +288,8 @@ impl Store {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("rollout_id", s(LOCK_KEY))
-            .key("asg", s(LOCK_KEY))
+            .key(PARTITION_KEY, s(LOCK_KEY))
+            .key(SORT_KEY, s(LOCK_KEY))
             .condition_expression("holder = :me")
             .expression_attribute_values(":me", s(rollout_id))
             .send()
@@ -305,8 +306,8 @@ impl Store {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("rollout_id", s(rollout_id))
-            .key("asg", s(asg))
+            .key(PARTITION_KEY, s(rollout_id))
+            .key(SORT_KEY, s(asg))
             .consistent_read(true)
             .send()
             .await
@@ -329,7 +330,7 @@ impl Store {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(record.to_item()))
-            .condition_expression("attribute_not_exists(asg)")
+            .condition_expression(format!("attribute_not_exists({SORT_KEY})"))
             .send()
             .await;
         match result {
@@ -389,8 +390,8 @@ impl Store {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("rollout_id", s(rollout_id))
-            .key("asg", s(asg))
+            .key(PARTITION_KEY, s(rollout_id))
+            .key(SORT_KEY, s(asg))
             .update_expression("SET pinned_from = if_not_exists(pinned_from, :from), pinned_version = if_not_exists(pinned_version, :version)")
             .condition_expression("attribute_exists(asg)")
             .expression_attribute_values(":from", s(from))
@@ -417,11 +418,11 @@ impl Store {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("rollout_id", s(rollout_id))
-            .item("asg", s(STOP_KEY))
+            .item(PARTITION_KEY, s(rollout_id))
+            .item(SORT_KEY, s(STOP_KEY))
             .item("action", s(action.as_str()))
             .item("updated_at", n(now))
-            .item("expires_at", n(now + RETENTION_SECONDS))
+            .item(TTL_ATTRIBUTE, n(now + RETENTION_SECONDS))
             .send()
             .await
             .map_err(|e| classify("recording the stop", e))?;
@@ -441,8 +442,8 @@ impl Store {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .key("rollout_id", s(rollout_id))
-            .key("asg", s(STOP_KEY))
+            .key(PARTITION_KEY, s(rollout_id))
+            .key(SORT_KEY, s(STOP_KEY))
             .send()
             .await
             .map_err(|e| classify("clearing the stop", e))?;
@@ -455,12 +456,12 @@ impl Store {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("rollout_id", s(&abort.rollout_id))
-            .item("asg", s(ABORT_KEY))
+            .item(PARTITION_KEY, s(&abort.rollout_id))
+            .item(SORT_KEY, s(ABORT_KEY))
             .item("by", s(&abort.by))
             .item("action", s(&abort.action))
             .item("updated_at", n(abort.at))
-            .item("expires_at", n(abort.at + RETENTION_SECONDS));
+            .item(TTL_ATTRIBUTE, n(abort.at + RETENTION_SECONDS));
         if let Some(reason) = &abort.reason {
             request = request.item("reason", s(reason));
         }
@@ -488,7 +489,7 @@ impl Store {
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("rollout_id = :r")
+            .key_condition_expression(format!("{PARTITION_KEY} = :r"))
             .expression_attribute_values(":r", s(rollout_id))
             .consistent_read(true)
             .into_paginator()
@@ -529,8 +530,8 @@ impl Store {
 
     pub async fn put_summary(&self, summary: &RolloutSummary, now: i64) -> Result<(), Error> {
         let mut item = Item::new();
-        item.insert("rollout_id".into(), s(&summary.rollout_id));
-        item.insert("asg".into(), s(SUMMARY_KEY));
+        item.insert(PARTITION_KEY.into(), s(&summary.rollout_id));
+        item.insert(SORT_KEY.into(), s(SUMMARY_KEY));
         item.insert("ami".into(), s(&summary.ami));
         item.insert("status".into(), s(&summary.status));
         item.insert("planned".into(), n(summary.planned));
@@ -538,7 +539,7 @@ impl Store {
         item.insert("waves".into(), n(summary.waves));
         item.insert("started_at".into(), n(summary.started_at));
         item.insert("updated_at".into(), n(now));
-        item.insert("expires_at".into(), n(now + RETENTION_SECONDS));
+        item.insert(TTL_ATTRIBUTE.into(), n(now + RETENTION_SECONDS));
         if let Some(end) = summary.ended_at {
             item.insert("ended_at".into(), n(end));
         }
@@ -572,13 +573,13 @@ impl Store {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("rollout_id", s(rollout_id))
-            .item("asg", s(&approval_key(wave)))
+            .item(PARTITION_KEY, s(rollout_id))
+            .item(SORT_KEY, s(&approval_key(wave)))
             .item("wave", n(wave))
             .item("status", s(AWAITING_APPROVAL))
             .item("task_token", s(task_token))
             .item("updated_at", n(now))
-            .item("expires_at", n(now + RETENTION_SECONDS))
+            .item(TTL_ATTRIBUTE, n(now + RETENTION_SECONDS))
             .send()
             .await
             .map_err(|e| classify("recording the approval request", e))?;
@@ -591,7 +592,9 @@ impl Store {
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("rollout_id = :r AND begins_with(asg, :p)")
+            .key_condition_expression(format!(
+                "{PARTITION_KEY} = :r AND begins_with({SORT_KEY}, :p)"
+            ))
             .expression_attribute_values(":r", s(rollout_id))
             .expression_attribute_values(":p", s(APPROVAL_PREFIX))
             .consistent_read(true)
@@ -626,8 +629,8 @@ impl Store {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("rollout_id", s(rollout_id))
-            .key("asg", s(&approval_key(wave)))
+            .key(PARTITION_KEY, s(rollout_id))
+            .key(SORT_KEY, s(&approval_key(wave)))
             .update_expression("SET #s = :decision, decided_by = :by, updated_at = :now")
             .condition_expression("#s = :waiting")
             .expression_attribute_names("#s", "status")

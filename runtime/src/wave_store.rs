@@ -6,6 +6,7 @@
 //! holds its concurrency (the batch size of its group, or of the rollout) and its group's
 //! name, which the `wave` action hands to the wave's Map (`MaxConcurrencyPath`).
 
+use generator::names::table::{PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
@@ -78,10 +79,10 @@ async fn write_plan(
 ) -> Result<(), Error> {
     let item = |asg: &str, extra: &[(&str, aws_sdk_dynamodb::types::AttributeValue)]| -> Item {
         let mut item = Item::new();
-        item.insert("rollout_id".into(), s(rollout_id));
-        item.insert("asg".into(), s(asg));
+        item.insert(PARTITION_KEY.into(), s(rollout_id));
+        item.insert(SORT_KEY.into(), s(asg));
         item.insert("updated_at".into(), n(now));
-        item.insert("expires_at".into(), n(now + RETENTION_SECONDS));
+        item.insert(TTL_ATTRIBUTE.into(), n(now + RETENTION_SECONDS));
         for (key, value) in extra {
             item.insert(key.to_string(), value.clone());
         }
@@ -161,8 +162,8 @@ async fn get(store: &Store, rollout_id: &str, key: &str) -> Result<Option<Item>,
         .client()
         .get_item()
         .table_name(store.table())
-        .key("rollout_id", s(rollout_id))
-        .key("asg", s(key))
+        .key(PARTITION_KEY, s(rollout_id))
+        .key(SORT_KEY, s(key))
         .consistent_read(true)
         .send()
         .await
@@ -219,7 +220,9 @@ pub async fn wave_members(
         .client()
         .query()
         .table_name(store.table())
-        .key_condition_expression("rollout_id = :r AND begins_with(asg, :p)")
+        .key_condition_expression(format!(
+            "{PARTITION_KEY} = :r AND begins_with({SORT_KEY}, :p)"
+        ))
         .expression_attribute_values(":r", s(rollout_id))
         .expression_attribute_values(":p", s(&format!("{}#", wave_key(wave))))
         .consistent_read(true)

@@ -22,7 +22,7 @@ use super::refusal::{lambda_cannot_assume, send_waiting_for_role, RoleWait};
 use super::Action;
 
 /// The environment variable naming the progress table.
-pub const TABLE_VARIABLE: &str = "ASG_REFRESH_TABLE";
+pub use generator::names::env::TABLE as TABLE_VARIABLE;
 const HANDLER: &str = "bootstrap";
 /// Most a deploy waits for a function to become Active, and then for an update to end.
 const READY_DEADLINE: Duration = Duration::from_secs(300);

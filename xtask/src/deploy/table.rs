@@ -15,9 +15,7 @@ use aws_sdk_dynamodb::types::{
 use super::aws::{check_owned, desired_tags, is_owned, tags_differ, Clients, SdkResultExt};
 use super::Action;
 
-pub const PARTITION_KEY: &str = "rollout_id";
-pub const SORT_KEY: &str = "asg";
-pub const TTL_ATTRIBUTE: &str = "expires_at";
+use generator::names::table::{PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE};
 
 /// What differs on the table, or that it must be created.
 pub async fn plan(clients: &Clients) -> anyhow::Result<Action> {

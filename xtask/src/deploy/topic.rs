@@ -17,10 +17,8 @@ use super::aws::{
 use super::functions::DesiredFunction;
 use super::Action;
 
-/// The Lambdas' variable naming the topic (runtime::notify::TOPIC_ENV).
-pub const TOPIC_VARIABLE: &str = "ASG_REFRESH_NOTIFY_TOPIC";
-/// The Lambdas' variable naming the stack (runtime::notify::STACK_ENV).
-pub const STACK_VARIABLE: &str = "ASG_REFRESH_STACK";
+/// The Lambdas' variables naming the topic and the stack.
+pub use generator::names::env::{NOTIFY_TOPIC as TOPIC_VARIABLE, STACK as STACK_VARIABLE};
 
 /// What deploy does about the topic.
 pub struct TopicPlan {
