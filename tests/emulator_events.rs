@@ -7,19 +7,25 @@
 //! Runtime API) that appends every event it gets to a file. Every wait has a deadline.
 
 mod e2e;
+#[path = "support/refresh.rs"]
+mod refresh;
+#[path = "support/sfn.rs"]
+mod sfn;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use asg_refresh_tests::{stored_zip, venv_python_path, Moto};
-use aws_sdk_autoscaling::types::{
-    DesiredConfiguration, LaunchTemplateSpecification, RefreshPreferences,
-};
+use aws_sdk_autoscaling::types::RefreshPreferences;
+use aws_sdk_eventbridge::error::SdkError;
+use aws_sdk_eventbridge::operation::put_targets::{PutTargetsError, PutTargetsOutput};
 use aws_sdk_eventbridge::types::Target;
+use aws_sdk_lambda::operation::add_permission::{AddPermissionError, AddPermissionOutput};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
 use e2e::{fleet, sdk_config, tempfile_dir};
+use refresh::{refreshes, start_refresh, FAILS_AFTER_1S};
 use serde_json::{json, Value};
 
 const PREFIX: &str = "EC2 Auto Scaling Instance Refresh ";
@@ -133,14 +139,22 @@ async fn rule(config: &aws_config::SdkConfig, name: &str) -> String {
 }
 
 async fn target(config: &aws_config::SdkConfig, rule: &str, id: &str, arn: &str) {
-    let out = aws_sdk_eventbridge::Client::new(config)
-        .put_targets()
-        .rule(rule)
-        .targets(Target::builder().id(id).arn(arn).build().expect("target"))
-        .send()
+    let events = aws_sdk_eventbridge::Client::new(config);
+    let out = put_target(&events, rule, id, arn)
         .await
         .expect("put targets");
     assert_eq!(out.failed_entry_count(), 0);
+}
+
+/// PutTargets of the single target `id` (the function `arn`) on `rule`.
+async fn put_target(
+    events: &aws_sdk_eventbridge::Client,
+    rule: &str,
+    id: &str,
+    arn: &str,
+) -> Result<PutTargetsOutput, SdkError<PutTargetsError>> {
+    let target = Target::builder().id(id).arn(arn).build().expect("target");
+    events.put_targets().rule(rule).targets(target).send().await
 }
 
 /// AddPermission for events.amazonaws.com, scoped to `source_arn`.
@@ -151,16 +165,39 @@ async fn permit(
     principal: &str,
     source_arn: &str,
 ) {
+    add_permission(config, function, sid, principal, Some(source_arn))
+        .await
+        .expect("add permission");
+}
+
+/// AddPermission of lambda:InvokeFunction on `function` for `principal`, scoped to
+/// `source_arn` when given.
+async fn add_permission(
+    config: &aws_config::SdkConfig,
+    function: &str,
+    sid: &str,
+    principal: &str,
+    source_arn: Option<&str>,
+) -> Result<AddPermissionOutput, SdkError<AddPermissionError>> {
     aws_sdk_lambda::Client::new(config)
         .add_permission()
         .function_name(function)
         .statement_id(sid)
         .action("lambda:InvokeFunction")
         .principal(principal)
-        .source_arn(source_arn)
+        .set_source_arn(source_arn.map(str::to_string))
         .send()
         .await
-        .expect("add permission");
+}
+
+/// The recorder `name` (failing every call with `fail`), the target of the rule
+/// `refresh-events`, which may invoke it.
+async fn delivered_to(config: &aws_config::SdkConfig, name: &str, fail: bool) -> Recorder {
+    let recorder = Recorder::create(config, name, fail).await;
+    let arn = rule(config, "refresh-events").await;
+    target(config, "refresh-events", name, &recorder.arn).await;
+    permit(config, name, "events", "events.amazonaws.com", &arn).await;
+    recorder
 }
 
 async fn start(
@@ -175,36 +212,12 @@ async fn start(
             .set_checkpoint_percentages(Some(checkpoints.to_vec()))
             .checkpoint_delay(60);
     }
-    aws_sdk_autoscaling::Client::new(config)
-        .start_instance_refresh()
-        .auto_scaling_group_name(asg)
-        .desired_configuration(
-            DesiredConfiguration::builder()
-                .launch_template(
-                    LaunchTemplateSpecification::builder()
-                        .launch_template_id(template)
-                        .version("2")
-                        .build(),
-                )
-                .build(),
-        )
-        .preferences(preferences.build())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("start instance refresh of {asg}: {e:?}"))
-        .instance_refresh_id()
-        .expect("refresh id")
-        .to_string()
+    start_refresh(config, asg, template, Some(preferences.build())).await
 }
 
 async fn status(config: &aws_config::SdkConfig, asg: &str) -> String {
-    let out = aws_sdk_autoscaling::Client::new(config)
-        .describe_instance_refreshes()
-        .auto_scaling_group_name(asg)
-        .send()
+    refreshes(config, asg, None)
         .await
-        .expect("describe instance refreshes");
-    out.instance_refreshes()
         .first()
         .and_then(|r| r.status())
         .map(|s| s.as_str().to_string())
@@ -259,28 +272,10 @@ fn strings(items: &[&str]) -> Vec<String> {
 async fn every_transition_emits_its_event_and_the_permitted_target_gets_each_once() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
-    let recorder = Recorder::create(&config, "recorder", false).await;
-    let rule_arn = rule(&config, "refresh-events").await;
-    target(&config, "refresh-events", "recorder", &recorder.arn).await;
-    permit(
-        &config,
-        "recorder",
-        "events",
-        "events.amazonaws.com",
-        &rule_arn,
-    )
-    .await;
+    let recorder = delivered_to(&config, "recorder", false).await;
 
     let ok = fleet(&config, "ok-1", &[("emulator:refresh-seconds", "2")]).await;
-    let failed = fleet(
-        &config,
-        "failed-1",
-        &[
-            ("emulator:refresh-seconds", "1"),
-            ("emulator:refresh-outcome", "Failed"),
-        ],
-    )
-    .await;
+    let failed = fleet(&config, "failed-1", &FAILS_AFTER_1S).await;
     let long = [
         ("emulator:refresh-seconds", "60"),
         ("emulator:cancel-seconds", "0.5"),
@@ -480,10 +475,7 @@ async fn without_a_permission_for_the_rule_nothing_is_delivered() {
 async fn delivery_waits_the_set_delay() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
-    let recorder = Recorder::create(&config, "recorder", false).await;
-    let arn = rule(&config, "refresh-events").await;
-    target(&config, "refresh-events", "recorder", &recorder.arn).await;
-    permit(&config, "recorder", "events", "events.amazonaws.com", &arn).await;
+    let recorder = delivered_to(&config, "recorder", false).await;
     moto.set_events(&json!({"delay_ms": 1500, "jitter_ms": 500, "seed": 3}));
     let template = fleet(&config, "web-1", &[("emulator:refresh-seconds", "1")]).await;
     start(&config, "web-1", &template, &[]).await;
@@ -544,18 +536,27 @@ async fn refresh_many(
     settled(moto, before + 2 * n as u64).await
 }
 
+/// The counters of the rule `refresh-events` after [`refresh_many`] under the delivery
+/// `settings`, the events' log cleared first.
+async fn counters_under(
+    moto: &Moto,
+    config: &aws_config::SdkConfig,
+    settings: Value,
+    prefix: &str,
+    count: usize,
+) -> Value {
+    moto.clear_events();
+    moto.set_events(&settings);
+    refresh_many(moto, config, prefix, count).await["by_rule"]["refresh-events"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loss_drops_the_set_share_and_a_seed_repeats_it() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
-    let recorder = Recorder::create(&config, "recorder", false).await;
-    let arn = rule(&config, "refresh-events").await;
-    target(&config, "refresh-events", "recorder", &recorder.arn).await;
-    permit(&config, "recorder", "events", "events.amazonaws.com", &arn).await;
+    let recorder = delivered_to(&config, "recorder", false).await;
 
-    let counters = |events: &Value| events["by_rule"]["refresh-events"].clone();
-    moto.set_events(&json!({"loss": 0.3, "seed": 7}));
-    let first = counters(&refresh_many(&moto, &config, "a", 20).await);
+    let first = counters_under(&moto, &config, json!({"loss": 0.3, "seed": 7}), "a", 20).await;
     let dropped = first["dropped"].as_u64().expect("dropped");
     // 40 events at 30 %: 12 expected; a seeded draw, so this is a fixed number in [4, 20].
     assert!((4..=20).contains(&dropped), "{first}");
@@ -567,21 +568,13 @@ async fn loss_drops_the_set_share_and_a_seed_repeats_it() {
     assert_eq!(recorder.events().len() as u64, 40 - dropped);
 
     // The same seed drops the same number out of the same number of events.
-    moto.clear_events();
-    moto.set_events(&json!({"loss": 0.3, "seed": 7}));
-    let second = counters(&refresh_many(&moto, &config, "b", 20).await);
+    let second = counters_under(&moto, &config, json!({"loss": 0.3, "seed": 7}), "b", 20).await;
     assert_eq!(second["dropped"], dropped, "{second}");
 
     // No loss, and total loss.
-    moto.clear_events();
-    moto.set_events(&json!({"loss": 0.0}));
-    assert_eq!(
-        counters(&refresh_many(&moto, &config, "c", 5).await)["dropped"],
-        0
-    );
-    moto.clear_events();
-    moto.set_events(&json!({"loss": 1.0}));
-    let all = counters(&refresh_many(&moto, &config, "d", 5).await);
+    let none = counters_under(&moto, &config, json!({"loss": 0.0}), "c", 5).await;
+    assert_eq!(none["dropped"], 0);
+    let all = counters_under(&moto, &config, json!({"loss": 1.0}), "d", 5).await;
     assert_eq!(
         (all["dropped"].as_u64(), all["delivered"].as_u64()),
         (Some(10), Some(0)),
@@ -589,9 +582,7 @@ async fn loss_drops_the_set_share_and_a_seed_repeats_it() {
     );
 
     // Duplicates: every event delivered twice.
-    moto.clear_events();
-    moto.set_events(&json!({"duplicate": 1.0}));
-    let twice = counters(&refresh_many(&moto, &config, "e", 3).await);
+    let twice = counters_under(&moto, &config, json!({"duplicate": 1.0}), "e", 3).await;
     assert_eq!(
         (twice["duplicated"].as_u64(), twice["delivered"].as_u64()),
         (Some(6), Some(12)),
@@ -616,10 +607,7 @@ async fn loss_drops_the_set_share_and_a_seed_repeats_it() {
 async fn a_function_error_is_retried_twice() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
-    let recorder = Recorder::create(&config, "failing", true).await;
-    let arn = rule(&config, "refresh-events").await;
-    target(&config, "refresh-events", "failing", &recorder.arn).await;
-    permit(&config, "failing", "events", "events.amazonaws.com", &arn).await;
+    let recorder = delivered_to(&config, "failing", true).await;
     moto.set_events(&json!({"retry_delay_ms": 200}));
     let template = fleet(&config, "web-1", &[("emulator:refresh-seconds", "0.3")]).await;
     start(&config, "web-1", &template, &[]).await;
@@ -674,36 +662,14 @@ async fn rules_targets_and_permissions_aws_refuses_are_refused() {
     rule(&config, "r").await;
     let recorder = Recorder::create(&config, "recorder", false).await;
     // Target ids: the name's constraints; at most five targets per rule (quota).
-    let error = events
-        .put_targets()
-        .rule("r")
-        .targets(
-            Target::builder()
-                .id("bad id")
-                .arn(&recorder.arn)
-                .build()
-                .expect("target"),
-        )
-        .send()
-        .await
-        .expect_err("bad target id");
+    let error = put_target(&events, "r", "bad id", &recorder.arn).await;
+    let error = error.expect_err("bad target id");
     assert_eq!(code(&error), "ValidationException", "{error:?}");
     for i in 0..5 {
         target(&config, "r", &format!("t{i}"), &recorder.arn).await;
     }
-    let error = events
-        .put_targets()
-        .rule("r")
-        .targets(
-            Target::builder()
-                .id("t5")
-                .arn(&recorder.arn)
-                .build()
-                .expect("target"),
-        )
-        .send()
-        .await
-        .expect_err("a sixth target");
+    let error = put_target(&events, "r", "t5", &recorder.arn).await;
+    let error = error.expect_err("a sixth target");
     assert_eq!(code(&error), "LimitExceededException", "{error:?}");
     // Replacing an existing target is no new target.
     target(&config, "r", "t4", &recorder.arn).await;
@@ -725,21 +691,11 @@ async fn rules_targets_and_permissions_aws_refuses_are_refused() {
         "arn:aws:events:us-east-1:123456789012:rule/r",
     )
     .await;
-    let error = aws_sdk_lambda::Client::new(&config)
-        .add_permission()
-        .function_name("recorder")
-        .statement_id("events")
-        .action("lambda:InvokeFunction")
-        .principal("events.amazonaws.com")
-        .send()
+    let again = add_permission(&config, "recorder", "events", "events.amazonaws.com", None);
+    let error = again
         .await
         .expect_err("a second statement with the same id");
-    assert!(
-        error
-            .as_service_error()
-            .is_some_and(|e| e.is_resource_conflict_exception()),
-        "{error:?}"
-    );
+    assert_eq!(code(&error), "ResourceConflictException", "{error:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -773,10 +729,7 @@ async fn stats_count_calls_per_operation_caller_and_group_invocations_and_execut
     );
 
     // A Lambda's calls count under its role and function name, and so do its invocations.
-    let recorder = Recorder::create(&config, "recorder", false).await;
-    let arn = rule(&config, "refresh-events").await;
-    target(&config, "refresh-events", "recorder", &recorder.arn).await;
-    permit(&config, "recorder", "events", "events.amazonaws.com", &arn).await;
+    delivered_to(&config, "recorder", false).await;
     // The first refresh must have ended, and sent its events, before the counters are
     // cleared: on a busy machine its end may otherwise be emitted after the clear.
     let until = Instant::now() + DEADLINE;
@@ -824,47 +777,24 @@ async fn stats_count_calls_per_operation_caller_and_group_invocations_and_execut
             }
         }
     });
-    let sfn = aws_sdk_sfn::Client::new(&config);
-    let machine = sfn
-        .create_state_machine()
-        .name("counted")
-        .definition(definition.to_string())
-        .role_arn(role.role().map(|r| r.arn()).expect("role arn"))
-        .send()
-        .await
-        .expect("create state machine");
-    let execution = sfn
-        .start_execution()
-        .state_machine_arn(machine.state_machine_arn())
-        .input(json!({"items": [1, 2, 3]}).to_string())
-        .send()
-        .await
-        .expect("start execution");
-    let arn = execution.execution_arn().to_string();
-    let until = Instant::now() + DEADLINE;
-    let history = loop {
-        let described = sfn
-            .describe_execution()
-            .execution_arn(&arn)
-            .send()
-            .await
-            .expect("describe execution");
-        if described.status().as_str() != "RUNNING" {
-            assert_eq!(described.status().as_str(), "SUCCEEDED", "{described:?}");
-            break sfn
-                .get_execution_history()
-                .execution_arn(&arn)
-                .send()
-                .await
-                .expect("history");
-        }
-        assert!(Instant::now() < until, "execution still running");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let counted = &moto.stats()["executions"][&arn];
+    let role_arn = role.role().map(|r| r.arn()).expect("role arn");
+    let input = json!({"items": [1, 2, 3]});
+    let (described, kinds) = sfn::run_machine(
+        &moto,
+        &config,
+        "counted",
+        role_arn,
+        &definition,
+        &input,
+        DEADLINE,
+    )
+    .await;
+    assert_eq!(described.status().as_str(), "SUCCEEDED", "{described:?}");
+    let arn = described.execution_arn();
+    let counted = &moto.stats()["executions"][arn];
     assert_eq!(
         counted["events"].as_u64(),
-        Some(history.events().len() as u64),
+        Some(kinds.len() as u64),
         "{counted}"
     );
     assert_eq!(counted["transitions"], 2, "First and Fan: {counted}");

@@ -4,54 +4,32 @@
 //! Every loop has a deadline.
 
 mod e2e;
+#[path = "support/refresh.rs"]
+mod refresh;
+#[path = "support/sfn.rs"]
+mod sfn;
 #[path = "support/dynamodb.rs"]
 mod tables;
 
 use std::time::{Duration, Instant};
 
 use asg_refresh_tests::{workspace_root, Moto};
-use aws_sdk_autoscaling::types::{
-    DesiredConfiguration, InstanceRefresh, LaunchTemplateSpecification,
-};
+use aws_sdk_autoscaling::error::ProvideErrorMetadata;
+use aws_sdk_autoscaling::types::InstanceRefresh;
 use e2e::{
-    deploy_local, fleet, function_zip, group_version, run_rollout, sdk_config, tempfile_dir,
+    assert_execution, deploy_local, fleet, function_zip, group_version, max_in_flight,
+    refresh_intervals, rollout_items, run_rollout, sdk_config, tempfile_dir,
 };
+use refresh::{refreshes, start_refresh, FAILS_AFTER_1S};
 use serde_json::{json, Value};
 
 async fn start(config: &aws_config::SdkConfig, asg: &str, template_id: &str) -> String {
-    aws_sdk_autoscaling::Client::new(config)
-        .start_instance_refresh()
-        .auto_scaling_group_name(asg)
-        .desired_configuration(
-            DesiredConfiguration::builder()
-                .launch_template(
-                    LaunchTemplateSpecification::builder()
-                        .launch_template_id(template_id)
-                        .version("2")
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("start instance refresh")
-        .instance_refresh_id()
-        .expect("refresh id")
-        .to_string()
+    start_refresh(config, asg, template_id, None).await
 }
 
 async fn describe(config: &aws_config::SdkConfig, asg: &str, id: &str) -> InstanceRefresh {
-    let out = aws_sdk_autoscaling::Client::new(config)
-        .describe_instance_refreshes()
-        .auto_scaling_group_name(asg)
-        .instance_refresh_ids(id)
-        .send()
-        .await
-        .expect("describe instance refreshes");
-    out.instance_refreshes()
-        .first()
-        .cloned()
-        .expect("the refresh is listed")
+    let listed = refreshes(config, asg, Some(id)).await;
+    listed.first().cloned().expect("the refresh is listed")
 }
 
 fn status(refresh: &InstanceRefresh) -> String {
@@ -61,15 +39,19 @@ fn status(refresh: &InstanceRefresh) -> String {
         .unwrap_or_default()
 }
 
-/// Polls until the refresh reaches a status outside `in_flight`; returns every status
+/// The statuses of a refresh that has not ended, nor been asked to stop.
+const RUNNING: &[&str] = &["Pending", "InProgress"];
+
+/// Polls (at most `seconds`) until the refresh reaches a status outside `in_flight`; returns every status
 /// and percentage seen, in order.
 async fn poll_until_done(
     config: &aws_config::SdkConfig,
     asg: &str,
     id: &str,
     in_flight: &[&str],
-    deadline: Duration,
+    seconds: u64,
 ) -> (InstanceRefresh, Vec<(String, i32)>) {
+    let deadline = Duration::from_secs(seconds);
     let until = Instant::now() + deadline;
     let mut seen = Vec::new();
     loop {
@@ -85,6 +67,43 @@ async fn poll_until_done(
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Asserts that a start on `asg` is refused with InstanceRefreshInProgress.
+async fn assert_start_refused(config: &aws_config::SdkConfig, asg: &str) {
+    let refused = aws_sdk_autoscaling::Client::new(config)
+        .start_instance_refresh()
+        .auto_scaling_group_name(asg)
+        .send()
+        .await
+        .expect_err("a start while a refresh is active");
+    assert!(
+        refused
+            .as_service_error()
+            .is_some_and(|e| e.is_instance_refresh_in_progress_fault()),
+        "expected InstanceRefreshInProgress, got {refused:?}"
+    );
+}
+
+/// Asks Auto Scaling to roll back (`rollback`) or else to cancel the active refresh of
+/// `asg`: the refresh id it answers with, or the error code it refuses with.
+async fn stop_refresh(
+    autoscaling: &aws_sdk_autoscaling::Client,
+    asg: &str,
+    rollback: bool,
+) -> Result<Option<String>, Option<String>> {
+    let answer = if rollback {
+        let sent = autoscaling.rollback_instance_refresh();
+        let sent = sent.auto_scaling_group_name(asg).send().await;
+        sent.map(|out| out.instance_refresh_id().map(str::to_string))
+            .map_err(|e| e.code().map(str::to_string))
+    } else {
+        let sent = autoscaling.cancel_instance_refresh();
+        let sent = sent.auto_scaling_group_name(asg).send().await;
+        sent.map(|out| out.instance_refresh_id().map(str::to_string))
+            .map_err(|e| e.code().map(str::to_string))
+    };
+    answer
 }
 
 /// The log's events for one refresh, as (event, status) pairs.
@@ -104,6 +123,20 @@ fn logged(moto: &Moto, id: &str) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// The ASGs the refresh log shows a start of, in name order (once per start).
+fn started(moto: &Moto) -> Vec<String> {
+    let (intervals, _) = refresh_intervals(moto);
+    intervals
+        .into_iter()
+        .flat_map(|(asg, runs)| vec![asg; runs.len()])
+        .collect()
+}
+
+/// The log of a refresh stopped by `action` (rollback or cancel) that ended `end`.
+fn stopped(action: &str, end: &str) -> Vec<(String, Option<String>)> {
+    pairs(&[("start", None), (action, None), ("end", Some(end))])
+}
+
 fn pairs(items: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
     items
         .iter()
@@ -119,27 +152,9 @@ async fn refresh_runs_pending_in_progress_successful_and_applies_the_version() {
     let id = start(&config, "web-1", &template).await;
 
     // A second start while the first is active is refused with the typed error.
-    let second = aws_sdk_autoscaling::Client::new(&config)
-        .start_instance_refresh()
-        .auto_scaling_group_name("web-1")
-        .send()
-        .await
-        .expect_err("a second refresh while one is active");
-    assert!(
-        second
-            .as_service_error()
-            .is_some_and(|e| e.is_instance_refresh_in_progress_fault()),
-        "expected InstanceRefreshInProgress, got {second:?}"
-    );
+    assert_start_refused(&config, "web-1").await;
 
-    let (done, seen) = poll_until_done(
-        &config,
-        "web-1",
-        &id,
-        &["Pending", "InProgress"],
-        Duration::from_secs(30),
-    )
-    .await;
+    let (done, seen) = poll_until_done(&config, "web-1", &id, RUNNING, 30).await;
     assert_eq!(status(&done), "Successful", "seen {seen:?}");
     assert_eq!(done.percentage_complete(), Some(100));
     assert!(done.end_time().is_some() && done.start_time().is_some());
@@ -173,18 +188,13 @@ async fn refresh_runs_pending_in_progress_successful_and_applies_the_version() {
     );
     let log = moto.refresh_log();
     let events = log["events"].as_array().unwrap();
-    let start_t = events
-        .iter()
-        .find(|e| e["refresh_id"] == id && e["event"] == "start")
-        .unwrap()["t"]
-        .as_f64()
-        .unwrap();
-    let end_t = events
-        .iter()
-        .find(|e| e["refresh_id"] == id && e["event"] == "end")
-        .unwrap()["t"]
-        .as_f64()
-        .unwrap();
+    let time_of = |event: &str| {
+        let logged = events
+            .iter()
+            .find(|e| e["refresh_id"] == id && e["event"] == event);
+        logged.unwrap()["t"].as_f64().unwrap()
+    };
+    let (start_t, end_t) = (time_of("start"), time_of("end"));
     assert!(
         (end_t - start_t - 3.0).abs() < 0.01,
         "ran {} s, tagged 3 s",
@@ -201,24 +211,9 @@ async fn refresh_runs_pending_in_progress_successful_and_applies_the_version() {
 async fn refresh_outcome_failed_from_a_tag() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
-    let template = fleet(
-        &config,
-        "api-1",
-        &[
-            ("emulator:refresh-seconds", "1"),
-            ("emulator:refresh-outcome", "Failed"),
-        ],
-    )
-    .await;
+    let template = fleet(&config, "api-1", &FAILS_AFTER_1S).await;
     let id = start(&config, "api-1", &template).await;
-    let (done, seen) = poll_until_done(
-        &config,
-        "api-1",
-        &id,
-        &["Pending", "InProgress"],
-        Duration::from_secs(20),
-    )
-    .await;
+    let (done, seen) = poll_until_done(&config, "api-1", &id, RUNNING, 20).await;
     assert_eq!(status(&done), "Failed", "seen {seen:?}");
     assert!(done.status_reason().is_some_and(|r| !r.is_empty()));
     assert_eq!(
@@ -245,97 +240,37 @@ async fn rollback_and_cancel() {
 
     // Nothing active: both are refused with the typed error.
     let template = fleet(&config, "db-1", &slow).await;
-    let none = autoscaling
-        .rollback_instance_refresh()
-        .auto_scaling_group_name("db-1")
-        .send()
-        .await
-        .expect_err("no refresh");
-    assert!(
-        none.as_service_error()
-            .is_some_and(|e| e.is_active_instance_refresh_not_found_fault()),
-        "{none:?}"
-    );
-    let none = autoscaling
-        .cancel_instance_refresh()
-        .auto_scaling_group_name("db-1")
-        .send()
-        .await
-        .expect_err("no refresh");
-    assert!(
-        none.as_service_error()
-            .is_some_and(|e| e.is_active_instance_refresh_not_found_fault()),
-        "{none:?}"
-    );
+    for rollback in [true, false] {
+        assert_eq!(
+            stop_refresh(&autoscaling, "db-1", rollback).await,
+            Err(Some("ActiveInstanceRefreshNotFound".to_string())),
+            "rollback {rollback}"
+        );
+    }
 
     let id = start(&config, "db-1", &template).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let rolled = autoscaling
-        .rollback_instance_refresh()
-        .auto_scaling_group_name("db-1")
-        .send()
-        .await
-        .expect("rollback");
-    assert_eq!(rolled.instance_refresh_id(), Some(id.as_str()));
-    let (done, seen) = poll_until_done(
-        &config,
-        "db-1",
-        &id,
-        &["RollbackInProgress"],
-        Duration::from_secs(20),
-    )
-    .await;
+    let rolled = stop_refresh(&autoscaling, "db-1", true).await;
+    assert_eq!(rolled, Ok(Some(id.clone())));
+    let (done, seen) = poll_until_done(&config, "db-1", &id, &["RollbackInProgress"], 20).await;
     assert_eq!(status(&done), "RollbackSuccessful", "seen {seen:?}");
     assert_eq!(seen[0].0, "RollbackInProgress", "seen {seen:?}");
     assert!(done.rollback_details().is_some());
     assert_eq!(group_version(&config, "db-1").await.as_deref(), Some("1"));
     assert_eq!(
         logged(&moto, &id),
-        pairs(&[
-            ("start", None),
-            ("rollback", None),
-            ("end", Some("RollbackSuccessful"))
-        ])
+        stopped("rollback", "RollbackSuccessful")
     );
 
     let template = fleet(&config, "db-2", &slow).await;
     let id = start(&config, "db-2", &template).await;
-    let cancelled = autoscaling
-        .cancel_instance_refresh()
-        .auto_scaling_group_name("db-2")
-        .send()
-        .await
-        .expect("cancel");
-    assert_eq!(cancelled.instance_refresh_id(), Some(id.as_str()));
+    let cancelled = stop_refresh(&autoscaling, "db-2", false).await;
+    assert_eq!(cancelled, Ok(Some(id.clone())));
     // Cancelling is still active: a new start is refused until it ends.
-    let busy = autoscaling
-        .start_instance_refresh()
-        .auto_scaling_group_name("db-2")
-        .send()
-        .await
-        .expect_err("still cancelling");
-    assert!(
-        busy.as_service_error()
-            .is_some_and(|e| e.is_instance_refresh_in_progress_fault()),
-        "{busy:?}"
-    );
-    let (done, seen) = poll_until_done(
-        &config,
-        "db-2",
-        &id,
-        &["Cancelling"],
-        Duration::from_secs(20),
-    )
-    .await;
+    assert_start_refused(&config, "db-2").await;
+    let (done, seen) = poll_until_done(&config, "db-2", &id, &["Cancelling"], 20).await;
     assert_eq!(status(&done), "Cancelled", "seen {seen:?}");
-    assert_eq!(
-        logged(&moto, &id),
-        pairs(&[
-            ("start", None),
-            ("cancel", None),
-            ("end", Some("Cancelled"))
-        ])
-    );
+    assert_eq!(logged(&moto, &id), stopped("cancel", "Cancelled"));
 }
 
 /// The debug refresher, stripped of debug info and zipped as `bootstrap`.
@@ -479,7 +414,6 @@ async fn step_functions_execution_invokes_the_refresher() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
     let function_arn = deploy_refresher(&config, "rollouts").await;
-    let sfn = aws_sdk_sfn::Client::new(&config);
     let definition = json!({
         "StartAt": "Approve",
         "States": {
@@ -493,47 +427,20 @@ async fn step_functions_execution_invokes_the_refresher() {
             "Done": {"Type": "Succeed"}
         }
     });
-    let machine = sfn
-        .create_state_machine()
-        .name("approve")
-        .role_arn("arn:aws:iam::123456789012:role/refresher")
-        .definition(definition.to_string())
-        .send()
-        .await
-        .expect("create state machine");
-    let execution = sfn
-        .start_execution()
-        .state_machine_arn(machine.state_machine_arn())
-        .name("run-1")
-        .input(json!({"action": "await_approval", "rollout_id": "sfn-1", "wave": 2, "task_token": "t"}).to_string())
-        .send()
-        .await
-        .expect("start execution");
-    let until = Instant::now() + Duration::from_secs(60);
-    let described = loop {
-        let described = sfn
-            .describe_execution()
-            .execution_arn(execution.execution_arn())
-            .send()
-            .await
-            .expect("describe execution");
-        if described.status().as_str() != "RUNNING" {
-            break described;
-        }
-        assert!(Instant::now() < until, "execution still RUNNING after 60 s");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let history = sfn
-        .get_execution_history()
-        .execution_arn(execution.execution_arn())
-        .send()
-        .await
-        .expect("history");
-    let kinds: Vec<String> = history
-        .events()
-        .iter()
-        .map(|e| e.r#type().as_str().to_string())
-        .collect();
+    let input =
+        json!({"action": "await_approval", "rollout_id": "sfn-1", "wave": 2, "task_token": "t"});
+    let role = "arn:aws:iam::123456789012:role/refresher";
+    let deadline = Duration::from_secs(60);
+    let (described, kinds) = sfn::run_machine(
+        &moto,
+        &config,
+        "approve",
+        role,
+        &definition,
+        &input,
+        deadline,
+    )
+    .await;
     eprintln!("execution history: {kinds:?}");
     assert_eq!(
         described.status().as_str(),
@@ -591,41 +498,11 @@ async fn a_rollout_runs_end_to_end_with_the_deployed_state_machine() {
         .expect("scale demo-zero to 0");
     deploy_local(&moto, None);
     let execution = run_rollout(&moto, &config, "r-e2e-1", NEW_AMI).await;
-    assert_eq!(
-        execution.status().as_str(),
-        "SUCCEEDED",
-        "error {:?} cause {:?}; lambda logs:\n{}",
-        execution.error(),
-        execution.cause(),
-        moto.lambda_logs()
-    );
+    assert_execution(&execution, "SUCCEEDED", &moto);
     // Every eligible ASG refreshed exactly once, never more than batch_size (3) at once.
-    let log = moto.refresh_log();
-    let events = log["events"].as_array().expect("refresh log events");
-    let mut starts: Vec<&str> = events
-        .iter()
-        .filter(|e| e["event"] == "start")
-        .filter_map(|e| e["asg"].as_str())
-        .collect();
-    starts.sort();
-    assert_eq!(starts, ["demo-a", "demo-b", "demo-c", "demo-d"]);
-    let mut timeline: Vec<(f64, i32)> = events
-        .iter()
-        .filter_map(|e| {
-            let t = e["t"].as_f64()?;
-            match e["event"].as_str()? {
-                "start" => Some((t, 1)),
-                "end" => Some((t, -1)),
-                _ => None,
-            }
-        })
-        .collect();
-    timeline.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let (mut in_flight, mut most) = (0, 0);
-    for (_, delta) in timeline {
-        in_flight += delta;
-        most = most.max(in_flight);
-    }
+    assert_eq!(started(&moto), ["demo-a", "demo-b", "demo-c", "demo-d"]);
+    let (intervals, now) = refresh_intervals(&moto);
+    let most = max_in_flight(&intervals, now);
     assert!(
         most <= 3,
         "{most} refreshes in flight at once, batch_size is 3"
@@ -653,24 +530,8 @@ async fn a_rollout_runs_end_to_end_with_the_deployed_state_machine() {
         );
     }
     // The table says what happened to each ASG.
-    let items = aws_sdk_dynamodb::Client::new(&config)
-        .query()
-        .table_name("asg-refresh-local")
-        .key_condition_expression("rollout_id = :r")
-        .expression_attribute_values(
-            ":r",
-            aws_sdk_dynamodb::types::AttributeValue::S("r-e2e-1".into()),
-        )
-        .send()
-        .await
-        .expect("query the table");
-    let status_of = |asg: &str| {
-        items
-            .items()
-            .iter()
-            .find(|i| i.get("asg").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(asg))
-            .and_then(|i| i.get("status").and_then(|v| v.as_s().ok()).cloned())
-    };
+    let items = rollout_items(&config, "r-e2e-1").await;
+    let status_of = |asg: &str| items.get(asg).map(|item| item.status.clone());
     for asg in ["demo-a", "demo-b", "demo-c", "demo-d"] {
         assert_eq!(status_of(asg).as_deref(), Some("Successful"), "{asg}");
     }
@@ -721,17 +582,8 @@ async fn a_failed_asg_stops_later_waves_and_fails_the_execution_naming_it() {
     let cause = execution.cause().unwrap_or_default();
     assert!(cause.contains("demo-a (Failed"), "{cause}");
     assert!(cause.contains("not started: demo-c, demo-d"), "{cause}");
-    let log = moto.refresh_log();
-    let mut starts: Vec<&str> = log["events"]
-        .as_array()
-        .expect("refresh log events")
-        .iter()
-        .filter(|e| e["event"] == "start")
-        .filter_map(|e| e["asg"].as_str())
-        .collect();
-    starts.sort();
     assert_eq!(
-        starts,
+        started(&moto),
         ["demo-a", "demo-b"],
         "wave 1 must not start after wave 0 failed"
     );

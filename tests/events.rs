@@ -34,18 +34,23 @@ fn shape(batch_size: u32, timeout_minutes: u32) -> Shape {
     }
 }
 
-/// Makes the fleet, deploys `shape`, sets the event delivery and runs one rollout.
-async fn rollout(
+/// Makes the fleet, deploys `shape`, sets the event delivery and runs one rollout (at most
+/// `seconds`), which must breach none of the checks.
+async fn clean_rollout(
     moto: &Moto,
     groups: &[(String, f64)],
     shape: Shape,
     delivery: Value,
-    deadline: Duration,
-) -> (Run, Figures) {
-    rollout_failing(moto, groups, &[], shape, delivery, deadline).await
+    seconds: u64,
+) -> Run {
+    let deadline = Duration::from_secs(seconds);
+    let (run, figures) = rollout_failing(moto, groups, &[], shape, delivery, deadline).await;
+    assert_clean(moto, &run, &figures);
+    run
 }
 
-/// [`rollout`], with the refreshes of `failing` ending Failed.
+/// Makes the fleet (the refreshes of `failing` ending Failed), deploys `shape`, sets the
+/// event delivery and runs one rollout.
 async fn rollout_failing(
     moto: &Moto,
     groups: &[(String, f64)],
@@ -81,6 +86,17 @@ fn assert_clean(moto: &Moto, run: &Run, figures: &Figures) {
         moto.events(),
         moto.lambda_logs()
     );
+}
+
+/// Asserts that each of `asgs` was described (checked) at least once; `why` it should be.
+fn assert_each_checked(moto: &Moto, asgs: &[String], why: &str) {
+    let described = describes(moto);
+    for asg in asgs {
+        assert!(
+            described.get(asg).copied().unwrap_or(0) >= 1,
+            "{asg} {why}: {described:?}"
+        );
+    }
 }
 
 /// DescribeInstanceRefreshes per ASG, whoever called it.
@@ -141,15 +157,8 @@ fn groups(prefix: &str, seconds: &[f64]) -> Vec<(String, f64)> {
 async fn events_complete_each_asg_without_polling() {
     let moto = Moto::start_extended();
     let fleet = groups("ev", &[8.0, 12.0, 9.0, 11.0, 10.0, 8.5]);
-    let (run, figures) = rollout(
-        &moto,
-        &fleet,
-        shape(3, 10),
-        json!({"delay_ms": 200, "seed": 1}),
-        Duration::from_secs(240),
-    )
-    .await;
-    assert_clean(&moto, &run, &figures);
+    let delivery = json!({"delay_ms": 200, "seed": 1});
+    clean_rollout(&moto, &fleet, shape(3, 10), delivery, 240).await;
     let described = describes(&moto);
     for (asg, _) in &fleet {
         let n = described.get(asg).copied().unwrap_or(0);
@@ -185,28 +194,15 @@ async fn a_fifth_of_the_events_lost_still_completes_every_asg_once() {
     let seconds: Vec<f64> = (0..12).map(|i| 1.0 + f64::from(i % 4)).collect();
     let fleet = groups("loss", &seconds);
     // timeout_minutes = 1: a wait times out after 20 s.
-    let (run, figures) = rollout(
-        &moto,
-        &fleet,
-        shape(6, 1),
-        json!({"loss": 0.2, "seed": 7}),
-        Duration::from_secs(300),
-    )
-    .await;
-    assert_clean(&moto, &run, &figures);
+    let delivery = json!({"loss": 0.2, "seed": 7});
+    clean_rollout(&moto, &fleet, shape(6, 1), delivery, 300).await;
     let lost = lost_successes(&moto);
     assert!(
         !lost.is_empty(),
         "seed 7 loses at least one Succeeded event: {}",
         moto.events()
     );
-    let described = describes(&moto);
-    for asg in &lost {
-        assert!(
-            described.get(asg).copied().unwrap_or(0) >= 1,
-            "{asg} lost its event and was completed by a check: {described:?}"
-        );
-    }
+    assert_each_checked(&moto, &lost, "lost its event and was completed by a check");
 }
 
 /// Every event lost: each ASG completes, exactly once, through the check after its wait.
@@ -214,28 +210,16 @@ async fn a_fifth_of_the_events_lost_still_completes_every_asg_once() {
 async fn every_event_lost_still_completes_every_asg_once() {
     let moto = Moto::start_extended();
     let fleet = groups("dark", &[1.0, 2.0, 3.0, 2.0]);
-    let (run, figures) = rollout(
-        &moto,
-        &fleet,
-        shape(4, 1),
-        json!({"loss": 1.0, "seed": 3}),
-        Duration::from_secs(240),
-    )
-    .await;
-    assert_clean(&moto, &run, &figures);
+    let delivery = json!({"loss": 1.0, "seed": 3});
+    clean_rollout(&moto, &fleet, shape(4, 1), delivery, 240).await;
     assert_eq!(
         lost_successes(&moto).len(),
         fleet.len(),
         "{}",
         moto.events()
     );
-    let described = describes(&moto);
-    for (asg, _) in &fleet {
-        assert!(
-            described.get(asg).copied().unwrap_or(0) >= 1,
-            "{asg}: {described:?}"
-        );
-    }
+    let every: Vec<String> = fleet.iter().map(|(asg, _)| asg.clone()).collect();
+    assert_each_checked(&moto, &every, "lost its event");
 }
 
 /// The race: refreshes of 0 s end (and their Succeeded events go out) before the child has
@@ -246,15 +230,8 @@ async fn a_refresh_ended_before_its_token_was_stored_completes() {
     let moto = Moto::start_extended();
     let fleet = groups("race", &[0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     let started = Instant::now();
-    let (run, figures) = rollout(
-        &moto,
-        &fleet,
-        shape(3, 10),
-        json!({"seed": 5}),
-        Duration::from_secs(240),
-    )
-    .await;
-    assert_clean(&moto, &run, &figures);
+    let delivery = json!({"seed": 5});
+    let run = clean_rollout(&moto, &fleet, shape(3, 10), delivery, 240).await;
     // The store-token step found the end recorded and answered its own token.
     let by_refresher = calls_by(&moto, REFRESHER_FUNCTION, "states:SendTaskSuccess");
     eprintln!(

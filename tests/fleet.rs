@@ -71,6 +71,26 @@ fn env_number(name: &str) -> Option<f64> {
     })
 }
 
+/// The comma-separated values of the environment variable `name` (`default` when unset),
+/// each one of `all` by its `name_of`; panics on any other.
+fn env_choices<T: Copy>(
+    name: &str,
+    default: &str,
+    all: &[T],
+    name_of: fn(T) -> &'static str,
+) -> Vec<T> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let found = all.iter().copied().find(|c| name_of(*c) == s);
+            found.unwrap_or_else(|| panic!("unknown value {s} of {name}"))
+        })
+        .collect()
+}
+
 /// `cargo xtask bench --fleet N`: one fleet of `ASG_REFRESH_BENCH_FLEET` ASGs whose
 /// refreshes take 3 to 12 minutes at `ASG_REFRESH_BENCH_SECONDS_PER_MINUTE` emulator seconds
 /// a minute (default 5, so the 5 s poll stands for 60 s), rolled out once per shape:
@@ -86,30 +106,18 @@ async fn bench() {
     let batch = env_number("ASG_REFRESH_BENCH_BATCH")
         .map(|b| b as u32)
         .unwrap_or_else(|| (n as u32 / 20).clamp(1, 100));
-    let list = |name: &str, default: &str| -> Vec<String> {
-        std::env::var(name)
-            .unwrap_or_else(|_| default.into())
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    };
-    let completions: Vec<Completion> = list("ASG_REFRESH_BENCH_COMPLETIONS", "poll,events")
-        .iter()
-        .map(|c| match c.as_str() {
-            "poll" => Completion::Poll,
-            "events" => Completion::Events,
-            other => panic!("unknown completion {other}"),
-        })
-        .collect();
-    let strategies: Vec<Strategy> = list("ASG_REFRESH_BENCH_STRATEGIES", "window,batches")
-        .iter()
-        .map(|s| match s.as_str() {
-            "window" => Strategy::Window,
-            "batches" => Strategy::Batches,
-            other => panic!("unknown strategy {other}"),
-        })
-        .collect();
+    let completions = env_choices(
+        "ASG_REFRESH_BENCH_COMPLETIONS",
+        "poll,events",
+        &[Completion::Poll, Completion::Events],
+        Completion::as_str,
+    );
+    let strategies = env_choices(
+        "ASG_REFRESH_BENCH_STRATEGIES",
+        "window,batches",
+        &[Strategy::Window, Strategy::Batches],
+        Strategy::as_str,
+    );
     // The 5 s poll (the smallest poll_seconds) stands for `poll_real` real seconds.
     let poll_real = 5.0 * 60.0 / per_minute;
     println!(

@@ -5,18 +5,23 @@
 //! deployed roles from STS AssumeRole, as the Lambdas and the state machine get them.
 
 mod e2e;
+#[path = "support/iam.rs"]
+mod iam;
 #[path = "support/dynamodb.rs"]
 mod tables;
 
 use asg_refresh_tests::Moto;
 use aws_sdk_autoscaling::types::{DesiredConfiguration, LaunchTemplateSpecification, Tag};
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::get_item::{GetItemError, GetItemOutput};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::{
     LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateTagSpecificationRequest,
     RequestLaunchTemplateData, ResourceType,
 };
+use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use e2e::*;
+use iam::roles_in_profiles;
 use serde_json::{json, Value};
 
 const LAMBDA_ROLE: &str = "asg-refresh-local-lambda";
@@ -64,6 +69,39 @@ fn refused<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
             e.message().unwrap_or_default().to_string(),
         ),
     }
+}
+
+/// Asserts that `result` (what `what` tried) was refused with AccessDenied naming `action`.
+#[track_caller]
+fn assert_denied<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
+    result: Result<T, E>,
+    what: &str,
+    action: &str,
+) {
+    let (code, message) = refused(result, what);
+    assert_eq!(code, "AccessDenied", "{message}");
+    assert!(
+        message.contains(&format!("not authorized to perform: {action} on resource")),
+        "{action}: {message}"
+    );
+}
+
+/// The local stack deployed over the demo ASG `asg` (1 s refreshes), `action` removed from
+/// the deployed `role`, and the rollout `rollout_id` of a new image run to its end.
+async fn rollout_without(
+    asg: &str,
+    role: &str,
+    action: &str,
+    rollout_id: &str,
+) -> (Moto, aws_config::SdkConfig, DescribeExecutionOutput) {
+    let moto = Moto::start_extended();
+    let deployer = sdk_config(&moto).await;
+    demo_fleet(&deployer, &[(asg, "1")]).await;
+    deploy_local(&moto, None);
+    remove_actions(&deployer, role, &[action]).await;
+    let image = new_image(&deployer).await;
+    let execution = run_rollout(&moto, &deployer, rollout_id, &image).await;
+    (moto, deployer, execution)
 }
 
 /// A new x86_64 image in the emulator (the planner checks that the AMI exists).
@@ -144,6 +182,15 @@ async fn table(config: &aws_config::SdkConfig, name: &str) {
     tables::create_table(&client, name, "rollout_id", None).await;
 }
 
+/// GetItem of the test key in `table`.
+async fn get_item(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<GetItemOutput, SdkError<GetItemError>> {
+    let request = dynamodb.get_item().table_name(table).set_key(Some(key()));
+    request.send().await
+}
+
 fn key() -> std::collections::HashMap<String, AttributeValue> {
     [
         ("rollout_id".to_string(), AttributeValue::S("r".into())),
@@ -173,20 +220,11 @@ async fn the_deployed_lambda_role_reaches_its_table_and_tagged_groups_only() {
     let dynamodb = aws_sdk_dynamodb::Client::new(&role);
 
     // Action and resource: GetItem on the stack's table only; Scan is not granted at all.
-    dynamodb
-        .get_item()
-        .table_name(TABLE)
-        .set_key(Some(key()))
-        .send()
+    get_item(&dynamodb, TABLE)
         .await
         .expect("GetItem on the stack table");
     let (code, message) = refused(
-        dynamodb
-            .get_item()
-            .table_name("someone-elses")
-            .set_key(Some(key()))
-            .send()
-            .await,
+        get_item(&dynamodb, "someone-elses").await,
         "GetItem elsewhere",
     );
     assert_eq!(code, "AccessDeniedException", "{message}");
@@ -271,11 +309,7 @@ async fn explicit_deny_not_action_and_missing_condition_keys() {
     statements.push(json!({"Sid": "DescribeIfTagged", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*", "Condition": {"StringEquals": {"aws:ResourceTag/nope": "x"}}}));
     put_role_policy(&deployer, LAMBDA_ROLE, &policy).await;
 
-    dynamodb
-        .get_item()
-        .table_name(TABLE)
-        .set_key(Some(key()))
-        .send()
+    get_item(&dynamodb, TABLE)
         .await
         .expect("GetItem is outside the NotAction deny");
     let mut with_not_resource = policy.clone();
@@ -284,12 +318,7 @@ async fn explicit_deny_not_action_and_missing_condition_keys() {
     );
     put_role_policy(&deployer, LAMBDA_ROLE, &with_not_resource).await;
     let (_, message) = refused(
-        dynamodb
-            .get_item()
-            .table_name(TABLE)
-            .set_key(Some(key()))
-            .send()
-            .await,
+        get_item(&dynamodb, TABLE).await,
         "GetItem under a NotResource deny",
     );
     assert!(
@@ -335,26 +364,13 @@ async fn explicit_deny_not_action_and_missing_condition_keys() {
 async fn a_launch_template_needs_run_instances_pass_role_and_create_tags() {
     let moto = Moto::start_extended();
     let deployer = sdk_config(&moto).await;
-    let iam = aws_sdk_iam::Client::new(&deployer);
-    for (role, profile) in [("app-role", "app-profile"), ("other-role", "other-profile")] {
-        iam.create_role()
-            .role_name(role)
-            .assume_role_policy_document("{}")
-            .send()
-            .await
-            .expect("create role");
-        iam.create_instance_profile()
-            .instance_profile_name(profile)
-            .send()
-            .await
-            .expect("create instance profile");
-        iam.add_role_to_instance_profile()
-            .instance_profile_name(profile)
-            .role_name(role)
-            .send()
-            .await
-            .expect("add role");
-    }
+    roles_in_profiles(
+        &deployer,
+        &[("app-role", "app-profile"), ("other-role", "other-profile")],
+        "{}",
+        None,
+    )
+    .await;
     let ec2 = aws_sdk_ec2::Client::new(&deployer);
     let mut templates = Vec::new();
     for profile in ["app-profile", "other-profile"] {
@@ -455,15 +471,9 @@ async fn a_launch_template_needs_run_instances_pass_role_and_create_tags() {
     for action in ["iam:PassRole", "ec2:CreateTags", "ec2:RunInstances"] {
         let full = role_policy(&deployer, LAMBDA_ROLE).await;
         remove_actions(&deployer, LAMBDA_ROLE, &[action]).await;
-        let (code, message) = refused(
-            start(&templates[0]).await,
-            &format!("a refresh without {action}"),
-        );
-        assert_eq!(code, "AccessDenied", "{message}");
-        assert!(
-            message.contains(&format!("not authorized to perform: {action} on resource")),
-            "{action}: {message}"
-        );
+        let started = start(&templates[0]).await;
+        let without = format!("a refresh without {action}");
+        assert_denied(started, &without, action);
         put_role_policy(&deployer, LAMBDA_ROLE, &full).await;
     }
     // Each condition the rendered policy puts on them, pointed elsewhere in turn.
@@ -500,14 +510,11 @@ async fn a_launch_template_needs_run_instances_pass_role_and_create_tags() {
         );
         statement["Condition"] = condition.clone();
         put_role_policy(&deployer, LAMBDA_ROLE, &changed).await;
-        let (code, message) = refused(
-            start(&templates[0]).await,
+        let started = start(&templates[0]).await;
+        assert_denied(
+            started,
             &format!("a refresh with {action} under {condition}"),
-        );
-        assert_eq!(code, "AccessDenied", "{message}");
-        assert!(
-            message.contains(&format!("not authorized to perform: {action} on resource")),
-            "{action}: {message}"
+            action,
         );
         put_role_policy(&deployer, LAMBDA_ROLE, &full).await;
     }
@@ -520,14 +527,13 @@ async fn a_launch_template_needs_run_instances_pass_role_and_create_tags() {
 /// names the refused action.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_permission_removed_from_the_lambda_role_fails_the_rollout_naming_it() {
-    let moto = Moto::start_extended();
-    let deployer = sdk_config(&moto).await;
-    demo_fleet(&deployer, &[("p-a", "1")]).await;
-    deploy_local(&moto, None);
-    remove_actions(&deployer, LAMBDA_ROLE, &["ec2:CreateLaunchTemplateVersion"]).await;
-
-    let image = new_image(&deployer).await;
-    let execution = run_rollout(&moto, &deployer, "iam-missing", &image).await;
+    let (moto, deployer, execution) = rollout_without(
+        "p-a",
+        LAMBDA_ROLE,
+        "ec2:CreateLaunchTemplateVersion",
+        "iam-missing",
+    )
+    .await;
     assert_ne!(execution.status().as_str(), "SUCCEEDED", "{execution:?}");
     let items = rollout_items(&deployer, "iam-missing").await;
     let record = items.get("p-a").unwrap_or_else(|| {
@@ -563,14 +569,8 @@ async fn a_permission_removed_from_the_lambda_role_fails_the_rollout_naming_it()
 /// planner the execution fails at its first Task and no refresh starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_state_machine_role_must_allow_invoking_the_functions() {
-    let moto = Moto::start_extended();
-    let deployer = sdk_config(&moto).await;
-    demo_fleet(&deployer, &[("s-a", "1")]).await;
-    deploy_local(&moto, None);
-    remove_actions(&deployer, STATES_ROLE, &["lambda:InvokeFunction"]).await;
-
-    let image = new_image(&deployer).await;
-    let execution = run_rollout(&moto, &deployer, "iam-states", &image).await;
+    let (moto, _, execution) =
+        rollout_without("s-a", STATES_ROLE, "lambda:InvokeFunction", "iam-states").await;
     assert_eq!(execution.status().as_str(), "FAILED", "{execution:?}");
     let refused = denials(&moto);
     assert!(!refused.is_empty(), "nothing was refused: {execution:?}");

@@ -15,7 +15,7 @@ use asg_refresh_tests::Moto;
 use aws_sdk_autoscaling::types::{DesiredConfiguration, RefreshPreferences};
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use e2e::{fleet, sdk_config, set_tag};
-use mixed::{mixed_policy, spec, t3a_micro};
+use mixed::{mixed_policy, mixed_policy_of, spec, t3a_micro};
 
 struct Setup {
     moto: Moto,
@@ -32,6 +32,26 @@ async fn setup() -> Setup {
         moto,
         config,
         template,
+    }
+}
+
+impl Setup {
+    /// Starts a refresh of `g` to `version` of its template, as [`start`].
+    async fn start_to(
+        &self,
+        version: &str,
+        preferences: RefreshPreferences,
+    ) -> Result<String, (String, String)> {
+        let desired = desired(&self.template, version);
+        start(&self.config, "g", Some(desired), preferences).await
+    }
+
+    /// Starts a refresh of `g` without a desired configuration, as [`start`].
+    async fn start_bare(
+        &self,
+        preferences: RefreshPreferences,
+    ) -> Result<String, (String, String)> {
+        start(&self.config, "g", None, preferences).await
     }
 }
 
@@ -104,6 +124,22 @@ async fn cancel(config: &aws_config::SdkConfig, asg: &str) {
     }
 }
 
+/// Rolls back the refresh of `asg`; AWS's message when refused.
+async fn roll_back(autoscaling: &aws_sdk_autoscaling::Client, asg: &str) -> Result<(), String> {
+    let sent = autoscaling
+        .rollback_instance_refresh()
+        .auto_scaling_group_name(asg);
+    match sent.send().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e
+            .into_service_error()
+            .meta()
+            .message()
+            .unwrap_or_default()
+            .to_string()),
+    }
+}
+
 /// Puts `asg` on launch template `template` at `version`.
 async fn pin(config: &aws_config::SdkConfig, asg: &str, template: &str, version: &str) {
     aws_sdk_autoscaling::Client::new(config)
@@ -115,6 +151,11 @@ async fn pin(config: &aws_config::SdkConfig, asg: &str, template: &str, version:
         .unwrap();
 }
 
+/// No preferences set.
+fn plain() -> RefreshPreferences {
+    RefreshPreferences::builder().build()
+}
+
 fn rollback() -> RefreshPreferences {
     RefreshPreferences::builder().auto_rollback(true).build()
 }
@@ -122,11 +163,9 @@ fn rollback() -> RefreshPreferences {
 #[tokio::test]
 async fn auto_rollback_needs_a_desired_configuration() {
     let s = setup().await;
-    refused(
-        start(&s.config, "g", None, rollback()).await,
-        "without a desired configuration",
-    );
-    start(&s.config, "g", Some(desired(&s.template, "2")), rollback())
+    let without = s.start_bare(rollback()).await;
+    refused(without, "without a desired configuration");
+    s.start_to("2", rollback())
         .await
         .expect("numbered versions roll back");
 }
@@ -136,31 +175,15 @@ async fn auto_rollback_is_refused_on_latest_and_default() {
     let s = setup().await;
     for floating in ["$Latest", "$Default"] {
         refused(
-            start(
-                &s.config,
-                "g",
-                Some(desired(&s.template, floating)),
-                rollback(),
-            )
-            .await,
+            s.start_to(floating, rollback()).await,
             "$Latest or $Default",
         );
     }
     // The group's own version counts too.
     pin(&s.config, "g", &s.template, "$Latest").await;
-    refused(
-        start(&s.config, "g", Some(desired(&s.template, "2")), rollback()).await,
-        "$Latest or $Default",
-    );
+    refused(s.start_to("2", rollback()).await, "$Latest or $Default");
     // Without AutoRollback the same refresh is fine.
-    start(
-        &s.config,
-        "g",
-        Some(desired(&s.template, "2")),
-        RefreshPreferences::builder().build(),
-    )
-    .await
-    .unwrap();
+    s.start_to("2", plain()).await.unwrap();
 }
 
 #[tokio::test]
@@ -178,13 +201,10 @@ async fn auto_rollback_is_refused_with_an_ssm_parameter_image() {
         .send()
         .await
         .unwrap();
-    refused(
-        start(&s.config, "g", Some(desired(&s.template, "3")), rollback()).await,
-        "Systems Manager parameter",
-    );
-    start(&s.config, "g", Some(desired(&s.template, "2")), rollback())
-        .await
-        .expect("an AMI id rolls back");
+    let parameter = s.start_to("3", rollback()).await;
+    refused(parameter, "Systems Manager parameter");
+    let ami = s.start_to("2", rollback()).await;
+    ami.expect("an AMI id rolls back");
 }
 
 #[tokio::test]
@@ -215,9 +235,9 @@ async fn healthy_percentages_keep_their_ranges_and_gap() {
         (None, Some(150), "MinHealthyPercentage must be specified"),
         (Some(50), Some(160), "cannot be greater than 100"),
     ] {
-        refused(start(&s.config, "g", None, prefs(min, max)).await, says);
+        refused(s.start_bare(prefs(min, max)).await, says);
     }
-    start(&s.config, "g", None, prefs(Some(60), Some(160)))
+    s.start_bare(prefs(Some(60), Some(160)))
         .await
         .expect("a gap of exactly 100 is allowed");
 }
@@ -239,27 +259,22 @@ async fn checkpoints_ascend_and_a_delay_needs_them() {
         (descending, "ascending order"),
         (too_long, "CheckpointDelay must be between 0 and 172800"),
     ] {
-        refused(start(&s.config, "g", None, preferences).await, says);
+        refused(s.start_bare(preferences).await, says);
     }
     let fine = RefreshPreferences::builder()
         .checkpoint_percentages(50)
         .checkpoint_percentages(100)
         .checkpoint_delay(60)
         .build();
-    start(&s.config, "g", None, fine).await.unwrap();
+    s.start_bare(fine).await.unwrap();
 }
 
 #[tokio::test]
 async fn skip_matching_without_a_desired_configuration_is_allowed_as_on_aws() {
     let s = setup().await;
-    start(
-        &s.config,
-        "g",
-        None,
-        RefreshPreferences::builder().skip_matching(true).build(),
-    )
-    .await
-    .unwrap();
+    s.start_bare(RefreshPreferences::builder().skip_matching(true).build())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -268,44 +283,14 @@ async fn rollback_is_refused_when_the_group_was_on_latest() {
     let autoscaling = aws_sdk_autoscaling::Client::new(&s.config);
     set_tag(&s.config, "g", "emulator:refresh-seconds", "30").await;
     pin(&s.config, "g", &s.template, "$Latest").await;
-    start(
-        &s.config,
-        "g",
-        Some(desired(&s.template, "2")),
-        RefreshPreferences::builder().build(),
-    )
-    .await
-    .unwrap();
-    let refused_rollback = autoscaling
-        .rollback_instance_refresh()
-        .auto_scaling_group_name("g")
-        .send()
-        .await
-        .unwrap_err();
-    let message = refused_rollback
-        .into_service_error()
-        .meta()
-        .message()
-        .unwrap_or_default()
-        .to_string();
+    s.start_to("2", plain()).await.unwrap();
+    let message = roll_back(&autoscaling, "g").await.unwrap_err();
     assert!(message.contains("$Latest or $Default"), "{message}");
     cancel(&s.config, "g").await;
     // Pinned to a numbered version, the same group rolls back.
     pin(&s.config, "g", &s.template, "1").await;
-    start(
-        &s.config,
-        "g",
-        Some(desired(&s.template, "2")),
-        RefreshPreferences::builder().build(),
-    )
-    .await
-    .unwrap();
-    autoscaling
-        .rollback_instance_refresh()
-        .auto_scaling_group_name("g")
-        .send()
-        .await
-        .unwrap();
+    s.start_to("2", plain()).await.unwrap();
+    roll_back(&autoscaling, "g").await.unwrap();
     drop(s.moto);
 }
 
@@ -334,16 +319,7 @@ async fn a_successful_refresh_applies_the_desired_mixed_instances_policy() {
         .expect("a numbered mixed policy rolls back");
     let until = Instant::now() + Duration::from_secs(20);
     loop {
-        let group = autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names("spot")
-            .send()
-            .await
-            .unwrap();
-        let mixed = group.auto_scaling_groups()[0]
-            .mixed_instances_policy()
-            .cloned()
-            .expect("still a mixed group");
+        let mixed = mixed_policy_of(&autoscaling, "spot").await;
         let spec = mixed
             .launch_template()
             .and_then(|lt| lt.launch_template_specification())

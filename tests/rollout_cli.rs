@@ -3,102 +3,22 @@
 //! machine and Lambda binaries doing the work. Each test asserts on exit codes, on
 //! `status --json` and on the emulator's refresh log; every wait is bounded.
 
+#[path = "support/cli.rs"]
+mod cli;
 mod e2e;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use asg_refresh_tests::{workspace_root, Moto};
+use asg_refresh_tests::Moto;
+use cli::{
+    assert_ok, assert_refused, status_json, stderr, text, wait_status, xtask, xtask_command,
+};
 use e2e::*;
 use serde_json::{json, Value};
 
 const NEW_AMI: &str = "ami-0fedcba9876543210";
 const OTHER_AMI: &str = "ami-0aaaaaaaaaaaaaaaa";
-
-/// `xtask <args> --env local --endpoint-url <emulator>` with the deployer's keys and stdin
-/// not a terminal.
-fn xtask_command(moto: &Moto, args: &[&str]) -> Command {
-    let mut command = Command::new(debug_binary("xtask", "xtask"));
-    command
-        .args(args)
-        .args(["--env", "local", "--endpoint-url", &moto.endpoint()])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("USER", "test-operator")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN")
-        .current_dir(workspace_root())
-        .stdin(Stdio::null());
-    command
-}
-
-/// Runs [`xtask_command`] to its end.
-fn xtask(moto: &Moto, args: &[&str]) -> Output {
-    xtask_command(moto, args).output().expect("run xtask")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_ok(output: &Output, moto: &Moto) {
-    assert!(
-        output.status.success(),
-        "{}\nlambda logs:\n{}",
-        text(output),
-        moto.lambda_logs()
-    );
-}
-
-#[track_caller]
-fn assert_refused(output: &Output, says: &str) {
-    assert!(
-        !output.status.success(),
-        "expected a refusal: {}",
-        text(output)
-    );
-    assert!(
-        stderr(output).contains(says),
-        "stderr should say `{says}`: {}",
-        text(output)
-    );
-}
-
-/// `status --json` of a rollout (the newest when `rollout` is None).
-fn status_json(moto: &Moto, rollout: Option<&str>) -> Value {
-    let mut args = vec!["status", "--json"];
-    if let Some(id) = rollout {
-        args.extend(["--rollout", id]);
-    }
-    let output = xtask(moto, &args);
-    assert_ok(&output, moto);
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", text(&output)))
-}
-
-/// Reads `status --json` (bounded) until `done` holds.
-fn wait_status(moto: &Moto, rollout: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let until = Instant::now() + EXECUTION_DEADLINE;
-    loop {
-        let status = status_json(moto, Some(rollout));
-        if done(&status) {
-            return status;
-        }
-        assert!(Instant::now() < until, "rollout {rollout}: {what} did not happen within {EXECUTION_DEADLINE:?}: {status:#}\nlambda logs:\n{}", moto.lambda_logs());
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 fn execution_status(status: &Value) -> &str {
     status["execution"]["status"].as_str().unwrap_or("")
@@ -150,19 +70,18 @@ async fn rollout_wait_succeeds_and_status_reports_every_asg() {
     set_capacity(&config, "c-zero", 0).await;
     deploy_local(&moto, None);
 
-    assert_refused(
-        &xtask(&moto, &["status"]),
-        "no rollout has run on stack `local` yet",
-    );
-    assert_refused(&xtask(&moto, &["rollout", "--ami", "ami-12345"]), "--ami");
-    assert_refused(
-        &xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "has spaces"]),
-        "--id",
-    );
-    assert_refused(
-        &xtask(&moto, &["rollout", "--resume", "never-ran"]),
-        "no rollout `never-ran` to resume",
-    );
+    let refusals: [(&[&str], &str); 4] = [
+        (&["status"], "no rollout has run on stack `local` yet"),
+        (&["rollout", "--ami", "ami-12345"], "--ami"),
+        (&["rollout", "--ami", NEW_AMI, "--id", "has spaces"], "--id"),
+        (
+            &["rollout", "--resume", "never-ran"],
+            "no rollout `never-ran` to resume",
+        ),
+    ];
+    for (args, says) in refusals {
+        assert_refused(&xtask(&moto, args), says);
+    }
     assert!(
         executions(&config).await.is_empty(),
         "a refused command started an execution"
@@ -235,18 +154,17 @@ async fn rollout_wait_succeeds_and_status_reports_every_asg() {
     assert!(table.contains("desired capacity is 0"), "{table}");
 
     // An id is used once; a succeeded rollout has nothing to resume.
-    assert_refused(
-        &xtask(&moto, &["rollout", "--ami", NEW_AMI, "--id", "cli-ok"]),
-        "already used",
-    );
-    assert_refused(
-        &xtask(&moto, &["rollout", "--resume", "cli-ok"]),
-        "already succeeded",
-    );
-    assert_refused(
-        &xtask(&moto, &["status", "--rollout", "nope"]),
-        "has no rollout `nope`",
-    );
+    let refusals: [(&[&str], &str); 3] = [
+        (
+            &["rollout", "--ami", NEW_AMI, "--id", "cli-ok"],
+            "already used",
+        ),
+        (&["rollout", "--resume", "cli-ok"], "already succeeded"),
+        (&["status", "--rollout", "nope"], "has no rollout `nope`"),
+    ];
+    for (args, says) in refusals {
+        assert_refused(&xtask(&moto, args), says);
+    }
     assert_eq!(executions(&config).await, vec!["cli-ok".to_string()]);
 }
 

@@ -16,24 +16,47 @@ use serde_json::json;
 
 const NEW_AMI: &str = "ami-0fedcba9876543210";
 
-fn explain(execution: &DescribeExecutionOutput, moto: &Moto) -> String {
-    format!(
-        "status {:?} error {:?} cause {:?}\nrefresh log: {}\nlambda logs:\n{}",
-        execution.status(),
-        execution.error(),
-        execution.cause(),
-        moto.refresh_log(),
-        moto.lambda_logs()
-    )
+/// The extended emulator, and an SDK config for it.
+async fn extended_emulator() -> (Moto, aws_config::SdkConfig) {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    (moto, config)
 }
 
 fn assert_succeeded(execution: &DescribeExecutionOutput, moto: &Moto) {
-    assert_eq!(
-        execution.status().as_str(),
-        "SUCCEEDED",
-        "{}",
-        explain(execution, moto)
-    );
+    assert_execution(execution, "SUCCEEDED", moto);
+}
+
+/// Asserts that the execution failed.
+fn assert_failed(execution: &DescribeExecutionOutput, moto: &Moto) {
+    assert_execution(execution, "FAILED", moto);
+}
+
+/// Asserts that each ASG of the log refreshed exactly once, successfully.
+fn assert_each_refreshed_once(intervals: &BTreeMap<String, Vec<Interval>>) {
+    for (asg, list) in intervals {
+        assert_eq!(
+            list.len(),
+            1,
+            "{asg} refreshed {} times: {list:?}",
+            list.len()
+        );
+        assert_eq!(
+            list[0].status.as_deref(),
+            Some("Successful"),
+            "{asg}: {list:?}"
+        );
+    }
+}
+
+/// Asserts that the rollout's summary (`#rollout`) says `status` and the lock is released.
+async fn assert_ended_unlocked(
+    config: &aws_config::SdkConfig,
+    items: &BTreeMap<String, TableItem>,
+    status: &str,
+) {
+    assert_eq!(items["#rollout"].status, status, "{:?}", items["#rollout"]);
+    assert_eq!(lock_holder(config).await, None, "the lock is released");
 }
 
 /// The ASG names of the log, sorted.
@@ -70,8 +93,7 @@ async fn wait_refreshes_ended(
 /// one at capacity 0 and one named in `targets.asgs` that does not exist.
 #[tokio::test(flavor = "multi_thread")]
 async fn batches_refresh_every_eligible_asg_once_and_wave_after_wave() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = extended_emulator().await;
     // Waves are made from the sorted names: the slow refreshes share wave 1.
     let fleet_seconds = [
         ("b-01", "1"),
@@ -105,19 +127,7 @@ async fn batches_refresh_every_eligible_asg_once_and_wave_after_wave() {
     let (intervals, now) = refresh_intervals(&moto);
     // Every eligible ASG refreshed exactly once, successfully; nothing else started.
     assert_eq!(started(&intervals), eligible, "{intervals:?}");
-    for (asg, list) in &intervals {
-        assert_eq!(
-            list.len(),
-            1,
-            "{asg} refreshed {} times: {list:?}",
-            list.len()
-        );
-        assert_eq!(
-            list[0].status.as_deref(),
-            Some("Successful"),
-            "{asg}: {list:?}"
-        );
-    }
+    assert_each_refreshed_once(&intervals);
     let most = max_in_flight(&intervals, now);
     assert!(
         most <= 3,
@@ -197,20 +207,14 @@ async fn batches_refresh_every_eligible_asg_once_and_wave_after_wave() {
             .is_some_and(|r| r.contains("no Auto Scaling group has this name")),
         "{ghost:?}"
     );
-    assert_eq!(
-        items["#rollout"].status, "Succeeded",
-        "{:?}",
-        items["#rollout"]
-    );
-    assert_eq!(lock_holder(&config).await, None, "the lock is released");
+    assert_ended_unlocked(&config, &items, "Succeeded").await;
 }
 
 /// b. `strategy = "window"` (envs/local.toml as is): when the 1 s refresh ends, the 4th ASG
 /// starts at once, while the two 15 s refreshes still run.
 #[tokio::test(flavor = "multi_thread")]
 async fn window_starts_the_next_asg_as_soon_as_a_slot_frees() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = extended_emulator().await;
     demo_fleet(
         &config,
         &[
@@ -228,14 +232,7 @@ async fn window_starts_the_next_asg_as_soon_as_a_slot_frees() {
 
     let (intervals, now) = refresh_intervals(&moto);
     assert_eq!(started(&intervals), ["w-a", "w-b", "w-c", "w-d", "w-e"]);
-    for (asg, list) in &intervals {
-        assert_eq!(list.len(), 1, "{asg}: {list:?}");
-        assert_eq!(
-            list[0].status.as_deref(),
-            Some("Successful"),
-            "{asg}: {list:?}"
-        );
-    }
+    assert_each_refreshed_once(&intervals);
     let most = max_in_flight(&intervals, now);
     assert_eq!(
         most, 3,
@@ -300,11 +297,20 @@ async fn failing_first_fleet(
     demo_fleet(config, others).await;
 }
 
-/// Deploys envs/local.toml (as variant `what`) with batches and `on_failure`.
-fn deploy_batches_on_failure(moto: &Moto, what: &str, on_failure: &str) {
+/// [`failing_first_fleet`], envs/local.toml deployed with batches and `on_failure`, and
+/// the rollout `rollout_id` run to its end.
+async fn failing_first_rollout(
+    moto: &Moto,
+    config: &aws_config::SdkConfig,
+    failing: &str,
+    others: &[(&str, &str)],
+    on_failure: &str,
+    rollout_id: &str,
+) -> DescribeExecutionOutput {
+    failing_first_fleet(config, failing, others).await;
     deploy_local_variant(
         moto,
-        what,
+        rollout_id,
         &[
             ("strategy = \"window\"", "strategy = \"batches\""),
             (
@@ -313,28 +319,18 @@ fn deploy_batches_on_failure(moto: &Moto, what: &str, on_failure: &str) {
             ),
         ],
     );
+    run_rollout(moto, config, rollout_id, NEW_AMI).await
 }
 
 /// c. `on_failure = "rollback"`: one ASG fails in 1 s while two others refresh for 60 s;
 /// those two are rolled back, the execution fails and wave 1 never starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_policy_rolls_back_what_is_in_flight_and_starts_nothing_more() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
-    failing_first_fleet(
-        &config,
-        "r-a",
-        &[("r-b", "60"), ("r-c", "60"), ("r-d", "1"), ("r-e", "1")],
-    )
-    .await;
-    deploy_batches_on_failure(&moto, "rollback", "rollback");
-    let execution = run_rollout(&moto, &config, "r-rollback", NEW_AMI).await;
-    assert_eq!(
-        execution.status().as_str(),
-        "FAILED",
-        "{}",
-        explain(&execution, &moto)
-    );
+    let (moto, config) = extended_emulator().await;
+    let others = &[("r-b", "60"), ("r-c", "60"), ("r-d", "1"), ("r-e", "1")];
+    let execution =
+        failing_first_rollout(&moto, &config, "r-a", others, "rollback", "r-rollback").await;
+    assert_failed(&execution, &moto);
     assert_eq!(
         execution.error(),
         Some("RolloutFailed"),
@@ -414,34 +410,17 @@ async fn rollback_policy_rolls_back_what_is_in_flight_and_starts_nothing_more() 
         );
         assert_eq!(items[asg].wave, Some(1), "{asg}: {:?}", items[asg]);
     }
-    assert_eq!(
-        items["#rollout"].status, "Failed",
-        "{:?}",
-        items["#rollout"]
-    );
-    assert_eq!(lock_holder(&config).await, None, "the lock is released");
+    assert_ended_unlocked(&config, &items, "Failed").await;
 }
 
 /// d. A failed rollout (`on_failure = "stop"`) run again under the same rollout id, once the
 /// failing ASG is fixed: only what is not yet refreshed starts, and the rollout succeeds.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rerun_of_a_failed_rollout_starts_only_what_is_not_refreshed_yet() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
-    failing_first_fleet(
-        &config,
-        "d-a",
-        &[("d-b", "2"), ("d-c", "2"), ("d-d", "2"), ("d-e", "2")],
-    )
-    .await;
-    deploy_batches_on_failure(&moto, "rerun", "stop");
-    let first = run_rollout(&moto, &config, "r-rerun", NEW_AMI).await;
-    assert_eq!(
-        first.status().as_str(),
-        "FAILED",
-        "{}",
-        explain(&first, &moto)
-    );
+    let (moto, config) = extended_emulator().await;
+    let others = &[("d-b", "2"), ("d-c", "2"), ("d-d", "2"), ("d-e", "2")];
+    let first = failing_first_rollout(&moto, &config, "d-a", others, "stop", "r-rerun").await;
+    assert_failed(&first, &moto);
     assert_eq!(first.error(), Some("RolloutFailed"));
     let intervals =
         wait_refreshes_ended(&moto, &["d-a", "d-b", "d-c"], Duration::from_secs(30)).await;
@@ -510,20 +489,14 @@ async fn a_rerun_of_a_failed_rollout_starts_only_what_is_not_refreshed_yet() {
         Some(a[1].refresh_id.as_str()),
         "the table follows the new refresh"
     );
-    assert_eq!(
-        items["#rollout"].status, "Succeeded",
-        "{:?}",
-        items["#rollout"]
-    );
-    assert_eq!(lock_holder(&config).await, None, "the lock is released");
+    assert_ended_unlocked(&config, &items, "Succeeded").await;
 }
 
 /// e. While rollout A runs (20 s refreshes), rollout B of the same stack is refused with
 /// RolloutLocked and starts nothing; A succeeds and releases the lock.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_rollout_is_refused_while_one_runs() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = extended_emulator().await;
     demo_fleet(&config, &[("l-a", "20"), ("l-b", "20")]).await;
     deploy_local(&moto, None);
     let a = start_rollout(&config, "r-lock-a", "r-lock-a", NEW_AMI).await;
@@ -595,8 +568,7 @@ async fn a_second_rollout_is_refused_while_one_runs() {
 /// would (one ASG one after the other, another twice at once): one refresh per ASG.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retried_start_adopts_the_refresh_it_already_started() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = extended_emulator().await;
     demo_fleet(&config, &[("f-a", "30"), ("f-b", "30")]).await;
     deploy_local(&moto, None);
     // The plan first, as the state machine's Plan state makes it.
@@ -693,8 +665,7 @@ async fn a_retried_start_adopts_the_refresh_it_already_started() {
 /// `SelectWave` positions), and each child reads its name from the table.
 #[tokio::test(flavor = "multi_thread")]
 async fn long_names_travel_through_the_table_not_the_state() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = extended_emulator().await;
     let names: Vec<String> = (0..6)
         .map(|i| {
             let head = format!("long-{i}-");

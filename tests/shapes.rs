@@ -5,6 +5,8 @@
 //! what) and the rollout table (which were pinned, which were left out and why, the warning).
 
 mod e2e;
+#[path = "support/iam.rs"]
+mod iam;
 #[path = "support/mixed.rs"]
 mod mixed;
 #[path = "support/templates.rs"]
@@ -19,9 +21,11 @@ use aws_sdk_ec2::types::{
     LaunchTemplateIamInstanceProfileSpecificationRequest, RequestLaunchTemplateData,
 };
 use e2e::{
-    deploy_local_variant, group_image, group_version, run_rollout, sdk_config, OLD_AMI, TABLE,
+    assert_execution, deploy_local_variant, group_image, group_version, run_rollout, sdk_config,
+    OLD_AMI, TABLE,
 };
-use mixed::{mixed_policy, t3a_micro};
+use iam::roles_in_profiles;
+use mixed::{mixed_policy, mixed_policy_of, t3a_micro};
 use serde_json::Value;
 
 const NEW_AMI: &str = "ami-0fedcba9876543210";
@@ -139,30 +143,28 @@ fn s(item: &BTreeMap<String, AttributeValue>, key: &str) -> Option<String> {
     item.get(key).and_then(|v| v.as_s().ok()).cloned()
 }
 
+/// Asserts that `asg` runs `version` of its launch template, and that version the image
+/// `ami`.
+async fn assert_runs(config: &aws_config::SdkConfig, asg: &str, version: &str, ami: &str) {
+    assert_eq!(
+        group_version(config, asg).await.as_deref(),
+        Some(version),
+        "{asg}"
+    );
+    assert_eq!(
+        group_image(config, asg).await.as_deref(),
+        Some(ami),
+        "{asg}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_shape_is_pinned_refreshed_or_left_out_with_its_reason() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
-    let iam = aws_sdk_iam::Client::new(&config);
-    for (role, profile) in [("web-role", "web-profile"), ("api-role", "api-profile")] {
-        iam.create_role()
-            .role_name(role)
-            .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
-            .send()
-            .await
-            .unwrap();
-        iam.create_instance_profile()
-            .instance_profile_name(profile)
-            .send()
-            .await
-            .unwrap();
-        iam.add_role_to_instance_profile()
-            .instance_profile_name(profile)
-            .role_name(role)
-            .send()
-            .await
-            .unwrap();
-    }
+    let ec2_trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let pairs = [("web-role", "web-profile"), ("api-role", "api-profile")];
+    roles_in_profiles(&config, &pairs, ec2_trust, None).await;
     let numbered = template(&config, "numbered-lt", OLD_AMI, None).await;
     let latest = template(&config, "latest-lt", OLD_AMI, None).await;
     let default = template(&config, "default-lt", OLD_AMI, None).await;
@@ -188,15 +190,7 @@ async fn every_shape_is_pinned_refreshed_or_left_out_with_its_reason() {
         )],
     );
     let execution = run_rollout(&moto, &config, "r-shapes", NEW_AMI).await;
-    assert_eq!(
-        execution.status().as_str(),
-        "SUCCEEDED",
-        "{:?} {:?}\nrefresh log: {}\nlambda logs:\n{}",
-        execution.error(),
-        execution.cause(),
-        moto.refresh_log(),
-        moto.lambda_logs()
-    );
+    assert_execution(&execution, "SUCCEEDED", &moto);
 
     // Refreshed: every target AWS accepts, each to a new numbered version, none twice.
     let desired = desired_by_asg(&moto);
@@ -212,16 +206,7 @@ async fn every_shape_is_pinned_refreshed_or_left_out_with_its_reason() {
             "{asg}: {}",
             desired[asg]
         );
-        assert_eq!(
-            group_version(&config, asg).await.as_deref(),
-            Some("2"),
-            "{asg}"
-        );
-        assert_eq!(
-            group_image(&config, asg).await.as_deref(),
-            Some(NEW_AMI),
-            "{asg}"
-        );
+        assert_runs(&config, asg, "2", NEW_AMI).await;
     }
     // The mixed group: its policy, its overrides, only the version changed.
     let mixed = &desired["s-spot"]["MixedInstancesPolicy"]["LaunchTemplate"];
@@ -234,16 +219,8 @@ async fn every_shape_is_pinned_refreshed_or_left_out_with_its_reason() {
         mixed["LaunchTemplateSpecification"]["LaunchTemplateId"],
         spot.as_str()
     );
-    let spot_group = aws_sdk_autoscaling::Client::new(&config)
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names("s-spot")
-        .send()
-        .await
-        .unwrap();
-    let policy = spot_group.auto_scaling_groups()[0]
-        .mixed_instances_policy()
-        .cloned()
-        .expect("still mixed");
+    let autoscaling = aws_sdk_autoscaling::Client::new(&config);
+    let policy = mixed_policy_of(&autoscaling, "s-spot").await;
     let lt = policy.launch_template().unwrap();
     assert_eq!(
         lt.launch_template_specification().and_then(|s| s.version()),
@@ -311,20 +288,6 @@ async fn every_shape_is_pinned_refreshed_or_left_out_with_its_reason() {
     assert!(warnings[0].starts_with("other-latest is not refreshed by this rollout but follows $Latest of launch template latest-lt"), "{warnings:?}");
     // Left alone: the group outside the targets still follows $Latest (now the new AMI, as
     // the warning says), the left-out groups keep their version and image.
-    assert_eq!(
-        group_version(&config, "other-latest").await.as_deref(),
-        Some("$Latest")
-    );
-    assert_eq!(
-        group_image(&config, "other-latest").await.as_deref(),
-        Some(NEW_AMI)
-    );
-    assert_eq!(
-        group_version(&config, "s-unlisted").await.as_deref(),
-        Some("1")
-    );
-    assert_eq!(
-        group_image(&config, "s-unlisted").await.as_deref(),
-        Some(OLD_AMI)
-    );
+    assert_runs(&config, "other-latest", "$Latest", NEW_AMI).await;
+    assert_runs(&config, "s-unlisted", "1", OLD_AMI).await;
 }

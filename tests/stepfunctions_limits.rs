@@ -6,83 +6,45 @@
 //! (<https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html>,
 //! <https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html>)
 
-use std::time::{Duration, Instant};
+mod e2e;
+#[path = "support/sfn.rs"]
+mod sfn;
+
+use std::time::Duration;
 
 use asg_refresh_tests::Moto;
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+use e2e::sdk_config;
 use serde_json::{json, Value};
-
-async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-            "test", "test", None, None, "emulator",
-        ))
-        .load()
-        .await
-}
 
 /// Runs `definition` with `input` to its end (bounded); returns the execution and its
 /// history's event types.
 async fn run(
+    moto: &Moto,
     config: &aws_config::SdkConfig,
     name: &str,
     definition: &Value,
     input: &Value,
 ) -> (DescribeExecutionOutput, Vec<String>) {
-    let sfn = aws_sdk_sfn::Client::new(config);
-    let machine = sfn
-        .create_state_machine()
-        .name(name)
-        .role_arn("arn:aws:iam::123456789012:role/limits")
-        .definition(definition.to_string())
-        .send()
-        .await
-        .expect("create state machine");
-    let execution = sfn
-        .start_execution()
-        .state_machine_arn(machine.state_machine_arn())
-        .name(format!("{name}-run"))
-        .input(input.to_string())
-        .send()
-        .await
-        .expect("start execution");
-    let until = Instant::now() + Duration::from_secs(90);
-    let described = loop {
-        let described = sfn
-            .describe_execution()
-            .execution_arn(execution.execution_arn())
-            .send()
-            .await
-            .expect("describe");
-        if described.status().as_str() != "RUNNING" {
-            break described;
-        }
-        assert!(Instant::now() < until, "{name} still RUNNING after 90 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let mut kinds = Vec::new();
-    let mut token = None;
-    loop {
-        let page = sfn
-            .get_execution_history()
-            .execution_arn(execution.execution_arn())
-            .set_next_token(token)
-            .send()
-            .await
-            .expect("history");
-        kinds.extend(
-            page.events()
-                .iter()
-                .map(|e| e.r#type().as_str().to_string()),
-        );
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
-    (described, kinds)
+    let role = "arn:aws:iam::123456789012:role/limits";
+    let deadline = Duration::from_secs(90);
+    sfn::run_machine(moto, config, name, role, definition, input, deadline).await
+}
+
+/// Asserts that `execution` succeeded (`kinds`: its history's event types).
+fn assert_succeeded(execution: &DescribeExecutionOutput, kinds: &[String]) {
+    assert_eq!(
+        execution.status().as_str(),
+        "SUCCEEDED",
+        "{kinds:?} {:?}",
+        execution.cause()
+    );
+}
+
+/// Asserts that `execution` failed with `error` (`kinds`: its history's event types).
+fn assert_failed_with(execution: &DescribeExecutionOutput, kinds: &[String], error: &str) {
+    assert_eq!(execution.status().as_str(), "FAILED", "{kinds:?}");
+    assert_eq!(execution.error(), Some(error), "{:?}", execution.cause());
 }
 
 /// A Pass state that outputs `bytes` bytes.
@@ -121,42 +83,22 @@ fn oversized_task(copies: usize) -> Value {
 async fn an_oversized_state_fails_the_execution_past_any_catcher() {
     let moto = Moto::start_extended();
     let config = sdk_config(&moto).await;
-    let (fits, kinds) = run(&config, "fits", &oversized_output(200 * 1024), &json!({})).await;
-    assert_eq!(
-        fits.status().as_str(),
-        "SUCCEEDED",
-        "{kinds:?} {:?}",
-        fits.cause()
-    );
-    let (over, kinds) = run(&config, "over", &oversized_output(300 * 1024), &json!({})).await;
-    assert_eq!(over.status().as_str(), "FAILED", "{kinds:?}");
-    assert_eq!(
-        over.error(),
-        Some("States.DataLimitExceeded"),
-        "{:?}",
-        over.cause()
-    );
+    let output = oversized_output(200 * 1024);
+    let (fits, kinds) = run(&moto, &config, "fits", &output, &json!({})).await;
+    assert_succeeded(&fits, &kinds);
+    let output = oversized_output(300 * 1024);
+    let (over, kinds) = run(&moto, &config, "over", &output, &json!({})).await;
+    assert_failed_with(&over, &kinds, "States.DataLimitExceeded");
     // A Task's parameters past the limit: its States.ALL catcher does not see the failure,
     // though it does catch the call's own error when the parameters fit.
-    let (caught, kinds) = run(&config, "task-fits", &oversized_task(2), &json!({})).await;
-    assert_eq!(
-        caught.status().as_str(),
-        "SUCCEEDED",
-        "{kinds:?} {:?}",
-        caught.cause()
-    );
+    let (caught, kinds) = run(&moto, &config, "task-fits", &oversized_task(2), &json!({})).await;
+    assert_succeeded(&caught, &kinds);
     assert!(
         caught.output().unwrap_or_default().contains("caught"),
         "{kinds:?}"
     );
-    let (uncaught, kinds) = run(&config, "task-over", &oversized_task(3), &json!({})).await;
-    assert_eq!(uncaught.status().as_str(), "FAILED", "{kinds:?}");
-    assert_eq!(
-        uncaught.error(),
-        Some("States.DataLimitExceeded"),
-        "{:?}",
-        uncaught.cause()
-    );
+    let (uncaught, kinds) = run(&moto, &config, "task-over", &oversized_task(3), &json!({})).await;
+    assert_failed_with(&uncaught, &kinds, "States.DataLimitExceeded");
 }
 
 /// Counts to `to` in a Pass and Choice loop: four events a round.
@@ -194,7 +136,7 @@ async fn an_execution_past_its_history_limit_fails() {
         r#"{"history_events": 100}"#,
     )
     .expect("set limits");
-    let (short, kinds) = run(&config, "short", &counting_loop(20), &json!({})).await;
+    let (short, kinds) = run(&moto, &config, "short", &counting_loop(20), &json!({})).await;
     assert_eq!(
         short.status().as_str(),
         "SUCCEEDED",
@@ -203,7 +145,7 @@ async fn an_execution_past_its_history_limit_fails() {
         short.cause()
     );
     assert!(kinds.len() < 100, "{}", kinds.len());
-    let (long, kinds) = run(&config, "long", &counting_loop(1000), &json!({})).await;
+    let (long, kinds) = run(&moto, &config, "long", &counting_loop(1000), &json!({})).await;
     assert_eq!(long.status().as_str(), "FAILED", "{} events", kinds.len());
     assert_eq!(long.error(), Some("States.Runtime"));
     assert!(
@@ -219,6 +161,29 @@ async fn an_execution_past_its_history_limit_fails() {
     assert_eq!(kinds.last().map(String::as_str), Some("ExecutionFailed"));
 }
 
+/// A Distributed Map over `$.items` (each item `{"i": 0}`) whose children run `states` from
+/// `start_at`; a failed child fails it.
+fn distributed_map(start_at: &str, states: Value) -> Value {
+    json!({
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "ItemSelector": {"i": 0},
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": start_at,
+                    "States": states
+                },
+                "ToleratedFailureCount": 0,
+                "ResultPath": null,
+                "End": true
+            }
+        }
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_distributed_map_child_counts_its_own_history() {
     let moto = Moto::start_extended();
@@ -231,74 +196,44 @@ async fn a_distributed_map_child_counts_its_own_history() {
     .expect("set limits");
     let map = |to: u32| {
         let child = counting_loop(to);
-        json!({
-            "StartAt": "Each",
-            "States": {
-                "Each": {
-                    "Type": "Map",
-                    "ItemsPath": "$.items",
-                    "ItemSelector": {"i": 0},
-                    "ItemProcessor": {
-                        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
-                        "StartAt": "Count",
-                        "States": {
-                            "Count": child["States"]["Count"],
-                            "More": child["States"]["More"],
-                            "Done": {"Type": "Succeed", "OutputPath": null}
-                        }
-                    },
-                    "ToleratedFailureCount": 0,
-                    "ResultPath": null,
-                    "End": true
-                }
-            }
-        })
+        distributed_map(
+            "Count",
+            json!({
+                "Count": child["States"]["Count"],
+                "More": child["States"]["More"],
+                "Done": {"Type": "Succeed", "OutputPath": null}
+            }),
+        )
     };
     // Eight children of 20 rounds each: 80 rounds in all, but each child fits its own 100.
     let items = json!({"items": [1, 2, 3, 4, 5, 6, 7, 8]});
-    let (fits, kinds) = run(&config, "children-fit", &map(20), &items).await;
-    assert_eq!(
-        fits.status().as_str(),
-        "SUCCEEDED",
-        "{kinds:?} {:?}",
-        fits.cause()
-    );
+    let (fits, kinds) = run(&moto, &config, "children-fit", &map(20), &items).await;
+    assert_succeeded(&fits, &kinds);
     // Frames inside a child (here a Parallel branch) count toward that child, not the map run.
-    let nested = json!({
-        "StartAt": "Each",
-        "States": {
-            "Each": {
-                "Type": "Map",
-                "ItemsPath": "$.items",
-                "ItemSelector": {"i": 0},
-                "ItemProcessor": {
-                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
-                    "StartAt": "Branches",
-                    "States": {
-                        "Branches": {"Type": "Parallel", "Branches": [counting_loop(15)], "OutputPath": null, "End": true}
-                    }
-                },
-                "ToleratedFailureCount": 0,
-                "ResultPath": null,
-                "End": true
-            }
-        }
-    });
+    let nested = distributed_map(
+        "Branches",
+        json!({
+            "Branches": {"Type": "Parallel", "Branches": [counting_loop(15)], "OutputPath": null, "End": true}
+        }),
+    );
     let (fits, kinds) = run(
+        &moto,
         &config,
         "nested-fit",
         &nested,
         &json!({"items": [1, 2, 3, 4]}),
     )
     .await;
-    assert_eq!(
-        fits.status().as_str(),
-        "SUCCEEDED",
-        "{kinds:?} {:?}",
-        fits.cause()
-    );
+    assert_succeeded(&fits, &kinds);
     // One child of 1,000 rounds passes its limit and fails; the wave fails with it.
-    let (over, kinds) = run(&config, "child-over", &map(1000), &json!({"items": [1]})).await;
+    let (over, kinds) = run(
+        &moto,
+        &config,
+        "child-over",
+        &map(1000),
+        &json!({"items": [1]}),
+    )
+    .await;
     assert_eq!(over.status().as_str(), "FAILED", "{kinds:?}");
     assert!(
         kinds.len() < 50,

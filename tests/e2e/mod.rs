@@ -429,6 +429,30 @@ pub async fn run_rollout_as(
     wait_execution(moto, config, &arn, EXECUTION_DEADLINE).await
 }
 
+/// How an execution ended, with the emulator's refresh log and the Lambdas' logs: the
+/// message of a failed assertion on a rollout.
+pub fn explain(execution: &DescribeExecutionOutput, moto: &Moto) -> String {
+    format!(
+        "status {:?} error {:?} cause {:?}\nrefresh log: {}\nlambda logs:\n{}",
+        execution.status(),
+        execution.error(),
+        execution.cause(),
+        moto.refresh_log(),
+        moto.lambda_logs()
+    )
+}
+
+/// Asserts that the execution ended `status` (SUCCEEDED, FAILED, ...), explaining it if not.
+#[track_caller]
+pub fn assert_execution(execution: &DescribeExecutionOutput, status: &str, moto: &Moto) {
+    assert_eq!(
+        execution.status().as_str(),
+        status,
+        "{}",
+        explain(execution, moto)
+    );
+}
+
 /// One instance refresh as the emulator's log tells it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interval {
