@@ -1671,3 +1671,70 @@ async fn the_deployed_rule_delivers_a_refresh_end_to_the_completer_and_only_with
         "{stdout}"
     );
 }
+
+/// Someone narrowed the Lambda role's inline policy and edited the state machine's definition:
+/// the plan shows what the deploy puts back, as unified diffs of the documents, before it
+/// changes anything.
+#[tokio::test]
+async fn the_plan_shows_what_an_update_changes_in_policies_and_definition() {
+    let fixture = Fixture::start().await;
+    fixture.deploy();
+    let iam = fixture.iam();
+    let role = format!("{PREFIX}-lambda");
+    let deployed = iam
+        .get_role_policy()
+        .role_name(&role)
+        .policy_name(&role)
+        .send()
+        .await
+        .expect("inline policy");
+    let mut narrowed: Value = serde_json::from_str(
+        &percent_encoding::percent_decode_str(deployed.policy_document()).decode_utf8_lossy(),
+    )
+    .expect("a JSON policy");
+    let statements = narrowed["Statement"].as_array_mut().unwrap();
+    let removed = statements.remove(0)["Sid"].as_str().unwrap().to_string();
+    iam.put_role_policy()
+        .role_name(&role)
+        .policy_name(&role)
+        .policy_document(narrowed.to_string())
+        .send()
+        .await
+        .unwrap();
+    let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
+    sfn.update_state_machine()
+        .state_machine_arn(format!(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}"
+        ))
+        .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let plan = fixture.dry_run();
+    let changes = plan
+        .split_once("\nchanges:\n")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no changes section in:\n{plan}"));
+    assert!(
+        changes.contains(&format!(
+            "--- role {role} inline policy (deployed)\n+++ role {role} inline policy (this deploy)\n"
+        )),
+        "{plan}"
+    );
+    assert!(
+        changes
+            .lines()
+            .any(|l| l.starts_with('+') && l.contains(&format!("\"Sid\": \"{removed}\""))),
+        "the removed statement comes back: {plan}"
+    );
+    assert!(
+        changes.contains(&format!("--- state machine {PREFIX} definition (deployed)")),
+        "{plan}"
+    );
+    assert!(
+        changes.lines().any(|l| l == "-  \"StartAt\": \"Done\","),
+        "the edited definition goes: {plan}"
+    );
+    // Nothing else changed, so the trust policies have no diff.
+    assert!(!changes.contains("trust policy"), "{plan}");
+}

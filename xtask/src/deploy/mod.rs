@@ -3,6 +3,7 @@
 //! delete exactly the stack's tagged resources.
 
 pub mod aws;
+mod diff;
 mod events_rule;
 mod functions;
 mod log_group;
@@ -104,6 +105,8 @@ struct Plan {
     functions: Vec<functions::FunctionPlan>,
     machine: state_machine::DesiredStateMachine,
     machine_action: Action,
+    /// The definition's unified diff when it changes.
+    machine_diff: String,
     rule: events_rule::DesiredRule,
     rule_plan: events_rule::RulePlan,
     /// The completer and its role, when the stack no longer has them (`Delete`).
@@ -255,6 +258,25 @@ impl Plan {
         out
     }
 
+    /// What the updates change in the documents (the roles' policies, the state machine's
+    /// definition), as unified diffs, so the plan can be reviewed before it is applied.
+    fn print_diffs(&self) {
+        let diffs: Vec<&String> = self
+            .roles
+            .iter()
+            .flat_map(|r| &r.diffs)
+            .chain(std::iter::once(&self.machine_diff))
+            .filter(|d| !d.is_empty())
+            .collect();
+        if diffs.is_empty() {
+            return;
+        }
+        println!("changes:");
+        for diff in diffs {
+            print!("{diff}");
+        }
+    }
+
     /// (kind, name, action) per resource, in apply order.
     fn lines(&self, clients: &Clients) -> Vec<(&'static str, String, Action)> {
         self.steps(clients)
@@ -296,11 +318,13 @@ impl DeployArgs {
                 .map(|f| &f.action)
                 .or(completer_leftover.as_ref());
             let rule_plan = events_rule::plan(&clients, &rule, completer).await?;
+            let (machine_action, machine_diff) = state_machine::plan(&clients, &machine).await?;
             let plan = Plan {
                 roles: roles::plan(&clients, desired_roles).await?,
                 table: table::plan(&clients).await?,
                 log_group: log_group::plan(&clients).await?,
-                machine_action: state_machine::plan(&clients, &machine).await?,
+                machine_action,
+                machine_diff,
                 machine,
                 functions,
                 rule,
@@ -323,6 +347,7 @@ impl DeployArgs {
                     action.detail()
                 );
             }
+            plan.print_diffs();
             if self.dry_run {
                 println!("dry run: nothing changed");
                 print_calls(&clients);

@@ -32,6 +32,8 @@ impl DesiredRole {
 pub struct RolePlan {
     pub desired: DesiredRole,
     pub action: Action,
+    /// What an update changes in the trust and inline policies (unified diffs).
+    pub diffs: Vec<String>,
 }
 
 /// Every role the stack wants, with its documents.
@@ -73,18 +75,19 @@ pub async fn leftover(clients: &Clients, config: &StackConfig) -> anyhow::Result
 pub async fn plan(clients: &Clients, desired: Vec<DesiredRole>) -> anyhow::Result<Vec<RolePlan>> {
     let mut out = Vec::new();
     for role in desired {
-        let action = diff(clients, &role).await?;
+        let (action, diffs) = diff(clients, &role).await?;
         out.push(RolePlan {
             desired: role,
             action,
+            diffs,
         });
     }
     Ok(out)
 }
 
-async fn diff(clients: &Clients, desired: &DesiredRole) -> anyhow::Result<Action> {
+async fn diff(clients: &Clients, desired: &DesiredRole) -> anyhow::Result<(Action, Vec<String>)> {
     let Some(tags) = current_tags(clients, &desired.name).await? else {
-        return Ok(Action::Create);
+        return Ok((Action::Create, Vec::new()));
     };
     check_owned(
         &clients.stack,
@@ -100,12 +103,18 @@ async fn diff(clients: &Clients, desired: &DesiredRole) -> anyhow::Result<Action
         .await
         .ctx(format!("cannot read role {}", desired.name))?;
     let mut fields = Vec::new();
+    let mut diffs = Vec::new();
     let trust = role
         .role()
         .and_then(|r| r.assume_role_policy_document())
         .map(parse_document);
     if trust.as_ref() != Some(&desired.trust) {
         fields.push("trust policy".to_string());
+        diffs.push(super::diff::json(
+            &format!("role {} trust policy", desired.name),
+            trust.as_ref().unwrap_or(&Value::Null),
+            &desired.trust,
+        ));
     }
     let policy = match clients
         .iam
@@ -132,15 +141,16 @@ async fn diff(clients: &Clients, desired: &DesiredRole) -> anyhow::Result<Action
     };
     if policy.as_ref() != Some(&desired.policy) {
         fields.push("inline policy".to_string());
+        diffs.push(super::diff::json(
+            &format!("role {} inline policy", desired.name),
+            policy.as_ref().unwrap_or(&Value::Null),
+            &desired.policy,
+        ));
     }
     if tags_differ(&clients.stack, &tags) {
         fields.push("tags".to_string());
     }
-    Ok(if fields.is_empty() {
-        Action::Unchanged
-    } else {
-        Action::Update(fields)
-    })
+    Ok((Action::from_fields(fields), diffs))
 }
 
 /// The role's tags, or `None` when the role does not exist.

@@ -86,11 +86,15 @@ async fn current_tags(clients: &Clients) -> anyhow::Result<Option<BTreeMap<Strin
     ))
 }
 
-pub async fn plan(clients: &Clients, desired: &DesiredStateMachine) -> anyhow::Result<Action> {
+/// What differs on the state machine, and the definition's diff when it changes.
+pub async fn plan(
+    clients: &Clients,
+    desired: &DesiredStateMachine,
+) -> anyhow::Result<(Action, String)> {
     let name = clients.stack.state_machine();
     let arn = clients.stack.state_machine_arn();
     let Some(tags) = current_tags(clients).await? else {
-        return Ok(Action::Create);
+        return Ok((Action::Create, String::new()));
     };
     check_owned(
         &clients.stack,
@@ -112,9 +116,15 @@ pub async fn plan(clients: &Clients, desired: &DesiredStateMachine) -> anyhow::R
         );
     }
     let mut fields = Vec::new();
+    let mut definition_diff = String::new();
     let as_json = |text: &str| serde_json::from_str::<Value>(text).ok();
     if as_json(machine.definition()) != as_json(&desired.definition) {
         fields.push("definition".to_string());
+        definition_diff = super::diff::json(
+            &format!("state machine {name} definition"),
+            &super::diff::json_text(machine.definition()),
+            &super::diff::json_text(&desired.definition),
+        );
     }
     if machine.role_arn() != desired.role_arn {
         fields.push("role".to_string());
@@ -141,11 +151,7 @@ pub async fn plan(clients: &Clients, desired: &DesiredStateMachine) -> anyhow::R
     if tags_differ(&clients.stack, &tags) {
         fields.push("tags".to_string());
     }
-    Ok(if fields.is_empty() {
-        Action::Unchanged
-    } else {
-        Action::Update(fields)
-    })
+    Ok((Action::from_fields(fields), definition_diff))
 }
 
 /// Creates or updates the machine. `role_changes` says what this deploy just did to its role:
