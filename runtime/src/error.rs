@@ -71,19 +71,24 @@ impl From<BuildError> for Error {
     }
 }
 
-/// Error codes AWS services use for throttling and transient faults.
-const TRANSIENT_CODES: [&str; 10] = [
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestLimitExceeded",
-    "RequestThrottled",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
+/// Transient error codes the SDK's own classification leaves out: some services answer 400
+/// with these for a fault of theirs.
+const MORE_TRANSIENT_CODES: [&str; 3] = [
     "RequestLimitExceededException",
     "ServiceUnavailable",
     "InternalError",
 ];
+
+/// Whether AWS's error `code` is throttling or a transient fault: the SDK's own lists
+/// (`aws_runtime::retries::classifiers`, the codes its retry classifier retries), and ours.
+pub fn is_transient_code(code: &str) -> bool {
+    use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
+    THROTTLING_ERRORS
+        .iter()
+        .chain(TRANSIENT_ERRORS)
+        .chain(&MORE_TRANSIENT_CODES)
+        .any(|c| *c == code)
+}
 
 /// Classifies an SDK error: transport failures, throttling and 5xx are retryable.
 pub fn classify<E>(context: &str, error: SdkError<E, HttpResponse>) -> Error
@@ -98,7 +103,7 @@ where
             let code = service.err().code().unwrap_or_default();
             let message = service.err().message().unwrap_or_default();
             let status = service.raw().status().as_u16();
-            if TRANSIENT_CODES.contains(&code) || status >= 500 {
+            if is_transient_code(code) || status >= 500 {
                 Error::Retryable(format!("{context}: {code} {message}"))
             } else {
                 Error::Aws(format!("{context}: {code}: {message}"))
@@ -118,4 +123,40 @@ pub fn describe(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn refused(code: &str, status: u16) -> Error {
+        let error = GetItemError::generic(ErrorMetadata::builder().code(code).message("m").build());
+        let response = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        classify("reading", SdkError::service_error(error, response))
+    }
+
+    #[test]
+    fn the_sdks_throttling_and_transient_codes_are_retryable() {
+        // Codes in the SDK's lists that the hand-written list had missed.
+        for code in [
+            "SlowDown",
+            "EC2ThrottledException",
+            "PriorRequestNotComplete",
+            "RequestTimeout",
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "InternalError",
+        ] {
+            assert!(matches!(refused(code, 400), Error::Retryable(_)), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_not_retryable_and_a_5xx_is() {
+        assert!(matches!(refused("ValidationException", 400), Error::Aws(_)));
+        assert!(matches!(refused("Whatever", 503), Error::Retryable(_)));
+    }
 }
