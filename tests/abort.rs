@@ -5,74 +5,18 @@
 //! (nothing to abort or approve, a rollout that ended, `--cancel` with `--rollback`) is
 //! refused with a clear message and a non-zero exit, changing nothing. Every wait is bounded.
 
+#[path = "support/cli.rs"]
+mod cli;
 mod e2e;
 
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use asg_refresh_tests::{workspace_root, Moto};
+use asg_refresh_tests::Moto;
+use cli::{assert_ok, assert_refused, status_json, text, xtask};
 use e2e::*;
-use serde_json::Value;
 
 const NEW_AMI: &str = "ami-0fedcba9876543210";
 const FLEET: [&str; 5] = ["ab-a", "ab-b", "ab-c", "ab-d", "ab-e"];
-
-/// `xtask <args> --env local --endpoint-url <emulator>` as operator `test-operator`.
-fn xtask(moto: &Moto, args: &[&str]) -> Output {
-    Command::new(debug_binary("xtask", "xtask"))
-        .args(args)
-        .args(["--env", "local", "--endpoint-url", &moto.endpoint()])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("USER", "test-operator")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN")
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-#[track_caller]
-fn assert_ok(output: &Output, moto: &Moto) {
-    assert!(
-        output.status.success(),
-        "{}\nlambda logs:\n{}",
-        text(output),
-        moto.lambda_logs()
-    );
-}
-
-#[track_caller]
-fn assert_refused(output: &Output, says: &str) {
-    assert!(
-        !output.status.success(),
-        "expected a refusal: {}",
-        text(output)
-    );
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains(says),
-        "stderr should say `{says}`: {}",
-        text(output)
-    );
-}
-
-fn status_json(moto: &Moto, rollout: &str) -> Value {
-    let output = xtask(moto, &["status", "--json", "--rollout", rollout]);
-    assert_ok(&output, moto);
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", text(&output)))
-}
 
 /// The statuses of every instance refresh of the fleet, as the emulator describes them.
 async fn refresh_statuses(config: &aws_config::SdkConfig) -> Vec<(String, String)> {
@@ -150,7 +94,7 @@ async fn abort_then_resume(
         statuses,
         "a refresh started after the abort"
     );
-    let status = status_json(moto, id);
+    let status = status_json(moto, Some(id));
     // AWS ends a stopped execution ABORTED (tests/emulator/stepfunctions_abort.py).
     let execution = &status["execution"];
     assert_eq!(execution["status"], "ABORTED", "{status:#}");
@@ -177,7 +121,7 @@ async fn abort_then_resume(
         &["rollout", "--resume", id, "--wait", "--interval", "1"],
     );
     assert_ok(&resumed, moto);
-    let status = status_json(moto, id);
+    let status = status_json(moto, Some(id));
     assert_eq!(status["execution"]["status"], "SUCCEEDED", "{status:#}");
     for asg in FLEET {
         assert_eq!(
@@ -251,7 +195,7 @@ async fn abort_and_approve_refuse_when_nothing_runs() {
         ],
     );
     assert_ok(&done, &moto);
-    let before = status_json(&moto, "r-done");
+    let before = status_json(&moto, Some("r-done"));
     assert_refused(
         &xtask(&moto, &["abort", "--rollout", "r-done", "--rollback"]),
         "rollout r-done is not running on stack `local`: nothing to abort",
@@ -264,7 +208,7 @@ async fn abort_and_approve_refuse_when_nothing_runs() {
         &xtask(&moto, &["abort", "--rollout", "r-unknown"]),
         "rollout r-unknown is not running on stack `local`",
     );
-    let after = status_json(&moto, "r-done");
+    let after = status_json(&moto, Some("r-done"));
     assert_eq!(after["summary"], before["summary"], "the summary changed");
     assert!(after["abort"].is_null(), "{after:#}");
     let (intervals, _) = refresh_intervals(&moto);

@@ -3,43 +3,21 @@
 //! second wave, then drift lists the ASGs it did not refresh and their instances on the old
 //! AMI, and not the one it refreshed; before any rollout it refuses with a clear message.
 
+#[path = "support/cli.rs"]
+mod cli;
 mod e2e;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use asg_refresh_tests::{workspace_root, Moto};
+use cli::{text, xtask};
 use e2e::*;
 use serde_json::Value;
 
 const NEW_AMI: &str = "ami-0fedcba9876543210";
 
 fn drift(moto: &Moto, args: &[&str]) -> Output {
-    Command::new(debug_binary("xtask", "xtask"))
-        .args([
-            "drift",
-            "--env",
-            "local",
-            "--endpoint-url",
-            &moto.endpoint(),
-        ])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask drift")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    xtask(moto, &[&["drift"], args].concat())
 }
 
 /// Waves of one ASG, `on_failure = "stop"`: a-1 refreshes, f-bad fails, z-3 never starts.
