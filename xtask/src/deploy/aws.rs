@@ -140,51 +140,49 @@ pub struct Clients {
     pub sfn: aws_sdk_sfn::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub events: aws_sdk_eventbridge::Client,
+    pub sns: aws_sdk_sns::Client,
     pub counter: CallCounter,
     /// The endpoint every client uses, when it is not AWS's own.
     pub endpoint: Option<String>,
 }
 
+/// Builds one service's client from the SDK config, with the call counter and `extra`'s
+/// interceptors (the replay tests' mock responses).
+macro_rules! client {
+    ($service:ident, $sdk:expr, $counter:expr, $extra:expr) => {{
+        let mut builder = $service::config::Builder::from($sdk).interceptor($counter.clone());
+        for interceptor in $extra() {
+            builder = builder.interceptor(interceptor);
+        }
+        $service::Client::from_conf(builder.build())
+    }};
+}
+
 impl Clients {
     pub async fn new(config: &StackConfig, endpoint_url: Option<&str>) -> anyhow::Result<Self> {
         let sdk = sdk_config(config, endpoint_url).await?;
+        Ok(Self::from_sdk(config, &sdk, Vec::<CallCounter>::new))
+    }
+
+    /// The clients on `sdk`, each counting its calls and running `extra()`'s interceptors.
+    pub fn from_sdk<I: Intercept + 'static>(
+        config: &StackConfig,
+        sdk: &SdkConfig,
+        extra: impl Fn() -> Vec<I>,
+    ) -> Self {
         let counter = CallCounter::default();
-        let c = counter.clone();
-        Ok(Self {
+        Self {
             stack: Stack::new(config),
-            iam: aws_sdk_iam::Client::from_conf(
-                aws_sdk_iam::config::Builder::from(&sdk)
-                    .interceptor(c.clone())
-                    .build(),
-            ),
-            dynamodb: aws_sdk_dynamodb::Client::from_conf(
-                aws_sdk_dynamodb::config::Builder::from(&sdk)
-                    .interceptor(c.clone())
-                    .build(),
-            ),
-            lambda: aws_sdk_lambda::Client::from_conf(
-                aws_sdk_lambda::config::Builder::from(&sdk)
-                    .interceptor(c.clone())
-                    .build(),
-            ),
-            sfn: aws_sdk_sfn::Client::from_conf(
-                aws_sdk_sfn::config::Builder::from(&sdk)
-                    .interceptor(c.clone())
-                    .build(),
-            ),
-            logs: aws_sdk_cloudwatchlogs::Client::from_conf(
-                aws_sdk_cloudwatchlogs::config::Builder::from(&sdk)
-                    .interceptor(c.clone())
-                    .build(),
-            ),
-            events: aws_sdk_eventbridge::Client::from_conf(
-                aws_sdk_eventbridge::config::Builder::from(&sdk)
-                    .interceptor(c)
-                    .build(),
-            ),
+            iam: client!(aws_sdk_iam, sdk, counter, extra),
+            dynamodb: client!(aws_sdk_dynamodb, sdk, counter, extra),
+            lambda: client!(aws_sdk_lambda, sdk, counter, extra),
+            sfn: client!(aws_sdk_sfn, sdk, counter, extra),
+            logs: client!(aws_sdk_cloudwatchlogs, sdk, counter, extra),
+            events: client!(aws_sdk_eventbridge, sdk, counter, extra),
+            sns: client!(aws_sdk_sns, sdk, counter, extra),
             counter,
             endpoint: sdk.endpoint_url().map(str::to_string),
-        })
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod aws;
 mod diff;
+mod engine;
 mod events_rule;
 mod functions;
 mod log_group;
@@ -25,42 +26,28 @@ use generator::config::StackConfig;
 use crate::build::{Builder, FUNCTIONS};
 use crate::env_file::{display_path, Endpoint, StackSelector};
 use aws::Clients;
+use engine::{Planned, Step, StepFuture, Verb};
 
-/// What a deploy does to one resource.
+/// What a deploy does to one resource; `C` is the resource's typed change (see
+/// [`engine::Resource::Change`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum Action<C = String> {
     Create,
     /// Update these fields.
-    Update(Vec<String>),
+    Update(Vec<C>),
     Unchanged,
     /// Delete it: the stack no longer has it (the completer and its rule with
     /// `completion = "poll"`).
     Delete,
 }
 
-impl Action {
+impl<C> Action<C> {
     /// `Unchanged` when no field differs, else `Update` of those fields.
-    pub fn from_fields(fields: Vec<String>) -> Self {
+    pub fn from_fields(fields: Vec<C>) -> Self {
         if fields.is_empty() {
             Action::Unchanged
         } else {
             Action::Update(fields)
-        }
-    }
-
-    fn verb(&self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Update(_) => "update",
-            Action::Unchanged => "unchanged",
-            Action::Delete => "delete",
-        }
-    }
-
-    fn detail(&self) -> String {
-        match self {
-            Action::Update(fields) => format!(" ({})", fields.join(", ")),
-            _ => String::new(),
         }
     }
 }
@@ -97,193 +84,272 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// The plan of every resource, in apply order.
-struct Plan {
-    roles: Vec<roles::RolePlan>,
-    table: Action,
-    log_group: Action,
-    functions: Vec<functions::FunctionPlan>,
-    machine: state_machine::DesiredStateMachine,
-    machine_action: Action,
-    /// The definition's unified diff when it changes.
-    machine_diff: String,
-    rule: events_rule::DesiredRule,
-    rule_plan: events_rule::RulePlan,
-    /// The completer and its role, when the stack no longer has them (`Delete`).
-    completer_leftover: Option<Action>,
-    completer_role_leftover: Option<Action>,
-    /// The stack's notifications topic (`[notify] create_topic`).
-    topic: topic::TopicPlan,
-}
-
-/// One line of the plan: what apply does, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Role(usize),
+/// A resource not yet on the [`engine::Resource`] trait: its plan line and how apply treats it.
+/// Each variant goes away as its resource becomes a `Resource` (issue 14).
+enum Legacy {
+    Role(roles::RolePlan),
     Table,
-    LogGroup,
-    Topic,
-    Function(usize),
-    Machine,
-    Rule,
+    Topic(topic::TopicPlan),
+    Function(functions::FunctionPlan),
+    Machine {
+        machine: state_machine::DesiredStateMachine,
+        diff: String,
+    },
+    Rule(events_rule::DesiredRule),
     Permission,
     Target,
-    /// Deletions come last, what depends on a resource first.
     RemoveTarget,
     RemoveRule,
     RemovePermission,
-    RemoveCompleter,
-    RemoveCompleterRole,
-    RemoveTopic,
+    RemoveFunction,
+    RemoveRole,
+    DeleteStateMachine,
+    DeleteTable,
 }
 
-impl Plan {
-    /// (step, kind, name, action) per resource, in apply order.
-    fn steps(&self, clients: &Clients) -> Vec<(Step, &'static str, String, Action)> {
-        let stack = &clients.stack;
-        let mut out: Vec<(Step, &'static str, String, Action)> = self
-            .roles
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                (
-                    Step::Role(i),
-                    "iam role",
-                    r.desired.name.clone(),
-                    r.action.clone(),
-                )
-            })
-            .collect();
-        out.push((
-            Step::Table,
-            "dynamodb table",
-            stack.table(),
-            self.table.clone(),
+/// A [`Legacy`] resource as a plan line.
+struct LegacyStep {
+    kind: &'static str,
+    name: String,
+    action: Action,
+    what: Legacy,
+    /// The states role's changes in this deploy (the state machine waits for them to
+    /// propagate when Step Functions refuses the role).
+    states_role: refusal::RoleChanges,
+}
+
+impl LegacyStep {
+    fn new(kind: &'static str, name: String, action: Action, what: Legacy) -> Box<dyn Step> {
+        Box::new(Self {
+            kind,
+            name,
+            action,
+            what,
+            states_role: refusal::RoleChanges::default(),
+        })
+    }
+}
+
+impl Step for LegacyStep {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn verb(&self) -> Verb {
+        match self.action {
+            Action::Create => Verb::Create,
+            Action::Update(_) => Verb::Update,
+            Action::Unchanged => Verb::Unchanged,
+            Action::Delete => Verb::Delete,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match &self.action {
+            Action::Update(fields) => fields.join(", "),
+            _ => String::new(),
+        }
+    }
+
+    fn review(&self) -> String {
+        match &self.what {
+            Legacy::Role(plan) => plan.diffs.concat(),
+            Legacy::Machine { diff, .. } => diff.clone(),
+            _ => String::new(),
+        }
+    }
+
+    fn apply<'a>(&'a self, clients: &'a Clients) -> StepFuture<'a> {
+        Box::pin(async move {
+            let action = &self.action;
+            match &self.what {
+                Legacy::Role(plan) => roles::apply(clients, plan).await,
+                Legacy::Table => table::apply(clients, action).await,
+                Legacy::Topic(plan) => topic::apply(clients, plan, action).await,
+                Legacy::Function(plan) => functions::apply(clients, plan).await,
+                Legacy::Machine { machine, .. } => {
+                    state_machine::apply(clients, machine, action, self.states_role).await
+                }
+                Legacy::Rule(rule) => events_rule::apply_rule(clients, rule, action).await,
+                Legacy::Permission => events_rule::apply_permission(clients, action).await,
+                Legacy::Target => events_rule::apply_target(clients, action).await,
+                Legacy::RemoveTarget => events_rule::remove_targets(clients).await,
+                Legacy::RemoveRule => events_rule::delete_rule(clients).await,
+                Legacy::RemovePermission => events_rule::remove_permission(clients).await,
+                Legacy::RemoveFunction => functions::delete(clients, &self.name).await,
+                Legacy::RemoveRole => roles::delete(clients, &self.name).await,
+                Legacy::DeleteStateMachine => state_machine::delete(clients).await,
+                Legacy::DeleteTable => table::delete(clients).await,
+            }
+        })
+    }
+}
+
+/// What the stack wants, checked locally before the first AWS call.
+struct Desired {
+    roles: Vec<roles::DesiredRole>,
+    machine: state_machine::DesiredStateMachine,
+    functions: Vec<functions::DesiredFunction>,
+    rule: events_rule::DesiredRule,
+}
+
+/// Reads every resource and diffs it: the deploy's steps, in apply order (creations and
+/// updates in dependency order, then deletions, what depends on a resource first).
+async fn plan(
+    clients: &Clients,
+    config: &StackConfig,
+    desired: Desired,
+) -> anyhow::Result<Vec<Box<dyn Step>>> {
+    let stack = &clients.stack;
+    let roles = roles::plan(clients, desired.roles).await?;
+    let states_role = roles
+        .iter()
+        .find(|r| r.desired.name == stack.states_role())
+        .map(|r| refusal::RoleChanges::of(&r.action))
+        .unwrap_or_default();
+    let mut steps: Vec<Box<dyn Step>> = Vec::new();
+    for role in roles {
+        let (name, action) = (role.desired.name.clone(), role.action.clone());
+        steps.push(LegacyStep::new(
+            "iam role",
+            name,
+            action,
+            Legacy::Role(role),
         ));
-        out.push((
-            Step::LogGroup,
-            "log group",
-            stack.state_machine_log_group(),
-            self.log_group.clone(),
+    }
+    steps.push(LegacyStep::new(
+        "dynamodb table",
+        stack.table(),
+        table::plan(clients).await?,
+        Legacy::Table,
+    ));
+    steps.push(Box::new(
+        Planned::wanted(log_group::LogGroup::new(stack), clients).await?,
+    ));
+    let topic = topic::plan(clients, config, clients.sns.clone()).await?;
+    let topic_action = topic.action.clone();
+    let topic_step = |action| {
+        LegacyStep::new(
+            "sns topic",
+            stack.notifications_topic(),
+            action,
+            Legacy::Topic(topic),
+        )
+    };
+    // Deletions go last, what depends on a resource first: the target, the rule, the
+    // completer's permission, the completer, its role, the topic.
+    let mut removals: Vec<Box<dyn Step>> = Vec::new();
+    let mut topic_removal = None;
+    match topic_action {
+        None => {}
+        Some(Action::Delete) => topic_removal = Some(topic_step(Action::Delete)),
+        Some(action) => steps.push(topic_step(action)),
+    }
+    let functions = functions::plan(clients, desired.functions).await?;
+    let completer_leftover = functions::leftover(clients, config).await?;
+    let completer = functions
+        .iter()
+        .find(|f| f.desired.name == stack.completer_function())
+        .map(|f| f.action.clone())
+        .or(completer_leftover.clone());
+    for function in functions {
+        let (name, action) = (function.desired.name.clone(), function.action.clone());
+        steps.push(LegacyStep::new(
+            "lambda function",
+            name,
+            action,
+            Legacy::Function(function),
         ));
-        if let Some(action) = self.topic.action.as_ref().filter(|a| **a != Action::Delete) {
-            out.push((
-                Step::Topic,
-                "sns topic",
-                stack.notifications_topic(),
+    }
+    let (machine_action, diff) = state_machine::plan(clients, &desired.machine).await?;
+    steps.push(Box::new(LegacyStep {
+        kind: "state machine",
+        name: stack.state_machine(),
+        action: machine_action,
+        what: Legacy::Machine {
+            machine: desired.machine,
+            diff,
+        },
+        states_role,
+    }));
+    let rule_plan = events_rule::plan(clients, &desired.rule, completer.as_ref()).await?;
+    let rule = stack.events_rule();
+    let permission = format!(
+        "{}/{}",
+        stack.completer_function(),
+        stack.completer_permission_statement()
+    );
+    let target = format!("{rule}/{}", stack.events_target_id());
+    // (kind, name, action, apply, remove): the rule, the completer's permission, the target.
+    let mut rows = [
+        (
+            "eventbridge rule",
+            rule,
+            rule_plan.rule,
+            Some(Legacy::Rule(desired.rule)),
+            Some(Legacy::RemoveRule),
+        ),
+        (
+            "lambda permission",
+            permission,
+            rule_plan.permission,
+            Some(Legacy::Permission),
+            Some(Legacy::RemovePermission),
+        ),
+        (
+            "rule target",
+            target,
+            rule_plan.target,
+            Some(Legacy::Target),
+            Some(Legacy::RemoveTarget),
+        ),
+    ];
+    for (kind, name, action, apply, _) in &mut rows {
+        match action {
+            Some(Action::Delete) | None => {}
+            Some(action) => steps.push(LegacyStep::new(
+                kind,
+                name.clone(),
                 action.clone(),
+                apply.take().expect("one step per row"),
+            )),
+        }
+    }
+    // Removed in the order target, rule, permission.
+    for row in [2, 0, 1] {
+        let (kind, name, action, _, remove) = &mut rows[row];
+        if *action == Some(Action::Delete) {
+            removals.push(LegacyStep::new(
+                kind,
+                name.clone(),
+                Action::Delete,
+                remove.take().expect("one step per row"),
             ));
         }
-        out.extend(self.functions.iter().enumerate().map(|(i, f)| {
-            (
-                Step::Function(i),
-                "lambda function",
-                f.desired.name.clone(),
-                f.action.clone(),
-            )
-        }));
-        out.push((
-            Step::Machine,
-            "state machine",
-            stack.state_machine(),
-            self.machine_action.clone(),
-        ));
-        let rule = stack.events_rule();
-        let permission = format!(
-            "{}/{}",
-            stack.completer_function(),
-            stack.completer_permission_statement()
-        );
-        let target = format!("{rule}/{}", stack.events_target_id());
-        let plan = &self.rule_plan;
-        // Creations and updates in place, deletions after everything else.
-        let mut push = |step, kind, name: &String, action: &Option<Action>, delete: bool| {
-            if let Some(action) = action {
-                if (*action == Action::Delete) == delete {
-                    out.push((step, kind, name.clone(), action.clone()));
-                }
-            }
-        };
-        push(Step::Rule, "eventbridge rule", &rule, &plan.rule, false);
-        push(
-            Step::Permission,
-            "lambda permission",
-            &permission,
-            &plan.permission,
-            false,
-        );
-        push(Step::Target, "rule target", &target, &plan.target, false);
-        push(
-            Step::RemoveTarget,
-            "rule target",
-            &target,
-            &plan.target,
-            true,
-        );
-        push(
-            Step::RemoveRule,
-            "eventbridge rule",
-            &rule,
-            &plan.rule,
-            true,
-        );
-        push(
-            Step::RemovePermission,
-            "lambda permission",
-            &permission,
-            &plan.permission,
-            true,
-        );
-        push(
-            Step::RemoveCompleter,
+    }
+    if let Some(action) = completer_leftover {
+        removals.push(LegacyStep::new(
             "lambda function",
-            &stack.completer_function(),
-            &self.completer_leftover,
-            true,
-        );
-        push(
-            Step::RemoveCompleterRole,
+            stack.completer_function(),
+            action,
+            Legacy::RemoveFunction,
+        ));
+    }
+    if let Some(action) = roles::leftover(clients, config).await? {
+        removals.push(LegacyStep::new(
             "iam role",
-            &stack.completer_role(),
-            &self.completer_role_leftover,
-            true,
-        );
-        push(
-            Step::RemoveTopic,
-            "sns topic",
-            &stack.notifications_topic(),
-            &self.topic.action,
-            true,
-        );
-        out
+            stack.completer_role(),
+            action,
+            Legacy::RemoveRole,
+        ));
     }
-
-    /// What the updates change in the documents (the roles' policies, the state machine's
-    /// definition), as unified diffs, so the plan can be reviewed before it is applied.
-    fn print_diffs(&self) {
-        let diffs: Vec<&String> = self
-            .roles
-            .iter()
-            .flat_map(|r| &r.diffs)
-            .chain(std::iter::once(&self.machine_diff))
-            .filter(|d| !d.is_empty())
-            .collect();
-        if diffs.is_empty() {
-            return;
-        }
-        println!("changes:");
-        for diff in diffs {
-            print!("{diff}");
-        }
-    }
-
-    /// (kind, name, action) per resource, in apply order.
-    fn lines(&self, clients: &Clients) -> Vec<(&'static str, String, Action)> {
-        self.steps(clients)
-            .into_iter()
-            .map(|(_, kind, name, action)| (kind, name, action))
-            .collect()
-    }
+    removals.extend(topic_removal);
+    steps.extend(removals);
+    Ok(steps)
 }
 
 impl DeployArgs {
@@ -291,12 +357,13 @@ impl DeployArgs {
         let started = Instant::now();
         let (path, config) = self.stack.load()?;
         // Everything local is checked before the first AWS call.
-        let desired_roles = roles::desired(&config)?;
-        let machine = state_machine::desired(&config);
         let zips = self.zips(&config)?;
-        let desired_functions =
-            topic::with_environment(&config, functions::desired(&config, &zips)?);
-        let rule = events_rule::desired(&config);
+        let desired = Desired {
+            roles: roles::desired(&config)?,
+            machine: state_machine::desired(&config),
+            functions: topic::with_environment(&config, functions::desired(&config, &zips)?),
+            rule: events_rule::desired(&config),
+        };
         runtime()?.block_on(async {
             let clients = Clients::new(&config, self.endpoint.url()).await?;
             let endpoint = clients
@@ -310,63 +377,36 @@ impl DeployArgs {
                 display_path(&path).display(),
                 config.region
             );
-            let functions = functions::plan(&clients, desired_functions).await?;
-            let completer_leftover = functions::leftover(&clients, &config).await?;
-            let completer = functions
-                .iter()
-                .find(|f| f.desired.name == clients.stack.completer_function())
-                .map(|f| &f.action)
-                .or(completer_leftover.as_ref());
-            let rule_plan = events_rule::plan(&clients, &rule, completer).await?;
-            let (machine_action, machine_diff) = state_machine::plan(&clients, &machine).await?;
-            let plan = Plan {
-                roles: roles::plan(&clients, desired_roles).await?,
-                table: table::plan(&clients).await?,
-                log_group: log_group::plan(&clients).await?,
-                machine_action,
-                machine_diff,
-                machine,
-                functions,
-                rule,
-                rule_plan,
-                completer_role_leftover: roles::leftover(&clients, &config).await?,
-                completer_leftover,
-                topic: topic::plan(
-                    &clients,
-                    &config,
-                    topic::client(&config, self.endpoint.url(), &clients.counter).await?,
-                )
-                .await?,
-            };
-            let lines = plan.lines(&clients);
+            let steps = plan(&clients, &config, desired).await?;
             println!("plan:");
-            for (kind, name, action) in &lines {
+            for step in &steps {
                 println!(
-                    "  {:<9} {kind:<17} {name}{}",
-                    action.verb(),
-                    action.detail()
+                    "  {:<9} {:<17} {}{}",
+                    step.verb().plan(),
+                    step.kind(),
+                    step.name(),
+                    detail(step.as_ref())
                 );
             }
-            plan.print_diffs();
+            print_reviews(&steps);
             if self.dry_run {
                 println!("dry run: nothing changed");
                 print_calls(&clients);
                 return Ok(());
             }
-            let timings = apply(&clients, &plan).await?;
+            let timings = apply(&clients, &steps).await?;
             println!("summary:");
             println!(
                 "  {:<17} {:<52} {:<9} {:>6}",
                 "resource", "name", "result", "secs"
             );
-            for ((kind, name, action), secs) in lines.iter().zip(timings) {
-                let result = match action {
-                    Action::Create => "created",
-                    Action::Update(_) => "updated",
-                    Action::Unchanged => "unchanged",
-                    Action::Delete => "deleted",
-                };
-                println!("  {kind:<17} {name:<52} {result:<9} {secs:>6.1}");
+            for (step, secs) in steps.iter().zip(timings) {
+                println!(
+                    "  {:<17} {:<52} {:<9} {secs:>6.1}",
+                    step.kind(),
+                    step.name(),
+                    step.verb().result()
+                );
             }
             let (_, mutating) = print_calls(&clients);
             if mutating == 0 {
@@ -410,61 +450,55 @@ impl DeployArgs {
     }
 }
 
-/// Applies the plan in dependency order; returns the seconds spent per plan line.
-async fn apply(clients: &Clients, plan: &Plan) -> anyhow::Result<Vec<f64>> {
-    let role_changes = |name: &str| {
-        plan.roles
-            .iter()
-            .find(|r| r.desired.name == name)
-            .map(|r| refusal::RoleChanges::of(&r.action))
-            .unwrap_or_default()
-    };
-    let states_role = role_changes(&clients.stack.states_role());
+/// " (field, field)" after an update's plan line.
+fn detail(step: &dyn Step) -> String {
+    match step.verb() {
+        Verb::Update => format!(" ({})", step.detail()),
+        _ => String::new(),
+    }
+}
+
+/// What the updates change in the documents (the roles' policies, the state machine's
+/// definition), as unified diffs, so the plan can be reviewed before it is applied.
+fn print_reviews(steps: &[Box<dyn Step>]) {
+    let reviews: Vec<String> = steps
+        .iter()
+        .map(|s| s.review())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if reviews.is_empty() {
+        return;
+    }
+    println!("changes:");
+    for review in reviews {
+        print!("{review}");
+    }
+}
+
+/// Applies the steps in order; returns the seconds spent on each.
+async fn apply(clients: &Clients, steps: &[Box<dyn Step>]) -> anyhow::Result<Vec<f64>> {
     let mut timings = Vec::new();
-    for (step, kind, name, action) in plan.steps(clients) {
+    for step in steps {
         let started = Instant::now();
-        if action != Action::Unchanged {
+        let verb = step.verb();
+        if verb != Verb::Unchanged {
             println!(
-                "{} {kind} {name}{} ...",
-                progress_verb(&action),
-                action.detail()
+                "{} {} {}{} ...",
+                verb.progress(),
+                step.kind(),
+                step.name(),
+                detail(step.as_ref())
             );
         }
-        let done = match step {
-            Step::Role(i) => roles::apply(clients, &plan.roles[i]).await,
-            Step::Table => table::apply(clients, &plan.table).await,
-            Step::LogGroup => log_group::apply(clients, &plan.log_group).await,
-            Step::Function(i) => functions::apply(clients, &plan.functions[i]).await,
-            Step::Machine => {
-                state_machine::apply(clients, &plan.machine, &plan.machine_action, states_role)
-                    .await
-            }
-            Step::Rule => events_rule::apply_rule(clients, &plan.rule, &action).await,
-            Step::Permission => events_rule::apply_permission(clients, &action).await,
-            Step::Target => events_rule::apply_target(clients, &action).await,
-            Step::RemoveTarget => events_rule::remove_targets(clients).await,
-            Step::RemoveRule => events_rule::delete_rule(clients).await,
-            Step::RemovePermission => events_rule::remove_permission(clients).await,
-            Step::RemoveCompleter => functions::delete(clients, &name).await,
-            Step::RemoveCompleterRole => roles::delete(clients, &name).await,
-            Step::Topic | Step::RemoveTopic => topic::apply(clients, &plan.topic, &action).await,
-        };
-        done.with_context(|| format!("{kind} {name}"))?;
-        if action != Action::Unchanged {
+        step.apply(clients)
+            .await
+            .with_context(|| format!("{} {}", step.kind(), step.name()))?;
+        if verb != Verb::Unchanged {
             println!("  done in {:.1} s", started.elapsed().as_secs_f64());
         }
         timings.push(started.elapsed().as_secs_f64());
     }
     Ok(timings)
-}
-
-fn progress_verb(action: &Action) -> &'static str {
-    match action {
-        Action::Create => "creating",
-        Action::Update(_) => "updating",
-        Action::Unchanged => "keeping",
-        Action::Delete => "deleting",
-    }
 }
 
 /// Prints the API calls per operation and the totals; returns (calls, mutating calls).
@@ -490,89 +524,96 @@ impl DestroyArgs {
         runtime()?.block_on(async {
             let clients = Clients::new(&config, self.endpoint.url()).await?;
             let stack = clients.stack.clone();
-            // (kind, name, owned) in deletion order: what depends on a resource goes first.
-            let mut found: Vec<(&'static str, String, bool)> = Vec::new();
-            let mut add = |kind, name: String, owned: Option<bool>| {
-                if let Some(owned) = owned {
-                    found.push((kind, name, owned));
-                }
-            };
-            add(
+            // In deletion order: what depends on a resource goes first.
+            let mut skipped = Vec::new();
+            let mut doomed: Vec<Box<dyn Step>> = Vec::new();
+            doomed.extend(legacy_absent(
+                &mut skipped,
                 "state machine",
                 stack.state_machine(),
                 state_machine::owned(&clients).await?,
-            );
+                Legacy::DeleteStateMachine,
+            ));
             // Its targets go with it; the completer's permission goes with the function.
-            add(
+            doomed.extend(legacy_absent(
+                &mut skipped,
                 "eventbridge rule",
                 stack.events_rule(),
                 events_rule::owned(&clients).await?,
-            );
+                Legacy::RemoveRule,
+            ));
             for function in [
                 stack.planner_function(),
                 stack.refresher_function(),
                 stack.completer_function(),
             ] {
                 let owned = functions::owned(&clients, &function).await?;
-                add("lambda function", function, owned);
+                doomed.extend(legacy_absent(
+                    &mut skipped,
+                    "lambda function",
+                    function,
+                    owned,
+                    Legacy::RemoveFunction,
+                ));
             }
-            add(
-                "log group",
-                stack.state_machine_log_group(),
-                log_group::owned(&clients).await?,
-            );
-            let sns = topic::client(&config, self.endpoint.url(), &clients.counter).await?;
-            add(
-                "sns topic",
-                stack.notifications_topic(),
-                topic::owned(&clients, &sns).await?,
-            );
-            add(
-                "dynamodb table",
-                stack.table(),
-                table::owned(&clients).await?,
-            );
+            let log_group = Planned::absent(log_group::LogGroup::new(&stack), &clients).await?;
+            let topic = topic::owned(&clients, &clients.sns).await?;
+            let table = table::owned(&clients).await?;
+            let mut roles = Vec::new();
             for role in [
                 stack.lambda_role(),
                 stack.states_role(),
                 stack.completer_role(),
             ] {
                 let owned = roles::owned(&clients, &role).await?;
-                add("iam role", role, owned);
+                roles.push((role, owned));
             }
-            for (kind, name, _) in found.iter().filter(|(_, _, owned)| !owned) {
+            doomed.extend(log_group.into_step(&mut skipped));
+            doomed.extend(legacy_absent(
+                &mut skipped,
+                "sns topic",
+                stack.notifications_topic(),
+                topic,
+                Legacy::Topic(topic::TopicPlan {
+                    sns: clients.sns.clone(),
+                    action: Some(Action::Delete),
+                }),
+            ));
+            doomed.extend(legacy_absent(
+                &mut skipped,
+                "dynamodb table",
+                stack.table(),
+                table,
+                Legacy::DeleteTable,
+            ));
+            for (role, owned) in roles {
+                doomed.extend(legacy_absent(
+                    &mut skipped,
+                    "iam role",
+                    role,
+                    owned,
+                    Legacy::RemoveRole,
+                ));
+            }
+            for (kind, name) in &skipped {
                 println!(
                     "skipping {kind} {name}: not tagged {}={} (not this stack's)",
                     generator::names::STACK_TAG,
                     stack.env
                 );
             }
-            let doomed: Vec<_> = found.into_iter().filter(|(_, _, owned)| *owned).collect();
             if doomed.is_empty() {
                 println!("nothing to delete: stack `{}` has no resources", stack.env);
                 return Ok(());
             }
             println!("destroy stack `{}` deletes:", stack.env);
-            for (kind, name, _) in &doomed {
-                println!("  {kind:<17} {name}");
+            for step in &doomed {
+                println!("  {:<17} {}", step.kind(), step.name());
             }
             if !self.yes {
                 confirm(&stack.env)?;
             }
-            for (kind, name, _) in &doomed {
-                let started = Instant::now();
-                println!("deleting {kind} {name} ...");
-                match *kind {
-                    "state machine" => state_machine::delete(&clients).await?,
-                    "eventbridge rule" => events_rule::delete_rule(&clients).await?,
-                    "lambda function" => functions::delete(&clients, name).await?,
-                    "log group" => log_group::delete(&clients).await?,
-                    "dynamodb table" => table::delete(&clients).await?,
-                    "sns topic" => topic::delete(&clients, &sns).await?,
-                    _ => roles::delete(&clients, name).await?,
-                }
-                println!("  done in {:.1} s", started.elapsed().as_secs_f64());
-            }
+            apply(&clients, &doomed).await?;
             print_calls(&clients);
             println!(
                 "destroyed stack `{}`: {} resources deleted",
@@ -581,6 +622,25 @@ impl DestroyArgs {
             );
             Ok(())
         })
+    }
+}
+
+/// A [`Legacy`] resource destroy deletes when it exists and is `owned`; one that is not is
+/// reported on `skipped`.
+fn legacy_absent(
+    skipped: &mut Vec<(&'static str, String)>,
+    kind: &'static str,
+    name: String,
+    owned: Option<bool>,
+    what: Legacy,
+) -> Option<Box<dyn Step>> {
+    match owned {
+        Some(true) => Some(LegacyStep::new(kind, name, Action::Delete, what)),
+        Some(false) => {
+            skipped.push((kind, name));
+            None
+        }
+        None => None,
     }
 }
 

@@ -10,10 +10,7 @@ use anyhow::bail;
 use aws_sdk_sns::types::Tag;
 use generator::config::StackConfig;
 
-use super::aws::{
-    check_owned, desired_tags, is_owned, sdk_config, tags_differ, CallCounter, Clients,
-    SdkResultExt,
-};
+use super::aws::{check_owned, desired_tags, is_owned, tags_differ, Clients, SdkResultExt};
 use super::functions::DesiredFunction;
 use super::Action;
 
@@ -27,20 +24,6 @@ pub struct TopicPlan {
     /// stack no longer wants it; `None` when there is nothing to do (no topic of the stack's
     /// and none wanted, or an operator's topic).
     pub action: Option<Action>,
-}
-
-/// An SNS client on the stack's SDK config, counting its calls with the deploy's others.
-pub async fn client(
-    config: &StackConfig,
-    endpoint_url: Option<&str>,
-    counter: &CallCounter,
-) -> anyhow::Result<aws_sdk_sns::Client> {
-    let sdk = sdk_config(config, endpoint_url).await?;
-    Ok(aws_sdk_sns::Client::from_conf(
-        aws_sdk_sns::config::Builder::from(&sdk)
-            .interceptor(counter.clone())
-            .build(),
-    ))
 }
 
 /// Adds the topic and the stack's name to the planner's and the refresher's environment
