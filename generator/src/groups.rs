@@ -261,16 +261,9 @@ account_id = "123456789012"
         }
     }
 
-    const TWO: &str = r#"
-[[targets.group]]
-name = "consul"
-asgs = ["consul-1", "consul-2"]
-batch_size = 1
-
-[[targets.group]]
-name = "vault"
-tags = { "role" = "vault" }
-"#;
+    /// `consul` (listed, one at a time), then `vault` (by tag): the stack the rollout machine
+    /// tests use too.
+    const TWO: &str = include_str!("../tests/fixtures/two_groups.toml");
 
     #[test]
     fn groups_parse_in_order_with_their_batch_sizes() {

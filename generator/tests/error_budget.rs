@@ -2,22 +2,15 @@
 //! failure goes to `SpendErrorBudget` before it ends, the wave still tolerates no failed
 //! child (so the failure past the budget stops it at once), and the budget's arithmetic.
 
-use std::path::Path;
+mod common;
 
-use generator::asl::validate;
+use common::machine::{self, machine_json, FIVE_ASGS, STACK};
 use generator::config::{self, MaxFailures, StackConfig};
-use generator::rollout::{self, states as s};
-use serde_json::Value;
+use generator::rollout::states as s;
 
 fn parse(rollout_extra: &str) -> StackConfig {
     let text = format!(
-        r#"
-name = "t"
-region = "eu-west-1"
-account_id = "123456789012"
-[targets]
-asgs = ["a", "b", "c", "d", "e"]
-[rollout]
+        r#"{STACK}{FIVE_ASGS}[rollout]
 strategy = "window"
 batch_size = 2
 poll_seconds = 45
@@ -25,13 +18,7 @@ completion = "poll"
 {rollout_extra}
 "#
     );
-    config::parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn machine_json(config: &StackConfig) -> Value {
-    let machine = rollout::build(config);
-    validate(&machine).unwrap_or_else(|e| panic!("{e}"));
-    serde_json::to_value(&machine).unwrap()
+    machine::parse(&text).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

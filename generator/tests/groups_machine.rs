@@ -4,28 +4,18 @@
 //! wave's Map takes its concurrency from there (`MaxConcurrencyPath`), never a fixed
 //! `MaxConcurrency`. A stack without groups keeps a fixed `MaxConcurrency`.
 
-use std::path::Path;
+mod common;
 
-use generator::asl::{validate, Field, Kind, Map, StateMachine, States, Task, Template};
-use generator::config::{self, OnFailure, StackConfig, Strategy};
-use generator::payload::{PlanRequest, WaveResponse};
+use common::machine::{self, payload, task, wave_map, wave_response, STACK, TWO_GROUPS};
+use generator::asl::{validate, Kind, StateMachine, States};
+use generator::config::{OnFailure, StackConfig, Strategy};
+use generator::payload::PlanRequest;
 use generator::rollout::{self, states as s};
 use serde_json::{json, Value};
 
 fn grouped(strategy: Strategy, on_failure: OnFailure) -> StackConfig {
     let text = format!(
-        r#"
-name = "t"
-region = "eu-west-1"
-account_id = "123456789012"
-[[targets.group]]
-name = "consul"
-asgs = ["consul-1", "consul-2"]
-batch_size = 1
-[[targets.group]]
-name = "vault"
-tags = {{ "role" = "vault" }}
-[rollout]
+        r#"{STACK}{TWO_GROUPS}[rollout]
 strategy = "{}"
 batch_size = 4
 canary = ["consul-1"]
@@ -36,33 +26,7 @@ timeout_minutes = 20
         strategy.as_str(),
         on_failure.as_str(),
     );
-    config::parse(&text, Path::new("t.toml")).expect("test config is valid")
-}
-
-fn task<'a>(machine: &'a StateMachine, name: &str) -> &'a Task {
-    match &machine.states.get(name).expect("state").kind {
-        Kind::Task(t) => t,
-        other => panic!("{name} is a {}", other.type_name()),
-    }
-}
-
-fn wave_map(machine: &StateMachine) -> &Map {
-    match &machine.states.get(s::WAVE).expect("Wave").kind {
-        Kind::Map(m) => m,
-        other => panic!("Wave is a {}", other.type_name()),
-    }
-}
-
-fn payload(task: &Task) -> &Template {
-    task.parameters
-        .as_ref()
-        .expect("lambda tasks have Parameters")
-        .fields()
-        .find_map(|(k, f)| match (k, f) {
-            ("Payload", Field::Object(t)) => Some(t),
-            _ => None,
-        })
-        .expect("a Payload")
+    machine::parse(&text).expect("test config is valid")
 }
 
 fn input() -> Value {
@@ -106,14 +70,7 @@ fn every_grouped_machine_validates_and_plans_the_groups_in_order() {
 fn each_wave_runs_at_the_batch_size_the_wave_action_returns() {
     let machine = rollout::build(&grouped(Strategy::Window, OnFailure::Stop));
     let select = task(&machine, s::SELECT_WAVE);
-    let response = WaveResponse {
-        rollout_id: "r-1".into(),
-        wave: 2,
-        items: vec![0, 1, 2],
-        started_at: 1_796_000_000,
-        max_concurrency: Some(4),
-        group: Some("vault".into()),
-    };
+    let response = wave_response(2, 4, "vault");
     let current = select
         .result_selector
         .as_ref()
@@ -143,16 +100,8 @@ fn each_wave_runs_at_the_batch_size_the_wave_action_returns() {
 
 #[test]
 fn a_stack_without_groups_keeps_a_fixed_concurrency_and_plans_no_groups() {
-    let text = r#"
-name = "t"
-region = "eu-west-1"
-account_id = "123456789012"
-[targets]
-asgs = ["a", "b"]
-[rollout]
-batch_size = 2
-"#;
-    let config = config::parse(text, Path::new("t.toml")).unwrap();
+    let text = format!("{STACK}[targets]\nasgs = [\"a\", \"b\"]\n[rollout]\nbatch_size = 2\n");
+    let config = machine::parse(&text).unwrap();
     let machine = rollout::build(&config);
     let map = wave_map(&machine);
     assert_eq!(

@@ -2,15 +2,14 @@
 //! approval: it validates, honours the config, and its Lambda payloads deserialise into
 //! the shared payload types (so the machine and the Lambdas cannot drift apart).
 
-use std::path::Path;
+mod common;
 
-use generator::asl::{
-    validate, Catcher, Kind, PathOrNull, State, StateMachine, Task, Template, Transition,
-};
+use common::machine::{self, payload, state, task, wave_map, wave_response, FIVE_ASGS, STACK};
+use generator::asl::{validate, Catcher, Kind, PathOrNull, State, StateMachine, Task, Transition};
 use generator::config::{self, Completion, OnFailure, StackConfig, Strategy};
 use generator::payload::{
     errors, FinishResponse, InFlightResponse, Outcome, PlanRequest, PlanResponse, RefresherRequest,
-    SettleResponse, StepResponse, WaveResponse,
+    SettleResponse, StepResponse,
 };
 use generator::rollout::{self, states as s};
 use serde_json::{json, Value};
@@ -27,13 +26,7 @@ fn config_in(
     completion: Completion,
 ) -> StackConfig {
     let text = format!(
-        r#"
-name = "t"
-region = "eu-west-1"
-account_id = "123456789012"
-[targets]
-asgs = ["a", "b", "c", "d", "e"]
-tags = {{ "group" = "web" }}
+        r#"{STACK}{FIVE_ASGS}tags = {{ "group" = "web" }}
 [rollout]
 strategy = "{}"
 batch_size = 2
@@ -52,7 +45,7 @@ checkpoint_delay = 60
         on_failure.as_str(),
         completion.as_str(),
     );
-    config::parse(&text, Path::new("t.toml")).expect("test config is valid")
+    machine::parse(&text).expect("test config is valid")
 }
 
 fn all_configs() -> Vec<StackConfig> {
@@ -67,27 +60,6 @@ fn all_configs() -> Vec<StackConfig> {
         }
     }
     out
-}
-
-fn state<'a>(machine: &'a StateMachine, name: &str) -> &'a State {
-    machine
-        .states
-        .get(name)
-        .unwrap_or_else(|| panic!("no state {name}"))
-}
-
-fn task<'a>(machine: &'a StateMachine, name: &str) -> &'a Task {
-    match &state(machine, name).kind {
-        Kind::Task(t) => t,
-        other => panic!("{name} is a {}", other.type_name()),
-    }
-}
-
-fn wave_map(machine: &StateMachine) -> &generator::asl::Map {
-    match &state(machine, s::WAVE).kind {
-        Kind::Map(m) => m,
-        other => panic!("Wave is a {}", other.type_name()),
-    }
 }
 
 fn child_task<'a>(machine: &'a StateMachine, name: &str) -> &'a Task {
@@ -128,20 +100,6 @@ fn assert_catches_all(catcher: &Catcher, next: &str, what: &str) {
         (&["States.ALL".to_string()][..], next),
         "{what}"
     );
-}
-
-fn payload(task: &Task) -> &Template {
-    let params = task
-        .parameters
-        .as_ref()
-        .expect("lambda tasks have Parameters");
-    params
-        .fields()
-        .find_map(|(k, f)| match (k, f) {
-            ("Payload", generator::asl::Field::Object(t)) => Some(t),
-            _ => None,
-        })
-        .expect("lambda tasks have a Payload object")
 }
 
 fn top_input() -> Value {
@@ -588,14 +546,7 @@ fn select_wave_asks_the_refresher_for_positions() {
                 wave: 0
             }
         );
-        let response = WaveResponse {
-            rollout_id: "r-1".into(),
-            wave: 0,
-            items: vec![0, 1, 2],
-            started_at: 1_796_000_000,
-            max_concurrency: Some(2),
-            group: Some("consul".into()),
-        };
+        let response = wave_response(0, 2, "consul");
         let selected = selected_from(select, &response);
         let mut expected = json!({"wave": 0, "items": [0, 1, 2], "started_at": 1_796_000_000});
         if !config.targets.groups.is_empty() {
@@ -734,7 +685,7 @@ fn history_is_counted_on_the_rendered_machine() {
 fn a_poll_loop_past_the_child_history_limit_is_refused() {
     let text = |poll: u32, timeout: u32| {
         format!(
-            "name = \"t\"\nregion = \"eu-west-1\"\naccount_id = \"123456789012\"\n[targets]\nasgs = [\"a\"]\n[rollout]\npoll_seconds = {poll}\ntimeout_minutes = {timeout}\ncompletion = \"poll\"\n"
+            "{STACK}[targets]\nasgs = [\"a\"]\n[rollout]\npoll_seconds = {poll}\ntimeout_minutes = {timeout}\ncompletion = \"poll\"\n"
         )
     };
     // 9 events a poll, 11 outside the loop, 1,000 set aside for retries: 2,665 polls fit.
@@ -746,7 +697,7 @@ fn a_poll_loop_past_the_child_history_limit_is_refused() {
         (60, 2664, true),
         (60, 2665, false),
     ] {
-        let result = config::parse(&text(poll, timeout), Path::new("t.toml"));
+        let result = machine::parse(&text(poll, timeout));
         assert_eq!(
             result.is_ok(),
             fits,
@@ -860,11 +811,11 @@ fn events_history_and_cost_are_counted_on_the_rendered_child() {
     // The longest poll loop the history allows is refused when polling, not with events.
     let text = |completion: &str| {
         format!(
-            "name = \"t\"\nregion = \"eu-west-1\"\naccount_id = \"123456789012\"\n[targets]\nasgs = [\"a\"]\n[rollout]\npoll_seconds = 5\ntimeout_minutes = 10080\ncompletion = \"{completion}\"\n"
+            "{STACK}[targets]\nasgs = [\"a\"]\n[rollout]\npoll_seconds = 5\ntimeout_minutes = 10080\ncompletion = \"{completion}\"\n"
         )
     };
-    assert!(config::parse(&text("poll"), Path::new("t.toml")).is_err());
-    assert!(config::parse(&text("events"), Path::new("t.toml")).is_ok());
+    assert!(machine::parse(&text("poll")).is_err());
+    assert!(machine::parse(&text("events")).is_ok());
     // A 30-minute refresh at a 60-minute timeout (one wait of 20 minutes times out): at most
     // 8 transitions with events; about 95 polling every 60 s.
     let mut sixty = events.clone();

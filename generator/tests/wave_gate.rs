@@ -2,69 +2,49 @@
 //! instance refresh's `BakeTime` preference, and `approval = "after-canary"`: which states
 //! follow a wave, what the gate sends the refresher, and the config rules of these keys.
 
-use std::path::Path;
+mod common;
 
-use generator::asl::{validate, Kind, Template};
+use common::machine::{self, machine_json, next, payload, task, wave_map, FIVE_ASGS, STACK};
+use generator::asl::{Kind, Template};
 use generator::config::{self, Approval, StackConfig};
 use generator::payload::{errors, RefresherRequest};
 use generator::rollout::{self, states as s};
-use serde_json::{json, Value};
+use serde_json::json;
 
-const BASE: &str = r#"
-name = "t"
-region = "eu-west-1"
-account_id = "123456789012"
-[targets]
-asgs = ["a", "b", "c", "d", "e"]
-[rollout]
+/// Five ASGs in batches of two after the canary `c`, polling.
+fn base() -> String {
+    format!(
+        r#"{STACK}{FIVE_ASGS}[rollout]
 strategy = "batches"
 batch_size = 2
 canary = ["c"]
 poll_seconds = 45
 completion = "poll"
-"#;
-
-fn parse(rollout_extra: &str, refresh: &str) -> Result<StackConfig, config::ConfigError> {
-    config::parse(
-        &format!("{BASE}{rollout_extra}\n[refresh]\n{refresh}\n"),
-        Path::new("t.toml"),
+"#
     )
 }
 
-fn machine_json(config: &StackConfig) -> Value {
-    let machine = rollout::build(config);
-    validate(&machine).unwrap_or_else(|e| panic!("{e}"));
-    serde_json::to_value(&machine).unwrap()
+fn parse(rollout_extra: &str, refresh: &str) -> Result<StackConfig, config::ConfigError> {
+    machine::parse(&format!(
+        "{}{rollout_extra}\n[refresh]\n{refresh}\n",
+        base()
+    ))
 }
 
-fn next(machine: &Value, state: &str) -> String {
-    machine["States"][state]["Next"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{state} has no Next: {:#}", machine["States"][state]))
-        .to_string()
+/// A valid stack with `rollout_extra` in `[rollout]` and no `[refresh]` keys.
+fn with_rollout(rollout_extra: &str) -> StackConfig {
+    parse(rollout_extra, "").unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn payload_of(config: &StackConfig, state: &str) -> Template {
-    let machine = rollout::build(config);
-    let Some(Kind::Task(task)) = machine.states.get(state).map(|st| &st.kind) else {
-        panic!("{state} is not a task");
-    };
-    let payload: Option<Template> = task.parameters.as_ref().and_then(|p| {
-        p.fields().find_map(|(k, f)| match (k, f) {
-            ("Payload", generator::asl::Field::Object(t)) => Some(t.clone()),
-            _ => None,
-        })
-    });
-    payload.expect("lambda tasks have a Payload object")
+    payload(task(&rollout::build(config), state)).clone()
 }
 
 #[test]
 fn a_wave_bakes_then_reads_its_alarms_then_goes_on() {
-    let config = parse(
+    let config = with_rollout(
         "on_failure = \"rollback\"\nbake_minutes = 15\nwave_alarms = [\"db-errors\", \"p99\"]",
-        "",
-    )
-    .unwrap();
+    );
     let m = machine_json(&config);
     assert_eq!(next(&m, s::WAVE), s::BAKE);
     assert_eq!(m["States"][s::BAKE]["Type"], "Wait");
@@ -106,7 +86,7 @@ fn a_wave_bakes_then_reads_its_alarms_then_goes_on() {
 
 #[test]
 fn alarms_without_a_bake_are_read_once_and_a_bake_without_alarms_only_waits() {
-    let alarms_only = machine_json(&parse("wave_alarms = [\"db-errors\"]", "").unwrap());
+    let alarms_only = machine_json(&with_rollout("wave_alarms = [\"db-errors\"]"));
     assert_eq!(next(&alarms_only, s::WAVE), s::CHECK_ALARMS);
     assert!(alarms_only["States"].get(s::BAKE).is_none());
     assert_eq!(
@@ -114,12 +94,12 @@ fn alarms_without_a_bake_are_read_once_and_a_bake_without_alarms_only_waits() {
         s::FINISH_FAILED
     );
 
-    let bake_only = machine_json(&parse("bake_minutes = 1", "").unwrap());
+    let bake_only = machine_json(&with_rollout("bake_minutes = 1"));
     assert_eq!(next(&bake_only, s::WAVE), s::BAKE);
     assert_eq!(next(&bake_only, s::BAKE), s::NEXT_WAVE);
     assert!(bake_only["States"].get(s::CHECK_ALARMS).is_none());
 
-    let neither = machine_json(&parse("", "").unwrap());
+    let neither = machine_json(&with_rollout(""));
     assert_eq!(next(&neither, s::WAVE), s::NEXT_WAVE);
     assert!(neither["States"].get(s::BAKE).is_none());
     assert!(neither["States"].get(s::CHECK_ALARMS).is_none());
@@ -127,11 +107,7 @@ fn alarms_without_a_bake_are_read_once_and_a_bake_without_alarms_only_waits() {
 
 #[test]
 fn the_gate_comes_before_the_approval() {
-    let config = parse(
-        "approval = true\nbake_minutes = 2\nwave_alarms = [\"db-errors\"]",
-        "",
-    )
-    .unwrap();
+    let config = with_rollout("approval = true\nbake_minutes = 2\nwave_alarms = [\"db-errors\"]");
     let m = machine_json(&config);
     assert_eq!(next(&m, s::WAVE), s::BAKE);
     assert_eq!(next(&m, s::CHECK_ALARMS), s::IS_LAST_WAVE);
@@ -141,22 +117,11 @@ fn the_gate_comes_before_the_approval() {
 fn bake_time_is_a_start_preference() {
     let config = parse("", "bake_time = 600").unwrap();
     let machine = rollout::build(&config);
-    let Some(Kind::Map(map)) = machine.states.get(s::WAVE).map(|st| &st.kind) else {
-        panic!("no wave map");
-    };
-    let Some(Kind::Task(start)) = map.item_processor.states.get(s::START).map(|st| &st.kind) else {
+    let child = &wave_map(&machine).item_processor.states;
+    let Some(Kind::Task(start)) = child.get(s::START).map(|st| &st.kind) else {
         panic!("no start task");
     };
-    let payload = start
-        .parameters
-        .as_ref()
-        .unwrap()
-        .fields()
-        .find_map(|(k, f)| match (k, f) {
-            ("Payload", generator::asl::Field::Object(t)) => Some(t.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let payload = payload(start);
     let input = json!({"rollout_id": "r-1", "wave": 0, "index": 0, "ami": "ami-0123456789abcdef0"});
     let RefresherRequest::Start { preferences, .. } =
         serde_json::from_value(payload.resolve(&input, &json!({})).unwrap()).unwrap()
@@ -164,13 +129,13 @@ fn bake_time_is_a_start_preference() {
         panic!("not a start");
     };
     assert_eq!(preferences.bake_time, Some(600));
-    let unset = parse("", "").unwrap();
+    let unset = with_rollout("");
     assert_eq!(unset.refresh.bake_time, None);
 }
 
 #[test]
 fn after_canary_approves_once_after_the_first_wave() {
-    let config = parse("approval = \"after-canary\"", "").unwrap();
+    let config = with_rollout("approval = \"after-canary\"");
     assert_eq!(config.rollout.approval, Approval::AfterCanary);
     let m = machine_json(&config);
     let choices = m["States"][s::IS_LAST_WAVE]["Choices"].as_array().unwrap();
@@ -184,7 +149,7 @@ fn after_canary_approves_once_after_the_first_wave() {
         s::APPROVE_NEXT_WAVE
     );
 
-    let every = machine_json(&parse("approval = true", "").unwrap());
+    let every = machine_json(&with_rollout("approval = true"));
     assert_eq!(
         every["States"][s::IS_LAST_WAVE]["Choices"]
             .as_array()
@@ -192,7 +157,7 @@ fn after_canary_approves_once_after_the_first_wave() {
             .len(),
         1
     );
-    let never = parse("approval = false", "").unwrap();
+    let never = with_rollout("approval = false");
     assert_eq!(never.rollout.approval, Approval::Never);
     assert!(machine_json(&never)["States"]
         .get(s::APPROVE_NEXT_WAVE)
@@ -208,8 +173,8 @@ fn approval_refuses_other_words_and_after_canary_without_a_canary() {
         p.message.contains("true, false or \"after-canary\""),
         "{err}"
     );
-    let text = BASE.replace("canary = [\"c\"]\n", "") + "approval = \"after-canary\"\n";
-    let err = config::parse(&text, Path::new("t.toml")).unwrap_err();
+    let text = base().replace("canary = [\"c\"]\n", "") + "approval = \"after-canary\"\n";
+    let err = machine::parse(&text).unwrap_err();
     let p = &err.problems()[0];
     assert_eq!(p.key, "rollout.approval");
     assert!(p.message.contains("rollout.canary names no ASG"), "{err}");

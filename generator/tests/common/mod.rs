@@ -1,7 +1,10 @@
-//! States the ASL tests build their machines from (included by each test binary that uses
-//! them with `mod common;`).
+//! States the ASL tests build their machines from, and (in [`machine`]) the stacks and
+//! lookups of the rollout machine tests (included by each test binary that uses them with
+//! `mod common;`).
 
 #![allow(dead_code)]
+
+pub mod machine;
 
 use generator::asl::{Fail, Kind, State, StateMachine, States, Succeed, Wait};
 
