@@ -25,6 +25,11 @@ pub trait Resource {
     fn kind(&self) -> &'static str;
     /// Its name in AWS.
     fn name(&self) -> String;
+    /// What the refusal to take it over calls it: "<kind> <name>" unless that message has
+    /// always said it otherwise ("EventBridge rule ...", an ARN).
+    fn refused_as(&self) -> String {
+        format!("{} {}", self.kind(), self.name())
+    }
     /// What exists, or `None` when nothing does.
     fn read(
         &self,
@@ -85,9 +90,8 @@ impl<R: Resource> Planned<R> {
             Some(current) => {
                 if !owned_by(&clients.stack, R::tags(current)) {
                     anyhow::bail!(
-                        "{} {} exists and is not tagged {STACK_TAG}={}: refusing to take it over",
-                        resource.kind(),
-                        resource.name(),
+                        "{} exists and is not tagged {STACK_TAG}={}: refusing to take it over",
+                        resource.refused_as(),
                         clients.stack.env
                     );
                 }
