@@ -74,14 +74,15 @@ impl RefreshEventKind {
 
     /// The instance refresh status the event reports once the refresh has ended (as
     /// DescribeInstanceRefreshes names it); `None` for a start or a checkpoint.
-    pub fn final_status(self) -> Option<&'static str> {
+    pub fn final_status(self) -> Option<crate::payload::AsgStatus> {
+        use crate::payload::AsgStatus;
         match self {
             RefreshEventKind::Started | RefreshEventKind::CheckpointReached => None,
-            RefreshEventKind::Succeeded => Some("Successful"),
-            RefreshEventKind::Failed => Some("Failed"),
-            RefreshEventKind::Cancelled => Some("Cancelled"),
-            RefreshEventKind::RollbackSucceeded => Some("RollbackSuccessful"),
-            RefreshEventKind::RollbackFailed => Some("RollbackFailed"),
+            RefreshEventKind::Succeeded => Some(AsgStatus::Successful),
+            RefreshEventKind::Failed => Some(AsgStatus::Failed),
+            RefreshEventKind::Cancelled => Some(AsgStatus::Cancelled),
+            RefreshEventKind::RollbackSucceeded => Some(AsgStatus::RollbackSuccessful),
+            RefreshEventKind::RollbackFailed => Some(AsgStatus::RollbackFailed),
         }
     }
 }

@@ -294,8 +294,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepResponse {
     pub asg: String,
-    /// Instance refresh status, or `Skipped` / `AlreadyDone`.
-    pub status: String,
+    /// The ASG's status once the step ran.
+    pub status: AsgStatus,
     pub percentage: Option<u32>,
     /// True when nothing more is to be done for this ASG.
     pub done: bool,
@@ -372,52 +372,158 @@ pub struct FinishResponse {
     pub message: String,
 }
 
-/// Statuses recorded per ASG: this project's own and the instance refresh statuses.
-pub mod status {
+/// The status recorded per ASG (the table's `status`, [`StepResponse::status`]): this
+/// project's own and the instance refresh statuses, spelled as DescribeInstanceRefreshes
+/// spells them. It travels as that plain string (serde), so the table's attribute values
+/// and the Lambdas' responses keep their wording.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum AsgStatus {
     /// Planned, not started yet.
-    pub const PLANNED: &str = "Planned";
+    #[default]
+    Planned,
     /// Left out by the planner's pre-checks (the reason is recorded).
-    pub const SKIPPED: &str = "Skipped";
+    Skipped,
     /// Launch template version made, refresh being started.
-    pub const STARTING: &str = "Starting";
+    Starting,
+    Pending,
+    InProgress,
+    Baking,
+    Successful,
+    Failed,
+    Cancelling,
+    Cancelled,
+    RollbackInProgress,
+    RollbackSuccessful,
+    RollbackFailed,
     /// Past `timeout_minutes` while still running.
-    pub const TIMED_OUT: &str = "TimedOut";
-    pub const SUCCESSFUL: &str = "Successful";
+    TimedOut,
     /// Finished, then refreshed back to its previous launch template version by the
     /// rollback policy (`rollback_scope` `wave` or `rollout`): that refresh is running.
-    pub const RESTORING: &str = "Restoring";
+    Restoring,
     /// Back on the launch template version it had before the rollout.
-    pub const ROLLED_BACK: &str = "RolledBack";
+    RolledBack,
     /// The refresh back to the previous version could not start or did not succeed.
-    pub const RESTORE_FAILED: &str = "RestoreFailed";
+    RestoreFailed,
+    /// An instance refresh status this version does not know (AWS adds some), as AWS
+    /// spelled it: neither in flight, failed nor successful.
+    Other(String),
+}
 
-    /// Refresh statuses that mean it is still running.
-    pub const IN_FLIGHT: [&str; 6] = [
-        "Starting",
-        "Pending",
-        "InProgress",
-        "Baking",
-        "Cancelling",
-        "RollbackInProgress",
-    ];
-    /// Statuses that end an ASG without success.
-    pub const FAILED: [&str; 5] = [
-        "Failed",
-        "Cancelled",
-        "RollbackSuccessful",
-        "RollbackFailed",
-        "TimedOut",
+impl AsgStatus {
+    /// Every status but [`AsgStatus::Other`].
+    pub const KNOWN: [AsgStatus; 17] = [
+        AsgStatus::Planned,
+        AsgStatus::Skipped,
+        AsgStatus::Starting,
+        AsgStatus::Pending,
+        AsgStatus::InProgress,
+        AsgStatus::Baking,
+        AsgStatus::Successful,
+        AsgStatus::Failed,
+        AsgStatus::Cancelling,
+        AsgStatus::Cancelled,
+        AsgStatus::RollbackInProgress,
+        AsgStatus::RollbackSuccessful,
+        AsgStatus::RollbackFailed,
+        AsgStatus::TimedOut,
+        AsgStatus::Restoring,
+        AsgStatus::RolledBack,
+        AsgStatus::RestoreFailed,
     ];
 
-    pub fn is_in_flight(status: &str) -> bool {
-        IN_FLIGHT.contains(&status)
+    /// The status as the table and the responses spell it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            AsgStatus::Planned => "Planned",
+            AsgStatus::Skipped => "Skipped",
+            AsgStatus::Starting => "Starting",
+            AsgStatus::Pending => "Pending",
+            AsgStatus::InProgress => "InProgress",
+            AsgStatus::Baking => "Baking",
+            AsgStatus::Successful => "Successful",
+            AsgStatus::Failed => "Failed",
+            AsgStatus::Cancelling => "Cancelling",
+            AsgStatus::Cancelled => "Cancelled",
+            AsgStatus::RollbackInProgress => "RollbackInProgress",
+            AsgStatus::RollbackSuccessful => "RollbackSuccessful",
+            AsgStatus::RollbackFailed => "RollbackFailed",
+            AsgStatus::TimedOut => "TimedOut",
+            AsgStatus::Restoring => "Restoring",
+            AsgStatus::RolledBack => "RolledBack",
+            AsgStatus::RestoreFailed => "RestoreFailed",
+            AsgStatus::Other(other) => other,
+        }
     }
 
-    pub fn is_failed(status: &str) -> bool {
-        FAILED.contains(&status)
+    /// The refresh is still running (or being started, cancelled or rolled back).
+    pub fn is_in_flight(&self) -> bool {
+        matches!(
+            self,
+            AsgStatus::Starting
+                | AsgStatus::Pending
+                | AsgStatus::InProgress
+                | AsgStatus::Baking
+                | AsgStatus::Cancelling
+                | AsgStatus::RollbackInProgress
+        )
     }
 
-    pub fn is_successful(status: &str) -> bool {
-        status == SUCCESSFUL
+    /// The ASG ended without success.
+    pub fn is_failed(&self) -> bool {
+        matches!(
+            self,
+            AsgStatus::Failed
+                | AsgStatus::Cancelled
+                | AsgStatus::RollbackSuccessful
+                | AsgStatus::RollbackFailed
+                | AsgStatus::TimedOut
+        )
+    }
+
+    pub fn is_successful(&self) -> bool {
+        *self == AsgStatus::Successful
+    }
+
+    /// A rollback of the refresh runs or ended (`Rollback*`).
+    pub fn is_rollback(&self) -> bool {
+        matches!(
+            self,
+            AsgStatus::RollbackInProgress
+                | AsgStatus::RollbackSuccessful
+                | AsgStatus::RollbackFailed
+        )
+    }
+
+    /// The failure policy asked AWS to undo the refresh and it has not settled yet.
+    pub fn is_being_undone(&self) -> bool {
+        matches!(self, AsgStatus::RollbackInProgress | AsgStatus::Cancelling)
+    }
+}
+
+impl From<&str> for AsgStatus {
+    fn from(text: &str) -> Self {
+        Self::KNOWN
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .unwrap_or_else(|| AsgStatus::Other(text.to_string()))
+    }
+}
+
+impl From<String> for AsgStatus {
+    fn from(text: String) -> Self {
+        AsgStatus::from(text.as_str())
+    }
+}
+
+impl From<AsgStatus> for String {
+    fn from(status: AsgStatus) -> Self {
+        status.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for AsgStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use aws_sdk_sfn::Client as Sfn;
 use generator::events::{InstanceRefreshEvent, RefreshEventKind};
 use generator::names::table::{PARTITION_KEY, SORT_KEY};
-use generator::payload::{errors, status, StepResponse};
+use generator::payload::{errors, AsgStatus, StepResponse};
 use serde::Serialize;
 
 use crate::error::{classify, Error};
@@ -54,7 +54,7 @@ pub enum Handled {
     Recorded {
         asg: String,
         refresh_id: String,
-        status: String,
+        status: AsgStatus,
     },
     /// The token was stored; no end is recorded yet (the completer answers it).
     Waiting { asg: String, refresh_id: String },
@@ -62,13 +62,13 @@ pub enum Handled {
     Answered {
         asg: String,
         refresh_id: String,
-        status: String,
+        status: AsgStatus,
     },
     /// Step Functions had already closed the token (answered before, or the wait is over).
     AlreadyAnswered {
         asg: String,
         refresh_id: String,
-        status: String,
+        status: AsgStatus,
     },
 }
 
@@ -81,12 +81,12 @@ pub struct Completer {
 }
 
 /// Statuses of a refresh still running, which an end may replace on the ASG's record.
-const RUNNING: [&str; 5] = [
-    "Pending",
-    "InProgress",
-    "Baking",
-    "Cancelling",
-    "RollbackInProgress",
+const RUNNING: [AsgStatus; 5] = [
+    AsgStatus::Pending,
+    AsgStatus::InProgress,
+    AsgStatus::Baking,
+    AsgStatus::Cancelling,
+    AsgStatus::RollbackInProgress,
 ];
 
 impl Completer {
@@ -129,20 +129,23 @@ impl Completer {
                 &rollout_id,
                 asg,
                 "SET event_refresh_id = :rid, event_status = :status, event_at = :now, updated_at = :now, expires_at = :expires",
-                &[(":rid", refresh_id), (":status", end)],
+                &[(":rid", refresh_id), (":status", end.as_str())],
             )
             .await?;
         let token = get_s(&item, "task_token")
             .filter(|_| get_s(&item, "token_refresh_id").as_deref() == Some(refresh_id));
         match token {
-            Some(token) => self.answer(&rollout_id, asg, refresh_id, end, &token).await,
+            Some(token) => {
+                self.answer(&rollout_id, asg, refresh_id, &end, &token)
+                    .await
+            }
             None => {
-                self.record_end(&rollout_id, asg, refresh_id, end).await?;
-                tracing::info!(asg, refresh = %refresh_id, status = end, "recorded the end before its token was stored");
+                self.record_end(&rollout_id, asg, refresh_id, &end).await?;
+                tracing::info!(asg, refresh = %refresh_id, status = %end, "recorded the end before its token was stored");
                 Ok(Handled::Recorded {
                     asg: asg.clone(),
                     refresh_id: refresh_id.clone(),
-                    status: end.into(),
+                    status: end,
                 })
             }
         }
@@ -178,10 +181,11 @@ impl Completer {
             )
             .await?;
         let recorded_end = get_s(&item, "event_status")
-            .filter(|_| get_s(&item, "event_refresh_id").as_deref() == Some(&refresh_id));
+            .filter(|_| get_s(&item, "event_refresh_id").as_deref() == Some(&refresh_id))
+            .map(AsgStatus::from);
         // The end may also be on the record already (a check found it, or the completer).
         let end = recorded_end.or_else(|| {
-            (status::is_successful(&record.status) || status::is_failed(&record.status))
+            (record.status.is_successful() || record.status.is_failed())
                 .then(|| record.status.clone())
         });
         match end {
@@ -236,10 +240,10 @@ impl Completer {
         rollout_id: &str,
         asg: &str,
         refresh_id: &str,
-        end: &str,
+        end: &AsgStatus,
     ) -> Result<bool, Error> {
         let now = (self.clock)();
-        let successful = status::is_successful(end);
+        let successful = end.is_successful();
         let expression = if successful {
             "SET #s = :end, ended_at = :now, updated_at = :now, expires_at = :expires, percentage = :all REMOVE reason"
         } else {
@@ -257,12 +261,12 @@ impl Completer {
             .update_expression(expression)
             .condition_expression("refresh_id = :rid AND #s IN (:r0, :r1, :r2, :r3, :r4)")
             .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":end", s(end))
+            .expression_attribute_values(":end", s(end.as_str()))
             .expression_attribute_values(":rid", s(refresh_id))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":expires", n(now + RETENTION_SECONDS));
         for (i, running) in RUNNING.iter().enumerate() {
-            request = request.expression_attribute_values(format!(":r{i}"), s(running));
+            request = request.expression_attribute_values(format!(":r{i}"), s(running.as_str()));
         }
         request = if successful {
             request.expression_attribute_values(":all", n(100))
@@ -292,14 +296,14 @@ impl Completer {
         rollout_id: &str,
         asg: &str,
         refresh_id: &str,
-        end: &str,
+        end: &AsgStatus,
         token: &str,
     ) -> Result<Handled, Error> {
         self.record_end(rollout_id, asg, refresh_id, end).await?;
-        let sent = if status::is_successful(end) {
+        let sent = if end.is_successful() {
             let output = StepResponse {
                 asg: asg.to_string(),
-                status: end.to_string(),
+                status: end.clone(),
                 percentage: Some(100),
                 done: true,
                 message: None,
@@ -335,7 +339,7 @@ impl Completer {
                     (closed, classify(&format!("answering the wait of {asg}"), e))
                 })
         };
-        let (asg, refresh_id, end) = (asg.to_string(), refresh_id.to_string(), end.to_string());
+        let (asg, refresh_id, end) = (asg.to_string(), refresh_id.to_string(), end.clone());
         match sent {
             Ok(()) => {
                 tracing::info!(asg, refresh = %refresh_id, status = %end, "answered the wait");
@@ -375,8 +379,8 @@ impl Completer {
             .update_expression("SET #s = :running, updated_at = :now")
             .condition_expression("refresh_id = :rid AND #s = :pending")
             .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":running", s("InProgress"))
-            .expression_attribute_values(":pending", s("Pending"))
+            .expression_attribute_values(":running", s(AsgStatus::InProgress.as_str()))
+            .expression_attribute_values(":pending", s(AsgStatus::Pending.as_str()))
             .expression_attribute_values(":rid", s(refresh_id))
             .expression_attribute_values(":now", n((self.clock)()))
             .send()
@@ -429,7 +433,7 @@ impl Completer {
             .expression_attribute_values(":rid", s(refresh_id))
             .expression_attribute_values(":now", n(now));
         for (i, running) in RUNNING.iter().enumerate() {
-            request = request.expression_attribute_values(format!(":r{i}"), s(running));
+            request = request.expression_attribute_values(format!(":r{i}"), s(running.as_str()));
         }
         match request.send().await {
             Ok(_) => Ok(Handled::Progress {

@@ -18,8 +18,6 @@ use generator::names::table::{PARTITION_KEY, SORT_KEY};
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
-use generator::payload::status;
-
 use crate::error::{classify, Error};
 use crate::store::{get_s, s, Store};
 
@@ -72,7 +70,7 @@ pub async fn previous_durations(
         .list(&previous)
         .await?
         .into_iter()
-        .filter(|r| status::is_successful(&r.status))
+        .filter(|r| r.status.is_successful())
         .filter_map(|r| match (r.started_at, r.ended_at) {
             (Some(start), Some(end)) if end >= start => Some((r.asg, end - start)),
             _ => None,

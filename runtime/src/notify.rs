@@ -164,10 +164,7 @@ impl Notification {
         records: &[AsgRecord],
     ) -> Self {
         let kind = Kind::WaveDone;
-        let succeeded = records
-            .iter()
-            .filter(|r| generator::payload::status::is_successful(&r.status))
-            .count();
+        let succeeded = records.iter().filter(|r| r.status.is_successful()).count();
         let failed = records.len() - succeeded;
         let mut body = format!(
             "Rollout {rollout_id} on stack {stack}: wave {} of {waves} done, {succeeded} of {} ASGs refreshed.\n",

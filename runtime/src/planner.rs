@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter, MixedInstancesPolicy};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
-use generator::payload::{status, PlanRequest, PlanResponse, TargetSpec};
+use generator::payload::{AsgStatus, PlanRequest, PlanResponse, TargetSpec};
 use generator::waves;
 
 use crate::error::{classify, Error};
 use crate::fanout;
 use crate::history;
-use crate::store::{AsgRecord, RolloutSummary, Store};
+use crate::store::{AsgRecord, RolloutStatus, RolloutSummary, Store};
 use crate::wave_store;
 use crate::{validate_ami, validate_rollout_id, Clock};
 
@@ -131,7 +131,7 @@ impl Planner {
             .list(&request.rollout_id)
             .await?
             .into_iter()
-            .filter(|r| status::is_successful(&r.status))
+            .filter(|r| r.status.is_successful())
             .map(|r| r.asg)
             .collect();
         eligible.retain(|asg| !already_done.contains(asg));
@@ -195,7 +195,7 @@ impl Planner {
                 asg: asg.clone(),
                 wave: Some(index as u32),
                 group: wave.group.clone(),
-                status: status::PLANNED.into(),
+                status: AsgStatus::Planned,
                 ami: Some(ami.clone()),
                 updated_at: now,
                 ..AsgRecord::default()
@@ -204,7 +204,7 @@ impl Planner {
         let skipped_records = skipped.iter().map(|(asg, reason)| AsgRecord {
             rollout_id: request.rollout_id.clone(),
             asg: asg.clone(),
-            status: status::SKIPPED.into(),
+            status: AsgStatus::Skipped,
             reason: Some(reason.clone()),
             group: group_name(asg),
             ami: Some(request.ami.clone()),
@@ -230,7 +230,7 @@ impl Planner {
                 &RolloutSummary {
                     rollout_id: request.rollout_id.clone(),
                     ami: request.ami.clone(),
-                    status: "Running".into(),
+                    status: RolloutStatus::Running,
                     planned,
                     skipped: skipped.len() as u32,
                     waves: plan_waves.len() as u32,

@@ -4,12 +4,12 @@
 //! records approvals, and finishes the rollout.
 
 use aws_sdk_autoscaling::types::{
-    AlarmSpecification, DesiredConfiguration, InstanceRefresh, LaunchTemplate,
-    LaunchTemplateSpecification, MixedInstancesPolicy, RefreshPreferences,
+    AlarmSpecification, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus,
+    LaunchTemplate, LaunchTemplateSpecification, MixedInstancesPolicy, RefreshPreferences,
 };
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use generator::payload::{
-    cap_message, cap_names, status, FinishResponse, InFlightResponse, Outcome,
+    cap_message, cap_names, AsgStatus, FinishResponse, InFlightResponse, Outcome,
     RefreshPreferences as Preferences, RefresherRequest, SettleResponse, StepResponse,
     WaveResponse, MAX_NAMES_LISTED,
 };
@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::completion::Completer;
 use crate::error::{classify, Error};
 use crate::fanout;
-use crate::store::{AsgRecord, RolloutSummary, StopAction, Store};
+use crate::store::{AsgRecord, RolloutStatus, RolloutSummary, StopAction, Store};
 use crate::wave_store;
 use crate::{validate_ami, validate_rollout_id, Clock};
 
@@ -276,11 +276,11 @@ impl Refresher {
                 rollout_id: rollout_id.to_string(),
                 asg: asg.to_string(),
                 wave: Some(wave),
-                status: status::PLANNED.into(),
+                status: AsgStatus::Planned,
                 updated_at: now,
                 ..AsgRecord::default()
             });
-        if status::is_successful(&record.status) {
+        if record.status.is_successful() {
             return Ok(step(asg, &record, true));
         }
         // A retried or re-run start adopts the refresh this rollout already started.
@@ -291,11 +291,11 @@ impl Refresher {
         {
             if let Some(refresh) = self.describe_refresh(asg, Some(&id)).await? {
                 let current = refresh_status(&refresh);
-                if status::is_in_flight(&current) || status::is_successful(&current) {
+                if current.is_in_flight() || current.is_successful() {
                     self.apply(&mut record, &refresh, now);
                     self.store.put(&record).await?;
                     tracing::info!(asg, refresh = %id, status = %current, "adopted the refresh this rollout started");
-                    return Ok(step(asg, &record, status::is_successful(&current)));
+                    return Ok(step(asg, &record, current.is_successful()));
                 }
             }
         }
@@ -306,7 +306,8 @@ impl Refresher {
         let (template_id, version) =
             match (&record.launch_template_id, &record.launch_template_version) {
                 (Some(id), Some(version))
-                    if record.status == status::STARTING && record.ami.as_deref() == Some(ami) =>
+                    if record.status == AsgStatus::Starting
+                        && record.ami.as_deref() == Some(ami) =>
                 {
                     (id.clone(), version.clone())
                 }
@@ -316,7 +317,7 @@ impl Refresher {
         record.wave = record.wave.or(Some(wave));
         record.launch_template_id = Some(template_id.clone());
         record.launch_template_version = Some(version.clone());
-        record.status = status::STARTING.into();
+        record.status = AsgStatus::Starting;
         record.reason = None;
         record.percentage = None;
         record.started_at = Some(now);
@@ -348,7 +349,7 @@ impl Refresher {
             }
         };
         record.refresh_id = Some(refresh_id.clone());
-        record.status = "Pending".into();
+        record.status = AsgStatus::Pending;
         if !self
             .store
             .put_if_refresh(&record, previous_refresh.as_deref())
@@ -384,7 +385,7 @@ impl Refresher {
                 .auto_scaling_group_name(&asg)
                 .send()
                 .await
-                .map(|_| "RollbackInProgress")
+                .map(|_| AsgStatus::RollbackInProgress)
                 .map_err(|e| classify(&format!("rolling back {asg}"), e)),
             StopAction::Cancel => self
                 .autoscaling
@@ -392,19 +393,19 @@ impl Refresher {
                 .auto_scaling_group_name(&asg)
                 .send()
                 .await
-                .map(|_| "Cancelling")
+                .map(|_| AsgStatus::Cancelling)
                 .map_err(|e| classify(&format!("cancelling {asg}"), e)),
         };
         let now = (self.clock)();
         match result {
-            Ok(new_status) => record.status = new_status.into(),
+            Ok(new_status) => record.status = new_status,
             Err(Error::Retryable(message)) => return Err(Error::Retryable(message)),
             // The failure policy may have acted on it already: record where it is.
             Err(error) => match self.describe_refresh(&asg, Some(&id)).await? {
                 Some(refresh)
                     if !matches!(
-                        refresh_status(&refresh).as_str(),
-                        "Pending" | "InProgress" | "Baking"
+                        refresh_status(&refresh),
+                        AsgStatus::Pending | AsgStatus::InProgress | AsgStatus::Baking
                     ) =>
                 {
                     self.apply(record, &refresh, now)
@@ -437,10 +438,10 @@ impl Refresher {
         let Ok(Some(mut record)) = self.store.get(rollout_id, asg).await else {
             return;
         };
-        if status::is_in_flight(&record.status) && record.status != status::STARTING {
+        if record.status.is_in_flight() && record.status != AsgStatus::Starting {
             return;
         }
-        record.status = "Failed".into();
+        record.status = AsgStatus::Failed;
         record.reason = Some(format!("could not start: {error}"));
         record.ended_at = Some((self.clock)());
         record.updated_at = (self.clock)();
@@ -485,7 +486,7 @@ impl Refresher {
         let mut record = self.store.get(rollout_id, asg).await?.ok_or_else(|| {
             Error::InvalidInput(format!("{asg} is not part of rollout {rollout_id}"))
         })?;
-        if status::is_successful(&record.status) {
+        if record.status.is_successful() {
             return Ok(step(asg, &record, true));
         }
         let id = record.refresh_id.clone().ok_or_else(|| {
@@ -499,11 +500,11 @@ impl Refresher {
             .ok_or_else(|| Error::Aws(format!("{asg}: instance refresh {id} is not listed")))?;
         self.apply(&mut record, &refresh, now);
         let current = record.status.clone();
-        if status::is_successful(&current) {
+        if current.is_successful() {
             self.store.put(&record).await?;
             return Ok(step(asg, &record, true));
         }
-        if status::is_failed(&current) {
+        if current.is_failed() {
             self.store.put(&record).await?;
             let reason = record
                 .reason
@@ -515,7 +516,7 @@ impl Refresher {
         }
         let elapsed = now - record.started_at.unwrap_or(now);
         if elapsed > i64::from(timeout_minutes) * 60 {
-            record.status = status::TIMED_OUT.into();
+            record.status = AsgStatus::TimedOut;
             record.reason = Some(format!("still {current} after {timeout_minutes} minutes"));
             record.ended_at = Some(now);
             self.store.put(&record).await?;
@@ -592,7 +593,7 @@ impl Refresher {
         let asg = record.asg.clone();
         // Already undone by an earlier attempt of this call (a retry): still pending, not
         // asked again (AWS would refuse it: no refresh is Pending or InProgress any more).
-        if record.status == "RollbackInProgress" || record.status == "Cancelling" {
+        if record.status.is_being_undone() {
             return Ok(if record.refresh_id.is_some() {
                 Stopped::Acted(asg)
             } else {
@@ -600,8 +601,8 @@ impl Refresher {
             });
         }
         // A timed-out refresh is still running at AWS: it is in flight for this purpose.
-        let running = status::is_in_flight(&record.status) || record.status == status::TIMED_OUT;
-        if running && record.refresh_id.is_none() && record.status == status::STARTING {
+        let running = record.status.is_in_flight() || record.status == AsgStatus::TimedOut;
+        if running && record.refresh_id.is_none() && record.status == AsgStatus::Starting {
             self.adopt_starting(rollout_id, &mut record, now).await?;
         }
         if !running || record.refresh_id.is_none() {
@@ -613,7 +614,7 @@ impl Refresher {
                 .auto_scaling_group_name(&asg)
                 .send()
                 .await
-                .map(|_| "RollbackInProgress")
+                .map(|_| AsgStatus::RollbackInProgress)
                 .map_err(|e| classify(&format!("rolling back {asg}"), e))
         } else {
             self.autoscaling
@@ -621,12 +622,12 @@ impl Refresher {
                 .auto_scaling_group_name(&asg)
                 .send()
                 .await
-                .map(|_| "Cancelling")
+                .map(|_| AsgStatus::Cancelling)
                 .map_err(|e| classify(&format!("cancelling {asg}"), e))
         };
         let stopped = match result {
             Ok(new_status) => {
-                record.status = new_status.into();
+                record.status = new_status;
                 record.reason = Some(
                     if rollback {
                         "rolled back by the failure policy"
@@ -671,7 +672,7 @@ impl Refresher {
             }
         }
         let mut stopped = record.clone();
-        stopped.status = "Cancelled".into();
+        stopped.status = AsgStatus::Cancelled;
         stopped.reason = Some("stopped by the failure policy before its refresh started".into());
         stopped.ended_at = Some(now);
         stopped.updated_at = now;
@@ -691,9 +692,9 @@ impl Refresher {
     pub async fn settle(&self, rollout_id: &str, round: u32) -> Result<SettleResponse, Error> {
         let now = (self.clock)();
         let records = self.store.list(rollout_id).await?;
-        let undoing = records.into_iter().filter(|r| {
-            (r.status == "RollbackInProgress" || r.status == "Cancelling") && r.refresh_id.is_some()
-        });
+        let undoing = records
+            .into_iter()
+            .filter(|r| r.status.is_being_undone() && r.refresh_id.is_some());
         let settled = fanout::try_map_all(undoing, |record| self.settle_one(record, now)).await?;
         let mut still_running = Vec::new();
         let mut ended = Vec::new();
@@ -749,7 +750,7 @@ impl Refresher {
                 false
             }
         };
-        let running = listed && status::is_in_flight(&record.status);
+        let running = listed && record.status.is_in_flight();
         self.store.put(&record).await?;
         Ok((asg, running))
     }
@@ -763,24 +764,21 @@ impl Refresher {
     ) -> Result<FinishResponse, Error> {
         let now = (self.clock)();
         let records = self.store.list(rollout_id).await?;
-        let succeeded = records
-            .iter()
-            .filter(|r| status::is_successful(&r.status))
-            .count() as u32;
+        let succeeded = records.iter().filter(|r| r.status.is_successful()).count() as u32;
         let skipped = records
             .iter()
-            .filter(|r| r.status == status::SKIPPED)
+            .filter(|r| r.status == AsgStatus::Skipped)
             .count() as u32;
         // After every wave ran (Succeeded), anything neither refreshed nor skipped failed
         // somewhere, even if no failure was recorded: the rollout must not pass for a success.
         let failed: Vec<&AsgRecord> = records
             .iter()
             .filter(|r| {
-                status::is_failed(&r.status)
-                    || (outcome == Outcome::Failed && r.status.starts_with("Rollback"))
+                r.status.is_failed()
+                    || (outcome == Outcome::Failed && r.status.is_rollback())
                     || (outcome == Outcome::Succeeded
-                        && !status::is_successful(&r.status)
-                        && r.status != status::SKIPPED)
+                        && !r.status.is_successful()
+                        && r.status != AsgStatus::Skipped)
             })
             .collect();
         let outcome = if failed.is_empty() {
@@ -796,9 +794,8 @@ impl Refresher {
                 .collect()
         };
         // A stopped rollout also says what it left running and what it never started.
-        let still_running =
-            names(&|r| status::is_in_flight(&r.status) && !r.status.starts_with("Rollback"));
-        let not_started = names(&|r| r.status == status::PLANNED);
+        let still_running = names(&|r| r.status.is_in_flight() && !r.status.is_rollback());
+        let not_started = names(&|r| r.status == AsgStatus::Planned);
         // Every list and the message are capped: the summary travels through the state
         // machine (256 KiB at most) whatever the fleet size; the table has every ASG.
         let mut message = if !failed.is_empty() {
@@ -856,12 +853,7 @@ impl Refresher {
                 started_at: now,
                 ..RolloutSummary::default()
             });
-        summary.status = if outcome == Outcome::Succeeded {
-            "Succeeded"
-        } else {
-            "Failed"
-        }
-        .into();
+        summary.status = RolloutStatus::from(outcome);
         summary.ended_at = Some(now);
         summary.message = Some(message.clone());
         self.store.put_summary(&summary, now).await?;
@@ -896,7 +888,7 @@ impl Refresher {
         if let Some(id) = refresh.instance_refresh_id() {
             record.refresh_id = Some(id.to_string());
         }
-        if !status::is_in_flight(&record.status) {
+        if !record.status.is_in_flight() {
             record.ended_at = refresh.end_time().map(|t| t.secs()).or(Some(now));
         }
         record.updated_at = now;
@@ -927,7 +919,7 @@ impl Refresher {
                 .cloned(),
             None => refreshes
                 .iter()
-                .find(|r| status::is_in_flight(&refresh_status(r)))
+                .find(|r| refresh_status(r).is_in_flight())
                 .cloned(),
         })
     }
@@ -1049,11 +1041,27 @@ impl Refresher {
     }
 }
 
-fn refresh_status(refresh: &InstanceRefresh) -> String {
-    refresh
-        .status()
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|| "Pending".into())
+/// A described refresh's status (Pending when AWS gives none yet).
+fn refresh_status(refresh: &InstanceRefresh) -> AsgStatus {
+    refresh.status().map_or(AsgStatus::Pending, asg_status)
+}
+
+/// The table's status for an instance refresh status; one this version does not know is
+/// kept as AWS spelled it.
+pub fn asg_status(status: &InstanceRefreshStatus) -> AsgStatus {
+    match status {
+        InstanceRefreshStatus::Pending => AsgStatus::Pending,
+        InstanceRefreshStatus::InProgress => AsgStatus::InProgress,
+        InstanceRefreshStatus::Baking => AsgStatus::Baking,
+        InstanceRefreshStatus::Successful => AsgStatus::Successful,
+        InstanceRefreshStatus::Failed => AsgStatus::Failed,
+        InstanceRefreshStatus::Cancelling => AsgStatus::Cancelling,
+        InstanceRefreshStatus::Cancelled => AsgStatus::Cancelled,
+        InstanceRefreshStatus::RollbackInProgress => AsgStatus::RollbackInProgress,
+        InstanceRefreshStatus::RollbackSuccessful => AsgStatus::RollbackSuccessful,
+        InstanceRefreshStatus::RollbackFailed => AsgStatus::RollbackFailed,
+        other => AsgStatus::Other(other.as_str().to_string()),
+    }
 }
 
 /// The human part of a Step Functions error cause (Lambda causes are JSON with `errorMessage`).
@@ -1100,4 +1108,27 @@ fn build_preferences(p: &Preferences) -> RefreshPreferences {
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, Error> {
     serde_json::to_value(value).map_err(|e| Error::Aws(format!("cannot encode the response: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every instance refresh status the SDK knows is recorded as AWS spells it, as the
+    /// matching [`AsgStatus`] (not as an unknown one).
+    #[test]
+    fn instance_refresh_statuses_map_to_the_same_names() {
+        for status in InstanceRefreshStatus::values() {
+            let recorded = asg_status(&InstanceRefreshStatus::from(*status));
+            assert_eq!(recorded.as_str(), *status);
+            assert!(
+                !matches!(recorded, AsgStatus::Other(_)),
+                "{status} is not mapped"
+            );
+        }
+        let later = asg_status(&InstanceRefreshStatus::from("Paused"));
+        assert_eq!(later, AsgStatus::Other("Paused".into()));
+        let none = InstanceRefresh::builder().build();
+        assert_eq!(refresh_status(&none), AsgStatus::Pending);
+    }
 }

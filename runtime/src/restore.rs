@@ -17,7 +17,9 @@
 
 use aws_sdk_autoscaling::types::InstanceRefresh;
 use generator::config::RollbackScope;
-use generator::payload::{cap_names, status, InFlightResponse, RefreshPreferences as Preferences};
+use generator::payload::{
+    cap_names, AsgStatus, InFlightResponse, RefreshPreferences as Preferences,
+};
 
 use super::{build_preferences, desired_configuration, refresh_status, Refresher, TemplateRef};
 use crate::error::{classify, Error};
@@ -26,13 +28,11 @@ use crate::store::AsgRecord;
 
 /// Whether the record is in the restore's hands: a start must not adopt the rollout's
 /// earlier (finished) refresh of it as if the group were still on the new version.
-pub(super) fn is_restore(current: &str) -> bool {
-    [
-        status::RESTORING,
-        status::ROLLED_BACK,
-        status::RESTORE_FAILED,
-    ]
-    .contains(&current)
+pub(super) fn is_restore(current: &AsgStatus) -> bool {
+    matches!(
+        current,
+        AsgStatus::Restoring | AsgStatus::RolledBack | AsgStatus::RestoreFailed
+    )
 }
 
 /// The records `scope` returns to their previous version: groups whose refresh finished
@@ -41,7 +41,7 @@ pub(super) fn is_restore(current: &str) -> bool {
 pub(super) fn to_restore(records: &[AsgRecord], scope: RollbackScope) -> Vec<AsgRecord> {
     let failed_wave = records
         .iter()
-        .filter(|r| r.status != status::PLANNED && r.status != status::SKIPPED)
+        .filter(|r| !matches!(r.status, AsgStatus::Planned | AsgStatus::Skipped))
         .filter_map(|r| r.wave)
         .max();
     records
@@ -53,7 +53,7 @@ pub(super) fn to_restore(records: &[AsgRecord], scope: RollbackScope) -> Vec<Asg
                 RollbackScope::Rollout => true,
             };
             in_scope
-                && status::is_successful(&r.status)
+                && r.status.is_successful()
                 && r.refresh_id.is_some()
                 && r.launch_template_id.is_some()
                 && r.previous_version.is_some()
@@ -65,7 +65,7 @@ pub(super) fn to_restore(records: &[AsgRecord], scope: RollbackScope) -> Vec<Asg
 
 /// What the failed rollout's summary adds about restores (none: nothing was restored).
 pub(super) fn note(records: &[AsgRecord]) -> Option<String> {
-    let named = |wanted: &str| -> Vec<String> {
+    let named = |wanted: AsgStatus| -> Vec<String> {
         records
             .iter()
             .filter(|r| r.status == wanted)
@@ -74,9 +74,9 @@ pub(super) fn note(records: &[AsgRecord]) -> Option<String> {
     };
     let mut out = String::new();
     for (wanted, what) in [
-        (status::ROLLED_BACK, "restored to their previous version"),
-        (status::RESTORING, "still restoring"),
-        (status::RESTORE_FAILED, "not restored"),
+        (AsgStatus::RolledBack, "restored to their previous version"),
+        (AsgStatus::Restoring, "still restoring"),
+        (AsgStatus::RestoreFailed, "not restored"),
     ] {
         let names = named(wanted);
         if !names.is_empty() {
@@ -148,7 +148,7 @@ impl Refresher {
         let records = self.store.list(rollout_id).await?;
         let records = fanout::try_map_all(records, |record| self.catch_up(record, now)).await?;
         for record in &records {
-            if record.status == status::RESTORING && record.restore_refresh_id.is_some() {
+            if record.status == AsgStatus::Restoring && record.restore_refresh_id.is_some() {
                 response.acted_on.push(record.asg.clone());
                 response.pending += 1;
             }
@@ -187,12 +187,15 @@ impl Refresher {
     /// has ended since the group was last checked. It is described again, so that one that
     /// ended Successful is recorded as such and restored with the others.
     async fn catch_up(&self, mut record: AsgRecord, now: i64) -> Result<AsgRecord, Error> {
-        let stale = matches!(record.status.as_str(), "Pending" | "InProgress" | "Baking");
+        let stale = matches!(
+            record.status,
+            AsgStatus::Pending | AsgStatus::InProgress | AsgStatus::Baking
+        );
         let Some(id) = record.refresh_id.clone().filter(|_| stale) else {
             return Ok(record);
         };
         if let Some(refresh) = self.describe_refresh(&record.asg, Some(&id)).await? {
-            if status::is_successful(&refresh_status(&refresh)) {
+            if refresh_status(&refresh).is_successful() {
                 // The refusal `in_flight` recorded no longer says anything true.
                 record.reason = None;
                 self.apply(&mut record, &refresh, now);
@@ -225,7 +228,7 @@ impl Refresher {
             .await;
         match started {
             Ok(id) => {
-                record.status = status::RESTORING.into();
+                record.status = AsgStatus::Restoring;
                 record.restore_refresh_id = Some(id.clone());
                 record.percentage = None;
                 record.reason = Some(format!(
@@ -239,7 +242,7 @@ impl Refresher {
             }
             Err(error @ Error::Retryable(_)) => Err(error),
             Err(error) => {
-                record.status = status::RESTORE_FAILED.into();
+                record.status = AsgStatus::RestoreFailed;
                 record.reason = Some(format!(
                     "could not restore launch template version {previous}: {error}"
                 ));
@@ -292,7 +295,7 @@ impl Refresher {
         let records = self.store.list(rollout_id).await?;
         let restoring = records
             .into_iter()
-            .filter(|r| r.status == status::RESTORING && r.restore_refresh_id.is_some());
+            .filter(|r| r.status == AsgStatus::Restoring && r.restore_refresh_id.is_some());
         let settled =
             fanout::try_map_all(restoring, |record| self.settle_restore(record, now)).await?;
         let mut running = Vec::new();
@@ -331,7 +334,7 @@ fn apply_restore(
 ) -> bool {
     record.updated_at = now;
     let Some(refresh) = refresh else {
-        record.status = status::RESTORE_FAILED.into();
+        record.status = AsgStatus::RestoreFailed;
         record.reason = Some(format!(
             "the refresh back to launch template version {previous} is no longer listed"
         ));
@@ -340,15 +343,15 @@ fn apply_restore(
     };
     let current = refresh_status(refresh);
     record.percentage = refresh.percentage_complete().map(|p| p.max(0) as u32);
-    if status::is_in_flight(&current) {
+    if current.is_in_flight() {
         return true;
     }
     record.ended_at = refresh.end_time().map(|t| t.secs()).or(Some(now));
-    if status::is_successful(&current) {
-        record.status = status::ROLLED_BACK.into();
+    if current.is_successful() {
+        record.status = AsgStatus::RolledBack;
         record.reason = Some(format!("restored to launch template version {previous}"));
     } else {
-        record.status = status::RESTORE_FAILED.into();
+        record.status = AsgStatus::RestoreFailed;
         record.reason = Some(format!(
             "the refresh back to launch template version {previous} ended {current}: {}",
             refresh.status_reason().unwrap_or("no reason given")
@@ -361,13 +364,13 @@ fn apply_restore(
 mod tests {
     use super::*;
 
-    fn record(asg: &str, wave: u32, current: &str, previous: Option<&str>) -> AsgRecord {
+    fn record(asg: &str, wave: u32, current: AsgStatus, previous: Option<&str>) -> AsgRecord {
         AsgRecord {
             rollout_id: "r".into(),
             asg: asg.into(),
             wave: Some(wave),
-            status: current.into(),
-            refresh_id: (current != status::PLANNED).then(|| format!("refresh-{asg}")),
+            refresh_id: (current != AsgStatus::Planned).then(|| format!("refresh-{asg}")),
+            status: current,
             launch_template_id: Some("lt-1".into()),
             launch_template_version: Some("2".into()),
             previous_version: previous.map(str::to_string),
@@ -382,16 +385,16 @@ mod tests {
     #[test]
     fn each_scope_restores_its_finished_groups() {
         let records = vec![
-            record("a", 0, "Successful", Some("1")),
-            record("b", 0, "Successful", Some("1")),
-            record("c", 1, "Successful", Some("1")),
-            record("d", 1, "Failed", Some("1")),
-            record("e", 1, "RollbackInProgress", Some("1")),
+            record("a", 0, AsgStatus::Successful, Some("1")),
+            record("b", 0, AsgStatus::Successful, Some("1")),
+            record("c", 1, AsgStatus::Successful, Some("1")),
+            record("d", 1, AsgStatus::Failed, Some("1")),
+            record("e", 1, AsgStatus::RollbackInProgress, Some("1")),
             // Already on the AMI before the rollout: nothing to restore.
-            record("f", 1, "Successful", Some("2")),
+            record("f", 1, AsgStatus::Successful, Some("2")),
             // Started before previous versions were recorded.
-            record("g", 1, "Successful", None),
-            record("h", 2, "Planned", None),
+            record("g", 1, AsgStatus::Successful, None),
+            record("h", 2, AsgStatus::Planned, None),
         ];
         assert!(to_restore(&records, RollbackScope::InFlight).is_empty());
         assert_eq!(names(to_restore(&records, RollbackScope::Wave)), ["c"]);
@@ -404,12 +407,12 @@ mod tests {
     #[test]
     fn a_restored_group_is_neither_restored_again_nor_adopted() {
         let records = vec![
-            record("a", 0, status::ROLLED_BACK, Some("1")),
-            record("b", 0, status::RESTORING, Some("1")),
+            record("a", 0, AsgStatus::RolledBack, Some("1")),
+            record("b", 0, AsgStatus::Restoring, Some("1")),
         ];
         assert!(to_restore(&records, RollbackScope::Rollout).is_empty());
-        assert!(is_restore(status::ROLLED_BACK) && is_restore(status::RESTORING));
-        assert!(!is_restore("Successful"));
+        assert!(is_restore(&AsgStatus::RolledBack) && is_restore(&AsgStatus::Restoring));
+        assert!(!is_restore(&AsgStatus::Successful));
         assert_eq!(
             note(&records).as_deref(),
             Some("; restored to their previous version: a; still restoring: b")
@@ -423,7 +426,7 @@ mod tests {
                 .status(s.into())
                 .status_reason("why")
                 .build();
-            let mut r = record("a", 0, status::RESTORING, Some("1"));
+            let mut r = record("a", 0, AsgStatus::Restoring, Some("1"));
             let running = apply_restore(&mut r, Some(&refresh), "1", 7);
             (running, r.status, r.reason.unwrap_or_default())
         };
@@ -431,17 +434,17 @@ mod tests {
             ended("Successful"),
             (
                 false,
-                status::ROLLED_BACK.to_string(),
+                AsgStatus::RolledBack,
                 "restored to launch template version 1".to_string()
             )
         );
         assert!(ended("InProgress").0);
         let (running, failed, reason) = ended("Failed");
         assert!(!running);
-        assert_eq!(failed, status::RESTORE_FAILED);
+        assert_eq!(failed, AsgStatus::RestoreFailed);
         assert!(reason.ends_with("ended Failed: why"), "{reason}");
-        let mut r = record("a", 0, status::RESTORING, Some("1"));
+        let mut r = record("a", 0, AsgStatus::Restoring, Some("1"));
         assert!(!apply_restore(&mut r, None, "1", 7));
-        assert_eq!(r.status, status::RESTORE_FAILED);
+        assert_eq!(r.status, AsgStatus::RestoreFailed);
     }
 }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use serde::Serialize;
+use generator::payload::{AsgStatus, Outcome};
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{classify, Error};
 
@@ -16,18 +18,10 @@ pub const SUMMARY_KEY: &str = "#rollout";
 pub const LOCK_KEY: &str = "#lock";
 /// Sort key prefix of approval items: `#approval#00003` waits to start wave 4.
 pub const APPROVAL_PREFIX: &str = "#approval#";
-/// Status of an approval item while its wave waits.
-pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
-/// Status of an approval item once an operator approved it.
-pub const APPROVED: &str = "Approved";
-/// Status of an approval item once an operator rejected it.
-pub const REJECTED: &str = "Rejected";
 /// Sort key of the item that says the failure policy is stopping the rollout.
 pub const STOP_KEY: &str = "#stop";
 /// Sort key of the item that says who aborted the rollout, when and why.
 pub const ABORT_KEY: &str = "#abort";
-/// Summary status of a rollout an operator aborted (`cargo xtask abort`).
-pub const ABORTED: &str = "Aborted";
 /// Items expire this long after their last write (TTL attribute `expires_at`).
 pub const RETENTION_SECONDS: i64 = 90 * 24 * 3600;
 
@@ -39,7 +33,7 @@ pub struct AsgRecord {
     pub rollout_id: String,
     pub asg: String,
     pub wave: Option<u32>,
-    pub status: String,
+    pub status: AsgStatus,
     /// Why it was skipped or failed.
     pub reason: Option<String>,
     pub ami: Option<String>,
@@ -61,6 +55,76 @@ pub struct AsgRecord {
     pub previous_version: Option<String>,
     /// The refresh that returns the group to `previous_version` (status `Restoring`).
     pub restore_refresh_id: Option<String>,
+}
+
+/// The status of a rollout's summary item.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RolloutStatus {
+    #[default]
+    Running,
+    Succeeded,
+    Failed,
+    /// An operator aborted it (`cargo xtask abort`).
+    Aborted,
+}
+
+impl RolloutStatus {
+    /// The status as the table spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutStatus::Running => "Running",
+            RolloutStatus::Succeeded => "Succeeded",
+            RolloutStatus::Failed => "Failed",
+            RolloutStatus::Aborted => "Aborted",
+        }
+    }
+}
+
+impl std::fmt::Display for RolloutStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Outcome> for RolloutStatus {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Succeeded => RolloutStatus::Succeeded,
+            Outcome::Failed => RolloutStatus::Failed,
+        }
+    }
+}
+
+/// The status of an approval item.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApprovalStatus {
+    /// Its wave waits for an operator.
+    #[default]
+    AwaitingApproval,
+    Approved,
+    Rejected,
+}
+
+impl ApprovalStatus {
+    /// The status as the table spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::AwaitingApproval => "AwaitingApproval",
+            ApprovalStatus::Approved => "Approved",
+            ApprovalStatus::Rejected => "Rejected",
+        }
+    }
+}
+
+/// A status enum read back from the item's `status` attribute (the names its serde
+/// derive spells); an unknown or missing one is an error, not a guess.
+fn get_status<T: DeserializeOwned>(item: &Item, what: &str) -> Result<T, Error> {
+    let text = get_s(item, "status").unwrap_or_default();
+    T::deserialize(text.as_str().into_deserializer()).map_err(|_: serde::de::value::Error| {
+        Error::Aws(format!(
+            "the progress table holds {what} with an unknown status `{text}`"
+        ))
+    })
 }
 
 /// What the failure policy does to the refreshes still in flight.
@@ -110,7 +174,7 @@ impl AsgRecord {
         let mut item = Item::new();
         item.insert(PARTITION_KEY.into(), s(&self.rollout_id));
         item.insert(SORT_KEY.into(), s(&self.asg));
-        item.insert("status".into(), s(&self.status));
+        item.insert("status".into(), s(self.status.as_str()));
         item.insert("updated_at".into(), n(self.updated_at));
         item.insert(TTL_ATTRIBUTE.into(), n(self.updated_at + RETENTION_SECONDS));
         let strings = [
@@ -149,7 +213,7 @@ impl AsgRecord {
             rollout_id: get_s(item, PARTITION_KEY).unwrap_or_default(),
             asg: get_s(item, SORT_KEY).unwrap_or_default(),
             wave: get_n(item, "wave"),
-            status: get_s(item, "status").unwrap_or_default(),
+            status: get_s(item, "status").unwrap_or_default().into(),
             reason: get_s(item, "reason"),
             ami: get_s(item, "ami"),
             refresh_id: get_s(item, "refresh_id"),
@@ -173,8 +237,7 @@ impl AsgRecord {
 pub struct RolloutSummary {
     pub rollout_id: String,
     pub ami: String,
-    /// `Running`, `Succeeded` or `Failed`.
-    pub status: String,
+    pub status: RolloutStatus,
     pub planned: u32,
     pub skipped: u32,
     pub waves: u32,
@@ -205,8 +268,7 @@ pub struct Approval {
     pub rollout_id: String,
     /// The wave that ended; the approval starts `wave + 1`.
     pub wave: u32,
-    /// [`AWAITING_APPROVAL`], [`APPROVED`] or [`REJECTED`].
-    pub status: String,
+    pub status: ApprovalStatus,
     #[serde(skip)]
     pub task_token: String,
     /// Who approved or rejected it.
@@ -507,25 +569,25 @@ impl Store {
     }
 
     pub async fn summary(&self, rollout_id: &str) -> Result<Option<RolloutSummary>, Error> {
-        Ok(self
-            .get_item(rollout_id, SUMMARY_KEY)
-            .await?
-            .map(|i| RolloutSummary {
-                rollout_id: rollout_id.to_string(),
-                ami: get_s(&i, "ami").unwrap_or_default(),
-                status: get_s(&i, "status").unwrap_or_default(),
-                planned: get_n(&i, "planned").unwrap_or_default(),
-                skipped: get_n(&i, "skipped").unwrap_or_default(),
-                waves: get_n(&i, "waves").unwrap_or_default(),
-                started_at: get_n(&i, "started_at").unwrap_or_default(),
-                ended_at: get_n(&i, "ended_at"),
-                message: get_s(&i, "message"),
-                warnings: i
-                    .get("warnings")
-                    .and_then(|v| v.as_l().ok())
-                    .map(|l| l.iter().filter_map(|w| w.as_s().ok().cloned()).collect())
-                    .unwrap_or_default(),
-            }))
+        let Some(i) = self.get_item(rollout_id, SUMMARY_KEY).await? else {
+            return Ok(None);
+        };
+        Ok(Some(RolloutSummary {
+            rollout_id: rollout_id.to_string(),
+            ami: get_s(&i, "ami").unwrap_or_default(),
+            status: get_status(&i, "a rollout summary")?,
+            planned: get_n(&i, "planned").unwrap_or_default(),
+            skipped: get_n(&i, "skipped").unwrap_or_default(),
+            waves: get_n(&i, "waves").unwrap_or_default(),
+            started_at: get_n(&i, "started_at").unwrap_or_default(),
+            ended_at: get_n(&i, "ended_at"),
+            message: get_s(&i, "message"),
+            warnings: i
+                .get("warnings")
+                .and_then(|v| v.as_l().ok())
+                .map(|l| l.iter().filter_map(|w| w.as_s().ok().cloned()).collect())
+                .unwrap_or_default(),
+        }))
     }
 
     pub async fn put_summary(&self, summary: &RolloutSummary, now: i64) -> Result<(), Error> {
@@ -533,7 +595,7 @@ impl Store {
         item.insert(PARTITION_KEY.into(), s(&summary.rollout_id));
         item.insert(SORT_KEY.into(), s(SUMMARY_KEY));
         item.insert("ami".into(), s(&summary.ami));
-        item.insert("status".into(), s(&summary.status));
+        item.insert("status".into(), s(summary.status.as_str()));
         item.insert("planned".into(), n(summary.planned));
         item.insert("skipped".into(), n(summary.skipped));
         item.insert("waves".into(), n(summary.waves));
@@ -576,7 +638,7 @@ impl Store {
             .item(PARTITION_KEY, s(rollout_id))
             .item(SORT_KEY, s(&approval_key(wave)))
             .item("wave", n(wave))
-            .item("status", s(AWAITING_APPROVAL))
+            .item("status", s(ApprovalStatus::AwaitingApproval.as_str()))
             .item("task_token", s(task_token))
             .item("updated_at", n(now))
             .item(TTL_ATTRIBUTE, n(now + RETENTION_SECONDS))
@@ -601,27 +663,28 @@ impl Store {
             .send()
             .await
             .map_err(|e| classify("listing the approvals", e))?;
-        Ok(out
-            .items()
+        out.items()
             .iter()
-            .map(|i| Approval {
-                rollout_id: rollout_id.to_string(),
-                wave: get_n(i, "wave").unwrap_or_default(),
-                status: get_s(i, "status").unwrap_or_default(),
-                task_token: get_s(i, "task_token").unwrap_or_default(),
-                decided_by: get_s(i, "decided_by"),
-                updated_at: get_n(i, "updated_at").unwrap_or_default(),
+            .map(|i| {
+                Ok(Approval {
+                    rollout_id: rollout_id.to_string(),
+                    wave: get_n(i, "wave").unwrap_or_default(),
+                    status: get_status(i, "an approval")?,
+                    task_token: get_s(i, "task_token").unwrap_or_default(),
+                    decided_by: get_s(i, "decided_by"),
+                    updated_at: get_n(i, "updated_at").unwrap_or_default(),
+                })
             })
-            .collect())
+            .collect()
     }
 
-    /// Records an operator's decision ([`APPROVED`] or [`REJECTED`]) on a waiting approval;
+    /// Records an operator's decision (approved or rejected) on a waiting approval;
     /// false when it was not waiting any more (another operator decided first).
     pub async fn decide_approval(
         &self,
         rollout_id: &str,
         wave: u32,
-        decision: &str,
+        decision: ApprovalStatus,
         by: &str,
         now: i64,
     ) -> Result<bool, Error> {
@@ -634,8 +697,8 @@ impl Store {
             .update_expression("SET #s = :decision, decided_by = :by, updated_at = :now")
             .condition_expression("#s = :waiting")
             .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":decision", s(decision))
-            .expression_attribute_values(":waiting", s(AWAITING_APPROVAL))
+            .expression_attribute_values(":decision", s(decision.as_str()))
+            .expression_attribute_values(":waiting", s(ApprovalStatus::AwaitingApproval.as_str()))
             .expression_attribute_values(":by", s(by))
             .expression_attribute_values(":now", n(now))
             .send()
@@ -651,4 +714,75 @@ impl Store {
 /// Sort key of the approval that starts `wave + 1`.
 fn approval_key(wave: u32) -> String {
     format!("{APPROVAL_PREFIX}{wave:05}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table keeps the strings it always held: the e2e tests and `status --json` read them.
+    #[test]
+    fn statuses_keep_their_wire_strings() {
+        let asg = [
+            "Planned",
+            "Skipped",
+            "Starting",
+            "Pending",
+            "InProgress",
+            "Baking",
+            "Successful",
+            "Failed",
+            "Cancelling",
+            "Cancelled",
+            "RollbackInProgress",
+            "RollbackSuccessful",
+            "RollbackFailed",
+            "TimedOut",
+            "Restoring",
+            "RolledBack",
+            "RestoreFailed",
+        ];
+        for (status, text) in AsgStatus::KNOWN.into_iter().zip(asg) {
+            let record = AsgRecord {
+                status: status.clone(),
+                ..AsgRecord::default()
+            };
+            let item = record.to_item();
+            assert_eq!(get_s(&item, "status").as_deref(), Some(text));
+            assert_eq!(AsgRecord::from_item(&item).status, status);
+            assert_eq!(serde_json::to_value(&status).unwrap(), text);
+        }
+        // A status AWS adds later is kept as AWS spelled it.
+        let later = AsgStatus::from("Paused");
+        assert_eq!(later, AsgStatus::Other("Paused".into()));
+        assert!(!later.is_in_flight() && !later.is_failed() && !later.is_successful());
+        assert_eq!(serde_json::to_value(&later).unwrap(), "Paused");
+
+        let rollout = [
+            (RolloutStatus::Running, "Running"),
+            (RolloutStatus::Succeeded, "Succeeded"),
+            (RolloutStatus::Failed, "Failed"),
+            (RolloutStatus::Aborted, "Aborted"),
+        ];
+        for (status, text) in rollout {
+            assert_eq!(status.as_str(), text);
+            assert_eq!(serde_json::to_value(status).unwrap(), text);
+            let item = Item::from([("status".to_string(), s(text))]);
+            assert_eq!(get_status::<RolloutStatus>(&item, "x").unwrap(), status);
+        }
+        let approval = [
+            (ApprovalStatus::AwaitingApproval, "AwaitingApproval"),
+            (ApprovalStatus::Approved, "Approved"),
+            (ApprovalStatus::Rejected, "Rejected"),
+        ];
+        for (status, text) in approval {
+            assert_eq!(status.as_str(), text);
+            assert_eq!(serde_json::to_value(status).unwrap(), text);
+            let item = Item::from([("status".to_string(), s(text))]);
+            assert_eq!(get_status::<ApprovalStatus>(&item, "x").unwrap(), status);
+        }
+        let unknown = Item::from([("status".to_string(), s("Paused"))]);
+        assert!(get_status::<RolloutStatus>(&unknown, "a summary").is_err());
+        assert!(get_status::<ApprovalStatus>(&Item::new(), "an approval").is_err());
+    }
 }

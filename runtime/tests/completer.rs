@@ -10,7 +10,7 @@ use aws_sdk_sfn::Client as Sfn;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use common::Emulator;
 use generator::events::{InstanceRefreshEvent, RefreshEventDetail, RefreshEventKind};
-use generator::payload::{errors, status, RefresherRequest, StepResponse};
+use generator::payload::{errors, AsgStatus, RefresherRequest, StepResponse};
 use runtime::completion::{wait_key, Completer, Handled};
 use runtime::refresher::Refresher;
 use runtime::store::AsgRecord;
@@ -72,7 +72,7 @@ async fn refreshing(emulator: &Emulator, asg: &str) {
             rollout_id: ROLLOUT.into(),
             asg: asg.into(),
             wave: Some(0),
-            status: "InProgress".into(),
+            status: AsgStatus::InProgress,
             refresh_id: Some(REFRESH.into()),
             percentage: Some(10),
             started_at: Some(1),
@@ -104,11 +104,11 @@ async fn is_recorded(emulator: &Emulator, key: &str) -> bool {
     emulator.store().get(ROLLOUT, key).await.unwrap().is_some()
 }
 
-fn answered(asg: &str, status: &str) -> Handled {
+fn answered(asg: &str, status: AsgStatus) -> Handled {
     Handled::Answered {
         asg: asg.into(),
         refresh_id: REFRESH.into(),
-        status: status.into(),
+        status,
     }
 }
 
@@ -127,10 +127,10 @@ async fn a_succeeded_event_answers_the_stored_token_with_the_status() {
     );
     assert_eq!(success.num_calls(), 0, "nothing ended yet");
     let handled = handle(&completer, &web_event(RefreshEventKind::Succeeded)).await;
-    assert_eq!(handled, answered("web", "Successful"));
+    assert_eq!(handled, answered("web", AsgStatus::Successful));
     assert_eq!((success.num_calls(), failure.num_calls()), (1, 0));
     let record = record(&emulator, "web").await;
-    assert_eq!(record.status, status::SUCCESSFUL);
+    assert_eq!(record.status, AsgStatus::Successful);
     assert_eq!(record.percentage, Some(100));
     assert_eq!(record.ended_at, Some(1_800_000_000));
 }
@@ -142,8 +142,9 @@ async fn the_answer_is_what_the_state_machine_reads_and_carries_the_token() {
         .match_requests(|r| {
             r.task_token() == Some(TOKEN)
                 && r.output().is_some_and(|o| {
-                    serde_json::from_str::<StepResponse>(o)
-                        .is_ok_and(|s| s.done && s.asg == "web" && s.status == "Successful")
+                    serde_json::from_str::<StepResponse>(o).is_ok_and(|s| {
+                        s.done && s.asg == "web" && s.status == AsgStatus::Successful
+                    })
                 })
         })
         .then_output(|| SendTaskSuccessOutput::builder().build());
@@ -156,10 +157,13 @@ async fn the_answer_is_what_the_state_machine_reads_and_carries_the_token() {
 #[tokio::test]
 async fn an_unsuccessful_end_fails_the_wait_with_refresh_ended() {
     for (kind, end) in [
-        (RefreshEventKind::Failed, "Failed"),
-        (RefreshEventKind::Cancelled, "Cancelled"),
-        (RefreshEventKind::RollbackSucceeded, "RollbackSuccessful"),
-        (RefreshEventKind::RollbackFailed, "RollbackFailed"),
+        (RefreshEventKind::Failed, AsgStatus::Failed),
+        (RefreshEventKind::Cancelled, AsgStatus::Cancelled),
+        (
+            RefreshEventKind::RollbackSucceeded,
+            AsgStatus::RollbackSuccessful,
+        ),
+        (RefreshEventKind::RollbackFailed, AsgStatus::RollbackFailed),
     ] {
         let emulator = web_refreshing().await;
         let failure = mock!(Sfn::send_task_failure)
@@ -174,7 +178,7 @@ async fn an_unsuccessful_end_fails_the_wait_with_refresh_ended() {
         let completer = completer(&emulator, &[&failure, &success]);
         completer.store_token(ROLLOUT, "web", TOKEN).await.unwrap();
         let handled = completer.handle_event(&web_event(kind)).await.unwrap();
-        assert_eq!(handled, answered("web", end), "{kind:?}");
+        assert_eq!(handled, answered("web", end.clone()), "{kind:?}");
         assert_eq!(
             (failure.num_calls(), success.num_calls()),
             (1, 0),
@@ -183,10 +187,13 @@ async fn an_unsuccessful_end_fails_the_wait_with_refresh_ended() {
         let record = record(&emulator, "web").await;
         assert_eq!(record.status, end);
         assert!(
-            record.reason.as_deref().is_some_and(|r| r.contains(end)),
+            record
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains(end.as_str())),
             "{record:?}"
         );
-        assert!(status::is_failed(&record.status));
+        assert!(record.status.is_failed());
     }
 }
 
@@ -207,7 +214,7 @@ async fn a_duplicate_event_is_answered_by_step_functions_refusing_the_closed_tok
     let succeeded = web_event(RefreshEventKind::Succeeded);
     assert_eq!(
         handle(&completer, &succeeded).await,
-        answered("web", "Successful")
+        answered("web", AsgStatus::Successful)
     );
     let ended_at = record(&emulator, "web").await.ended_at;
     emulator.advance(30);
@@ -216,7 +223,7 @@ async fn a_duplicate_event_is_answered_by_step_functions_refusing_the_closed_tok
         Handled::AlreadyAnswered {
             asg: "web".into(),
             refresh_id: REFRESH.into(),
-            status: "Successful".into()
+            status: AsgStatus::Successful
         }
     );
     assert_eq!(success.num_calls(), 2);
@@ -237,7 +244,7 @@ async fn a_token_already_used_is_not_an_error() {
         "{handled:?}"
     );
     // The table still says how the refresh ended.
-    assert_eq!(record(&emulator, "web").await.status, status::SUCCESSFUL);
+    assert_eq!(record(&emulator, "web").await.status, AsgStatus::Successful);
 }
 
 #[tokio::test]
@@ -303,7 +310,7 @@ async fn events_of_groups_or_refreshes_the_rollout_lacks_are_ignored() {
         Handled::Ignored { .. }
     ));
     assert_eq!((success.num_calls(), failure.num_calls()), (0, 0));
-    assert_eq!(record(&emulator, "web").await.status, "InProgress");
+    assert_eq!(record(&emulator, "web").await.status, AsgStatus::InProgress);
 }
 
 #[tokio::test]
@@ -318,14 +325,14 @@ async fn an_end_recorded_before_the_token_is_answered_by_the_step_that_stores_it
         Handled::Recorded {
             asg: "web".into(),
             refresh_id: REFRESH.into(),
-            status: "Successful".into()
+            status: AsgStatus::Successful
         }
     );
     assert_eq!(success.num_calls(), 0, "no token to answer yet");
-    assert_eq!(record(&emulator, "web").await.status, status::SUCCESSFUL);
+    assert_eq!(record(&emulator, "web").await.status, AsgStatus::Successful);
     // The store-token step finds it and answers its own token.
     let handled = completer.store_token(ROLLOUT, "web", TOKEN).await.unwrap();
-    assert_eq!(handled, answered("web", "Successful"));
+    assert_eq!(handled, answered("web", AsgStatus::Successful));
     assert_eq!(success.num_calls(), 1);
 }
 
@@ -338,7 +345,7 @@ async fn an_event_before_the_refresh_id_was_recorded_is_kept_for_the_wait() {
     let mut starting = AsgRecord {
         rollout_id: ROLLOUT.into(),
         asg: "web".into(),
-        status: status::STARTING.into(),
+        status: AsgStatus::Starting,
         started_at: Some(1),
         updated_at: 1,
         ..AsgRecord::default()
@@ -349,12 +356,12 @@ async fn an_event_before_the_refresh_id_was_recorded_is_kept_for_the_wait() {
     let handled = handle(&completer, &web_event(RefreshEventKind::Failed)).await;
     assert!(matches!(handled, Handled::Recorded { .. }), "{handled:?}");
     starting.refresh_id = Some(REFRESH.into());
-    starting.status = "Pending".into();
+    starting.status = AsgStatus::Pending;
     store.put(&starting).await.unwrap();
     let handled = completer.store_token(ROLLOUT, "web", TOKEN).await.unwrap();
-    assert_eq!(handled, answered("web", "Failed"));
+    assert_eq!(handled, answered("web", AsgStatus::Failed));
     assert_eq!((success.num_calls(), failure.num_calls()), (0, 1));
-    assert_eq!(record(&emulator, "web").await.status, "Failed");
+    assert_eq!(record(&emulator, "web").await.status, AsgStatus::Failed);
 }
 
 #[tokio::test]
@@ -414,8 +421,8 @@ async fn checkpoints_record_progress_in_order_only_while_the_refresh_runs() {
     handle(&completer, &checkpoint("web", 80)).await;
     let record = record(&emulator, "web").await;
     assert_eq!(
-        (record.status.as_str(), record.percentage),
-        ("Successful", Some(100))
+        (record.status.clone(), record.percentage),
+        (AsgStatus::Successful, Some(100))
     );
     assert_eq!(success.num_calls(), 0, "no token was stored");
 }
@@ -457,14 +464,14 @@ async fn the_refresher_stores_the_token_for_the_state_machine() {
 async fn an_end_keeps_the_reason_the_failure_policy_recorded() {
     let emulator = web_refreshing().await;
     let mut rolling_back = record(&emulator, "web").await;
-    rolling_back.status = "RollbackInProgress".into();
+    rolling_back.status = AsgStatus::RollbackInProgress;
     rolling_back.reason = Some("rolled back by the failure policy".into());
     emulator.store().put(&rolling_back).await.unwrap();
     let (success, failure) = accepting();
     let completer = completer(&emulator, &[&success, &failure]);
     handle(&completer, &web_event(RefreshEventKind::RollbackSucceeded)).await;
     let record = record(&emulator, "web").await;
-    assert_eq!(record.status, "RollbackSuccessful");
+    assert_eq!(record.status, AsgStatus::RollbackSuccessful);
     assert_eq!(
         record.reason.as_deref(),
         Some("rolled back by the failure policy")
@@ -475,7 +482,7 @@ async fn an_end_keeps_the_reason_the_failure_policy_recorded() {
 async fn a_started_event_says_the_refresh_runs_until_it_has_ended() {
     let emulator = web_refreshing().await;
     let mut pending = record(&emulator, "web").await;
-    pending.status = "Pending".into();
+    pending.status = AsgStatus::Pending;
     emulator.store().put(&pending).await.unwrap();
     let (success, failure) = accepting();
     let completer = completer(&emulator, &[&success, &failure]);
@@ -484,12 +491,12 @@ async fn a_started_event_says_the_refresh_runs_until_it_has_ended() {
         handle(&completer, &started).await,
         Handled::Running { asg: "web".into() }
     );
-    assert_eq!(record(&emulator, "web").await.status, "InProgress");
+    assert_eq!(record(&emulator, "web").await.status, AsgStatus::InProgress);
     // Delivered again after the end, it changes nothing.
     handle(&completer, &web_event(RefreshEventKind::Succeeded)).await;
     assert!(matches!(
         handle(&completer, &started).await,
         Handled::Ignored { .. }
     ));
-    assert_eq!(record(&emulator, "web").await.status, status::SUCCESSFUL);
+    assert_eq!(record(&emulator, "web").await.status, AsgStatus::Successful);
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_autoscaling::types::{DesiredConfiguration, LaunchTemplateSpecification};
 use common::{plan_request, Emulator};
 use generator::config::Strategy;
-use generator::payload::{status, Outcome, PlanRequest};
+use generator::payload::{AsgStatus, Outcome, PlanRequest};
 use runtime::refresher::Refresher;
 use runtime::store::AsgRecord;
 use serde_json::json;
@@ -138,7 +138,7 @@ async fn fleet_loops_fit_the_function_timeout() {
             .await
             .expect("start refresh");
         record.refresh_id = started.instance_refresh_id().map(str::to_string);
-        record.status = "InProgress".into();
+        record.status = AsgStatus::InProgress;
         record.started_at = Some(now);
         record.updated_at = now;
         store.put(&record).await.expect("record");
@@ -181,5 +181,5 @@ async fn fleet_loops_fit_the_function_timeout() {
     );
     assert_eq!(finished.succeeded, 0);
     let records: Vec<AsgRecord> = store.list(ROLLOUT).await.expect("list");
-    assert!(records.iter().all(|r| r.status != status::PLANNED));
+    assert!(records.iter().all(|r| r.status != AsgStatus::Planned));
 }

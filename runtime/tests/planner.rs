@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use common::{plan_request, Emulator};
 use generator::config::Strategy;
-use generator::payload::{status, PlanRequest};
+use generator::payload::{AsgStatus, PlanRequest};
 use runtime::planner::Planner;
+use runtime::store::RolloutStatus;
 use runtime::wave_store;
 use runtime::Error;
 
@@ -164,7 +165,7 @@ async fn plans_names_and_tags_with_prechecks_and_canary_first() {
         "ASGs outside the targets are not recorded"
     );
     let reason = |asg: &str| by_name[asg].reason.clone().unwrap_or_default();
-    assert_eq!(by_name["web-idle"].status, status::SKIPPED);
+    assert_eq!(by_name["web-idle"].status, AsgStatus::Skipped);
     assert_eq!(reason("web-idle"), "desired capacity is 0");
     assert!(
         reason("web-sick").contains("1 of 2 targets are not healthy"),
@@ -177,18 +178,18 @@ async fn plans_names_and_tags_with_prechecks_and_canary_first() {
         reason("web-empty")
     );
     assert_eq!(reason("ghost"), "no Auto Scaling group has this name");
-    assert_eq!(by_name["web-3"].status, status::PLANNED);
+    assert_eq!(by_name["web-3"].status, AsgStatus::Planned);
     assert_eq!(by_name["web-3"].wave, Some(2));
     assert_eq!(by_name["api-1"].ami.as_deref(), Some(ami.as_str()));
     let summary = emulator.store().summary("r-1").await.unwrap().unwrap();
     assert_eq!(
         (
-            summary.status.as_str(),
+            summary.status,
             summary.planned,
             summary.skipped,
             summary.waves
         ),
-        ("Running", 5, 4, 3)
+        (RolloutStatus::Running, 5, 4, 3)
     );
 }
 
@@ -220,13 +221,13 @@ async fn the_previous_rollouts_longest_refreshes_start_first() {
     let store = emulator.store();
     // r-a's refreshes took 60, 600 and 300 s; web-4's failed, so it has no duration.
     for (asg, seconds, outcome) in [
-        ("web-1", 60, status::SUCCESSFUL),
-        ("web-3", 600, status::SUCCESSFUL),
-        ("web-4", 300, "Failed"),
-        ("web-2", 30, status::SUCCESSFUL),
+        ("web-1", 60, AsgStatus::Successful),
+        ("web-3", 600, AsgStatus::Successful),
+        ("web-4", 300, AsgStatus::Failed),
+        ("web-2", 30, AsgStatus::Successful),
     ] {
         let mut record = store.get("r-a", asg).await.unwrap().unwrap();
-        record.status = outcome.into();
+        record.status = outcome;
         record.started_at = Some(1_000);
         record.ended_at = Some(1_000 + seconds);
         store.put(&record).await.unwrap();
@@ -265,11 +266,11 @@ async fn replanning_never_resets_progress_and_leaves_out_what_is_done() {
     planner.handle(req.clone()).await.unwrap();
     let store = emulator.store();
     let mut done = store.get("r-1", "web-2").await.unwrap().unwrap();
-    done.status = status::SUCCESSFUL.into();
+    done.status = AsgStatus::Successful;
     done.refresh_id = Some("refresh-1".into());
     store.put(&done).await.unwrap();
     let mut failed = store.get("r-1", "web-3").await.unwrap().unwrap();
-    failed.status = "Failed".into();
+    failed.status = AsgStatus::Failed;
     store.put(&failed).await.unwrap();
     let again = planner.handle(req).await.unwrap();
     assert_eq!(again.wave_count, 1);
@@ -282,11 +283,11 @@ async fn replanning_never_resets_progress_and_leaves_out_what_is_done() {
     assert_eq!(wave_store::wave_size(&store, "r-1", 0).await.unwrap(), 3);
     assert_eq!(
         store.get("r-1", "web-2").await.unwrap().unwrap().status,
-        status::SUCCESSFUL
+        AsgStatus::Successful
     );
     assert_eq!(
         store.get("r-1", "web-3").await.unwrap().unwrap().status,
-        "Failed"
+        AsgStatus::Failed
     );
 }
 

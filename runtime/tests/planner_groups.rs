@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use common::{plan_request, target_spec, Emulator};
 use generator::config::Strategy;
 use generator::groups::GroupSpec;
-use generator::payload::{status, PlanRequest};
+use generator::payload::{AsgStatus, PlanRequest};
 use runtime::wave_store;
 use runtime::Error;
 
@@ -116,7 +116,7 @@ async fn batches_are_made_per_group_at_its_batch_size_and_recorded_with_it() {
     assert_eq!(by_name["vault-4"].group.as_deref(), Some("vault"));
     assert_eq!(by_name["vault-4"].wave, Some(4));
     // A skipped ASG still says which group it belongs to.
-    assert_eq!(by_name["vault-idle"].status, status::SKIPPED);
+    assert_eq!(by_name["vault-idle"].status, AsgStatus::Skipped);
     assert_eq!(by_name["vault-idle"].group.as_deref(), Some("vault"));
 }
 

@@ -22,10 +22,10 @@ use common::mocks::{
 use common::{Emulator, NEW_AMI, OLD_AMI};
 use generator::config::Refresh;
 use generator::payload::{
-    status, FinishResponse, Outcome, RefreshPreferences, RefresherRequest, StepResponse,
+    AsgStatus, FinishResponse, Outcome, RefreshPreferences, RefresherRequest, StepResponse,
 };
 use runtime::refresher::Refresher;
-use runtime::store::AsgRecord;
+use runtime::store::{AsgRecord, RolloutStatus};
 use runtime::wave_store;
 use runtime::Error;
 
@@ -97,14 +97,14 @@ async fn planned(emulator: &Emulator, asg: &str) {
         .put(&AsgRecord {
             wave: Some(0),
             ami: Some(NEW_AMI.into()),
-            ..record(ROLLOUT, asg, status::PLANNED)
+            ..record(ROLLOUT, asg, AsgStatus::Planned)
         })
         .await
         .unwrap();
 }
 
 /// The status recorded for `asg` in [`ROLLOUT`].
-async fn status_of(emulator: &Emulator, asg: &str) -> String {
+async fn status_of(emulator: &Emulator, asg: &str) -> AsgStatus {
     emulator
         .store()
         .get(ROLLOUT, asg)
@@ -202,7 +202,7 @@ async fn check_refused(emulator: &Emulator, code: &'static str, message: &'stati
 }
 
 /// Records `asg` of [`ROLLOUT`] with `status`.
-async fn put_record(emulator: &Emulator, asg: &str, status: &str) {
+async fn put_record(emulator: &Emulator, asg: &str, status: AsgStatus) {
     emulator
         .store()
         .put(&record(ROLLOUT, asg, status))
@@ -254,7 +254,10 @@ async fn start_makes_a_numbered_version_with_the_ami_and_starts_once() {
     );
     let refresher = refresher(&emulator, client);
     let step = start_web(&refresher).await.unwrap();
-    assert_eq!((step.status.as_str(), step.done), ("Pending", false));
+    assert_eq!(
+        (step.status.clone(), step.done),
+        (AsgStatus::Pending, false)
+    );
     assert_eq!(start.num_calls(), 1);
     assert_eq!(image_of(&emulator, &template, "2").await, NEW_AMI);
     let record = emulator.store().get(ROLLOUT, "web").await.unwrap().unwrap();
@@ -267,8 +270,8 @@ async fn start_makes_a_numbered_version_with_the_ami_and_starts_once() {
     // A retried start adopts the running refresh: no second version, no second refresh.
     let again = start_web(&refresher).await.unwrap();
     assert_eq!(
-        (again.status.as_str(), again.percentage, again.done),
-        ("InProgress", Some(40), false)
+        (again.status.clone(), again.percentage, again.done),
+        (AsgStatus::InProgress, Some(40), false)
     );
     assert_eq!(
         start.num_calls(),
@@ -305,7 +308,7 @@ async fn an_interrupted_start_adopts_the_refresh_it_made() {
     let store = emulator.store();
     let mut record = store.get(ROLLOUT, "web").await.unwrap().unwrap();
     record.refresh_id = None;
-    record.status = status::STARTING.into();
+    record.status = AsgStatus::Starting;
     store.put(&record).await.unwrap();
     let retry = mock_client!(
         aws_sdk_autoscaling,
@@ -385,7 +388,7 @@ async fn a_refresh_that_is_not_ours_is_a_clear_failure_naming_the_asg() {
         Err(Error::Conflict(_))
     ));
     let record = emulator.store().get(ROLLOUT, "web").await.unwrap().unwrap();
-    assert_eq!(record.status, "Failed");
+    assert_eq!(record.status, AsgStatus::Failed);
     assert!(
         record
             .reason
@@ -428,7 +431,7 @@ async fn started(emulator: &Emulator, asg: &str, refresh_id: &str) {
             wave: Some(0),
             refresh_id: Some(refresh_id.into()),
             started_at: Some(emulator.now.load(std::sync::atomic::Ordering::SeqCst)),
-            ..record(ROLLOUT, asg, "Pending")
+            ..record(ROLLOUT, asg, AsgStatus::Pending)
         })
         .await
         .unwrap();
@@ -459,16 +462,19 @@ async fn check_records_progress_success_failure_and_timeout() {
     let refresher = refresher(&emulator, client);
     let step = refresher.check(ROLLOUT, "ok", 30).await.unwrap();
     assert_eq!(
-        (step.status.as_str(), step.percentage, step.done),
-        ("InProgress", Some(50), false)
+        (step.status.clone(), step.percentage, step.done),
+        (AsgStatus::InProgress, Some(50), false)
     );
     let step = refresher.check(ROLLOUT, "ok", 30).await.unwrap();
-    assert_eq!((step.status.as_str(), step.done), ("Successful", true));
+    assert_eq!(
+        (step.status.clone(), step.done),
+        (AsgStatus::Successful, true)
+    );
     let store = emulator.store();
     let record = store.get(ROLLOUT, "ok").await.unwrap().unwrap();
     assert_eq!(
-        (record.status.as_str(), record.percentage),
-        ("Successful", Some(100))
+        (record.status.clone(), record.percentage),
+        (AsgStatus::Successful, Some(100))
     );
     assert!(record.ended_at.is_some());
     let failed = refresher.check(ROLLOUT, "bad", 30).await.unwrap_err();
@@ -476,7 +482,10 @@ async fn check_records_progress_success_failure_and_timeout() {
         matches!(&failed, Error::RefreshFailed(m) if m.starts_with("bad: instance refresh refresh-bad ended RollbackSuccessful")),
         "{failed:?}"
     );
-    assert_eq!(status_of(&emulator, "bad").await, "RollbackSuccessful");
+    assert_eq!(
+        status_of(&emulator, "bad").await,
+        AsgStatus::RollbackSuccessful
+    );
     refresher.check(ROLLOUT, "slow", 30).await.unwrap();
     emulator.advance(31 * 60);
     let timed_out = refresher.check(ROLLOUT, "slow", 30).await.unwrap_err();
@@ -484,7 +493,7 @@ async fn check_records_progress_success_failure_and_timeout() {
         matches!(&timed_out, Error::TimedOut(m) if m.contains("after 30 minutes")),
         "{timed_out:?}"
     );
-    assert_eq!(status_of(&emulator, "slow").await, status::TIMED_OUT);
+    assert_eq!(status_of(&emulator, "slow").await, AsgStatus::TimedOut);
 }
 
 #[tokio::test]
@@ -495,11 +504,11 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
     started(&emulator, "flying", "refresh-1").await;
     let mut done = AsgRecord {
         refresh_id: Some("refresh-2".into()),
-        ..record(ROLLOUT, "done", status::SUCCESSFUL)
+        ..record(ROLLOUT, "done", AsgStatus::Successful)
     };
     store.put(&done).await.unwrap();
     done.asg = "broken".into();
-    done.status = "Failed".into();
+    done.status = AsgStatus::Failed;
     done.reason = Some("health checks failed".into());
     store.put(&done).await.unwrap();
     let rollback = rolls_back_group("flying", "refresh-1");
@@ -515,7 +524,10 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
         .unwrap();
     assert_eq!(result["acted_on"], serde_json::json!(["flying"]));
     assert_eq!(rollback.num_calls(), 1);
-    assert_eq!(status_of(&emulator, "flying").await, "RollbackInProgress");
+    assert_eq!(
+        status_of(&emulator, "flying").await,
+        AsgStatus::RollbackInProgress
+    );
     assert_eq!(result["pending"], 1);
 
     // settle_rollbacks reads the rollback until it ends; only rollbacks are read.
@@ -534,7 +546,7 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
     assert_eq!(round_and_pending(&settle), (Some(2), Some(0)), "{settle}");
     assert_eq!(settle["ended"], serde_json::json!(["flying"]));
     let flying = store.get(ROLLOUT, "flying").await.unwrap().unwrap();
-    assert_eq!(flying.status, "RollbackSuccessful");
+    assert_eq!(flying.status, AsgStatus::RollbackSuccessful);
     assert_eq!(
         flying.reason.as_deref(),
         Some("rolled back by the failure policy; test"),
@@ -575,7 +587,7 @@ async fn rollback_acts_on_in_flight_refreshes_and_finish_reports_and_unlocks() {
     );
     assert_eq!(
         store.summary(ROLLOUT).await.unwrap().unwrap().status,
-        "Failed"
+        RolloutStatus::Failed
     );
 }
 
@@ -584,8 +596,8 @@ async fn finish_of_a_clean_rollout_succeeds_and_a_plan_failure_names_its_cause()
     let emulator = Emulator::start().await;
     let store = emulator.store();
     store.acquire_lock(ROLLOUT, 1).await.unwrap();
-    put_record(&emulator, "a", status::SUCCESSFUL).await;
-    put_record(&emulator, "b", status::SKIPPED).await;
+    put_record(&emulator, "a", AsgStatus::Successful).await;
+    put_record(&emulator, "b", AsgStatus::Skipped).await;
     let summary = finish(&emulator, Outcome::Succeeded).await;
     assert_eq!(
         (
@@ -629,7 +641,7 @@ async fn rollback_also_reaches_a_timed_out_refresh() {
     started(&emulator, "slow", "refresh-1").await;
     let store = emulator.store();
     let mut record = store.get(ROLLOUT, "slow").await.unwrap().unwrap();
-    record.status = status::TIMED_OUT.into();
+    record.status = AsgStatus::TimedOut;
     store.put(&record).await.unwrap();
     let rollback = rolls_back("refresh-1");
     let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, [&rollback]);
@@ -648,12 +660,12 @@ async fn a_stopped_rollout_names_what_is_still_running_and_never_started() {
     store
         .put(&AsgRecord {
             reason: Some("health checks failed".into()),
-            ..record(ROLLOUT, "b", "Failed")
+            ..record(ROLLOUT, "b", AsgStatus::Failed)
         })
         .await
         .unwrap();
-    put_record(&emulator, "c", "InProgress").await;
-    put_record(&emulator, "d", status::PLANNED).await;
+    put_record(&emulator, "c", AsgStatus::InProgress).await;
+    put_record(&emulator, "d", AsgStatus::Planned).await;
     let summary = finish(&emulator, Outcome::Failed).await;
     assert_eq!(
         summary.message,
@@ -665,8 +677,8 @@ async fn a_stopped_rollout_names_what_is_still_running_and_never_started() {
 async fn a_completed_rollout_with_an_unfinished_asg_is_not_a_success() {
     // A start that failed after its retries without recording a failure leaves `Planned`.
     let emulator = Emulator::start().await;
-    put_record(&emulator, "a", status::SUCCESSFUL).await;
-    put_record(&emulator, "b", status::PLANNED).await;
+    put_record(&emulator, "a", AsgStatus::Successful).await;
+    put_record(&emulator, "b", AsgStatus::Planned).await;
     let summary = finish(&emulator, Outcome::Succeeded).await;
     assert_eq!((summary.outcome, summary.failed), (Outcome::Failed, 1));
     assert!(

@@ -15,13 +15,13 @@ use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use common::mocks::{describes_group, record, refresher};
 use common::Emulator;
 use generator::config::RollbackScope;
-use generator::payload::{status, RefresherRequest};
+use generator::payload::{AsgStatus, RefresherRequest};
 use runtime::store::AsgRecord;
 
 const ROLLOUT: &str = "r-restore";
 
 /// A group of wave 0 that the rollout moved from version 1 to 3 of `lt-1`.
-fn refreshed(asg: &str, current: &str, refresh_id: &str) -> AsgRecord {
+fn refreshed(asg: &str, current: AsgStatus, refresh_id: &str) -> AsgRecord {
     AsgRecord {
         wave: Some(0),
         refresh_id: Some(refresh_id.into()),
@@ -40,11 +40,11 @@ async fn a_refresh_that_finished_unseen_is_restored_too() {
     let emulator = Emulator::start().await;
     let store = emulator.store();
     store
-        .put(&refreshed("done", status::SUCCESSFUL, "refresh-done"))
+        .put(&refreshed("done", AsgStatus::Successful, "refresh-done"))
         .await
         .unwrap();
     store
-        .put(&refreshed("late", "InProgress", "refresh-late"))
+        .put(&refreshed("late", AsgStatus::InProgress, "refresh-late"))
         .await
         .unwrap();
     let refused = mock!(AutoScaling::rollback_instance_refresh)
@@ -117,7 +117,7 @@ async fn a_refresh_that_finished_unseen_is_restored_too() {
     assert_eq!(restores.num_calls(), 2, "{result}");
     for asg in ["done", "late"] {
         let stored = store.get(ROLLOUT, asg).await.unwrap().unwrap();
-        assert_eq!(stored.status, status::RESTORING, "{asg}: {stored:?}");
+        assert_eq!(stored.status, AsgStatus::Restoring, "{asg}: {stored:?}");
         assert_eq!(stored.restore_refresh_id.as_deref(), Some("restore"));
         assert_eq!(
             stored.refresh_id.as_deref(),

@@ -17,7 +17,7 @@ use aws_sdk_ec2::types::{
 };
 use common::mixed::{mixed_policy, mixed_policy_of, spec, t3a_micro};
 use common::{plan_request, Emulator};
-use generator::payload::{status, PlanRequest};
+use generator::payload::{AsgStatus, PlanRequest};
 use iam::roles_in_profiles;
 use runtime::planner::Planner;
 use runtime::store::AsgRecord;
@@ -219,7 +219,7 @@ async fn ssm_parameter_images_are_left_out_under_auto_rollback_only() {
         .unwrap();
     assert_eq!((plan.planned, plan.skipped), (0, 1));
     let record = &records(&emulator, "r-1").await["ssm"];
-    assert_eq!(record.status, status::SKIPPED);
+    assert_eq!(record.status, AsgStatus::Skipped);
     let reason = record.reason.clone().unwrap_or_default();
     assert!(
         reason.contains("SSM parameter (resolve:ssm:/golden/ami)")
@@ -265,7 +265,7 @@ async fn instance_profile_roles_must_be_listed_and_unlisted_groups_are_not_pinne
         .unwrap();
     assert_eq!((plan.planned, plan.skipped), (1, 1));
     let records = records(&emulator, "r-1").await;
-    assert_eq!(records["web"].status, status::PLANNED);
+    assert_eq!(records["web"].status, AsgStatus::Planned);
     let reason = records["api"].reason.clone().unwrap_or_default();
     assert!(
         reason.contains("role api-role") && reason.contains("add it to [refresh] instance_roles"),
@@ -291,7 +291,7 @@ async fn mixed_instances_groups_are_planned_and_pinned_unless_overrides_bring_th
         .unwrap();
     assert_eq!((plan.planned, plan.skipped), (1, 1));
     let records = records(&emulator, "r-1").await;
-    assert_eq!(records["spot"].status, status::PLANNED);
+    assert_eq!(records["spot"].status, AsgStatus::Planned);
     assert_eq!(records["spot"].pinned_from.as_deref(), Some("$Latest"));
     assert_eq!(version_of(&emulator, "spot").await, "1");
     let policy = mixed_policy_of(&emulator.autoscaling, "spot").await;

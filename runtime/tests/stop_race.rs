@@ -25,7 +25,7 @@ use common::mocks::{
 };
 use common::{Emulator, NEW_AMI, OLD_AMI};
 use generator::config::Refresh;
-use generator::payload::{status, InFlightResponse, RefreshPreferences};
+use generator::payload::{AsgStatus, InFlightResponse, RefreshPreferences};
 use runtime::refresher::Refresher;
 use runtime::store::{AsgRecord, StopAction};
 use runtime::Error;
@@ -55,7 +55,7 @@ fn active(id: &str, template_id: &str, version: &str) -> Rule {
     describes(vec![refresh])
 }
 
-async fn recorded(emulator: &Emulator, asg: &str, status: &str, template_id: Option<&str>) {
+async fn recorded(emulator: &Emulator, asg: &str, status: AsgStatus, template_id: Option<&str>) {
     let stored = AsgRecord {
         wave: Some(0),
         ami: Some(NEW_AMI.into()),
@@ -84,7 +84,7 @@ async fn record_of(emulator: &Emulator, asg: &str) -> AsgRecord {
 async fn a_rollback_acts_on_the_refresh_of_a_start_that_had_not_recorded_it() {
     let emulator = Emulator::start().await;
     // The start made version 2 and started its refresh, but has not recorded its id yet.
-    recorded(&emulator, "web", status::STARTING, Some("lt-0123")).await;
+    recorded(&emulator, "web", AsgStatus::Starting, Some("lt-0123")).await;
     let rollback = rolls_back_group("web", "refresh-7");
     let client = mock_client!(
         aws_sdk_autoscaling,
@@ -96,15 +96,15 @@ async fn a_rollback_acts_on_the_refresh_of_a_start_that_had_not_recorded_it() {
     assert_eq!(rollback.num_calls(), 1);
     let stored = record_of(&emulator, "web").await;
     assert_eq!(
-        (stored.status.as_str(), stored.refresh_id.as_deref()),
-        ("RollbackInProgress", Some("refresh-7"))
+        (stored.status.clone(), stored.refresh_id.as_deref()),
+        (AsgStatus::RollbackInProgress, Some("refresh-7"))
     );
 }
 
 #[tokio::test]
 async fn a_start_without_a_refresh_yet_is_marked_stopped_and_someone_elses_refresh_is_left_alone() {
     let emulator = Emulator::start().await;
-    recorded(&emulator, "web", status::STARTING, Some("lt-0123")).await;
+    recorded(&emulator, "web", AsgStatus::Starting, Some("lt-0123")).await;
     let rollback = rolls_back("manual-1");
     // The refresh running on the group goes to version 1: not this rollout's.
     let client = mock_client!(
@@ -116,7 +116,7 @@ async fn a_start_without_a_refresh_yet_is_marked_stopped_and_someone_elses_refre
     assert!(response.acted_on.is_empty(), "{response:?}");
     assert_eq!(rollback.num_calls(), 0);
     let stored = record_of(&emulator, "web").await;
-    assert_eq!(stored.status, "Cancelled");
+    assert_eq!(stored.status, AsgStatus::Cancelled);
     assert_eq!(
         stored.reason.as_deref(),
         Some("stopped by the failure policy before its refresh started")
@@ -131,7 +131,7 @@ async fn a_start_without_a_refresh_yet_is_marked_stopped_and_someone_elses_refre
 async fn a_start_that_records_its_refresh_after_the_rollback_listed_undoes_it() {
     let emulator = Emulator::start().await;
     let template = emulator.launch_template("web-lt", OLD_AMI).await;
-    recorded(&emulator, "web", status::PLANNED, None).await;
+    recorded(&emulator, "web", AsgStatus::Planned, None).await;
     // The failure policy runs first: nothing of `web` is in flight when it lists the records.
     let idle = mock_client!(
         aws_sdk_autoscaling,
@@ -171,8 +171,8 @@ async fn a_start_that_records_its_refresh_after_the_rollback_listed_undoes_it() 
     );
     let stored = record_of(&emulator, "web").await;
     assert_eq!(
-        (stored.status.as_str(), stored.refresh_id.as_deref()),
-        ("RollbackInProgress", Some("refresh-late"))
+        (stored.status.clone(), stored.refresh_id.as_deref()),
+        (AsgStatus::RollbackInProgress, Some("refresh-late"))
     );
     // A re-run's plan clears the stop, and starts are ordinary again.
     emulator.store().clear_stop(ROLLOUT).await.unwrap();
@@ -186,7 +186,7 @@ async fn a_start_that_records_its_refresh_after_the_rollback_listed_undoes_it() 
 async fn a_mixed_instances_group_is_refreshed_with_its_policy_and_only_the_version_changed() {
     let emulator = Emulator::start().await;
     let template = emulator.launch_template("spot-lt", OLD_AMI).await;
-    recorded(&emulator, "spot", status::PLANNED, None).await;
+    recorded(&emulator, "spot", AsgStatus::Planned, None).await;
     let policy = mixed_policy(spec(&template, "1"), t3a_micro().weighted_capacity("2"))
         .instances_distribution(
             InstancesDistribution::builder()
@@ -233,14 +233,17 @@ async fn a_mixed_instances_group_is_refreshed_with_its_policy_and_only_the_versi
         .start(ROLLOUT, "spot", NEW_AMI, 0, &preferences())
         .await
         .unwrap();
-    assert_eq!((step.status.as_str(), start.num_calls()), ("Pending", 1));
+    assert_eq!(
+        (step.status.clone(), start.num_calls()),
+        (AsgStatus::Pending, 1)
+    );
 }
 
 #[tokio::test]
 async fn a_version_made_with_a_warning_starts_no_refresh() {
     let emulator = Emulator::start().await;
     let template = emulator.launch_template("web-lt", OLD_AMI).await;
-    recorded(&emulator, "web", status::PLANNED, None).await;
+    recorded(&emulator, "web", AsgStatus::Planned, None).await;
     let group = AutoScalingGroup::builder()
         .auto_scaling_group_name("web")
         .launch_template(spec(&template, "1"))
@@ -312,7 +315,7 @@ async fn running(emulator: &Emulator, asg: &str, refresh: &str) {
         wave: Some(0),
         refresh_id: Some(refresh.into()),
         launch_template_id: Some("lt-0123".into()),
-        ..record(ROLLOUT, asg, "InProgress")
+        ..record(ROLLOUT, asg, AsgStatus::InProgress)
     };
     emulator.store().put(&stored).await.unwrap();
 }
@@ -375,7 +378,7 @@ async fn a_throttled_group_is_retried_after_every_other_group_was_rolled_back() 
     // The others were rolled back and recorded despite b's throttling.
     for asg in ["a", "c"] {
         let stored = record_of(&emulator, asg).await;
-        assert_eq!(stored.status, "RollbackInProgress", "{asg}");
+        assert_eq!(stored.status, AsgStatus::RollbackInProgress, "{asg}");
     }
     assert_eq!(others.num_calls(), 2);
     let retried = refresher.in_flight(ROLLOUT, true).await.unwrap();
@@ -388,6 +391,6 @@ async fn a_throttled_group_is_retried_after_every_other_group_was_rolled_back() 
             .unwrap()
             .unwrap()
             .status,
-        "RollbackInProgress"
+        AsgStatus::RollbackInProgress
     );
 }

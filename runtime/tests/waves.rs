@@ -9,7 +9,7 @@ use std::time::Instant;
 use aws_smithy_mocks::{mock_client, Rule, RuleMode};
 use common::{plan_request, Emulator, NEW_AMI};
 use generator::config::Strategy;
-use generator::payload::{status, Outcome, PlanRequest, RefresherRequest, MAX_MESSAGE_BYTES};
+use generator::payload::{AsgStatus, Outcome, PlanRequest, RefresherRequest, MAX_MESSAGE_BYTES};
 use generator::waves;
 use runtime::refresher::Refresher;
 use runtime::store::AsgRecord;
@@ -165,14 +165,14 @@ async fn the_summary_of_a_huge_failure_is_capped() {
     let names = long_names(300, "failed");
     for (i, name) in names.iter().enumerate() {
         let status = match i % 3 {
-            0 => "Failed",
-            1 => "InProgress",
-            _ => status::PLANNED,
+            0 => AsgStatus::Failed,
+            1 => AsgStatus::InProgress,
+            _ => AsgStatus::Planned,
         };
         let record = AsgRecord {
             rollout_id: ROLLOUT.into(),
             asg: name.clone(),
-            status: status.into(),
+            status,
             reason: Some(format!("reason {}", "r".repeat(900))),
             updated_at: 1,
             ..AsgRecord::default()
@@ -213,7 +213,7 @@ async fn the_summary_of_a_huge_failure_is_capped() {
         let record = AsgRecord {
             rollout_id: "r-short".into(),
             asg: name.clone(),
-            status: "Failed".into(),
+            status: AsgStatus::Failed,
             updated_at: 1,
             ..AsgRecord::default()
         };

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use generator::config::StackConfig;
 use generator::names::Stack;
-use generator::payload::{status, TargetSpec};
+use generator::payload::TargetSpec;
 use runtime::store::{AsgRecord, RolloutSummary, Store};
 use serde::Serialize;
 
@@ -141,7 +141,7 @@ async fn reference(
             continue;
         };
         let records = store.list(&id).await?;
-        if records.iter().any(|r| status::is_successful(&r.status)) {
+        if records.iter().any(|r| r.status.is_successful()) {
             return Ok(Some((summary, records)));
         }
     }
@@ -206,7 +206,7 @@ pub async fn report(config: &StackConfig, endpoint_url: Option<&str>) -> anyhow:
         };
         let (current_version, current_ami) = version_image(ec2, current).await?;
         let record = by_asg.get(name.as_str());
-        let refreshed = record.filter(|r| status::is_successful(&r.status));
+        let refreshed = record.filter(|r| r.status.is_successful());
         let expected_version = refreshed.and_then(|r| r.launch_template_version.clone());
         let mut reasons = Vec::new();
         match (record, refreshed) {

@@ -11,6 +11,7 @@ use aws_sdk_autoscaling::types::error::InstanceRefreshInProgressFault;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, InstanceRefresh};
 use aws_sdk_autoscaling::Client as AutoScaling;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+use generator::payload::AsgStatus;
 use runtime::refresher::Refresher;
 use runtime::store::AsgRecord;
 
@@ -99,11 +100,11 @@ pub fn rolls_back_group(asg: &'static str, id: &'static str) -> Rule {
 }
 
 /// The record of `asg` in `rollout` with `status`, updated at time 1, all else unset.
-pub fn record(rollout: &str, asg: &str, status: &str) -> AsgRecord {
+pub fn record(rollout: &str, asg: &str, status: AsgStatus) -> AsgRecord {
     AsgRecord {
         rollout_id: rollout.into(),
         asg: asg.into(),
-        status: status.into(),
+        status,
         updated_at: 1,
         ..AsgRecord::default()
     }

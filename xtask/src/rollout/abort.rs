@@ -16,9 +16,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use aws_sdk_sfn::types::ExecutionStatus;
 use clap::Args;
 use runtime::refresher::Refresher;
-use runtime::store::{Abort, RolloutSummary, ABORTED};
+use runtime::store::{Abort, RolloutStatus, RolloutSummary};
 
 use super::{now, runtime, Ops};
 use crate::deploy::aws::{sdk_config, sdk_error};
@@ -89,7 +90,7 @@ impl AbortArgs {
                 .executions_of(&rollout_id)
                 .await?
                 .iter()
-                .filter(|e| e.status().as_str() == "RUNNING")
+                .filter(|e| *e.status() == ExecutionStatus::Running)
                 .map(|e| e.execution_arn().to_string())
                 .collect();
             // A rollout whose execution stopped while it held the lock can be aborted too
@@ -109,7 +110,7 @@ impl AbortArgs {
                     .sfn
                     .stop_execution()
                     .execution_arn(arn)
-                    .error("Aborted")
+                    .error(RolloutStatus::Aborted.as_str())
                     .cause(&cause)
                     .send()
                     .await;
@@ -189,7 +190,7 @@ impl AbortArgs {
             if !stopped.acted_on.is_empty() {
                 message.push_str(&format!("; {verb}: {}", stopped.acted_on.join(", ")));
             }
-            summary.status = ABORTED.into();
+            summary.status = RolloutStatus::Aborted;
             summary.ended_at = Some(at);
             summary.message = Some(generator::payload::cap_message(&message));
             ops.store.put_summary(&summary, at).await?;

@@ -13,7 +13,6 @@
 //! Output that is not a terminal does not come here: it gets the change lines and the final
 //! table only (see `Ops::watch_patiently`), byte for byte as before.
 
-use generator::payload::status;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::view::Snapshot;
@@ -90,7 +89,7 @@ impl Live {
         let in_flight: Vec<_> = snapshot
             .asgs
             .iter()
-            .filter(|a| status::is_in_flight(&a.status))
+            .filter(|a| a.status.is_in_flight())
             .collect();
         self.resize_rows(in_flight.len().min(MAX_ROWS));
         for (row, asg) in self.rows.iter().zip(&in_flight) {
@@ -161,22 +160,23 @@ impl Live {
 
 #[cfg(test)]
 mod tests {
+    use generator::payload::AsgStatus;
     use runtime::store::AsgRecord;
 
     use super::*;
 
     fn fleet(in_flight: usize, done: usize, planned: usize) -> Snapshot {
-        let asg = |i: usize, status: &str, percentage: Option<u32>| AsgRecord {
+        let asg = |i: usize, status: AsgStatus, percentage: Option<u32>| AsgRecord {
             asg: format!("asg-{i:04}"),
             wave: Some(0),
-            status: status.into(),
+            status,
             percentage,
             ..AsgRecord::default()
         };
         let asgs = (0..in_flight)
-            .map(|i| asg(i, "InProgress", Some(40)))
-            .chain((0..done).map(|i| asg(in_flight + i, "Successful", Some(100))))
-            .chain((0..planned).map(|i| asg(in_flight + done + i, "Planned", None)))
+            .map(|i| asg(i, AsgStatus::InProgress, Some(40)))
+            .chain((0..done).map(|i| asg(in_flight + i, AsgStatus::Successful, Some(100))))
+            .chain((0..planned).map(|i| asg(in_flight + done + i, AsgStatus::Planned, None)))
             .collect();
         Snapshot::new("prod", "r-1", None, None, asgs, vec![], None)
     }

@@ -10,11 +10,11 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use aws_sdk_sfn::types::ExecutionListItem;
+use aws_sdk_sfn::types::{ExecutionListItem, ExecutionStatus};
 use clap::Args;
 use generator::config::StackConfig;
 use generator::names::Stack;
-use runtime::store::{Store, APPROVED, AWAITING_APPROVAL, REJECTED};
+use runtime::store::{ApprovalStatus, RolloutStatus, Store};
 use serde_json::json;
 
 use crate::deploy::aws::{sdk_config, sdk_error, SdkResultExt};
@@ -188,7 +188,7 @@ impl Ops {
         Ok(Execution {
             name: out.name().unwrap_or_default().to_string(),
             arn: arn.to_string(),
-            status: out.status().as_str().to_string(),
+            status: out.status().clone(),
             started_at: out.start_date().secs(),
             stopped_at: out.stop_date().map(|d| d.secs()),
             error: out.error().map(str::to_string),
@@ -262,7 +262,7 @@ impl Ops {
             .executions_of(&holder)
             .await?
             .iter()
-            .any(|e| e.status().as_str() == "RUNNING");
+            .any(|e| *e.status() == ExecutionStatus::Running);
         if running {
             bail!(
                 "rollout {holder} is running on stack `{env}`: a second rollout is refused until it ends \
@@ -284,7 +284,10 @@ impl Ops {
     ) -> anyhow::Result<(String, String)> {
         self.check_unlocked(rollout_id).await?;
         let runs = self.executions_of(rollout_id).await?;
-        if let Some(running) = runs.iter().find(|e| e.status().as_str() == "RUNNING") {
+        if let Some(running) = runs
+            .iter()
+            .find(|e| *e.status() == ExecutionStatus::Running)
+        {
             bail!(
                 "rollout {rollout_id} is already running as execution {}",
                 running.name()
@@ -402,7 +405,7 @@ fn say(live: Option<&live::Live>, line: &str) {
 /// Fails with the rollout's own words unless it succeeded.
 pub fn outcome(snapshot: &Snapshot) -> anyhow::Result<()> {
     let execution = snapshot.execution.as_ref();
-    if execution.is_some_and(|e| e.status == "SUCCEEDED") {
+    if execution.is_some_and(|e| e.status == ExecutionStatus::Succeeded) {
         return Ok(());
     }
     let status = execution.map_or("not started", |e| e.status.as_str());
@@ -469,7 +472,7 @@ impl RolloutArgs {
                     let summary = summary.with_context(|| {
                         format!("stack `{}` has no rollout `{id}` to resume", config.name)
                     })?;
-                    if summary.status == "Succeeded" {
+                    if summary.status == RolloutStatus::Succeeded {
                         bail!("rollout {id} already succeeded: nothing to resume");
                     }
                     summary.ami
@@ -543,7 +546,7 @@ impl ApproveArgs {
                 })?,
             };
             let approvals = ops.store.approvals(&rollout_id).await?;
-            let Some(approval) = approvals.iter().filter(|a| a.status == AWAITING_APPROVAL).max_by_key(|a| a.wave) else {
+            let Some(approval) = approvals.iter().filter(|a| a.status == ApprovalStatus::AwaitingApproval).max_by_key(|a| a.wave) else {
                 bail!("rollout {rollout_id} is not waiting for an approval (see `cargo xtask status --env {} --rollout {rollout_id}`)", config.name);
             };
             let next = approval.wave + 2;
@@ -552,7 +555,7 @@ impl ApproveArgs {
                     .sfn
                     .send_task_failure()
                     .task_token(&approval.task_token)
-                    .error("Rejected")
+                    .error(ApprovalStatus::Rejected.as_str())
                     .cause(format!("wave {next} rejected by {operator}"))
                     .send()
                     .await;
@@ -580,7 +583,11 @@ impl ApproveArgs {
                 Err((false, error)) => return Err(error),
                 Ok(()) => {}
             }
-            let decision = if self.reject { REJECTED } else { APPROVED };
+            let decision = if self.reject {
+                ApprovalStatus::Rejected
+            } else {
+                ApprovalStatus::Approved
+            };
             ops.store.decide_approval(&rollout_id, approval.wave, decision, &operator, now()).await?;
             if self.reject {
                 println!("rejected wave {next} of rollout {rollout_id}: it stops through its failure policy");

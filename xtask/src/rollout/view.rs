@@ -7,20 +7,22 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use aws_sdk_sfn::types::ExecutionStatus;
 use comfy_table::{presets, ColumnConstraint, ContentArrangement, Table, Width};
-use generator::payload::status;
+use generator::payload::AsgStatus;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ZonedDateTime};
-use runtime::store::{Abort, Approval, AsgRecord, RolloutSummary, ABORTED, AWAITING_APPROVAL};
-use serde::Serialize;
+use runtime::store::{Abort, Approval, ApprovalStatus, AsgRecord, RolloutStatus, RolloutSummary};
+use serde::{Serialize, Serializer};
 
 /// The execution that runs (or ran) a rollout.
 #[derive(Debug, Clone, Serialize)]
 pub struct Execution {
     pub name: String,
     pub arn: String,
-    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
-    pub status: String,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED (as Step Functions spells it).
+    #[serde(serialize_with = "execution_status")]
+    pub status: ExecutionStatus,
     pub started_at: i64,
     pub stopped_at: Option<i64>,
     pub error: Option<String>,
@@ -29,8 +31,12 @@ pub struct Execution {
 
 impl Execution {
     pub fn is_running(&self) -> bool {
-        self.status == "RUNNING"
+        self.status == ExecutionStatus::Running
     }
+}
+
+fn execution_status<S: Serializer>(status: &ExecutionStatus, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(status.as_str())
 }
 
 /// Counts per kind of ASG status.
@@ -106,16 +112,18 @@ impl Snapshot {
 
     /// The abort, while the rollout stays aborted (a resumed run is not).
     pub fn aborted(&self) -> Option<&Abort> {
-        self.abort
-            .as_ref()
-            .filter(|_| self.summary.as_ref().is_some_and(|s| s.status == ABORTED))
+        self.abort.as_ref().filter(|_| {
+            self.summary
+                .as_ref()
+                .is_some_and(|s| s.status == RolloutStatus::Aborted)
+        })
     }
 
     /// True while the execution runs (or, without one, while the summary says Running).
     pub fn is_running(&self) -> bool {
         match (&self.execution, &self.summary) {
             (Some(execution), _) => execution.is_running(),
-            (None, Some(summary)) => summary.status == "Running",
+            (None, Some(summary)) => summary.status == RolloutStatus::Running,
             (None, None) => false,
         }
     }
@@ -127,7 +135,7 @@ impl Snapshot {
         }
         self.approvals
             .iter()
-            .filter(|a| a.status == AWAITING_APPROVAL)
+            .filter(|a| a.status == ApprovalStatus::AwaitingApproval)
             .max_by_key(|a| a.wave)
     }
 
@@ -162,7 +170,7 @@ impl Snapshot {
                     out,
                     "execution {} {} (started {}, {})",
                     e.name,
-                    e.status,
+                    e.status.as_str(),
                     timestamp(e.started_at),
                     duration(end - e.started_at)
                 );
@@ -202,7 +210,7 @@ impl Snapshot {
             }
             row.extend([
                 asg.asg.clone(),
-                asg.status.clone(),
+                asg.status.to_string(),
                 progress_cell(asg),
                 asg.started_at.map(clock).unwrap_or_default(),
                 asg.ended_at.map(clock).unwrap_or_default(),
@@ -269,7 +277,11 @@ impl Snapshot {
                 self.rollout_id
             );
         }
-        if let Some(summary) = self.summary.as_ref().filter(|s| s.status != "Running") {
+        if let Some(summary) = self
+            .summary
+            .as_ref()
+            .filter(|s| s.status != RolloutStatus::Running)
+        {
             let _ = writeln!(
                 out,
                 "{}: {}",
@@ -280,12 +292,12 @@ impl Snapshot {
         if let Some(e) = self
             .execution
             .as_ref()
-            .filter(|e| !e.is_running() && e.status != "SUCCEEDED")
+            .filter(|e| !e.is_running() && e.status != ExecutionStatus::Succeeded)
         {
             let _ = writeln!(
                 out,
                 "execution {}: {} {}",
-                e.status,
+                e.status.as_str(),
                 e.error.as_deref().unwrap_or_default(),
                 e.cause.as_deref().unwrap_or_default()
             );
@@ -308,7 +320,7 @@ impl Snapshot {
                 continue;
             }
             let mut line = format!("{} {:<28} {}", clock(now), asg.asg, asg.status);
-            if let Some(p) = asg.percentage.filter(|_| status::is_in_flight(&asg.status)) {
+            if let Some(p) = asg.percentage.filter(|_| asg.status.is_in_flight()) {
                 let _ = write!(line, " {p}%");
             }
             if let Some(reason) = &asg.reason {
@@ -348,16 +360,12 @@ fn message(asg: &AsgRecord) -> String {
 
 /// `[####......]  40%` while an ASG runs or once it ran; empty while planned or skipped.
 fn progress_cell(asg: &AsgRecord) -> String {
-    if asg.status == status::SKIPPED || asg.status == status::PLANNED {
+    if matches!(asg.status, AsgStatus::Skipped | AsgStatus::Planned) {
         return String::new();
     }
     let percentage = asg
         .percentage
-        .unwrap_or(if status::is_successful(&asg.status) {
-            100
-        } else {
-            0
-        });
+        .unwrap_or(if asg.status.is_successful() { 100 } else { 0 });
     format!("{} {percentage:>3}%", bar(percentage, 10))
 }
 
@@ -367,16 +375,16 @@ fn totals(asgs: &[AsgRecord]) -> Totals {
         ..Totals::default()
     };
     for asg in asgs {
-        let s = asg.status.as_str();
-        if status::is_successful(s) {
+        let s = &asg.status;
+        if s.is_successful() {
             t.successful += 1;
-        } else if s == status::SKIPPED {
+        } else if *s == AsgStatus::Skipped {
             t.skipped += 1;
-        } else if s == status::PLANNED {
+        } else if *s == AsgStatus::Planned {
             t.waiting += 1;
-        } else if s == status::ROLLED_BACK {
+        } else if *s == AsgStatus::RolledBack {
             t.rolled_back += 1;
-        } else if status::is_failed(s) || s == status::RESTORE_FAILED {
+        } else if s.is_failed() || *s == AsgStatus::RestoreFailed {
             t.failed += 1;
         } else {
             t.in_flight += 1;
@@ -434,7 +442,7 @@ mod tests {
     fn groups_get_a_column_only_when_the_stack_has_some() {
         let grouped = |asg: &str, wave: u32, group: &str| AsgRecord {
             group: Some(group.into()),
-            ..record(asg, Some(wave), "Successful", Some(100))
+            ..record(asg, Some(wave), AsgStatus::Successful, Some(100))
         };
         let view = Snapshot::new(
             "local",
@@ -455,7 +463,7 @@ mod tests {
             "r",
             None,
             None,
-            vec![record("c-1", Some(0), "Successful", Some(100))],
+            vec![record("c-1", Some(0), AsgStatus::Successful, Some(100))],
             vec![],
             None,
         )
@@ -468,20 +476,24 @@ mod tests {
         let long = "a".repeat(255);
         let running = AsgRecord {
             started_at: Some(3_600),
-            ..record(&long, Some(0), "InProgress", Some(40))
+            ..record(&long, Some(0), AsgStatus::InProgress, Some(40))
         };
         let failed = AsgRecord {
             started_at: Some(3_600),
             ended_at: Some(3_725),
             reason: Some("instances failed health checks".into()),
-            ..record("db", Some(1), "Failed", Some(40))
+            ..record("db", Some(1), AsgStatus::Failed, Some(40))
         };
         let view = Snapshot::new(
             "local",
             "r",
             None,
             None,
-            vec![running, failed, record("web", Some(0), "Successful", None)],
+            vec![
+                running,
+                failed,
+                record("web", Some(0), AsgStatus::Successful, None),
+            ],
             vec![],
             None,
         )
@@ -541,7 +553,7 @@ mod tests {
         let execution = Execution {
             name: "r".into(),
             arn: "arn".into(),
-            status: "RUNNING".into(),
+            status: ExecutionStatus::Running,
             started_at: 1_795_714_505,
             stopped_at: None,
             error: None,
@@ -555,11 +567,16 @@ mod tests {
         );
     }
 
-    fn record(asg: &str, wave: Option<u32>, status: &str, percentage: Option<u32>) -> AsgRecord {
+    fn record(
+        asg: &str,
+        wave: Option<u32>,
+        status: AsgStatus,
+        percentage: Option<u32>,
+    ) -> AsgRecord {
         AsgRecord {
             asg: asg.into(),
             wave,
-            status: status.into(),
+            status,
             percentage,
             ..AsgRecord::default()
         }
@@ -599,12 +616,12 @@ mod tests {
             None,
             None,
             vec![
-                record("zero", None, "Skipped", None),
-                record("b", Some(1), "Planned", None),
-                record("a", Some(1), "InProgress", Some(40)),
-                record("c", Some(0), "Successful", Some(100)),
-                record("d", Some(0), "Failed", None),
-                record("e", Some(0), "RollbackSuccessful", None),
+                record("zero", None, AsgStatus::Skipped, None),
+                record("b", Some(1), AsgStatus::Planned, None),
+                record("a", Some(1), AsgStatus::InProgress, Some(40)),
+                record("c", Some(0), AsgStatus::Successful, Some(100)),
+                record("d", Some(0), AsgStatus::Failed, None),
+                record("e", Some(0), AsgStatus::RollbackSuccessful, None),
             ],
             Vec::new(),
             None,
@@ -637,10 +654,10 @@ mod tests {
             pinned_from: Some("$Latest".into()),
             pinned_version: Some("3".into()),
             reason: Some("still refreshing".into()),
-            ..record("web", Some(0), "InProgress", Some(10))
+            ..record("web", Some(0), AsgStatus::InProgress, Some(10))
         };
         let summary = RolloutSummary {
-            status: "Running".into(),
+            status: RolloutStatus::Running,
             warnings: vec!["batch follows $Latest of launch template web-lt".into()],
             ..RolloutSummary::default()
         };
@@ -671,7 +688,7 @@ mod tests {
             "r",
             None,
             None,
-            vec![record("a", Some(0), "InProgress", Some(10))],
+            vec![record("a", Some(0), AsgStatus::InProgress, Some(10))],
             vec![],
             None,
         );
@@ -680,7 +697,7 @@ mod tests {
             "r",
             None,
             None,
-            vec![record("a", Some(0), "InProgress", Some(10))],
+            vec![record("a", Some(0), AsgStatus::InProgress, Some(10))],
             vec![],
             None,
         );
@@ -689,7 +706,7 @@ mod tests {
             "r",
             None,
             None,
-            vec![record("a", Some(0), "InProgress", Some(60))],
+            vec![record("a", Some(0), AsgStatus::InProgress, Some(60))],
             vec![],
             None,
         );
@@ -705,10 +722,10 @@ mod tests {
     fn restores_and_aborts_are_shown() {
         let restored = AsgRecord {
             reason: Some("restored to launch template version 1".into()),
-            ..record("web", Some(0), status::ROLLED_BACK, Some(100))
+            ..record("web", Some(0), AsgStatus::RolledBack, Some(100))
         };
         let summary = RolloutSummary {
-            status: ABORTED.into(),
+            status: RolloutStatus::Aborted,
             message: Some("aborted by ana: 5xx up".into()),
             ..RolloutSummary::default()
         };
@@ -719,7 +736,7 @@ mod tests {
             Some(summary.clone()),
             vec![
                 restored,
-                record("db", Some(0), status::RESTORE_FAILED, Some(40)),
+                record("db", Some(0), AsgStatus::RestoreFailed, Some(40)),
             ],
             vec![],
             None,
@@ -754,7 +771,7 @@ mod tests {
         );
         // Once resumed, the rollout is no longer shown as aborted.
         snapshot.summary = Some(RolloutSummary {
-            status: "Running".into(),
+            status: RolloutStatus::Running,
             ..summary
         });
         assert!(!snapshot.render(0).contains("aborted by"));
