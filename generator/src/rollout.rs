@@ -94,22 +94,7 @@ pub fn build(config: &StackConfig) -> StateMachine {
         config,
         stack: &stack,
     };
-    let mut waves = States::new()
-        .add(MORE_WAVES, b.more_waves())
-        .add(SELECT_WAVE, b.select_wave())
-        .add(WAVE, b.wave());
-    // The wave gate: bake, then read the wave's alarms.
-    if config.rollout.bake_minutes > 0 {
-        waves.push(BAKE, b.bake());
-    }
-    if !config.rollout.wave_alarms.is_empty() {
-        waves.push(CHECK_ALARMS, b.check_alarms());
-    }
-    if config.rollout.approval.is_on() {
-        waves.push(IS_LAST_WAVE, b.is_last_wave());
-        waves.push(APPROVE_NEXT_WAVE, b.approve_next_wave());
-    }
-    waves.push(NEXT_WAVE, b.next_wave());
+    let waves = b.wave_loop();
     // The planner refuses a plan with more waves than the wave loop's history allows.
     let max_waves = crate::review::max_waves_of(&waves);
     let mut top = States::new()
@@ -134,27 +119,17 @@ pub fn build(config: &StackConfig) -> StateMachine {
     top.push(FINISH_FAILED, b.finish_failed());
     top.push(
         ROLLOUT_FAILED,
-        State::new(Kind::Fail(Fail {
-            error: Some(errors::ROLLOUT_FAILED.into()),
-            cause_path: Some("$.summary.message".into()),
-            ..Fail::default()
-        })),
+        Kind::Fail(Fail::error(errors::ROLLOUT_FAILED).cause_path("$.summary.message")),
     );
     top.push(
         SUMMARY_LOST,
-        State::new(Kind::Fail(Fail {
-            error: Some(errors::ROLLOUT_FAILED.into()),
-            cause: Some("the rollout failed and its summary could not be recorded: see the execution history".into()),
-            ..Fail::default()
-        })),
+        Kind::Fail(Fail::error(errors::ROLLOUT_FAILED).cause(
+            "the rollout failed and its summary could not be recorded: see the execution history",
+        )),
     );
     top.push(
         LOCKED,
-        State::new(Kind::Fail(Fail {
-            error: Some(errors::ROLLOUT_LOCKED.into()),
-            cause_path: Some("$.error.Cause".into()),
-            ..Fail::default()
-        })),
+        Kind::Fail(Fail::error(errors::ROLLOUT_LOCKED).cause_path("$.error.Cause")),
     );
     let mut machine = StateMachine::new(top);
     machine.comment = Some(format!(
@@ -221,6 +196,28 @@ impl Builder<'_> {
         )
     }
 
+    /// The states that walk the waves: select the next, run it, its gate (bake, then read
+    /// its alarms), the approval, and on to the next.
+    fn wave_loop(&self) -> States {
+        let rollout = &self.config.rollout;
+        let mut waves = States::new()
+            .add(MORE_WAVES, self.more_waves())
+            .add(SELECT_WAVE, self.select_wave())
+            .add(WAVE, self.wave());
+        if rollout.bake_minutes > 0 {
+            waves.push(BAKE, self.bake());
+        }
+        if !rollout.wave_alarms.is_empty() {
+            waves.push(CHECK_ALARMS, self.check_alarms());
+        }
+        if rollout.approval.is_on() {
+            waves.push(IS_LAST_WAVE, self.is_last_wave());
+            waves.push(APPROVE_NEXT_WAVE, self.approve_next_wave());
+        }
+        waves.push(NEXT_WAVE, self.next_wave());
+        waves
+    }
+
     fn failure_target(&self) -> &'static str {
         if self.config.rollout.on_failure == OnFailure::Rollback {
             ROLL_BACK
@@ -251,12 +248,7 @@ impl Builder<'_> {
         }
         let mut task = self.planner(payload);
         // Counts only: the waves stay in the table, so the state is small at any fleet size.
-        task.result_selector = Some(
-            Template::new()
-                .path("wave_count", "$.Payload.wave_count")
-                .path("last_wave", "$.Payload.last_wave")
-                .path("planned", "$.Payload.planned"),
-        );
+        task.result_selector = Some(answer_fields(&["wave_count", "last_wave", "planned"]));
         task.result_path = PathOrNull::path("$.plan");
         task.catch = vec![
             Catcher::new(&[errors::ROLLOUT_LOCKED], LOCKED).result_path("$.error"),
@@ -291,29 +283,16 @@ impl Builder<'_> {
     }
 
     fn select_wave(&self) -> State {
-        let mut task = self.refresher(
-            Template::new()
-                .lit("action", "wave")
-                .path("rollout_id", "$.rollout_id")
-                .path("wave", "$.cursor.wave"),
-        );
-        task.result_selector = Some(
-            Template::new()
-                .path("wave", "$.Payload.wave")
-                .path("items", "$.Payload.items")
-                .path("started_at", "$.Payload.started_at"),
-        );
+        let mut task = self.refresher(event("wave").path("wave", "$.cursor.wave"));
+        let mut kept = vec!["wave", "items", "started_at"];
         if !self.config.targets.groups.is_empty() {
             // Ordered groups: each wave's concurrency is its group's batch size (the Map's
             // MaxConcurrencyPath), and the wave says which group it belongs to.
-            task.result_selector = task.result_selector.take().map(|t| {
-                t.path("max_concurrency", "$.Payload.max_concurrency")
-                    .path("group", "$.Payload.group")
-            });
+            kept.extend(["max_concurrency", "group"]);
         }
+        task.result_selector = Some(answer_fields(&kept));
         task.result_path = PathOrNull::path("$.current");
-        task.catch =
-            vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
+        task.catch = catch_all(self.failure_target(), "$.error");
         State::new(Kind::Task(task))
             .comment("The wave's positions (numbers, not names): each child reads its ASG from the table.")
             .next(WAVE)
@@ -351,8 +330,7 @@ impl Builder<'_> {
             OnFailure::Continue => {}
         }
         map.result_path = Some(PathOrNull::Null);
-        map.catch =
-            vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
+        map.catch = catch_all(self.failure_target(), "$.error");
         let after = if rollout.bake_minutes > 0 {
             BAKE
         } else if !rollout.wave_alarms.is_empty() {
@@ -391,16 +369,13 @@ impl Builder<'_> {
     /// to ALARM fails the wave with WaveAlarm, which goes where a failed wave goes.
     fn check_alarms(&self) -> State {
         let mut task = self.refresher(
-            Template::new()
-                .lit("action", "check_alarms")
-                .path("rollout_id", "$.rollout_id")
+            event("check_alarms")
                 .path("wave", "$.current.wave")
                 .path("since", "$.current.started_at")
                 .lit("alarms", json!(self.config.rollout.wave_alarms)),
         );
         task.result_path = Some(PathOrNull::Null);
-        task.catch =
-            vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
+        task.catch = catch_all(self.failure_target(), "$.error");
         State::new(Kind::Task(task))
             .comment("DescribeAlarmHistory and DescribeAlarms of wave_alarms: any ALARM since the wave started fails it (WaveAlarm).")
             .next(self.after_gate())
@@ -435,9 +410,7 @@ impl Builder<'_> {
             .max_failures
             .expect("spend_budget only with max_failures");
         let mut task = self.refresher(
-            Template::new()
-                .lit("action", "spend_budget")
-                .path("rollout_id", "$.rollout_id")
+            event("spend_budget")
                 .path("wave", "$.wave")
                 .path("index", "$.index")
                 .path("planned", "$.planned")
@@ -454,64 +427,23 @@ impl Builder<'_> {
     /// each wait that times out.
     fn per_asg(&self) -> Branch {
         let rollout = &self.config.rollout;
-        let r = &self.config.refresh;
-        let preferences = json!({
-            "min_healthy_percentage": r.min_healthy_percentage,
-            "max_healthy_percentage": r.max_healthy_percentage,
-            "instance_warmup": r.instance_warmup,
-            "skip_matching": r.skip_matching,
-            "auto_rollback": r.auto_rollback,
-            "alarms": r.alarms,
-            "checkpoint_percentages": r.checkpoint_percentages,
-            "checkpoint_delay": r.checkpoint_delay,
-            "bake_time": r.bake_time,
-        });
-        let step_result = || {
-            Template::new()
-                .path("asg", "$.Payload.asg")
-                .path("status", "$.Payload.status")
-                .path("done", "$.Payload.done")
-        };
-        let mut start = self.refresher(
-            Template::new()
-                .lit("action", "start")
-                .path("rollout_id", "$.rollout_id")
+        let absorb_to = self.absorb_target();
+        let start = self.step(
+            event("start")
                 .path("wave", "$.wave")
                 .path("index", "$.index")
                 .path("ami", "$.ami")
-                .lit("preferences", preferences),
+                .lit("preferences", self.refresh_preferences()),
+            absorb_to,
         );
-        start.result_selector = Some(step_result());
-        start.result_path = PathOrNull::path("$.refresh");
-        let mut check = self.refresher(
-            Template::new()
-                .lit("action", "check")
-                .path("rollout_id", "$.rollout_id")
+        let check = self.step(
+            event("check")
                 .path("asg", "$.refresh.asg")
                 .lit("timeout_minutes", rollout.timeout_minutes),
+            absorb_to,
         );
-        check.result_selector = Some(step_result());
-        check.result_path = PathOrNull::path("$.refresh");
-        let absorb_to = self.absorb_target();
-        if let Some(target) = absorb_to {
-            let absorb = || vec![Catcher::new(&["States.ALL"], target).result_path("$.error")];
-            start.catch = absorb();
-            check.catch = absorb();
-        }
-        // The gate: done (refreshed, or nothing to do) ends the child; otherwise poll again,
-        // or (events) wait for the refresh's event again.
         let events = rollout.completion == Completion::Events;
         let not_done = if events { AWAIT } else { WAIT };
-        let gate = || {
-            State::new(Kind::Choice(Choice {
-                choices: vec![ChoiceRule::new(
-                    Condition::test("$.refresh.done", Comparison::BooleanEquals(true)),
-                    REFRESHED,
-                )],
-                default: Some(not_done.into()),
-                ..Choice::default()
-            }))
-        };
         let mut states = States::new()
             .add(
                 START,
@@ -519,7 +451,7 @@ impl Builder<'_> {
                     .comment("New launch template version with the AMI, then StartInstanceRefresh; adopts a refresh it already started.")
                     .next(STARTED),
             )
-            .add(STARTED, gate());
+            .add(STARTED, refresh_gate(not_done));
         if events {
             states.push(
                 AWAIT,
@@ -539,25 +471,58 @@ impl Builder<'_> {
                 .comment("DescribeInstanceRefreshes; fails with RefreshFailed or RefreshTimedOut.")
                 .next(GATE),
         );
-        states.push(GATE, gate());
+        states.push(GATE, refresh_gate(not_done));
         states.push(REFRESHED, State::new(Kind::Succeed(silent())));
-        if absorb_to == Some(SPEND_BUDGET) {
-            states.push(SPEND_BUDGET, self.spend_budget());
-            states.push(
-                REFRESH_FAILED,
-                State::new(Kind::Succeed(silent())).comment(
-                    "Within max_failures: the refresher recorded the failure; Finish reports it.",
-                ),
-            );
-        } else if absorb_to.is_some() {
-            states.push(
-                REFRESH_FAILED,
-                State::new(Kind::Succeed(silent())).comment(
-                    "on_failure = continue: the refresher recorded the failure; Finish reports it.",
-                ),
-            );
-        }
+        self.push_absorbed_end(&mut states, absorb_to);
         Branch::new(states).distributed(ExecutionType::Standard)
+    }
+
+    /// The StartInstanceRefresh preferences of `[refresh]`, as the refresher reads them.
+    fn refresh_preferences(&self) -> serde_json::Value {
+        let r = &self.config.refresh;
+        json!({
+            "min_healthy_percentage": r.min_healthy_percentage,
+            "max_healthy_percentage": r.max_healthy_percentage,
+            "instance_warmup": r.instance_warmup,
+            "skip_matching": r.skip_matching,
+            "auto_rollback": r.auto_rollback,
+            "alarms": r.alarms,
+            "checkpoint_percentages": r.checkpoint_percentages,
+            "checkpoint_delay": r.checkpoint_delay,
+            "bake_time": r.bake_time,
+        })
+    }
+
+    /// A child's step on its ASG (start, check) sending `payload`: the refresher's answer
+    /// (the ASG, its status, whether it is done) goes to `$.refresh`; a failure goes to
+    /// `absorb_to` when there is one, and fails the child otherwise.
+    fn step(&self, payload: Template, absorb_to: Option<&str>) -> Task {
+        let mut task = self.refresher(payload);
+        task.result_selector = Some(answer_fields(&["asg", "status", "done"]));
+        task.result_path = PathOrNull::path("$.refresh");
+        if let Some(target) = absorb_to {
+            task.catch = catch_all(target, "$.error");
+        }
+        task
+    }
+
+    /// Where a child's absorbed failure ends (see [`Self::absorb_target`]): through
+    /// `SpendErrorBudget`, or at once with `continue`; either way without failing the child.
+    fn push_absorbed_end(&self, states: &mut States, absorb_to: Option<&str>) {
+        let why = match absorb_to {
+            Some(SPEND_BUDGET) => {
+                states.push(SPEND_BUDGET, self.spend_budget());
+                "Within max_failures: the refresher recorded the failure; Finish reports it."
+            }
+            Some(_) => {
+                "on_failure = continue: the refresher recorded the failure; Finish reports it."
+            }
+            None => return,
+        };
+        states.push(
+            REFRESH_FAILED,
+            State::new(Kind::Succeed(silent())).comment(why),
+        );
     }
 
     /// The wait for the refresh's event: a `.waitForTaskToken` Task on the refresher, which
@@ -568,17 +533,10 @@ impl Builder<'_> {
     /// every Lambda Task, except `States.Timeout`: that is the event not coming, and goes to
     /// the same check.
     fn await_event(&self, absorb_to: Option<&'static str>) -> Task {
-        let mut task = self.refresher(
-            Template::new()
-                .lit("action", "await_refresh")
-                .path("rollout_id", "$.rollout_id")
-                .path("asg", "$.refresh.asg")
-                .path("task_token", "$$.Task.Token"),
+        let mut task = self.wait_for_token(
+            event("await_refresh").path("asg", "$.refresh.asg"),
+            event_wait_seconds(&self.config.rollout),
         );
-        task.resource = self.invoke_resource(".waitForTaskToken");
-        task.timeout_seconds = Some(event_wait_seconds(&self.config.rollout));
-        task.retry = retriers(&errors::LAMBDA_UNFINISHED_NO_TIMEOUT);
-        task.result_path = Some(PathOrNull::Null);
         task.catch = vec![
             Catcher::new(&["States.Timeout", errors::REFRESH_ENDED], CHECK).result_path("$.wait"),
         ];
@@ -586,6 +544,19 @@ impl Builder<'_> {
             task.catch
                 .push(Catcher::new(&["States.ALL"], target).result_path("$.error"));
         }
+        task
+    }
+
+    /// A `.waitForTaskToken` Task on the refresher: `payload` and the task token go to the
+    /// refresher, which stores the token; the state waits up to `timeout_seconds` for an
+    /// answer and discards its result. Retried like every Lambda Task, except
+    /// `States.Timeout`: the answer not coming is an outcome, never retried.
+    fn wait_for_token(&self, payload: Template, timeout_seconds: u32) -> Task {
+        let mut task = self.refresher(payload.path("task_token", "$$.Task.Token"));
+        task.resource = self.invoke_resource(".waitForTaskToken");
+        task.timeout_seconds = Some(timeout_seconds);
+        task.retry = retriers(&errors::LAMBDA_UNFINISHED_NO_TIMEOUT);
+        task.result_path = Some(PathOrNull::Null);
         task
     }
 
@@ -613,20 +584,12 @@ impl Builder<'_> {
     }
 
     fn approve_next_wave(&self) -> State {
-        let mut task = self.refresher(
-            Template::new()
-                .lit("action", "await_approval")
-                .path("rollout_id", "$.rollout_id")
-                .path("wave", "$.cursor.wave")
-                .path("task_token", "$$.Task.Token"),
+        // Past the approval timeout nobody approved: the wave's failure path.
+        let mut task = self.wait_for_token(
+            event("await_approval").path("wave", "$.cursor.wave"),
+            APPROVAL_TIMEOUT_SECONDS,
         );
-        task.resource = self.invoke_resource(".waitForTaskToken");
-        task.timeout_seconds = Some(APPROVAL_TIMEOUT_SECONDS);
-        // Past the approval timeout nobody approved: that is an answer, never retried.
-        task.retry = retriers(&errors::LAMBDA_UNFINISHED_NO_TIMEOUT);
-        task.result_path = Some(PathOrNull::Null);
-        task.catch =
-            vec![Catcher::new(&["States.ALL"], self.failure_target()).result_path("$.error")];
+        task.catch = catch_all(self.failure_target(), "$.error");
         State::new(Kind::Task(task))
             .comment("Pause until an operator approves the next wave.")
             .next(NEXT_WAVE)
@@ -645,10 +608,7 @@ impl Builder<'_> {
     }
 
     fn finish_payload(&self, outcome: &str) -> Template {
-        let t = Template::new()
-            .lit("action", "finish")
-            .path("rollout_id", "$.rollout_id")
-            .lit("outcome", outcome);
+        let t = event("finish").lit("outcome", outcome);
         if outcome == "failed" {
             t.path("error", "$.error")
         } else {
@@ -657,11 +617,7 @@ impl Builder<'_> {
     }
 
     fn summary(&self) -> Template {
-        Template::new()
-            .path("succeeded", "$.Payload.succeeded")
-            .path("failed", "$.Payload.failed")
-            .path("skipped", "$.Payload.skipped")
-            .path("message", "$.Payload.message")
+        answer_fields(&["succeeded", "failed", "skipped", "message"])
     }
 
     fn finish(&self) -> State {
@@ -685,10 +641,8 @@ impl Builder<'_> {
     }
 
     fn roll_back(&self) -> State {
-        let mut task = self.refresher(
-            Template::new()
-                .lit("action", "rollback")
-                .path("rollout_id", "$.rollout_id")
+        let task = self.refresher(
+            event("rollback")
                 .lit("scope", self.config.rollout.rollback_scope().as_str())
                 .lit(
                     "preferences",
@@ -697,16 +651,24 @@ impl Builder<'_> {
                     )),
                 ),
         );
-        task.result_selector = Some(
-            Template::new()
-                .path("pending", "$.Payload.pending")
-                .lit("round", 0),
-        );
+        // The first read of the rollbacks is round 0.
+        let selector = answer_fields(&["pending"]).lit("round", 0);
+        self.settle(
+            task,
+            selector,
+            "Roll back every refresh of this rollout that is still in flight.",
+        )
+    }
+
+    /// A step of the rollback (`task`: start the rollbacks, or read them) going on to
+    /// `RollbacksEnded`: `selector` keeps how many are pending and the round at `$.settle`;
+    /// an error ends the failure path at `FinishFailed` with `$.rollback_error`.
+    fn settle(&self, mut task: Task, selector: Template, comment: &str) -> State {
+        task.result_selector = Some(selector);
         task.result_path = PathOrNull::path("$.settle");
-        task.catch =
-            vec![Catcher::new(&["States.ALL"], FINISH_FAILED).result_path("$.rollback_error")];
+        task.catch = catch_all(FINISH_FAILED, "$.rollback_error");
         State::new(Kind::Task(task))
-            .comment("Roll back every refresh of this rollout that is still in flight.")
+            .comment(comment)
             .next(ROLLBACKS_ENDED)
     }
 
@@ -742,31 +704,18 @@ impl Builder<'_> {
     }
 
     fn check_rollbacks(&self) -> State {
-        let mut task = self.refresher(
-            Template::new()
-                .lit("action", "settle_rollbacks")
-                .path("rollout_id", "$.rollout_id")
-                .path("round", "$.settle.round"),
-        );
-        task.result_selector = Some(
-            Template::new()
-                .path("pending", "$.Payload.pending")
-                .path("round", "$.Payload.round"),
-        );
-        task.result_path = PathOrNull::path("$.settle");
-        task.catch =
-            vec![Catcher::new(&["States.ALL"], FINISH_FAILED).result_path("$.rollback_error")];
-        State::new(Kind::Task(task))
-            .comment("DescribeInstanceRefreshes of each rollback; records how far each got.")
-            .next(ROLLBACKS_ENDED)
+        self.settle(
+            self.refresher(event("settle_rollbacks").path("round", "$.settle.round")),
+            answer_fields(&["pending", "round"]),
+            "DescribeInstanceRefreshes of each rollback; records how far each got.",
+        )
     }
 
     fn finish_failed(&self) -> State {
         let mut task = self.refresher(self.finish_payload("failed"));
         task.result_selector = Some(self.summary());
         task.result_path = PathOrNull::path("$.summary");
-        task.catch =
-            vec![Catcher::new(&["States.ALL"], SUMMARY_LOST).result_path("$.finish_error")];
+        task.catch = catch_all(SUMMARY_LOST, "$.finish_error");
         State::new(Kind::Task(task))
             .comment("Release the lock and record why the rollout failed.")
             .next(ROLLOUT_FAILED)
@@ -794,6 +743,40 @@ fn retriers(unfinished: &[&str]) -> Vec<Retrier> {
             .attempts(2)
             .backoff(2.0),
     ]
+}
+
+/// The event of the refresher's `action` for this execution's rollout; the action's own
+/// fields follow.
+fn event(action: &str) -> Template {
+    Template::new()
+        .lit("action", action)
+        .path("rollout_id", "$.rollout_id")
+}
+
+/// A ResultSelector keeping `fields` of a Lambda's answer (its `Payload`), under the same
+/// names.
+fn answer_fields(fields: &[&str]) -> Template {
+    fields.iter().fold(Template::new(), |selector, field| {
+        selector.path(field, &format!("$.Payload.{field}"))
+    })
+}
+
+/// Every error (`States.ALL`) goes to `next`, with the error at `result_path`.
+fn catch_all(next: &str, result_path: &str) -> Vec<Catcher> {
+    vec![Catcher::new(&["States.ALL"], next).result_path(result_path)]
+}
+
+/// The gate after a child's start or check: done (refreshed, or nothing to do) ends the
+/// child; otherwise `not_done` (poll again, or wait for the refresh's event again).
+fn refresh_gate(not_done: &str) -> State {
+    State::new(Kind::Choice(Choice {
+        choices: vec![ChoiceRule::new(
+            Condition::test("$.refresh.done", Comparison::BooleanEquals(true)),
+            REFRESHED,
+        )],
+        default: Some(not_done.into()),
+        ..Choice::default()
+    }))
 }
 
 /// A Succeed state that returns nothing: a Distributed Map gathers every child's output

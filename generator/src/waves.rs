@@ -138,28 +138,24 @@ mod tests {
             group("empty", 5, &[]),
             group("nomad", 3, &["n-1"]),
         ];
-        let waves = split_groups(&groups, &["c-2".to_string()], Strategy::Batches);
-        assert_eq!(
-            shape(&waves),
-            vec![
-                row("consul", 1, &["c-2"]),
-                row("consul", 1, &["c-1"]),
-                row("consul", 1, &["c-3"]),
-                row("vault", 2, &["v-1", "v-2"]),
-                row("vault", 2, &["v-3", "v-4"]),
-                row("nomad", 3, &["n-1"]),
-            ]
-        );
-        let waves = split_groups(&groups, &["c-2".to_string()], Strategy::Window);
-        assert_eq!(
-            shape(&waves),
-            vec![
-                row("consul", 1, &["c-2"]),
-                row("consul", 1, &["c-1", "c-3"]),
-                row("vault", 2, &["v-1", "v-2", "v-3", "v-4"]),
-                row("nomad", 3, &["n-1"]),
-            ]
-        );
+        let batches = vec![
+            row("consul", 1, &["c-2"]),
+            row("consul", 1, &["c-1"]),
+            row("consul", 1, &["c-3"]),
+            row("vault", 2, &["v-1", "v-2"]),
+            row("vault", 2, &["v-3", "v-4"]),
+            row("nomad", 3, &["n-1"]),
+        ];
+        let window = vec![
+            row("consul", 1, &["c-2"]),
+            row("consul", 1, &["c-1", "c-3"]),
+            row("vault", 2, &["v-1", "v-2", "v-3", "v-4"]),
+            row("nomad", 3, &["n-1"]),
+        ];
+        for (strategy, expected) in [(Strategy::Batches, batches), (Strategy::Window, window)] {
+            let waves = split_groups(&groups, &["c-2".to_string()], strategy);
+            assert_eq!(shape(&waves), expected, "{strategy:?}");
+        }
     }
 
     #[test]

@@ -561,6 +561,20 @@ fn fail_with_error_path_and_cause_path() {
     );
 }
 
+#[test]
+fn fail_built_from_its_error_with_a_cause_or_a_cause_path() {
+    assert_eq!(
+        text_of(Kind::Fail(
+            Fail::error("RolloutLocked").cause_path("$.error.Cause")
+        )),
+        r#"{"Type":"Fail","Error":"RolloutLocked","CausePath":"$.error.Cause"}"#
+    );
+    assert_eq!(
+        text_of(Kind::Fail(Fail::error("RolloutFailed").cause("no summary"))),
+        r#"{"Type":"Fail","Error":"RolloutFailed","Cause":"no summary"}"#
+    );
+}
+
 // Parallel.
 
 #[test]

@@ -217,6 +217,28 @@ pub struct Fail {
     pub cause_path: Option<String>,
 }
 
+impl Fail {
+    /// A Fail naming `error`, with no cause yet.
+    pub fn error(error: &str) -> Self {
+        Self {
+            error: Some(error.to_string()),
+            ..Self::default()
+        }
+    }
+
+    /// The cause, as fixed text.
+    pub fn cause(mut self, text: &str) -> Self {
+        self.cause = Some(text.to_string());
+        self
+    }
+
+    /// The cause, read from the state's input at `path`.
+    pub fn cause_path(mut self, path: &str) -> Self {
+        self.cause_path = Some(path.to_string());
+        self
+    }
+}
+
 /// A nested scope of states: a Parallel branch or a Map's ItemProcessor.
 #[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, DeriveSerialize)]
