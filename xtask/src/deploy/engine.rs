@@ -39,6 +39,11 @@ pub trait Resource {
     /// `None` for what has no tags of its own (a function's permission, a rule's target): it
     /// belongs to the stack through its parent.
     fn tags(current: &Self::Current) -> Option<&BTreeMap<String, String>>;
+    /// Fails when what exists, ours, cannot become what the stack wants in place (a table's
+    /// key schema): the plan stops there, before any change. Destroy does not ask.
+    fn check(&self, _current: &Self::Current) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// What differs: pure, no AWS call. An empty list means nothing to do.
     fn diff(&self, stack: &Stack, current: &Self::Current) -> Vec<Self::Change>;
     fn create(&self, clients: &Clients) -> impl Future<Output = anyhow::Result<()>>;
@@ -95,6 +100,7 @@ impl<R: Resource> Planned<R> {
                         clients.stack.env
                     );
                 }
+                resource.check(current)?;
                 Action::from_fields(resource.diff(&clients.stack, current))
             }
         };

@@ -87,8 +87,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// A resource not yet on the [`engine::Resource`] trait: its plan line and how apply treats it.
 /// Each variant goes away as its resource becomes a `Resource` (issue 14).
 enum Legacy {
-    Role(roles::RolePlan),
-    Table,
     Topic(topic::TopicPlan),
     Function(functions::FunctionPlan),
     Machine {
@@ -102,9 +100,7 @@ enum Legacy {
     RemoveRule,
     RemovePermission,
     RemoveFunction,
-    RemoveRole,
     DeleteStateMachine,
-    DeleteTable,
 }
 
 /// A [`Legacy`] resource as a plan line.
@@ -157,7 +153,6 @@ impl Step for LegacyStep {
 
     fn review(&self) -> String {
         match &self.what {
-            Legacy::Role(plan) => plan.diffs.concat(),
             Legacy::Machine { diff, .. } => diff.clone(),
             _ => String::new(),
         }
@@ -167,8 +162,6 @@ impl Step for LegacyStep {
         Box::pin(async move {
             let action = &self.action;
             match &self.what {
-                Legacy::Role(plan) => roles::apply(clients, plan).await,
-                Legacy::Table => table::apply(clients, action).await,
                 Legacy::Topic(plan) => topic::apply(clients, plan, action).await,
                 Legacy::Function(plan) => functions::apply(clients, plan).await,
                 Legacy::Machine { machine, .. } => {
@@ -181,9 +174,7 @@ impl Step for LegacyStep {
                 Legacy::RemoveRule => events_rule::delete_rule(clients).await,
                 Legacy::RemovePermission => events_rule::remove_permission(clients).await,
                 Legacy::RemoveFunction => functions::delete(clients, &self.name).await,
-                Legacy::RemoveRole => roles::delete(clients, &self.name).await,
                 Legacy::DeleteStateMachine => state_machine::delete(clients).await,
-                Legacy::DeleteTable => table::delete(clients).await,
             }
         })
     }
@@ -191,7 +182,7 @@ impl Step for LegacyStep {
 
 /// What the stack wants, checked locally before the first AWS call.
 struct Desired {
-    roles: Vec<roles::DesiredRole>,
+    roles: Vec<roles::Role>,
     machine: state_machine::DesiredStateMachine,
     functions: Vec<functions::DesiredFunction>,
     rule: events_rule::DesiredRule,
@@ -205,27 +196,18 @@ async fn plan(
     desired: Desired,
 ) -> anyhow::Result<Vec<Box<dyn Step>>> {
     let stack = &clients.stack;
-    let roles = roles::plan(clients, desired.roles).await?;
-    let states_role = roles
-        .iter()
-        .find(|r| r.desired.name == stack.states_role())
-        .map(|r| refusal::RoleChanges::of(&r.action))
-        .unwrap_or_default();
     let mut steps: Vec<Box<dyn Step>> = Vec::new();
-    for role in roles {
-        let (name, action) = (role.desired.name.clone(), role.action.clone());
-        steps.push(LegacyStep::new(
-            "iam role",
-            name,
-            action,
-            Legacy::Role(role),
-        ));
+    // The state machine waits for the states role's changes to propagate.
+    let mut states_role = refusal::RoleChanges::default();
+    for role in desired.roles {
+        let role = Planned::wanted(role, clients).await?;
+        if role.resource.name == stack.states_role() {
+            states_role = refusal::RoleChanges::of(&role.action);
+        }
+        steps.push(Box::new(role));
     }
-    steps.push(LegacyStep::new(
-        "dynamodb table",
-        stack.table(),
-        table::plan(clients).await?,
-        Legacy::Table,
+    steps.push(Box::new(
+        Planned::wanted(table::Table::new(stack), clients).await?,
     ));
     steps.push(Box::new(
         Planned::wanted(log_group::LogGroup::new(stack), clients).await?,
@@ -339,13 +321,11 @@ async fn plan(
             Legacy::RemoveFunction,
         ));
     }
-    if let Some(action) = roles::leftover(clients, config).await? {
-        removals.push(LegacyStep::new(
-            "iam role",
-            stack.completer_role(),
-            action,
-            Legacy::RemoveRole,
-        ));
+    if config.rollout.completion != generator::config::Completion::Events {
+        // The completer's role, when an earlier deploy made it; one that is not this stack's
+        // is left alone.
+        let role = Planned::absent(roles::Role::named(stack.completer_role()), clients).await?;
+        removals.extend(role.into_step(&mut Vec::new()));
     }
     removals.extend(topic_removal);
     steps.extend(removals);
@@ -558,15 +538,14 @@ impl DestroyArgs {
             }
             let log_group = Planned::absent(log_group::LogGroup::new(&stack), &clients).await?;
             let topic = topic::owned(&clients, &clients.sns).await?;
-            let table = table::owned(&clients).await?;
+            let table = Planned::absent(table::Table::new(&stack), &clients).await?;
             let mut roles = Vec::new();
             for role in [
                 stack.lambda_role(),
                 stack.states_role(),
                 stack.completer_role(),
             ] {
-                let owned = roles::owned(&clients, &role).await?;
-                roles.push((role, owned));
+                roles.push(Planned::absent(roles::Role::named(role), &clients).await?);
             }
             doomed.extend(log_group.into_step(&mut skipped));
             doomed.extend(legacy_absent(
@@ -579,21 +558,9 @@ impl DestroyArgs {
                     action: Some(Action::Delete),
                 }),
             ));
-            doomed.extend(legacy_absent(
-                &mut skipped,
-                "dynamodb table",
-                stack.table(),
-                table,
-                Legacy::DeleteTable,
-            ));
-            for (role, owned) in roles {
-                doomed.extend(legacy_absent(
-                    &mut skipped,
-                    "iam role",
-                    role,
-                    owned,
-                    Legacy::RemoveRole,
-                ));
+            doomed.extend(table.into_step(&mut skipped));
+            for role in roles {
+                doomed.extend(role.into_step(&mut skipped));
             }
             for (kind, name) in &skipped {
                 println!(

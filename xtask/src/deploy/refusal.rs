@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use generator::iam::LOG_DELIVERY_ACTIONS;
 
+use super::roles::Change;
+
 /// How long a deploy waits for a new or changed role to propagate.
 pub const ROLE_PROPAGATION: Duration = Duration::from_secs(60);
 
@@ -19,16 +21,16 @@ pub struct RoleChanges {
 }
 
 impl RoleChanges {
-    /// From the role's plan line.
-    pub fn of(action: &super::Action) -> Self {
+    /// From what the deploy plans for the role.
+    pub fn of(action: &super::Action<Change>) -> Self {
         match action {
             super::Action::Create => Self {
                 trust: true,
                 policy: true,
             },
-            super::Action::Update(fields) => Self {
-                trust: fields.iter().any(|f| f == "trust policy"),
-                policy: fields.iter().any(|f| f == "inline policy"),
+            super::Action::Update(changes) => Self {
+                trust: changes.contains(&Change::TrustPolicy),
+                policy: changes.contains(&Change::InlinePolicy),
             },
             super::Action::Unchanged | super::Action::Delete => Self::default(),
         }
@@ -202,7 +204,7 @@ mod tests {
     fn only_propagation_is_waited_for() {
         let new = RoleChanges::of(&Action::Create);
         let unchanged = RoleChanges::of(&Action::Unchanged);
-        let trust_only = RoleChanges::of(&Action::Update(vec!["trust policy".into()]));
+        let trust_only = RoleChanges::of(&Action::Update(vec![Change::TrustPolicy]));
         assert!(StatesRefusal::LogDestination
             .wait_reason("r", new)
             .is_some_and(|r| r.contains("just written")));
