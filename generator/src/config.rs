@@ -1173,20 +1173,25 @@ fn is_asg_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// The lines every unit test's stack starts with (after a blank one): its name, region
+    /// and account.
+    pub(crate) const HEAD: &str = r#"
 name = "dev"
 region = "eu-west-1"
 account_id = "123456789012"
-[targets]
-asgs = ["a", "b"]
 "#;
+
+    /// A stack of two listed ASGs that takes every default.
+    fn minimal() -> String {
+        format!("{HEAD}[targets]\nasgs = [\"a\", \"b\"]\n")
+    }
 
     #[test]
     fn minimal_config_takes_defaults() {
-        let config = parse(MINIMAL, Path::new("dev.toml")).unwrap();
+        let config = parse(&minimal(), Path::new("dev.toml")).unwrap();
         assert_eq!(config.rollout, Rollout::default());
         assert_eq!(config.refresh, Refresh::default());
         assert_eq!(config.lambda.architecture, Architecture::Arm64);
@@ -1194,7 +1199,7 @@ asgs = ["a", "b"]
 
     #[test]
     fn wrong_type_names_key_and_line() {
-        let text = MINIMAL.to_string() + "[rollout]\nbatch_size = \"3\"\n";
+        let text = minimal() + "[rollout]\nbatch_size = \"3\"\n";
         let err = parse(&text, Path::new("dev.toml")).unwrap_err();
         let p = &err.problems()[0];
         assert_eq!(p.key, "rollout.batch_size");
@@ -1208,7 +1213,7 @@ asgs = ["a", "b"]
 
     #[test]
     fn range_error_finds_the_line() {
-        let text = MINIMAL.to_string() + "[rollout]\npoll_seconds = 60\nbatch_size = 0\n";
+        let text = minimal() + "[rollout]\npoll_seconds = 60\nbatch_size = 0\n";
         let err = parse(&text, Path::new("dev.toml")).unwrap_err();
         assert_eq!(err.problems()[0].key, "rollout.batch_size");
         assert_eq!(err.problems()[0].line, Some(9));
@@ -1216,12 +1221,12 @@ asgs = ["a", "b"]
 
     #[test]
     fn completion_defaults_to_events_and_names_its_key_when_wrong() {
-        let config = parse(MINIMAL, Path::new("dev.toml")).unwrap();
+        let config = parse(&minimal(), Path::new("dev.toml")).unwrap();
         assert_eq!(config.rollout.completion, Completion::Events);
-        let text = MINIMAL.to_string() + "[rollout]\npoll_seconds = 60\ncompletion = \"poll\"\n";
+        let text = minimal() + "[rollout]\npoll_seconds = 60\ncompletion = \"poll\"\n";
         let config = parse(&text, Path::new("dev.toml")).unwrap();
         assert_eq!(config.rollout.completion, Completion::Poll);
-        let text = MINIMAL.to_string() + "[rollout]\npoll_seconds = 60\ncompletion = \"push\"\n";
+        let text = minimal() + "[rollout]\npoll_seconds = 60\ncompletion = \"push\"\n";
         let err = parse(&text, Path::new("dev.toml")).unwrap_err();
         let p = &err.problems()[0];
         assert_eq!((p.key.as_str(), p.line), ("rollout.completion", Some(9)));

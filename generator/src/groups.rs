@@ -242,12 +242,7 @@ mod tests {
     use std::path::Path;
 
     use crate::config::parse;
-
-    const HEAD: &str = r#"
-name = "dev"
-region = "eu-west-1"
-account_id = "123456789012"
-"#;
+    use crate::config::tests::HEAD;
 
     fn errors(body: &str) -> Vec<(String, String)> {
         let text = format!("{HEAD}{body}");
