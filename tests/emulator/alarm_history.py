@@ -28,6 +28,7 @@ from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
 
 import iam_requests
+import protocol
 
 # (account, region) -> list of history items (dicts), oldest first.
 _history = {}
@@ -118,11 +119,7 @@ def describe_alarm_history(self):
             offset = int(token)
         except ValueError:
             raise _InvalidNextToken("The service cannot find the next token")
-    page = chosen[offset : offset + limit]
-    result = {"AlarmHistoryItems": page}
-    if offset + limit < len(chosen):
-        result["NextToken"] = str(offset + limit)
-    return ActionResult(result)
+    return ActionResult(protocol.page(chosen, offset, limit, "AlarmHistoryItems"))
 
 
 class _ValidationError(ServiceException):

@@ -21,16 +21,13 @@ deployer, the CLI, tests) as "deployer". Lambda invocations are counted where ev
 runs (Step Functions Tasks, Invoke, EventBridge deliveries).
 """
 
-import json
 import threading
 import time
 from collections import Counter, defaultdict
 
-import moto.server
 from moto.awslambda.models import LambdaFunction
-from moto.core.responses import BaseResponse
-from moto.moto_api._internal.models import MotoAPIBackend
 
+import hooks
 import iam_enforcement
 import iam_requests
 import refresh_events
@@ -75,17 +72,13 @@ def _record(response):
             _by_asg[operation][asg] += 1
 
 
-def _patch_dispatch():
-    original = BaseResponse.call_action
-
-    def call_action(self):
-        try:
-            _record(self)
-        except Exception:
-            pass
-        return original(self)
-
-    BaseResponse.call_action = call_action
+def _count(response):
+    """Counts the request and lets moto serve it (a failure to count never refuses it)."""
+    try:
+        _record(response)
+    except Exception:
+        pass
+    return None
 
 
 def _patch_lambda():
@@ -126,38 +119,19 @@ def state():
     return out
 
 
-def _patch_routes():
-    base = moto.server.DomainDispatcherApplication
-
-    class StatsApplication(base):
-        def __call__(self, environ, start_response):
-            if environ.get("PATH_INFO", "") != "/emulator/stats":
-                return super().__call__(environ, start_response)
-            if environ.get("REQUEST_METHOD") == "DELETE":
-                clear()
-                refresh_events.clear_counters()
-                stepfunctions_limits.clear_executions()
-            body = json.dumps(state()).encode()
-            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-            return [body]
-
-    moto.server.DomainDispatcherApplication = StatsApplication
-
-
-def _patch_reset():
-    original_reset = MotoAPIBackend.reset
-
-    def reset(self):
-        original_reset(self)
+def _serve(method, _environ):
+    """GET and DELETE /emulator/stats."""
+    if method == "DELETE":
         clear()
-
-    MotoAPIBackend.reset = reset
+        refresh_events.clear_counters()
+        stepfunctions_limits.clear_executions()
+    return "200 OK", hooks.as_json(state())
 
 
 def install():
     """Hooks the counters into moto. Call from server.py's main after every other patch of
     `call_action` and `_invoke_lambda`, so that this one sees every request first."""
-    _patch_dispatch()
+    hooks.before_action(_count)
     _patch_lambda()
-    _patch_routes()
-    _patch_reset()
+    hooks.route("/emulator/stats", _serve)
+    hooks.on_reset(clear)

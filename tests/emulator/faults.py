@@ -20,38 +20,22 @@ itself. Throttling errors as AWS sends them:
   https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
 """
 
-import json
 import random
 import threading
 import time
 from collections import Counter
 
-import moto.server
-from moto.core.exceptions import ServiceException
-from moto.core.responses import ActionResult, BaseResponse
 from moto.iam.models import iam_backends
-from moto.moto_api._internal.models import MotoAPIBackend
 
+import hooks
 import iam_requests
-
-# Service -> (error code, HTTP status).
-_THROTTLE = {
-    "dynamodb": ("ThrottlingException", 400),
-    "states": ("ThrottlingException", 400),
-    "autoscaling": ("Throttling", 400),
-    "ec2": ("RequestLimitExceeded", 503),
-    "lambda": ("TooManyRequestsException", 429),
-}
+import protocol
 
 _lock = threading.Lock()
 _rules = []
 _random = random.Random(0)
 _seen = Counter()
 _injected = Counter()
-
-
-class _Throttled(ServiceException):
-    pass
 
 
 def _is_role_request(response):
@@ -84,24 +68,7 @@ def _fault(response):
         time.sleep(delay)
     if not throttled:
         return None
-    code, status = _THROTTLE.get(service, ("ThrottlingException", 400))
-    code = rule.get("code") or code
-    _, headers, body = response.serialized(ActionResult(_Throttled(code, "Rate exceeded (emulator fault injection)")))
-    headers["status"] = str(status)
-    headers, body = response._enrich_response(headers, body)
-    return status, headers, body
-
-
-def _patch_dispatch():
-    original = BaseResponse.call_action
-
-    def call_action(self):
-        fault = _fault(self)
-        if fault is not None:
-            return fault
-        return original(self)
-
-    BaseResponse.call_action = call_action
+    return protocol.throttled(response, service, rule.get("code"))
 
 
 def _state():
@@ -114,52 +81,32 @@ def _clear():
     _injected.clear()
 
 
-def _patch_routes():
-    base = moto.server.DomainDispatcherApplication
-
-    class FaultsApplication(base):
-        def __call__(self, environ, start_response):
-            if environ.get("PATH_INFO", "") != "/emulator/faults":
-                return super().__call__(environ, start_response)
-            method = environ.get("REQUEST_METHOD")
-            status = "200 OK"
-            with _lock:
-                if method == "DELETE":
-                    _clear()
-                elif method == "POST":
-                    try:
-                        length = int(environ.get("CONTENT_LENGTH") or 0)
-                        request = json.loads(environ["wsgi.input"].read(length) or b"{}")
-                        rules = request["rules"]
-                        if not all(isinstance(r, dict) and r.get("service") for r in rules):
-                            raise ValueError("every rule needs a service")
-                        _clear()
-                        _rules.extend(rules)
-                        _random.seed(request.get("seed", 0))
-                    except (KeyError, TypeError, ValueError) as e:
-                        status = "400 Bad Request"
-                        body = json.dumps({"error": f"bad fault rules: {e}"}).encode()
-                if status.startswith("200"):
-                    body = json.dumps(_state()).encode()
-            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-            return [body]
-
-    moto.server.DomainDispatcherApplication = FaultsApplication
-
-
-def _patch_reset():
-    original_reset = MotoAPIBackend.reset
-
-    def reset(self):
-        original_reset(self)
-        with _lock:
+def _serve(method, environ):
+    """GET, POST (new rules) and DELETE /emulator/faults."""
+    with _lock:
+        if method == "DELETE":
             _clear()
+        elif method == "POST":
+            try:
+                request = hooks.read_json(environ)
+                rules = request["rules"]
+                if not all(isinstance(r, dict) and r.get("service") for r in rules):
+                    raise ValueError("every rule needs a service")
+                _clear()
+                _rules.extend(rules)
+                _random.seed(request.get("seed", 0))
+            except (KeyError, TypeError, ValueError) as e:
+                return "400 Bad Request", hooks.as_json({"error": f"bad fault rules: {e}"})
+        return "200 OK", hooks.as_json(_state())
 
-    MotoAPIBackend.reset = reset
+
+def _reset():
+    with _lock:
+        _clear()
 
 
 def install():
     """Hooks fault injection into moto (call from server.py's main)."""
-    _patch_dispatch()
-    _patch_routes()
-    _patch_reset()
+    hooks.before_action(_fault)
+    hooks.route("/emulator/faults", _serve)
+    hooks.on_reset(_reset)

@@ -9,7 +9,7 @@
   evaluated against the role's inline and attached policies as stored in moto's IAM (as
   `cargo xtask deploy` put them), read at each request, with the action, resource ARNs and
   condition keys of `iam_requests.py`. A refused call gets the service's own error
-  (`iam_requests.access_denied`). Requests with other credentials (the deployer's "test" keys)
+  (`protocol.access_denied`). Requests with other credentials (the deployer's "test" keys)
   are not checked. Step Functions' interpreter calls Lambda with the state machine's role.
 * `GET /emulator/iam-denials` lists the refusals (`DELETE` clears them), so a test can say
   which call was refused; with `ASG_REFRESH_IAM_DENIALS_LOG=<file>` each refusal is also
@@ -24,14 +24,13 @@ import json
 import os
 import threading
 
-import moto.server
-from moto.core.responses import BaseResponse
 from moto.iam.models import iam_backends
-from moto.moto_api._internal.models import MotoAPIBackend
 from moto.sts.models import sts_backends
 
+import hooks
 import iam_policy
 import iam_requests
+import protocol
 
 SESSION_SECONDS = 12 * 3600
 
@@ -156,19 +155,7 @@ def _refuse(response, service, operation, caller_arn, check, decision, why=None)
         if path:
             with open(path, "a") as log:
                 log.write(json.dumps(denial) + "\n")
-    return iam_requests.access_denied(response, service, message)
-
-
-def _patch_dispatch():
-    original = BaseResponse.call_action
-
-    def call_action(self):
-        refusal = _check(self)
-        if refusal is not None:
-            return refusal
-        return original(self)
-
-    BaseResponse.call_action = call_action
+    return protocol.access_denied(response, service, message)
 
 
 def _patch_state_machine_credentials(endpoint):
@@ -214,38 +201,23 @@ def _patch_state_machine_credentials(endpoint):
             module.boto_client_for = boto_client_for
 
 
-def _patch_reset():
-    original_reset = MotoAPIBackend.reset
+def _reset():
+    with _lock:
+        _credentials.clear()
+        _denials.clear()
 
-    def reset(self):
-        original_reset(self)
-        with _lock:
-            _credentials.clear()
+
+def _serve_denials(method, _environ):
+    """GET and DELETE /emulator/iam-denials."""
+    with _lock:
+        if method == "DELETE":
             _denials.clear()
-
-    MotoAPIBackend.reset = reset
-
-
-def _patch_routes():
-    base = moto.server.DomainDispatcherApplication
-
-    class IamDenialsApplication(base):
-        def __call__(self, environ, start_response):
-            if environ.get("PATH_INFO", "") != "/emulator/iam-denials":
-                return super().__call__(environ, start_response)
-            with _lock:
-                if environ.get("REQUEST_METHOD") == "DELETE":
-                    _denials.clear()
-                body = json.dumps({"denials": list(_denials)}).encode()
-            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-            return [body]
-
-    moto.server.DomainDispatcherApplication = IamDenialsApplication
+        return "200 OK", hooks.as_json({"denials": list(_denials)})
 
 
 def install(endpoint):
     """Hooks the checks into moto (call from server.py's main, after its own routes)."""
-    _patch_dispatch()
+    hooks.before_action(_check)
     _patch_state_machine_credentials(endpoint)
-    _patch_reset()
-    _patch_routes()
+    hooks.on_reset(_reset)
+    hooks.route("/emulator/iam-denials", _serve_denials)

@@ -154,24 +154,22 @@ def _conditions_hold(conditions, context):
     return True
 
 
+def _element_matches(statement, element, value, ignore_case):
+    """Whether `value` matches the statement's `element` ("Action", "Resource") or falls outside
+    its `Not<element>`; a statement with neither applies to nothing."""
+    if element in statement:
+        return _matches_any(statement[element], value, ignore_case)
+    if "Not" + element in statement:
+        return not _matches_any(statement["Not" + element], value, ignore_case)
+    return False
+
+
 def _statement_applies(statement, action, resource, context):
-    if "Action" in statement:
-        if not _matches_any(statement["Action"], action, True):
-            return False
-    elif "NotAction" in statement:
-        if _matches_any(statement["NotAction"], action, True):
-            return False
-    else:
-        return False
-    if "Resource" in statement:
-        if not _matches_any(statement["Resource"], resource, False):
-            return False
-    elif "NotResource" in statement:
-        if _matches_any(statement["NotResource"], resource, False):
-            return False
-    else:
-        return False
-    return _conditions_hold(statement.get("Condition"), context)
+    return (
+        _element_matches(statement, "Action", action, True)
+        and _element_matches(statement, "Resource", resource, False)
+        and _conditions_hold(statement.get("Condition"), context)
+    )
 
 
 def statements(documents):

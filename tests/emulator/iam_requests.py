@@ -1,5 +1,5 @@
 """What IAM authorizes for one request to the emulator: its action, resource ARNs and condition
-keys (`checks`), and the error a refused request gets (`access_denied`).
+keys (`checks`). The error a refused request gets is `protocol.access_denied`.
 
 Resources and condition keys follow the Service Authorization Reference of each service:
   Auto Scaling   https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2autoscaling.html
@@ -23,46 +23,16 @@ from collections import namedtuple
 from urllib.parse import unquote
 
 from moto.autoscaling.models import autoscaling_backends
-from moto.core.exceptions import ServiceException
-from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
 from moto.iam.models import iam_backends
+
+from protocol import members
 
 # `prefix` goes before the standard message (the Auto Scaling wording for launch templates).
 Check = namedtuple("Check", "action resource context prefix", defaults=(None,))
 
 # IAM action names that differ from the API operation name.
 _ACTION_NAMES = {("lambda", "Invoke"): "InvokeFunction", ("lambda", "InvokeAsync"): "InvokeAsync"}
-
-# Each service's access-denied error code.
-#   EC2: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html (UnauthorizedOperation)
-#   Auto Scaling, IAM, STS, ELB (query APIs): https://docs.aws.amazon.com/autoscaling/ec2/APIReference/CommonErrors.html
-#   JSON APIs: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html
-_DENIED = {
-    "ec2": ("UnauthorizedOperation", 403),
-    "autoscaling": ("AccessDenied", 403),
-    "iam": ("AccessDenied", 403),
-    "sts": ("AccessDenied", 403),
-    "elasticloadbalancing": ("AccessDenied", 403),
-}
-_DENIED_JSON = ("AccessDeniedException", 400)
-
-
-class _AccessDenied(ServiceException):
-    pass
-
-
-def access_denied(response, service, message):
-    """The service's access-denied error, serialized in its protocol: (status, headers, body)."""
-    code, status = _DENIED.get(service, _DENIED_JSON)
-    if service == "lambda":
-        status = 403
-    error = _AccessDenied(code, message)
-    _, headers, body = response.serialized(ActionResult(error))
-    headers["status"] = str(status)
-    # Request ids, as every answer carries (Step Functions' interpreter reads them).
-    headers, body = response._enrich_response(headers, body)
-    return status, headers, body
 
 
 def operation(response):
@@ -95,21 +65,6 @@ def params(response):
         return response._get_params()
     except Exception:
         return {}
-
-
-def members(value):
-    """A list parameter, whether parsed as a list or as query-protocol `member` entries."""
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return value
-    if isinstance(value, dict):
-        inner = value.get("member", value.get("item", value))
-        if isinstance(inner, list):
-            return inner
-        if isinstance(inner, dict):
-            return [inner[k] for k in sorted(inner, key=lambda k: int(k) if str(k).isdigit() else 0)]
-    return [value]
 
 
 def _tag_keys(tags, *prefixes):

@@ -30,7 +30,8 @@ to:
 from moto.iam.models import iam_backends
 
 import iam_requests
-from iam_requests import Check, members
+from iam_requests import Check
+from protocol import members
 
 _OPERATIONS = ("CreateAutoScalingGroup", "UpdateAutoScalingGroup", "StartInstanceRefresh")
 

@@ -15,7 +15,8 @@ PutEvents could not be held to its source condition.
 """
 
 import iam_requests
-from iam_requests import Check, members
+from iam_requests import Check
+from protocol import members
 
 
 def _arn(response, service, resource):

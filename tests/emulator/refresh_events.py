@@ -51,9 +51,9 @@ import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-import moto.server
 from moto.events.models import events_backends
-from moto.moto_api._internal.models import MotoAPIBackend
+
+import hooks
 
 SOURCE = "aws.autoscaling"
 PREFIX = "EC2 Auto Scaling Instance Refresh "
@@ -361,55 +361,35 @@ def _configure(request):
         _random.seed(settings["seed"])
 
 
-def _patch_routes():
-    base = moto.server.DomainDispatcherApplication
-
-    class EventsApplication(base):
-        def __call__(self, environ, start_response):
-            if environ.get("PATH_INFO", "") != "/emulator/events":
-                return super().__call__(environ, start_response)
-            method = environ.get("REQUEST_METHOD")
-            status = "200 OK"
-            if method == "DELETE":
-                clear_counters()
-            elif method == "POST":
-                try:
-                    length = int(environ.get("CONTENT_LENGTH") or 0)
-                    request = json.loads(environ["wsgi.input"].read(length) or b"{}")
-                    if not isinstance(request, dict):
-                        raise ValueError("the body must be a JSON object")
-                    _configure(request)
-                except ValueError as e:
-                    status = "400 Bad Request"
-                    body = json.dumps({"error": f"bad event settings: {e}"}).encode()
-            if status.startswith("200"):
-                with _lock:
-                    body = json.dumps(_state(), default=str).encode()
-            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-            return [body]
-
-    moto.server.DomainDispatcherApplication = EventsApplication
-
-
-def _patch_reset():
-    original_reset = MotoAPIBackend.reset
-
-    def reset(self):
-        original_reset(self)
-        global _generation
-        with _lock:
-            _generation += 1
-            _heap.clear()
-            _settings.clear()
-            _settings.update(DEFAULT_SETTINGS)
-            _random.seed(DEFAULT_SETTINGS["seed"])
+def _serve(method, environ):
+    """GET, POST (new settings) and DELETE (the counters and the log) /emulator/events."""
+    if method == "DELETE":
         clear_counters()
+    elif method == "POST":
+        try:
+            request = hooks.read_json(environ)
+            if not isinstance(request, dict):
+                raise ValueError("the body must be a JSON object")
+            _configure(request)
+        except ValueError as e:
+            return "400 Bad Request", hooks.as_json({"error": f"bad event settings: {e}"})
+    with _lock:
+        return "200 OK", hooks.as_json(_state())
 
-    MotoAPIBackend.reset = reset
+
+def _reset():
+    global _generation
+    with _lock:
+        _generation += 1
+        _heap.clear()
+        _settings.clear()
+        _settings.update(DEFAULT_SETTINGS)
+        _random.seed(DEFAULT_SETTINGS["seed"])
+    clear_counters()
 
 
 def install():
     """Hooks event delivery into the emulator (call from server.py's main)."""
-    _patch_routes()
-    _patch_reset()
+    hooks.route("/emulator/events", _serve)
+    hooks.on_reset(_reset)
     threading.Thread(target=_dispatcher, name="event-dispatcher", daemon=True).start()

@@ -20,6 +20,8 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami, AmiBackend
 from moto.core.exceptions import ServiceException
 
+from protocol import members
+
 
 PREFERENCES = "https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RefreshPreferences.html"
 ROLLBACK = "https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_RollbackInstanceRefresh.html"
@@ -31,21 +33,6 @@ FLOATING = ("$Latest", "$Default")
 
 class ValidationError(ServiceException):
     code = "ValidationError"
-
-
-def members(value):
-    """A list parameter, whether moto parsed it as a list or as `member` entries."""
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return value
-    if isinstance(value, dict):
-        inner = value.get("member", value)
-        if isinstance(inner, list):
-            return inner
-        if isinstance(inner, dict):
-            return [inner[k] for k in sorted(inner, key=lambda k: int(k) if str(k).isdigit() else 0)]
-    return [value]
 
 
 def _int(value, name):

@@ -87,15 +87,16 @@ from moto.core import config as moto_config  # noqa: E402
 from moto.core.exceptions import ServiceException  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
 from moto.ec2.responses.launch_templates import LaunchTemplates  # noqa: E402
-from moto.moto_api._internal.models import MotoAPIBackend  # noqa: E402
 
 import alarm_history  # noqa: E402
 import api_stats  # noqa: E402
 import eventbridge_rules  # noqa: E402
 import faults  # noqa: E402
+import hooks  # noqa: E402
 import refresh_events  # noqa: E402
 import iam_enforcement  # noqa: E402
 import notify_iam  # noqa: E402
+import protocol  # noqa: E402
 import refresh_instances  # noqa: E402
 import stepfunctions_abort  # noqa: E402
 import stepfunctions_limits  # noqa: E402
@@ -180,7 +181,7 @@ class Refresh:
         # EventBridge events (refresh_events.py): whether Started went out, and the checkpoints
         # (CheckpointPercentages, ascending) not yet reached.
         self.started_emitted = False
-        self.checkpoints = sorted(int(c) for c in refresh_rules.members(self.preferences.get("CheckpointPercentages")))
+        self.checkpoints = sorted(int(c) for c in protocol.members(self.preferences.get("CheckpointPercentages")))
         self.checkpoint_delay = self.preferences.get("CheckpointDelay")
 
     def _emit(self, detail_type, t, extra=None):
@@ -258,6 +259,31 @@ class Refresh:
                 pct = min(pct, 50)
             self.percentage = max(0, min(99, pct))
             self._emit_checkpoints(now, self.percentage)
+
+    def cancel(self, settings):
+        """CancelInstanceRefresh: Cancelling, then Cancelled after `cancel-seconds` (lock held)."""
+        now = time.monotonic()
+        self.status = "Cancelling"
+        self.reason = "Cancellation requested."
+        self.transition = ("cancel", now, float(settings["cancel-seconds"]), self.percentage)
+        _log_event("cancel", self, now)
+
+    def roll_back(self, settings):
+        """RollbackInstanceRefresh: RollbackInProgress, then the `rollback-outcome` after
+        `rollback-seconds` (lock held)."""
+        now = time.monotonic()
+        self.rollback_details = {
+            "RollbackReason": "Rollback requested by the user.",
+            "RollbackStartTime": _now_utc(),
+            "PercentageCompleteOnRollback": self.percentage,
+            "InstancesToUpdateOnRollback": 1,
+        }
+        self.status = "RollbackInProgress"
+        self.reason = "Rolling back."
+        self.settings = settings
+        self.transition = ("rollback", now, float(settings["rollback-seconds"]), self.percentage)
+        _log_event("rollback", self, now)
+        self._emit(refresh_events.ROLLBACK_STARTED, now)
 
     def describe(self):
         out = {
@@ -394,52 +420,43 @@ def describe_instance_refreshes(self):
         described = [r.describe() for r in refreshes]
     max_records = int(params.get("MaxRecords") or 50)
     start = int(params.get("NextToken") or 0)
-    page = described[start : start + max_records]
-    result = {"InstanceRefreshes": page}
-    if start + max_records < len(described):
-        result["NextToken"] = str(start + max_records)
-    return ActionResult(result)
+    return ActionResult(protocol.page(described, start, max_records, "InstanceRefreshes"))
+
+
+def _change_running(self, change):
+    """Calls `change(refresh, group)` on the group's pending or in-progress refresh (with the
+    lock held) and answers its id; ActiveInstanceRefreshNotFound when there is none."""
+    name = self._get_param("AutoScalingGroupName")
+    group = _group(self, name)
+    _advance_all()
+    with _lock:
+        refresh = _active(_refreshes.get(_key(self, name), []), ("Pending", "InProgress", "Baking"))
+        if refresh is None:
+            raise ActiveInstanceRefreshNotFound("No in progress or pending Instance Refresh found for this Auto Scaling group.")
+        change(refresh, group)
+    return ActionResult({"InstanceRefreshId": refresh.id})
 
 
 def cancel_instance_refresh(self):
-    name = self._get_param("AutoScalingGroupName")
-    group = _group(self, name)
-    _advance_all()
-    with _lock:
-        refresh = _active(_refreshes.get(_key(self, name), []), ("Pending", "InProgress", "Baking"))
-        if refresh is None:
-            raise ActiveInstanceRefreshNotFound("No in progress or pending Instance Refresh found for this Auto Scaling group.")
-        now = time.monotonic()
-        refresh.status = "Cancelling"
-        refresh.reason = "Cancellation requested."
-        refresh.transition = ("cancel", now, float(_settings(group)["cancel-seconds"]), refresh.percentage)
-        _log_event("cancel", refresh, now)
-    return ActionResult({"InstanceRefreshId": refresh.id})
+    return _change_running(self, lambda refresh, group: refresh.cancel(_settings(group)))
 
 
 def rollback_instance_refresh(self):
-    name = self._get_param("AutoScalingGroupName")
-    group = _group(self, name)
-    _advance_all()
-    with _lock:
-        refresh = _active(_refreshes.get(_key(self, name), []), ("Pending", "InProgress", "Baking"))
-        if refresh is None:
-            raise ActiveInstanceRefreshNotFound("No in progress or pending Instance Refresh found for this Auto Scaling group.")
+    def roll_back(refresh, group):
         refresh_rules.check_rollback(self.current_account, self.region, group, refresh)
-        now = time.monotonic()
-        refresh.rollback_details = {
-            "RollbackReason": "Rollback requested by the user.",
-            "RollbackStartTime": _now_utc(),
-            "PercentageCompleteOnRollback": refresh.percentage,
-            "InstancesToUpdateOnRollback": 1,
-        }
-        refresh.status = "RollbackInProgress"
-        refresh.reason = "Rolling back."
-        refresh.settings = _settings(group)
-        refresh.transition = ("rollback", now, float(refresh.settings["rollback-seconds"]), refresh.percentage)
-        _log_event("rollback", refresh, now)
-        refresh._emit(refresh_events.ROLLBACK_STARTED, now)
-    return ActionResult({"InstanceRefreshId": refresh.id})
+        refresh.roll_back(_settings(group))
+
+    return _change_running(self, roll_back)
+
+
+def _reset():
+    with _lock:
+        _refreshes.clear()
+        _log.clear()
+    refresh_rules.reset()
+    with _lt_lock:
+        _lt_tokens.clear()
+    _stop_all_lambdas()
 
 
 def _patch_autoscaling():
@@ -449,19 +466,7 @@ def _patch_autoscaling():
     AutoScalingResponse.cancel_instance_refresh = cancel_instance_refresh
     AutoScalingResponse.rollback_instance_refresh = rollback_instance_refresh
 
-    original_reset = MotoAPIBackend.reset
-
-    def reset(self):
-        original_reset(self)
-        with _lock:
-            _refreshes.clear()
-            _log.clear()
-        refresh_rules.reset()
-        with _lt_lock:
-            _lt_tokens.clear()
-        _stop_all_lambdas()
-
-    MotoAPIBackend.reset = reset
+    hooks.on_reset(_reset)
     threading.Thread(target=_ticker, name="instance-refresh-ticker", daemon=True).start()
 
 
@@ -701,30 +706,28 @@ def _patch_lambda():
 # HTTP routes of the emulator itself, and startup
 # ---------------------------------------------------------------------------------------
 
+def _add_image(method, environ):
+    """POST /emulator/images {"ImageId": ..., "Architecture": ..., "State": ...}: an image
+    DescribeImages knows (other methods go on to moto)."""
+    if method != "POST":
+        return None
+    image = hooks.read_json(environ)
+    refresh_rules.add_image(image["ImageId"], image.get("Architecture", "x86_64"), image.get("State", "available"))
+    return "200 OK", hooks.as_json({})
+
+
+def _serve_refresh_log(method, _environ):
+    """GET and DELETE /emulator/refresh-log."""
+    _advance_all()
+    with _lock:
+        if method == "DELETE":
+            _log.clear()
+        return "200 OK", hooks.as_json({"now": time.monotonic(), "events": list(_log)})
+
+
 def _patch_routes():
-    base = moto.server.DomainDispatcherApplication
-
-    class EmulatorApplication(base):
-        def __call__(self, environ, start_response):
-            if environ.get("PATH_INFO", "") == "/emulator/images" and environ.get("REQUEST_METHOD") == "POST":
-                # {"ImageId": ..., "Architecture": ..., "State": ...}: an image DescribeImages knows.
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-                image = json.loads(environ["wsgi.input"].read(length) or b"{}")
-                refresh_rules.add_image(image["ImageId"], image.get("Architecture", "x86_64"), image.get("State", "available"))
-                start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
-                return [b"{}"]
-            if environ.get("PATH_INFO", "") == "/emulator/refresh-log":
-                method = environ.get("REQUEST_METHOD")
-                _advance_all()
-                with _lock:
-                    if method == "DELETE":
-                        _log.clear()
-                    body = json.dumps({"now": time.monotonic(), "events": list(_log)}, default=str).encode()
-                start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-                return [body]
-            return super().__call__(environ, start_response)
-
-    moto.server.DomainDispatcherApplication = EmulatorApplication
+    hooks.route("/emulator/images", _add_image)
+    hooks.route("/emulator/refresh-log", _serve_refresh_log)
 
 
 # --- Step Functions: what moto 5.2.5's interpreter gets wrong for the rollout machine ---

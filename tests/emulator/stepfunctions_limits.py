@@ -32,10 +32,9 @@ GetExecutionHistory can read: {"<arn>": {"events", "transitions", "children": [{
 "events", "transitions"}]}}.
 """
 
-import json
 import threading
 
-import moto.server
+import hooks
 
 PAYLOAD_BYTES = 256 * 1024
 HISTORY_EVENTS = 25_000
@@ -253,39 +252,16 @@ def _patch_history():
     CommonStateField._eval_body = state_eval_body
 
 
-def _patch_routes():
-    base = moto.server.DomainDispatcherApplication
-
-    class LimitsApplication(base):
-        def __call__(self, environ, start_response):
-            if environ.get("PATH_INFO", "") != "/emulator/stepfunctions-limits":
-                return super().__call__(environ, start_response)
-            method = environ.get("REQUEST_METHOD")
-            if method == "POST":
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-                body = json.loads(environ["wsgi.input"].read(length) or b"{}")
-                for key in ("history_events", "payload_bytes"):
-                    if key in body:
-                        _limits[key] = int(body[key])
-            elif method == "DELETE":
-                _limits.update(history_events=HISTORY_EVENTS, payload_bytes=PAYLOAD_BYTES)
-            out = json.dumps(_limits).encode()
-            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(out)))])
-            return [out]
-
-    moto.server.DomainDispatcherApplication = LimitsApplication
-
-
-def _patch_reset():
-    from moto.moto_api._internal.models import MotoAPIBackend
-
-    original_reset = MotoAPIBackend.reset
-
-    def reset(self):
-        original_reset(self)
-        clear_executions()
-
-    MotoAPIBackend.reset = reset
+def _serve_limits(method, environ):
+    """GET, POST (new limits) and DELETE (AWS's limits) /emulator/stepfunctions-limits."""
+    if method == "POST":
+        body = hooks.read_json(environ)
+        for key in ("history_events", "payload_bytes"):
+            if key in body:
+                _limits[key] = int(body[key])
+    elif method == "DELETE":
+        _limits.update(history_events=HISTORY_EVENTS, payload_bytes=PAYLOAD_BYTES)
+    return "200 OK", hooks.as_json(_limits)
 
 
 def install():
@@ -294,5 +270,5 @@ def install():
     _patch_sizes()
     _patch_catch()
     _patch_history()
-    _patch_routes()
-    _patch_reset()
+    hooks.route("/emulator/stepfunctions-limits", _serve_limits)
+    hooks.on_reset(clear_executions)
