@@ -196,43 +196,30 @@ impl Moto {
     /// `{"now": t, "events": [{"event": "start"|"end"|"cancel"|"rollback", "asg", "refresh_id", "t", ...}]}`,
     /// `t` in the server's monotonic seconds.
     pub fn refresh_log(&self) -> serde_json::Value {
-        let body = self
-            .request("GET", "/emulator/refresh-log", "")
-            .expect("GET /emulator/refresh-log");
-        serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("refresh log is not JSON ({e}): {body}"))
+        self.get_json("/emulator/refresh-log")
     }
 
     /// Empties the refresh log.
     pub fn clear_refresh_log(&self) {
-        self.request("DELETE", "/emulator/refresh-log", "")
-            .expect("DELETE /emulator/refresh-log");
+        self.send("DELETE", "/emulator/refresh-log", "");
     }
 
     /// The calls the extended emulator refused for lack of IAM permission:
     /// `{"denials": [{"caller", "operation", "action", "resource", "message"}]}`.
     pub fn iam_denials(&self) -> serde_json::Value {
-        let body = self
-            .request("GET", "/emulator/iam-denials", "")
-            .expect("GET /emulator/iam-denials");
-        serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("iam denials are not JSON ({e}): {body}"))
+        self.get_json("/emulator/iam-denials")
     }
 
     /// Sets the extended emulator's fault rules (see tests/emulator/faults.py), e.g.
     /// `{"rules": [{"service": "dynamodb", "operations": ["Query"], "rate": 0.3}], "seed": 1}`.
     pub fn set_faults(&self, rules: &serde_json::Value) {
-        self.request("POST", "/emulator/faults", &rules.to_string())
-            .expect("POST /emulator/faults");
+        self.send("POST", "/emulator/faults", &rules.to_string());
     }
 
     /// The fault rules and how many requests each operation saw and had failed:
     /// `{"rules": [...], "seen": {"dynamodb:Query": n}, "injected": {"dynamodb:Query": n}}`.
     pub fn faults(&self) -> serde_json::Value {
-        let body = self
-            .request("GET", "/emulator/faults", "")
-            .expect("GET /emulator/faults");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("faults are not JSON ({e}): {body}"))
+        self.get_json("/emulator/faults")
     }
 
     /// Sets how the extended emulator delivers instance-refresh events to EventBridge rules'
@@ -240,8 +227,7 @@ impl Moto {
     /// `{"delay_ms": 200, "jitter_ms": 100, "loss": 0.2, "duplicate": 0.0, "seed": 7}`; omitted
     /// keys take their defaults (no delay, no loss, no duplicates, seed 0).
     pub fn set_events(&self, settings: &serde_json::Value) {
-        self.request("POST", "/emulator/events", &settings.to_string())
-            .expect("POST /emulator/events");
+        self.send("POST", "/emulator/events", &settings.to_string());
     }
 
     /// The events' settings, counters and log: `{"settings", "emitted", "by_detail_type",
@@ -250,16 +236,12 @@ impl Moto {
     /// "refresh_id", "t", "wall", "deliveries": [{"rule", "target", "outcome", "due", "invoked",
     /// "done", "attempts", "errored"}]}], "now"}` (times in the server's monotonic seconds).
     pub fn events(&self) -> serde_json::Value {
-        let body = self
-            .request("GET", "/emulator/events", "")
-            .expect("GET /emulator/events");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("events are not JSON ({e}): {body}"))
+        self.get_json("/emulator/events")
     }
 
     /// Empties the events' counters and log (the settings stay).
     pub fn clear_events(&self) {
-        self.request("DELETE", "/emulator/events", "")
-            .expect("DELETE /emulator/events");
+        self.send("DELETE", "/emulator/events", "");
     }
 
     /// What the emulator has served since the start or the last [`Moto::clear_stats`]:
@@ -271,16 +253,26 @@ impl Moto {
     /// `transitions` counts `*StateEntered` history events; a Distributed Map child's counts
     /// are its own history's.
     pub fn stats(&self) -> serde_json::Value {
-        let body = self
-            .request("GET", "/emulator/stats", "")
-            .expect("GET /emulator/stats");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("stats are not JSON ({e}): {body}"))
+        self.get_json("/emulator/stats")
     }
 
     /// Zeroes every counter of [`Moto::stats`] (and the events' log).
     pub fn clear_stats(&self) {
-        self.request("DELETE", "/emulator/stats", "")
-            .expect("DELETE /emulator/stats");
+        self.send("DELETE", "/emulator/stats", "");
+    }
+
+    /// GETs one of the extended emulator's own routes and parses its JSON answer.
+    fn get_json(&self, path: &str) -> serde_json::Value {
+        let body = self
+            .request("GET", path, "")
+            .unwrap_or_else(|e| panic!("GET {path}: {e:?}"));
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
+    }
+
+    /// Sends `body` to one of the extended emulator's own routes; its answer must be a success.
+    fn send(&self, method: &str, path: &str, body: &str) {
+        self.request(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
     }
 
     /// `http://127.0.0.1:<port>`.
