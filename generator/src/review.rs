@@ -266,7 +266,34 @@ pub fn render(
     };
     let mut env = Environment::new();
     env.add_template("review.md", TEMPLATE)?;
-    let events = rollout.completion == Completion::Events;
+    let tmpl = env.get_template("review.md")?;
+    tmpl.render(context! {
+        config => config,
+        stack_tags => stack.tags(),
+        resources => resources(config, &stack),
+        waves => explicit_waves,
+        tags => config.targets.tags,
+        groups => crate::groups::plan_groups(config),
+        polls => child.polls,
+        child_events => child.events(),
+        per_poll => child.per_poll,
+        max_waves => max_waves,
+        max_asgs => max_asgs,
+        history_limit => HISTORY_LIMIT,
+        documents => documents.iter().map(|d| (d.file_name.clone(), d.kind)).collect::<Vec<_>>(),
+        mermaid => mermaid(machine),
+        events => rollout.completion == Completion::Events,
+        event_wait_seconds => event_wait_seconds(rollout),
+        event_waits => EVENT_WAITS,
+        events_rule => stack.events_rule(),
+        event_pattern_file => crate::render::event_pattern_file(&stack),
+        costs => costs_per_asg(config, machine),
+    })
+}
+
+/// The stack's resources, each with its kind, its name and what it is for: the completer's
+/// with `completion = "events"`, the topic when the stack creates one.
+fn resources(config: &StackConfig, stack: &Stack) -> Vec<(&'static str, String, &'static str)> {
     let mut resources = vec![
         (
             "IAM role",
@@ -304,7 +331,7 @@ pub fn render(
             "execution logs",
         ),
     ];
-    if events {
+    if config.rollout.completion == Completion::Events {
         resources.extend([
             (
                 "IAM role",
@@ -330,10 +357,19 @@ pub fn render(
             "rollout notifications (also put on the default event bus, source asg-refresh)",
         ));
     }
-    // Costs per ASG in both shapes, the stack's first, for a refresh of half its timeout
-    // (30 minutes at the default 60) and one that runs to it.
+    resources
+}
+
+/// What a refresh costs per ASG in both completion shapes, the stack's first, for a refresh
+/// of half its timeout (30 minutes at the default 60) and one that runs to it: the
+/// completion's name, whether it is the stack's own, and the cost.
+fn costs_per_asg(
+    config: &StackConfig,
+    machine: &StateMachine,
+) -> Vec<(&'static str, bool, AsgCost)> {
+    let rollout = &config.rollout;
     let mut other = config.clone();
-    other.rollout.completion = if events {
+    other.rollout.completion = if rollout.completion == Completion::Events {
         Completion::Poll
     } else {
         Completion::Events
@@ -343,7 +379,7 @@ pub fn render(
         u64::from(rollout.timeout_minutes) * 30,
         u64::from(rollout.timeout_minutes) * 60,
     ];
-    let costs: Vec<(&str, bool, AsgCost)> = [
+    [
         (rollout.completion, config, machine, true),
         (other.rollout.completion, &other, &other_machine, false),
     ]
@@ -353,30 +389,7 @@ pub fn render(
             .iter()
             .map(move |span| (completion.as_str(), own, asg_cost(config, machine, *span)))
     })
-    .collect();
-    let tmpl = env.get_template("review.md")?;
-    tmpl.render(context! {
-        config => config,
-        stack_tags => stack.tags(),
-        resources => resources,
-        waves => explicit_waves,
-        tags => config.targets.tags,
-        groups => crate::groups::plan_groups(config),
-        polls => child.polls,
-        child_events => child.events(),
-        per_poll => child.per_poll,
-        max_waves => max_waves,
-        max_asgs => max_asgs,
-        history_limit => HISTORY_LIMIT,
-        documents => documents.iter().map(|d| (d.file_name.clone(), d.kind)).collect::<Vec<_>>(),
-        mermaid => mermaid(machine),
-        events => events,
-        event_wait_seconds => event_wait_seconds(rollout),
-        event_waits => EVENT_WAITS,
-        events_rule => stack.events_rule(),
-        event_pattern_file => crate::render::event_pattern_file(&stack),
-        costs => costs,
-    })
+    .collect()
 }
 
 /// A Mermaid flowchart of the machine: Map processors as subgraphs, Catch edges dashed.
