@@ -78,6 +78,43 @@ pub fn tags_differ(stack: &Stack, current: &BTreeMap<String, String>) -> bool {
         .any(|(k, v)| current.get(k) != Some(v))
 }
 
+/// The changes whose field is not as the stack wants it, from `(change, as wanted)` pairs in
+/// the order apply makes them.
+pub fn differing<C>(fields: impl IntoIterator<Item = (C, bool)>) -> Vec<C> {
+    fields
+        .into_iter()
+        .filter(|(_, as_wanted)| !as_wanted)
+        .map(|(change, _)| change)
+        .collect()
+}
+
+/// A resource's [`Resource::Change`]: a fieldless enum whose `Display` is what the plan says
+/// of each variant, written once beside it:
+/// `changes! { pub enum Change { BillingMode => "billing mode", Tags => "tags" } }`.
+macro_rules! changes {
+    (
+        $(#[$attr:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$variant_attr:meta])* $variant:ident => $label:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $($(#[$variant_attr])* $variant),+
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $(Self::$variant => $label),+
+                })
+            }
+        }
+    };
+}
+pub(crate) use changes;
+
 /// A resource, what exists of it, and what apply does to it.
 pub struct Planned<R: Resource> {
     pub resource: R,

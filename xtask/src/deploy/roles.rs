@@ -3,7 +3,6 @@
 //! `generator::iam::documents` (the documents `render` writes).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use anyhow::Context;
 use aws_sdk_iam::types::Tag;
@@ -12,7 +11,7 @@ use generator::names::Stack;
 use serde_json::Value;
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::engine::{tags_differ, Resource};
+use super::engine::{changes, differing, tags_differ, Resource};
 
 /// A role as the stack wants it.
 #[derive(Debug, Clone)]
@@ -64,21 +63,12 @@ pub struct Current {
     pub policy: Option<Value>,
 }
 
-/// What can differ on a role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    TrustPolicy,
-    InlinePolicy,
-    Tags,
-}
-
-impl fmt::Display for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Change::TrustPolicy => "trust policy",
-            Change::InlinePolicy => "inline policy",
-            Change::Tags => "tags",
-        })
+changes! {
+    /// What can differ on a role.
+    pub enum Change {
+        TrustPolicy => "trust policy",
+        InlinePolicy => "inline policy",
+        Tags => "tags",
     }
 }
 
@@ -159,7 +149,7 @@ impl Resource for Role {
     }
 
     fn diff(&self, stack: &Stack, current: &Current) -> Vec<Change> {
-        [
+        differing([
             (
                 Change::TrustPolicy,
                 current.trust.as_ref() == Some(&self.trust),
@@ -169,11 +159,7 @@ impl Resource for Role {
                 current.policy.as_ref() == Some(&self.policy),
             ),
             (Change::Tags, !tags_differ(stack, &current.tags)),
-        ]
-        .into_iter()
-        .filter(|(_, as_wanted)| !as_wanted)
-        .map(|(change, _)| change)
-        .collect()
+        ])
     }
 
     /// CreateRole (trust policy and tags), then PutRolePolicy. Lambda and Step Functions may

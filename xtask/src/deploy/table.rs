@@ -2,7 +2,6 @@
 //! server-side encryption, point-in-time recovery and TTL on `expires_at`.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -16,7 +15,7 @@ use generator::names::table::{PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE};
 use generator::names::Stack;
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::engine::{tags_differ, Resource};
+use super::engine::{changes, differing, tags_differ, Resource};
 
 /// The stack's progress table.
 pub struct Table {
@@ -45,25 +44,14 @@ pub struct Current {
     pub ttl: bool,
 }
 
-/// What can differ on the table (its key schema cannot: see [`Resource::check`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    BillingMode,
-    Encryption,
-    PointInTimeRecovery,
-    Ttl,
-    Tags,
-}
-
-impl fmt::Display for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Change::BillingMode => "billing mode",
-            Change::Encryption => "encryption",
-            Change::PointInTimeRecovery => "point-in-time recovery",
-            Change::Ttl => "ttl",
-            Change::Tags => "tags",
-        })
+changes! {
+    /// What can differ on the table (its key schema cannot: see [`Resource::check`]).
+    pub enum Change {
+        BillingMode => "billing mode",
+        Encryption => "encryption",
+        PointInTimeRecovery => "point-in-time recovery",
+        Ttl => "ttl",
+        Tags => "tags",
     }
 }
 
@@ -165,17 +153,13 @@ impl Resource for Table {
     }
 
     fn diff(&self, stack: &Stack, current: &Current) -> Vec<Change> {
-        [
+        differing([
             (Change::BillingMode, current.on_demand),
             (Change::Encryption, current.encrypted),
             (Change::PointInTimeRecovery, current.point_in_time_recovery),
             (Change::Ttl, current.ttl),
             (Change::Tags, !tags_differ(stack, &current.tags)),
-        ]
-        .into_iter()
-        .filter(|(_, as_wanted)| !as_wanted)
-        .map(|(change, _)| change)
-        .collect()
+        ])
     }
 
     /// CreateTable (then waits for ACTIVE), point-in-time recovery, TTL.
