@@ -103,6 +103,69 @@ impl Planner {
         } else {
             self.resolve_groups(&request).await?
         };
+        let (mut eligible, mut skipped) = self.pre_checks(&found, &missing).await?;
+        // A re-run leaves out what an earlier run of this rollout already refreshed.
+        let already_done = self.already_refreshed(&request.rollout_id).await?;
+        eligible.retain(|asg| !already_done.contains(asg));
+        // Before any version is made: leave out what AWS would refuse, check the AMI, pin
+        // groups on `$Latest`/`$Default` to numbered versions (crate::shapes).
+        let prepared = self
+            .prepare(&request, &found, &mut eligible, &mut skipped)
+            .await?;
+        // Canary first, then the longest refreshes of the previous rollout first, then by
+        // name: the same fleet and history always give the same plan (crate::history).
+        let durations = history::previous_durations(&self.store, &request.rollout_id).await?;
+        history::longest_first(&mut eligible, &durations);
+        let plan_waves = split_waves(&request, &eligible, &group_of);
+        let wave_count = plan_waves.len() as u64;
+        if wave_count > request.max_waves {
+            return Err(Error::InvalidInput(format!(
+                "the plan has {wave_count} waves but one execution fits at most {}: raise batch_size or use strategy = \"window\"",
+                request.max_waves
+            )));
+        }
+        let records = plan_records(&request, &plan_waves, &skipped, &group_of, now);
+        let planned: u32 = plan_waves.iter().map(|w| w.asgs.len() as u32).sum();
+        let summary = RolloutSummary {
+            rollout_id: request.rollout_id.clone(),
+            ami: request.ami.clone(),
+            status: RolloutStatus::Running,
+            planned,
+            skipped: skipped.len() as u32,
+            waves: plan_waves.len() as u32,
+            started_at: now,
+            ended_at: None,
+            message: None,
+            warnings: prepared.warnings.clone(),
+        };
+        self.record_plan(&records, &prepared, &plan_waves, summary, now)
+            .await?;
+        tracing::info!(
+            rollout = %request.rollout_id,
+            planned,
+            skipped = skipped.len(),
+            already_done = already_done.len(),
+            waves = plan_waves.len(),
+            "planned"
+        );
+        notify_started(&request, &plan_waves, skipped.len() as u32).await;
+        Ok(PlanResponse {
+            rollout_id: request.rollout_id,
+            wave_count: plan_waves.len() as u32,
+            last_wave: plan_waves.len() as i64 - 1,
+            planned,
+            skipped: skipped.len() as u32,
+            missing: missing.len() as u32,
+        })
+    }
+
+    /// Runs the pre-checks on every ASG found: those that pass, and those skipped (with
+    /// why), the names that found no ASG first.
+    async fn pre_checks(
+        &self,
+        found: &BTreeMap<String, Candidate>,
+        missing: &[String],
+    ) -> Result<(Vec<String>, Vec<(String, String)>), Error> {
         let mut eligible = Vec::new();
         let mut skipped: Vec<(String, String)> = missing
             .iter()
@@ -125,152 +188,42 @@ impl Planner {
                 Some(reason) => skipped.push((name, reason)),
             }
         }
-        // A re-run leaves out what an earlier run of this rollout already refreshed.
-        let already_done: BTreeSet<String> = self
+        Ok((eligible, skipped))
+    }
+
+    /// The ASGs an earlier run of this rollout refreshed.
+    async fn already_refreshed(&self, rollout_id: &str) -> Result<BTreeSet<String>, Error> {
+        Ok(self
             .store
-            .list(&request.rollout_id)
+            .list(rollout_id)
             .await?
             .into_iter()
             .filter(|r| r.status.is_successful())
             .map(|r| r.asg)
-            .collect();
-        eligible.retain(|asg| !already_done.contains(asg));
-        // Before any version is made: leave out what AWS would refuse, check the AMI, pin
-        // groups on `$Latest`/`$Default` to numbered versions (crate::shapes).
-        let prepared = self
-            .prepare(&request, &found, &mut eligible, &mut skipped)
-            .await?;
-        // Canary first, then the longest refreshes of the previous rollout first, then by
-        // name: the same fleet and history always give the same plan (crate::history).
-        let durations = history::previous_durations(&self.store, &request.rollout_id).await?;
-        history::longest_first(&mut eligible, &durations);
-        let plan_waves: Vec<waves::Wave> = if request.groups.is_empty() {
-            waves::split(
-                &eligible,
-                &request.canary,
-                request.strategy,
-                request.batch_size,
-            )
-            .into_iter()
-            .map(|asgs| waves::Wave {
-                asgs,
-                group: None,
-                batch_size: request.batch_size,
-            })
-            .collect()
-        } else {
-            let members: Vec<waves::GroupMembers> = request
-                .groups
-                .iter()
-                .enumerate()
-                .map(|(i, group)| waves::GroupMembers {
-                    name: group.name.clone(),
-                    batch_size: group.batch_size,
-                    asgs: eligible
-                        .iter()
-                        .filter(|asg| group_of.get(*asg) == Some(&i))
-                        .cloned()
-                        .collect(),
-                })
-                .collect();
-            waves::split_groups(&members, &request.canary, request.strategy)
-        };
-        let group_name = |asg: &str| {
-            group_of
-                .get(asg)
-                .and_then(|i| request.groups.get(*i))
-                .map(|g| g.name.clone())
-        };
-        let wave_count = plan_waves.len() as u64;
-        if wave_count > request.max_waves {
-            return Err(Error::InvalidInput(format!(
-                "the plan has {wave_count} waves but one execution fits at most {}: raise batch_size or use strategy = \"window\"",
-                request.max_waves
-            )));
-        }
-        let (rollout_id, ami) = (&request.rollout_id, &request.ami);
-        let planned_records = plan_waves.iter().enumerate().flat_map(|(index, wave)| {
-            wave.asgs.iter().map(move |asg| AsgRecord {
-                rollout_id: rollout_id.clone(),
-                asg: asg.clone(),
-                wave: Some(index as u32),
-                group: wave.group.clone(),
-                status: AsgStatus::Planned,
-                ami: Some(ami.clone()),
-                updated_at: now,
-                ..AsgRecord::default()
-            })
-        });
-        let skipped_records = skipped.iter().map(|(asg, reason)| AsgRecord {
-            rollout_id: request.rollout_id.clone(),
-            asg: asg.clone(),
-            status: AsgStatus::Skipped,
-            reason: Some(reason.clone()),
-            group: group_name(asg),
-            ami: Some(request.ami.clone()),
-            updated_at: now,
-            ..AsgRecord::default()
-        });
-        // An existing record keeps its progress (a failed ASG is retried by start).
-        let records: Vec<AsgRecord> = planned_records.chain(skipped_records).collect();
-        fanout::try_map_all(&records, |record| self.store.insert(record)).await?;
-        self.record_pins(&request.rollout_id, &prepared.pins)
-            .await?;
+            .collect())
+    }
+
+    /// Writes the plan: each ASG's record (an existing one keeps its progress: a failed ASG
+    /// is retried by start), the pins, the waves and the summary (a re-run keeps when the
+    /// rollout first started).
+    async fn record_plan(
+        &self,
+        records: &[AsgRecord],
+        prepared: &crate::shapes::Prepared,
+        plan_waves: &[waves::Wave],
+        mut summary: RolloutSummary,
+        now: i64,
+    ) -> Result<(), Error> {
+        let rollout_id = summary.rollout_id.clone();
+        fanout::try_map_all(records, |record| self.store.insert(record)).await?;
+        self.record_pins(&rollout_id, &prepared.pins).await?;
         // The waves live in the table: the state machine gets counts, each wave's Map
         // positions, and each child its ASG's name from here (crate::wave_store).
-        wave_store::put_plan(&self.store, &request.rollout_id, &plan_waves, now).await?;
-        let planned: u32 = plan_waves.iter().map(|w| w.asgs.len() as u32).sum();
-        let started_at = self
-            .store
-            .summary(&request.rollout_id)
-            .await?
-            .map_or(now, |s| s.started_at);
-        self.store
-            .put_summary(
-                &RolloutSummary {
-                    rollout_id: request.rollout_id.clone(),
-                    ami: request.ami.clone(),
-                    status: RolloutStatus::Running,
-                    planned,
-                    skipped: skipped.len() as u32,
-                    waves: plan_waves.len() as u32,
-                    started_at,
-                    ended_at: None,
-                    message: None,
-                    warnings: prepared.warnings.clone(),
-                },
-                now,
-            )
-            .await?;
-        tracing::info!(
-            rollout = %request.rollout_id,
-            planned,
-            skipped = skipped.len(),
-            already_done = already_done.len(),
-            waves = plan_waves.len(),
-            "planned"
-        );
-        // `[notify]`: best effort, never fails the plan (crate::notify).
-        if let Some(notifier) = crate::notify::notifier().await {
-            let waves: Vec<&[String]> = plan_waves.iter().map(|w| w.asgs.as_slice()).collect();
-            let started = crate::notify::Notification::started(
-                &notifier.stack,
-                &request.rollout_id,
-                &request.ami,
-                &waves,
-                skipped.len() as u32,
-            );
-            notifier.send(&started).await;
+        wave_store::put_plan(&self.store, &rollout_id, plan_waves, now).await?;
+        if let Some(earlier) = self.store.summary(&rollout_id).await? {
+            summary.started_at = earlier.started_at;
         }
-        let response = PlanResponse {
-            rollout_id: request.rollout_id,
-            wave_count: plan_waves.len() as u32,
-            last_wave: plan_waves.len() as i64 - 1,
-            planned,
-            skipped: skipped.len() as u32,
-            missing: missing.len() as u32,
-        };
-        Ok(response)
+        self.store.put_summary(&summary, now).await
     }
 
     /// ASGs named explicitly plus those carrying every tag; names that do not exist.
@@ -440,4 +393,94 @@ impl Planner {
 /// `targetgroup/name/id` from a target group ARN, for messages.
 fn short_arn(arn: &str) -> &str {
     arn.rsplit_once(':').map_or(arn, |(_, tail)| tail)
+}
+
+/// The waves of the plan: `eligible` (in order) split by the strategy, or group after
+/// group when the stack has groups (`group_of`: each ASG's group by index).
+fn split_waves(
+    request: &PlanRequest,
+    eligible: &[String],
+    group_of: &BTreeMap<String, usize>,
+) -> Vec<waves::Wave> {
+    if request.groups.is_empty() {
+        return waves::split(
+            eligible,
+            &request.canary,
+            request.strategy,
+            request.batch_size,
+        )
+        .into_iter()
+        .map(|asgs| waves::Wave {
+            asgs,
+            group: None,
+            batch_size: request.batch_size,
+        })
+        .collect();
+    }
+    let members: Vec<waves::GroupMembers> = request
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(i, group)| waves::GroupMembers {
+            name: group.name.clone(),
+            batch_size: group.batch_size,
+            asgs: eligible
+                .iter()
+                .filter(|asg| group_of.get(*asg) == Some(&i))
+                .cloned()
+                .collect(),
+        })
+        .collect();
+    waves::split_groups(&members, &request.canary, request.strategy)
+}
+
+/// One record per planned ASG (with its wave and group), then one per skipped ASG (with
+/// why, and its group when it has one).
+fn plan_records(
+    request: &PlanRequest,
+    plan_waves: &[waves::Wave],
+    skipped: &[(String, String)],
+    group_of: &BTreeMap<String, usize>,
+    now: i64,
+) -> Vec<AsgRecord> {
+    let record = |asg: &str, status: AsgStatus| AsgRecord {
+        rollout_id: request.rollout_id.clone(),
+        asg: asg.to_string(),
+        status,
+        ami: Some(request.ami.clone()),
+        updated_at: now,
+        ..AsgRecord::default()
+    };
+    let planned = plan_waves.iter().enumerate().flat_map(|(index, wave)| {
+        wave.asgs.iter().map(move |asg| AsgRecord {
+            wave: Some(index as u32),
+            group: wave.group.clone(),
+            ..record(asg, AsgStatus::Planned)
+        })
+    });
+    let skipped = skipped.iter().map(|(asg, reason)| AsgRecord {
+        reason: Some(reason.clone()),
+        group: group_of
+            .get(asg)
+            .and_then(|i| request.groups.get(*i))
+            .map(|g| g.name.clone()),
+        ..record(asg, AsgStatus::Skipped)
+    });
+    planned.chain(skipped).collect()
+}
+
+/// Says the rollout started, with its waves (`[notify]`): best effort, never fails the
+/// plan (crate::notify).
+async fn notify_started(request: &PlanRequest, plan_waves: &[waves::Wave], skipped: u32) {
+    if let Some(notifier) = crate::notify::notifier().await {
+        let waves: Vec<&[String]> = plan_waves.iter().map(|w| w.asgs.as_slice()).collect();
+        let started = crate::notify::Notification::started(
+            &notifier.stack,
+            &request.rollout_id,
+            &request.ami,
+            &waves,
+            skipped,
+        );
+        notifier.send(&started).await;
+    }
 }

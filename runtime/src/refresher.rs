@@ -283,71 +283,24 @@ impl Refresher {
         if record.status.is_successful() {
             return Ok(step(asg, &record, true));
         }
-        // A retried or re-run start adopts the refresh this rollout already started.
-        if let Some(id) = record
-            .refresh_id
-            .clone()
-            .filter(|_| !restore::is_restore(&record.status))
-        {
-            if let Some(refresh) = self.describe_refresh(asg, Some(&id)).await? {
-                let current = refresh_status(&refresh);
-                if current.is_in_flight() || current.is_successful() {
-                    self.apply(&mut record, &refresh, now);
-                    self.store.put(&record).await?;
-                    tracing::info!(asg, refresh = %id, status = %current, "adopted the refresh this rollout started");
-                    return Ok(step(asg, &record, current.is_successful()));
-                }
-            }
+        if let Some(adopted) = self.adopt_recorded(&mut record, now).await? {
+            return Ok(adopted);
         }
         let previous_refresh = record.refresh_id.clone();
         let template = self.template_of(asg).await?;
-        self.remember_previous(&mut record, &template).await?;
-        // Reuse the version an interrupted start already made; otherwise make one.
-        let (template_id, version) =
-            match (&record.launch_template_id, &record.launch_template_version) {
-                (Some(id), Some(version))
-                    if record.status == AsgStatus::Starting
-                        && record.ami.as_deref() == Some(ami) =>
-                {
-                    (id.clone(), version.clone())
-                }
-                _ => self.ensure_version(rollout_id, asg, &template, ami).await?,
-            };
-        record.ami = Some(ami.to_string());
-        record.wave = record.wave.or(Some(wave));
-        record.launch_template_id = Some(template_id.clone());
-        record.launch_template_version = Some(version.clone());
-        record.status = AsgStatus::Starting;
-        record.reason = None;
-        record.percentage = None;
-        record.started_at = Some(now);
-        record.ended_at = None;
-        record.updated_at = now;
-        self.store.put(&record).await?;
-        let started = self
-            .autoscaling
-            .start_instance_refresh()
-            .auto_scaling_group_name(asg)
-            .desired_configuration(desired_configuration(&template, &template_id, &version))
-            .preferences(build_preferences(preferences))
-            .send()
-            .await;
-        let refresh_id = match started {
-            Ok(out) => out.instance_refresh_id().unwrap_or_default().to_string(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_instance_refresh_in_progress_fault()) =>
-            {
-                self.adopt_in_progress(rollout_id, asg, &template_id, &version)
-                    .await?
-            }
-            Err(e) => {
-                return Err(classify(
-                    &format!("starting the instance refresh of {asg}"),
-                    e,
-                ))
-            }
-        };
+        let (template_id, version) = self
+            .record_starting(&mut record, &template, ami, wave, now)
+            .await?;
+        let refresh_id = self
+            .start_refresh(
+                rollout_id,
+                asg,
+                &template,
+                &template_id,
+                &version,
+                preferences,
+            )
+            .await?;
         record.refresh_id = Some(refresh_id.clone());
         record.status = AsgStatus::Pending;
         if !self
@@ -367,6 +320,108 @@ impl Refresher {
             return self.undo(&mut record, action).await;
         }
         Ok(step(asg, &record, false))
+    }
+
+    /// A retried or re-run start adopts the refresh this rollout already started, while it
+    /// runs or once it succeeded (not a restore's: that one moves the group back).
+    async fn adopt_recorded(
+        &self,
+        record: &mut AsgRecord,
+        now: i64,
+    ) -> Result<Option<StepResponse>, Error> {
+        let Some(id) = record
+            .refresh_id
+            .clone()
+            .filter(|_| !restore::is_restore(&record.status))
+        else {
+            return Ok(None);
+        };
+        let asg = record.asg.clone();
+        let Some(refresh) = self.describe_refresh(&asg, Some(&id)).await? else {
+            return Ok(None);
+        };
+        let current = refresh_status(&refresh);
+        if !(current.is_in_flight() || current.is_successful()) {
+            return Ok(None);
+        }
+        self.apply(record, &refresh, now);
+        self.store.put(record).await?;
+        tracing::info!(asg, refresh = %id, status = %current, "adopted the refresh this rollout started");
+        Ok(Some(step(&asg, record, current.is_successful())))
+    }
+
+    /// Makes (or reuses) the launch template version with `ami` and records the group
+    /// `Starting` on it; the template id and version.
+    async fn record_starting(
+        &self,
+        record: &mut AsgRecord,
+        template: &TemplateRef,
+        ami: &str,
+        wave: u32,
+        now: i64,
+    ) -> Result<(String, String), Error> {
+        self.remember_previous(record, template).await?;
+        // Reuse the version an interrupted start already made; otherwise make one.
+        let (template_id, version) =
+            match (&record.launch_template_id, &record.launch_template_version) {
+                (Some(id), Some(version))
+                    if record.status == AsgStatus::Starting
+                        && record.ami.as_deref() == Some(ami) =>
+                {
+                    (id.clone(), version.clone())
+                }
+                _ => {
+                    self.ensure_version(&record.rollout_id, &record.asg, template, ami)
+                        .await?
+                }
+            };
+        record.ami = Some(ami.to_string());
+        record.wave = record.wave.or(Some(wave));
+        record.launch_template_id = Some(template_id.clone());
+        record.launch_template_version = Some(version.clone());
+        record.status = AsgStatus::Starting;
+        record.reason = None;
+        record.percentage = None;
+        record.started_at = Some(now);
+        record.ended_at = None;
+        record.updated_at = now;
+        self.store.put(record).await?;
+        Ok((template_id, version))
+    }
+
+    /// StartInstanceRefresh to `version` of the template; the refresh's id. When a refresh
+    /// is already in progress, adopts it if it is the one this start would make.
+    async fn start_refresh(
+        &self,
+        rollout_id: &str,
+        asg: &str,
+        template: &TemplateRef,
+        template_id: &str,
+        version: &str,
+        preferences: &Preferences,
+    ) -> Result<String, Error> {
+        let started = self
+            .autoscaling
+            .start_instance_refresh()
+            .auto_scaling_group_name(asg)
+            .desired_configuration(desired_configuration(template, template_id, version))
+            .preferences(build_preferences(preferences))
+            .send()
+            .await;
+        match started {
+            Ok(out) => Ok(out.instance_refresh_id().unwrap_or_default().to_string()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_instance_refresh_in_progress_fault()) =>
+            {
+                self.adopt_in_progress(rollout_id, asg, template_id, version)
+                    .await
+            }
+            Err(e) => Err(classify(
+                &format!("starting the instance refresh of {asg}"),
+                e,
+            )),
+        }
     }
 
     /// Rolls back (or cancels) the refresh a start made after the rollout stopped, and
@@ -769,81 +824,13 @@ impl Refresher {
             .iter()
             .filter(|r| r.status == AsgStatus::Skipped)
             .count() as u32;
-        // After every wave ran (Succeeded), anything neither refreshed nor skipped failed
-        // somewhere, even if no failure was recorded: the rollout must not pass for a success.
-        let failed: Vec<&AsgRecord> = records
-            .iter()
-            .filter(|r| {
-                r.status.is_failed()
-                    || (outcome == Outcome::Failed && r.status.is_rollback())
-                    || (outcome == Outcome::Succeeded
-                        && !r.status.is_successful()
-                        && r.status != AsgStatus::Skipped)
-            })
-            .collect();
+        let failed = failed_records(&records, outcome);
         let outcome = if failed.is_empty() {
             outcome
         } else {
             Outcome::Failed
         };
-        let names = |filter: &dyn Fn(&AsgRecord) -> bool| -> Vec<String> {
-            records
-                .iter()
-                .filter(|r| filter(r))
-                .map(|r| r.asg.clone())
-                .collect()
-        };
-        // A stopped rollout also says what it left running and what it never started.
-        let still_running = names(&|r| r.status.is_in_flight() && !r.status.is_rollback());
-        let not_started = names(&|r| r.status == AsgStatus::Planned);
-        // Every list and the message are capped: the summary travels through the state
-        // machine (256 KiB at most) whatever the fleet size; the table has every ASG.
-        let mut message = if !failed.is_empty() {
-            let mut described: Vec<String> = failed
-                .iter()
-                .take(MAX_NAMES_LISTED)
-                .map(|r| match &r.reason {
-                    Some(reason) => format!("{} ({}: {reason})", r.asg, r.status),
-                    None => format!("{} ({})", r.asg, r.status),
-                })
-                .collect();
-            if failed.len() > MAX_NAMES_LISTED {
-                described.push(format!("and {} more", failed.len() - MAX_NAMES_LISTED));
-            }
-            format!(
-                "{} of {} ASGs failed: {}",
-                failed.len(),
-                records.len() - skipped as usize,
-                described.join("; ")
-            )
-        } else if outcome == Outcome::Failed {
-            let cause = error
-                .and_then(|e| e.get("Cause").or_else(|| e.get("Error")))
-                .and_then(Value::as_str)
-                .map(cause_message)
-                .unwrap_or_else(|| "no cause recorded".into());
-            format!("rollout failed: {cause}")
-        } else {
-            format!("{succeeded} ASGs refreshed, {skipped} skipped")
-        };
-        if outcome == Outcome::Failed {
-            if !still_running.is_empty() {
-                message.push_str(&format!(
-                    "; still refreshing: {}",
-                    cap_names(&still_running).join(", ")
-                ));
-            }
-            if !not_started.is_empty() {
-                message.push_str(&format!(
-                    "; not started: {}",
-                    cap_names(&not_started).join(", ")
-                ));
-            }
-            if let Some(note) = restore::note(&records) {
-                message.push_str(&note);
-            }
-        }
-        let message = cap_message(&message);
+        let message = finish_message(&records, &failed, outcome, error, succeeded, skipped);
         let mut summary = self
             .store
             .summary(rollout_id)
@@ -1062,6 +1049,88 @@ pub fn asg_status(status: &InstanceRefreshStatus) -> AsgStatus {
         InstanceRefreshStatus::RollbackFailed => AsgStatus::RollbackFailed,
         other => AsgStatus::Other(other.as_str().to_string()),
     }
+}
+
+/// The ASGs that count as failed when the rollout ends with `outcome`: every failure, the
+/// rollbacks of a failed rollout, and after every wave ran (Succeeded) anything neither
+/// refreshed nor skipped, even if no failure was recorded: the rollout must not pass for a
+/// success.
+fn failed_records(records: &[AsgRecord], outcome: Outcome) -> Vec<&AsgRecord> {
+    records
+        .iter()
+        .filter(|r| {
+            r.status.is_failed()
+                || (outcome == Outcome::Failed && r.status.is_rollback())
+                || (outcome == Outcome::Succeeded
+                    && !r.status.is_successful()
+                    && r.status != AsgStatus::Skipped)
+        })
+        .collect()
+}
+
+/// The summary's one line: the failed ASGs with why, or the rollout's cause, or the
+/// counts; a failed rollout also says what it left running, what it never started and
+/// what it restored. Every list and the message are capped: the summary travels through
+/// the state machine (256 KiB at most) whatever the fleet size; the table has every ASG.
+fn finish_message(
+    records: &[AsgRecord],
+    failed: &[&AsgRecord],
+    outcome: Outcome,
+    error: Option<&Value>,
+    succeeded: u32,
+    skipped: u32,
+) -> String {
+    let mut message = if !failed.is_empty() {
+        let mut described: Vec<String> = failed
+            .iter()
+            .take(MAX_NAMES_LISTED)
+            .map(|r| match &r.reason {
+                Some(reason) => format!("{} ({}: {reason})", r.asg, r.status),
+                None => format!("{} ({})", r.asg, r.status),
+            })
+            .collect();
+        if failed.len() > MAX_NAMES_LISTED {
+            described.push(format!("and {} more", failed.len() - MAX_NAMES_LISTED));
+        }
+        format!(
+            "{} of {} ASGs failed: {}",
+            failed.len(),
+            records.len() - skipped as usize,
+            described.join("; ")
+        )
+    } else if outcome == Outcome::Failed {
+        let cause = error
+            .and_then(|e| e.get("Cause").or_else(|| e.get("Error")))
+            .and_then(Value::as_str)
+            .map(cause_message)
+            .unwrap_or_else(|| "no cause recorded".into());
+        format!("rollout failed: {cause}")
+    } else {
+        format!("{succeeded} ASGs refreshed, {skipped} skipped")
+    };
+    if outcome == Outcome::Failed {
+        let names = |filter: &dyn Fn(&AsgRecord) -> bool| -> Vec<String> {
+            records
+                .iter()
+                .filter(|r| filter(r))
+                .map(|r| r.asg.clone())
+                .collect()
+        };
+        let still_running = names(&|r| r.status.is_in_flight() && !r.status.is_rollback());
+        let not_started = names(&|r| r.status == AsgStatus::Planned);
+        for (what, names) in [
+            ("still refreshing", still_running),
+            ("not started", not_started),
+        ] {
+            if !names.is_empty() {
+                message.push_str(&format!("; {what}: {}", cap_names(&names).join(", ")));
+            }
+        }
+        if let Some(note) = restore::note(records) {
+            message.push_str(&note);
+        }
+    }
+    cap_message(&message)
 }
 
 /// The human part of a Step Functions error cause (Lambda causes are JSON with `errorMessage`).
