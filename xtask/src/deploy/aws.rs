@@ -242,34 +242,3 @@ where
 pub fn desired_tags(stack: &Stack) -> BTreeMap<String, String> {
     stack.tags().into_iter().collect()
 }
-
-/// Fails unless `tags` carry this stack's tag: a resource with the stack's name that some
-/// one else owns is never taken over.
-pub fn check_owned<'a>(
-    stack: &Stack,
-    kind: &str,
-    name: &str,
-    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> anyhow::Result<()> {
-    if is_owned(stack, tags) {
-        return Ok(());
-    }
-    bail!(
-        "{kind} {name} exists and is not tagged {}={}: refusing to take it over",
-        generator::names::STACK_TAG,
-        stack.env
-    )
-}
-
-/// True when `tags` carry this stack's tag.
-pub fn is_owned<'a>(stack: &Stack, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
-    tags.into_iter()
-        .any(|(k, v)| k == generator::names::STACK_TAG && v == stack.env)
-}
-
-/// The desired tags missing or different in `current`.
-pub fn tags_differ(stack: &Stack, current: &BTreeMap<String, String>) -> bool {
-    desired_tags(stack)
-        .iter()
-        .any(|(k, v)| current.get(k) != Some(v))
-}

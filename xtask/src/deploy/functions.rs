@@ -3,6 +3,7 @@
 //! role), code (updated only when the zip's SHA-256 differs) and tags.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,15 +12,18 @@ use aws_sdk_lambda::client::Waiters as _;
 use aws_sdk_lambda::error::SdkError;
 use aws_sdk_lambda::operation::create_function::CreateFunctionError;
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
+use aws_sdk_lambda::types::{
+    Architecture, Environment, FunctionCode, FunctionConfiguration, Runtime,
+};
 use aws_smithy_runtime_api::client::waiters::error::WaiterError;
 use base64::Engine;
 use generator::config::{Completion, StackConfig};
+use generator::names::Stack;
 use sha2::{Digest, Sha256};
 
-use super::aws::{check_owned, desired_tags, is_owned, tags_differ, Clients, SdkResultExt};
+use super::aws::{desired_tags, Clients, SdkResultExt};
+use super::engine::{tags_differ, Resource};
 use super::refusal::{lambda_cannot_assume, send_waiting_for_role, RoleWait};
-use super::Action;
 
 /// The environment variable naming the progress table.
 pub use generator::names::env::TABLE as TABLE_VARIABLE;
@@ -39,13 +43,6 @@ pub struct DesiredFunction {
     pub zip: Vec<u8>,
     /// Base64 of the zip's SHA-256, as Lambda reports `CodeSha256`.
     pub code_sha256: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct FunctionPlan {
-    pub desired: DesiredFunction,
-    pub action: Action,
-    pub arn: Option<String>,
 }
 
 /// The functions the stack wants, from `zips`: a function (`planner`, `refresher`,
@@ -103,193 +100,289 @@ pub fn wanted(config: &StackConfig, function: &str) -> bool {
     function != "completer" || config.rollout.completion == Completion::Events
 }
 
-/// The completer when the stack no longer wants it (`completion = "poll"`) and an earlier
-/// deploy made it: `Some(Action::Delete)`; `None` when it is wanted, absent, or someone
-/// else's function of that name (left alone).
-pub async fn leftover(clients: &Clients, config: &StackConfig) -> anyhow::Result<Option<Action>> {
-    if wanted(config, "completer") {
-        return Ok(None);
-    }
-    let name = clients.stack.completer_function();
-    Ok(match owned(clients, &name).await? {
-        Some(true) => Some(Action::Delete),
-        Some(false) | None => None,
-    })
+/// One Lambda function of the stack.
+pub struct Function {
+    pub name: String,
+    /// `None` for one the stack no longer wants (the completer with `completion = "poll"`):
+    /// it is only read and deleted.
+    desired: Option<DesiredFunction>,
 }
 
-pub async fn plan(
-    clients: &Clients,
-    desired: Vec<DesiredFunction>,
-) -> anyhow::Result<Vec<FunctionPlan>> {
-    let mut out = Vec::new();
-    for function in desired {
-        let (action, arn) = diff(clients, &function).await?;
-        out.push(FunctionPlan {
-            desired: function,
-            action,
-            arn,
-        });
-    }
-    Ok(out)
-}
-
-/// Configuration fields that UpdateFunctionConfiguration changes.
-const CONFIG_FIELDS: [&str; 6] = [
-    "runtime",
-    "handler",
-    "memory",
-    "timeout",
-    "environment",
-    "role",
-];
-
-async fn diff(
-    clients: &Clients,
-    desired: &DesiredFunction,
-) -> anyhow::Result<(Action, Option<String>)> {
-    let name = &desired.name;
-    let out = match clients
-        .lambda
-        .get_function()
-        .function_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => out,
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            return Ok((Action::Create, None));
+impl Function {
+    pub fn new(desired: DesiredFunction) -> Self {
+        Self {
+            name: desired.name.clone(),
+            desired: Some(desired),
         }
-        Err(error) => return Err(error).ctx(format!("cannot read function {name}")),
-    };
-    let tags: BTreeMap<String, String> = out
-        .tags()
-        .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    check_owned(
-        &clients.stack,
-        "Lambda function",
-        name,
-        tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    )?;
-    let config = out
-        .configuration()
-        .context("GetFunction returned no configuration")?;
-    let environment: BTreeMap<String, String> = config
+    }
+
+    /// A function the stack does not want (see [`Planned::absent`]).
+    ///
+    /// [`Planned::absent`]: super::engine::Planned::absent
+    pub fn unwanted(name: String) -> Self {
+        Self {
+            name,
+            desired: None,
+        }
+    }
+
+    fn desired(&self) -> anyhow::Result<&DesiredFunction> {
+        self.desired
+            .as_ref()
+            .with_context(|| format!("function {} is not wanted by the stack", self.name))
+    }
+}
+
+/// The function as GetFunction returned it.
+pub struct Current {
+    pub configuration: FunctionConfiguration,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What can differ on a function, in the order the plan lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Runtime,
+    Handler,
+    Memory,
+    Timeout,
+    Environment,
+    Role,
+    /// Changes with the code (UpdateFunctionCode).
+    Architecture,
+    Code,
+    Tags,
+}
+
+impl Change {
+    /// What UpdateFunctionConfiguration changes.
+    fn is_configuration(self) -> bool {
+        matches!(
+            self,
+            Change::Runtime
+                | Change::Handler
+                | Change::Memory
+                | Change::Timeout
+                | Change::Environment
+                | Change::Role
+        )
+    }
+
+    /// What UpdateFunctionCode changes.
+    fn is_code(self) -> bool {
+        matches!(self, Change::Code | Change::Architecture)
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Change::Runtime => "runtime",
+            Change::Handler => "handler",
+            Change::Memory => "memory",
+            Change::Timeout => "timeout",
+            Change::Environment => "environment",
+            Change::Role => "role",
+            Change::Architecture => "architecture",
+            Change::Code => "code",
+            Change::Tags => "tags",
+        })
+    }
+}
+
+/// The fields of `configuration` (and `tags`) that differ from `desired`.
+fn differences(
+    stack: &Stack,
+    desired: &DesiredFunction,
+    configuration: &FunctionConfiguration,
+    tags: &BTreeMap<String, String>,
+) -> Vec<Change> {
+    let environment: BTreeMap<String, String> = configuration
         .environment()
         .and_then(|e| e.variables())
         .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    let mut fields = Vec::new();
-    let mut differs = |field: &str, differs: bool| {
-        if differs {
-            fields.push(field.to_string());
-        }
-    };
-    differs(
-        "runtime",
-        config.runtime() != Some(&Runtime::Providedal2023),
-    );
-    differs("handler", config.handler() != Some(HANDLER));
-    differs("memory", config.memory_size() != Some(desired.memory_mb));
-    differs("timeout", config.timeout() != Some(desired.timeout_seconds));
-    differs("environment", environment != desired.environment);
-    differs("role", config.role() != Some(desired.role_arn.as_str()));
-    // The architecture changes with the code (UpdateFunctionCode).
-    differs(
-        "architecture",
-        config.architectures() != [desired.architecture.clone()],
-    );
-    differs(
-        "code",
-        config.code_sha256() != Some(desired.code_sha256.as_str()),
-    );
-    differs("tags", tags_differ(&clients.stack, &tags));
-    let arn = config.function_arn().map(str::to_string);
-    Ok((
-        if fields.is_empty() {
-            Action::Unchanged
-        } else {
-            Action::Update(fields)
-        },
-        arn,
-    ))
+    [
+        (
+            Change::Runtime,
+            configuration.runtime() != Some(&Runtime::Providedal2023),
+        ),
+        (Change::Handler, configuration.handler() != Some(HANDLER)),
+        (
+            Change::Memory,
+            configuration.memory_size() != Some(desired.memory_mb),
+        ),
+        (
+            Change::Timeout,
+            configuration.timeout() != Some(desired.timeout_seconds),
+        ),
+        (Change::Environment, environment != desired.environment),
+        (
+            Change::Role,
+            configuration.role() != Some(desired.role_arn.as_str()),
+        ),
+        (
+            Change::Architecture,
+            configuration.architectures() != [desired.architecture.clone()],
+        ),
+        (
+            Change::Code,
+            configuration.code_sha256() != Some(desired.code_sha256.as_str()),
+        ),
+        (Change::Tags, tags_differ(stack, tags)),
+    ]
+    .into_iter()
+    .filter_map(|(change, differs)| differs.then_some(change))
+    .collect()
 }
 
-pub async fn apply(clients: &Clients, plan: &FunctionPlan) -> anyhow::Result<()> {
-    let function = &plan.desired;
-    let name = &function.name;
-    let environment = Environment::builder()
-        .set_variables(Some(function.environment.clone().into_iter().collect()))
-        .build();
-    let fields: &[String] = match &plan.action {
-        Action::Create => return create(clients, function, environment).await,
-        Action::Update(fields) => fields,
-        Action::Unchanged => return Ok(()),
-        Action::Delete => return delete(clients, name).await,
-    };
-    let has = |field: &str| fields.iter().any(|f| f == field);
-    if CONFIG_FIELDS.iter().any(|f| has(f)) {
-        wait_ready(clients, name).await?;
-        clients
+fn environment(desired: &DesiredFunction) -> Environment {
+    Environment::builder()
+        .set_variables(Some(desired.environment.clone().into_iter().collect()))
+        .build()
+}
+
+impl Resource for Function {
+    type Current = Current;
+    type Change = Change;
+
+    fn kind(&self) -> &'static str {
+        "lambda function"
+    }
+
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn refused_as(&self) -> String {
+        format!("Lambda function {}", self.name)
+    }
+
+    async fn read(&self, clients: &Clients) -> anyhow::Result<Option<Current>> {
+        let name = &self.name;
+        let out = match clients
             .lambda
-            .update_function_configuration()
+            .get_function()
             .function_name(name)
-            .runtime(Runtime::Providedal2023)
-            .handler(HANDLER)
-            .memory_size(function.memory_mb)
-            .timeout(function.timeout_seconds)
-            .environment(environment)
-            .role(&function.role_arn)
             .send()
             .await
-            .ctx(format!(
-                "cannot update the configuration of function {name}"
-            ))?;
-        wait_ready(clients, name).await?;
+        {
+            Ok(out) => out,
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return Ok(None);
+            }
+            Err(error) => return Err(error).ctx(format!("cannot read function {name}")),
+        };
+        let tags = out
+            .tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let configuration = out
+            .configuration()
+            .context("GetFunction returned no configuration")?
+            .clone();
+        Ok(Some(Current {
+            configuration,
+            tags,
+        }))
     }
-    if has("code") || has("architecture") {
-        wait_ready(clients, name).await?;
+
+    fn tags(current: &Current) -> Option<&BTreeMap<String, String>> {
+        Some(&current.tags)
+    }
+
+    fn diff(&self, stack: &Stack, current: &Current) -> Vec<Change> {
+        match &self.desired {
+            Some(desired) => differences(stack, desired, &current.configuration, &current.tags),
+            None => Vec::new(),
+        }
+    }
+
+    async fn create(&self, clients: &Clients) -> anyhow::Result<()> {
+        create(clients, self.desired()?).await
+    }
+
+    async fn update(
+        &self,
+        clients: &Clients,
+        current: &Current,
+        changes: &[Change],
+    ) -> anyhow::Result<()> {
+        let function = self.desired()?;
+        let name = &self.name;
+        if changes.iter().any(|c| c.is_configuration()) {
+            wait_ready(clients, name).await?;
+            clients
+                .lambda
+                .update_function_configuration()
+                .function_name(name)
+                .runtime(Runtime::Providedal2023)
+                .handler(HANDLER)
+                .memory_size(function.memory_mb)
+                .timeout(function.timeout_seconds)
+                .environment(environment(function))
+                .role(&function.role_arn)
+                .send()
+                .await
+                .ctx(format!(
+                    "cannot update the configuration of function {name}"
+                ))?;
+            wait_ready(clients, name).await?;
+        }
+        if changes.iter().any(|c| c.is_code()) {
+            wait_ready(clients, name).await?;
+            clients
+                .lambda
+                .update_function_code()
+                .function_name(name)
+                .zip_file(Blob::new(function.zip.clone()))
+                .architectures(function.architecture.clone())
+                .send()
+                .await
+                .ctx(format!("cannot update the code of function {name}"))?;
+            wait_ready(clients, name).await?;
+        }
+        if changes.contains(&Change::Tags) {
+            let arn = current
+                .configuration
+                .function_arn()
+                .map(str::to_string)
+                .unwrap_or_else(|| clients.stack.function_arn(name));
+            let tags: HashMap<String, String> = desired_tags(&clients.stack).into_iter().collect();
+            clients
+                .lambda
+                .tag_resource()
+                .resource(arn)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .ctx(format!("cannot tag function {name}"))?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, clients: &Clients, _current: &Current) -> anyhow::Result<()> {
+        let name = &self.name;
         clients
             .lambda
-            .update_function_code()
+            .delete_function()
             .function_name(name)
-            .zip_file(Blob::new(function.zip.clone()))
-            .architectures(function.architecture.clone())
             .send()
             .await
-            .ctx(format!("cannot update the code of function {name}"))?;
-        wait_ready(clients, name).await?;
+            .ctx(format!("cannot delete function {name}"))?;
+        Ok(())
     }
-    if has("tags") {
-        let arn = plan
-            .arn
-            .clone()
-            .unwrap_or_else(|| clients.stack.function_arn(name));
-        let tags: HashMap<String, String> = desired_tags(&clients.stack).into_iter().collect();
-        clients
-            .lambda
-            .tag_resource()
-            .resource(arn)
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .ctx(format!("cannot tag function {name}"))?;
-    }
-    Ok(())
 }
 
 /// Creates the function, retrying with backoff while Lambda cannot yet assume a new role (and
 /// only then: any other invalid parameter fails at once).
-async fn create(
-    clients: &Clients,
-    function: &DesiredFunction,
-    environment: Environment,
-) -> anyhow::Result<()> {
+async fn create(clients: &Clients, function: &DesiredFunction) -> anyhow::Result<()> {
     let name = &function.name;
+    let environment = environment(function);
     let tags: HashMap<String, String> = desired_tags(&clients.stack).into_iter().collect();
     let create = || {
         clients
@@ -384,40 +477,209 @@ pub async fn wait_ready(clients: &Clients, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// True when the function exists and carries the stack tag; `None` when it does not exist.
-pub async fn owned(clients: &Clients, name: &str) -> anyhow::Result<Option<bool>> {
-    match clients
-        .lambda
-        .get_function()
-        .function_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(Some(is_owned(
-            &clients.stack,
-            out.tags()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        ))),
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            Ok(None)
-        }
-        Err(error) => Err(error).ctx(format!("cannot read function {name}")),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use aws_sdk_lambda::operation::create_function::CreateFunctionOutput;
+    use aws_sdk_lambda::operation::delete_function::DeleteFunctionOutput;
+    use aws_sdk_lambda::operation::get_function::{GetFunctionError, GetFunctionOutput};
+    use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationOutput;
+    use aws_sdk_lambda::types::error::ResourceNotFoundException;
+    use aws_sdk_lambda::types::{EnvironmentResponse, LastUpdateStatus, State};
+    use aws_sdk_lambda::Client;
+    use aws_smithy_mocks::{mock, Rule};
 
-pub async fn delete(clients: &Clients, name: &str) -> anyhow::Result<()> {
-    clients
-        .lambda
-        .delete_function()
-        .function_name(name)
-        .send()
-        .await
-        .ctx(format!("cannot delete function {name}"))?;
-    Ok(())
+    use super::super::engine::replay::{self, clients, mutating, OURS};
+    use super::super::engine::{Planned, Step, Verb};
+    use super::*;
+
+    fn name() -> String {
+        replay::stack().planner_function()
+    }
+
+    fn wanted() -> DesiredFunction {
+        let stack = replay::stack();
+        DesiredFunction {
+            name: name(),
+            role_arn: stack.role_arn(&stack.lambda_role()),
+            architecture: Architecture::Arm64,
+            memory_mb: 256,
+            timeout_seconds: 60,
+            environment: BTreeMap::from([(TABLE_VARIABLE.to_string(), stack.table())]),
+            zip: b"zip".to_vec(),
+            code_sha256: "c2hhMjU2".to_string(),
+        }
+    }
+
+    /// GetFunction's answer for `wanted()` deployed with `memory_mb` and `tags`, Active and
+    /// its last update Successful.
+    fn deployed(memory_mb: i32, tags: &[(&str, &str)]) -> GetFunctionOutput {
+        let function = wanted();
+        let configuration = FunctionConfiguration::builder()
+            .function_name(&function.name)
+            .function_arn(replay::stack().function_arn(&function.name))
+            .runtime(Runtime::Providedal2023)
+            .handler(HANDLER)
+            .memory_size(memory_mb)
+            .timeout(function.timeout_seconds)
+            .environment(
+                EnvironmentResponse::builder()
+                    .set_variables(Some(function.environment.into_iter().collect()))
+                    .build(),
+            )
+            .role(function.role_arn)
+            .architectures(function.architecture)
+            .code_sha256(function.code_sha256)
+            .state(State::Active)
+            .last_update_status(LastUpdateStatus::Successful)
+            .build();
+        GetFunctionOutput::builder()
+            .configuration(configuration)
+            .set_tags(Some(replay::tag_map(tags).into_iter().collect()))
+            .build()
+    }
+
+    fn not_found() -> GetFunctionError {
+        GetFunctionError::ResourceNotFoundException(ResourceNotFoundException::builder().build())
+    }
+
+    fn found(memory_mb: i32, tags: &'static [(&'static str, &'static str)]) -> Rule {
+        mock!(Client::get_function)
+            .match_requests(|r| r.function_name() == Some(name().as_str()))
+            .then_output(move || deployed(memory_mb, tags))
+    }
+
+    async fn plan(clients: &Clients) -> anyhow::Result<Planned<Function>> {
+        Planned::wanted(Function::new(wanted()), clients).await
+    }
+
+    #[tokio::test]
+    async fn creates_a_missing_function_then_waits_for_it() {
+        // Missing at the plan; Active and updated once created.
+        let get = mock!(Client::get_function)
+            .sequence()
+            .error(not_found)
+            .output(|| deployed(256, OURS))
+            .repeatedly()
+            .build();
+        let create = mock!(Client::create_function)
+            .match_requests(|r| {
+                r.function_name() == Some(name().as_str())
+                    && r.memory_size() == Some(256)
+                    && r.tags().cloned().unwrap_or_default()
+                        == replay::tag_map(OURS).into_iter().collect()
+            })
+            .then_output(|| CreateFunctionOutput::builder().build());
+        let clients = clients(&[&get, &create]);
+        let planned = plan(&clients).await.unwrap();
+        assert_eq!(planned.verb(), Verb::Create);
+        planned.apply(&clients).await.unwrap();
+        assert_eq!(create.num_calls(), 1);
+        assert_eq!(mutating(&clients), 1);
+    }
+
+    #[tokio::test]
+    async fn a_changed_memory_size_is_one_configuration_update() {
+        let update = mock!(Client::update_function_configuration)
+            .match_requests(|r| {
+                r.function_name() == Some(name().as_str()) && r.memory_size() == Some(256)
+            })
+            .then_output(|| UpdateFunctionConfigurationOutput::builder().build());
+        let clients = clients(&[&found(128, OURS), &update]);
+        let planned = plan(&clients).await.unwrap();
+        assert_eq!(
+            (planned.verb(), planned.detail().as_str()),
+            (Verb::Update, "memory")
+        );
+        planned.apply(&clients).await.unwrap();
+        assert_eq!(update.num_calls(), 1);
+        assert_eq!(mutating(&clients), 1);
+    }
+
+    #[test]
+    fn each_field_is_its_own_change_in_the_plans_order() {
+        let stack = replay::stack();
+        let function = wanted();
+        let current = deployed(256, OURS);
+        let configuration = current.configuration().unwrap();
+        let tags = replay::tag_map(OURS);
+        assert_eq!(differences(&stack, &function, configuration, &tags), []);
+        let other = DesiredFunction {
+            memory_mb: 512,
+            timeout_seconds: 90,
+            architecture: Architecture::X8664,
+            code_sha256: "b3RoZXI=".into(),
+            ..function
+        };
+        let changes = differences(&stack, &other, configuration, &BTreeMap::new());
+        assert_eq!(
+            changes,
+            [
+                Change::Memory,
+                Change::Timeout,
+                Change::Architecture,
+                Change::Code,
+                Change::Tags
+            ]
+        );
+        let labels: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            labels,
+            ["memory", "timeout", "architecture", "code", "tags"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_up_to_date_function_makes_no_request() {
+        let clients = clients(&[&found(256, OURS)]);
+        let planned = plan(&clients).await.unwrap();
+        assert_eq!(planned.verb(), Verb::Unchanged);
+        planned.apply(&clients).await.unwrap();
+        assert_eq!(mutating(&clients), 0);
+    }
+
+    #[tokio::test]
+    async fn a_function_without_the_stack_tag_is_refused() {
+        let clients = clients(&[&found(256, &[("team", "ops")])]);
+        let error = plan(&clients).await.err().expect("refused");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "Lambda function {} exists and is not tagged asg-refresh:stack=local: refusing to take it over",
+                name()
+            )
+        );
+        assert_eq!(mutating(&clients), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unwanted_function_is_deleted_only_when_it_is_ours() {
+        let delete = mock!(Client::delete_function)
+            .match_requests(|r| r.function_name() == Some(name().as_str()))
+            .then_output(|| DeleteFunctionOutput::builder().build());
+        let replay = clients(&[&found(256, OURS), &delete]);
+        let mut skipped = Vec::new();
+        let step = Planned::absent(Function::unwanted(name()), &replay)
+            .await
+            .unwrap()
+            .into_step(&mut skipped)
+            .expect("a delete step");
+        step.apply(&replay).await.unwrap();
+        assert_eq!((delete.num_calls(), mutating(&replay)), (1, 1));
+
+        let replay = clients(&[&found(256, &[("team", "ops")])]);
+        let step = Planned::absent(Function::unwanted(name()), &replay)
+            .await
+            .unwrap()
+            .into_step(&mut skipped);
+        assert!(step.is_none());
+        assert_eq!(skipped, [("lambda function", name())]);
+
+        let missing = mock!(Client::get_function).then_error(not_found);
+        let replay = clients(&[&missing]);
+        let absent = Planned::absent(Function::unwanted(name()), &replay)
+            .await
+            .unwrap();
+        assert!(absent.into_step(&mut skipped).is_none());
+        assert_eq!(mutating(&replay), 0);
+    }
 }

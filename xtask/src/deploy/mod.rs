@@ -26,7 +26,7 @@ use generator::config::StackConfig;
 use crate::build::{Builder, FUNCTIONS};
 use crate::env_file::{display_path, Endpoint, StackSelector};
 use aws::Clients;
-use engine::{Planned, Step, StepFuture, Verb};
+use engine::{Planned, Step, Verb};
 
 /// What a deploy does to one resource; `C` is the resource's typed change (see
 /// [`engine::Resource::Change`]).
@@ -84,102 +84,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// A resource not yet on the [`engine::Resource`] trait: its plan line and how apply treats it.
-/// Each variant goes away as its resource becomes a `Resource` (issue 14).
-enum Legacy {
-    Topic(topic::TopicPlan),
-    Function(functions::FunctionPlan),
-    Machine {
-        machine: state_machine::DesiredStateMachine,
-        diff: String,
-    },
-    Rule(events_rule::DesiredRule),
-    Permission,
-    Target,
-    RemoveTarget,
-    RemoveRule,
-    RemovePermission,
-    RemoveFunction,
-    DeleteStateMachine,
-}
-
-/// A [`Legacy`] resource as a plan line.
-struct LegacyStep {
-    kind: &'static str,
-    name: String,
-    action: Action,
-    what: Legacy,
-    /// The states role's changes in this deploy (the state machine waits for them to
-    /// propagate when Step Functions refuses the role).
-    states_role: refusal::RoleChanges,
-}
-
-impl LegacyStep {
-    fn new(kind: &'static str, name: String, action: Action, what: Legacy) -> Box<dyn Step> {
-        Box::new(Self {
-            kind,
-            name,
-            action,
-            what,
-            states_role: refusal::RoleChanges::default(),
-        })
-    }
-}
-
-impl Step for LegacyStep {
-    fn kind(&self) -> &'static str {
-        self.kind
-    }
-
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn verb(&self) -> Verb {
-        match self.action {
-            Action::Create => Verb::Create,
-            Action::Update(_) => Verb::Update,
-            Action::Unchanged => Verb::Unchanged,
-            Action::Delete => Verb::Delete,
-        }
-    }
-
-    fn detail(&self) -> String {
-        match &self.action {
-            Action::Update(fields) => fields.join(", "),
-            _ => String::new(),
-        }
-    }
-
-    fn review(&self) -> String {
-        match &self.what {
-            Legacy::Machine { diff, .. } => diff.clone(),
-            _ => String::new(),
-        }
-    }
-
-    fn apply<'a>(&'a self, clients: &'a Clients) -> StepFuture<'a> {
-        Box::pin(async move {
-            let action = &self.action;
-            match &self.what {
-                Legacy::Topic(plan) => topic::apply(clients, plan, action).await,
-                Legacy::Function(plan) => functions::apply(clients, plan).await,
-                Legacy::Machine { machine, .. } => {
-                    state_machine::apply(clients, machine, action, self.states_role).await
-                }
-                Legacy::Rule(rule) => events_rule::apply_rule(clients, rule, action).await,
-                Legacy::Permission => events_rule::apply_permission(clients, action).await,
-                Legacy::Target => events_rule::apply_target(clients, action).await,
-                Legacy::RemoveTarget => events_rule::remove_targets(clients).await,
-                Legacy::RemoveRule => events_rule::delete_rule(clients).await,
-                Legacy::RemovePermission => events_rule::remove_permission(clients).await,
-                Legacy::RemoveFunction => functions::delete(clients, &self.name).await,
-                Legacy::DeleteStateMachine => state_machine::delete(clients).await,
-            }
-        })
-    }
-}
-
 /// What the stack wants, checked locally before the first AWS call.
 struct Desired {
     roles: Vec<roles::Role>,
@@ -212,115 +116,50 @@ async fn plan(
     steps.push(Box::new(
         Planned::wanted(log_group::LogGroup::new(stack), clients).await?,
     ));
-    let topic = topic::plan(clients, config, clients.sns.clone()).await?;
-    let topic_action = topic.action.clone();
-    let topic_step = |action| {
-        LegacyStep::new(
-            "sns topic",
-            stack.notifications_topic(),
-            action,
-            Legacy::Topic(topic),
-        )
-    };
+    topic::check_operator_topic(clients, config).await?;
     // Deletions go last, what depends on a resource first: the target, the rule, the
     // completer's permission, the completer, its role, the topic.
     let mut removals: Vec<Box<dyn Step>> = Vec::new();
     let mut topic_removal = None;
-    match topic_action {
-        None => {}
-        Some(Action::Delete) => topic_removal = Some(topic_step(Action::Delete)),
-        Some(action) => steps.push(topic_step(action)),
-    }
-    let functions = functions::plan(clients, desired.functions).await?;
-    let completer_leftover = functions::leftover(clients, config).await?;
-    let completer = functions
-        .iter()
-        .find(|f| f.desired.name == stack.completer_function())
-        .map(|f| f.action.clone())
-        .or(completer_leftover.clone());
-    for function in functions {
-        let (name, action) = (function.desired.name.clone(), function.action.clone());
-        steps.push(LegacyStep::new(
-            "lambda function",
-            name,
-            action,
-            Legacy::Function(function),
+    if topic::wanted(config) {
+        steps.push(Box::new(
+            Planned::wanted(topic::Topic::new(stack), clients).await?,
         ));
+    } else {
+        // A topic of that name that is not this stack's is left alone.
+        topic_removal = Planned::absent(topic::Topic::new(stack), clients)
+            .await?
+            .into_step(&mut Vec::new());
     }
-    let (machine_action, diff) = state_machine::plan(clients, &desired.machine).await?;
-    steps.push(Box::new(LegacyStep {
-        kind: "state machine",
-        name: stack.state_machine(),
-        action: machine_action,
-        what: Legacy::Machine {
-            machine: desired.machine,
-            diff,
-        },
-        states_role,
-    }));
-    let rule_plan = events_rule::plan(clients, &desired.rule, completer.as_ref()).await?;
-    let rule = stack.events_rule();
-    let permission = format!(
-        "{}/{}",
-        stack.completer_function(),
-        stack.completer_permission_statement()
-    );
-    let target = format!("{rule}/{}", stack.events_target_id());
-    // (kind, name, action, apply, remove): the rule, the completer's permission, the target.
-    let mut rows = [
-        (
-            "eventbridge rule",
-            rule,
-            rule_plan.rule,
-            Some(Legacy::Rule(desired.rule)),
-            Some(Legacy::RemoveRule),
-        ),
-        (
-            "lambda permission",
-            permission,
-            rule_plan.permission,
-            Some(Legacy::Permission),
-            Some(Legacy::RemovePermission),
-        ),
-        (
-            "rule target",
-            target,
-            rule_plan.target,
-            Some(Legacy::Target),
-            Some(Legacy::RemoveTarget),
-        ),
-    ];
-    for (kind, name, action, apply, _) in &mut rows {
-        match action {
-            Some(Action::Delete) | None => {}
-            Some(action) => steps.push(LegacyStep::new(
-                kind,
-                name.clone(),
-                action.clone(),
-                apply.take().expect("one step per row"),
-            )),
+    // Whether the completer exists (wanted, or left over to delete): its permission lives on it.
+    let mut completer_exists = false;
+    for function in desired.functions {
+        let planned = Planned::wanted(functions::Function::new(function), clients).await?;
+        if planned.resource.name == stack.completer_function() {
+            completer_exists = planned.current.is_some();
         }
+        steps.push(Box::new(planned));
     }
-    // Removed in the order target, rule, permission.
-    for row in [2, 0, 1] {
-        let (kind, name, action, _, remove) = &mut rows[row];
-        if *action == Some(Action::Delete) {
-            removals.push(LegacyStep::new(
-                kind,
-                name.clone(),
-                Action::Delete,
-                remove.take().expect("one step per row"),
-            ));
-        }
-    }
-    if let Some(action) = completer_leftover {
-        removals.push(LegacyStep::new(
-            "lambda function",
-            stack.completer_function(),
-            action,
-            Legacy::RemoveFunction,
-        ));
-    }
+    // The completer when the stack no longer wants it (`completion = "poll"`); someone else's
+    // function of that name is left alone.
+    let completer_removal = match functions::wanted(config, "completer") {
+        true => None,
+        false => Planned::absent(
+            functions::Function::unwanted(stack.completer_function()),
+            clients,
+        )
+        .await?
+        .into_step(&mut Vec::new()),
+    };
+    completer_exists |= completer_removal.is_some();
+    let machine = state_machine::StateMachine::new(stack, desired.machine, states_role);
+    steps.push(Box::new(Planned::wanted(machine, clients).await?));
+    // The rule, the completer's permission and the target; removed in the order target, rule,
+    // permission.
+    let events = events_rule::plan(clients, desired.rule, completer_exists).await?;
+    steps.extend(events.apply);
+    removals.extend(events.remove);
+    removals.extend(completer_removal);
     if config.rollout.completion != generator::config::Completion::Events {
         // The completer's role, when an earlier deploy made it; one that is not this stack's
         // is left alone.
@@ -507,37 +346,21 @@ impl DestroyArgs {
             // In deletion order: what depends on a resource goes first.
             let mut skipped = Vec::new();
             let mut doomed: Vec<Box<dyn Step>> = Vec::new();
-            doomed.extend(legacy_absent(
-                &mut skipped,
-                "state machine",
-                stack.state_machine(),
-                state_machine::owned(&clients).await?,
-                Legacy::DeleteStateMachine,
-            ));
+            let machine = state_machine::StateMachine::unwanted(&stack);
+            doomed.extend(Planned::absent(machine, &clients).await?.into_step(&mut skipped));
             // Its targets go with it; the completer's permission goes with the function.
-            doomed.extend(legacy_absent(
-                &mut skipped,
-                "eventbridge rule",
-                stack.events_rule(),
-                events_rule::owned(&clients).await?,
-                Legacy::RemoveRule,
-            ));
+            let rule = events_rule::Rule::new(&stack, events_rule::desired(&config));
+            doomed.extend(Planned::absent(rule, &clients).await?.into_step(&mut skipped));
             for function in [
                 stack.planner_function(),
                 stack.refresher_function(),
                 stack.completer_function(),
             ] {
-                let owned = functions::owned(&clients, &function).await?;
-                doomed.extend(legacy_absent(
-                    &mut skipped,
-                    "lambda function",
-                    function,
-                    owned,
-                    Legacy::RemoveFunction,
-                ));
+                let function = functions::Function::unwanted(function);
+                doomed.extend(Planned::absent(function, &clients).await?.into_step(&mut skipped));
             }
             let log_group = Planned::absent(log_group::LogGroup::new(&stack), &clients).await?;
-            let topic = topic::owned(&clients, &clients.sns).await?;
+            let topic = Planned::absent(topic::Topic::new(&stack), &clients).await?;
             let table = Planned::absent(table::Table::new(&stack), &clients).await?;
             let mut roles = Vec::new();
             for role in [
@@ -548,16 +371,7 @@ impl DestroyArgs {
                 roles.push(Planned::absent(roles::Role::named(role), &clients).await?);
             }
             doomed.extend(log_group.into_step(&mut skipped));
-            doomed.extend(legacy_absent(
-                &mut skipped,
-                "sns topic",
-                stack.notifications_topic(),
-                topic,
-                Legacy::Topic(topic::TopicPlan {
-                    sns: clients.sns.clone(),
-                    action: Some(Action::Delete),
-                }),
-            ));
+            doomed.extend(topic.into_step(&mut skipped));
             doomed.extend(table.into_step(&mut skipped));
             for role in roles {
                 doomed.extend(role.into_step(&mut skipped));
@@ -589,25 +403,6 @@ impl DestroyArgs {
             );
             Ok(())
         })
-    }
-}
-
-/// A [`Legacy`] resource destroy deletes when it exists and is `owned`; one that is not is
-/// reported on `skipped`.
-fn legacy_absent(
-    skipped: &mut Vec<(&'static str, String)>,
-    kind: &'static str,
-    name: String,
-    owned: Option<bool>,
-    what: Legacy,
-) -> Option<Box<dyn Step>> {
-    match owned {
-        Some(true) => Some(LegacyStep::new(kind, name, Action::Delete, what)),
-        Some(false) => {
-            skipped.push((kind, name));
-            None
-        }
-        None => None,
     }
 }
 
