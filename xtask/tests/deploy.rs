@@ -3,6 +3,10 @@
 //! DynamoDB's late continuous backups): the real binary, fake Lambda zips (stored, never run
 //! here), checks through the SDK.
 
+#[path = "../../tests/support/group.rs"]
+mod group;
+#[path = "../../tests/support/refresh.rs"]
+mod refresh;
 #[path = "../../tests/support/dynamodb.rs"]
 mod tables;
 
@@ -125,6 +129,74 @@ impl Fixture {
     fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.sdk)
     }
+
+    fn lambda(&self) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::new(&self.sdk)
+    }
+
+    /// Whether the IAM role `name` exists.
+    async fn role_exists(&self, name: &str) -> bool {
+        self.iam().get_role().role_name(name).send().await.is_ok()
+    }
+
+    /// Whether the Lambda function `name` exists.
+    async fn function_exists(&self, name: &str) -> bool {
+        self.lambda()
+            .get_function()
+            .function_name(name)
+            .send()
+            .await
+            .is_ok()
+    }
+
+    /// The inline policy of `role` named after it, decoded.
+    async fn inline_policy(&self, role: &str) -> Value {
+        let policy = self
+            .iam()
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(role)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("the inline policy of {role}: {e:?}"));
+        decode(policy.policy_document())
+    }
+
+    /// Asserts that a deploy refuses to take `what` (a resource of the stack's name without
+    /// its tag) over and changes nothing: the Lambda role is not created.
+    async fn assert_deploy_refuses_to_take_over(&self, what: &str) {
+        let output = self.run_deploy(&[]);
+        let stderr = failure_stderr(&output);
+        assert!(
+            stderr.contains(&format!(
+                "{what} exists and is not tagged asg-refresh:stack=local: refusing to take it over"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            !self.role_exists(&format!("{PREFIX}-lambda")).await,
+            "deploy changed something"
+        );
+    }
+
+    /// Removes the completer's permission for the rule (as someone might by hand).
+    async fn remove_rule_permission(&self) {
+        self.lambda()
+            .remove_permission()
+            .function_name(COMPLETER)
+            .statement_id(RULE)
+            .send()
+            .await
+            .expect("remove the completer's permission");
+    }
+}
+
+/// The JSON document `file` of a render in `render`.
+fn rendered_json(render: &Path, file: &str) -> Value {
+    let path = render.join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("render writes {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
 /// The standard error of a command that must have failed.
@@ -176,6 +248,20 @@ fn plan_lines<'a>(stdout: &'a str, verb: &str) -> Vec<&'a str> {
         .take_while(|l| l.starts_with("  "));
     plan.filter(|l| l.trim_start().starts_with(&format!("{verb} ")))
         .collect()
+}
+
+/// Asserts that `plan` has `count` lines of `verb` and, among them, one ending with each of
+/// `ends`.
+#[track_caller]
+fn assert_plan(plan: &str, verb: &str, count: usize, ends: &[String]) {
+    let lines = plan_lines(plan, verb);
+    assert_eq!(lines.len(), count, "{plan}");
+    for end in ends {
+        assert!(
+            lines.iter().any(|l| l.ends_with(end.as_str())),
+            "no `{verb} ... {end}` in:\n{plan}"
+        );
+    }
 }
 
 /// The figure of the `api calls: N total, mutating calls: M` line.
@@ -233,23 +319,11 @@ fn rendered(fixture: &Fixture) -> PathBuf {
     out
 }
 
+/// A policy document as IAM returns it: JSON, or JSON percent-encoded.
 fn decode(document: &str) -> Value {
     serde_json::from_str(document).unwrap_or_else(|_| {
-        let mut out = Vec::new();
-        let b = document.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'%' && i + 2 < b.len() {
-                out.push(
-                    u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap(), 16).unwrap(),
-                );
-                i += 3;
-            } else {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-        serde_json::from_slice(&out).expect("a JSON policy document")
+        let decoded = percent_encoding::percent_decode_str(document).decode_utf8_lossy();
+        serde_json::from_str(&decoded).expect("a JSON policy document")
     })
 }
 
@@ -274,27 +348,16 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
             .send()
             .await
             .expect("role exists");
-        let trust: Value = serde_json::from_str(
-            &std::fs::read_to_string(render.join(format!("iam/{role}.trust.json"))).unwrap(),
-        )
-        .unwrap();
         assert_eq!(
             decode(got.role().unwrap().assume_role_policy_document().unwrap()),
-            trust,
+            rendered_json(&render, &format!("iam/{role}.trust.json")),
             "{role} trust"
         );
-        let policy = iam
-            .get_role_policy()
-            .role_name(&role)
-            .policy_name(&role)
-            .send()
-            .await
-            .expect("inline policy");
-        let want: Value = serde_json::from_str(
-            &std::fs::read_to_string(render.join(format!("iam/{role}.policy.json"))).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(decode(policy.policy_document()), want, "{role} policy");
+        assert_eq!(
+            fixture.inline_policy(&role).await,
+            rendered_json(&render, &format!("iam/{role}.policy.json")),
+            "{role} policy"
+        );
         let tags = iam.list_role_tags().role_name(&role).send().await.unwrap();
         assert!(
             tags_ok(tags.tags().iter().map(|t| (t.key(), t.value()))),
@@ -368,7 +431,7 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
     );
 
     // Lambda: configuration, code hash, tags.
-    let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
+    let lambda = fixture.lambda();
     for function in ["planner", "refresher"] {
         let name = format!("{PREFIX}-{function}");
         let got = lambda
@@ -497,13 +560,7 @@ async fn dry_run_prints_the_plan_and_changes_nothing() {
         "{stdout}"
     );
     assert_eq!(mutating_calls(&stdout), 0, "{stdout}");
-    assert!(fixture
-        .iam()
-        .get_role()
-        .role_name(format!("{PREFIX}-lambda"))
-        .send()
-        .await
-        .is_err());
+    assert!(!fixture.role_exists(&format!("{PREFIX}-lambda")).await);
 }
 
 #[tokio::test]
@@ -522,7 +579,7 @@ async fn a_config_change_updates_only_the_function_configuration() {
     );
     assert_eq!(mutating_calls(&stdout), 2, "{stdout}");
     assert!(stdout.contains("(memory)"), "{stdout}");
-    let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
+    let lambda = fixture.lambda();
     let got = lambda
         .get_function_configuration()
         .function_name(format!("{PREFIX}-planner"))
@@ -563,7 +620,7 @@ async fn a_partly_deployed_stack_converges() {
         .send()
         .await
         .unwrap();
-    let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
+    let lambda = fixture.lambda();
     lambda
         .delete_function()
         .function_name(format!("{PREFIX}-refresher"))
@@ -644,13 +701,7 @@ async fn destroy_without_yes_and_no_terminal_deletes_nothing() {
     let output = fixture.destroy(false);
     let stderr = failure_stderr(&output);
     assert!(stderr.contains("without --yes"), "{stderr}");
-    assert!(fixture
-        .iam()
-        .get_role()
-        .role_name(format!("{PREFIX}-lambda"))
-        .send()
-        .await
-        .is_ok());
+    assert!(fixture.role_exists(&format!("{PREFIX}-lambda")).await);
     assert_eq!(
         mutating_calls(&fixture.deploy()),
         0,
@@ -677,13 +728,7 @@ async fn destroy_removes_the_stack_and_nothing_else() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("7 resources deleted"), "{stdout}");
     assert!(
-        fixture
-            .iam()
-            .get_role()
-            .role_name(&foreign)
-            .send()
-            .await
-            .is_ok(),
+        fixture.role_exists(&foreign).await,
         "the foreign role was deleted"
     );
     // Nothing of the stack is left: a deploy would create all seven resources again.
@@ -712,22 +757,9 @@ async fn an_untagged_resource_with_the_stacks_name_stops_deploy_before_any_chang
         .send()
         .await
         .unwrap();
-    let output = fixture.run_deploy(&[]);
-    let stderr = failure_stderr(&output);
-    assert!(
-        stderr.contains(&format!(
-            "IAM role {PREFIX}-states exists and is not tagged asg-refresh:stack=local: refusing to take it over"
-        )),
-        "{stderr}"
-    );
-    assert!(
-        iam.get_role()
-            .role_name(format!("{PREFIX}-lambda"))
-            .send()
-            .await
-            .is_err(),
-        "deploy changed something"
-    );
+    fixture
+        .assert_deploy_refuses_to_take_over(&format!("IAM role {PREFIX}-states"))
+        .await;
     let db = aws_sdk_dynamodb::Client::new(&fixture.sdk);
     assert!(
         db.describe_table().table_name(PREFIX).send().await.is_err(),
@@ -736,12 +768,7 @@ async fn an_untagged_resource_with_the_stacks_name_stops_deploy_before_any_chang
     // Destroy leaves the foreign role alone too.
     let output = fixture.destroy(true);
     assert_success(&output);
-    assert!(iam
-        .get_role()
-        .role_name(format!("{PREFIX}-states"))
-        .send()
-        .await
-        .is_ok());
+    assert!(fixture.role_exists(&format!("{PREFIX}-states")).await);
 }
 
 #[test]
@@ -1064,7 +1091,8 @@ fn events_client(fixture: &Fixture) -> aws_sdk_eventbridge::Client {
 
 /// The completer's resource policy statement for the rule, if any.
 async fn permission(fixture: &Fixture) -> Option<Value> {
-    let policy = aws_sdk_lambda::Client::new(&fixture.sdk)
+    let policy = fixture
+        .lambda()
         .get_policy()
         .function_name(COMPLETER)
         .send()
@@ -1094,20 +1122,18 @@ async fn events_completion_deploys_rule_target_and_permission_and_redeploy_chang
     let plan = fixture.dry_run();
     // Three roles, the table, the log group, three functions, the machine, the rule, the
     // permission and the target.
-    let creates = plan_lines(&plan, "create");
-    assert_eq!(creates.len(), 12, "{plan}");
-    for line in [
-        format!("eventbridge rule  {RULE}"),
-        format!("lambda permission {COMPLETER}/{RULE}"),
-        format!("rule target       {RULE}/completer"),
-        format!("lambda function   {COMPLETER}"),
-        format!("iam role          {COMPLETER}"),
-    ] {
-        assert!(
-            creates.iter().any(|l| l.ends_with(&line)),
-            "no `create {line}` in:\n{plan}"
-        );
-    }
+    assert_plan(
+        &plan,
+        "create",
+        12,
+        &[
+            format!("eventbridge rule  {RULE}"),
+            format!("lambda permission {COMPLETER}/{RULE}"),
+            format!("rule target       {RULE}/completer"),
+            format!("lambda function   {COMPLETER}"),
+            format!("iam role          {COMPLETER}"),
+        ],
+    );
     assert_eq!(mutating_calls(&plan), 0, "{plan}");
     assert!(!rule_exists(&fixture).await, "the dry run created the rule");
 
@@ -1121,11 +1147,7 @@ async fn events_completion_deploys_rule_target_and_permission_and_redeploy_chang
         .send()
         .await
         .expect("rule");
-    let pattern: Value = serde_json::from_str(
-        &std::fs::read_to_string(render.join(format!("eventbridge/{RULE}.pattern.json")))
-            .expect("render writes the pattern"),
-    )
-    .unwrap();
+    let pattern = rendered_json(&render, &format!("eventbridge/{RULE}.pattern.json"));
     assert_eq!(
         serde_json::from_str::<Value>(rule.event_pattern().unwrap()).unwrap(),
         pattern
@@ -1169,7 +1191,8 @@ async fn events_completion_deploys_rule_target_and_permission_and_redeploy_chang
         serde_json::json!({"ArnLike": {"AWS:SourceArn": RULE_ARN}})
     );
     // The completer runs as its own role, which has render's documents and the tags.
-    let function = aws_sdk_lambda::Client::new(&fixture.sdk)
+    let function = fixture
+        .lambda()
         .get_function()
         .function_name(COMPLETER)
         .send()
@@ -1180,19 +1203,10 @@ async fn events_completion_deploys_rule_target_and_permission_and_redeploy_chang
         Some(format!("arn:aws:iam::123456789012:role/{COMPLETER}").as_str())
     );
     assert!(map_tags_ok(function.tags()));
-    let policy = fixture
-        .iam()
-        .get_role_policy()
-        .role_name(COMPLETER)
-        .policy_name(COMPLETER)
-        .send()
-        .await
-        .expect("the completer role's policy");
-    let want: Value = serde_json::from_str(
-        &std::fs::read_to_string(render.join(format!("iam/{COMPLETER}.policy.json"))).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(decode(policy.policy_document()), want);
+    assert_eq!(
+        fixture.inline_policy(COMPLETER).await,
+        rendered_json(&render, &format!("iam/{COMPLETER}.policy.json"))
+    );
     assert!(stdout.contains("EventBridge.PutRule"), "{stdout}");
 
     // A redeploy reads and changes nothing.
@@ -1230,15 +1244,9 @@ async fn drifted_rule_target_and_permission_are_put_back_and_only_they() {
         .send()
         .await
         .unwrap();
-    let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
-    lambda
-        .remove_permission()
-        .function_name(COMPLETER)
-        .statement_id(RULE)
-        .send()
-        .await
-        .unwrap();
-    lambda
+    fixture.remove_rule_permission().await;
+    fixture
+        .lambda()
         .add_permission()
         .function_name(COMPLETER)
         .statement_id(RULE)
@@ -1249,18 +1257,16 @@ async fn drifted_rule_target_and_permission_are_put_back_and_only_they() {
         .await
         .unwrap();
     let plan = fixture.dry_run();
-    let updates = plan_lines(&plan, "update");
-    assert_eq!(updates.len(), 3, "{plan}");
-    for detail in [
-        format!("{RULE} (event pattern, description)"),
-        format!("{RULE}/completer (arn)"),
-        format!("{COMPLETER}/{RULE} (source arn)"),
-    ] {
-        assert!(
-            updates.iter().any(|l| l.ends_with(&detail)),
-            "no update {detail} in:\n{plan}"
-        );
-    }
+    assert_plan(
+        &plan,
+        "update",
+        3,
+        &[
+            format!("{RULE} (event pattern, description)"),
+            format!("{RULE}/completer (arn)"),
+            format!("{COMPLETER}/{RULE} (source arn)"),
+        ],
+    );
     let stdout = fixture.deploy();
     assert_eq!(
         mutating_operations(&stdout),
@@ -1303,20 +1309,8 @@ async fn switching_to_poll_deletes_rule_target_permission_completer_and_its_role
 
     fixture.deploy();
     assert!(!rule_exists(&fixture).await, "the rule is still there");
-    let lambda = aws_sdk_lambda::Client::new(&fixture.sdk);
-    assert!(lambda
-        .get_function()
-        .function_name(COMPLETER)
-        .send()
-        .await
-        .is_err());
-    assert!(fixture
-        .iam()
-        .get_role()
-        .role_name(COMPLETER)
-        .send()
-        .await
-        .is_err());
+    assert!(!fixture.function_exists(COMPLETER).await);
+    assert!(!fixture.role_exists(COMPLETER).await);
     let again = fixture.deploy();
     assert_eq!(mutating_calls(&again), 0, "{again}");
     assert!(plan_lines(&again, "delete").is_empty(), "{again}");
@@ -1340,13 +1334,7 @@ async fn destroy_removes_the_rule_and_the_completer_and_leaves_an_untagged_rule_
     // The seven of a poll stack, the rule, the completer and its role.
     assert!(stdout.contains("10 resources deleted"), "{stdout}");
     assert!(!rule_exists(&fixture).await);
-    assert!(fixture
-        .iam()
-        .get_role()
-        .role_name(COMPLETER)
-        .send()
-        .await
-        .is_err());
+    assert!(!fixture.role_exists(COMPLETER).await);
 
     // A rule of that name without the stack's tag: deploy refuses it before any change,
     // destroy skips it.
@@ -1357,24 +1345,9 @@ async fn destroy_removes_the_rule_and_the_completer_and_leaves_an_untagged_rule_
         .send()
         .await
         .unwrap();
-    let output = fixture.run_deploy(&[]);
-    let stderr = failure_stderr(&output);
-    assert!(
-        stderr.contains(&format!(
-            "EventBridge rule {RULE} exists and is not tagged asg-refresh:stack=local: refusing to take it over"
-        )),
-        "{stderr}"
-    );
-    assert!(
-        fixture
-            .iam()
-            .get_role()
-            .role_name(format!("{PREFIX}-lambda"))
-            .send()
-            .await
-            .is_err(),
-        "deploy changed something"
-    );
+    fixture
+        .assert_deploy_refuses_to_take_over(&format!("EventBridge rule {RULE}"))
+        .await;
     // A poll stack leaves it alone too (it is not this stack's to delete).
     fixture.set_completion("poll");
     let plan = fixture.dry_run();
@@ -1510,83 +1483,17 @@ async fn deploy_switch_and_destroy_need_nothing_beyond_the_rendered_deployer_pol
 
 #[tokio::test]
 async fn the_deployed_rule_delivers_a_refresh_end_to_the_completer_and_only_with_its_permission() {
-    use aws_sdk_autoscaling::types::{DesiredConfiguration, LaunchTemplateSpecification};
-    use aws_sdk_ec2::types::RequestLaunchTemplateData;
-
     let fixture = Fixture::start().await;
     fixture.set_completion("events");
     fixture.deploy();
     // One group on launch template version 1, refreshed to version 2 in half a second.
-    let ec2 = aws_sdk_ec2::Client::new(&fixture.sdk);
-    let template = ec2
-        .create_launch_template()
-        .launch_template_name("web-lt")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id("ami-11111111")
-                .instance_type("t3.micro".into())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let template = template
-        .launch_template()
-        .and_then(|t| t.launch_template_id())
-        .unwrap()
-        .to_string();
-    ec2.create_launch_template_version()
-        .launch_template_id(&template)
-        .source_version("1")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id("ami-22222222")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let autoscaling = aws_sdk_autoscaling::Client::new(&fixture.sdk);
-    autoscaling
-        .create_auto_scaling_group()
-        .auto_scaling_group_name("web-1")
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_id(&template)
-                .version("1")
-                .build(),
-        )
-        .min_size(1)
-        .max_size(2)
-        .desired_capacity(1)
-        .availability_zones("us-east-1a")
-        .tags(
-            aws_sdk_autoscaling::types::Tag::builder()
-                .key("emulator:refresh-seconds")
-                .value("0.5")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let refresh = || async {
-        autoscaling
-            .start_instance_refresh()
-            .auto_scaling_group_name("web-1")
-            .desired_configuration(
-                DesiredConfiguration::builder()
-                    .launch_template(
-                        LaunchTemplateSpecification::builder()
-                            .launch_template_id(&template)
-                            .version("2")
-                            .build(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    };
+    let template = group::group_on_two_versions(
+        &fixture.sdk,
+        "web-1",
+        &[("emulator:refresh-seconds", "0.5")],
+    )
+    .await;
+    let refresh = || refresh::start_refresh(&fixture.sdk, "web-1", &template, None);
     // The detail-types the deployed rule matches.
     let rule = events_client(&fixture)
         .describe_rule()
@@ -1648,13 +1555,7 @@ async fn the_deployed_rule_delivers_a_refresh_end_to_the_completer_and_only_with
     );
 
     // Without the permission the same events are not delivered.
-    aws_sdk_lambda::Client::new(&fixture.sdk)
-        .remove_permission()
-        .function_name(COMPLETER)
-        .statement_id(RULE)
-        .send()
-        .await
-        .unwrap();
+    fixture.remove_rule_permission().await;
     fixture.moto.clear_events();
     refresh().await;
     let (rule, expected) = handled().await;
@@ -1681,17 +1582,7 @@ async fn the_plan_shows_what_an_update_changes_in_policies_and_definition() {
     fixture.deploy();
     let iam = fixture.iam();
     let role = format!("{PREFIX}-lambda");
-    let deployed = iam
-        .get_role_policy()
-        .role_name(&role)
-        .policy_name(&role)
-        .send()
-        .await
-        .expect("inline policy");
-    let mut narrowed: Value = serde_json::from_str(
-        &percent_encoding::percent_decode_str(deployed.policy_document()).decode_utf8_lossy(),
-    )
-    .expect("a JSON policy");
+    let mut narrowed = fixture.inline_policy(&role).await;
     let statements = narrowed["Statement"].as_array_mut().unwrap();
     let removed = statements.remove(0)["Sid"].as_str().unwrap().to_string();
     iam.put_role_policy()
