@@ -11,7 +11,6 @@
 //! TagResource: <https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutRule.html>.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use anyhow::{bail, Context};
 use aws_sdk_eventbridge::types::{RuleState, Tag, Target as SdkTarget};
@@ -20,7 +19,7 @@ use generator::names::Stack;
 use serde_json::Value;
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::engine::{tags_differ, Absent, Planned, Resource, Step};
+use super::engine::{changes, differing, tags_differ, Absent, Planned, Resource, Step};
 
 /// The Lambda action EventBridge needs, and who it is granted to.
 const INVOKE: &str = "lambda:InvokeFunction";
@@ -168,23 +167,13 @@ pub struct CurrentRule {
     pub tags: BTreeMap<String, String>,
 }
 
-/// What can differ on the rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuleChange {
-    EventPattern,
-    State,
-    Description,
-    Tags,
-}
-
-impl fmt::Display for RuleChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RuleChange::EventPattern => "event pattern",
-            RuleChange::State => "state",
-            RuleChange::Description => "description",
-            RuleChange::Tags => "tags",
-        })
+changes! {
+    /// What can differ on the rule.
+    pub enum RuleChange {
+        EventPattern => "event pattern",
+        State => "state",
+        Description => "description",
+        Tags => "tags",
     }
 }
 
@@ -245,21 +234,18 @@ impl Resource for Rule {
 
     fn diff(&self, stack: &Stack, current: &CurrentRule) -> Vec<RuleChange> {
         let desired = &self.desired;
-        [
+        differing([
             (
                 RuleChange::EventPattern,
-                current.pattern.as_ref() != Some(&desired.pattern),
+                current.pattern.as_ref() == Some(&desired.pattern),
             ),
-            (RuleChange::State, !current.enabled),
+            (RuleChange::State, current.enabled),
             (
                 RuleChange::Description,
-                current.description.as_deref() != Some(desired.description.as_str()),
+                current.description.as_deref() == Some(desired.description.as_str()),
             ),
-            (RuleChange::Tags, tags_differ(stack, &current.tags)),
-        ]
-        .into_iter()
-        .filter_map(|(change, differs)| differs.then_some(change))
-        .collect()
+            (RuleChange::Tags, !tags_differ(stack, &current.tags)),
+        ])
     }
 
     async fn create(&self, clients: &Clients) -> anyhow::Result<()> {
@@ -375,21 +361,12 @@ impl Permission {
     }
 }
 
-/// What can differ on the statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PermissionChange {
-    Action,
-    Principal,
-    SourceArn,
-}
-
-impl fmt::Display for PermissionChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PermissionChange::Action => "action",
-            PermissionChange::Principal => "principal",
-            PermissionChange::SourceArn => "source arn",
-        })
+changes! {
+    /// What can differ on the statement.
+    pub enum PermissionChange {
+        Action => "action",
+        Principal => "principal",
+        SourceArn => "source arn",
     }
 }
 
@@ -459,24 +436,21 @@ impl Resource for Permission {
             .and_then(|c| c.get("AWS:SourceArn"))
             .map(one);
         let rule_arn = stack.events_rule_arn();
-        [
+        differing([
             (
                 PermissionChange::Action,
-                statement["Effect"] != "Allow" || one(&statement["Action"]) != INVOKE,
+                statement["Effect"] == "Allow" && one(&statement["Action"]) == INVOKE,
             ),
             (
                 PermissionChange::Principal,
-                one(&principal["Service"]) != PRINCIPAL && *principal != PRINCIPAL,
+                one(&principal["Service"]) == PRINCIPAL || *principal == PRINCIPAL,
             ),
             (
                 PermissionChange::SourceArn,
-                conditions.len() != 1
-                    || source_arn.as_ref().and_then(Value::as_str) != Some(&rule_arn),
+                conditions.len() == 1
+                    && source_arn.as_ref().and_then(Value::as_str) == Some(&rule_arn),
             ),
-        ]
-        .into_iter()
-        .filter_map(|(change, differs)| differs.then_some(change))
-        .collect()
+        ])
     }
 
     async fn create(&self, clients: &Clients) -> anyhow::Result<()> {
@@ -551,18 +525,11 @@ impl Target {
     }
 }
 
-/// What can differ on the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetChange {
-    /// It points at something else than the completer.
-    Arn,
-}
-
-impl fmt::Display for TargetChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TargetChange::Arn => f.write_str("arn"),
-        }
+changes! {
+    /// What can differ on the target.
+    pub enum TargetChange {
+        /// It points at something else than the completer.
+        Arn => "arn",
     }
 }
 
@@ -602,11 +569,10 @@ impl Resource for Target {
     }
 
     fn diff(&self, stack: &Stack, arn: &String) -> Vec<TargetChange> {
-        if *arn == stack.function_arn(&stack.completer_function()) {
-            Vec::new()
-        } else {
-            vec![TargetChange::Arn]
-        }
+        differing([(
+            TargetChange::Arn,
+            *arn == stack.function_arn(&stack.completer_function()),
+        )])
     }
 
     async fn create(&self, clients: &Clients) -> anyhow::Result<()> {
@@ -647,7 +613,8 @@ mod tests {
     use serde_json::json;
 
     use super::super::engine::replay::{self, clients, mutating, OURS};
-    use super::super::engine::{Planned, Step, Verb};
+    use super::super::engine::{Planned, Verb};
+    use super::super::replay_apply::{applied, said};
     use super::*;
 
     const DESCRIPTION: &str = "an old description";
@@ -764,9 +731,8 @@ mod tests {
             .then_output(|| PutRuleOutput::builder().build());
         let clients = clients(&[&described(false, ""), &put]);
         let planned = rule(&clients).await.unwrap();
-        assert_eq!(planned.verb(), Verb::Create);
-        planned.apply(&clients).await.unwrap();
-        assert_eq!((put.num_calls(), mutating(&clients)), (1, 1));
+        assert_eq!(applied(&planned, &clients).await, said(Verb::Create, "", 1));
+        assert_eq!(put.num_calls(), 1);
     }
 
     #[tokio::test]
@@ -779,20 +745,20 @@ mod tests {
         let clients = clients(&[&described(true, DESCRIPTION), &tagged(OURS), &put]);
         let planned = rule(&clients).await.unwrap();
         assert_eq!(
-            (planned.verb(), planned.detail().as_str()),
-            (Verb::Update, "description")
+            applied(&planned, &clients).await,
+            said(Verb::Update, "description", 1)
         );
-        planned.apply(&clients).await.unwrap();
-        assert_eq!((put.num_calls(), mutating(&clients)), (1, 1));
+        assert_eq!(put.num_calls(), 1);
     }
 
     #[tokio::test]
     async fn an_up_to_date_rule_makes_no_request() {
         let clients = clients(&[&described(true, ""), &tagged(OURS)]);
         let planned = rule(&clients).await.unwrap();
-        assert_eq!(planned.verb(), Verb::Unchanged);
-        planned.apply(&clients).await.unwrap();
-        assert_eq!(mutating(&clients), 0);
+        assert_eq!(
+            applied(&planned, &clients).await,
+            said(Verb::Unchanged, "", 0)
+        );
     }
 
     #[tokio::test]
@@ -823,9 +789,8 @@ mod tests {
         let planned = Planned::wanted(Permission::new(&clients.stack, false), &clients)
             .await
             .unwrap();
-        assert_eq!(planned.verb(), Verb::Create);
-        planned.apply(&clients).await.unwrap();
-        assert_eq!((add.num_calls(), mutating(&clients)), (1, 1));
+        assert_eq!(applied(&planned, &clients).await, said(Verb::Create, "", 1));
+        assert_eq!(add.num_calls(), 1);
     }
 
     #[tokio::test]
@@ -838,14 +803,12 @@ mod tests {
         let planned = Planned::wanted(Permission::new(&clients.stack, true), &clients)
             .await
             .unwrap();
-        assert_eq!(
-            (planned.verb(), planned.detail().as_str()),
-            (Verb::Update, "source arn")
-        );
-        planned.apply(&clients).await.unwrap();
         // A statement cannot be edited: removed, then added.
+        assert_eq!(
+            applied(&planned, &clients).await,
+            said(Verb::Update, "source arn", 2)
+        );
         assert_eq!((remove.num_calls(), add.num_calls()), (1, 1));
-        assert_eq!(mutating(&clients), 2);
     }
 
     #[tokio::test]
@@ -854,9 +817,10 @@ mod tests {
         let planned = Planned::wanted(Permission::new(&clients.stack, true), &clients)
             .await
             .unwrap();
-        assert_eq!(planned.verb(), Verb::Unchanged);
-        planned.apply(&clients).await.unwrap();
-        assert_eq!(mutating(&clients), 0);
+        assert_eq!(
+            applied(&planned, &clients).await,
+            said(Verb::Unchanged, "", 0)
+        );
     }
 
     #[tokio::test]
@@ -868,9 +832,8 @@ mod tests {
         let planned = Planned::wanted(Target::new(&clients.stack, false), &clients)
             .await
             .unwrap();
-        assert_eq!(planned.verb(), Verb::Create);
-        planned.apply(&clients).await.unwrap();
-        assert_eq!((put.num_calls(), mutating(&clients)), (1, 1));
+        assert_eq!(applied(&planned, &clients).await, said(Verb::Create, "", 1));
+        assert_eq!(put.num_calls(), 1);
     }
 
     #[tokio::test]
@@ -883,11 +846,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            (planned.verb(), planned.detail().as_str()),
-            (Verb::Update, "arn")
+            applied(&planned, &clients).await,
+            said(Verb::Update, "arn", 1)
         );
-        planned.apply(&clients).await.unwrap();
-        assert_eq!((put.num_calls(), mutating(&clients)), (1, 1));
+        assert_eq!(put.num_calls(), 1);
     }
 
     #[tokio::test]
@@ -896,9 +858,10 @@ mod tests {
         let planned = Planned::wanted(Target::new(&clients.stack, true), &clients)
             .await
             .unwrap();
-        assert_eq!(planned.verb(), Verb::Unchanged);
-        planned.apply(&clients).await.unwrap();
-        assert_eq!(mutating(&clients), 0);
+        assert_eq!(
+            applied(&planned, &clients).await,
+            said(Verb::Unchanged, "", 0)
+        );
     }
 
     #[tokio::test]

@@ -3,7 +3,6 @@
 //! role), code (updated only when the zip's SHA-256 differs) and tags.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use generator::names::Stack;
 use sha2::{Digest, Sha256};
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::engine::{tags_differ, Resource};
+use super::engine::{changes, differing, tags_differ, Resource};
 use super::refusal::{lambda_cannot_assume, send_waiting_for_role, RoleWait};
 
 /// The environment variable naming the progress table.
@@ -139,19 +138,20 @@ pub struct Current {
     pub tags: BTreeMap<String, String>,
 }
 
-/// What can differ on a function, in the order the plan lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Runtime,
-    Handler,
-    Memory,
-    Timeout,
-    Environment,
-    Role,
-    /// Changes with the code (UpdateFunctionCode).
-    Architecture,
-    Code,
-    Tags,
+changes! {
+    /// What can differ on a function, in the order the plan lists them.
+    pub enum Change {
+        Runtime => "runtime",
+        Handler => "handler",
+        Memory => "memory",
+        Timeout => "timeout",
+        Environment => "environment",
+        Role => "role",
+        /// Changes with the code (UpdateFunctionCode).
+        Architecture => "architecture",
+        Code => "code",
+        Tags => "tags",
+    }
 }
 
 impl Change {
@@ -174,22 +174,6 @@ impl Change {
     }
 }
 
-impl fmt::Display for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Change::Runtime => "runtime",
-            Change::Handler => "handler",
-            Change::Memory => "memory",
-            Change::Timeout => "timeout",
-            Change::Environment => "environment",
-            Change::Role => "role",
-            Change::Architecture => "architecture",
-            Change::Code => "code",
-            Change::Tags => "tags",
-        })
-    }
-}
-
 /// The fields of `configuration` (and `tags`) that differ from `desired`.
 fn differences(
     stack: &Stack,
@@ -202,38 +186,35 @@ fn differences(
         .and_then(|e| e.variables())
         .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    [
+    differing([
         (
             Change::Runtime,
-            configuration.runtime() != Some(&Runtime::Providedal2023),
+            configuration.runtime() == Some(&Runtime::Providedal2023),
         ),
-        (Change::Handler, configuration.handler() != Some(HANDLER)),
+        (Change::Handler, configuration.handler() == Some(HANDLER)),
         (
             Change::Memory,
-            configuration.memory_size() != Some(desired.memory_mb),
+            configuration.memory_size() == Some(desired.memory_mb),
         ),
         (
             Change::Timeout,
-            configuration.timeout() != Some(desired.timeout_seconds),
+            configuration.timeout() == Some(desired.timeout_seconds),
         ),
-        (Change::Environment, environment != desired.environment),
+        (Change::Environment, environment == desired.environment),
         (
             Change::Role,
-            configuration.role() != Some(desired.role_arn.as_str()),
+            configuration.role() == Some(desired.role_arn.as_str()),
         ),
         (
             Change::Architecture,
-            configuration.architectures() != [desired.architecture.clone()],
+            configuration.architectures() == [desired.architecture.clone()],
         ),
         (
             Change::Code,
-            configuration.code_sha256() != Some(desired.code_sha256.as_str()),
+            configuration.code_sha256() == Some(desired.code_sha256.as_str()),
         ),
-        (Change::Tags, tags_differ(stack, tags)),
-    ]
-    .into_iter()
-    .filter_map(|(change, differs)| differs.then_some(change))
-    .collect()
+        (Change::Tags, !tags_differ(stack, tags)),
+    ])
 }
 
 fn environment(desired: &DesiredFunction) -> Environment {
@@ -489,7 +470,8 @@ mod tests {
     use aws_smithy_mocks::{mock, Rule};
 
     use super::super::engine::replay::{self, clients, mutating, OURS};
-    use super::super::engine::{Planned, Step, Verb};
+    use super::super::engine::{Planned, Verb};
+    use super::super::replay_apply::{applied, said};
     use super::*;
 
     fn name() -> String {
@@ -571,10 +553,8 @@ mod tests {
             .then_output(|| CreateFunctionOutput::builder().build());
         let clients = clients(&[&get, &create]);
         let planned = plan(&clients).await.unwrap();
-        assert_eq!(planned.verb(), Verb::Create);
-        planned.apply(&clients).await.unwrap();
+        assert_eq!(applied(&planned, &clients).await, said(Verb::Create, "", 1));
         assert_eq!(create.num_calls(), 1);
-        assert_eq!(mutating(&clients), 1);
     }
 
     #[tokio::test]
@@ -587,12 +567,10 @@ mod tests {
         let clients = clients(&[&found(128, OURS), &update]);
         let planned = plan(&clients).await.unwrap();
         assert_eq!(
-            (planned.verb(), planned.detail().as_str()),
-            (Verb::Update, "memory")
+            applied(&planned, &clients).await,
+            said(Verb::Update, "memory", 1)
         );
-        planned.apply(&clients).await.unwrap();
         assert_eq!(update.num_calls(), 1);
-        assert_eq!(mutating(&clients), 1);
     }
 
     #[test]
@@ -632,9 +610,10 @@ mod tests {
     async fn an_up_to_date_function_makes_no_request() {
         let clients = clients(&[&found(256, OURS)]);
         let planned = plan(&clients).await.unwrap();
-        assert_eq!(planned.verb(), Verb::Unchanged);
-        planned.apply(&clients).await.unwrap();
-        assert_eq!(mutating(&clients), 0);
+        assert_eq!(
+            applied(&planned, &clients).await,
+            said(Verb::Unchanged, "", 0)
+        );
     }
 
     #[tokio::test]

@@ -9,6 +9,8 @@ mod events_rule;
 mod functions;
 mod log_group;
 mod refusal;
+#[cfg(test)]
+mod replay_apply;
 mod roles;
 mod state_machine;
 mod table;

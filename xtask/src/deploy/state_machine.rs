@@ -2,7 +2,6 @@
 //! stack's log group (level ALL, without execution data).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use anyhow::{bail, Context};
 use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
@@ -15,7 +14,7 @@ use generator::names::Stack;
 use serde_json::Value;
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::engine::{tags_differ, Resource};
+use super::engine::{changes, differing, tags_differ, Resource};
 use super::refusal::{self, RoleChanges, RoleWait, StatesRefusal, ROLE_PROPAGATION};
 
 /// The state machine as the stack wants it.
@@ -95,23 +94,13 @@ pub struct Current {
     pub tags: BTreeMap<String, String>,
 }
 
-/// What can differ on the machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Definition,
-    Role,
-    Logging,
-    Tags,
-}
-
-impl fmt::Display for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Change::Definition => "definition",
-            Change::Role => "role",
-            Change::Logging => "logging",
-            Change::Tags => "tags",
-        })
+changes! {
+    /// What can differ on the machine.
+    pub enum Change {
+        Definition => "definition",
+        Role => "role",
+        Logging => "logging",
+        Tags => "tags",
     }
 }
 
@@ -207,18 +196,15 @@ impl Resource for StateMachine {
                 && have.include_execution_data() == want.include_execution_data()
                 && destinations(have) == destinations(&want)
         });
-        [
+        differing([
             (
                 Change::Definition,
-                as_json(machine.definition()) != as_json(&desired.definition),
+                as_json(machine.definition()) == as_json(&desired.definition),
             ),
-            (Change::Role, machine.role_arn() != desired.role_arn),
-            (Change::Logging, !same_logging),
-            (Change::Tags, tags_differ(stack, &current.tags)),
-        ]
-        .into_iter()
-        .filter_map(|(change, differs)| differs.then_some(change))
-        .collect()
+            (Change::Role, machine.role_arn() == desired.role_arn),
+            (Change::Logging, same_logging),
+            (Change::Tags, !tags_differ(stack, &current.tags)),
+        ])
     }
 
     async fn create(&self, clients: &Clients) -> anyhow::Result<()> {
@@ -375,6 +361,7 @@ mod tests {
 
     use super::super::engine::replay::{self, clients, mutating, OURS};
     use super::super::engine::{Planned, Step, Verb};
+    use super::super::replay_apply::{applied, said};
     use super::*;
 
     const DEFINITION: &str = r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#;
@@ -452,10 +439,8 @@ mod tests {
             });
         let clients = clients(&[&missing, &create]);
         let planned = plan(&clients).await.unwrap();
-        assert_eq!(planned.verb(), Verb::Create);
-        planned.apply(&clients).await.unwrap();
+        assert_eq!(applied(&planned, &clients).await, said(Verb::Create, "", 1));
         assert_eq!(create.num_calls(), 1);
-        assert_eq!(mutating(&clients), 1);
     }
 
     #[tokio::test]
@@ -477,10 +462,6 @@ mod tests {
             &update,
         ]);
         let planned = plan(&clients).await.unwrap();
-        assert_eq!(
-            (planned.verb(), planned.detail().as_str()),
-            (Verb::Update, "definition")
-        );
         let review = planned.review();
         assert!(
             review.starts_with(&format!(
@@ -491,9 +472,11 @@ mod tests {
         );
         assert!(review.contains("-      \"Type\": \"Pass\""), "{review}");
         assert!(review.contains("+      \"Type\": \"Succeed\""), "{review}");
-        planned.apply(&clients).await.unwrap();
+        assert_eq!(
+            applied(&planned, &clients).await,
+            said(Verb::Update, "definition", 1)
+        );
         assert_eq!(update.num_calls(), 1);
-        assert_eq!(mutating(&clients), 1);
     }
 
     #[tokio::test]
@@ -502,10 +485,11 @@ mod tests {
         let same = r#"{"States": {"Done": {"Type": "Succeed"}}, "StartAt": "Done"}"#;
         let clients = clients(&[&described(same, StateMachineType::Standard), &tagged(OURS)]);
         let planned = plan(&clients).await.unwrap();
-        assert_eq!(planned.verb(), Verb::Unchanged);
         assert_eq!(planned.review(), "");
-        planned.apply(&clients).await.unwrap();
-        assert_eq!(mutating(&clients), 0);
+        assert_eq!(
+            applied(&planned, &clients).await,
+            said(Verb::Unchanged, "", 0)
+        );
     }
 
     #[tokio::test]

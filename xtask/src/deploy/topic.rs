@@ -5,7 +5,6 @@
 //! topic (and the stack's name, for the commands they suggest) from their environment.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use anyhow::bail;
 use aws_sdk_sns::types::Tag;
@@ -13,7 +12,7 @@ use generator::config::StackConfig;
 use generator::names::Stack;
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::engine::{tags_differ, Resource};
+use super::engine::{changes, differing, tags_differ, Resource};
 use super::functions::DesiredFunction;
 
 /// The Lambdas' variables naming the topic and the stack.
@@ -107,17 +106,10 @@ pub struct Current {
     pub tags: BTreeMap<String, String>,
 }
 
-/// What can differ on the topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Tags,
-}
-
-impl fmt::Display for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Change::Tags => f.write_str("tags"),
-        }
+changes! {
+    /// What can differ on the topic.
+    pub enum Change {
+        Tags => "tags",
     }
 }
 
@@ -148,11 +140,7 @@ impl Resource for Topic {
     }
 
     fn diff(&self, stack: &Stack, current: &Current) -> Vec<Change> {
-        if tags_differ(stack, &current.tags) {
-            vec![Change::Tags]
-        } else {
-            Vec::new()
-        }
+        differing([(Change::Tags, !tags_differ(stack, &current.tags))])
     }
 
     async fn create(&self, clients: &Clients) -> anyhow::Result<()> {
@@ -218,7 +206,8 @@ mod tests {
     use aws_smithy_mocks::{mock, Rule};
 
     use super::super::engine::replay::{self, clients, mutating, OURS};
-    use super::super::engine::{Planned, Step, Verb};
+    use super::super::engine::{Planned, Verb};
+    use super::super::replay_apply::{applied, said};
     use super::*;
 
     fn arn() -> String {
@@ -271,10 +260,8 @@ mod tests {
             .then_output(|| CreateTopicOutput::builder().topic_arn(arn()).build());
         let clients = clients(&[&found(false), &create]);
         let planned = plan(&clients).await.unwrap();
-        assert_eq!(planned.verb(), Verb::Create);
-        planned.apply(&clients).await.unwrap();
+        assert_eq!(applied(&planned, &clients).await, said(Verb::Create, "", 1));
         assert_eq!(create.num_calls(), 1);
-        assert_eq!(mutating(&clients), 1);
     }
 
     #[tokio::test]
@@ -289,21 +276,20 @@ mod tests {
         ]);
         let planned = plan(&clients).await.unwrap();
         assert_eq!(
-            (planned.verb(), planned.detail().as_str()),
-            (Verb::Update, "tags")
+            applied(&planned, &clients).await,
+            said(Verb::Update, "tags", 1)
         );
-        planned.apply(&clients).await.unwrap();
         assert_eq!(retag.num_calls(), 1);
-        assert_eq!(mutating(&clients), 1);
     }
 
     #[tokio::test]
     async fn an_up_to_date_topic_makes_no_request() {
         let clients = clients(&[&found(true), &tagged(OURS)]);
         let planned = plan(&clients).await.unwrap();
-        assert_eq!(planned.verb(), Verb::Unchanged);
-        planned.apply(&clients).await.unwrap();
-        assert_eq!(mutating(&clients), 0);
+        assert_eq!(
+            applied(&planned, &clients).await,
+            said(Verb::Unchanged, "", 0)
+        );
     }
 
     #[tokio::test]
