@@ -1168,7 +1168,8 @@ fn is_region(region: &str) -> bool {
         && parts[parts.len() - 1].parse::<u8>().is_ok()
 }
 
-fn is_asg_name(name: &str) -> bool {
+/// 1 to 255 characters, no `:` (what EC2 Auto Scaling accepts as a group name).
+pub(crate) fn is_asg_name(name: &str) -> bool {
     !name.is_empty() && name.chars().count() <= 255 && !name.contains(':')
 }
 

@@ -139,57 +139,78 @@ pub fn problems(config: &StackConfig) -> Vec<(String, String)> {
                 ),
             ));
         }
-        if let Some(size) = group.batch_size {
-            if !(1..=MAX_BATCH_SIZE).contains(&size) {
-                out.push((
-                    format!("{at}.batch_size"),
-                    format!("must be between 1 and {MAX_BATCH_SIZE} (got {size})"),
-                ));
-            }
-        }
-        if group.asgs.is_empty() && group.tags.is_empty() {
-            out.push((
-                at.clone(),
-                format!(
-                    "group `{}` names no ASG: give `asgs`, `tags` or both",
-                    group.name
-                ),
-            ));
-        }
-        for (j, asg) in group.asgs.iter().enumerate() {
-            let key = format!("{at}.asgs[{j}]");
-            if asg.is_empty() || asg.chars().count() > 255 || asg.contains(':') {
-                out.push((
-                    key.clone(),
-                    format!("`{asg}` is not an ASG name (1 to 255 characters, no `:`)"),
-                ));
-            }
-            match listed.insert(asg, &group.name) {
-                Some(other) if other == group.name => {
-                    out.push((key, format!("`{asg}` is listed twice in group `{other}`")));
-                }
-                Some(other) => out.push((
-                    key,
-                    format!(
-                        "`{asg}` is in groups `{other}` and `{}`: an ASG belongs to one group",
-                        group.name
-                    ),
-                )),
-                None => {}
-            }
-        }
-        for (key, value) in &group.tags {
-            if key.is_empty() || key.len() > 128 || key.starts_with("aws:") || value.len() > 256 {
-                out.push((
-                    format!("{at}.tags.{key}"),
-                    "tag keys are 1 to 128 characters, not starting with `aws:`; values at most 256"
-                        .into(),
-                ));
-            }
-        }
+        check_size_and_targets(&at, group, &mut out);
+        check_listed_asgs(&at, group, &mut listed, &mut out);
+        check_tags(&at, group, &mut out);
     }
     check_canary(config, &mut out);
     out
+}
+
+/// A group's batch size is in range, and it names some ASG (by name or by tag).
+fn check_size_and_targets(at: &str, group: &TargetGroup, out: &mut Vec<(String, String)>) {
+    if let Some(size) = group.batch_size {
+        if !(1..=MAX_BATCH_SIZE).contains(&size) {
+            out.push((
+                format!("{at}.batch_size"),
+                format!("must be between 1 and {MAX_BATCH_SIZE} (got {size})"),
+            ));
+        }
+    }
+    if group.asgs.is_empty() && group.tags.is_empty() {
+        out.push((
+            at.to_string(),
+            format!(
+                "group `{}` names no ASG: give `asgs`, `tags` or both",
+                group.name
+            ),
+        ));
+    }
+}
+
+/// A group's listed ASGs are ASG names, each in one group and listed once; `listed` says
+/// which group listed each ASG so far.
+fn check_listed_asgs<'a>(
+    at: &str,
+    group: &'a TargetGroup,
+    listed: &mut BTreeMap<&'a str, &'a str>,
+    out: &mut Vec<(String, String)>,
+) {
+    for (j, asg) in group.asgs.iter().enumerate() {
+        let key = format!("{at}.asgs[{j}]");
+        if !crate::config::is_asg_name(asg) {
+            out.push((
+                key.clone(),
+                format!("`{asg}` is not an ASG name (1 to 255 characters, no `:`)"),
+            ));
+        }
+        match listed.insert(asg, &group.name) {
+            Some(other) if other == group.name => {
+                out.push((key, format!("`{asg}` is listed twice in group `{other}`")));
+            }
+            Some(other) => out.push((
+                key,
+                format!(
+                    "`{asg}` is in groups `{other}` and `{}`: an ASG belongs to one group",
+                    group.name
+                ),
+            )),
+            None => {}
+        }
+    }
+}
+
+/// A group's tag filters are valid tag keys and values.
+fn check_tags(at: &str, group: &TargetGroup, out: &mut Vec<(String, String)>) {
+    for (key, value) in &group.tags {
+        if key.is_empty() || key.len() > 128 || key.starts_with("aws:") || value.len() > 256 {
+            out.push((
+                format!("{at}.tags.{key}"),
+                "tag keys are 1 to 128 characters, not starting with `aws:`; values at most 256"
+                    .into(),
+            ));
+        }
+    }
 }
 
 /// The canary is the first wave of the first group.
@@ -289,6 +310,17 @@ mod tests {
             e[0].1.contains("`consul`") && e[0].1.contains("`vault`"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_listed_name_that_is_no_asg_name_is_refused() {
+        for bad in [String::new(), "web:1".to_string(), "w".repeat(256)] {
+            let e = errors(&TWO.replace("\"consul-2\"", &format!("{bad:?}")));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert_eq!(e[0].0, "targets.group[0].asgs[1]");
+            assert!(e[0].1.contains("is not an ASG name"), "{e:?}");
+        }
+        assert!(errors(&TWO.replace("\"consul-2\"", &format!("{:?}", "w".repeat(255)))).is_empty());
     }
 
     #[test]
