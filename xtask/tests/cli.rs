@@ -57,6 +57,20 @@ fn xtask_ok(cwd: &Path, args: &[&str]) -> String {
     stdout
 }
 
+/// `render --config <config> --out <out>` in `cwd`, which must fail; returns its stderr.
+#[track_caller]
+fn render_refused(cwd: &Path, config: &Path, out: &Path) -> String {
+    let config_arg = config.to_string_lossy();
+    let out_arg = out.to_string_lossy();
+    let output = xtask(cwd, &["render", "--config", &config_arg, "--out", &out_arg]);
+    let (stdout, stderr) = text(&output);
+    assert!(
+        !output.status.success(),
+        "render of {config_arg} succeeded:\n{stdout}{stderr}"
+    );
+    stderr
+}
+
 /// Every file under `dir`, by path relative to `dir`, with its bytes.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<PathBuf, Vec<u8>>) {
@@ -92,16 +106,7 @@ fn bad_config_fails_naming_file_and_key_and_writes_nothing() {
         let out = tmp.path().join("out");
         let config = fixtures.join(file);
         let config_arg = config.to_string_lossy().into_owned();
-        let out_arg = out.to_string_lossy().into_owned();
-        let output = xtask(
-            tmp.path(),
-            &["render", "--config", &config_arg, "--out", &out_arg],
-        );
-        let (stdout, stderr) = text(&output);
-        assert!(
-            !output.status.success(),
-            "{file}: render succeeded:\n{stdout}{stderr}"
-        );
+        let stderr = render_refused(tmp.path(), &config, &out);
         assert!(
             stderr.contains(&config_arg),
             "{file}: stderr should name {config_arg}:\n{stderr}"
@@ -124,16 +129,7 @@ fn missing_config_file_fails_and_writes_nothing() {
     let out = tmp.path().join("out");
     let config = tmp.path().join("no-such-config.toml");
     let config_arg = config.to_string_lossy().into_owned();
-    let out_arg = out.to_string_lossy().into_owned();
-    let output = xtask(
-        tmp.path(),
-        &["render", "--config", &config_arg, "--out", &out_arg],
-    );
-    let (_, stderr) = text(&output);
-    assert!(
-        !output.status.success(),
-        "render of a missing file succeeded"
-    );
+    let stderr = render_refused(tmp.path(), &config, &out);
     assert!(
         stderr.contains(&config_arg) && stderr.contains("does not exist"),
         "stderr should say {config_arg} does not exist:\n{stderr}"
