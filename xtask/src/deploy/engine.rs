@@ -11,7 +11,9 @@ use std::pin::Pin;
 
 use generator::names::{Stack, STACK_TAG};
 
-use super::aws::{desired_tags, Clients};
+use aws_smithy_runtime_api::client::result::SdkError;
+
+use super::aws::{desired_tags, Clients, SdkResultExt};
 use super::Action;
 
 /// One AWS resource of the stack, as the stack wants it.
@@ -76,6 +78,35 @@ pub fn tags_differ(stack: &Stack, current: &BTreeMap<String, String>) -> bool {
     desired_tags(stack)
         .iter()
         .any(|(k, v)| current.get(k) != Some(v))
+}
+
+/// A read whose "no such resource" answer is an error (DescribeTable, ListRoleTags...).
+pub trait Found<T, E> {
+    /// `None` when the error is the one `missing` recognises, the output otherwise; any other
+    /// error fails with `what` as its context.
+    fn found(
+        self,
+        missing: impl FnOnce(&E) -> bool,
+        what: impl fmt::Display,
+    ) -> anyhow::Result<Option<T>>;
+}
+
+impl<T, E, R> Found<T, E> for Result<T, SdkError<E, R>>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    fn found(
+        self,
+        missing: impl FnOnce(&E) -> bool,
+        what: impl fmt::Display,
+    ) -> anyhow::Result<Option<T>> {
+        match self {
+            Ok(out) => Ok(Some(out)),
+            Err(error) if error.as_service_error().is_some_and(missing) => Ok(None),
+            Err(error) => Err(error).ctx(what),
+        }
+    }
 }
 
 /// The changes whose field is not as the stack wants it, from `(change, as wanted)` pairs in

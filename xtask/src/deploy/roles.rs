@@ -11,7 +11,7 @@ use generator::names::Stack;
 use serde_json::Value;
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::engine::{changes, differing, tags_differ, Resource};
+use super::engine::{changes, differing, tags_differ, Found, Resource};
 
 /// A role as the stack wants it.
 #[derive(Debug, Clone)]
@@ -91,20 +91,13 @@ impl Resource for Role {
     /// ListRoleTags (which says whether it exists), GetRole, GetRolePolicy.
     async fn read(&self, clients: &Clients) -> anyhow::Result<Option<Current>> {
         let name = &self.name;
-        let tags = match clients.iam.list_role_tags().role_name(name).send().await {
-            Ok(out) => out
-                .tags()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect(),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_no_such_entity_exception()) =>
-            {
-                return Ok(None)
-            }
-            Err(error) => return Err(error).ctx(format!("cannot read the tags of role {name}")),
+        let tags = clients.iam.list_role_tags().role_name(name).send().await;
+        let Some(tags) = tags.found(
+            |e| e.is_no_such_entity_exception(),
+            format!("cannot read the tags of role {name}"),
+        )?
+        else {
+            return Ok(None);
         };
         let role = clients
             .iam
@@ -117,30 +110,25 @@ impl Resource for Role {
             .role()
             .and_then(|r| r.assume_role_policy_document())
             .map(parse_document);
-        let policy = match clients
+        let policy = clients
             .iam
             .get_role_policy()
             .role_name(name)
             .policy_name(self.policy_name())
             .send()
             .await
-        {
-            Ok(out) => Some(parse_document(out.policy_document())),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_no_such_entity_exception()) =>
-            {
-                None
-            }
-            Err(error) => {
-                return Err(error).ctx(format!("cannot read the inline policy of role {name}"))
-            }
-        };
+            .found(
+                |e| e.is_no_such_entity_exception(),
+                format!("cannot read the inline policy of role {name}"),
+            )?;
         Ok(Some(Current {
-            tags,
+            tags: tags
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
             trust,
-            policy,
+            policy: policy.map(|p| parse_document(p.policy_document())),
         }))
     }
 

@@ -15,7 +15,7 @@ use generator::names::table::{PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE};
 use generator::names::Stack;
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::engine::{changes, differing, tags_differ, Resource};
+use super::engine::{changes, differing, tags_differ, Found, Resource};
 
 /// The stack's progress table.
 pub struct Table {
@@ -74,16 +74,13 @@ impl Resource for Table {
     async fn read(&self, clients: &Clients) -> anyhow::Result<Option<Current>> {
         let name = &self.name;
         let db = &clients.dynamodb;
-        let table = match db.describe_table().table_name(name).send().await {
-            Ok(out) => out,
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                return Ok(None)
-            }
-            Err(error) => return Err(error).ctx(format!("cannot describe table {name}")),
+        let table = db.describe_table().table_name(name).send().await;
+        let Some(table) = table.found(
+            |e| e.is_resource_not_found_exception(),
+            format!("cannot describe table {name}"),
+        )?
+        else {
+            return Ok(None);
         };
         let table = table.table().context("DescribeTable returned no table")?;
         let arn = table.table_arn().unwrap_or_default().to_string();
