@@ -24,6 +24,14 @@ fn text_of(state: impl Into<State>) -> String {
     serde_json::to_string(&state.into()).expect("a state serialises")
 }
 
+/// Asserts that each case's state serialises to exactly its JSON, keys in the same order.
+#[track_caller]
+fn assert_each_serialises(cases: Vec<(&str, State, Value)>) {
+    for (case, state, expected) in cases {
+        assert_eq!(text_of(state), expected.to_string(), "{case}");
+    }
+}
+
 /// The keys of a JSON object, in order.
 fn keys(value: &Value) -> Vec<&str> {
     value
@@ -206,88 +214,84 @@ fn task_keys_keep_type_first_and_next_last() {
 }
 
 #[test]
-fn small_task_serialises_to_exact_text() {
-    let state = State::new(Kind::Task(Task {
-        resource: LAMBDA.to_string(),
-        parameters: Some(Template::new().path("Payload", "$")),
-        result_path: Some(PathOrNull::Null),
-        ..Task::default()
-    }))
-    .end();
-    assert_eq!(
-        text_of(state),
-        r#"{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke","Parameters":{"Payload.$":"$"},"ResultPath":null,"End":true}"#
-    );
-}
-
-#[test]
-fn task_result_path_null_discards_the_result() {
-    let state = State::new(Kind::Task(Task {
-        resource: LAMBDA.to_string(),
-        result_path: Some(PathOrNull::Null),
-        ..Task::default()
-    }))
-    .next("Next one");
-    assert_eq!(
-        json_of(state),
-        json!({"Type": "Task", "Resource": LAMBDA, "ResultPath": null, "Next": "Next one"})
-    );
-}
-
-#[test]
-fn task_with_timing_paths() {
-    let state = State::new(Kind::Task(Task {
-        resource: "arn:aws:states:::sqs:sendMessage.waitForTaskToken".to_string(),
-        timeout_seconds_path: Some("$.timeouts.total".to_string()),
-        heartbeat_seconds_path: Some("$.timeouts.heartbeat".to_string()),
-        ..Task::default()
-    }))
-    .end();
-    assert_eq!(
-        json_of(state),
-        json!({
-            "Type": "Task",
-            "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-            "TimeoutSecondsPath": "$.timeouts.total",
-            "HeartbeatSecondsPath": "$.timeouts.heartbeat",
-            "End": true
-        })
-    );
-}
-
-#[test]
-fn task_parameters_render_intrinsics() {
-    let state = State::new(Kind::Task(Task {
-        resource: LAMBDA.to_string(),
-        parameters: Some(
-            Template::new()
-                .call(
-                    "name",
-                    Intrinsic::Format(
-                        "wave-{}-{}".into(),
-                        vec![Arg::path("$.wave"), Arg::path("$$.Execution.Name")],
-                    ),
-                )
-                .call(
-                    "parts",
-                    Intrinsic::ArrayPartition(Arg::path("$.asgs"), Arg::Num(5.0)),
-                ),
+fn small_tasks_with_their_fields() {
+    assert_each_serialises(vec![
+        (
+            "parameters and a null result path",
+            State::new(Kind::Task(Task {
+                resource: LAMBDA.to_string(),
+                parameters: Some(Template::new().path("Payload", "$")),
+                result_path: Some(PathOrNull::Null),
+                ..Task::default()
+            }))
+            .end(),
+            json!({
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"Payload.$": "$"},
+                "ResultPath": null,
+                "End": true
+            }),
         ),
-        ..Task::default()
-    }))
-    .end();
-    assert_eq!(
-        json_of(state),
-        json!({
-            "Type": "Task",
-            "Resource": LAMBDA,
-            "Parameters": {
-                "name.$": "States.Format('wave-{}-{}', $.wave, $$.Execution.Name)",
-                "parts.$": "States.ArrayPartition($.asgs, 5)"
-            },
-            "End": true
-        })
-    );
+        (
+            "a null result path discards the result",
+            State::new(Kind::Task(Task {
+                resource: LAMBDA.to_string(),
+                result_path: Some(PathOrNull::Null),
+                ..Task::default()
+            }))
+            .next("Next one"),
+            json!({"Type": "Task", "Resource": LAMBDA, "ResultPath": null, "Next": "Next one"}),
+        ),
+        (
+            "timing paths",
+            State::new(Kind::Task(Task {
+                resource: "arn:aws:states:::sqs:sendMessage.waitForTaskToken".to_string(),
+                timeout_seconds_path: Some("$.timeouts.total".to_string()),
+                heartbeat_seconds_path: Some("$.timeouts.heartbeat".to_string()),
+                ..Task::default()
+            }))
+            .end(),
+            json!({
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "TimeoutSecondsPath": "$.timeouts.total",
+                "HeartbeatSecondsPath": "$.timeouts.heartbeat",
+                "End": true
+            }),
+        ),
+        (
+            "parameters render intrinsics",
+            State::new(Kind::Task(Task {
+                resource: LAMBDA.to_string(),
+                parameters: Some(
+                    Template::new()
+                        .call(
+                            "name",
+                            Intrinsic::Format(
+                                "wave-{}-{}".into(),
+                                vec![Arg::path("$.wave"), Arg::path("$$.Execution.Name")],
+                            ),
+                        )
+                        .call(
+                            "parts",
+                            Intrinsic::ArrayPartition(Arg::path("$.asgs"), Arg::Num(5.0)),
+                        ),
+                ),
+                ..Task::default()
+            }))
+            .end(),
+            json!({
+                "Type": "Task",
+                "Resource": LAMBDA,
+                "Parameters": {
+                    "name.$": "States.Format('wave-{}-{}', $.wave, $$.Execution.Name)",
+                    "parts.$": "States.ArrayPartition($.asgs, 5)"
+                },
+                "End": true
+            }),
+        ),
+    ]);
 }
 
 // Retry and Catch.
@@ -460,119 +464,94 @@ fn choice_rule_comment_comes_before_next() {
 // Wait.
 
 #[test]
-fn wait_with_seconds() {
-    let state = State::new(Kind::Wait(Wait::seconds(30))).next("Poll");
-    assert_eq!(
-        text_of(state),
-        r#"{"Type":"Wait","Seconds":30,"Next":"Poll"}"#
-    );
-}
-
-#[test]
-fn wait_with_seconds_path() {
-    let state = State::new(Kind::Wait(Wait::seconds_path("$.delay"))).next("Poll");
-    assert_eq!(
-        json_of(state),
-        json!({"Type": "Wait", "SecondsPath": "$.delay", "Next": "Poll"})
-    );
-}
-
-#[test]
-fn wait_with_timestamp() {
-    let state = State::new(Kind::Wait(Wait {
-        timestamp: Some("2026-03-01T02:00:00Z".to_string()),
-        ..Wait::default()
-    }))
-    .next("Poll");
-    assert_eq!(
-        json_of(state),
-        json!({"Type": "Wait", "Timestamp": "2026-03-01T02:00:00Z", "Next": "Poll"})
-    );
-}
-
-#[test]
-fn wait_with_timestamp_path_and_filters() {
-    let state = State::new(Kind::Wait(Wait {
-        filters: Filters {
-            input_path: PathOrNull::path("$.window"),
-            output_path: PathOrNull::path("$"),
-        },
-        timestamp_path: Some("$.window.opens".to_string()),
-        ..Wait::default()
-    }))
-    .end();
-    assert_eq!(
-        json_of(state),
-        json!({
-            "Type": "Wait",
-            "InputPath": "$.window",
-            "OutputPath": "$",
-            "TimestampPath": "$.window.opens",
-            "End": true
-        })
-    );
+fn wait_with_each_timing_field() {
+    assert_each_serialises(vec![
+        (
+            "seconds",
+            State::new(Kind::Wait(Wait::seconds(30))).next("Poll"),
+            json!({"Type": "Wait", "Seconds": 30, "Next": "Poll"}),
+        ),
+        (
+            "seconds path",
+            State::new(Kind::Wait(Wait::seconds_path("$.delay"))).next("Poll"),
+            json!({"Type": "Wait", "SecondsPath": "$.delay", "Next": "Poll"}),
+        ),
+        (
+            "timestamp",
+            State::new(Kind::Wait(Wait {
+                timestamp: Some("2026-03-01T02:00:00Z".to_string()),
+                ..Wait::default()
+            }))
+            .next("Poll"),
+            json!({"Type": "Wait", "Timestamp": "2026-03-01T02:00:00Z", "Next": "Poll"}),
+        ),
+        (
+            "timestamp path and filters",
+            State::new(Kind::Wait(Wait {
+                filters: Filters {
+                    input_path: PathOrNull::path("$.window"),
+                    output_path: PathOrNull::path("$"),
+                },
+                timestamp_path: Some("$.window.opens".to_string()),
+                ..Wait::default()
+            }))
+            .end(),
+            json!({
+                "Type": "Wait",
+                "InputPath": "$.window",
+                "OutputPath": "$",
+                "TimestampPath": "$.window.opens",
+                "End": true
+            }),
+        ),
+    ]);
 }
 
 // Succeed and Fail.
 
 #[test]
-fn succeed_is_only_its_type() {
-    assert_eq!(text_of(succeed()), r#"{"Type":"Succeed"}"#);
-}
-
-#[test]
-fn succeed_with_filters_and_comment() {
-    let state = State::new(Kind::Succeed(Succeed {
-        filters: Filters {
-            input_path: None,
-            output_path: PathOrNull::path("$.summary"),
-        },
-    }))
-    .comment("Every wave refreshed.");
-    assert_eq!(
-        json_of(state),
-        json!({"Type": "Succeed", "Comment": "Every wave refreshed.", "OutputPath": "$.summary"})
-    );
-}
-
-#[test]
-fn fail_with_error_and_cause() {
-    let state = State::new(Kind::Fail(Fail {
-        error: Some("RefreshFailed".to_string()),
-        cause: Some("An instance refresh was cancelled.".to_string()),
-        ..Fail::default()
-    }));
-    assert_eq!(
-        text_of(state),
-        r#"{"Type":"Fail","Error":"RefreshFailed","Cause":"An instance refresh was cancelled."}"#
-    );
-}
-
-#[test]
-fn fail_with_error_path_and_cause_path() {
-    let state = State::new(Kind::Fail(Fail {
-        error_path: Some("$.error.Error".to_string()),
-        cause_path: Some("$.error.Cause".to_string()),
-        ..Fail::default()
-    }));
-    assert_eq!(
-        json_of(state),
-        json!({"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"})
-    );
-}
-
-#[test]
-fn fail_built_from_its_error_with_a_cause_or_a_cause_path() {
-    assert_eq!(
-        text_of(Kind::Fail(
-            Fail::error("RolloutLocked").cause_path("$.error.Cause")
-        )),
-        r#"{"Type":"Fail","Error":"RolloutLocked","CausePath":"$.error.Cause"}"#
-    );
-    assert_eq!(
-        text_of(Kind::Fail(Fail::error("RolloutFailed").cause("no summary"))),
-        r#"{"Type":"Fail","Error":"RolloutFailed","Cause":"no summary"}"#
-    );
+fn succeed_and_fail_with_their_fields() {
+    assert_each_serialises(vec![
+        (
+            "succeed is only its type",
+            succeed(),
+            json!({"Type": "Succeed"}),
+        ),
+        (
+            "succeed with filters and comment",
+            State::new(Kind::Succeed(Succeed {
+                filters: Filters {
+                    input_path: None,
+                    output_path: PathOrNull::path("$.summary"),
+                },
+            }))
+            .comment("Every wave refreshed."),
+            json!({"Type": "Succeed", "Comment": "Every wave refreshed.", "OutputPath": "$.summary"}),
+        ),
+        (
+            "fail with error and cause",
+            State::new(Kind::Fail(
+                Fail::error("RefreshFailed").cause("An instance refresh was cancelled."),
+            )),
+            json!({"Type": "Fail", "Error": "RefreshFailed", "Cause": "An instance refresh was cancelled."}),
+        ),
+        (
+            "fail with error path and cause path",
+            State::new(Kind::Fail(Fail {
+                error_path: Some("$.error.Error".to_string()),
+                cause_path: Some("$.error.Cause".to_string()),
+                ..Fail::default()
+            })),
+            json!({"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}),
+        ),
+        (
+            "fail with error and cause path",
+            State::new(Kind::Fail(
+                Fail::error("RolloutLocked").cause_path("$.error.Cause"),
+            )),
+            json!({"Type": "Fail", "Error": "RolloutLocked", "CausePath": "$.error.Cause"}),
+        ),
+    ]);
 }
 
 // Parallel.
