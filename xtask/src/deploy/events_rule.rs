@@ -19,7 +19,7 @@ use generator::names::Stack;
 use serde_json::Value;
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::engine::{changes, differing, tags_differ, Absent, Planned, Resource, Step};
+use super::engine::{changes, differing, tags_differ, Absent, Found, Planned, Resource, Step};
 
 /// The Lambda action EventBridge needs, and who it is granted to.
 const INVOKE: &str = "lambda:InvokeFunction";
@@ -195,16 +195,13 @@ impl Resource for Rule {
 
     async fn read(&self, clients: &Clients) -> anyhow::Result<Option<CurrentRule>> {
         let name = &self.name;
-        let rule = match clients.events.describe_rule().name(name).send().await {
-            Ok(rule) => rule,
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                return Ok(None)
-            }
-            Err(error) => return Err(error).ctx(format!("cannot read rule {name}")),
+        let rule = clients.events.describe_rule().name(name).send().await;
+        let Some(rule) = rule.found(
+            |e| e.is_resource_not_found_exception(),
+            format!("cannot read rule {name}"),
+        )?
+        else {
+            return Ok(None);
         };
         let arn = rule.arn().unwrap_or(&self.arn);
         let tags = clients
@@ -388,26 +385,21 @@ impl Resource for Permission {
             return Ok(None);
         }
         let function = &self.function;
-        let policy = match clients
+        let policy = clients
             .lambda
             .get_policy()
             .function_name(function)
             .send()
-            .await
-        {
-            Ok(out) => out.policy().map(str::to_string).unwrap_or_default(),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                return Ok(None)
-            }
-            Err(error) => {
-                return Err(error).ctx(format!("cannot read the resource policy of {function}"))
-            }
+            .await;
+        let Some(policy) = policy.found(
+            |e| e.is_resource_not_found_exception(),
+            format!("cannot read the resource policy of {function}"),
+        )?
+        else {
+            return Ok(None);
         };
-        let policy: Value = serde_json::from_str(&policy)
+        let policy = policy.policy().unwrap_or_default();
+        let policy: Value = serde_json::from_str(policy)
             .with_context(|| format!("the resource policy of {function} is not JSON: {policy}"))?;
         Ok(policy["Statement"]
             .as_array()

@@ -21,7 +21,7 @@ use generator::names::Stack;
 use sha2::{Digest, Sha256};
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::engine::{changes, differing, tags_differ, Resource};
+use super::engine::{changes, differing, tags_differ, Found, Resource};
 use super::refusal::{lambda_cannot_assume, send_waiting_for_role, RoleWait};
 
 /// The environment variable naming the progress table.
@@ -241,22 +241,18 @@ impl Resource for Function {
 
     async fn read(&self, clients: &Clients) -> anyhow::Result<Option<Current>> {
         let name = &self.name;
-        let out = match clients
+        let function = clients
             .lambda
             .get_function()
             .function_name(name)
             .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
-            {
-                return Ok(None);
-            }
-            Err(error) => return Err(error).ctx(format!("cannot read function {name}")),
+            .await;
+        let Some(out) = function.found(
+            |e| e.is_resource_not_found_exception(),
+            format!("cannot read function {name}"),
+        )?
+        else {
+            return Ok(None);
         };
         let tags = out
             .tags()

@@ -14,7 +14,7 @@ use generator::names::Stack;
 use serde_json::Value;
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::engine::{changes, differing, tags_differ, Resource};
+use super::engine::{changes, differing, tags_differ, Found, Resource};
 use super::refusal::{self, RoleChanges, RoleWait, StatesRefusal, ROLE_PROPAGATION};
 
 /// The state machine as the stack wants it.
@@ -131,22 +131,13 @@ impl Resource for StateMachine {
 
     async fn read(&self, clients: &Clients) -> anyhow::Result<Option<Current>> {
         let arn = &self.arn;
-        let machine = match clients
-            .sfn
-            .describe_state_machine()
-            .state_machine_arn(arn)
-            .send()
-            .await
-        {
-            Ok(machine) => machine,
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_state_machine_does_not_exist()) =>
-            {
-                return Ok(None)
-            }
-            Err(error) => return Err(error).ctx(format!("cannot read state machine {arn}")),
+        let machine = clients.sfn.describe_state_machine().state_machine_arn(arn);
+        let Some(machine) = machine.send().await.found(
+            |e| e.is_state_machine_does_not_exist(),
+            format!("cannot read state machine {arn}"),
+        )?
+        else {
+            return Ok(None);
         };
         let tags = clients
             .sfn

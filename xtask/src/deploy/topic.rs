@@ -12,7 +12,7 @@ use generator::config::StackConfig;
 use generator::names::Stack;
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::engine::{changes, differing, tags_differ, Resource};
+use super::engine::{changes, differing, tags_differ, Found, Resource};
 use super::functions::DesiredFunction;
 
 /// The Lambdas' variables naming the topic and the stack.
@@ -45,15 +45,15 @@ async fn current(
     sns: &aws_sdk_sns::Client,
     arn: &str,
 ) -> anyhow::Result<Option<BTreeMap<String, String>>> {
-    match sns.get_topic_attributes().topic_arn(arn).send().await {
-        Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_not_found_exception()) =>
-        {
-            return Ok(None)
-        }
-        Err(e) => return Err(e).ctx(format!("cannot read topic {arn}")),
+    let attributes = sns.get_topic_attributes().topic_arn(arn).send().await;
+    if attributes
+        .found(
+            |e| e.is_not_found_exception(),
+            format!("cannot read topic {arn}"),
+        )?
+        .is_none()
+    {
+        return Ok(None);
     }
     let tags = sns
         .list_tags_for_resource()
