@@ -3,7 +3,6 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde::Serialize as DeriveSerialize;
 use serde_json::Value;
-use serde_with::skip_serializing_none;
 
 use super::choice::ChoiceRule;
 use super::template::Template;
@@ -39,24 +38,29 @@ impl Serialize for PathOrNull {
 }
 
 /// InputPath and OutputPath, which every state but Fail accepts.
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Filters {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub input_path: Option<PathOrNull>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub output_path: Option<PathOrNull>,
 }
 
 /// Retry policy for a Task, Parallel or Map.
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Retrier {
     pub error_equals: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interval_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_delay_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jitter_strategy: Option<JitterStrategy>,
 }
 
@@ -106,11 +110,11 @@ pub enum JitterStrategy {
 }
 
 /// Error handler for a Task, Parallel or Map.
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Catcher {
     pub error_equals: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result_path: Option<PathOrNull>,
     pub next: String,
 }
@@ -130,30 +134,38 @@ impl Catcher {
     }
 }
 
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Pass {
     #[serde(flatten)]
     pub filters: Filters,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Template>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result_path: Option<PathOrNull>,
 }
 
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Task {
     pub resource: String,
     #[serde(flatten)]
     pub filters: Filters,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Template>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result_selector: Option<Template>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result_path: Option<PathOrNull>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_seconds_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub heartbeat_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub heartbeat_seconds_path: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub retry: Vec<Retrier>,
@@ -161,26 +173,29 @@ pub struct Task {
     pub catch: Vec<Catcher>,
 }
 
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Choice {
     #[serde(flatten)]
     pub filters: Filters,
     pub choices: Vec<ChoiceRule>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
 }
 
 /// Wait: valid with exactly one of its four timing fields.
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Wait {
     #[serde(flatten)]
     pub filters: Filters,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seconds_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp_path: Option<String>,
 }
 
@@ -207,13 +222,16 @@ pub struct Succeed {
     pub filters: Filters,
 }
 
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Fail {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cause_path: Option<String>,
 }
 
@@ -240,10 +258,10 @@ impl Fail {
 }
 
 /// A nested scope of states: a Parallel branch or a Map's ItemProcessor.
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Branch {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub processor_config: Option<ProcessorConfig>,
     pub start_at: String,
     pub states: States,
@@ -277,11 +295,11 @@ impl Branch {
     }
 }
 
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ProcessorConfig {
     pub mode: ProcessorMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_type: Option<ExecutionType>,
 }
 
@@ -299,15 +317,17 @@ pub enum ExecutionType {
     Express,
 }
 
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Parallel {
     #[serde(flatten)]
     pub filters: Filters,
     pub branches: Vec<Branch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Template>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result_selector: Option<Template>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result_path: Option<PathOrNull>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub retry: Vec<Retrier>,
@@ -316,55 +336,71 @@ pub struct Parallel {
 }
 
 /// Where a Distributed Map reads its items from (S3 objects, CSV, JSON, manifests).
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ItemReader {
     pub resource: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reader_config: Option<ReaderConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Template>,
 }
 
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ReaderConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub input_type: Option<String>,
-    #[serde(rename = "CSVHeaderLocation")]
+    #[serde(rename = "CSVHeaderLocation", skip_serializing_if = "Option::is_none")]
     pub csv_header_location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_items: Option<u32>,
 }
 
 /// How a Distributed Map groups items into child executions.
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ItemBatcher {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_items_per_batch: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_input_bytes_per_batch: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_input: Option<Template>,
 }
 
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Map {
     #[serde(flatten)]
     pub filters: Filters,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub items_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub item_reader: Option<ItemReader>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub item_selector: Option<Template>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub item_batcher: Option<ItemBatcher>,
     pub item_processor: Branch,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
     /// A reference path to the concurrency in the state's input (instead of
     /// `MaxConcurrency`, never with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tolerated_failure_count: Option<u32>,
-    #[serde(serialize_with = "whole_numbers_as_integers")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "whole_numbers_as_integers"
+    )]
     pub tolerated_failure_percentage: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result_selector: Option<Template>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result_path: Option<PathOrNull>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub retry: Vec<Retrier>,
@@ -561,12 +597,13 @@ impl Serialize for States {
 }
 
 /// A whole state machine definition.
-#[skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, DeriveSerialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct StateMachine {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
     pub start_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u32>,
     pub states: States,
 }
