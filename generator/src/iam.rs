@@ -69,17 +69,16 @@ pub const LOG_DELIVERY_ACTIONS: [&str; 8] = [
     "logs:UpdateLogDelivery",
 ];
 
-/// Mutating actions for which AWS defines no resource type, so that `"Resource": "*"` is the
-/// only way to allow them (Service Authorization Reference): log delivery, and answering a
-/// task token (the token names the execution; the deployer answers approvals with it).
-pub const STAR_ONLY_ACTIONS: [&str; 6] = [
-    "logs:CreateLogDelivery",
-    "logs:DeleteLogDelivery",
-    "logs:PutResourcePolicy",
-    "logs:UpdateLogDelivery",
-    "states:SendTaskFailure",
-    "states:SendTaskSuccess",
-];
+/// Answering a task token: the token names the execution, and Step Functions defines no
+/// resource type for these actions (the deployer answers approvals with them).
+pub const TASK_TOKEN_ACTIONS: [&str; 2] = ["states:SendTaskFailure", "states:SendTaskSuccess"];
+
+/// Whether AWS defines no resource type for `action`, so that `"Resource": "*"` is the only
+/// way to allow it (Service Authorization Reference): log delivery, and answering a task
+/// token.
+pub fn is_star_only(action: &str) -> bool {
+    LOG_DELIVERY_ACTIONS.contains(&action) || TASK_TOKEN_ACTIONS.contains(&action)
+}
 
 /// Actions that change an ASG's refresh: allowed only on the stack's targets. The planner
 /// pins targets on `$Latest`/`$Default` to a numbered version (UpdateAutoScalingGroup).
