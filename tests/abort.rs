@@ -8,8 +8,10 @@
 #[path = "support/cli.rs"]
 mod cli;
 mod e2e;
+#[path = "support/refresh.rs"]
+mod refresh;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asg_refresh_tests::Moto;
 use cli::{assert_ok, assert_refused, status_json, text, xtask};
@@ -20,16 +22,9 @@ const FLEET: [&str; 5] = ["ab-a", "ab-b", "ab-c", "ab-d", "ab-e"];
 
 /// The statuses of every instance refresh of the fleet, as the emulator describes them.
 async fn refresh_statuses(config: &aws_config::SdkConfig) -> Vec<(String, String)> {
-    let autoscaling = aws_sdk_autoscaling::Client::new(config);
     let mut out = Vec::new();
     for asg in FLEET {
-        let described = autoscaling
-            .describe_instance_refreshes()
-            .auto_scaling_group_name(asg)
-            .send()
-            .await
-            .expect("describe instance refreshes");
-        for refresh in described.instance_refreshes() {
+        for refresh in refresh::refreshes(config, asg, None).await {
             let status = refresh.status().map(|s| s.as_str()).unwrap_or("?");
             out.push((asg.to_string(), status.to_string()));
         }
@@ -44,24 +39,25 @@ async fn rollout_in_flight(moto: &Moto, config: &aws_config::SdkConfig, id: &str
     deploy_local(moto, None);
     let started = xtask(moto, &["rollout", "--ami", NEW_AMI, "--id", id]);
     assert_ok(&started, moto);
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        let running = refresh_statuses(config)
-            .await
-            .into_iter()
-            .filter(|(_, s)| s == "InProgress")
-            .count();
-        if running == 3 {
-            return;
+    let three_run = || async {
+        let statuses = refresh_statuses(config).await;
+        match statuses.iter().filter(|(_, s)| s == "InProgress").count() {
+            3 => Ok(()),
+            _ => Err(statuses),
         }
-        assert!(
-            Instant::now() < until,
-            "three refreshes never ran at once: {:?}\nlambda logs:\n{}",
-            refresh_statuses(config).await,
-            moto.lambda_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    };
+    poll(
+        Duration::from_secs(120),
+        Duration::from_millis(250),
+        three_run,
+        |statuses| {
+            format!(
+                "three refreshes never ran at once: {statuses:?}\nlambda logs:\n{}",
+                moto.lambda_logs()
+            )
+        },
+    )
+    .await;
 }
 
 /// Aborts `id` with `flag`; checks that nothing runs, the lock is free, the execution is
@@ -138,16 +134,14 @@ async fn abort_then_resume(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn abort_cancels_what_is_in_flight_and_resume_finishes_the_rollout() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     rollout_in_flight(&moto, &config, "r-cancel").await;
     abort_then_resume(&moto, &config, "r-cancel", "--cancel", "Cancelled").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn abort_rolls_back_what_is_in_flight_and_resume_finishes_the_rollout() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     rollout_in_flight(&moto, &config, "r-rollback").await;
     abort_then_resume(
         &moto,
@@ -163,8 +157,7 @@ async fn abort_rolls_back_what_is_in_flight_and_resume_finishes_the_rollout() {
 /// approved and keeps its summary; `--cancel` with `--rollback` is a usage error.
 #[tokio::test(flavor = "multi_thread")]
 async fn abort_and_approve_refuse_when_nothing_runs() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     demo_fleet(&config, &[("ab-done", "1")]).await;
     deploy_local(&moto, None);
 

@@ -5,14 +5,18 @@
 //! naming it; `cargo xtask rollout` refuses alarms that do not exist. Also the approval gate
 //! `approval = "after-canary"`, which pauses once. Every wait is bounded.
 
+#[path = "support/cli.rs"]
+mod cli;
 mod e2e;
+#[path = "support/refresh.rs"]
+mod refresh;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use asg_refresh_tests::{workspace_root, Moto};
+use asg_refresh_tests::Moto;
 use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+use cli::{asg, assert_ok, assert_prints, awaiting, stderr, text, wait_status_on, xtask_on, Stack};
 use e2e::*;
 
 const NEW_AMI: &str = "ami-0fedcba9876543210";
@@ -51,63 +55,35 @@ async fn set_alarm(config: &aws_config::SdkConfig, name: &str, state: StateValue
 
 /// Waits (bounded) until `asg`'s refresh has ended; returns its end (emulator seconds).
 async fn refresh_ended(moto: &Moto, asg: &str) -> f64 {
-    let until = Instant::now() + GATE_DEADLINE;
-    loop {
-        let (intervals, _) = refresh_intervals(moto);
-        if let Some(end) = intervals
-            .get(asg)
-            .and_then(|l| l.first())
-            .and_then(|i| i.end)
-        {
-            return end;
-        }
-        assert!(
-            Instant::now() < until,
-            "{asg}'s refresh did not end: {intervals:?}\nlambda logs:\n{}",
-            moto.lambda_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let intervals = wait_refreshes_ended(moto, &[asg], GATE_DEADLINE).await;
+    intervals[asg][0].end.expect("ended")
 }
 
-/// The local stack with three waves of one ASG, `stop` on failure, a one-minute bake and
-/// `alarms` as wave_alarms.
-fn gate_variant(dir: &Path, alarms: &str) -> std::path::PathBuf {
-    local_variant(
-        dir,
-        "gate",
-        &[
-            ("strategy = \"window\"", "strategy = \"batches\""),
-            ("batch_size = 3", "batch_size = 1"),
-            (
-                "on_failure = \"continue\"",
-                &format!("on_failure = \"stop\"\nbake_minutes = 1\nwave_alarms = {alarms}"),
-            ),
-        ],
-    )
+/// Deploys the local stack in waves of `batch_size` ASGs, with `gate` (the failure policy and
+/// the gate's keys) in place of `on_failure = "continue"` and the `extra` changes; the variant
+/// is written to `dir`. Returns its file.
+fn deploy_gate(
+    moto: &Moto,
+    dir: &Path,
+    batch_size: u32,
+    gate: &str,
+    extra: &[(&str, &str)],
+) -> PathBuf {
+    let batches = format!("batch_size = {batch_size}");
+    let mut replaces = vec![
+        ("strategy = \"window\"", "strategy = \"batches\""),
+        ("batch_size = 3", batches.as_str()),
+        ("on_failure = \"continue\"", gate),
+    ];
+    replaces.extend_from_slice(extra);
+    let path = local_variant(dir, "gate", &replaces);
+    deploy_local(moto, Some(&path));
+    path
 }
 
-fn xtask(moto: &Moto, args: &[&str]) -> Output {
-    Command::new(debug_binary("xtask", "xtask"))
-        .args(args)
-        .args(["--endpoint-url", &moto.endpoint()])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+/// `stop` on failure, a one-minute bake and `alarms` as wave_alarms.
+fn stop_after_a_bake(alarms: &str) -> String {
+    format!("on_failure = \"stop\"\nbake_minutes = 1\nwave_alarms = {alarms}")
 }
 
 /// An alarm that stays OK lets the rollout go on after a full bake; one that goes to ALARM
@@ -115,14 +91,13 @@ fn text(output: &Output) -> String {
 /// third wave never starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alarm_during_the_bake_fails_the_wave_and_an_ok_alarm_lets_it_go_on() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     alarm(&config, "gate-errors").await;
     alarm(&config, "gate-latency").await;
     demo_fleet(&config, &[("g-1", "1"), ("g-2", "1"), ("g-3", "1")]).await;
     let dir = tempfile_dir("gate");
-    let path = gate_variant(&dir, "[\"gate-errors\", \"gate-latency\"]");
-    deploy_local(&moto, Some(&path));
+    let gate = stop_after_a_bake("[\"gate-errors\", \"gate-latency\"]");
+    let path = deploy_gate(&moto, &dir, 1, &gate, &[]);
 
     let arn = start_rollout(&config, "r-gate", "r-gate", NEW_AMI).await;
     // Wave 1 (g-1) ends and bakes with both alarms OK; wave 2 (g-2) starts only after the bake.
@@ -133,15 +108,8 @@ async fn an_alarm_during_the_bake_fails_the_wave_and_an_ok_alarm_lets_it_go_on()
     set_alarm(&config, "gate-latency", StateValue::Alarm).await;
     set_alarm(&config, "gate-latency", StateValue::Ok).await;
     let execution = wait_execution(&moto, &config, &arn, GATE_DEADLINE).await;
-    let explain = format!(
-        "status {:?} error {:?} cause {:?}\nrefresh log: {}\nlambda logs:\n{}",
-        execution.status(),
-        execution.error(),
-        execution.cause(),
-        moto.refresh_log(),
-        moto.lambda_logs()
-    );
-    assert_eq!(execution.status().as_str(), "FAILED", "{explain}");
+    let explain = explain(&execution, &moto);
+    assert_execution(&execution, "FAILED", &moto);
     assert_eq!(execution.error(), Some("RolloutFailed"), "{explain}");
 
     let (intervals, _) = refresh_intervals(&moto);
@@ -184,23 +152,12 @@ async fn an_alarm_during_the_bake_fails_the_wave_and_an_ok_alarm_lets_it_go_on()
     );
 
     // `status` shows why.
-    let status = xtask(
+    let status = xtask_on(
         &moto,
-        &[
-            "status",
-            "--config",
-            path.to_str().unwrap(),
-            "--rollout",
-            "r-gate",
-        ],
+        Stack::Config(&path),
+        &["status", "--rollout", "r-gate"],
     );
-    assert!(status.status.success(), "{}", text(&status));
-    let shown = String::from_utf8_lossy(&status.stdout);
-    assert!(
-        shown.contains("gate-latency went to ALARM"),
-        "status does not show the alarm: {}",
-        text(&status)
-    );
+    assert_prints(&status, &moto, "gate-latency went to ALARM");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -208,49 +165,29 @@ async fn an_alarm_during_the_bake_fails_the_wave_and_an_ok_alarm_lets_it_go_on()
 /// change in the window (the current state is read too).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alarm_already_in_alarm_fails_the_first_wave() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     alarm(&config, "gate-errors").await;
     set_alarm(&config, "gate-errors", StateValue::Alarm).await;
     demo_fleet(&config, &[("h-1", "1"), ("h-2", "1")]).await;
     let dir = tempfile_dir("gate-in-alarm");
     // No bake: the gate reads the alarms once, right after the wave.
-    let path = local_variant(
+    deploy_gate(
+        &moto,
         &dir,
-        "gate",
-        &[
-            ("strategy = \"window\"", "strategy = \"batches\""),
-            ("batch_size = 3", "batch_size = 1"),
-            (
-                "on_failure = \"continue\"",
-                "on_failure = \"stop\"\nwave_alarms = [\"gate-errors\"]",
-            ),
-            // Instance refresh's own bake, passed through to StartInstanceRefresh.
-            ("instance_warmup = 0", "instance_warmup = 0\nbake_time = 2"),
-        ],
+        1,
+        "on_failure = \"stop\"\nwave_alarms = [\"gate-errors\"]",
+        // Instance refresh's own bake, passed through to StartInstanceRefresh.
+        &[("instance_warmup = 0", "instance_warmup = 0\nbake_time = 2")],
     );
-    deploy_local(&moto, Some(&path));
     let execution = run_rollout(&moto, &config, "r-in-alarm", NEW_AMI).await;
-    let described = aws_sdk_autoscaling::Client::new(&config)
-        .describe_instance_refreshes()
-        .auto_scaling_group_name("h-1")
-        .send()
-        .await
-        .expect("DescribeInstanceRefreshes");
-    let refresh = &described.instance_refreshes()[0];
+    let described = refresh::refreshes(&config, "h-1", None).await;
+    let refresh = &described[0];
     assert_eq!(
         refresh.preferences().and_then(|p| p.bake_time()),
         Some(2),
         "BakeTime reaches StartInstanceRefresh: {refresh:?}"
     );
-    assert_eq!(
-        execution.status().as_str(),
-        "FAILED",
-        "{:?} {:?}\n{}",
-        execution.error(),
-        execution.cause(),
-        moto.lambda_logs()
-    );
+    assert_execution(&execution, "FAILED", &moto);
     let (intervals, _) = refresh_intervals(&moto);
     assert_eq!(
         intervals.keys().collect::<Vec<_>>(),
@@ -270,27 +207,19 @@ async fn an_alarm_already_in_alarm_fails_the_first_wave() {
 /// a non-zero exit, no execution started and the lock not taken.
 #[tokio::test(flavor = "multi_thread")]
 async fn rollout_refuses_unknown_wave_alarms_and_starts_nothing() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     alarm(&config, "gate-errors").await;
     demo_fleet(&config, &[("u-1", "1")]).await;
     let dir = tempfile_dir("gate-unknown");
-    let path = gate_variant(&dir, "[\"gate-errors\", \"gate-missing\", \"gate-gone\"]");
-    deploy_local(&moto, Some(&path));
-    let output = xtask(
+    let gate = stop_after_a_bake("[\"gate-errors\", \"gate-missing\", \"gate-gone\"]");
+    let path = deploy_gate(&moto, &dir, 1, &gate, &[]);
+    let output = xtask_on(
         &moto,
-        &[
-            "rollout",
-            "--config",
-            path.to_str().unwrap(),
-            "--ami",
-            NEW_AMI,
-            "--id",
-            "r-unknown",
-        ],
+        Stack::Config(&path),
+        &["rollout", "--ami", NEW_AMI, "--id", "r-unknown"],
     );
     assert!(!output.status.success(), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = stderr(&output);
     assert!(
         stderr.contains("do not exist")
             && stderr.contains("gate-missing, gate-gone")
@@ -299,14 +228,9 @@ async fn rollout_refuses_unknown_wave_alarms_and_starts_nothing() {
         text(&output)
     );
     assert!(!stderr.contains("gate-errors,"), "{}", text(&output));
-    let executions = aws_sdk_sfn::Client::new(&config)
-        .list_executions()
-        .state_machine_arn(STATE_MACHINE_ARN)
-        .send()
-        .await
-        .expect("ListExecutions");
+    let executions = executions(&config).await;
     assert!(
-        executions.executions().is_empty(),
+        executions.is_empty(),
         "an execution started: {executions:?}"
     );
     assert_eq!(lock_holder(&config).await, None);
@@ -319,24 +243,17 @@ async fn rollout_refuses_unknown_wave_alarms_and_starts_nothing() {
 /// launch template version it had before the rollout; the next wave never starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alarm_during_the_bake_rolls_the_wave_back() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     alarm(&config, "gate-errors").await;
     demo_fleet(&config, &[("k-1", "1"), ("k-2", "1"), ("k-3", "1")]).await;
     let dir = tempfile_dir("gate-rollback");
-    let path = local_variant(
+    deploy_gate(
+        &moto,
         &dir,
-        "gate",
-        &[
-            ("strategy = \"window\"", "strategy = \"batches\""),
-            ("batch_size = 3", "batch_size = 2"),
-            (
-                "on_failure = \"continue\"",
-                "on_failure = \"rollback\"\nbake_minutes = 1\nwave_alarms = [\"gate-errors\"]",
-            ),
-        ],
+        2,
+        "on_failure = \"rollback\"\nbake_minutes = 1\nwave_alarms = [\"gate-errors\"]",
+        &[],
     );
-    deploy_local(&moto, Some(&path));
     let arn = start_rollout(&config, "r-gate-rb", "r-gate-rb", NEW_AMI).await;
     // Wave 1 is k-1 and k-2: once both refreshed, the alarm fires during the bake.
     let ended = refresh_ended(&moto, "k-1")
@@ -344,15 +261,8 @@ async fn an_alarm_during_the_bake_rolls_the_wave_back() {
         .max(refresh_ended(&moto, "k-2").await);
     set_alarm(&config, "gate-errors", StateValue::Alarm).await;
     let execution = wait_execution(&moto, &config, &arn, GATE_DEADLINE).await;
-    let explain = format!(
-        "status {:?} error {:?} cause {:?}\nrefresh log: {}\nlambda logs:\n{}",
-        execution.status(),
-        execution.error(),
-        execution.cause(),
-        moto.refresh_log(),
-        moto.lambda_logs()
-    );
-    assert_eq!(execution.status().as_str(), "FAILED", "{explain}");
+    let explain = explain(&execution, &moto);
+    assert_execution(&execution, "FAILED", &moto);
     let (intervals, _) = refresh_intervals(&moto);
     assert!(
         !intervals.contains_key("k-3"),
@@ -386,59 +296,29 @@ async fn an_alarm_during_the_bake_rolls_the_wave_back() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `status --json` of `rollout` on the stack of `path`.
-fn status_json(moto: &Moto, path: &Path, rollout: &str) -> serde_json::Value {
-    let output = xtask(
-        moto,
-        &[
-            "status",
-            "--json",
-            "--config",
-            path.to_str().unwrap(),
-            "--rollout",
-            rollout,
-        ],
-    );
-    assert!(output.status.success(), "{}", text(&output));
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output)))
-}
-
-/// Reads `status --json` (bounded) until `done` holds.
+/// Reads `status --json` of `rollout` on the stack of `path` (bounded) until `done` holds.
 fn wait_status(
     moto: &Moto,
     path: &Path,
     rollout: &str,
+    what: &str,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let until = Instant::now() + GATE_DEADLINE;
-    loop {
-        let status = status_json(moto, path, rollout);
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            Instant::now() < until,
-            "{rollout}: {status:#}\nlambda logs:\n{}",
-            moto.lambda_logs()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn asg_status<'a>(status: &'a serde_json::Value, name: &str) -> &'a str {
-    status["asgs"]
-        .as_array()
-        .and_then(|l| l.iter().find(|a| a["asg"] == name))
-        .and_then(|a| a["status"].as_str())
-        .unwrap_or_else(|| panic!("{name} is not in the status: {status:#}"))
+    wait_status_on(
+        moto,
+        Stack::Config(path),
+        rollout,
+        what,
+        GATE_DEADLINE,
+        done,
+    )
 }
 
 /// `approval = "after-canary"`: the rollout pauses once, after the canary wave; approved, the
 /// two later waves run without asking again.
 #[tokio::test(flavor = "multi_thread")]
 async fn after_canary_approval_pauses_once_after_the_canary_wave() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     demo_fleet(&config, &[("c-1", "1"), ("c-2", "1"), ("c-3", "1")]).await;
     let dir = tempfile_dir("after-canary");
     let path = local_variant(
@@ -453,32 +333,26 @@ async fn after_canary_approval_pauses_once_after_the_canary_wave() {
         ],
     );
     deploy_local(&moto, Some(&path));
-    let p = path.to_str().unwrap();
-    let started = xtask(
+    let stack = Stack::Config(&path);
+    let started = xtask_on(
         &moto,
-        &[
-            "rollout", "--config", p, "--ami", NEW_AMI, "--id", "r-canary",
-        ],
+        stack,
+        &["rollout", "--ami", NEW_AMI, "--id", "r-canary"],
     );
-    assert!(started.status.success(), "{}", text(&started));
-    let awaiting = |s: &serde_json::Value| {
-        s["approvals"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|x| x["status"] == "AwaitingApproval"))
-    };
-    let waiting = wait_status(&moto, &path, "r-canary", awaiting);
-    assert_eq!(asg_status(&waiting, "c-2"), "Successful", "{waiting:#}");
-    for asg in ["c-1", "c-3"] {
-        assert_eq!(asg_status(&waiting, asg), "Planned", "{waiting:#}");
+    assert_ok(&started, &moto);
+    let waiting = wait_status(&moto, &path, "r-canary", "the approval", awaiting);
+    assert_eq!(asg(&waiting, "c-2")["status"], "Successful", "{waiting:#}");
+    for name in ["c-1", "c-3"] {
+        assert_eq!(asg(&waiting, name)["status"], "Planned", "{waiting:#}");
     }
-    let approved = xtask(&moto, &["approve", "--config", p]);
-    assert!(approved.status.success(), "{}", text(&approved));
-    let done = wait_status(&moto, &path, "r-canary", |s| {
+    let approved = xtask_on(&moto, stack, &["approve"]);
+    assert_ok(&approved, &moto);
+    let done = wait_status(&moto, &path, "r-canary", "the end", |s| {
         s["execution"]["status"].as_str().unwrap_or("RUNNING") != "RUNNING"
     });
     assert_eq!(done["execution"]["status"], "SUCCEEDED", "{done:#}");
-    for asg in ["c-1", "c-2", "c-3"] {
-        assert_eq!(asg_status(&done, asg), "Successful", "{done:#}");
+    for name in ["c-1", "c-2", "c-3"] {
+        assert_eq!(asg(&done, name)["status"], "Successful", "{done:#}");
     }
     let approvals = done["approvals"].as_array().cloned().unwrap_or_default();
     assert_eq!(

@@ -10,7 +10,7 @@ mod e2e;
 use std::process::Output;
 
 use asg_refresh_tests::{workspace_root, Moto};
-use cli::{text, xtask};
+use cli::{assert_prints, text, xtask};
 use e2e::*;
 use serde_json::Value;
 
@@ -23,8 +23,7 @@ fn drift(moto: &Moto, args: &[&str]) -> Output {
 /// Waves of one ASG, `on_failure = "stop"`: a-1 refreshes, f-bad fails, z-3 never starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn drift_after_a_partial_rollout_lists_what_it_did_not_refresh() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     demo_fleet(&config, &[("a-1", "1"), ("f-bad", "1"), ("z-3", "1")]).await;
     set_tag(&config, "f-bad", "emulator:refresh-outcome", "Failed").await;
     let undeployed = drift(&moto, &[]);
@@ -90,13 +89,7 @@ async fn drift_after_a_partial_rollout_lists_what_it_did_not_refresh() {
     );
 
     let table = drift(&moto, &[]);
-    assert!(table.status.success(), "{}", text(&table));
-    let stdout = String::from_utf8_lossy(&table.stdout);
-    assert!(
-        stdout.contains("2 of 3 targeted ASGs drifted"),
-        "{}",
-        text(&table)
-    );
+    let stdout = assert_prints(&table, &moto, "2 of 3 targeted ASGs drifted");
     let rows: Vec<&str> = stdout.lines().skip(2).collect();
     assert!(
         rows.iter().any(|l| l.starts_with("f-bad ")) && rows.iter().any(|l| l.starts_with("z-3 ")),

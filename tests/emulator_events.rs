@@ -24,7 +24,7 @@ use aws_sdk_eventbridge::types::Target;
 use aws_sdk_lambda::operation::add_permission::{AddPermissionError, AddPermissionOutput};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Environment, FunctionCode, Runtime};
-use e2e::{fleet, sdk_config, tempfile_dir};
+use e2e::{fleet, start_emulator, tempfile_dir};
 use refresh::{refreshes, start_refresh, FAILS_AFTER_1S};
 use serde_json::{json, Value};
 
@@ -270,8 +270,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_transition_emits_its_event_and_the_permitted_target_gets_each_once() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let recorder = delivered_to(&config, "recorder", false).await;
 
     let ok = fleet(&config, "ok-1", &[("emulator:refresh-seconds", "2")]).await;
@@ -410,8 +409,7 @@ async fn every_transition_emits_its_event_and_the_permitted_target_gets_each_onc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_permission_for_the_rule_nothing_is_delivered() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let recorder = Recorder::create(&config, "recorder", false).await;
     // Four rules, all targeting the recorder; only "allowed" has a permission that fits it.
     let allowed = rule(&config, "allowed").await;
@@ -473,8 +471,7 @@ async fn without_a_permission_for_the_rule_nothing_is_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_waits_the_set_delay() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let recorder = delivered_to(&config, "recorder", false).await;
     moto.set_events(&json!({"delay_ms": 1500, "jitter_ms": 500, "seed": 3}));
     let template = fleet(&config, "web-1", &[("emulator:refresh-seconds", "1")]).await;
@@ -552,8 +549,7 @@ async fn counters_under(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loss_drops_the_set_share_and_a_seed_repeats_it() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let recorder = delivered_to(&config, "recorder", false).await;
 
     let first = counters_under(&moto, &config, json!({"loss": 0.3, "seed": 7}), "a", 20).await;
@@ -605,8 +601,7 @@ async fn loss_drops_the_set_share_and_a_seed_repeats_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_error_is_retried_twice() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let recorder = delivered_to(&config, "failing", true).await;
     moto.set_events(&json!({"retry_delay_ms": 200}));
     let template = fleet(&config, "web-1", &[("emulator:refresh-seconds", "0.3")]).await;
@@ -631,8 +626,7 @@ async fn a_function_error_is_retried_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_targets_and_permissions_aws_refuses_are_refused() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (_moto, config) = start_emulator().await;
     let events = aws_sdk_eventbridge::Client::new(&config);
     let code = |e: &dyn aws_sdk_eventbridge::error::ProvideErrorMetadata| {
         e.code().unwrap_or_default().to_string()
@@ -700,8 +694,7 @@ async fn rules_targets_and_permissions_aws_refuses_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_count_calls_per_operation_caller_and_group_invocations_and_executions() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let template = fleet(&config, "web-1", &[("emulator:refresh-seconds", "0.2")]).await;
     fleet(&config, "web-2", &[]).await;
     moto.clear_stats();

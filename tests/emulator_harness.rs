@@ -18,7 +18,7 @@ use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::InstanceRefresh;
 use e2e::{
     assert_execution, deploy_local, fleet, function_zip, group_version, max_in_flight,
-    refresh_intervals, rollout_items, run_rollout, sdk_config, tempfile_dir,
+    refresh_intervals, rollout_items, run_rollout, start_emulator, tempfile_dir,
 };
 use refresh::{refreshes, start_refresh, FAILS_AFTER_1S};
 use serde_json::{json, Value};
@@ -146,8 +146,7 @@ fn pairs(items: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_runs_pending_in_progress_successful_and_applies_the_version() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let template = fleet(&config, "web-1", &[("emulator:refresh-seconds", "3")]).await;
     let id = start(&config, "web-1", &template).await;
 
@@ -209,8 +208,7 @@ async fn refresh_runs_pending_in_progress_successful_and_applies_the_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_outcome_failed_from_a_tag() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let template = fleet(&config, "api-1", &FAILS_AFTER_1S).await;
     let id = start(&config, "api-1", &template).await;
     let (done, seen) = poll_until_done(&config, "api-1", &id, RUNNING, 20).await;
@@ -229,8 +227,7 @@ async fn refresh_outcome_failed_from_a_tag() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_and_cancel() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let autoscaling = aws_sdk_autoscaling::Client::new(&config);
     let slow = [
         ("emulator:refresh-seconds", "60"),
@@ -334,8 +331,7 @@ async fn deploy_refresher(config: &aws_config::SdkConfig, table: &str) -> String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_runs_the_refresher_bootstrap_against_the_emulator() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     deploy_refresher(&config, "rollouts").await;
     let lambda = aws_sdk_lambda::Client::new(&config);
     // Three invocations: the first starts the process, the others reuse it.
@@ -411,8 +407,7 @@ async fn lambda_runs_the_refresher_bootstrap_against_the_emulator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_functions_execution_invokes_the_refresher() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let function_arn = deploy_refresher(&config, "rollouts").await;
     let definition = json!({
         "StartAt": "Approve",
@@ -466,8 +461,7 @@ async fn step_functions_execution_invokes_the_refresher() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_runs_end_to_end_with_the_deployed_state_machine() {
     const NEW_AMI: &str = "ami-0fedcba9876543210";
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     // Four ASGs found by local.toml's tag, refreshing for 2 to 5 s, and one with capacity 0.
     let mut templates = Vec::new();
     for (asg, seconds) in [
@@ -543,8 +537,7 @@ async fn a_rollout_runs_end_to_end_with_the_deployed_state_machine() {
 /// it, and no ASG of wave 1 starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_asg_stops_later_waves_and_fails_the_execution_naming_it() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     fleet(
         &config,
         "demo-a",

@@ -9,12 +9,11 @@ mod e2e;
 
 use std::time::Duration;
 
-use asg_refresh_tests::Moto;
 use e2e::fleet::{
     add_image, breaches, create_fleet, deploy_shape, names, run_rollout_measured, spread_minutes,
     table, Completion, Figures, Rollout, Shape, Strategy,
 };
-use e2e::sdk_config;
+use e2e::start_emulator;
 
 /// The CI fleet: `ASG_REFRESH_FLEET_TEST` ASGs (default 200) refreshing for 1 to 4 s each,
 /// in a window of 20, completed by events.
@@ -24,8 +23,7 @@ async fn a_fleet_rolls_out_once_per_asg_within_the_limits() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let groups: Vec<(String, f64)> = names("ci", n)
         .into_iter()
         .zip(spread_minutes(n))
@@ -127,8 +125,7 @@ async fn bench() {
         60.0 / per_minute
     );
     let started = std::time::Instant::now();
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let groups: Vec<(String, f64)> = names("fleet", n)
         .into_iter()
         .zip(spread_minutes(n))

@@ -5,12 +5,13 @@
 //! batch size in flight, every ASG refreshed once; from the table and `status`: each ASG's
 //! group. Every wait is bounded; each test has its own emulator.
 
+#[path = "support/cli.rs"]
+mod cli;
 mod e2e;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 
-use asg_refresh_tests::{workspace_root, Moto};
+use cli::{asg, assert_ok, status_json, xtask};
 use e2e::*;
 
 const NEW_AMI: &str = "ami-0fedcba9876543210";
@@ -31,28 +32,12 @@ batch_size = 2
 "#;
 
 /// The refreshes of `asgs` from the log (each must have exactly one, ended Successful).
-fn refreshed_once<'a>(
+fn refreshed_once_each<'a>(
     intervals: &'a BTreeMap<String, Vec<Interval>>,
     asgs: &[&str],
 ) -> Vec<&'a Interval> {
     asgs.iter()
-        .map(|asg| {
-            let list = intervals
-                .get(*asg)
-                .unwrap_or_else(|| panic!("{asg} was never refreshed: {intervals:?}"));
-            assert_eq!(
-                list.len(),
-                1,
-                "{asg} refreshed {} times: {list:?}",
-                list.len()
-            );
-            assert_eq!(
-                list[0].status.as_deref(),
-                Some("Successful"),
-                "{asg}: {list:?}"
-            );
-            &list[0]
-        })
+        .map(|asg| refreshed_once(intervals, asg))
         .collect()
 }
 
@@ -66,34 +51,8 @@ fn most_in_flight(intervals: &BTreeMap<String, Vec<Interval>>, asgs: &[&str], no
     max_in_flight(&only, now)
 }
 
-/// `cargo xtask status` of the rollout (text, or JSON with `--json`).
-fn status(moto: &Moto, rollout: &str, json: bool) -> String {
-    let mut command = Command::new(debug_binary("xtask", "xtask"));
-    command.args(["status", "--rollout", rollout]);
-    if json {
-        command.arg("--json");
-    }
-    let output = command
-        .args(["--env", "local", "--endpoint-url", &moto.endpoint()])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask status");
-    assert!(
-        output.status.success(),
-        "status failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 async fn two_groups_in_order(strategy: &str) {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     // Uneven refreshes, so that a barrier that let vault start early would show: consul-1 is
     // the slowest of its group.
     for (asg, seconds) in [("consul-1", "4"), ("consul-2", "1"), ("consul-3", "2")] {
@@ -133,19 +92,11 @@ async fn two_groups_in_order(strategy: &str) {
     );
     let rollout = format!("r-groups-{strategy}");
     let execution = run_rollout(&moto, &config, &rollout, NEW_AMI).await;
-    assert_eq!(
-        execution.status().as_str(),
-        "SUCCEEDED",
-        "{:?} {:?}\nrefresh log: {}\nlambda logs:\n{}",
-        execution.error(),
-        execution.cause(),
-        moto.refresh_log(),
-        moto.lambda_logs()
-    );
+    assert_execution(&execution, "SUCCEEDED", &moto);
 
     let (intervals, now) = refresh_intervals(&moto);
-    let consul = refreshed_once(&intervals, &CONSUL);
-    let vault = refreshed_once(&intervals, &VAULT);
+    let consul = refreshed_once_each(&intervals, &CONSUL);
+    let vault = refreshed_once_each(&intervals, &VAULT);
     assert!(
         !intervals.contains_key("demo-1"),
         "an ASG outside the groups was refreshed: {intervals:?}"
@@ -191,26 +142,15 @@ async fn two_groups_in_order(strategy: &str) {
     );
 
     // status says each ASG's group.
-    let json: serde_json::Value =
-        serde_json::from_str(&status(&moto, &rollout, true)).expect("status --json");
-    let groups: BTreeMap<String, String> = json["asgs"]
-        .as_array()
-        .expect("asgs")
-        .iter()
-        .map(|a| {
-            (
-                a["asg"].as_str().unwrap_or_default().to_string(),
-                a["group"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    for asg in CONSUL {
-        assert_eq!(groups[asg], "consul", "{json:#}");
+    let json = status_json(&moto, Some(&rollout));
+    for (group, asgs) in [("consul", &CONSUL[..]), ("vault", &VAULT[..])] {
+        for name in asgs {
+            assert_eq!(asg(&json, name)["group"], group, "{json:#}");
+        }
     }
-    for asg in VAULT {
-        assert_eq!(groups[asg], "vault", "{json:#}");
-    }
-    let text = status(&moto, &rollout, false);
+    let shown = xtask(&moto, &["status", "--rollout", &rollout]);
+    assert_ok(&shown, &moto);
+    let text = String::from_utf8_lossy(&shown.stdout);
     assert!(text.contains("GROUP"), "{text}");
     let row = text
         .lines()
@@ -233,8 +173,7 @@ async fn window_runs_the_groups_in_order_at_their_batch_sizes() {
 /// released, and the execution and the rollout's summary say why.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_that_selects_nothing_fails_the_rollout_naming_it() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     for asg in CONSUL {
         fleet(&config, asg, &[("emulator:refresh-seconds", "1")]).await;
     }

@@ -94,8 +94,7 @@ async fn rollout_without(
     action: &str,
     rollout_id: &str,
 ) -> (Moto, aws_config::SdkConfig, DescribeExecutionOutput) {
-    let moto = Moto::start_extended();
-    let deployer = sdk_config(&moto).await;
+    let (moto, deployer) = start_emulator().await;
     demo_fleet(&deployer, &[(asg, "1")]).await;
     deploy_local(&moto, None);
     remove_actions(&deployer, role, &[action]).await;
@@ -210,8 +209,7 @@ fn denials(moto: &Moto) -> Vec<Value> {
 /// service refuses with its own error; the deployer's keys are not checked.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_deployed_lambda_role_reaches_its_table_and_tagged_groups_only() {
-    let moto = Moto::start_extended();
-    let deployer = sdk_config(&moto).await;
+    let (moto, deployer) = start_emulator().await;
     demo_fleet(&deployer, &[("i-tagged", "5")]).await;
     fleet(&deployer, "i-other", &[("refresh-group", "other")]).await;
     deploy_local(&moto, None);
@@ -289,8 +287,7 @@ async fn the_deployed_lambda_role_reaches_its_table_and_tagged_groups_only() {
 /// they name, and a condition on a key the request does not carry does not hold.
 #[tokio::test(flavor = "multi_thread")]
 async fn explicit_deny_not_action_and_missing_condition_keys() {
-    let moto = Moto::start_extended();
-    let deployer = sdk_config(&moto).await;
+    let (moto, deployer) = start_emulator().await;
     deploy_local(&moto, None);
     let role = as_role(&moto, &deployer, LAMBDA_ROLE).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&role);
@@ -362,8 +359,7 @@ async fn explicit_deny_not_action_and_missing_condition_keys() {
 /// AWS's refusal.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_launch_template_needs_run_instances_pass_role_and_create_tags() {
-    let moto = Moto::start_extended();
-    let deployer = sdk_config(&moto).await;
+    let (moto, deployer) = start_emulator().await;
     roles_in_profiles(
         &deployer,
         &[("app-role", "app-profile"), ("other-role", "other-profile")],

@@ -6,13 +6,15 @@
 //! grant exactly Publish on the topic and PutEvents with source `asg-refresh`. Every wait is
 //! bounded.
 
+#[path = "support/cli.rs"]
+mod cli;
 mod e2e;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use asg_refresh_tests::{workspace_root, Moto};
+use cli::{assert_ok, assert_prints, assert_refused, text, xtask_on, Stack};
 use e2e::*;
 use serde_json::{json, Value};
 
@@ -29,31 +31,6 @@ fn notify_variant(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, 
     ];
     replaces.extend_from_slice(extra);
     replaces
-}
-
-/// `xtask <args> --endpoint-url <emulator>` with the deployer's keys.
-fn xtask(moto: &Moto, args: &[&str]) -> Output {
-    Command::new(debug_binary("xtask", "xtask"))
-        .args(args)
-        .args(["--endpoint-url", &moto.endpoint()])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("USER", "test-operator")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Where the test reads notifications: one queue subscribed to the topic, one a rule's target.
@@ -277,8 +254,7 @@ fn notification<'a>(inbox: &'a Inbox, event_type: &str, wave: Option<u64>) -> (&
 /// SNS and once on EventBridge, in that order.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_with_approval_notifies_each_step_on_sns_and_eventbridge() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     demo_fleet(&config, &[("a-1", "1"), ("a-2", "1")]).await;
     deploy_local_variant(
         &moto,
@@ -326,8 +302,8 @@ async fn a_rollout_with_approval_notifies_each_step_on_sns_and_eventbridge() {
         .expect("a cargo xtask command")
         .split_whitespace()
         .collect();
-    let approved = xtask(&moto, &args);
-    assert!(approved.status.success(), "{}", text(&approved));
+    let approved = cli::command(&moto, &args).output().expect("run xtask");
+    assert_ok(&approved, &moto);
     let done = wait_execution(&moto, &config, &arn, EXECUTION_DEADLINE).await;
     assert_eq!(done.status().as_str(), "SUCCEEDED", "{done:?}");
 
@@ -358,8 +334,7 @@ async fn a_rollout_with_approval_notifies_each_step_on_sns_and_eventbridge() {
 /// and AWS's reason, on both channels, and no finished notification is sent.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_rollout_notifies_the_reasons() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     demo_fleet(&config, &[("a-1", "1"), ("f-bad", "1")]).await;
     set_tag(&config, "f-bad", "emulator:refresh-outcome", "Failed").await;
     deploy_local_variant(
@@ -398,24 +373,31 @@ async fn a_failed_rollout_notifies_the_reasons() {
     );
 }
 
+/// The environment variables of the deployed `function`.
+async fn environment(
+    config: &aws_config::SdkConfig,
+    function: &str,
+) -> std::collections::HashMap<String, String> {
+    aws_sdk_lambda::Client::new(config)
+        .get_function_configuration()
+        .function_name(function)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{function} configuration: {e:?}"))
+        .environment()
+        .and_then(|e| e.variables())
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// Without `[notify]` the Lambdas have no topic in their environment and make no SNS or
 /// PutEvents call during a rollout.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_notify_no_lambda_calls_sns_or_eventbridge() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     demo_fleet(&config, &[("a-1", "1")]).await;
     deploy_local(&moto, None);
-    let environment = aws_sdk_lambda::Client::new(&config)
-        .get_function_configuration()
-        .function_name(PLANNER_FUNCTION)
-        .send()
-        .await
-        .expect("planner configuration")
-        .environment()
-        .and_then(|e| e.variables())
-        .cloned()
-        .unwrap_or_default();
+    let environment = environment(&config, PLANNER_FUNCTION).await;
     assert!(
         !environment.contains_key("ASG_REFRESH_NOTIFY_TOPIC"),
         "{environment:?}"
@@ -441,14 +423,22 @@ async fn without_notify_no_lambda_calls_sns_or_eventbridge() {
     }
 }
 
-fn deploy_args<'a>(path: &'a Path, zips: &'a Path) -> Vec<&'a str> {
-    vec![
-        "deploy",
-        "--config",
-        path.to_str().expect("utf-8 path"),
-        "--zip-dir",
-        zips.to_str().expect("utf-8 path"),
-    ]
+/// `xtask deploy` of the stack of `path` with the Lambdas' zips in `zips`.
+fn deploy(moto: &Moto, path: &Path, zips: &Path) -> std::process::Output {
+    let zips = zips.to_str().expect("utf-8 path");
+    xtask_on(moto, Stack::Config(path), &["deploy", "--zip-dir", zips])
+}
+
+/// Asserts that the stack's topic no longer exists after `output` of `what`.
+async fn assert_topic_gone(sns: &aws_sdk_sns::Client, output: &std::process::Output, what: &str) {
+    let gone = sns.get_topic_attributes().topic_arn(TOPIC_ARN).send().await;
+    assert!(
+        gone.is_err_and(|e| e
+            .as_service_error()
+            .is_some_and(|s| s.is_not_found_exception())),
+        "{what} left the topic: {}",
+        text(output)
+    );
 }
 
 /// `create_topic = true`: deploy creates the topic with the stack's tags and puts it in the
@@ -456,21 +446,18 @@ fn deploy_args<'a>(path: &'a Path, zips: &'a Path) -> Vec<&'a str> {
 /// without `[notify]` deletes the topic; destroy deletes it too.
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_creates_keeps_and_deletes_the_topic() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let sns = aws_sdk_sns::Client::new(&config);
     let zips = emulator_zips();
     let dir = tempfile_dir("notify-deploy");
     let with_topic = local_variant(&dir, "with-topic", &notify_variant(&[]));
     let plain = local_variant(&dir, "plain", &[]);
 
-    let first = xtask(&moto, &deploy_args(&with_topic, &zips));
-    assert!(first.status.success(), "{}", text(&first));
-    assert!(
-        String::from_utf8_lossy(&first.stdout)
-            .contains("sns topic         asg-refresh-local-notifications"),
-        "{}",
-        text(&first)
+    let first = deploy(&moto, &with_topic, &zips);
+    assert_prints(
+        &first,
+        &moto,
+        "sns topic         asg-refresh-local-notifications",
     );
     let tags: Vec<(String, String)> = sns
         .list_tags_for_resource()
@@ -492,16 +479,7 @@ async fn deploy_creates_keeps_and_deletes_the_topic() {
         );
     }
     for function in [PLANNER_FUNCTION, REFRESHER_FUNCTION] {
-        let environment = aws_sdk_lambda::Client::new(&config)
-            .get_function_configuration()
-            .function_name(function)
-            .send()
-            .await
-            .expect("function configuration")
-            .environment()
-            .and_then(|e| e.variables())
-            .cloned()
-            .unwrap_or_default();
+        let environment = environment(&config, function).await;
         assert_eq!(
             (
                 environment
@@ -514,40 +492,18 @@ async fn deploy_creates_keeps_and_deletes_the_topic() {
         );
     }
 
-    let again = xtask(&moto, &deploy_args(&with_topic, &zips));
-    assert!(again.status.success(), "{}", text(&again));
-    assert!(
-        String::from_utf8_lossy(&again.stdout).contains("mutating calls: 0"),
-        "{}",
-        text(&again)
-    );
+    let again = deploy(&moto, &with_topic, &zips);
+    assert_prints(&again, &moto, "mutating calls: 0");
 
-    let without = xtask(&moto, &deploy_args(&plain, &zips));
-    assert!(without.status.success(), "{}", text(&without));
-    let gone = sns.get_topic_attributes().topic_arn(TOPIC_ARN).send().await;
-    assert!(
-        gone.is_err_and(|e| e
-            .as_service_error()
-            .is_some_and(|s| s.is_not_found_exception())),
-        "a deploy without [notify] left the topic: {}",
-        text(&without)
-    );
+    let without = deploy(&moto, &plain, &zips);
+    assert_ok(&without, &moto);
+    assert_topic_gone(&sns, &without, "a deploy without [notify]").await;
 
-    let back = xtask(&moto, &deploy_args(&with_topic, &zips));
-    assert!(back.status.success(), "{}", text(&back));
-    let destroyed = xtask(
-        &moto,
-        &["destroy", "--config", with_topic.to_str().unwrap(), "--yes"],
-    );
-    assert!(destroyed.status.success(), "{}", text(&destroyed));
-    let gone = sns.get_topic_attributes().topic_arn(TOPIC_ARN).send().await;
-    assert!(
-        gone.is_err_and(|e| e
-            .as_service_error()
-            .is_some_and(|s| s.is_not_found_exception())),
-        "destroy left the topic: {}",
-        text(&destroyed)
-    );
+    let back = deploy(&moto, &with_topic, &zips);
+    assert_ok(&back, &moto);
+    let destroyed = xtask_on(&moto, Stack::Config(&with_topic), &["destroy", "--yes"]);
+    assert_ok(&destroyed, &moto);
+    assert_topic_gone(&sns, &destroyed, "destroy").await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -565,13 +521,8 @@ async fn deploy_refuses_a_missing_operator_topic() {
             "[notify]\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:nobody-made-this\"\n\n[lambda]",
         )],
     );
-    let output = xtask(&moto, &deploy_args(&path, &zips));
-    assert!(!output.status.success(), "{}", text(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("nobody-made-this does not exist"),
-        "{}",
-        text(&output)
-    );
+    let output = deploy(&moto, &path, &zips);
+    assert_refused(&output, "nobody-made-this does not exist");
     let functions = aws_sdk_lambda::Client::new(&sdk_config(&moto).await)
         .list_functions()
         .send()

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use asg_refresh_tests::Moto;
 use aws_sdk_autoscaling::types::{DesiredConfiguration, RefreshPreferences};
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
-use e2e::{fleet, sdk_config, set_tag};
+use e2e::{fleet, set_tag, start_emulator};
 use mixed::{mixed_policy, mixed_policy_of, spec, t3a_micro};
 
 struct Setup {
@@ -25,8 +25,7 @@ struct Setup {
 
 /// An emulator with group `g` on version 1 of a template with versions 1 and 2.
 async fn setup() -> Setup {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let template = fleet(&config, "g", &[]).await;
     Setup {
         moto,

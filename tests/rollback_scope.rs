@@ -5,11 +5,14 @@
 //! emulator (whose successful refreshes replace instances, as AWS's do), the rollout table,
 //! the emulator's refresh log and `cargo xtask status`. Every wait is bounded.
 
+#[path = "support/cli.rs"]
+mod cli;
 mod e2e;
 
-use std::process::{Command, Output, Stdio};
+use std::collections::BTreeMap;
 
-use asg_refresh_tests::{workspace_root, Moto};
+use asg_refresh_tests::Moto;
+use cli::{assert_ok, xtask};
 use e2e::*;
 
 const NEW_AMI: &str = "ami-0fedcba9876543210";
@@ -53,50 +56,32 @@ fn deploy_rollback(moto: &Moto, scope: Option<&str>) {
     );
 }
 
-/// `cargo xtask status --env local --rollout r-scope` against the emulator.
-fn status(moto: &Moto) -> Output {
-    Command::new(debug_binary("xtask", "xtask"))
-        .args([
-            "status",
-            "--rollout",
-            ROLLOUT,
-            "--env",
-            "local",
-            "--endpoint-url",
-        ])
-        .arg(moto.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask status")
+/// A rollout that failed: its emulator, the SDK's config for it and its table.
+struct Failed {
+    moto: Moto,
+    config: aws_config::SdkConfig,
+    items: BTreeMap<String, TableItem>,
 }
 
-/// Runs the rollout (it must fail) and returns the table.
-async fn failed_rollout(
-    moto: &Moto,
-    config: &aws_config::SdkConfig,
-) -> std::collections::BTreeMap<String, TableItem> {
-    let execution = run_rollout(moto, config, ROLLOUT, NEW_AMI).await;
-    assert_eq!(
-        execution.status().as_str(),
-        "FAILED",
-        "{:?} {:?}\nrefresh log: {}\nlambda logs:\n{}",
-        execution.error(),
-        execution.cause(),
-        moto.refresh_log(),
-        moto.lambda_logs()
-    );
-    let items = rollout_items(config, ROLLOUT).await;
+/// On an emulator of its own, the two-wave fleet and the stack at rollback `scope` (see
+/// [`deploy_rollback`]); runs the rollout (it must fail).
+async fn failed_rollout(scope: Option<&str>) -> Failed {
+    let (moto, config) = start_emulator().await;
+    two_wave_fleet(&config).await;
+    deploy_rollback(&moto, scope);
+    let execution = run_rollout(&moto, &config, ROLLOUT, NEW_AMI).await;
+    assert_execution(&execution, "FAILED", &moto);
+    let items = rollout_items(&config, ROLLOUT).await;
     for (asg, wave) in [("s-a", 0), ("s-b", 0), ("s-c", 0), ("s-d", 1), ("s-e", 1)] {
         assert_eq!(items[asg].wave, Some(wave), "{asg}: {:?}", items[asg]);
     }
     assert_eq!(items["s-d"].status, "Failed", "{:?}", items["s-d"]);
-    assert_eq!(lock_holder(config).await, None, "the lock is released");
-    items
+    assert_eq!(lock_holder(&config).await, None, "the lock is released");
+    Failed {
+        moto,
+        config,
+        items,
+    }
 }
 
 /// The image of each instance of the group (DescribeAutoScalingGroups, DescribeInstances).
@@ -128,34 +113,25 @@ async fn instance_images(config: &aws_config::SdkConfig, asg: &str) -> Vec<Strin
         .collect()
 }
 
+/// Asserts the group runs launch template `version` with `ami`, and its instances `ami` too.
+async fn assert_runs(config: &aws_config::SdkConfig, asg: &str, version: &str, ami: &str) {
+    assert_group_runs(config, asg, version, ami).await;
+    let images = instance_images(config, asg).await;
+    assert!(images.iter().all(|i| i == ami), "{asg}: {images:?}");
+}
+
 /// Asserts the group is back on version 1 (OLD_AMI), its instances too, recorded as such,
 /// after a second refresh that started once s-d had failed.
-async fn assert_restored(
-    moto: &Moto,
-    config: &aws_config::SdkConfig,
-    items: &std::collections::BTreeMap<String, TableItem>,
-    asg: &str,
-) {
-    assert_eq!(
-        group_version(config, asg).await.as_deref(),
-        Some("1"),
-        "{asg}"
-    );
-    assert_eq!(
-        group_image(config, asg).await.as_deref(),
-        Some(OLD_AMI),
-        "{asg}"
-    );
-    let images = instance_images(config, asg).await;
-    assert!(images.iter().all(|i| i == OLD_AMI), "{asg}: {images:?}");
-    let item = &items[asg];
+async fn assert_restored(failed: &Failed, asg: &str) {
+    assert_runs(&failed.config, asg, "1", OLD_AMI).await;
+    let item = &failed.items[asg];
     assert_eq!(item.status, "RolledBack", "{asg}: {item:?}");
     assert_eq!(
         item.reason.as_deref(),
         Some("restored to launch template version 1"),
         "{asg}: {item:?}"
     );
-    let (intervals, _) = refresh_intervals(moto);
+    let (intervals, _) = refresh_intervals(&failed.moto);
     let refreshes = &intervals[asg];
     assert_eq!(
         refreshes.len(),
@@ -173,26 +149,11 @@ async fn assert_restored(
 
 /// Asserts the group kept the rollout's version (3, NEW_AMI), its instances too, and was
 /// refreshed once.
-async fn assert_kept(
-    moto: &Moto,
-    config: &aws_config::SdkConfig,
-    items: &std::collections::BTreeMap<String, TableItem>,
-    asg: &str,
-) {
-    assert_eq!(
-        group_version(config, asg).await.as_deref(),
-        Some("3"),
-        "{asg}"
-    );
-    assert_eq!(
-        group_image(config, asg).await.as_deref(),
-        Some(NEW_AMI),
-        "{asg}"
-    );
-    let images = instance_images(config, asg).await;
-    assert!(images.iter().all(|i| i == NEW_AMI), "{asg}: {images:?}");
-    assert_eq!(items[asg].status, "Successful", "{asg}: {:?}", items[asg]);
-    let (intervals, _) = refresh_intervals(moto);
+async fn assert_kept(failed: &Failed, asg: &str) {
+    assert_runs(&failed.config, asg, "3", NEW_AMI).await;
+    let item = &failed.items[asg];
+    assert_eq!(item.status, "Successful", "{asg}: {item:?}");
+    let (intervals, _) = refresh_intervals(&failed.moto);
     assert_eq!(intervals[asg].len(), 1, "{asg}: {intervals:?}");
 }
 
@@ -200,23 +161,19 @@ async fn assert_kept(
 /// wave 0 keeps the new AMI; `status` and the summary say so.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wave_rollback_restores_the_failed_waves_finished_groups() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
-    two_wave_fleet(&config).await;
-    deploy_rollback(&moto, None);
-    let items = failed_rollout(&moto, &config).await;
-    assert_restored(&moto, &config, &items, "s-e").await;
+    let failed = failed_rollout(None).await;
+    assert_restored(&failed, "s-e").await;
     for asg in ["s-a", "s-b", "s-c"] {
-        assert_kept(&moto, &config, &items, asg).await;
+        assert_kept(&failed, asg).await;
     }
-    let message = items["#rollout"].message.clone().unwrap_or_default();
+    let message = failed.items["#rollout"].message.clone().unwrap_or_default();
     assert!(
         message.contains("restored to their previous version: s-e"),
         "{message}"
     );
-    let shown = status(&moto);
+    let shown = xtask(&failed.moto, &["status", "--rollout", ROLLOUT]);
+    assert_ok(&shown, &failed.moto);
     let stdout = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.status.success(), "{shown:?}");
     let row = stdout
         .lines()
         .find(|l| l.contains("s-e"))
@@ -231,25 +188,17 @@ async fn a_wave_rollback_restores_the_failed_waves_finished_groups() {
 /// `rollout`: every group the rollout refreshed returns to version 1, wave 0's too.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollout_rollback_restores_earlier_waves_too() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
-    two_wave_fleet(&config).await;
-    deploy_rollback(&moto, Some("rollout"));
-    let items = failed_rollout(&moto, &config).await;
+    let failed = failed_rollout(Some("rollout")).await;
     for asg in ["s-a", "s-b", "s-c", "s-e"] {
-        assert_restored(&moto, &config, &items, asg).await;
+        assert_restored(&failed, asg).await;
     }
 }
 
 /// `in-flight`: only what is in flight is rolled back; the finished s-e keeps the new AMI.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_in_flight_rollback_leaves_finished_groups_alone() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
-    two_wave_fleet(&config).await;
-    deploy_rollback(&moto, Some("in-flight"));
-    let items = failed_rollout(&moto, &config).await;
+    let failed = failed_rollout(Some("in-flight")).await;
     for asg in ["s-a", "s-b", "s-c", "s-e"] {
-        assert_kept(&moto, &config, &items, asg).await;
+        assert_kept(&failed, asg).await;
     }
 }

@@ -8,11 +8,11 @@ mod cli;
 mod e2e;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use asg_refresh_tests::Moto;
 use cli::{
-    assert_ok, assert_refused, status_json, stderr, text, wait_status, xtask, xtask_command,
+    asg, assert_ok, assert_prints, assert_refused, awaiting, execution_status, status_json, stderr,
+    text, wait_status, xtask, xtask_command,
 };
 use e2e::*;
 use serde_json::{json, Value};
@@ -20,44 +20,12 @@ use serde_json::{json, Value};
 const NEW_AMI: &str = "ami-0fedcba9876543210";
 const OTHER_AMI: &str = "ami-0aaaaaaaaaaaaaaaa";
 
-fn execution_status(status: &Value) -> &str {
-    status["execution"]["status"].as_str().unwrap_or("")
-}
-
-fn awaiting(status: &Value) -> bool {
-    status["approvals"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|x| x["status"] == "AwaitingApproval"))
-}
-
-/// The record of `asg` in a `status --json`.
-fn asg<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["asgs"]
-        .as_array()
-        .and_then(|list| list.iter().find(|a| a["asg"] == name))
-        .unwrap_or_else(|| panic!("{name} is not in the status: {status:#}"))
-}
-
-async fn executions(config: &aws_config::SdkConfig) -> Vec<String> {
-    aws_sdk_sfn::Client::new(config)
-        .list_executions()
-        .state_machine_arn(STATE_MACHINE_ARN)
-        .send()
-        .await
-        .expect("list executions")
-        .executions()
-        .iter()
-        .map(|e| e.name().to_string())
-        .collect()
-}
-
 /// Bad input and a stack without rollouts are refused before any execution starts; a
 /// rollout with `--wait` ends with exit 0, and `status` then tells what happened to
 /// every ASG, skipped ones with the reason.
 #[tokio::test(flavor = "multi_thread")]
 async fn rollout_wait_succeeds_and_status_reports_every_asg() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
 
     // Not deployed yet: every command says what to run first.
     assert_refused(&xtask(&moto, &["status"]), "cargo xtask deploy --env local");
@@ -100,13 +68,7 @@ async fn rollout_wait_succeeds_and_status_reports_every_asg() {
             "1",
         ],
     );
-    assert_ok(&output, &moto);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        stdout.contains("execution cli-ok SUCCEEDED"),
-        "{}",
-        text(&output)
-    );
+    assert_prints(&output, &moto, "execution cli-ok SUCCEEDED");
 
     // The newest rollout is the default.
     let status = status_json(&moto, None);
@@ -172,8 +134,7 @@ async fn rollout_wait_succeeds_and_status_reports_every_asg() {
 /// fixed starts only that ASG again, as execution `<id>-2`, and succeeds.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_rollout_exits_non_zero_and_resume_finishes_it() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     demo_fleet(&config, &[("f-bad", "1"), ("f-ok", "1")]).await;
     set_tag(&config, "f-bad", "emulator:refresh-outcome", "Failed").await;
     deploy_local(&moto, None);
@@ -217,12 +178,7 @@ async fn a_failed_rollout_exits_non_zero_and_resume_finishes_it() {
             "1",
         ],
     );
-    assert_ok(&resumed, &moto);
-    assert!(
-        String::from_utf8_lossy(&resumed.stdout).contains("execution cli-fail-2"),
-        "{}",
-        text(&resumed)
-    );
+    assert_prints(&resumed, &moto, "execution cli-fail-2");
     let status = status_json(&moto, Some("cli-fail"));
     assert_eq!(execution_status(&status), "SUCCEEDED", "{status:#}");
     assert_eq!(status["execution"]["name"], "cli-fail-2", "{status:#}");
@@ -243,8 +199,7 @@ async fn a_failed_rollout_exits_non_zero_and_resume_finishes_it() {
 /// never starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn approval_holds_the_next_wave_until_approved_and_reject_stops_the_rollout() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     demo_fleet(&config, &[("a-1", "1"), ("a-2", "1")]).await;
     deploy_local_variant(
         &moto,
@@ -284,13 +239,7 @@ async fn approval_holds_the_next_wave_until_approved_and_reject_stops_the_rollou
     );
 
     let approved = xtask(&moto, &["approve"]);
-    assert_ok(&approved, &moto);
-    assert!(
-        String::from_utf8_lossy(&approved.stdout)
-            .contains("approved wave 2 of rollout cli-approve"),
-        "{}",
-        text(&approved)
-    );
+    assert_prints(&approved, &moto, "approved wave 2 of rollout cli-approve");
     let done = wait_status(&moto, "cli-approve", "the end", |s| {
         execution_status(s) != "RUNNING"
     });
@@ -355,8 +304,7 @@ async fn approval_holds_the_next_wave_until_approved_and_reject_stops_the_rollou
 /// retries ended the watch: "listing the rollout: ThrottlingException").
 #[tokio::test(flavor = "multi_thread")]
 async fn watchers_ride_out_throttled_reads() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     demo_fleet(&config, &[("w-a", "20"), ("w-b", "24")]).await;
     deploy_local(&moto, None);
     // The planner checks that the AMI exists.
@@ -386,15 +334,21 @@ async fn watchers_ride_out_throttled_reads() {
         "1",
     ]);
     // Throttle once the rollout has started (starting it is not a watcher's job).
-    let until = Instant::now() + Duration::from_secs(60);
-    while !executions(&config)
-        .await
-        .iter()
-        .any(|e| e == "cli-throttled")
-    {
-        assert!(Instant::now() < until, "the rollout did not start");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let started = || async {
+        let names = executions(&config).await;
+        names
+            .iter()
+            .any(|e| e == "cli-throttled")
+            .then_some(())
+            .ok_or(())
+    };
+    poll(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        started,
+        |()| "the rollout did not start".to_string(),
+    )
+    .await;
     let watch = spawn(&[
         "status",
         "--rollout",

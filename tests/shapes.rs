@@ -21,7 +21,7 @@ use aws_sdk_ec2::types::{
     LaunchTemplateIamInstanceProfileSpecificationRequest, RequestLaunchTemplateData,
 };
 use e2e::{
-    assert_execution, deploy_local_variant, group_image, group_version, run_rollout, sdk_config,
+    assert_execution, assert_group_runs, deploy_local_variant, run_rollout, start_emulator,
     OLD_AMI, TABLE,
 };
 use iam::roles_in_profiles;
@@ -143,25 +143,9 @@ fn s(item: &BTreeMap<String, AttributeValue>, key: &str) -> Option<String> {
     item.get(key).and_then(|v| v.as_s().ok()).cloned()
 }
 
-/// Asserts that `asg` runs `version` of its launch template, and that version the image
-/// `ami`.
-async fn assert_runs(config: &aws_config::SdkConfig, asg: &str, version: &str, ami: &str) {
-    assert_eq!(
-        group_version(config, asg).await.as_deref(),
-        Some(version),
-        "{asg}"
-    );
-    assert_eq!(
-        group_image(config, asg).await.as_deref(),
-        Some(ami),
-        "{asg}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_shape_is_pinned_refreshed_or_left_out_with_its_reason() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let ec2_trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
     let pairs = [("web-role", "web-profile"), ("api-role", "api-profile")];
     roles_in_profiles(&config, &pairs, ec2_trust, None).await;
@@ -206,7 +190,7 @@ async fn every_shape_is_pinned_refreshed_or_left_out_with_its_reason() {
             "{asg}: {}",
             desired[asg]
         );
-        assert_runs(&config, asg, "2", NEW_AMI).await;
+        assert_group_runs(&config, asg, "2", NEW_AMI).await;
     }
     // The mixed group: its policy, its overrides, only the version changed.
     let mixed = &desired["s-spot"]["MixedInstancesPolicy"]["LaunchTemplate"];
@@ -288,6 +272,6 @@ async fn every_shape_is_pinned_refreshed_or_left_out_with_its_reason() {
     assert!(warnings[0].starts_with("other-latest is not refreshed by this rollout but follows $Latest of launch template latest-lt"), "{warnings:?}");
     // Left alone: the group outside the targets still follows $Latest (now the new AMI, as
     // the warning says), the left-out groups keep their version and image.
-    assert_runs(&config, "other-latest", "$Latest", NEW_AMI).await;
-    assert_runs(&config, "s-unlisted", "1", OLD_AMI).await;
+    assert_group_runs(&config, "other-latest", "$Latest", NEW_AMI).await;
+    assert_group_runs(&config, "s-unlisted", "1", OLD_AMI).await;
 }

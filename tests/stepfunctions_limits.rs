@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use asg_refresh_tests::Moto;
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
-use e2e::sdk_config;
+use e2e::start_emulator;
 use serde_json::{json, Value};
 
 /// Runs `definition` with `input` to its end (bounded); returns the execution and its
@@ -81,8 +81,7 @@ fn oversized_task(copies: usize) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_state_fails_the_execution_past_any_catcher() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     let output = oversized_output(200 * 1024);
     let (fits, kinds) = run(&moto, &config, "fits", &output, &json!({})).await;
     assert_succeeded(&fits, &kinds);
@@ -120,8 +119,7 @@ fn counting_loop(to: u32) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_execution_past_its_history_limit_fails() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     // A limit of 100 events keeps the loop short; AWS's is 25,000.
     let limits: Value = serde_json::from_str(
         &moto
@@ -186,8 +184,7 @@ fn distributed_map(start_at: &str, states: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_distributed_map_child_counts_its_own_history() {
-    let moto = Moto::start_extended();
-    let config = sdk_config(&moto).await;
+    let (moto, config) = start_emulator().await;
     moto.request(
         "POST",
         "/emulator/stepfunctions-limits",

@@ -40,21 +40,8 @@ impl Completion {
     }
 }
 
-/// `[rollout] strategy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    Batches,
-    Window,
-}
-
-impl Strategy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Batches => "batches",
-            Strategy::Window => "window",
-        }
-    }
-}
+/// `[rollout] strategy`, as the config names it.
+pub use generator::config::Strategy;
 
 /// One deployed variant of the local stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

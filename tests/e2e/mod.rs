@@ -1,12 +1,15 @@
-//! Helpers the end-to-end test binaries share (`emulator_harness`, `rollouts`): SDK clients
-//! on the extended emulator, fleets of launch templates and ASGs, `xtask deploy` of the
+//! Helpers every end-to-end test binary shares (each declares `mod e2e`): an extended
+//! emulator and SDK clients on it, fleets of launch templates and ASGs, `xtask deploy` of the
 //! local stack with the debug Lambda binaries, executions of the deployed state machine,
-//! and readers of the emulator's refresh log and of the rollout table. Every wait is
-//! bounded.
+//! readers of the emulator's refresh log and of the rollout table, and the checks on them.
+//! Every wait is bounded, through [`poll`]. The xtask CLI's runner and checks are in
+//! tests/support/cli.rs.
 
 #![allow(dead_code)]
 
 pub mod fleet;
+#[path = "../support/group.rs"]
+mod group;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +19,6 @@ use std::time::{Duration, Instant};
 use asg_refresh_tests::{workspace_root, Moto};
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use serde_json::json;
 
@@ -30,7 +32,7 @@ pub const TABLE: &str = "asg-refresh-local";
 pub const REFRESHER_FUNCTION: &str = "asg-refresh-local-refresher";
 pub const PLANNER_FUNCTION: &str = "asg-refresh-local-planner";
 /// The image `fleet` puts in launch template version 1.
-pub const OLD_AMI: &str = "ami-11111111";
+pub const OLD_AMI: &str = group::V1_AMI;
 /// How long a rollout execution may run before a test gives up on it.
 pub const EXECUTION_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -45,64 +47,17 @@ pub async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
         .await
 }
 
+/// A test's own extended emulator, and the SDK's configuration for it.
+pub async fn start_emulator() -> (Moto, aws_config::SdkConfig) {
+    let moto = Moto::start_extended();
+    let config = sdk_config(&moto).await;
+    (moto, config)
+}
+
 /// A launch template with versions 1 (ami-1...) and 2 (ami-2...), and an ASG on version 1
 /// with the given emulator tags. Returns the template id.
 pub async fn fleet(config: &aws_config::SdkConfig, asg: &str, tags: &[(&str, &str)]) -> String {
-    let ec2 = aws_sdk_ec2::Client::new(config);
-    let autoscaling = aws_sdk_autoscaling::Client::new(config);
-    let template = ec2
-        .create_launch_template()
-        .launch_template_name(format!("{asg}-lt"))
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id(OLD_AMI)
-                .instance_type("t3.micro".into())
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create launch template");
-    let id = template
-        .launch_template()
-        .and_then(|t| t.launch_template_id())
-        .expect("template id")
-        .to_string();
-    let version = ec2
-        .create_launch_template_version()
-        .launch_template_id(&id)
-        .source_version("1")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id("ami-22222222")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create launch template version");
-    assert_eq!(
-        version
-            .launch_template_version()
-            .and_then(|v| v.version_number()),
-        Some(2)
-    );
-    let mut create = autoscaling
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(asg)
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_id(&id)
-                .version("1")
-                .build(),
-        )
-        .min_size(1)
-        .max_size(2)
-        .desired_capacity(1)
-        .availability_zones("us-east-1a");
-    for (key, value) in tags {
-        create = create.tags(Tag::builder().key(*key).value(*value).build());
-    }
-    create.send().await.expect("create auto scaling group");
-    id
+    group::group_on_two_versions(config, asg, tags).await
 }
 
 /// Scales an ASG to `capacity` (min lowered to it).
@@ -200,6 +155,26 @@ pub async fn group_image(config: &aws_config::SdkConfig, asg: &str) -> Option<St
         .map(str::to_string)
 }
 
+/// Asserts that `asg` runs `version` of its launch template, and that version the image
+/// `ami`.
+pub async fn assert_group_runs(
+    config: &aws_config::SdkConfig,
+    asg: &str,
+    version: &str,
+    ami: &str,
+) {
+    assert_eq!(
+        group_version(config, asg).await.as_deref(),
+        Some(version),
+        "{asg}"
+    );
+    assert_eq!(
+        group_image(config, asg).await.as_deref(),
+        Some(ami),
+        "{asg}"
+    );
+}
+
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -275,21 +250,27 @@ pub fn emulator_zips() -> PathBuf {
             }
         }
         let dir = std::env::temp_dir().join(format!("{prefix}{}", std::process::id()));
-        let output = Command::new(debug_binary("xtask", "xtask"))
-            .args(["build", "--emulator-zips"])
-            .arg(&dir)
-            .current_dir(workspace_root())
-            .output()
-            .expect("run xtask build --emulator-zips");
-        assert!(
-            output.status.success(),
-            "xtask build --emulator-zips failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let mut build = Command::new(debug_binary("xtask", "xtask"));
+        build.args(["build", "--emulator-zips"]).arg(&dir);
+        run_to_success(&mut build, "xtask build --emulator-zips");
         dir
     })
     .clone()
+}
+
+/// Runs `command` (`what`) in the workspace to its end; panics with its output unless it
+/// succeeded.
+fn run_to_success(command: &mut Command, what: &str) {
+    let output = command
+        .current_dir(workspace_root())
+        .output()
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// One function's zip (see [`emulator_zips`]).
@@ -335,19 +316,11 @@ pub fn deploy_local(moto: &Moto, config: Option<&Path>) {
         Some(path) => deploy.arg("--config").arg(path),
         None => deploy.args(["--env", "local"]),
     };
-    let output = deploy
+    deploy
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .current_dir(workspace_root())
-        .output()
-        .expect("run xtask deploy");
-    assert!(
-        output.status.success(),
-        "deploy failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .env_remove("AWS_PROFILE");
+    run_to_success(&mut deploy, "xtask deploy");
 }
 
 /// Deploys a variant of envs/local.toml (see [`local_variant`]).
@@ -378,6 +351,41 @@ pub async fn start_rollout(
         .to_string()
 }
 
+/// The names of the deployed local state machine's executions.
+pub async fn executions(config: &aws_config::SdkConfig) -> Vec<String> {
+    aws_sdk_sfn::Client::new(config)
+        .list_executions()
+        .state_machine_arn(STATE_MACHINE_ARN)
+        .send()
+        .await
+        .expect("list executions")
+        .executions()
+        .iter()
+        .map(|e| e.name().to_string())
+        .collect()
+}
+
+/// Calls `attempt` every `every` until it returns `Ok`, for at most `deadline`; then panics
+/// with `timed_out` of what the last attempt saw. The one bounded wait of the tests.
+pub async fn poll<T, S, Fut>(
+    deadline: Duration,
+    every: Duration,
+    mut attempt: impl FnMut() -> Fut,
+    timed_out: impl FnOnce(S) -> String,
+) -> T
+where
+    Fut: std::future::Future<Output = Result<T, S>>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        match attempt().await {
+            Ok(done) => return done,
+            Err(seen) if Instant::now() >= until => panic!("{}", timed_out(seen)),
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
+
 /// Waits (at most `deadline`) until the execution has ended.
 pub async fn wait_execution(
     moto: &Moto,
@@ -385,25 +393,26 @@ pub async fn wait_execution(
     arn: &str,
     deadline: Duration,
 ) -> DescribeExecutionOutput {
-    let sfn = aws_sdk_sfn::Client::new(config);
-    let until = Instant::now() + deadline;
-    loop {
+    let sfn = &aws_sdk_sfn::Client::new(config);
+    let describe = move || async move {
         let described = sfn
             .describe_execution()
             .execution_arn(arn)
             .send()
             .await
             .expect("describe execution");
-        if described.status().as_str() != "RUNNING" {
-            return described;
+        match described.status().as_str() {
+            "RUNNING" => Err(()),
+            _ => Ok(described),
         }
-        assert!(
-            Instant::now() < until,
+    };
+    poll(deadline, Duration::from_millis(500), describe, |()| {
+        format!(
             "execution {arn} did not end within {deadline:?}; lambda logs:\n{}",
             moto.lambda_logs()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        )
+    })
+    .await
 }
 
 /// Starts an execution of the deployed local state machine and waits (bounded) for its end.
@@ -544,6 +553,58 @@ pub fn max_in_flight(intervals: &BTreeMap<String, Vec<Interval>>, now: f64) -> u
         most = most.max(running);
     }
     most as usize
+}
+
+/// The one refresh of `asg` in the log, which must have ended Successful.
+#[track_caller]
+pub fn refreshed_once<'a>(
+    intervals: &'a BTreeMap<String, Vec<Interval>>,
+    asg: &str,
+) -> &'a Interval {
+    let list = intervals
+        .get(asg)
+        .unwrap_or_else(|| panic!("{asg} was never refreshed: {intervals:?}"));
+    assert_eq!(
+        list.len(),
+        1,
+        "{asg} refreshed {} times: {list:?}",
+        list.len()
+    );
+    assert_eq!(
+        list[0].status.as_deref(),
+        Some("Successful"),
+        "{asg}: {list:?}"
+    );
+    &list[0]
+}
+
+/// Waits (at most `deadline`) until every refresh of `asgs` in the emulator's log has ended;
+/// returns the log's intervals.
+pub async fn wait_refreshes_ended(
+    moto: &Moto,
+    asgs: &[&str],
+    deadline: Duration,
+) -> BTreeMap<String, Vec<Interval>> {
+    let read = || async {
+        let (intervals, _) = refresh_intervals(moto);
+        let ended = asgs.iter().all(|asg| {
+            intervals
+                .get(*asg)
+                .is_some_and(|list| list.iter().all(|i| i.end.is_some()))
+        });
+        if ended {
+            Ok(intervals)
+        } else {
+            Err(intervals)
+        }
+    };
+    poll(deadline, Duration::from_millis(250), read, |intervals| {
+        format!(
+            "refreshes of {asgs:?} still running after {deadline:?}: {intervals:?}\nlambda logs:\n{}",
+            moto.lambda_logs()
+        )
+    })
+    .await
 }
 
 /// One item of the rollout table, as the tests read it.
