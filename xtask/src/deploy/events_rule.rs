@@ -606,7 +606,7 @@ mod tests {
 
     use super::super::engine::replay::{self, clients, mutating, OURS};
     use super::super::engine::{Planned, Verb};
-    use super::super::replay_apply::{applied, said};
+    use super::super::replay_apply::{converged, said};
     use super::*;
 
     const DESCRIPTION: &str = "an old description";
@@ -704,6 +704,13 @@ mod tests {
             })
     }
 
+    /// PutTargets of the completer as the rule's target.
+    fn put_target() -> Mock {
+        mock!(Events::put_targets)
+            .match_requests(|r| r.targets().first().map(|t| t.arn()) == Some(&completer_arn()))
+            .then_output(|| PutTargetsOutput::builder().build())
+    }
+
     fn rule_arn() -> String {
         stack().events_rule_arn()
     }
@@ -722,8 +729,10 @@ mod tests {
             })
             .then_output(|| PutRuleOutput::builder().build());
         let clients = clients(&[&described(false, ""), &put]);
-        let planned = rule(&clients).await.unwrap();
-        assert_eq!(applied(&planned, &clients).await, said(Verb::Create, "", 1));
+        assert_eq!(
+            converged(Rule::new(&clients.stack, wanted()), &clients).await,
+            said(Verb::Create, "", 1)
+        );
         assert_eq!(put.num_calls(), 1);
     }
 
@@ -735,9 +744,8 @@ mod tests {
             })
             .then_output(|| PutRuleOutput::builder().build());
         let clients = clients(&[&described(true, DESCRIPTION), &tagged(OURS), &put]);
-        let planned = rule(&clients).await.unwrap();
         assert_eq!(
-            applied(&planned, &clients).await,
+            converged(Rule::new(&clients.stack, wanted()), &clients).await,
             said(Verb::Update, "description", 1)
         );
         assert_eq!(put.num_calls(), 1);
@@ -746,9 +754,8 @@ mod tests {
     #[tokio::test]
     async fn an_up_to_date_rule_makes_no_request() {
         let clients = clients(&[&described(true, ""), &tagged(OURS)]);
-        let planned = rule(&clients).await.unwrap();
         assert_eq!(
-            applied(&planned, &clients).await,
+            converged(Rule::new(&clients.stack, wanted()), &clients).await,
             said(Verb::Unchanged, "", 0)
         );
     }
@@ -778,10 +785,10 @@ mod tests {
             .then_output(|| AddPermissionOutput::builder().build());
         // No GetPolicy rule: reading the policy of a function being created would panic.
         let clients = clients(&[&add]);
-        let planned = Planned::wanted(Permission::new(&clients.stack, false), &clients)
-            .await
-            .unwrap();
-        assert_eq!(applied(&planned, &clients).await, said(Verb::Create, "", 1));
+        assert_eq!(
+            converged(Permission::new(&clients.stack, false), &clients).await,
+            said(Verb::Create, "", 1)
+        );
         assert_eq!(add.num_calls(), 1);
     }
 
@@ -792,12 +799,9 @@ mod tests {
         let add =
             mock!(Lambda::add_permission).then_output(|| AddPermissionOutput::builder().build());
         let clients = clients(&[&policy(other_arn), &remove, &add]);
-        let planned = Planned::wanted(Permission::new(&clients.stack, true), &clients)
-            .await
-            .unwrap();
         // A statement cannot be edited: removed, then added.
         assert_eq!(
-            applied(&planned, &clients).await,
+            converged(Permission::new(&clients.stack, true), &clients).await,
             said(Verb::Update, "source arn", 2)
         );
         assert_eq!((remove.num_calls(), add.num_calls()), (1, 1));
@@ -806,39 +810,29 @@ mod tests {
     #[tokio::test]
     async fn an_up_to_date_permission_makes_no_request() {
         let clients = clients(&[&policy(rule_arn)]);
-        let planned = Planned::wanted(Permission::new(&clients.stack, true), &clients)
-            .await
-            .unwrap();
         assert_eq!(
-            applied(&planned, &clients).await,
+            converged(Permission::new(&clients.stack, true), &clients).await,
             said(Verb::Unchanged, "", 0)
         );
     }
 
     #[tokio::test]
     async fn a_missing_target_is_put_without_listing_a_new_rule() {
-        let put = mock!(Events::put_targets)
-            .match_requests(|r| r.targets().first().map(|t| t.arn()) == Some(&completer_arn()))
-            .then_output(|| PutTargetsOutput::builder().build());
+        let put = put_target();
         let clients = clients(&[&put]);
-        let planned = Planned::wanted(Target::new(&clients.stack, false), &clients)
-            .await
-            .unwrap();
-        assert_eq!(applied(&planned, &clients).await, said(Verb::Create, "", 1));
+        assert_eq!(
+            converged(Target::new(&clients.stack, false), &clients).await,
+            said(Verb::Create, "", 1)
+        );
         assert_eq!(put.num_calls(), 1);
     }
 
     #[tokio::test]
     async fn a_target_at_another_function_is_put_once() {
-        let put = mock!(Events::put_targets)
-            .match_requests(|r| r.targets().first().map(|t| t.arn()) == Some(&completer_arn()))
-            .then_output(|| PutTargetsOutput::builder().build());
+        let put = put_target();
         let clients = clients(&[&targets(other_arn), &put]);
-        let planned = Planned::wanted(Target::new(&clients.stack, true), &clients)
-            .await
-            .unwrap();
         assert_eq!(
-            applied(&planned, &clients).await,
+            converged(Target::new(&clients.stack, true), &clients).await,
             said(Verb::Update, "arn", 1)
         );
         assert_eq!(put.num_calls(), 1);
@@ -847,11 +841,8 @@ mod tests {
     #[tokio::test]
     async fn an_up_to_date_target_makes_no_request() {
         let clients = clients(&[&targets(completer_arn)]);
-        let planned = Planned::wanted(Target::new(&clients.stack, true), &clients)
-            .await
-            .unwrap();
         assert_eq!(
-            applied(&planned, &clients).await,
+            converged(Target::new(&clients.stack, true), &clients).await,
             said(Verb::Unchanged, "", 0)
         );
     }

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use aws_sdk_lambda::client::Waiters as _;
 use aws_sdk_lambda::error::SdkError;
 use aws_sdk_lambda::operation::create_function::CreateFunctionError;
+use aws_sdk_lambda::operation::get_function::{GetFunctionError, GetFunctionOutput};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{
     Architecture, Environment, FunctionCode, FunctionConfiguration, Runtime,
@@ -406,52 +407,44 @@ async fn create(clients: &Clients, function: &DesiredFunction) -> anyhow::Result
 /// Waits (Lambda's own waiters, at most [`READY_DEADLINE`] each) for `State=Active`, then for
 /// the last update to have ended `Successful`; says why when either ended `Failed`.
 pub async fn wait_ready(clients: &Clients, name: &str) -> anyhow::Result<()> {
-    let failure = |what: &str, reason: Option<&str>| {
-        anyhow::anyhow!(
-            "{what} of function {name}: {}",
-            reason.unwrap_or("no reason given")
-        )
-    };
-    clients
-        .lambda
-        .wait_until_function_active_v2()
-        .function_name(name)
-        .wait(READY_DEADLINE)
-        .await
-        .map_err(|e| match e {
-            WaiterError::FailureState(state) => failure(
-                "the creation failed",
-                state
-                    .final_poll()
-                    .as_result()
-                    .ok()
-                    .and_then(|out| out.configuration())
-                    .and_then(|c| c.state_reason()),
-            ),
-            other => anyhow::Error::new(other)
-                .context(format!("waiting for function {name} to become Active")),
-        })?;
-    clients
-        .lambda
-        .wait_until_function_updated_v2()
-        .function_name(name)
-        .wait(READY_DEADLINE)
-        .await
-        .map_err(|e| match e {
-            WaiterError::FailureState(state) => failure(
-                "the last update failed",
-                state
-                    .final_poll()
-                    .as_result()
-                    .ok()
-                    .and_then(|out| out.configuration())
-                    .and_then(|c| c.last_update_status_reason()),
-            ),
-            other => anyhow::Error::new(other).context(format!(
-                "waiting for the last update of function {name} to end"
-            )),
-        })?;
-    Ok(())
+    let lambda = &clients.lambda;
+    let active = lambda.wait_until_function_active_v2().function_name(name);
+    waited(
+        active.wait(READY_DEADLINE).await,
+        &format!("the creation failed of function {name}"),
+        FunctionConfiguration::state_reason,
+        || format!("waiting for function {name} to become Active"),
+    )?;
+    let updated = lambda.wait_until_function_updated_v2().function_name(name);
+    waited(
+        updated.wait(READY_DEADLINE).await,
+        &format!("the last update failed of function {name}"),
+        FunctionConfiguration::last_update_status_reason,
+        || format!("waiting for the last update of function {name} to end"),
+    )
+}
+
+/// How one of [`wait_ready`]'s waiters ended: its failure state fails with `failed` and the
+/// last configuration's `reason`; any other error says what it was `waiting` for.
+fn waited<T>(
+    result: Result<T, WaiterError<GetFunctionOutput, GetFunctionError>>,
+    failed: &str,
+    reason: fn(&FunctionConfiguration) -> Option<&str>,
+    waiting: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(WaiterError::FailureState(state)) => {
+            let reason = state
+                .final_poll()
+                .as_result()
+                .ok()
+                .and_then(|out| out.configuration())
+                .and_then(reason);
+            bail!("{failed}: {}", reason.unwrap_or("no reason given"))
+        }
+        Err(other) => Err(anyhow::Error::new(other).context(waiting())),
+    }
 }
 
 #[cfg(test)]
@@ -466,8 +459,8 @@ mod tests {
     use aws_smithy_mocks::{mock, Rule};
 
     use super::super::engine::replay::{self, clients, mutating, OURS};
-    use super::super::engine::{Planned, Verb};
-    use super::super::replay_apply::{applied, said};
+    use super::super::engine::{Planned, Step, Verb};
+    use super::super::replay_apply::{converged, said};
     use super::*;
 
     fn name() -> String {
@@ -548,9 +541,42 @@ mod tests {
             })
             .then_output(|| CreateFunctionOutput::builder().build());
         let clients = clients(&[&get, &create]);
-        let planned = plan(&clients).await.unwrap();
-        assert_eq!(applied(&planned, &clients).await, said(Verb::Create, "", 1));
+        assert_eq!(
+            converged(Function::new(wanted()), &clients).await,
+            said(Verb::Create, "", 1)
+        );
         assert_eq!(create.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_creation_that_fails_says_why() {
+        let get = mock!(Client::get_function)
+            .sequence()
+            .error(not_found)
+            .output(|| {
+                let failed = FunctionConfiguration::builder()
+                    .state(State::Failed)
+                    .state_reason("the zip is not a Lambda bootstrap")
+                    .build();
+                GetFunctionOutput::builder().configuration(failed).build()
+            })
+            .repeatedly()
+            .build();
+        let create =
+            mock!(Client::create_function).then_output(|| CreateFunctionOutput::builder().build());
+        let clients = clients(&[&get, &create]);
+        let planned = plan(&clients).await.unwrap();
+        let error = planned
+            .apply(&clients)
+            .await
+            .expect_err("the creation fails");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the creation failed of function {}: the zip is not a Lambda bootstrap",
+                name()
+            )
+        );
     }
 
     #[tokio::test]
@@ -561,9 +587,8 @@ mod tests {
             })
             .then_output(|| UpdateFunctionConfigurationOutput::builder().build());
         let clients = clients(&[&found(128, OURS), &update]);
-        let planned = plan(&clients).await.unwrap();
         assert_eq!(
-            applied(&planned, &clients).await,
+            converged(Function::new(wanted()), &clients).await,
             said(Verb::Update, "memory", 1)
         );
         assert_eq!(update.num_calls(), 1);
@@ -605,9 +630,8 @@ mod tests {
     #[tokio::test]
     async fn an_up_to_date_function_makes_no_request() {
         let clients = clients(&[&found(256, OURS)]);
-        let planned = plan(&clients).await.unwrap();
         assert_eq!(
-            applied(&planned, &clients).await,
+            converged(Function::new(wanted()), &clients).await,
             said(Verb::Unchanged, "", 0)
         );
     }

@@ -207,7 +207,7 @@ mod tests {
 
     use super::super::engine::replay::{self, clients, mutating, OURS};
     use super::super::engine::{Planned, Verb};
-    use super::super::replay_apply::{applied, said};
+    use super::super::replay_apply::{converged, said};
     use super::*;
 
     fn arn() -> String {
@@ -259,8 +259,10 @@ mod tests {
             })
             .then_output(|| CreateTopicOutput::builder().topic_arn(arn()).build());
         let clients = clients(&[&found(false), &create]);
-        let planned = plan(&clients).await.unwrap();
-        assert_eq!(applied(&planned, &clients).await, said(Verb::Create, "", 1));
+        assert_eq!(
+            converged(Topic::new(&clients.stack), &clients).await,
+            said(Verb::Create, "", 1)
+        );
         assert_eq!(create.num_calls(), 1);
     }
 
@@ -274,9 +276,8 @@ mod tests {
             &tagged(&[("asg-refresh:stack", "local")]),
             &retag,
         ]);
-        let planned = plan(&clients).await.unwrap();
         assert_eq!(
-            applied(&planned, &clients).await,
+            converged(Topic::new(&clients.stack), &clients).await,
             said(Verb::Update, "tags", 1)
         );
         assert_eq!(retag.num_calls(), 1);
@@ -285,9 +286,8 @@ mod tests {
     #[tokio::test]
     async fn an_up_to_date_topic_makes_no_request() {
         let clients = clients(&[&found(true), &tagged(OURS)]);
-        let planned = plan(&clients).await.unwrap();
         assert_eq!(
-            applied(&planned, &clients).await,
+            converged(Topic::new(&clients.stack), &clients).await,
             said(Verb::Unchanged, "", 0)
         );
     }
