@@ -57,16 +57,22 @@ fn xtask_ok(cwd: &Path, args: &[&str]) -> String {
     stdout
 }
 
-/// `render --config <config> --out <out>` in `cwd`, which must fail; returns its stderr.
+/// `render <source> --out <out>` in `cwd` (`source`: `--config <file>` or `--env <name>`),
+/// which must fail and write nothing; returns its stderr.
 #[track_caller]
-fn render_refused(cwd: &Path, config: &Path, out: &Path) -> String {
-    let config_arg = config.to_string_lossy();
+fn render_refused(cwd: &Path, source: [&str; 2], out: &Path) -> String {
+    let [flag, value] = source;
     let out_arg = out.to_string_lossy();
-    let output = xtask(cwd, &["render", "--config", &config_arg, "--out", &out_arg]);
+    let output = xtask(cwd, &["render", flag, value, "--out", &out_arg]);
     let (stdout, stderr) = text(&output);
     assert!(
         !output.status.success(),
-        "render of {config_arg} succeeded:\n{stdout}{stderr}"
+        "render {flag} {value} succeeded:\n{stdout}{stderr}"
+    );
+    assert!(
+        !out.exists(),
+        "render {flag} {value}: {} was created though it failed",
+        out.display()
     );
     stderr
 }
@@ -106,7 +112,7 @@ fn bad_config_fails_naming_file_and_key_and_writes_nothing() {
         let out = tmp.path().join("out");
         let config = fixtures.join(file);
         let config_arg = config.to_string_lossy().into_owned();
-        let stderr = render_refused(tmp.path(), &config, &out);
+        let stderr = render_refused(tmp.path(), ["--config", &config_arg], &out);
         assert!(
             stderr.contains(&config_arg),
             "{file}: stderr should name {config_arg}:\n{stderr}"
@@ -114,11 +120,6 @@ fn bad_config_fails_naming_file_and_key_and_writes_nothing() {
         assert!(
             stderr.contains(&format!("`{key}`")),
             "{file}: stderr should name `{key}`:\n{stderr}"
-        );
-        assert!(
-            !out.exists(),
-            "{file}: {} was created though the config is invalid",
-            out.display()
         );
     }
 }
@@ -129,25 +130,18 @@ fn missing_config_file_fails_and_writes_nothing() {
     let out = tmp.path().join("out");
     let config = tmp.path().join("no-such-config.toml");
     let config_arg = config.to_string_lossy().into_owned();
-    let stderr = render_refused(tmp.path(), &config, &out);
+    let stderr = render_refused(tmp.path(), ["--config", &config_arg], &out);
     assert!(
         stderr.contains(&config_arg) && stderr.contains("does not exist"),
         "stderr should say {config_arg} does not exist:\n{stderr}"
     );
-    assert!(!out.exists(), "{} was created", out.display());
 }
 
 #[test]
 fn unknown_env_names_the_known_envs() {
     let tmp = temp_dir();
     let out = tmp.path().join("out");
-    let out_arg = out.to_string_lossy().into_owned();
-    let output = xtask(
-        &workspace_root(),
-        &["render", "--env", "nosuch", "--out", &out_arg],
-    );
-    let (_, stderr) = text(&output);
-    assert!(!output.status.success(), "render --env nosuch succeeded");
+    let stderr = render_refused(&workspace_root(), ["--env", "nosuch"], &out);
     assert!(
         stderr.contains("unknown env `nosuch`"),
         "stderr should name the unknown env:\n{stderr}"
@@ -162,7 +156,6 @@ fn unknown_env_names_the_known_envs() {
             "the known envs should include {env}:\n{stderr}"
         );
     }
-    assert!(!out.exists(), "{} was created", out.display());
 }
 
 #[test]
