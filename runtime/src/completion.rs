@@ -19,15 +19,20 @@
 //! whatever becomes of the child. A Started event records that the refresh runs, a checkpoint
 //! event its percentage (the table has no poll to tell it otherwise).
 
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_sfn::operation::send_task_failure::SendTaskFailureError;
+use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessError;
 use aws_sdk_sfn::Client as Sfn;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use generator::events::{InstanceRefreshEvent, RefreshEventKind};
 use generator::names::table::{PARTITION_KEY, SORT_KEY};
 use generator::payload::{errors, AsgStatus, StepResponse};
 use serde::Serialize;
 
 use crate::error::{classify, Error};
-use crate::store::{get_s, n, s, Item, Store, RETENTION_SECONDS};
+use crate::store::{get_s, n, s, written, Item, Store, RETENTION_SECONDS};
 use crate::Clock;
 
 /// Sort key prefix of the wait items: `#wait#<asg>`.
@@ -88,6 +93,32 @@ const RUNNING: [AsgStatus; 5] = [
     AsgStatus::Cancelling,
     AsgStatus::RollbackInProgress,
 ];
+
+/// The errors of SendTaskSuccess and SendTaskFailure, which refuse a closed token alike.
+pub trait AnswerError {
+    /// The token is closed: answered before, timed out, or its execution ended.
+    fn is_closed_token(&self) -> bool;
+}
+
+impl AnswerError for SendTaskSuccessError {
+    fn is_closed_token(&self) -> bool {
+        self.is_task_timed_out() || self.is_invalid_token() || self.is_task_does_not_exist()
+    }
+}
+
+impl AnswerError for SendTaskFailureError {
+    fn is_closed_token(&self) -> bool {
+        self.is_task_timed_out() || self.is_invalid_token() || self.is_task_does_not_exist()
+    }
+}
+
+/// Whether Step Functions refused to answer a task token because it is closed.
+pub fn is_closed_token<E: AnswerError>(error: &SdkError<E, HttpResponse>) -> bool {
+    error.as_service_error().is_some_and(E::is_closed_token)
+}
+
+/// The condition that the record's status is one of [`RUNNING`] (`:r0` to `:r4`).
+const STILL_RUNNING: &str = "#s IN (:r0, :r1, :r2, :r3, :r4)";
 
 impl Completer {
     /// Handles one EventBridge event.
@@ -251,24 +282,14 @@ impl Completer {
             // more than the event, which has none: keep it.
             "SET #s = :end, ended_at = :now, updated_at = :now, expires_at = :expires, reason = if_not_exists(reason, :why)"
         };
-        let mut request = self
-            .store
-            .client()
-            .update_item()
-            .table_name(self.store.table())
-            .key(PARTITION_KEY, s(rollout_id))
-            .key(SORT_KEY, s(asg))
+        let request = self
+            .update_running(rollout_id, asg, refresh_id)
             .update_expression(expression)
-            .condition_expression("refresh_id = :rid AND #s IN (:r0, :r1, :r2, :r3, :r4)")
-            .expression_attribute_names("#s", "status")
+            .condition_expression(format!("refresh_id = :rid AND {STILL_RUNNING}"))
             .expression_attribute_values(":end", s(end.as_str()))
-            .expression_attribute_values(":rid", s(refresh_id))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":expires", n(now + RETENTION_SECONDS));
-        for (i, running) in RUNNING.iter().enumerate() {
-            request = request.expression_attribute_values(format!(":r{i}"), s(running.as_str()));
-        }
-        request = if successful {
+        let request = if successful {
             request.expression_attribute_values(":all", n(100))
         } else {
             request.expression_attribute_values(
@@ -278,16 +299,7 @@ impl Completer {
                 )),
             )
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(classify(&format!("recording the end of {asg}"), e)),
-        }
+        written(request.send().await, &format!("recording the end of {asg}"))
     }
 
     /// Records the end and answers the token with it.
@@ -300,6 +312,7 @@ impl Completer {
         token: &str,
     ) -> Result<Handled, Error> {
         self.record_end(rollout_id, asg, refresh_id, end).await?;
+        let answering = format!("answering the wait of {asg}");
         let sent = if end.is_successful() {
             let output = StepResponse {
                 asg: asg.to_string(),
@@ -317,12 +330,7 @@ impl Completer {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    let closed = e.as_service_error().is_some_and(|e| {
-                        e.is_task_timed_out() || e.is_invalid_token() || e.is_task_does_not_exist()
-                    });
-                    (closed, classify(&format!("answering the wait of {asg}"), e))
-                })
+                .map_err(|e| (is_closed_token(&e), classify(&answering, e)))
         } else {
             self.sfn
                 .send_task_failure()
@@ -332,12 +340,7 @@ impl Completer {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| {
-                    let closed = e.as_service_error().is_some_and(|e| {
-                        e.is_task_timed_out() || e.is_invalid_token() || e.is_task_does_not_exist()
-                    });
-                    (closed, classify(&format!("answering the wait of {asg}"), e))
-                })
+                .map_err(|e| (is_closed_token(&e), classify(&answering, e)))
         };
         let (asg, refresh_id, end) = (asg.to_string(), refresh_id.to_string(), end.clone());
         match sent {
@@ -370,35 +373,22 @@ impl Completer {
         refresh_id: &str,
     ) -> Result<Handled, Error> {
         let result = self
-            .store
-            .client()
-            .update_item()
-            .table_name(self.store.table())
-            .key(PARTITION_KEY, s(rollout_id))
-            .key(SORT_KEY, s(asg))
+            .update_record(rollout_id, asg, refresh_id)
             .update_expression("SET #s = :running, updated_at = :now")
             .condition_expression("refresh_id = :rid AND #s = :pending")
-            .expression_attribute_names("#s", "status")
             .expression_attribute_values(":running", s(AsgStatus::InProgress.as_str()))
             .expression_attribute_values(":pending", s(AsgStatus::Pending.as_str()))
-            .expression_attribute_values(":rid", s(refresh_id))
             .expression_attribute_values(":now", n((self.clock)()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Handled::Running {
+        if written(result, &format!("recording the start of {asg}"))? {
+            return Ok(Handled::Running {
                 asg: asg.to_string(),
-            }),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Handled::Ignored {
-                    reason: format!("{asg}: {refresh_id} is no longer pending"),
-                })
-            }
-            Err(e) => Err(classify(&format!("recording the start of {asg}"), e)),
+            });
         }
+        Ok(Handled::Ignored {
+            reason: format!("{asg}: {refresh_id} is no longer pending"),
+        })
     }
 
     /// Records a checkpoint's percentage on the ASG's record, if it is further than what is
@@ -417,40 +407,58 @@ impl Completer {
             });
         };
         let now = (self.clock)();
-        let mut request = self
-            .store
+        let result = self
+            .update_running(rollout_id, asg, refresh_id)
+            .update_expression("SET percentage = :p, updated_at = :now")
+            .condition_expression(format!(
+                "refresh_id = :rid AND {STILL_RUNNING} AND (attribute_not_exists(percentage) OR percentage < :p)"
+            ))
+            .expression_attribute_values(":p", n(percentage))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        if written(result, &format!("recording the progress of {asg}"))? {
+            return Ok(Handled::Progress {
+                asg: asg.to_string(),
+                percentage,
+            });
+        }
+        Ok(Handled::Ignored {
+            reason: format!(
+                "{asg}: checkpoint {percentage} % of {refresh_id} is behind what is recorded"
+            ),
+        })
+    }
+
+    /// An UpdateItem of the ASG's record whose expressions name its status `#s` and the
+    /// refresh `:rid`.
+    fn update_record(
+        &self,
+        rollout_id: &str,
+        asg: &str,
+        refresh_id: &str,
+    ) -> UpdateItemFluentBuilder {
+        self.store
             .client()
             .update_item()
             .table_name(self.store.table())
             .key(PARTITION_KEY, s(rollout_id))
             .key(SORT_KEY, s(asg))
-            .update_expression("SET percentage = :p, updated_at = :now")
-            .condition_expression(
-                "refresh_id = :rid AND #s IN (:r0, :r1, :r2, :r3, :r4) AND (attribute_not_exists(percentage) OR percentage < :p)",
-            )
             .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":p", n(percentage))
             .expression_attribute_values(":rid", s(refresh_id))
-            .expression_attribute_values(":now", n(now));
+    }
+
+    /// [`Self::update_record`] whose condition also holds [`STILL_RUNNING`].
+    fn update_running(
+        &self,
+        rollout_id: &str,
+        asg: &str,
+        refresh_id: &str,
+    ) -> UpdateItemFluentBuilder {
+        let mut request = self.update_record(rollout_id, asg, refresh_id);
         for (i, running) in RUNNING.iter().enumerate() {
             request = request.expression_attribute_values(format!(":r{i}"), s(running.as_str()));
         }
-        match request.send().await {
-            Ok(_) => Ok(Handled::Progress {
-                asg: asg.to_string(),
-                percentage,
-            }),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Handled::Ignored {
-                    reason: format!(
-                        "{asg}: checkpoint {percentage} % of {refresh_id} is behind what is recorded"
-                    ),
-                })
-            }
-            Err(e) => Err(classify(&format!("recording the progress of {asg}"), e)),
-        }
+        request
     }
 }

@@ -33,16 +33,8 @@ pub async fn previous_durations(
     rollout_id: &str,
 ) -> Result<HashMap<String, i64>, Error> {
     let item = store
-        .client()
-        .get_item()
-        .table_name(store.table())
-        .key(PARTITION_KEY, s(STACK_KEY))
-        .key(SORT_KEY, s(ROLLOUTS_KEY))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| classify("reading the last rollouts", e))?
-        .item;
+        .read_item(STACK_KEY, ROLLOUTS_KEY, "reading the last rollouts")
+        .await?;
     let current = item.as_ref().and_then(|i| get_s(i, "current"));
     let previous = if current.as_deref() == Some(rollout_id) {
         // A resume: the pointer already says which rollout came before this one.

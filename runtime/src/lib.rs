@@ -15,6 +15,7 @@ pub mod fanout;
 pub mod history;
 #[cfg(feature = "planner")]
 mod image_check;
+pub mod lambda;
 #[cfg(feature = "notify")]
 pub mod notify;
 #[cfg(feature = "planner")]

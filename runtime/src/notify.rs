@@ -97,12 +97,35 @@ fn detail(kind: Kind, stack: &str, rollout_id: &str, facts: Value) -> Value {
     detail
 }
 
+/// What an SDK error says, with its causes.
+fn said<E: std::error::Error>(error: E) -> String {
+    aws_smithy_types::error::display::DisplayErrorContext(error).to_string()
+}
+
 /// The command that approves the wave after the one that ended.
 pub fn approve_command(stack: &str, rollout_id: &str) -> String {
     format!("cargo xtask approve --env {stack} --rollout {rollout_id}")
 }
 
 impl Notification {
+    /// A notification of `kind`: its subject says `about`; the body is capped; the detail
+    /// carries the stack, the rollout and the event, then `facts`.
+    fn new(
+        kind: Kind,
+        stack: &str,
+        rollout_id: &str,
+        about: &str,
+        body: &str,
+        facts: Value,
+    ) -> Self {
+        Self {
+            kind,
+            subject: subject(stack, about),
+            body: cap_message(body),
+            detail: detail(kind, stack, rollout_id, facts),
+        }
+    }
+
     /// The planner planned the rollout: its AMI, the ASGs it will refresh and its waves.
     pub fn started(
         stack: &str,
@@ -136,23 +159,15 @@ impl Notification {
         body.push_str(&format!(
             "Follow it with: cargo xtask status --env {stack} --rollout {rollout_id} --watch\n"
         ));
-        Self {
-            kind,
-            subject: subject(stack, &format!("rollout {rollout_id} started")),
-            body: cap_message(&body),
-            detail: detail(
-                kind,
-                stack,
-                rollout_id,
-                json!({
-                    "ami": ami,
-                    "planned": planned.len(),
-                    "skipped": skipped,
-                    "waves": waves.len(),
-                    "asgs": listed,
-                }),
-            ),
-        }
+        let facts = json!({
+            "ami": ami,
+            "planned": planned.len(),
+            "skipped": skipped,
+            "waves": waves.len(),
+            "asgs": listed,
+        });
+        let about = format!("rollout {rollout_id} started");
+        Self::new(kind, stack, rollout_id, &about, &body, facts)
     }
 
     /// Wave `wave` (0-based) of `waves` ended: each of its ASGs with its status.
@@ -188,26 +203,15 @@ impl Notification {
                 records.len() - MAX_NAMES_LISTED
             ));
         }
-        Self {
-            kind,
-            subject: subject(
-                stack,
-                &format!("rollout {rollout_id} wave {} of {waves} done", wave + 1),
-            ),
-            body: cap_message(&body),
-            detail: detail(
-                kind,
-                stack,
-                rollout_id,
-                json!({
-                    "wave": wave + 1,
-                    "waves": waves,
-                    "succeeded": succeeded,
-                    "failed": failed,
-                    "results": results,
-                }),
-            ),
-        }
+        let facts = json!({
+            "wave": wave + 1,
+            "waves": waves,
+            "succeeded": succeeded,
+            "failed": failed,
+            "results": results,
+        });
+        let about = format!("rollout {rollout_id} wave {} of {waves} done", wave + 1);
+        Self::new(kind, stack, rollout_id, &about, &body, facts)
     }
 
     /// Wave `wave` (0-based) ended and the next waits for an operator.
@@ -220,23 +224,13 @@ impl Notification {
             wave + 1,
             wave + 2
         );
-        Self {
-            kind,
-            subject: subject(
-                stack,
-                &format!(
-                    "rollout {rollout_id} waits for approval of wave {}",
-                    wave + 2
-                ),
-            ),
-            body,
-            detail: detail(
-                kind,
-                stack,
-                rollout_id,
-                json!({"wave": wave + 1, "next_wave": wave + 2, "waves": waves, "command": command}),
-            ),
-        }
+        let facts =
+            json!({"wave": wave + 1, "next_wave": wave + 2, "waves": waves, "command": command});
+        let about = format!(
+            "rollout {rollout_id} waits for approval of wave {}",
+            wave + 2
+        );
+        Self::new(kind, stack, rollout_id, &about, &body, facts)
     }
 
     /// The rollout ended: `RolloutFailed` with the reasons, or `RolloutFinished` with the totals.
@@ -251,22 +245,14 @@ impl Notification {
              Details: cargo xtask status --env {stack} --rollout {rollout_id}\n",
             response.succeeded, response.failed, response.skipped, response.message
         );
-        Self {
-            kind,
-            subject: subject(stack, &format!("rollout {rollout_id} {what}")),
-            body: cap_message(&body),
-            detail: detail(
-                kind,
-                stack,
-                rollout_id,
-                json!({
-                    "succeeded": response.succeeded,
-                    "failed": response.failed,
-                    "skipped": response.skipped,
-                    "message": response.message,
-                }),
-            ),
-        }
+        let facts = json!({
+            "succeeded": response.succeeded,
+            "failed": response.failed,
+            "skipped": response.skipped,
+            "message": response.message,
+        });
+        let about = format!("rollout {rollout_id} {what}");
+        Self::new(kind, stack, rollout_id, &about, &body, facts)
     }
 }
 
@@ -355,12 +341,7 @@ impl Notifier {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "{}",
-                    aws_smithy_types::error::display::DisplayErrorContext(e)
-                )
-            })
+            .map_err(said)
     }
 
     async fn put_event(&self, notification: &Notification) -> Result<(), String> {
@@ -375,12 +356,7 @@ impl Notifier {
             .entries(entry)
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "{}",
-                    aws_smithy_types::error::display::DisplayErrorContext(e)
-                )
-            })?;
+            .map_err(said)?;
         if out.failed_entry_count() > 0 {
             let why = out
                 .entries()

@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::completion::Completer;
 use crate::error::{classify, Error};
 use crate::fanout;
+use crate::lambda::to_json;
 use crate::store::{AsgRecord, RolloutStatus, RolloutSummary, StopAction, Store};
 use crate::wave_store;
 use crate::{validate_ami, validate_rollout_id, Clock};
@@ -296,9 +297,9 @@ impl Refresher {
                 rollout_id,
                 asg,
                 &template,
-                &template_id,
-                &version,
-                preferences,
+                (&template_id, &version),
+                Some(preferences),
+                &format!("starting the instance refresh of {asg}"),
             )
             .await?;
         record.refresh_id = Some(refresh_id.clone());
@@ -389,23 +390,25 @@ impl Refresher {
         Ok((template_id, version))
     }
 
-    /// StartInstanceRefresh to `version` of the template; the refresh's id. When a refresh
-    /// is already in progress, adopts it if it is the one this start would make.
+    /// StartInstanceRefresh of `asg` to `target` (a launch template id and version), with
+    /// `preferences` (none: AWS's defaults); the refresh's id. When a refresh is already in
+    /// progress, adopts it if it moves to the same version (an interrupted attempt of this
+    /// call started it). `what` names the call in errors.
     async fn start_refresh(
         &self,
         rollout_id: &str,
         asg: &str,
         template: &TemplateRef,
-        template_id: &str,
-        version: &str,
-        preferences: &Preferences,
+        (template_id, version): (&str, &str),
+        preferences: Option<&Preferences>,
+        what: &str,
     ) -> Result<String, Error> {
         let started = self
             .autoscaling
             .start_instance_refresh()
             .auto_scaling_group_name(asg)
             .desired_configuration(desired_configuration(template, template_id, version))
-            .preferences(build_preferences(preferences))
+            .set_preferences(preferences.map(build_preferences))
             .send()
             .await;
         match started {
@@ -417,10 +420,29 @@ impl Refresher {
                 self.adopt_in_progress(rollout_id, asg, template_id, version)
                     .await
             }
-            Err(e) => Err(classify(
-                &format!("starting the instance refresh of {asg}"),
-                e,
-            )),
+            Err(e) => Err(classify(what, e)),
+        }
+    }
+
+    /// Asks AWS to roll back (or cancel) the ASG's refresh; the status it is in now.
+    async fn stop_refresh(&self, asg: &str, action: StopAction) -> Result<AsgStatus, Error> {
+        match action {
+            StopAction::Rollback => self
+                .autoscaling
+                .rollback_instance_refresh()
+                .auto_scaling_group_name(asg)
+                .send()
+                .await
+                .map(|_| AsgStatus::RollbackInProgress)
+                .map_err(|e| classify(&format!("rolling back {asg}"), e)),
+            StopAction::Cancel => self
+                .autoscaling
+                .cancel_instance_refresh()
+                .auto_scaling_group_name(asg)
+                .send()
+                .await
+                .map(|_| AsgStatus::Cancelling)
+                .map_err(|e| classify(&format!("cancelling {asg}"), e)),
         }
     }
 
@@ -433,24 +455,7 @@ impl Refresher {
     ) -> Result<StepResponse, Error> {
         let asg = record.asg.clone();
         let id = record.refresh_id.clone().unwrap_or_default();
-        let result = match action {
-            StopAction::Rollback => self
-                .autoscaling
-                .rollback_instance_refresh()
-                .auto_scaling_group_name(&asg)
-                .send()
-                .await
-                .map(|_| AsgStatus::RollbackInProgress)
-                .map_err(|e| classify(&format!("rolling back {asg}"), e)),
-            StopAction::Cancel => self
-                .autoscaling
-                .cancel_instance_refresh()
-                .auto_scaling_group_name(&asg)
-                .send()
-                .await
-                .map(|_| AsgStatus::Cancelling)
-                .map_err(|e| classify(&format!("cancelling {asg}"), e)),
-        };
+        let result = self.stop_refresh(&asg, action).await;
         let now = (self.clock)();
         match result {
             Ok(new_status) => record.status = new_status,
@@ -663,23 +668,12 @@ impl Refresher {
         if !running || record.refresh_id.is_none() {
             return Ok(Stopped::NotRunning);
         }
-        let result = if rollback {
-            self.autoscaling
-                .rollback_instance_refresh()
-                .auto_scaling_group_name(&asg)
-                .send()
-                .await
-                .map(|_| AsgStatus::RollbackInProgress)
-                .map_err(|e| classify(&format!("rolling back {asg}"), e))
+        let action = if rollback {
+            StopAction::Rollback
         } else {
-            self.autoscaling
-                .cancel_instance_refresh()
-                .auto_scaling_group_name(&asg)
-                .send()
-                .await
-                .map(|_| AsgStatus::Cancelling)
-                .map_err(|e| classify(&format!("cancelling {asg}"), e))
+            StopAction::Cancel
         };
+        let result = self.stop_refresh(&asg, action).await;
         let stopped = match result {
             Ok(new_status) => {
                 record.status = new_status;
@@ -1173,10 +1167,6 @@ fn build_preferences(p: &Preferences) -> RefreshPreferences {
         builder = builder.bake_time(bake as i32);
     }
     builder.build()
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, Error> {
-    serde_json::to_value(value).map_err(|e| Error::Aws(format!("cannot encode the response: {e}")))
 }
 
 #[cfg(test)]

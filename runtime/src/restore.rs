@@ -21,7 +21,7 @@ use generator::payload::{
     cap_names, AsgStatus, InFlightResponse, RefreshPreferences as Preferences,
 };
 
-use super::{build_preferences, desired_configuration, refresh_status, Refresher, TemplateRef};
+use super::{refresh_status, Refresher, TemplateRef};
 use crate::error::{classify, Error};
 use crate::fanout;
 use crate::store::AsgRecord;
@@ -263,26 +263,15 @@ impl Refresher {
         preferences: Option<&Preferences>,
     ) -> Result<String, Error> {
         let template = self.template_of(asg).await?;
-        let mut request = self
-            .autoscaling
-            .start_instance_refresh()
-            .auto_scaling_group_name(asg)
-            .desired_configuration(desired_configuration(&template, template_id, previous));
-        if let Some(preferences) = preferences {
-            request = request.preferences(build_preferences(preferences));
-        }
-        match request.send().await {
-            Ok(out) => Ok(out.instance_refresh_id().unwrap_or_default().to_string()),
-            // An earlier attempt of this call started it (the same desired version).
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_instance_refresh_in_progress_fault()) =>
-            {
-                self.adopt_in_progress(rollout_id, asg, template_id, previous)
-                    .await
-            }
-            Err(e) => Err(classify(&format!("restoring {asg}"), e)),
-        }
+        self.start_refresh(
+            rollout_id,
+            asg,
+            &template,
+            (template_id, previous),
+            preferences,
+            &format!("restoring {asg}"),
+        )
+        .await
     }
 
     /// Describes every running restore and records where it is: the groups still

@@ -6,6 +6,9 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use generator::payload::{AsgStatus, Outcome};
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::{Deserialize, Serialize};
@@ -171,12 +174,8 @@ pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, key: &str) -> Option<T> {
 
 impl AsgRecord {
     fn to_item(&self) -> Item {
-        let mut item = Item::new();
-        item.insert(PARTITION_KEY.into(), s(&self.rollout_id));
-        item.insert(SORT_KEY.into(), s(&self.asg));
+        let mut item = new_item(&self.rollout_id, &self.asg, self.updated_at);
         item.insert("status".into(), s(self.status.as_str()));
-        item.insert("updated_at".into(), n(self.updated_at));
-        item.insert(TTL_ATTRIBUTE.into(), n(self.updated_at + RETENTION_SECONDS));
         let strings = [
             ("reason", &self.reason),
             ("ami", &self.ami),
@@ -283,13 +282,34 @@ pub struct Store {
     table: String,
 }
 
-fn is_conditional_failure<E: aws_smithy_types::error::metadata::ProvideErrorMetadata>(
-    error: &aws_smithy_runtime_api::client::result::SdkError<
-        E,
-        aws_smithy_runtime_api::http::Response,
-    >,
-) -> bool {
+fn is_conditional_failure<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
     error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// Whether a conditional write went through: false when its condition did not hold.
+pub(crate) fn written<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    what: &str,
+) -> Result<bool, Error>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_conditional_failure(&e) => Ok(false),
+        Err(e) => Err(classify(what, e)),
+    }
+}
+
+/// A new item of `rollout_id` under `sort_key`, written at `now`: its key, `updated_at`, and
+/// when it expires (TTL, [`RETENTION_SECONDS`] later).
+pub(crate) fn new_item(rollout_id: &str, sort_key: &str, now: i64) -> Item {
+    Item::from([
+        (PARTITION_KEY.to_string(), s(rollout_id)),
+        (SORT_KEY.to_string(), s(sort_key)),
+        ("updated_at".to_string(), n(now)),
+        (TTL_ATTRIBUTE.to_string(), n(now + RETENTION_SECONDS)),
+    ])
 }
 
 impl Store {
@@ -323,19 +343,16 @@ impl Store {
             .expression_attribute_values(":me", s(rollout_id))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => {
-                let holder = self
-                    .lock_holder()
-                    .await?
-                    .unwrap_or_else(|| "another rollout".into());
-                Err(Error::Locked(format!(
-                    "rollout {holder} is running on this stack; a second rollout is refused until it ends"
-                )))
-            }
-            Err(e) => Err(classify("taking the stack lock", e)),
+        if written(result, "taking the stack lock")? {
+            return Ok(());
         }
+        let holder = self
+            .lock_holder()
+            .await?
+            .unwrap_or_else(|| "another rollout".into());
+        Err(Error::Locked(format!(
+            "rollout {holder} is running on this stack; a second rollout is refused until it ends"
+        )))
     }
 
     /// The rollout holding the lock, if any.
@@ -356,24 +373,31 @@ impl Store {
             .expression_attribute_values(":me", s(rollout_id))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(classify("releasing the stack lock", e)),
-        }
+        written(result, "releasing the stack lock")
     }
 
     async fn get_item(&self, rollout_id: &str, asg: &str) -> Result<Option<Item>, Error> {
+        self.read_item(rollout_id, asg, "reading the progress table")
+            .await
+    }
+
+    /// The item under (`partition`, `sort_key`), read consistently.
+    pub(crate) async fn read_item(
+        &self,
+        partition: &str,
+        sort_key: &str,
+        what: &str,
+    ) -> Result<Option<Item>, Error> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key(PARTITION_KEY, s(rollout_id))
-            .key(SORT_KEY, s(asg))
+            .key(PARTITION_KEY, s(partition))
+            .key(SORT_KEY, s(sort_key))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| classify("reading the progress table", e))?;
+            .map_err(|e| classify(what, e))?;
         Ok(out.item)
     }
 
@@ -395,22 +419,26 @@ impl Store {
             .condition_expression(format!("attribute_not_exists({SORT_KEY})"))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(None),
-            Err(e) if is_conditional_failure(&e) => self.get(&record.rollout_id, &record.asg).await,
-            Err(e) => Err(classify("recording the plan", e)),
+        if written(result, "recording the plan")? {
+            return Ok(None);
         }
+        self.get(&record.rollout_id, &record.asg).await
     }
 
     /// Overwrites a record.
     pub async fn put(&self, record: &AsgRecord) -> Result<(), Error> {
+        self.put_item(record.to_item(), "recording progress").await
+    }
+
+    /// Writes (or overwrites) a whole item.
+    async fn put_item(&self, item: Item, what: &str) -> Result<(), Error> {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(record.to_item()))
+            .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| classify("recording progress", e))?;
+            .map_err(|e| classify(what, e))?;
         Ok(())
     }
 
@@ -432,11 +460,7 @@ impl Store {
                 .condition_expression("refresh_id = :expected")
                 .expression_attribute_values(":expected", s(id)),
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(classify("recording the refresh", e)),
-        }
+        written(request.send().await, "recording the refresh")
     }
 
     /// Records on the ASG's planned record that the planner pinned it from `from`
@@ -460,13 +484,12 @@ impl Store {
             .expression_attribute_values(":version", s(version))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional_failure(&e) => Err(Error::InvalidInput(format!(
-                "{asg} is not part of rollout {rollout_id}: cannot record its pin"
-            ))),
-            Err(e) => Err(classify("recording the pinned version", e)),
+        if written(result, "recording the pinned version")? {
+            return Ok(());
         }
+        Err(Error::InvalidInput(format!(
+            "{asg} is not part of rollout {rollout_id}: cannot record its pin"
+        )))
     }
 
     /// Says (before it lists the records) that the failure policy stops the rollout: a
@@ -477,18 +500,9 @@ impl Store {
         action: StopAction,
         now: i64,
     ) -> Result<(), Error> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item(PARTITION_KEY, s(rollout_id))
-            .item(SORT_KEY, s(STOP_KEY))
-            .item("action", s(action.as_str()))
-            .item("updated_at", n(now))
-            .item(TTL_ATTRIBUTE, n(now + RETENTION_SECONDS))
-            .send()
-            .await
-            .map_err(|e| classify("recording the stop", e))?;
-        Ok(())
+        let mut item = new_item(rollout_id, STOP_KEY, now);
+        item.insert("action".into(), s(action.as_str()));
+        self.put_item(item, "recording the stop").await
     }
 
     /// The stop the failure policy requested for this run of the rollout, if any.
@@ -514,24 +528,13 @@ impl Store {
 
     /// Records who aborted the rollout, why, and what was done to its refreshes.
     pub async fn put_abort(&self, abort: &Abort) -> Result<(), Error> {
-        let mut request = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(PARTITION_KEY, s(&abort.rollout_id))
-            .item(SORT_KEY, s(ABORT_KEY))
-            .item("by", s(&abort.by))
-            .item("action", s(&abort.action))
-            .item("updated_at", n(abort.at))
-            .item(TTL_ATTRIBUTE, n(abort.at + RETENTION_SECONDS));
+        let mut item = new_item(&abort.rollout_id, ABORT_KEY, abort.at);
+        item.insert("by".into(), s(&abort.by));
+        item.insert("action".into(), s(&abort.action));
         if let Some(reason) = &abort.reason {
-            request = request.item("reason", s(reason));
+            item.insert("reason".into(), s(reason));
         }
-        request
-            .send()
-            .await
-            .map_err(|e| classify("recording the abort", e))?;
-        Ok(())
+        self.put_item(item, "recording the abort").await
     }
 
     /// The rollout's last abort, if an operator aborted it.
@@ -547,23 +550,40 @@ impl Store {
 
     /// Every ASG record of a rollout (not its summary or approvals).
     pub async fn list(&self, rollout_id: &str) -> Result<Vec<AsgRecord>, Error> {
-        let mut pages = self
+        let items = self.query(rollout_id, None, "listing the rollout").await?;
+        Ok(items
+            .iter()
+            .map(AsgRecord::from_item)
+            .filter(|record| !record.asg.starts_with('#'))
+            .collect())
+    }
+
+    /// Every item of `rollout_id` whose sort key starts with `prefix` (any, without one),
+    /// read consistently, page after page.
+    pub(crate) async fn query(
+        &self,
+        rollout_id: &str,
+        prefix: Option<&str>,
+        what: &str,
+    ) -> Result<Vec<Item>, Error> {
+        let request = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression(format!("{PARTITION_KEY} = :r"))
             .expression_attribute_values(":r", s(rollout_id))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
+            .consistent_read(true);
+        let request = match prefix {
+            None => request.key_condition_expression(format!("{PARTITION_KEY} = :r")),
+            Some(prefix) => request
+                .key_condition_expression(format!(
+                    "{PARTITION_KEY} = :r AND begins_with({SORT_KEY}, :p)"
+                ))
+                .expression_attribute_values(":p", s(prefix)),
+        };
+        let mut pages = request.into_paginator().items().send();
         let mut out = Vec::new();
         while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| classify("listing the rollout", e))?;
-            let record = AsgRecord::from_item(&item);
-            if !record.asg.starts_with('#') {
-                out.push(record);
-            }
+            out.push(item.map_err(|e| classify(what, e))?);
         }
         Ok(out)
     }
@@ -591,17 +611,13 @@ impl Store {
     }
 
     pub async fn put_summary(&self, summary: &RolloutSummary, now: i64) -> Result<(), Error> {
-        let mut item = Item::new();
-        item.insert(PARTITION_KEY.into(), s(&summary.rollout_id));
-        item.insert(SORT_KEY.into(), s(SUMMARY_KEY));
+        let mut item = new_item(&summary.rollout_id, SUMMARY_KEY, now);
         item.insert("ami".into(), s(&summary.ami));
         item.insert("status".into(), s(summary.status.as_str()));
         item.insert("planned".into(), n(summary.planned));
         item.insert("skipped".into(), n(summary.skipped));
         item.insert("waves".into(), n(summary.waves));
         item.insert("started_at".into(), n(summary.started_at));
-        item.insert("updated_at".into(), n(now));
-        item.insert(TTL_ATTRIBUTE.into(), n(now + RETENTION_SECONDS));
         if let Some(end) = summary.ended_at {
             item.insert("ended_at".into(), n(end));
         }
@@ -614,14 +630,7 @@ impl Store {
                 AttributeValue::L(summary.warnings.iter().map(|w| s(w)).collect()),
             );
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| classify("recording the rollout summary", e))?;
-        Ok(())
+        self.put_item(item, "recording the rollout summary").await
     }
 
     /// Stores the task token an operator's approval of `wave + 1` will complete.
@@ -632,38 +641,22 @@ impl Store {
         task_token: &str,
         now: i64,
     ) -> Result<(), Error> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item(PARTITION_KEY, s(rollout_id))
-            .item(SORT_KEY, s(&approval_key(wave)))
-            .item("wave", n(wave))
-            .item("status", s(ApprovalStatus::AwaitingApproval.as_str()))
-            .item("task_token", s(task_token))
-            .item("updated_at", n(now))
-            .item(TTL_ATTRIBUTE, n(now + RETENTION_SECONDS))
-            .send()
-            .await
-            .map_err(|e| classify("recording the approval request", e))?;
-        Ok(())
+        let mut item = new_item(rollout_id, &approval_key(wave), now);
+        item.insert("wave".into(), n(wave));
+        item.insert(
+            "status".into(),
+            s(ApprovalStatus::AwaitingApproval.as_str()),
+        );
+        item.insert("task_token".into(), s(task_token));
+        self.put_item(item, "recording the approval request").await
     }
 
     /// Every approval item of a rollout, by wave.
     pub async fn approvals(&self, rollout_id: &str) -> Result<Vec<Approval>, Error> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression(format!(
-                "{PARTITION_KEY} = :r AND begins_with({SORT_KEY}, :p)"
-            ))
-            .expression_attribute_values(":r", s(rollout_id))
-            .expression_attribute_values(":p", s(APPROVAL_PREFIX))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("listing the approvals", e))?;
-        out.items()
+        let items = self
+            .query(rollout_id, Some(APPROVAL_PREFIX), "listing the approvals")
+            .await?;
+        items
             .iter()
             .map(|i| {
                 Ok(Approval {
@@ -703,11 +696,7 @@ impl Store {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_failure(&e) => Ok(false),
-            Err(e) => Err(classify("recording the approval", e)),
-        }
+        written(result, "recording the approval")
     }
 }
 

@@ -158,17 +158,7 @@ async fn write_all(store: &Store, items: Vec<Item>) -> Result<(), Error> {
 }
 
 async fn get(store: &Store, rollout_id: &str, key: &str) -> Result<Option<Item>, Error> {
-    let out = store
-        .client()
-        .get_item()
-        .table_name(store.table())
-        .key(PARTITION_KEY, s(rollout_id))
-        .key(SORT_KEY, s(key))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| classify("reading the waves", e))?;
-    Ok(out.item)
+    store.read_item(rollout_id, key, "reading the waves").await
 }
 
 /// How many ASGs wave `wave` holds; an error when the plan has no such wave.
@@ -216,26 +206,14 @@ pub async fn wave_members(
     wave: u32,
 ) -> Result<Vec<String>, Error> {
     let size = wave_size(store, rollout_id, wave).await?;
-    let mut pages = store
-        .client()
-        .query()
-        .table_name(store.table())
-        .key_condition_expression(format!(
-            "{PARTITION_KEY} = :r AND begins_with({SORT_KEY}, :p)"
-        ))
-        .expression_attribute_values(":r", s(rollout_id))
-        .expression_attribute_values(":p", s(&format!("{}#", wave_key(wave))))
-        .consistent_read(true)
-        .into_paginator()
-        .items()
-        .send();
-    let mut names = Vec::new();
-    while let Some(item) = pages.next().await {
-        let item = item.map_err(|e| classify("reading the waves", e))?;
+    let prefix = format!("{}#", wave_key(wave));
+    let items = store
+        .query(rollout_id, Some(&prefix), "reading the waves")
+        .await?;
+    Ok(items
+        .iter()
         // Positions past the size are left over from an earlier plan of the rollout.
-        if get_n::<u32>(&item, "index").is_some_and(|i| i < size) {
-            names.push(get_s(&item, "name").unwrap_or_default());
-        }
-    }
-    Ok(names)
+        .filter(|item| get_n::<u32>(item, "index").is_some_and(|i| i < size))
+        .map(|item| get_s(item, "name").unwrap_or_default())
+        .collect())
 }

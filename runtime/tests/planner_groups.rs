@@ -52,6 +52,14 @@ async fn fleet(emulator: &Emulator) {
     emulator.asg("other-1", 1, &[("role", "other")], &[]).await;
 }
 
+/// A fresh emulator with the fleet, and an AMI that exists there.
+async fn with_fleet() -> (Emulator, String) {
+    let emulator = Emulator::start().await;
+    let ami = emulator.existing_ami().await;
+    fleet(&emulator).await;
+    (emulator, ami)
+}
+
 fn two_groups() -> Vec<GroupSpec> {
     vec![
         group("consul", 1, &["consul-1", "consul-2", "consul-3"], &[]),
@@ -89,9 +97,7 @@ fn row(group: &str, size: u32, asgs: &[&str]) -> (Option<String>, Option<u32>, V
 
 #[tokio::test]
 async fn batches_are_made_per_group_at_its_batch_size_and_recorded_with_it() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
+    let (emulator, ami) = with_fleet().await;
     let plan = emulator
         .planner()
         .handle(request(&ami, "r-g", two_groups(), &[], Strategy::Batches))
@@ -122,9 +128,7 @@ async fn batches_are_made_per_group_at_its_batch_size_and_recorded_with_it() {
 
 #[tokio::test]
 async fn window_is_one_wave_per_group_after_the_canary() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
+    let (emulator, ami) = with_fleet().await;
     let plan = emulator
         .planner()
         .handle(request(
@@ -153,9 +157,7 @@ async fn window_is_one_wave_per_group_after_the_canary() {
 
 #[tokio::test]
 async fn plans_without_groups_record_no_group_and_the_rollout_batch_size() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
+    let (emulator, ami) = with_fleet().await;
     let plan = emulator
         .planner()
         .handle(PlanRequest {
@@ -174,32 +176,29 @@ async fn plans_without_groups_record_no_group_and_the_rollout_batch_size() {
     );
 }
 
-async fn plan_error(emulator: &Emulator, request: PlanRequest) -> String {
-    match emulator.planner().handle(request).await {
-        Err(Error::InvalidInput(message)) => message,
+/// Plans `request` (given the AMI) on a fresh fleet and checks that the plan fails with a
+/// message holding `expected`; the emulator, for more checks.
+async fn assert_plan_fails(request: impl FnOnce(&str) -> PlanRequest, expected: &str) -> Emulator {
+    let (emulator, ami) = with_fleet().await;
+    match emulator.planner().handle(request(&ami)).await {
+        Err(Error::InvalidInput(message)) => assert!(message.contains(expected), "{message}"),
         other => panic!("expected a plan error, got {other:?}"),
     }
+    emulator
 }
 
 #[tokio::test]
 async fn an_asg_two_groups_select_fails_the_plan_naming_both() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
     // vault-2 is named by the first group and carries the second group's tag.
     let groups = vec![
         group("consul", 1, &["consul-1", "vault-2"], &[]),
         group("vault", 2, &[], &[("role", "vault")]),
     ];
-    let message = plan_error(
-        &emulator,
-        request(&ami, "r-o", groups, &[], Strategy::Batches),
+    let emulator = assert_plan_fails(
+        |ami| request(ami, "r-o", groups, &[], Strategy::Batches),
+        "`vault-2` is selected by groups `consul` and `vault`",
     )
     .await;
-    assert!(
-        message.contains("`vault-2` is selected by groups `consul` and `vault`"),
-        "{message}"
-    );
     // Nothing was planned.
     assert!(wave_store::wave_info(&emulator.store(), "r-o", 0)
         .await
@@ -208,58 +207,35 @@ async fn an_asg_two_groups_select_fails_the_plan_naming_both() {
 
 #[tokio::test]
 async fn a_group_that_selects_no_asg_fails_the_plan_naming_it() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
     let groups = vec![
         group("consul", 1, &["consul-1"], &[]),
         group("nomad", 2, &["nomad-ghost"], &[("role", "nomad")]),
     ];
-    let message = plan_error(
-        &emulator,
-        request(&ami, "r-e", groups, &[], Strategy::Window),
+    assert_plan_fails(
+        |ami| request(ami, "r-e", groups, &[], Strategy::Window),
+        "group `nomad` matches no Auto Scaling group",
     )
     .await;
-    assert!(
-        message.contains("group `nomad` matches no Auto Scaling group"),
-        "{message}"
-    );
 }
 
 #[tokio::test]
 async fn a_canary_found_in_a_later_group_fails_the_plan() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
-    let message = plan_error(
-        &emulator,
-        request(&ami, "r-c", two_groups(), &["vault-3"], Strategy::Batches),
+    assert_plan_fails(
+        |ami| request(ami, "r-c", two_groups(), &["vault-3"], Strategy::Batches),
+        "canary `vault-3` is in group `vault`: canary ASGs must belong to the first group `consul`",
     )
     .await;
-    assert!(
-        message.contains(
-            "canary `vault-3` is in group `vault`: canary ASGs must belong to the first group `consul`"
-        ),
-        "{message}"
-    );
 }
 
 #[tokio::test]
 async fn the_wave_limit_counts_every_groups_waves() {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
     // consul 3 waves of 1, vault 2 waves of 2: 5 waves, one more than allowed.
-    let message = plan_error(
-        &emulator,
-        PlanRequest {
+    assert_plan_fails(
+        |ami| PlanRequest {
             max_waves: 4,
-            ..request(&ami, "r-m", two_groups(), &[], Strategy::Batches)
+            ..request(ami, "r-m", two_groups(), &[], Strategy::Batches)
         },
+        "the plan has 5 waves but one execution fits at most 4",
     )
     .await;
-    assert!(
-        message.contains("the plan has 5 waves but one execution fits at most 4"),
-        "{message}"
-    );
 }

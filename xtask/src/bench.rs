@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use generator::config::{Architecture, Strategy};
 use generator::payload::{PlanResponse, WaveResponse};
@@ -134,7 +134,8 @@ impl BenchArgs {
             self.completions.join(","),
             self.strategies.join(",")
         );
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        let mut fleet_test = build::cargo();
+        fleet_test
             .args([
                 "test",
                 "-p",
@@ -156,13 +157,8 @@ impl BenchArgs {
             .env("ASG_REFRESH_BENCH_COMPLETIONS", self.completions.join(","))
             .env("ASG_REFRESH_BENCH_STRATEGIES", self.strategies.join(","))
             .envs(self.learn.then_some(("ASG_REFRESH_BENCH_LEARN", "1")))
-            .current_dir(workspace_root())
-            .status()
-            .context("cannot run cargo test")?;
-        if !status.success() {
-            bail!("the fleet rollouts failed ({status})");
-        }
-        Ok(())
+            .current_dir(workspace_root());
+        build::run_to_end(&mut fleet_test, "cargo test", "the fleet rollouts failed")
     }
 }
 
@@ -173,7 +169,8 @@ fn fleet_loops(fleet: u32) -> anyhow::Result<()> {
         bail!("--fleet-loops must be at least 1");
     }
     println!("== loops over a fleet of {fleet} ASGs inside one invocation (creating the fleet takes about a minute per 1,000)");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut loops_test = build::cargo();
+    loops_test
         .args([
             "test",
             "-p",
@@ -185,13 +182,12 @@ fn fleet_loops(fleet: u32) -> anyhow::Result<()> {
             "--nocapture",
         ])
         .env("ASG_REFRESH_FLEET_LOOPS", fleet.to_string())
-        .current_dir(workspace_root())
-        .status()
-        .context("cannot run cargo test")?;
-    if !status.success() {
-        bail!("the fleet loops measurement failed ({status})");
-    }
-    Ok(())
+        .current_dir(workspace_root());
+    build::run_to_end(
+        &mut loops_test,
+        "cargo test",
+        "the fleet loops measurement failed",
+    )
 }
 
 /// Bytes of the planner's response and of the largest wave's positions (what the state
@@ -234,16 +230,16 @@ pub fn cold_start(
     runs: u32,
 ) -> anyhow::Result<()> {
     println!("{function}: cold and warm start, {runs} runs (tests/emulator/coldstart.py)");
-    let status = Command::new(venv_bin.join("python"))
+    let mut measure = Command::new(venv_bin.join("python"));
+    measure
         .arg("coldstart.py")
         .arg(function)
         .arg(binary)
         .arg(runs.to_string())
-        .current_dir(workspace_root().join("tests/emulator"))
-        .status()
-        .context("cannot run tests/emulator/coldstart.py")?;
-    if !status.success() {
-        bail!("cold start measurement of {function} failed ({status})");
-    }
-    Ok(())
+        .current_dir(workspace_root().join("tests/emulator"));
+    build::run_to_end(
+        &mut measure,
+        "tests/emulator/coldstart.py",
+        &format!("cold start measurement of {function} failed"),
+    )
 }

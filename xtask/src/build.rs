@@ -184,7 +184,8 @@ impl Builder {
             }
         );
         let started = Instant::now();
-        let status = Command::new(venv_bin.join("cargo-lambda"))
+        let mut build = Command::new(venv_bin.join("cargo-lambda"));
+        build
             .args([
                 "lambda",
                 "build",
@@ -209,15 +210,12 @@ impl Builder {
             .env("CARGO_ZIGBUILD_PYTHON_PATH", venv_bin.join("python"))
             .current_dir(workspace_root())
             .stdin(Stdio::null())
-            .stdout(std::io::stderr())
-            .status()
-            .context("cannot run cargo-lambda from .venv")?;
-        if !status.success() {
-            bail!(
-                "cargo lambda build of {function} for {} failed ({status})",
-                target.arch.as_str()
-            );
-        }
+            .stdout(std::io::stderr());
+        let failed = format!(
+            "cargo lambda build of {function} for {} failed",
+            target.arch.as_str()
+        );
+        run_to_end(&mut build, "cargo-lambda from .venv", &failed)?;
         eprintln!("  built {function} in {} s", started.elapsed().as_secs());
         let binary = release_dir.join(function);
         let max_glibc = check_zip(&zip, &binary, *target).with_context(|| {
@@ -235,6 +233,23 @@ impl Builder {
             max_glibc,
         })
     }
+}
+
+/// The cargo that runs `xtask` (`$CARGO`), or the one on PATH.
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Runs `command` to its end: an error naming `program` when it cannot start, and saying
+/// `failed` (with the exit status) when it does not succeed.
+pub fn run_to_end(command: &mut Command, program: &str, failed: &str) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !status.success() {
+        bail!("{failed} ({status})");
+    }
+    Ok(())
 }
 
 /// The Lambdas for the local emulator, which runs them as processes on this machine: debug
@@ -255,7 +270,7 @@ pub fn local_zips(dir: &Path) -> anyhow::Result<()> {
     // as they do in the `cargo xtask` build (the Lambda and CloudWatch Logs crates turn on
     // event streams in the shared aws-runtime): built alone, the functions would compile
     // the whole SDK again.
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cargo = cargo();
     cargo.args([
         "build",
         "--locked",
@@ -269,15 +284,15 @@ pub fn local_zips(dir: &Path) -> anyhow::Result<()> {
     for function in FUNCTIONS {
         cargo.args(["--bin", function]);
     }
-    let status = cargo
+    cargo
         .current_dir(workspace_root())
         .stdin(Stdio::null())
-        .stdout(std::io::stderr())
-        .status()
-        .context("cannot run cargo build")?;
-    if !status.success() {
-        bail!("cargo build of the Lambdas for the emulator failed ({status})");
-    }
+        .stdout(std::io::stderr());
+    run_to_end(
+        &mut cargo,
+        "cargo build",
+        "cargo build of the Lambdas for the emulator failed",
+    )?;
     // A debug binary is 50-100 MB: one thread per function.
     std::thread::scope(|scope| {
         let zipping: Vec<_> = FUNCTIONS

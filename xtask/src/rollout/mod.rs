@@ -14,6 +14,7 @@ use aws_sdk_sfn::types::{ExecutionListItem, ExecutionStatus};
 use clap::Args;
 use generator::config::StackConfig;
 use generator::names::Stack;
+use runtime::completion::is_closed_token;
 use runtime::store::{ApprovalStatus, RolloutStatus, Store};
 use serde_json::json;
 
@@ -42,16 +43,33 @@ pub struct RolloutArgs {
     /// Follow the rollout until it ends; exit non-zero unless it succeeded
     #[arg(long)]
     pub wait: bool,
-    /// Seconds between two reads of the progress while waiting
-    #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=300))]
-    pub interval: u64,
-    /// While waiting, reads that fail with a transient error (throttling, timeouts, 5xx,
-    /// connection errors) are retried with backoff, saying so; the wait stops when they have
-    /// failed for this many minutes in a row. Any other error stops it at once
-    #[arg(long, default_value_t = DEFAULT_GIVE_UP_MINUTES, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
-    pub give_up_after: u64,
+    #[command(flatten)]
+    pub follow: FollowArgs,
     #[command(flatten)]
     pub endpoint: Endpoint,
+}
+
+/// How `rollout --wait` and `status --watch` follow a rollout.
+#[derive(Args, Debug)]
+pub struct FollowArgs {
+    /// Seconds between two reads of the progress while following the rollout
+    #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub interval: u64,
+    /// While following the rollout, reads that fail with a transient error (throttling,
+    /// timeouts, 5xx, connection errors) are retried with backoff, saying so; following stops
+    /// when they have failed for this many minutes in a row. Any other error stops it at once
+    #[arg(long, default_value_t = DEFAULT_GIVE_UP_MINUTES, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub give_up_after: u64,
+}
+
+impl FollowArgs {
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval)
+    }
+
+    pub fn give_up_after(&self) -> Duration {
+        Duration::from_secs(self.give_up_after * 60)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -67,14 +85,8 @@ pub struct StatusArgs {
     /// Print the rollout as JSON (waves numbered from 0) for scripts
     #[arg(long)]
     pub json: bool,
-    /// Seconds between two redraws with --watch
-    #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=300))]
-    pub interval: u64,
-    /// With --watch, reads that fail with a transient error (throttling, timeouts, 5xx,
-    /// connection errors) are retried with backoff, saying so; the watch stops when they have
-    /// failed for this many minutes in a row. Any other error stops it at once
-    #[arg(long, default_value_t = DEFAULT_GIVE_UP_MINUTES, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
-    pub give_up_after: u64,
+    #[command(flatten)]
+    pub follow: FollowArgs,
     #[command(flatten)]
     pub endpoint: Endpoint,
 }
@@ -491,12 +503,11 @@ impl RolloutArgs {
                 );
                 return Ok(());
             }
-            let give_up_after = Duration::from_secs(self.give_up_after * 60);
             let last = ops
                 .watch_patiently(
                     &rollout_id,
-                    Duration::from_secs(self.interval),
-                    give_up_after,
+                    self.follow.interval(),
+                    self.follow.give_up_after(),
                 )
                 .await?;
             outcome(&last)
@@ -516,8 +527,8 @@ impl StatusArgs {
             if self.watch {
                 ops.watch_patiently(
                     &rollout_id,
-                    Duration::from_secs(self.interval),
-                    Duration::from_secs(self.give_up_after * 60),
+                    self.follow.interval(),
+                    self.follow.give_up_after(),
                 )
                 .await?;
                 return Ok(());
@@ -559,10 +570,7 @@ impl ApproveArgs {
                     .cause(format!("wave {next} rejected by {operator}"))
                     .send()
                     .await;
-                sent.map(|_| ()).map_err(|e| {
-                    let gone = e.as_service_error().is_some_and(|s| s.is_invalid_token() || s.is_task_does_not_exist() || s.is_task_timed_out());
-                    (gone, sdk_error(e, "sending the rejection"))
-                })
+                sent.map(|_| ()).map_err(|e| (is_closed_token(&e), sdk_error(e, "sending the rejection")))
             } else {
                 let sent = ops
                     .sfn
@@ -571,10 +579,7 @@ impl ApproveArgs {
                     .output(json!({"approved_by": operator, "wave": next}).to_string())
                     .send()
                     .await;
-                sent.map(|_| ()).map_err(|e| {
-                    let gone = e.as_service_error().is_some_and(|s| s.is_invalid_token() || s.is_task_does_not_exist() || s.is_task_timed_out());
-                    (gone, sdk_error(e, "sending the approval"))
-                })
+                sent.map(|_| ()).map_err(|e| (is_closed_token(&e), sdk_error(e, "sending the approval")))
             };
             match sent {
                 Err((true, _)) => bail!(

@@ -444,29 +444,21 @@ mod tests {
             group: Some(group.into()),
             ..record(asg, Some(wave), AsgStatus::Successful, Some(100))
         };
-        let view = Snapshot::new(
-            "local",
-            "r",
-            None,
-            None,
-            vec![grouped("v-1", 1, "vault"), grouped("c-1", 0, "consul")],
-            vec![],
-            None,
-        )
+        let view = snapshot_of(vec![
+            grouped("v-1", 1, "vault"),
+            grouped("c-1", 0, "consul"),
+        ])
         .render(0);
         let rows: Vec<&str> = view.lines().filter(|l| l.contains("-1 ")).collect();
         assert!(view.contains("WAVE  GROUP  ASG"), "{view}");
         assert!(rows[0].starts_with("1/0   consul c-1"), "{view}");
         assert!(rows[1].starts_with("2/0   vault  v-1"), "{view}");
-        let plain = Snapshot::new(
-            "local",
-            "r",
-            None,
-            None,
-            vec![record("c-1", Some(0), AsgStatus::Successful, Some(100))],
-            vec![],
-            None,
-        )
+        let plain = snapshot_of(vec![record(
+            "c-1",
+            Some(0),
+            AsgStatus::Successful,
+            Some(100),
+        )])
         .render(0);
         assert!(!plain.contains("GROUP"), "{plain}");
     }
@@ -484,19 +476,11 @@ mod tests {
             reason: Some("instances failed health checks".into()),
             ..record("db", Some(1), AsgStatus::Failed, Some(40))
         };
-        let view = Snapshot::new(
-            "local",
-            "r",
-            None,
-            None,
-            vec![
-                running,
-                failed,
-                record("web", Some(0), AsgStatus::Successful, None),
-            ],
-            vec![],
-            None,
-        )
+        let view = snapshot_of(vec![
+            running,
+            failed,
+            record("web", Some(0), AsgStatus::Successful, None),
+        ])
         .render(0);
         let table: Vec<&str> = view
             .lines()
@@ -565,6 +549,11 @@ mod tests {
             "rollout r of ? on stack `local`\n\
              execution r RUNNING (started 2026-11-26 17:35:05 UTC, 1m05s)\n"
         );
+    }
+
+    /// A snapshot of `asgs` alone: no execution, summary or approvals.
+    fn snapshot_of(asgs: Vec<AsgRecord>) -> Snapshot {
+        Snapshot::new("local", "r", None, None, asgs, vec![], None)
     }
 
     fn record(
@@ -683,33 +672,9 @@ mod tests {
 
     #[test]
     fn changes_list_only_what_moved() {
-        let before = Snapshot::new(
-            "local",
-            "r",
-            None,
-            None,
-            vec![record("a", Some(0), AsgStatus::InProgress, Some(10))],
-            vec![],
-            None,
-        );
-        let same = Snapshot::new(
-            "local",
-            "r",
-            None,
-            None,
-            vec![record("a", Some(0), AsgStatus::InProgress, Some(10))],
-            vec![],
-            None,
-        );
-        let moved = Snapshot::new(
-            "local",
-            "r",
-            None,
-            None,
-            vec![record("a", Some(0), AsgStatus::InProgress, Some(60))],
-            vec![],
-            None,
-        );
+        let before = snapshot_of(vec![record("a", Some(0), AsgStatus::InProgress, Some(10))]);
+        let same = snapshot_of(vec![record("a", Some(0), AsgStatus::InProgress, Some(10))]);
+        let moved = snapshot_of(vec![record("a", Some(0), AsgStatus::InProgress, Some(60))]);
         assert!(same.changes(Some(&before), 0).is_empty());
         assert_eq!(
             moved.changes(Some(&before), 0),
