@@ -156,6 +156,25 @@ impl fmt::Display for Approval {
     }
 }
 
+impl Scalar for Approval {
+    const EXPECTING: &'static str = "true, false or \"after-canary\"";
+
+    fn from_bool(value: bool) -> Read<Self> {
+        Read::Value(if value {
+            Approval::EveryWave
+        } else {
+            Approval::Never
+        })
+    }
+
+    fn from_str(value: &str) -> Read<Self> {
+        match value {
+            "after-canary" => Read::Value(Approval::AfterCanary),
+            _ => Read::WrongValue,
+        }
+    }
+}
+
 impl Serialize for Approval {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -168,27 +187,74 @@ impl Serialize for Approval {
 
 impl<'de> Deserialize<'de> for Approval {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Approval;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("true, false or \"after-canary\"")
-            }
-            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<Approval, E> {
-                Ok(if value {
-                    Approval::EveryWave
-                } else {
-                    Approval::Never
-                })
-            }
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Approval, E> {
-                match value {
-                    "after-canary" => Ok(Approval::AfterCanary),
-                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
-                }
-            }
+        deserializer.deserialize_any(ScalarVisitor::<Self>(std::marker::PhantomData))
+    }
+}
+
+/// What a [`Scalar`] makes of one TOML value.
+enum Read<T> {
+    Value(T),
+    /// A form the key takes, with a value it does not accept (`invalid value: ...`).
+    WrongValue,
+    /// A form the key does not take (`invalid type: ...`).
+    WrongType,
+}
+
+/// A key TOML may write as a bool, a whole number or a string (`approval`,
+/// `max_failures`): each form the type does not read is the wrong type, and the errors say
+/// what was expected with `EXPECTING`.
+trait Scalar: Sized {
+    const EXPECTING: &'static str;
+
+    fn from_bool(_value: bool) -> Read<Self> {
+        Read::WrongType
+    }
+
+    /// A whole number (TOML's integers are signed; other formats may give unsigned ones).
+    fn from_i64(_value: i64) -> Read<Self> {
+        Read::WrongType
+    }
+
+    fn from_u64(_value: u64) -> Read<Self> {
+        Read::WrongType
+    }
+
+    fn from_str(value: &str) -> Read<Self>;
+}
+
+/// Reads a [`Scalar`] with serde's own wording for a wrong type or value.
+struct ScalarVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T: Scalar> ScalarVisitor<T> {
+    fn read<E: serde::de::Error>(
+        &self,
+        read: Read<T>,
+        unexpected: serde::de::Unexpected<'_>,
+    ) -> Result<T, E> {
+        match read {
+            Read::Value(value) => Ok(value),
+            Read::WrongValue => Err(E::invalid_value(unexpected, self)),
+            Read::WrongType => Err(E::invalid_type(unexpected, self)),
         }
-        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl<T: Scalar> serde::de::Visitor<'_> for ScalarVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+    fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<T, E> {
+        self.read(T::from_bool(value), serde::de::Unexpected::Bool(value))
+    }
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<T, E> {
+        self.read(T::from_i64(value), serde::de::Unexpected::Signed(value))
+    }
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<T, E> {
+        self.read(T::from_u64(value), serde::de::Unexpected::Unsigned(value))
+    }
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<T, E> {
+        self.read(T::from_str(value), serde::de::Unexpected::Str(value))
     }
 }
 
@@ -267,6 +333,26 @@ impl fmt::Display for MaxFailures {
     }
 }
 
+impl Scalar for MaxFailures {
+    const EXPECTING: &'static str = "a number of ASGs (0 or more) or a percentage such as \"10%\"";
+
+    fn from_i64(value: i64) -> Read<Self> {
+        u32::try_from(value).map_or(Read::WrongValue, |n| Read::Value(MaxFailures::Count(n)))
+    }
+
+    fn from_u64(value: u64) -> Read<Self> {
+        u32::try_from(value).map_or(Read::WrongValue, |n| Read::Value(MaxFailures::Count(n)))
+    }
+
+    fn from_str(value: &str) -> Read<Self> {
+        value
+            .strip_suffix('%')
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u32>().ok())
+            .map_or(Read::WrongValue, |p| Read::Value(MaxFailures::Percent(p)))
+    }
+}
+
 impl Serialize for MaxFailures {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -278,32 +364,7 @@ impl Serialize for MaxFailures {
 
 impl<'de> Deserialize<'de> for MaxFailures {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = MaxFailures;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number of ASGs (0 or more) or a percentage such as \"10%\"")
-            }
-            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<MaxFailures, E> {
-                u32::try_from(value)
-                    .map(MaxFailures::Count)
-                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
-            }
-            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<MaxFailures, E> {
-                u32::try_from(value)
-                    .map(MaxFailures::Count)
-                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
-            }
-            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<MaxFailures, E> {
-                value
-                    .strip_suffix('%')
-                    .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .map(MaxFailures::Percent)
-                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(value), &self))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
+        deserializer.deserialize_any(ScalarVisitor::<Self>(std::marker::PhantomData))
     }
 }
 
@@ -1210,6 +1271,58 @@ account_id = "123456789012"
                 .starts_with("dev.toml:8: `rollout.batch_size`: invalid type"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn approval_and_max_failures_name_the_wrong_type_or_value() {
+        let approval = "expected true, false or \"after-canary\"";
+        let budget = "expected a number of ASGs (0 or more) or a percentage such as \"10%\"";
+        for (line, key, message) in [
+            (
+                "approval = 5",
+                "rollout.approval",
+                format!("invalid type: integer `5`, {approval}"),
+            ),
+            (
+                "approval = 1.5",
+                "rollout.approval",
+                format!("invalid type: floating point `1.5`, {approval}"),
+            ),
+            (
+                "approval = \"maybe\"",
+                "rollout.approval",
+                format!("invalid value: string \"maybe\", {approval}"),
+            ),
+            (
+                "max_failures = true",
+                "rollout.max_failures",
+                format!("invalid type: boolean `true`, {budget}"),
+            ),
+            (
+                "max_failures = -1",
+                "rollout.max_failures",
+                format!("invalid value: integer `-1`, {budget}"),
+            ),
+            (
+                "max_failures = 5000000000",
+                "rollout.max_failures",
+                format!("invalid value: integer `5000000000`, {budget}"),
+            ),
+            (
+                "max_failures = \"10\"",
+                "rollout.max_failures",
+                format!("invalid value: string \"10\", {budget}"),
+            ),
+        ] {
+            let text = minimal() + "[rollout]\n" + line + "\n";
+            let err = parse(&text, Path::new("dev.toml")).unwrap_err();
+            let p = &err.problems()[0];
+            assert_eq!(
+                (p.key.as_str(), p.message.as_str()),
+                (key, message.as_str()),
+                "{line}"
+            );
+        }
     }
 
     #[test]
