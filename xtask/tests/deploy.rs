@@ -179,6 +179,16 @@ impl Fixture {
         );
     }
 
+    /// Deletes the stack's state machine (as someone might by hand).
+    async fn delete_state_machine(&self) {
+        aws_sdk_sfn::Client::new(&self.sdk)
+            .delete_state_machine()
+            .state_machine_arn(machine_arn())
+            .send()
+            .await
+            .expect("delete the state machine");
+    }
+
     /// Removes the completer's permission for the rule (as someone might by hand).
     async fn remove_rule_permission(&self) {
         self.lambda()
@@ -189,6 +199,11 @@ impl Fixture {
             .await
             .expect("remove the completer's permission");
     }
+}
+
+/// The stack's state machine.
+fn machine_arn() -> String {
+    format!("arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}")
 }
 
 /// The JSON document `file` of a render in `render`.
@@ -492,7 +507,7 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
         .unwrap();
     assert!(map_tags_ok(tags.tags()), "log group tags");
     let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
-    let arn = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}");
+    let arn = machine_arn();
     let machine = sfn
         .describe_state_machine()
         .state_machine_arn(&arn)
@@ -627,13 +642,7 @@ async fn a_partly_deployed_stack_converges() {
         .send()
         .await
         .unwrap();
-    let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
-    let arn = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}");
-    sfn.delete_state_machine()
-        .state_machine_arn(&arn)
-        .send()
-        .await
-        .unwrap();
+    fixture.delete_state_machine().await;
     let stdout = fixture.deploy();
     assert_eq!(
         mutating_operations(&stdout),
@@ -1053,13 +1062,7 @@ async fn a_role_that_may_not_deliver_logs_fails_deploy_at_once_and_says_so() {
         .send()
         .await
         .unwrap();
-    let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
-    let arn = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}");
-    sfn.delete_state_machine()
-        .state_machine_arn(&arn)
-        .send()
-        .await
-        .unwrap();
+    fixture.delete_state_machine().await;
     let started = Instant::now();
     let output = fixture.run_deploy(&[]);
     assert!(!output.status.success());
@@ -1594,9 +1597,7 @@ async fn the_plan_shows_what_an_update_changes_in_policies_and_definition() {
         .unwrap();
     let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
     sfn.update_state_machine()
-        .state_machine_arn(format!(
-            "arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}"
-        ))
+        .state_machine_arn(machine_arn())
         .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#)
         .send()
         .await
