@@ -745,15 +745,7 @@ impl Refresher {
             .into_iter()
             .filter(|r| r.status.is_being_undone() && r.refresh_id.is_some());
         let settled = fanout::try_map_all(undoing, |record| self.settle_one(record, now)).await?;
-        let mut still_running = Vec::new();
-        let mut ended = Vec::new();
-        for (asg, running) in settled {
-            if running {
-                still_running.push(asg);
-            } else {
-                ended.push(asg);
-            }
-        }
+        let (mut still_running, mut ended) = running_and_ended(settled);
         let (restoring, restored) = self.settle_restores(rollout_id, now).await?;
         still_running.extend(restoring);
         ended.extend(restored);
@@ -1125,6 +1117,13 @@ fn finish_message(
         }
     }
     cap_message(&message)
+}
+
+/// The groups still running, and those that ended, of (group, still running) pairs.
+fn running_and_ended(settled: Vec<(String, bool)>) -> (Vec<String>, Vec<String>) {
+    let (running, ended): (Vec<_>, Vec<_>) = settled.into_iter().partition(|(_, running)| *running);
+    let names = |pairs: Vec<(String, bool)>| pairs.into_iter().map(|(asg, _)| asg).collect();
+    (names(running), names(ended))
 }
 
 /// The human part of a Step Functions error cause (Lambda causes are JSON with `errorMessage`).

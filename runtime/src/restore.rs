@@ -21,7 +21,7 @@ use generator::payload::{
     cap_names, AsgStatus, InFlightResponse, RefreshPreferences as Preferences,
 };
 
-use super::{refresh_status, Refresher, TemplateRef};
+use super::{refresh_status, running_and_ended, Refresher, TemplateRef};
 use crate::error::{classify, Error};
 use crate::fanout;
 use crate::store::AsgRecord;
@@ -287,16 +287,7 @@ impl Refresher {
             .filter(|r| r.status == AsgStatus::Restoring && r.restore_refresh_id.is_some());
         let settled =
             fanout::try_map_all(restoring, |record| self.settle_restore(record, now)).await?;
-        let mut running = Vec::new();
-        let mut ended = Vec::new();
-        for (asg, still) in settled {
-            if still {
-                running.push(asg);
-            } else {
-                ended.push(asg);
-            }
-        }
-        Ok((running, ended))
+        Ok(running_and_ended(settled))
     }
 
     async fn settle_restore(

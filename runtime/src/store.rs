@@ -709,6 +709,19 @@ fn approval_key(wave: u32) -> String {
 mod tests {
     use super::*;
 
+    /// Each status is written as its text and read back from it.
+    fn check_items<T, const N: usize>(cases: [(T, &str); N], as_str: fn(T) -> &'static str)
+    where
+        T: Copy + PartialEq + std::fmt::Debug + Serialize + DeserializeOwned,
+    {
+        for (status, text) in cases {
+            assert_eq!(as_str(status), text);
+            assert_eq!(serde_json::to_value(status).unwrap(), text);
+            let item = Item::from([("status".to_string(), s(text))]);
+            assert_eq!(get_status::<T>(&item, "x").unwrap(), status);
+        }
+    }
+
     /// The table keeps the strings it always held: the e2e tests and `status --json` read them.
     #[test]
     fn statuses_keep_their_wire_strings() {
@@ -747,29 +760,23 @@ mod tests {
         assert!(!later.is_in_flight() && !later.is_failed() && !later.is_successful());
         assert_eq!(serde_json::to_value(&later).unwrap(), "Paused");
 
-        let rollout = [
-            (RolloutStatus::Running, "Running"),
-            (RolloutStatus::Succeeded, "Succeeded"),
-            (RolloutStatus::Failed, "Failed"),
-            (RolloutStatus::Aborted, "Aborted"),
-        ];
-        for (status, text) in rollout {
-            assert_eq!(status.as_str(), text);
-            assert_eq!(serde_json::to_value(status).unwrap(), text);
-            let item = Item::from([("status".to_string(), s(text))]);
-            assert_eq!(get_status::<RolloutStatus>(&item, "x").unwrap(), status);
-        }
-        let approval = [
-            (ApprovalStatus::AwaitingApproval, "AwaitingApproval"),
-            (ApprovalStatus::Approved, "Approved"),
-            (ApprovalStatus::Rejected, "Rejected"),
-        ];
-        for (status, text) in approval {
-            assert_eq!(status.as_str(), text);
-            assert_eq!(serde_json::to_value(status).unwrap(), text);
-            let item = Item::from([("status".to_string(), s(text))]);
-            assert_eq!(get_status::<ApprovalStatus>(&item, "x").unwrap(), status);
-        }
+        check_items(
+            [
+                (RolloutStatus::Running, "Running"),
+                (RolloutStatus::Succeeded, "Succeeded"),
+                (RolloutStatus::Failed, "Failed"),
+                (RolloutStatus::Aborted, "Aborted"),
+            ],
+            RolloutStatus::as_str,
+        );
+        check_items(
+            [
+                (ApprovalStatus::AwaitingApproval, "AwaitingApproval"),
+                (ApprovalStatus::Approved, "Approved"),
+                (ApprovalStatus::Rejected, "Rejected"),
+            ],
+            ApprovalStatus::as_str,
+        );
         let unknown = Item::from([("status".to_string(), s("Paused"))]);
         assert!(get_status::<RolloutStatus>(&unknown, "a summary").is_err());
         assert!(get_status::<ApprovalStatus>(&Item::new(), "an approval").is_err());
