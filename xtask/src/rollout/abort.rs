@@ -50,6 +50,59 @@ pub struct AbortArgs {
     pub endpoint: Endpoint,
 }
 
+/// Stops each running execution of the rollout with the error `Aborted` and `cause`.
+async fn stop_executions(ops: &Ops, running: &[String], cause: &str) -> anyhow::Result<()> {
+    for arn in running {
+        let stopped = ops
+            .sfn
+            .stop_execution()
+            .execution_arn(arn)
+            .error(RolloutStatus::Aborted.as_str())
+            .cause(cause)
+            .send()
+            .await;
+        match stopped {
+            Ok(_) => println!("stopped execution {arn}"),
+            // It ended between the listing and the stop: nothing left to stop.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_execution_does_not_exist()) => {}
+            Err(e) => return Err(sdk_error(e, format!("stopping execution {arn}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Waits until each cancel or rollback has ended, so that the table says how; says what
+/// still runs after `timeout_minutes`.
+async fn wait_settled(
+    refresher: &Refresher,
+    rollout_id: &str,
+    timeout_minutes: u32,
+    env: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(u64::from(timeout_minutes) * 60);
+    let mut round = 0;
+    loop {
+        let settled = patiently("reading the refreshes", || {
+            refresher.settle(rollout_id, round)
+        })
+        .await?;
+        round = settled.round;
+        if settled.pending == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "still running after {timeout_minutes} minutes: {} (see `cargo xtask status --env {env} --rollout {rollout_id}`)",
+                settled.still_running.join(", ")
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(SETTLE_POLL_SECONDS)).await;
+    }
+}
+
 /// Retries `call` while it fails with a retryable error (throttling), a few times.
 async fn patiently<T, F, Fut>(what: &str, mut call: F) -> anyhow::Result<T>
 where
@@ -105,24 +158,7 @@ impl AbortArgs {
                 "aborted by {operator}: {}",
                 reason.as_deref().unwrap_or("no reason given")
             );
-            for arn in &running {
-                let stopped = ops
-                    .sfn
-                    .stop_execution()
-                    .execution_arn(arn)
-                    .error(RolloutStatus::Aborted.as_str())
-                    .cause(&cause)
-                    .send()
-                    .await;
-                match stopped {
-                    Ok(_) => println!("stopped execution {arn}"),
-                    // It ended between the listing and the stop: nothing left to stop.
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|s| s.is_execution_does_not_exist()) => {}
-                    Err(e) => return Err(sdk_error(e, format!("stopping execution {arn}"))),
-                }
-            }
+            stop_executions(&ops, &running, &cause).await?;
             let sdk = sdk_config(&config, self.endpoint.url()).await?;
             let refresher = Refresher {
                 autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
@@ -153,29 +189,7 @@ impl AbortArgs {
                     format!(": {}", stopped.acted_on.join(", "))
                 }
             );
-            // Wait until each cancel or rollback has ended, so that the table says how.
-            let deadline =
-                Instant::now() + Duration::from_secs(u64::from(config.rollout.timeout_minutes) * 60);
-            let mut round = 0;
-            loop {
-                let settled = patiently("reading the refreshes", || {
-                    refresher.settle(&rollout_id, round)
-                })
-                .await?;
-                round = settled.round;
-                if settled.pending == 0 {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    eprintln!(
-                        "still running after {} minutes: {} (see `cargo xtask status --env {env} --rollout {rollout_id}`)",
-                        config.rollout.timeout_minutes,
-                        settled.still_running.join(", ")
-                    );
-                    break;
-                }
-                tokio::time::sleep(Duration::from_secs(SETTLE_POLL_SECONDS)).await;
-            }
+            wait_settled(&refresher, &rollout_id, config.rollout.timeout_minutes, &env).await?;
             let at = now();
             let mut summary =
                 ops.store
