@@ -86,6 +86,18 @@ impl Candidate {
 }
 
 impl Planner {
+    /// The planner with its clients built from `config`, on `store`, on the system clock.
+    pub fn new(config: &aws_config::SdkConfig, store: Store) -> Self {
+        Self {
+            autoscaling: aws_sdk_autoscaling::Client::new(config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
+            store,
+            clock: crate::system_clock(),
+        }
+    }
+
     pub async fn handle(&self, request: PlanRequest) -> Result<PlanResponse, Error> {
         validate_rollout_id(&request.rollout_id)?;
         validate_ami(&request.ami)?;

@@ -128,6 +128,17 @@ fn client_token(rollout_id: &str, asg: &str) -> String {
 }
 
 impl Refresher {
+    /// The refresher with its clients built from `config`, on `store`, on the system clock.
+    pub fn new(config: &aws_config::SdkConfig, store: Store) -> Self {
+        Self {
+            autoscaling: aws_sdk_autoscaling::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
+            sfn: aws_sdk_sfn::Client::new(config),
+            store,
+            clock: crate::system_clock(),
+        }
+    }
+
     pub async fn handle(&self, request: RefresherRequest) -> Result<Value, Error> {
         match request {
             RefresherRequest::Wave { rollout_id, wave } => {

@@ -161,14 +161,7 @@ pub async fn report(config: &StackConfig, endpoint_url: Option<&str>) -> anyhow:
             stack.env
         );
     };
-    let planner = runtime::planner::Planner {
-        autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
-        elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
-        ec2: aws_sdk_ec2::Client::new(&sdk),
-        iam: aws_sdk_iam::Client::new(&sdk),
-        store: store.clone(),
-        clock: runtime::system_clock(),
-    };
+    let planner = runtime::planner::Planner::new(&sdk, store.clone());
     // The stack's targets and, with `[[targets.group]]`, every group's, resolved alike.
     let mut specs = Vec::new();
     if !config.targets.asgs.is_empty() || !config.targets.tags.is_empty() {

@@ -160,13 +160,7 @@ impl AbortArgs {
             );
             stop_executions(&ops, &running, &cause).await?;
             let sdk = sdk_config(&config, self.endpoint.url()).await?;
-            let refresher = Refresher {
-                autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
-                ec2: aws_sdk_ec2::Client::new(&sdk),
-                sfn: aws_sdk_sfn::Client::new(&sdk),
-                store: ops.store.clone(),
-                clock: runtime::system_clock(),
-            };
+            let refresher = Refresher::new(&sdk, ops.store.clone());
             let rollback = self.rollback;
             let (verb, action) = if rollback {
                 ("rolled back", "rollback")
