@@ -7,7 +7,7 @@ use aws_sdk_autoscaling::types::{
     AlarmSpecification, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus,
     LaunchTemplate, LaunchTemplateSpecification, MixedInstancesPolicy, RefreshPreferences,
 };
-use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use aws_sdk_ec2::types::{LaunchTemplateVersion, RequestLaunchTemplateData};
 use generator::payload::{
     cap_message, cap_names, AsgStatus, FinishResponse, InFlightResponse, Outcome,
     RefreshPreferences as Preferences, RefresherRequest, SettleResponse, StepResponse,
@@ -942,20 +942,18 @@ impl Refresher {
         })
     }
 
-    /// A numbered launch template version with `ami`: the current one when it already
-    /// has it, else a new version made from the current with only ImageId changed.
-    async fn ensure_version(
+    /// The launch template version the group names (`$Latest`, `$Default` or a number), as
+    /// DescribeLaunchTemplateVersions gives it (none: not found).
+    async fn describe_version(
         &self,
-        rollout_id: &str,
         asg: &str,
         template: &TemplateRef,
-        ami: &str,
-    ) -> Result<(String, String), Error> {
-        let mut describe = self
+    ) -> Result<Option<LaunchTemplateVersion>, Error> {
+        let describe = self
             .ec2
             .describe_launch_template_versions()
             .versions(&template.version);
-        describe = match (&template.id, &template.name) {
+        let describe = match (&template.id, &template.name) {
             (Some(id), _) => describe.launch_template_id(id),
             (None, Some(name)) => describe.launch_template_name(name),
             (None, None) => {
@@ -968,7 +966,19 @@ impl Refresher {
             .send()
             .await
             .map_err(|e| classify(&format!("describing the launch template of {asg}"), e))?;
-        let current = out.launch_template_versions().first().ok_or_else(|| {
+        Ok(out.launch_template_versions().first().cloned())
+    }
+
+    /// A numbered launch template version with `ami`: the current one when it already
+    /// has it, else a new version made from the current with only ImageId changed.
+    async fn ensure_version(
+        &self,
+        rollout_id: &str,
+        asg: &str,
+        template: &TemplateRef,
+        ami: &str,
+    ) -> Result<(String, String), Error> {
+        let current = self.describe_version(asg, template).await?.ok_or_else(|| {
             Error::Aws(format!(
                 "{asg}: launch template version {} not found",
                 template.version

@@ -22,7 +22,7 @@ use generator::payload::{
 };
 
 use super::{refresh_status, running_and_ended, Refresher, TemplateRef};
-use crate::error::{classify, Error};
+use crate::error::Error;
 use crate::fanout;
 use crate::store::AsgRecord;
 
@@ -102,27 +102,11 @@ impl Refresher {
         }
         let version = if template.version.bytes().all(|b| b.is_ascii_digit()) {
             template.version.clone()
+        } else if template.id.is_none() && template.name.is_none() {
+            return Ok(());
         } else {
-            let mut describe = self
-                .ec2
-                .describe_launch_template_versions()
-                .versions(&template.version);
-            describe = match (&template.id, &template.name) {
-                (Some(id), _) => describe.launch_template_id(id),
-                (None, Some(name)) => describe.launch_template_name(name),
-                (None, None) => return Ok(()),
-            };
-            let out = describe.send().await.map_err(|e| {
-                classify(
-                    &format!("describing the launch template of {}", record.asg),
-                    e,
-                )
-            })?;
-            match out
-                .launch_template_versions()
-                .first()
-                .and_then(|v| v.version_number())
-            {
+            let current = self.describe_version(&record.asg, template).await?;
+            match current.and_then(|v| v.version_number()) {
                 Some(number) => number.to_string(),
                 None => return Ok(()),
             }
