@@ -7,11 +7,12 @@ use std::future::Future;
 
 use aws_config::SdkConfig;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::store::Store;
-use crate::{clients, telemetry, Error};
+use crate::{clients, parse_event, telemetry, Error};
 
 /// Installs tracing and reads the environment: the SDK config the clients are built from,
 /// and the progress table.
@@ -24,18 +25,21 @@ pub async fn setup() -> Result<(SdkConfig, Store), lambda_runtime::Error> {
 }
 
 /// Serves invocations until the Lambda service stops the process: each event's payload goes
-/// to `handler`, its answer comes back as JSON.
-pub async fn run<F, Fut, T>(handler: F) -> Result<(), lambda_runtime::Error>
+/// to `handler` as its request type (a payload that is not one is [`Error::InvalidInput`],
+/// never retried), its answer comes back as JSON.
+pub async fn run<F, Fut, R, T>(handler: F) -> Result<(), lambda_runtime::Error>
 where
-    F: Fn(Value) -> Fut,
+    F: Fn(R) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
+    R: DeserializeOwned,
     T: Serialize,
 {
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let request: R = parse_event(event.payload)?;
         // Boxed: the handlers' futures are deep (every SDK call they make), and the
         // compiler's layout of `main`'s future would otherwise overflow its depth limit.
-        let answer = Box::pin(handler(event.payload)).await?;
+        let answer = Box::pin(handler(request)).await?;
         to_json(&answer).map_err(Diagnostic::from)
     }))
     .await

@@ -4,6 +4,7 @@
 use generator::events::InstanceRefreshEvent;
 use runtime::completion::{Completer, Handled};
 use runtime::{lambda, system_clock};
+use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -13,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         sfn: aws_sdk_sfn::Client::new(&config),
         clock: system_clock(),
     };
-    lambda::run(|payload| async {
+    lambda::run(|payload: Value| async {
         // An event of another shape is not retried: no retry would make it readable.
         let handled = match serde_json::from_value::<InstanceRefreshEvent>(payload) {
             Ok(event) => completer.handle_event(&event).await?,
