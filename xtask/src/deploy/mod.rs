@@ -349,17 +349,29 @@ impl DestroyArgs {
             let mut skipped = Vec::new();
             let mut doomed: Vec<Box<dyn Step>> = Vec::new();
             let machine = state_machine::StateMachine::unwanted(&stack);
-            doomed.extend(Planned::absent(machine, &clients).await?.into_step(&mut skipped));
+            doomed.extend(
+                Planned::absent(machine, &clients)
+                    .await?
+                    .into_step(&mut skipped),
+            );
             // Its targets go with it; the completer's permission goes with the function.
             let rule = events_rule::Rule::new(&stack, events_rule::desired(&config));
-            doomed.extend(Planned::absent(rule, &clients).await?.into_step(&mut skipped));
+            doomed.extend(
+                Planned::absent(rule, &clients)
+                    .await?
+                    .into_step(&mut skipped),
+            );
             for function in [
                 stack.planner_function(),
                 stack.refresher_function(),
                 stack.completer_function(),
             ] {
                 let function = functions::Function::unwanted(function);
-                doomed.extend(Planned::absent(function, &clients).await?.into_step(&mut skipped));
+                doomed.extend(
+                    Planned::absent(function, &clients)
+                        .await?
+                        .into_step(&mut skipped),
+                );
             }
             let log_group = Planned::absent(log_group::LogGroup::new(&stack), &clients).await?;
             let topic = Planned::absent(topic::Topic::new(&stack), &clients).await?;
