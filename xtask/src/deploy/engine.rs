@@ -14,7 +14,6 @@ use generator::names::{Stack, STACK_TAG};
 use aws_smithy_runtime_api::client::result::SdkError;
 
 use super::aws::{desired_tags, Clients, SdkResultExt};
-use super::Action;
 
 /// One AWS resource of the stack, as the stack wants it.
 pub trait Resource {
@@ -64,6 +63,30 @@ pub trait Resource {
     /// Unified diffs of the documents `changes` rewrite, for review before apply.
     fn review(&self, _current: &Self::Current, _changes: &[Self::Change]) -> String {
         String::new()
+    }
+}
+
+/// What a deploy does to one resource; `C` is the resource's typed change (see
+/// [`Resource::Change`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<C> {
+    Create,
+    /// Update these fields.
+    Update(Vec<C>),
+    Unchanged,
+    /// Delete it: the stack no longer has it (the completer and its rule with
+    /// `completion = "poll"`).
+    Delete,
+}
+
+impl<C> Action<C> {
+    /// `Unchanged` when no field differs, else `Update` of those fields.
+    pub fn from_fields(fields: Vec<C>) -> Self {
+        if fields.is_empty() {
+            Action::Unchanged
+        } else {
+            Action::Update(fields)
+        }
     }
 }
 

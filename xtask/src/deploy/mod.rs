@@ -28,31 +28,8 @@ use generator::config::StackConfig;
 use crate::build::{Builder, FUNCTIONS};
 use crate::env_file::{display_path, Endpoint, StackSelector};
 use aws::Clients;
+pub use engine::Action;
 use engine::{Planned, Step, Verb};
-
-/// What a deploy does to one resource; `C` is the resource's typed change (see
-/// [`engine::Resource::Change`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action<C = String> {
-    Create,
-    /// Update these fields.
-    Update(Vec<C>),
-    Unchanged,
-    /// Delete it: the stack no longer has it (the completer and its rule with
-    /// `completion = "poll"`).
-    Delete,
-}
-
-impl<C> Action<C> {
-    /// `Unchanged` when no field differs, else `Update` of those fields.
-    pub fn from_fields(fields: Vec<C>) -> Self {
-        if fields.is_empty() {
-            Action::Unchanged
-        } else {
-            Action::Update(fields)
-        }
-    }
-}
 
 #[derive(Args, Debug)]
 pub struct DeployArgs {
@@ -144,7 +121,8 @@ async fn plan(
     }
     // The completer when the stack no longer wants it (`completion = "poll"`); someone else's
     // function of that name is left alone.
-    let completer_removal = match functions::wanted(config, "completer") {
+    let completer_wanted = functions::wanted(config, "completer");
+    let completer_removal = match completer_wanted {
         true => None,
         false => Planned::absent(
             functions::Function::unwanted(stack.completer_function()),
@@ -162,7 +140,7 @@ async fn plan(
     steps.extend(events.apply);
     removals.extend(events.remove);
     removals.extend(completer_removal);
-    if config.rollout.completion != generator::config::Completion::Events {
+    if !completer_wanted {
         // The completer's role, when an earlier deploy made it; one that is not this stack's
         // is left alone.
         let role = Planned::absent(roles::Role::named(stack.completer_role()), clients).await?;
