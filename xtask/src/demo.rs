@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use clap::Args;
 use generator::config::StackConfig;
 
-use crate::deploy::aws::{sdk_config, SdkResultExt};
+use crate::deploy::aws::{runtime, sdk_config, SdkResultExt};
 use crate::deploy::DeployArgs;
 use crate::env_file::{Endpoint, StackSelector};
 use crate::rollout::{self, Ops};
@@ -92,9 +92,7 @@ impl DemoArgs {
         let _ = std::fs::remove_dir_all(&zips);
         let (emulator, endpoint) = deployed?;
 
-        let tokio = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let tokio = runtime()?;
         let result = tokio.block_on(async {
             println!("== 4/6 creating the fleet: {} Auto Scaling groups on {OLD_AMI}", FLEET.len());
             create_fleet(&config, &endpoint).await?;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use generator::config::StackConfig;
 use generator::names::Stack;
@@ -16,7 +16,7 @@ use generator::payload::TargetSpec;
 use runtime::store::{AsgRecord, RolloutSummary, Store};
 use serde::Serialize;
 
-use crate::deploy::aws::{sdk_config, SdkResultExt};
+use crate::deploy::aws::{runtime, sdk_config, SdkResultExt};
 use crate::env_file::{Endpoint, StackSelector};
 
 #[derive(Args, Debug)]
@@ -74,11 +74,7 @@ struct Current {
 impl DriftArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let (_, config) = self.stack.load()?;
-        let report = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?
-            .block_on(report(&config, self.endpoint.url()))?;
+        let report = runtime()?.block_on(report(&config, self.endpoint.url()))?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {

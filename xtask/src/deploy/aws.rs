@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -28,6 +28,14 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_ATTEMPTS: u32 = 3;
 /// How long resolving credentials may take (an SSO or IMDS lookup that hangs fails here).
 const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The single-threaded async runtime every command that calls AWS runs its calls on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
 
 /// Loads the SDK config for a stack: region and profile from the env file; the endpoint from
 /// `--endpoint-url`, else the env file's `endpoint_url`, else `AWS_ENDPOINT_URL` (read by the

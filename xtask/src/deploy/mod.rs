@@ -27,7 +27,7 @@ use generator::config::StackConfig;
 
 use crate::build::{Builder, FUNCTIONS};
 use crate::env_file::{display_path, Endpoint, StackSelector};
-use aws::Clients;
+use aws::{runtime, Clients};
 pub use engine::Action;
 use engine::{Planned, Step, Verb};
 
@@ -54,13 +54,6 @@ pub struct DestroyArgs {
     pub yes: bool,
     #[command(flatten)]
     pub endpoint: Endpoint,
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
 }
 
 /// What the stack wants, checked locally before the first AWS call.

@@ -21,7 +21,8 @@ use clap::Args;
 use runtime::refresher::Refresher;
 use runtime::store::{Abort, RolloutStatus, RolloutSummary};
 
-use super::{now, runtime, Ops};
+use super::{now, Ops};
+use crate::deploy::aws::runtime;
 use crate::deploy::aws::{sdk_config, sdk_error};
 use crate::env_file::{Endpoint, StackSelector};
 

@@ -18,7 +18,7 @@ use runtime::completion::is_closed_token;
 use runtime::store::{ApprovalStatus, RolloutStatus, Store};
 use serde_json::json;
 
-use crate::deploy::aws::{sdk_config, sdk_error, SdkResultExt};
+use crate::deploy::aws::{runtime, sdk_config, sdk_error, SdkResultExt};
 use crate::env_file::{Endpoint, StackSelector};
 use patience::{classified, is_transient, Patience, Verdict, DEFAULT_GIVE_UP_MINUTES};
 use view::{Execution, Snapshot};
@@ -117,13 +117,6 @@ pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
 }
 
 impl Ops {
