@@ -14,7 +14,7 @@ use generator::names::table::{PARTITION_KEY, SORT_KEY};
 use serde_json::{json, Value};
 
 use crate::error::{classify, Error};
-use crate::store::Store;
+use crate::store::{n, s, Store};
 use crate::wave_store;
 
 /// The budget item's sort key.
@@ -37,15 +37,15 @@ pub async fn spend(
             .client()
             .update_item()
             .table_name(store.table())
-            .key(PARTITION_KEY, AttributeValue::S(rollout_id.to_string()))
-            .key(SORT_KEY, AttributeValue::S(BUDGET_KEY.to_string()))
+            .key(PARTITION_KEY, s(rollout_id))
+            .key(SORT_KEY, s(BUDGET_KEY))
             .update_expression("ADD spent :asgs")
             .condition_expression(
                 "attribute_not_exists(spent) OR (size(spent) < :budget AND NOT contains(spent, :asg))",
             )
             .expression_attribute_values(":asgs", AttributeValue::Ss(vec![asg.clone()]))
-            .expression_attribute_values(":asg", AttributeValue::S(asg.clone()))
-            .expression_attribute_values(":budget", AttributeValue::N(budget.to_string()))
+            .expression_attribute_values(":asg", s(&asg))
+            .expression_attribute_values(":budget", n(budget))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
             .await;
@@ -90,17 +90,10 @@ pub async fn spend(
 /// The ASGs that spent the budget so far.
 async fn spent_set(store: &Store, rollout_id: &str) -> Result<Vec<String>, Error> {
     let item = store
-        .client()
-        .get_item()
-        .table_name(store.table())
-        .key(PARTITION_KEY, AttributeValue::S(rollout_id.to_string()))
-        .key(SORT_KEY, AttributeValue::S(BUDGET_KEY.to_string()))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| classify("reading the error budget", e))?;
+        .read_item(rollout_id, BUDGET_KEY, "reading the error budget")
+        .await?;
     let mut names: Vec<String> = item
-        .item()
+        .as_ref()
         .and_then(|i| i.get("spent"))
         .and_then(|v| v.as_ss().ok())
         .cloned()

@@ -117,17 +117,9 @@ async fn fleet(emulator: &Emulator) {
     emulator.asg("other-1", 1, &[("group", "batch")], &[]).await;
 }
 
-/// An emulator holding [`fleet`], with an AMI that exists.
-async fn with_fleet() -> (Emulator, String) {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
-    (emulator, ami)
-}
-
 #[tokio::test]
 async fn plans_names_and_tags_with_prechecks_and_canary_first() {
-    let (emulator, ami) = with_fleet().await;
+    let (emulator, ami) = Emulator::with_fleet(fleet).await;
     let names = ["api-1", "ghost"];
     let both = request(
         &ami,
@@ -195,7 +187,7 @@ async fn plans_names_and_tags_with_prechecks_and_canary_first() {
 
 #[tokio::test]
 async fn window_strategy_makes_one_wave_after_the_canary() {
-    let (emulator, ami) = with_fleet().await;
+    let (emulator, ami) = Emulator::with_fleet(fleet).await;
     let plan = planner(&emulator)
         .handle(by_tag(&ami, "r-w", &["web-2"], Strategy::Window, 2))
         .await
@@ -209,7 +201,7 @@ async fn window_strategy_makes_one_wave_after_the_canary() {
 
 #[tokio::test]
 async fn the_previous_rollouts_longest_refreshes_start_first() {
-    let (emulator, ami) = with_fleet().await;
+    let (emulator, ami) = Emulator::with_fleet(fleet).await;
     let planner = planner(&emulator);
     let req = |id: &str| by_tag(&ami, id, &["web-2"], Strategy::Window, 2);
     let first = planner.handle(req("r-a")).await.unwrap();
@@ -244,7 +236,7 @@ async fn the_previous_rollouts_longest_refreshes_start_first() {
 
 #[tokio::test]
 async fn a_second_rollout_is_refused_while_one_holds_the_lock() {
-    let (emulator, ami) = with_fleet().await;
+    let (emulator, ami) = Emulator::with_fleet(fleet).await;
     let planner = planner(&emulator);
     planner.handle(api_1(&ami, "r-1")).await.unwrap();
     let refused = planner.handle(api_1(&ami, "r-2")).await.unwrap_err();
@@ -260,7 +252,7 @@ async fn a_second_rollout_is_refused_while_one_holds_the_lock() {
 
 #[tokio::test]
 async fn replanning_never_resets_progress_and_leaves_out_what_is_done() {
-    let (emulator, ami) = with_fleet().await;
+    let (emulator, ami) = Emulator::with_fleet(fleet).await;
     let planner = planner(&emulator);
     let req = by_tag(&ami, "r-1", &[], Strategy::Batches, 3);
     planner.handle(req.clone()).await.unwrap();
@@ -311,7 +303,7 @@ async fn bad_input_is_not_retryable() {
 
 #[tokio::test]
 async fn too_many_waves_for_one_execution_is_refused() {
-    let (emulator, ami) = with_fleet().await;
+    let (emulator, ami) = Emulator::with_fleet(fleet).await;
     let mut req = by_tag(&ami, "r-1", &[], Strategy::Batches, 1);
     req.max_waves = 3;
     let refused = planner(&emulator).handle(req).await.unwrap_err();

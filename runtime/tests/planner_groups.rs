@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use common::{plan_request, target_spec, Emulator};
 use generator::config::Strategy;
 use generator::groups::GroupSpec;
-use generator::payload::{AsgStatus, PlanRequest};
+use generator::payload::{AsgStatus, PlanRequest, PlanResponse};
 use runtime::wave_store;
 use runtime::Error;
 
@@ -52,14 +52,6 @@ async fn fleet(emulator: &Emulator) {
     emulator.asg("other-1", 1, &[("role", "other")], &[]).await;
 }
 
-/// A fresh emulator with the fleet, and an AMI that exists there.
-async fn with_fleet() -> (Emulator, String) {
-    let emulator = Emulator::start().await;
-    let ami = emulator.existing_ami().await;
-    fleet(&emulator).await;
-    (emulator, ami)
-}
-
 fn two_groups() -> Vec<GroupSpec> {
     vec![
         group("consul", 1, &["consul-1", "consul-2", "consul-3"], &[]),
@@ -67,27 +59,28 @@ fn two_groups() -> Vec<GroupSpec> {
     ]
 }
 
-/// Each wave's (group, batch size, members), as the table holds them.
-async fn plan_of(
-    emulator: &Emulator,
-    rollout_id: &str,
-    count: u32,
-) -> Vec<(Option<String>, Option<u32>, Vec<String>)> {
+/// A wave as the table holds it: its group, batch size and members.
+type Wave = (Option<String>, Option<u32>, Vec<String>);
+
+/// Plans `request`; the planner's answer and each wave it recorded.
+async fn plan_and_read(emulator: &Emulator, request: PlanRequest) -> (PlanResponse, Vec<Wave>) {
+    let rollout_id = request.rollout_id.clone();
+    let plan = emulator.planner().handle(request).await.unwrap();
     let store = emulator.store();
-    let mut out = Vec::new();
-    for wave in 0..count {
-        let info = wave_store::wave_info(&store, rollout_id, wave)
+    let mut waves = Vec::new();
+    for wave in 0..plan.wave_count {
+        let info = wave_store::wave_info(&store, &rollout_id, wave)
             .await
             .unwrap();
-        let members = wave_store::wave_members(&store, rollout_id, wave)
+        let members = wave_store::wave_members(&store, &rollout_id, wave)
             .await
             .unwrap();
-        out.push((info.group, info.batch_size, members));
+        waves.push((info.group, info.batch_size, members));
     }
-    out
+    (plan, waves)
 }
 
-fn row(group: &str, size: u32, asgs: &[&str]) -> (Option<String>, Option<u32>, Vec<String>) {
+fn row(group: &str, size: u32, asgs: &[&str]) -> Wave {
     (
         Some(group.into()),
         Some(size),
@@ -97,14 +90,14 @@ fn row(group: &str, size: u32, asgs: &[&str]) -> (Option<String>, Option<u32>, V
 
 #[tokio::test]
 async fn batches_are_made_per_group_at_its_batch_size_and_recorded_with_it() {
-    let (emulator, ami) = with_fleet().await;
-    let plan = emulator
-        .planner()
-        .handle(request(&ami, "r-g", two_groups(), &[], Strategy::Batches))
-        .await
-        .unwrap();
+    let (emulator, ami) = Emulator::with_fleet(fleet).await;
+    let (plan, waves) = plan_and_read(
+        &emulator,
+        request(&ami, "r-g", two_groups(), &[], Strategy::Batches),
+    )
+    .await;
     assert_eq!(
-        plan_of(&emulator, "r-g", plan.wave_count).await,
+        waves,
         vec![
             row("consul", 1, &["consul-1"]),
             row("consul", 1, &["consul-2"]),
@@ -128,20 +121,14 @@ async fn batches_are_made_per_group_at_its_batch_size_and_recorded_with_it() {
 
 #[tokio::test]
 async fn window_is_one_wave_per_group_after_the_canary() {
-    let (emulator, ami) = with_fleet().await;
-    let plan = emulator
-        .planner()
-        .handle(request(
-            &ami,
-            "r-w",
-            two_groups(),
-            &["consul-2"],
-            Strategy::Window,
-        ))
-        .await
-        .unwrap();
+    let (emulator, ami) = Emulator::with_fleet(fleet).await;
+    let (_, waves) = plan_and_read(
+        &emulator,
+        request(&ami, "r-w", two_groups(), &["consul-2"], Strategy::Window),
+    )
+    .await;
     assert_eq!(
-        plan_of(&emulator, "r-w", plan.wave_count).await,
+        waves,
         vec![
             row("consul", 1, &["consul-2"]),
             row("consul", 1, &["consul-1", "consul-3"]),
@@ -157,16 +144,15 @@ async fn window_is_one_wave_per_group_after_the_canary() {
 
 #[tokio::test]
 async fn plans_without_groups_record_no_group_and_the_rollout_batch_size() {
-    let (emulator, ami) = with_fleet().await;
-    let plan = emulator
-        .planner()
-        .handle(PlanRequest {
+    let (emulator, ami) = Emulator::with_fleet(fleet).await;
+    let (_, waves) = plan_and_read(
+        &emulator,
+        PlanRequest {
             batch_size: 2,
             ..plan_request("r-plain", &ami, &["consul-1", "consul-2", "consul-3"], &[])
-        })
-        .await
-        .unwrap();
-    let waves = plan_of(&emulator, "r-plain", plan.wave_count).await;
+        },
+    )
+    .await;
     assert_eq!(waves.len(), 2);
     assert!(
         waves
@@ -179,7 +165,7 @@ async fn plans_without_groups_record_no_group_and_the_rollout_batch_size() {
 /// Plans `request` (given the AMI) on a fresh fleet and checks that the plan fails with a
 /// message holding `expected`; the emulator, for more checks.
 async fn assert_plan_fails(request: impl FnOnce(&str) -> PlanRequest, expected: &str) -> Emulator {
-    let (emulator, ami) = with_fleet().await;
+    let (emulator, ami) = Emulator::with_fleet(fleet).await;
     match emulator.planner().handle(request(&ami)).await {
         Err(Error::InvalidInput(message)) => assert!(message.contains(expected), "{message}"),
         other => panic!("expected a plan error, got {other:?}"),

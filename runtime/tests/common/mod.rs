@@ -50,6 +50,14 @@ impl Emulator {
         Self::on(Moto::start_extended()).await
     }
 
+    /// A fresh emulator holding what `fleet` makes in it, and an AMI that exists there.
+    pub async fn with_fleet(fleet: impl AsyncFnOnce(&Emulator)) -> (Self, String) {
+        let emulator = Self::start().await;
+        let ami = emulator.existing_ami().await;
+        fleet(&emulator).await;
+        (emulator, ami)
+    }
+
     async fn on(moto: Moto) -> Self {
         let config = aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(moto.endpoint())
