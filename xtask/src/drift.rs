@@ -158,7 +158,57 @@ pub async fn report(config: &StackConfig, endpoint_url: Option<&str>) -> anyhow:
         );
     };
     let planner = runtime::planner::Planner::new(&sdk, store.clone());
-    // The stack's targets and, with `[[targets.group]]`, every group's, resolved alike.
+    let names = targeted(&planner, config).await?;
+    let ec2 = &planner.ec2;
+    let by_asg: BTreeMap<&str, &AsgRecord> = records.iter().map(|r| (r.asg.as_str(), r)).collect();
+    let mut report = Report {
+        stack: stack.env.clone(),
+        rollout_id: summary.rollout_id.clone(),
+        ami: summary.ami.clone(),
+        drifted: Vec::new(),
+        in_sync: Vec::new(),
+    };
+    let groups = current_groups(&planner.autoscaling, &names).await?;
+    for name in names {
+        let Some(current) = groups.get(&name) else {
+            continue;
+        };
+        let (current_version, current_ami) = version_image(ec2, current).await?;
+        let record = by_asg.get(name.as_str()).copied();
+        let expected_version = record
+            .filter(|r| r.status.is_successful())
+            .and_then(|r| r.launch_template_version.clone());
+        let old = older_instances(ec2, &current.instances, &summary.ami).await?;
+        let reasons = reasons(
+            &summary,
+            record,
+            current_version.as_deref(),
+            current_ami.as_deref(),
+            old.len(),
+        );
+        if reasons.is_empty() {
+            report.in_sync.push(name);
+        } else {
+            report.drifted.push(AsgDrift {
+                asg: name,
+                expected_version,
+                expected_ami: summary.ami.clone(),
+                current_version,
+                current_ami,
+                reasons,
+                instances_on_older_ami: old,
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// The ASGs the stack targets now: its `[targets]` and, with `[[targets.group]]`, every
+/// group's, resolved alike by the planner, in name order.
+async fn targeted(
+    planner: &runtime::planner::Planner,
+    config: &StackConfig,
+) -> anyhow::Result<Vec<String>> {
     let mut specs = Vec::new();
     if !config.targets.asgs.is_empty() || !config.targets.tags.is_empty() {
         specs.push(TargetSpec {
@@ -178,73 +228,53 @@ pub async fn report(config: &StackConfig, endpoint_url: Option<&str>) -> anyhow:
             .map_err(|e| anyhow::anyhow!("resolving the targets: {e}"))?;
         found.extend(resolved);
     }
-    let ec2 = &planner.ec2;
-    let by_asg: BTreeMap<&str, &AsgRecord> = records.iter().map(|r| (r.asg.as_str(), r)).collect();
-    let mut report = Report {
-        stack: stack.env.clone(),
-        rollout_id: summary.rollout_id.clone(),
-        ami: summary.ami.clone(),
-        drifted: Vec::new(),
-        in_sync: Vec::new(),
-    };
-    let names: Vec<String> = found.keys().cloned().collect();
-    let groups = current_groups(&planner.autoscaling, &names).await?;
-    for name in names {
-        let Some(current) = groups.get(&name) else {
-            continue;
-        };
-        let (current_version, current_ami) = version_image(ec2, current).await?;
-        let record = by_asg.get(name.as_str());
-        let refreshed = record.filter(|r| r.status.is_successful());
-        let expected_version = refreshed.and_then(|r| r.launch_template_version.clone());
-        let mut reasons = Vec::new();
-        match (record, refreshed) {
-            (None, _) => reasons.push(format!("not in rollout {}", summary.rollout_id)),
-            (Some(r), None) => reasons.push(format!(
-                "not refreshed by rollout {}: {}{}",
-                summary.rollout_id,
-                r.status,
-                r.reason
-                    .as_deref()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
-            )),
-            (Some(_), Some(_)) => {
-                if expected_version.is_some() && current_version != expected_version {
+    Ok(found.into_keys().collect())
+}
+
+/// Why one ASG differs from what the reference rollout left (empty: it does not): not in
+/// the rollout, not refreshed by it, on another launch template version than the refresh
+/// left, launching another image, or running `older` instances on an older AMI.
+fn reasons(
+    summary: &RolloutSummary,
+    record: Option<&AsgRecord>,
+    current_version: Option<&str>,
+    current_ami: Option<&str>,
+    older: usize,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    match record {
+        None => reasons.push(format!("not in rollout {}", summary.rollout_id)),
+        Some(r) if !r.status.is_successful() => reasons.push(format!(
+            "not refreshed by rollout {}: {}{}",
+            summary.rollout_id,
+            r.status,
+            r.reason
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        )),
+        Some(r) => {
+            if let Some(expected) = r.launch_template_version.as_deref() {
+                if current_version != Some(expected) {
                     reasons.push(format!(
-                        "launch template version {} since the rollout left {}",
-                        current_version.as_deref().unwrap_or("unknown"),
-                        expected_version.as_deref().unwrap_or_default()
+                        "launch template version {} since the rollout left {expected}",
+                        current_version.unwrap_or("unknown"),
                     ));
                 }
             }
         }
-        if current_ami.as_deref() != Some(summary.ami.as_str()) {
-            reasons.push(format!(
-                "launches {} instead of {}",
-                current_ami.as_deref().unwrap_or("an unknown image"),
-                summary.ami
-            ));
-        }
-        let old = older_instances(ec2, &current.instances, &summary.ami).await?;
-        if !old.is_empty() {
-            reasons.push(format!("{} instance(s) on an older AMI", old.len()));
-        }
-        if reasons.is_empty() {
-            report.in_sync.push(name);
-        } else {
-            report.drifted.push(AsgDrift {
-                asg: name,
-                expected_version,
-                expected_ami: summary.ami.clone(),
-                current_version,
-                current_ami,
-                reasons,
-                instances_on_older_ami: old,
-            });
-        }
     }
-    Ok(report)
+    if current_ami != Some(summary.ami.as_str()) {
+        reasons.push(format!(
+            "launches {} instead of {}",
+            current_ami.unwrap_or("an unknown image"),
+            summary.ami
+        ));
+    }
+    if older > 0 {
+        reasons.push(format!("{older} instance(s) on an older AMI"));
+    }
+    reasons
 }
 
 /// Each group's launch template (its own or its mixed instances policy's) and instances.
@@ -391,4 +421,79 @@ pub fn render(report: &Report) -> String {
         out.push_str(&format!("{:<32} {}\n", "", asg.reasons.join("; ")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use generator::payload::AsgStatus;
+
+    use super::*;
+
+    fn summary() -> RolloutSummary {
+        RolloutSummary {
+            rollout_id: "r-1".into(),
+            ami: "ami-new".into(),
+            ..RolloutSummary::default()
+        }
+    }
+
+    fn record(status: AsgStatus, version: Option<&str>, reason: Option<&str>) -> AsgRecord {
+        AsgRecord {
+            asg: "web-1".into(),
+            status,
+            launch_template_version: version.map(str::to_string),
+            reason: reason.map(str::to_string),
+            ..AsgRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_group_as_the_rollout_left_it_has_no_reason() {
+        let refreshed = record(AsgStatus::Successful, Some("7"), None);
+        let reasons = reasons(&summary(), Some(&refreshed), Some("7"), Some("ami-new"), 0);
+        assert!(reasons.is_empty(), "{reasons:?}");
+    }
+
+    #[test]
+    fn each_difference_is_a_reason_of_its_own() {
+        let refreshed = record(AsgStatus::Successful, Some("7"), None);
+        assert_eq!(
+            reasons(&summary(), Some(&refreshed), Some("8"), Some("ami-old"), 2),
+            [
+                "launch template version 8 since the rollout left 7",
+                "launches ami-old instead of ami-new",
+                "2 instance(s) on an older AMI",
+            ]
+        );
+        assert_eq!(
+            reasons(&summary(), Some(&refreshed), None, None, 0),
+            [
+                "launch template version unknown since the rollout left 7",
+                "launches an unknown image instead of ami-new",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_group_the_rollout_did_not_refresh_says_why() {
+        assert_eq!(
+            reasons(&summary(), None, Some("3"), Some("ami-new"), 0),
+            ["not in rollout r-1"]
+        );
+        let skipped = record(AsgStatus::Skipped, None, Some("desired capacity is 0"));
+        assert_eq!(
+            reasons(&summary(), Some(&skipped), Some("3"), Some("ami-new"), 0),
+            ["not refreshed by rollout r-1: Skipped (desired capacity is 0)"]
+        );
+        // A refresh that recorded no version: only the image is compared.
+        let unversioned = record(AsgStatus::Successful, None, None);
+        assert!(reasons(
+            &summary(),
+            Some(&unversioned),
+            Some("3"),
+            Some("ami-new"),
+            0
+        )
+        .is_empty());
+    }
 }
