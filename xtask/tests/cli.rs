@@ -1,8 +1,12 @@
 //! The `xtask` binary as a user runs it: `render` with good and bad configs, and its help.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use asg_refresh_tests::workspace_root;
 
 /// Malformed configs from `tests/fixtures/bad-envs/` with the key each error must name.
 const BAD_FIXTURES: &[(&str, &str)] = &[
@@ -14,15 +18,6 @@ const BAD_FIXTURES: &[(&str, &str)] = &[
     ("memory-too-small.toml", "lambda.memory_mb"),
 ];
 
-/// The workspace root (the directory above `xtask/`).
-fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    match manifest.parent() {
-        Some(root) => root.to_path_buf(),
-        None => panic!("{} has no parent", manifest.display()),
-    }
-}
-
 /// A fresh temporary directory.
 fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"))
@@ -30,11 +25,7 @@ fn temp_dir() -> tempfile::TempDir {
 
 /// Runs the xtask binary in `cwd` with `args`.
 fn xtask(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run xtask {args:?}: {e}"))
+    support::run(support::xtask(args).current_dir(cwd))
 }
 
 /// The output's stdout and stderr as text, for assertions and failure messages.
@@ -57,11 +48,15 @@ fn xtask_ok(cwd: &Path, args: &[&str]) -> String {
     stdout
 }
 
-/// `render <source> --out <out>` in `cwd` (`source`: `--config <file>` or `--env <name>`),
+/// `render <source> --out <out>` (`source`: `--config <file>` or `--env <name>`; `out`: a
+/// directory in a fresh temporary one) in `cwd`, or in the temporary directory when `None`,
 /// which must fail and write nothing; returns its stderr.
 #[track_caller]
-fn render_refused(cwd: &Path, source: [&str; 2], out: &Path) -> String {
+fn render_refused(cwd: Option<&Path>, source: [&str; 2]) -> String {
     let [flag, value] = source;
+    let tmp = temp_dir();
+    let out = tmp.path().join("out");
+    let cwd = cwd.unwrap_or(tmp.path());
     let out_arg = out.to_string_lossy();
     let output = xtask(cwd, &["render", flag, value, "--out", &out_arg]);
     let (stdout, stderr) = text(&output);
@@ -108,11 +103,9 @@ fn bad_config_fails_naming_file_and_key_and_writes_nothing() {
         .join("fixtures")
         .join("bad-envs");
     for (file, key) in BAD_FIXTURES {
-        let tmp = temp_dir();
-        let out = tmp.path().join("out");
         let config = fixtures.join(file);
         let config_arg = config.to_string_lossy().into_owned();
-        let stderr = render_refused(tmp.path(), ["--config", &config_arg], &out);
+        let stderr = render_refused(None, ["--config", &config_arg]);
         assert!(
             stderr.contains(&config_arg),
             "{file}: stderr should name {config_arg}:\n{stderr}"
@@ -127,10 +120,9 @@ fn bad_config_fails_naming_file_and_key_and_writes_nothing() {
 #[test]
 fn missing_config_file_fails_and_writes_nothing() {
     let tmp = temp_dir();
-    let out = tmp.path().join("out");
     let config = tmp.path().join("no-such-config.toml");
     let config_arg = config.to_string_lossy().into_owned();
-    let stderr = render_refused(tmp.path(), ["--config", &config_arg], &out);
+    let stderr = render_refused(None, ["--config", &config_arg]);
     assert!(
         stderr.contains(&config_arg) && stderr.contains("does not exist"),
         "stderr should say {config_arg} does not exist:\n{stderr}"
@@ -139,9 +131,7 @@ fn missing_config_file_fails_and_writes_nothing() {
 
 #[test]
 fn unknown_env_names_the_known_envs() {
-    let tmp = temp_dir();
-    let out = tmp.path().join("out");
-    let stderr = render_refused(&workspace_root(), ["--env", "nosuch"], &out);
+    let stderr = render_refused(Some(&workspace_root()), ["--env", "nosuch"]);
     assert!(
         stderr.contains("unknown env `nosuch`"),
         "stderr should name the unknown env:\n{stderr}"

@@ -7,16 +7,20 @@
 mod group;
 #[path = "../../tests/support/refresh.rs"]
 mod refresh;
+mod support;
 #[path = "../../tests/support/dynamodb.rs"]
 mod tables;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use asg_refresh_tests::{free_port, stored_zip, workspace_root, Moto};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_lambda::operation::get_function::GetFunctionOutput;
 use serde_json::Value;
+use support::{assert_quick, assert_success, failure_stderr, run, stdout, xtask};
 
 const ENV: &str = "local";
 const PREFIX: &str = "asg-refresh-local";
@@ -42,21 +46,25 @@ impl Fixture {
             .collect();
         std::fs::write(dir.path().join("local.toml"), config).unwrap();
         // The completer's zip is there for the stacks with completion = "events".
-        for function in ["planner", "refresher", "completer"] {
-            write_zip(
-                &dir.path().join("zips").join(function).join("bootstrap.zip"),
-                function.as_bytes(),
-            );
-        }
+        write_zips(
+            &dir.path().join("zips"),
+            &["planner", "refresher", "completer"],
+        );
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(moto.endpoint())
             .region(Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_iam::config::Credentials::new(
-                "test", "test", None, None, "test",
-            ))
+            .credentials_provider(support::test_credentials())
             .load()
             .await;
         Self { moto, dir, sdk }
+    }
+
+    /// A fixture whose stack, completing on `completion` ("poll" or "events"), is deployed.
+    async fn deployed(completion: &str) -> Self {
+        let fixture = Self::start().await;
+        fixture.set_completion(completion);
+        fixture.deploy();
+        fixture
     }
 
     fn config(&self) -> PathBuf {
@@ -67,39 +75,49 @@ impl Fixture {
         self.dir.path().join("zips")
     }
 
+    /// The `--endpoint-url` flag naming the emulator.
+    fn endpoint_args(&self) -> [String; 2] {
+        ["--endpoint-url".to_string(), self.moto.endpoint()]
+    }
+
     /// Runs `cargo xtask <args>` against the emulator with stdin not a terminal.
     fn xtask(&self, args: &[&str]) -> Output {
-        let endpoint = self.moto.endpoint();
-        run(args, &["--endpoint-url", &endpoint])
+        run(xtask(args).args(self.endpoint_args()))
+    }
+
+    /// `deploy` of the fixture's config and zips against the emulator, as a command.
+    fn deploy_command(&self) -> std::process::Command {
+        let mut command = xtask(&deploy_args(&self.config(), &self.zips()));
+        command.args(self.endpoint_args());
+        command
     }
 
     /// Runs `deploy` of the fixture's config and zips, with `extra` arguments.
     fn run_deploy(&self, extra: &[&str]) -> Output {
-        let config = self.config();
-        let zips = self.zips();
-        let mut args = vec![
-            "deploy",
-            "--config",
-            config.to_str().unwrap(),
-            "--zip-dir",
-            zips.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        self.xtask(&args)
+        run(self.deploy_command().args(extra))
     }
 
     /// A successful `deploy`'s output.
     fn deploy(&self) -> String {
         let output = self.run_deploy(&[]);
         assert_success(&output);
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        stdout(&output)
+    }
+
+    /// A successful `deploy`'s output, whose table of operations marks exactly `expected`
+    /// as mutating (rows such as `"Lambda.UpdateFunctionCode 1 mutating"`, in its order).
+    #[track_caller]
+    fn deploy_mutating(&self, expected: &[&str]) -> String {
+        let stdout = self.deploy();
+        assert_eq!(mutating_operations(&stdout), expected, "{stdout}");
+        stdout
     }
 
     /// `deploy --dry-run`'s output.
     fn dry_run(&self) -> String {
         let output = self.run_deploy(&["--dry-run"]);
         assert_success(&output);
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        stdout(&output)
     }
 
     /// Rewrites the config's `completion` (envs/local.toml says "poll").
@@ -126,6 +144,13 @@ impl Fixture {
         self.xtask(&args)
     }
 
+    /// A successful `destroy --yes`'s output.
+    fn destroy_yes(&self) -> String {
+        let output = self.destroy(true);
+        assert_success(&output);
+        stdout(&output)
+    }
+
     fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.sdk)
     }
@@ -134,19 +159,77 @@ impl Fixture {
         aws_sdk_lambda::Client::new(&self.sdk)
     }
 
+    /// The IAM role `name`, if it exists.
+    async fn role(&self, name: &str) -> Option<aws_sdk_iam::types::Role> {
+        let got = self.iam().get_role().role_name(name).send().await;
+        got.ok().and_then(|out| out.role)
+    }
+
     /// Whether the IAM role `name` exists.
     async fn role_exists(&self, name: &str) -> bool {
-        self.iam().get_role().role_name(name).send().await.is_ok()
+        self.role(name).await.is_some()
+    }
+
+    /// The Lambda function `name` (its configuration and tags), if it exists.
+    async fn function(&self, name: &str) -> Option<GetFunctionOutput> {
+        let got = self.lambda().get_function().function_name(name).send();
+        got.await.ok()
     }
 
     /// Whether the Lambda function `name` exists.
     async fn function_exists(&self, name: &str) -> bool {
-        self.lambda()
-            .get_function()
-            .function_name(name)
-            .send()
-            .await
-            .is_ok()
+        self.function(name).await.is_some()
+    }
+
+    /// The stack's DynamoDB table, if it exists.
+    async fn table(&self) -> Option<aws_sdk_dynamodb::types::TableDescription> {
+        let db = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let got = db.describe_table().table_name(PREFIX).send().await;
+        got.ok().and_then(|out| out.table)
+    }
+
+    /// Creates the IAM role `name` that `principal` may assume (the stack's tags are not on it).
+    async fn create_role(&self, name: &str, principal: Principal) -> aws_sdk_iam::types::Role {
+        let trust = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": principal.json(), "Action": "sts:AssumeRole"}],
+        });
+        let request = self.iam().create_role().role_name(name);
+        let request = request.assume_role_policy_document(trust.to_string());
+        let created = must(&format!("create role {name}"), request.send()).await;
+        created.role.expect("the created role")
+    }
+
+    /// Puts `document` as the inline policy `policy` of `role`.
+    async fn put_role_policy(&self, role: &str, policy: &str, document: &str) {
+        let request = self
+            .iam()
+            .put_role_policy()
+            .role_name(role)
+            .policy_name(policy);
+        let request = request.policy_document(document).send();
+        must(&format!("put policy {policy} on {role}"), request).await;
+    }
+
+    /// Attaches to `role` a new managed policy `policy` that denies `action` on everything.
+    async fn attach_deny(&self, role: &str, policy: &str, action: &str) {
+        let deny = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Deny", "Action": action, "Resource": "*"}],
+        });
+        let request = self.iam().create_policy().policy_name(policy);
+        let request = request.policy_document(deny.to_string()).send();
+        let created = must(&format!("create policy {policy}"), request).await;
+        let arn = created
+            .policy()
+            .and_then(|p| p.arn())
+            .expect("the policy's arn");
+        let request = self
+            .iam()
+            .attach_role_policy()
+            .role_name(role)
+            .policy_arn(arn);
+        must(&format!("attach {policy} to {role}"), request.send()).await;
     }
 
     /// The inline policy of `role` named after it, decoded.
@@ -201,6 +284,28 @@ impl Fixture {
     }
 }
 
+/// Who a role created by a test trusts.
+#[derive(Debug, Clone, Copy)]
+enum Principal {
+    /// The AWS service that runs as the role, such as `lambda.amazonaws.com`.
+    Service(&'static str),
+    /// The account's root: any of its principals the account lets assume it.
+    Account,
+}
+const ACCOUNT: Principal = Principal::Account;
+const LAMBDA: Principal = Principal::Service("lambda.amazonaws.com");
+const STATES: Principal = Principal::Service("states.amazonaws.com");
+
+impl Principal {
+    /// The `Principal` element of a trust policy.
+    fn json(self) -> Value {
+        match self {
+            Principal::Service(service) => serde_json::json!({ "Service": service }),
+            Principal::Account => serde_json::json!({ "AWS": "arn:aws:iam::123456789012:root" }),
+        }
+    }
+}
+
 /// The stack's state machine.
 fn machine_arn() -> String {
     format!("arn:aws:states:us-east-1:123456789012:stateMachine:{PREFIX}")
@@ -214,42 +319,38 @@ fn rendered_json(render: &Path, file: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
-/// The standard error of a command that must have failed.
-#[track_caller]
-fn failure_stderr(output: &Output) -> String {
-    assert!(!output.status.success(), "the command succeeded");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn run(args: &[&str], extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .args(extra)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN")
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask")
-}
-
-fn assert_success(output: &Output) {
-    assert!(
-        output.status.success(),
-        "xtask failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+/// `deploy --config <config> --zip-dir <zips>`.
+fn deploy_args(config: &Path, zips: &Path) -> [String; 5] {
+    let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
+    [
+        "deploy".to_string(),
+        "--config".to_string(),
+        path(config),
+        "--zip-dir".to_string(),
+        path(zips),
+    ]
 }
 
 /// A stored (uncompressed) zip holding `bootstrap`: enough for Lambda's validation.
 fn write_zip(path: &Path, contents: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, stored_zip("bootstrap", contents)).unwrap();
+}
+
+/// A zip of each of `functions` under `dir` (`<dir>/<function>/bootstrap.zip`, holding the
+/// function's name), as `--zip-dir` reads them.
+fn write_zips(dir: &Path, functions: &[&str]) {
+    for function in functions {
+        write_zip(
+            &dir.join(function).join("bootstrap.zip"),
+            function.as_bytes(),
+        );
+    }
+}
+
+/// Awaits an SDK request the test needs to succeed, or fails naming `what` it asked for.
+async fn must<T, E: std::fmt::Debug>(what: &str, request: impl Future<Output = Result<T, E>>) -> T {
+    request.await.unwrap_or_else(|e| panic!("{what}: {e:?}"))
 }
 
 /// The plan lines of `deploy` that start with `verb`.
@@ -320,16 +421,13 @@ fn map_tags_ok(tags: Option<&std::collections::HashMap<String, String>>) -> bool
 fn rendered(fixture: &Fixture) -> PathBuf {
     let out = fixture.dir.path().join("render");
     let config = fixture.config();
-    let output = run(
-        &[
-            "render",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let output = run(&mut xtask(&[
+        "render",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
     assert_success(&output);
     out
 }
@@ -353,108 +451,97 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
         "{stdout}"
     );
     let render = rendered(&fixture);
+    assert_roles_as_rendered(&fixture, &render).await;
+    assert_table_as_configured(&fixture).await;
+    assert_functions_as_configured(&fixture).await;
+    assert_machine_as_rendered_logging_to_its_group(&fixture, &render).await;
 
-    // IAM: trust and inline policies equal render's documents; both tags.
+    // A second deploy: counted, not assumed.
+    let again = fixture.deploy();
+    assert_eq!(mutating_calls(&again), 0, "{again}");
+    assert!(again.contains("no changes"), "{again}");
+    assert_eq!(
+        again
+            .lines()
+            .filter(|l| l.trim_start().starts_with("unchanged"))
+            .count(),
+        7,
+        "{again}"
+    );
+}
+
+/// IAM: the Lambda and Step Functions roles' trust and inline policies equal render's
+/// documents; both tags.
+async fn assert_roles_as_rendered(fixture: &Fixture, render: &Path) {
     let iam = fixture.iam();
     for role in [format!("{PREFIX}-lambda"), format!("{PREFIX}-states")] {
-        let got = iam
-            .get_role()
-            .role_name(&role)
-            .send()
-            .await
-            .expect("role exists");
+        let got = fixture.role(&role).await.expect("role exists");
         assert_eq!(
-            decode(got.role().unwrap().assume_role_policy_document().unwrap()),
-            rendered_json(&render, &format!("iam/{role}.trust.json")),
+            decode(got.assume_role_policy_document().unwrap()),
+            rendered_json(render, &format!("iam/{role}.trust.json")),
             "{role} trust"
         );
         assert_eq!(
             fixture.inline_policy(&role).await,
-            rendered_json(&render, &format!("iam/{role}.policy.json")),
+            rendered_json(render, &format!("iam/{role}.policy.json")),
             "{role} policy"
         );
-        let tags = iam.list_role_tags().role_name(&role).send().await.unwrap();
+        let tags = must("role tags", iam.list_role_tags().role_name(&role).send()).await;
         assert!(
             tags_ok(tags.tags().iter().map(|t| (t.key(), t.value()))),
             "{role} tags"
         );
     }
+}
 
-    // DynamoDB: keys, on-demand, SSE, PITR, TTL, tags.
+/// DynamoDB: the table's keys, on-demand billing, encryption, point-in-time recovery, TTL and
+/// tags.
+async fn assert_table_as_configured(fixture: &Fixture) {
+    use aws_sdk_dynamodb::types::{BillingMode, PointInTimeRecoveryStatus, SseStatus};
     let db = aws_sdk_dynamodb::Client::new(&fixture.sdk);
-    let table = db
-        .describe_table()
-        .table_name(PREFIX)
-        .send()
-        .await
-        .expect("table exists");
-    let table = table.table().unwrap();
+    let table = fixture.table().await.expect("table exists");
     let keys: Vec<_> = table
         .key_schema()
         .iter()
         .map(|k| (k.attribute_name(), k.key_type().as_str()))
         .collect();
     assert_eq!(keys, [("rollout_id", "HASH"), ("asg", "RANGE")]);
-    assert_eq!(
-        table
-            .billing_mode_summary()
-            .and_then(|b| b.billing_mode())
-            .map(|b| b.as_str()),
-        Some("PAY_PER_REQUEST")
-    );
-    assert_eq!(
-        table
-            .sse_description()
-            .and_then(|s| s.status())
-            .map(|s| s.as_str()),
-        Some("ENABLED")
-    );
-    let backups = db
-        .describe_continuous_backups()
-        .table_name(PREFIX)
-        .send()
-        .await
-        .unwrap();
+    let billing = table.billing_mode_summary().and_then(|b| b.billing_mode());
+    assert_eq!(billing, Some(&BillingMode::PayPerRequest));
+    let encryption = table.sse_description().and_then(|s| s.status());
+    assert_eq!(encryption, Some(&SseStatus::Enabled));
+    let request = db.describe_continuous_backups().table_name(PREFIX).send();
+    let backups = must("continuous backups", request).await;
     let pitr = backups
         .continuous_backups_description()
-        .and_then(|d| d.point_in_time_recovery_description());
-    assert_eq!(
-        pitr.and_then(|p| p.point_in_time_recovery_status())
-            .map(|s| s.as_str()),
-        Some("ENABLED")
-    );
-    let ttl = db
-        .describe_time_to_live()
-        .table_name(PREFIX)
-        .send()
-        .await
-        .unwrap();
+        .and_then(|d| d.point_in_time_recovery_description())
+        .and_then(|p| p.point_in_time_recovery_status());
+    assert_eq!(pitr, Some(&PointInTimeRecoveryStatus::Enabled));
+    let ttl = must(
+        "time to live",
+        db.describe_time_to_live().table_name(PREFIX).send(),
+    )
+    .await;
     assert_eq!(
         ttl.time_to_live_description()
             .and_then(|t| t.attribute_name()),
         Some("expires_at")
     );
-    let tags = db
+    let request = db
         .list_tags_of_resource()
-        .resource_arn(table.table_arn().unwrap())
-        .send()
-        .await
-        .unwrap();
+        .resource_arn(table.table_arn().unwrap());
+    let tags = must("table tags", request.send()).await;
     assert!(
         tags_ok(tags.tags().iter().map(|t| (t.key(), t.value()))),
         "table tags"
     );
+}
 
-    // Lambda: configuration, code hash, tags.
-    let lambda = fixture.lambda();
+/// Lambda: the planner's and refresher's configuration, role, table and tags.
+async fn assert_functions_as_configured(fixture: &Fixture) {
     for function in ["planner", "refresher"] {
         let name = format!("{PREFIX}-{function}");
-        let got = lambda
-            .get_function()
-            .function_name(&name)
-            .send()
-            .await
-            .expect("function exists");
+        let got = fixture.function(&name).await.expect("function exists");
         let c = got.configuration().unwrap();
         assert_eq!(c.runtime().map(|r| r.as_str()), Some("provided.al2023"));
         assert_eq!(c.handler(), Some("bootstrap"));
@@ -480,16 +567,15 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
         );
         assert!(map_tags_ok(got.tags()), "{name} tags");
     }
+}
 
-    // Logs and Step Functions: the rendered definition byte for byte, role, logging, tags.
+/// Logs and Step Functions: the log group's tags; the machine's rendered definition byte for
+/// byte, role, logging to that group, tags.
+async fn assert_machine_as_rendered_logging_to_its_group(fixture: &Fixture, render: &Path) {
     let logs = aws_sdk_cloudwatchlogs::Client::new(&fixture.sdk);
     let group = format!("/aws/vendedlogs/states/{PREFIX}");
-    let groups = logs
-        .describe_log_groups()
-        .log_group_name_prefix(&group)
-        .send()
-        .await
-        .unwrap();
+    let request = logs.describe_log_groups().log_group_name_prefix(&group);
+    let groups = must("log groups", request.send()).await;
     let found = groups
         .log_groups()
         .iter()
@@ -499,21 +585,13 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
         .log_group_arn()
         .map(str::to_string)
         .unwrap_or_else(|| found.arn().unwrap().trim_end_matches(":*").into());
-    let tags = logs
-        .list_tags_for_resource()
-        .resource_arn(group_arn)
-        .send()
-        .await
-        .unwrap();
+    let request = logs.list_tags_for_resource().resource_arn(group_arn);
+    let tags = must("log group tags", request.send()).await;
     assert!(map_tags_ok(tags.tags()), "log group tags");
     let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
     let arn = machine_arn();
-    let machine = sfn
-        .describe_state_machine()
-        .state_machine_arn(&arn)
-        .send()
-        .await
-        .expect("state machine");
+    let request = sfn.describe_state_machine().state_machine_arn(&arn);
+    let machine = must("state machine", request.send()).await;
     assert_eq!(
         machine.definition(),
         std::fs::read_to_string(render.join("state-machine.asl.json")).unwrap()
@@ -535,37 +613,21 @@ async fn fresh_deploy_creates_every_resource_and_redeploy_makes_no_mutating_call
         destination,
         Some(format!("arn:aws:logs:us-east-1:123456789012:log-group:{group}:*").as_str())
     );
-    let tags = sfn
-        .list_tags_for_resource()
-        .resource_arn(&arn)
-        .send()
-        .await
-        .unwrap();
+    let tags = must(
+        "state machine tags",
+        sfn.list_tags_for_resource().resource_arn(&arn).send(),
+    )
+    .await;
     assert!(tags_ok(tags.tags().iter().map(|t| (
         t.key().unwrap_or_default(),
         t.value().unwrap_or_default()
     ))));
-
-    // A second deploy: counted, not assumed.
-    let again = fixture.deploy();
-    assert_eq!(mutating_calls(&again), 0, "{again}");
-    assert!(again.contains("no changes"), "{again}");
-    assert_eq!(
-        again
-            .lines()
-            .filter(|l| l.trim_start().starts_with("unchanged"))
-            .count(),
-        7,
-        "{again}"
-    );
 }
 
 #[tokio::test]
 async fn dry_run_prints_the_plan_and_changes_nothing() {
     let fixture = Fixture::start().await;
-    let output = fixture.run_deploy(&["--dry-run"]);
-    assert_success(&output);
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = fixture.dry_run();
     assert_eq!(
         stdout
             .lines()
@@ -580,18 +642,12 @@ async fn dry_run_prints_the_plan_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_config_change_updates_only_the_function_configuration() {
-    let fixture = Fixture::start().await;
-    fixture.deploy();
+    let fixture = Fixture::deployed("poll").await;
     let config = std::fs::read_to_string(fixture.config())
         .unwrap()
         .replace("memory_mb = 128", "memory_mb = 256");
     std::fs::write(fixture.config(), config).unwrap();
-    let stdout = fixture.deploy();
-    assert_eq!(
-        mutating_operations(&stdout),
-        ["Lambda.UpdateFunctionConfiguration 2 mutating"],
-        "{stdout}"
-    );
+    let stdout = fixture.deploy_mutating(&["Lambda.UpdateFunctionConfiguration 2 mutating"]);
     assert_eq!(mutating_calls(&stdout), 2, "{stdout}");
     assert!(stdout.contains("(memory)"), "{stdout}");
     let lambda = fixture.lambda();
@@ -606,26 +662,19 @@ async fn a_config_change_updates_only_the_function_configuration() {
 
 #[tokio::test]
 async fn a_new_zip_updates_only_that_functions_code() {
-    let fixture = Fixture::start().await;
-    fixture.deploy();
+    let fixture = Fixture::deployed("poll").await;
     write_zip(
         &fixture.zips().join("refresher/bootstrap.zip"),
         b"refresher v2",
     );
-    let stdout = fixture.deploy();
-    assert_eq!(
-        mutating_operations(&stdout),
-        ["Lambda.UpdateFunctionCode 1 mutating"],
-        "{stdout}"
-    );
+    fixture.deploy_mutating(&["Lambda.UpdateFunctionCode 1 mutating"]);
 }
 
 #[tokio::test]
 async fn a_partly_deployed_stack_converges() {
     // What a deploy killed midway leaves: a role without its inline policy, a missing
     // function and no state machine. The next deploy completes it, and the one after is a no-op.
-    let fixture = Fixture::start().await;
-    fixture.deploy();
+    let fixture = Fixture::deployed("poll").await;
     let role = format!("{PREFIX}-states");
     fixture
         .iam()
@@ -643,16 +692,11 @@ async fn a_partly_deployed_stack_converges() {
         .await
         .unwrap();
     fixture.delete_state_machine().await;
-    let stdout = fixture.deploy();
-    assert_eq!(
-        mutating_operations(&stdout),
-        [
-            "IAM.PutRolePolicy 1 mutating",
-            "Lambda.CreateFunction 1 mutating",
-            "SFN.CreateStateMachine 1 mutating"
-        ],
-        "{stdout}"
-    );
+    fixture.deploy_mutating(&[
+        "IAM.PutRolePolicy 1 mutating",
+        "Lambda.CreateFunction 1 mutating",
+        "SFN.CreateStateMachine 1 mutating",
+    ]);
     assert_eq!(mutating_calls(&fixture.deploy()), 0);
 }
 
@@ -661,26 +705,10 @@ async fn deploys_killed_at_many_points_then_rerun_converge() {
     // Kill the real process at growing delays, each time from what the last kill left
     // behind, so the kills land before, between and after the resources' writes.
     let fixture = Fixture::start().await;
-    let config = fixture.config();
-    let zips = fixture.zips();
-    let endpoint = fixture.moto.endpoint();
     let mut finished_before_kill = 0;
     for delay_ms in [30u64, 80, 130, 180, 240, 320, 420, 560] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args([
-                "deploy",
-                "--config",
-                config.to_str().unwrap(),
-                "--zip-dir",
-                zips.to_str().unwrap(),
-            ])
-            .args(["--endpoint-url", &endpoint])
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL")
-            .current_dir(workspace_root())
-            .stdin(Stdio::null())
+        let mut child = fixture
+            .deploy_command()
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -705,8 +733,7 @@ async fn deploys_killed_at_many_points_then_rerun_converge() {
 
 #[tokio::test]
 async fn destroy_without_yes_and_no_terminal_deletes_nothing() {
-    let fixture = Fixture::start().await;
-    fixture.deploy();
+    let fixture = Fixture::deployed("poll").await;
     let output = fixture.destroy(false);
     let stderr = failure_stderr(&output);
     assert!(stderr.contains("without --yes"), "{stderr}");
@@ -720,29 +747,17 @@ async fn destroy_without_yes_and_no_terminal_deletes_nothing() {
 
 #[tokio::test]
 async fn destroy_removes_the_stack_and_nothing_else() {
-    let fixture = Fixture::start().await;
-    fixture.deploy();
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let fixture = Fixture::deployed("poll").await;
     let foreign = format!("{PREFIX}-lambda-other");
-    fixture
-        .iam()
-        .create_role()
-        .role_name(&foreign)
-        .assume_role_policy_document(trust)
-        .send()
-        .await
-        .unwrap();
-    let output = fixture.destroy(true);
-    assert_success(&output);
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    fixture.create_role(&foreign, LAMBDA).await;
+    let stdout = fixture.destroy_yes();
     assert!(stdout.contains("7 resources deleted"), "{stdout}");
     assert!(
         fixture.role_exists(&foreign).await,
         "the foreign role was deleted"
     );
     // Nothing of the stack is left: a deploy would create all seven resources again.
-    let plan = fixture.run_deploy(&["--dry-run"]);
-    let plan = String::from_utf8_lossy(&plan.stdout);
+    let plan = fixture.dry_run();
     assert_eq!(
         plan.lines()
             .filter(|l| l.trim_start().starts_with("create "))
@@ -750,124 +765,65 @@ async fn destroy_removes_the_stack_and_nothing_else() {
         7,
         "{plan}"
     );
-    let again = fixture.destroy(true);
-    assert_success(&again);
-    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to delete"));
+    let again = fixture.destroy_yes();
+    assert!(again.contains("nothing to delete"), "{again}");
 }
 
 #[tokio::test]
 async fn an_untagged_resource_with_the_stacks_name_stops_deploy_before_any_change() {
     let fixture = Fixture::start().await;
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let iam = fixture.iam();
-    iam.create_role()
-        .role_name(format!("{PREFIX}-states"))
-        .assume_role_policy_document(trust)
-        .send()
-        .await
-        .unwrap();
+    fixture
+        .create_role(&format!("{PREFIX}-states"), LAMBDA)
+        .await;
     fixture
         .assert_deploy_refuses_to_take_over(&format!("IAM role {PREFIX}-states"))
         .await;
-    let db = aws_sdk_dynamodb::Client::new(&fixture.sdk);
-    assert!(
-        db.describe_table().table_name(PREFIX).send().await.is_err(),
-        "deploy created the table"
-    );
+    assert!(fixture.table().await.is_none(), "deploy created the table");
     // Destroy leaves the foreign role alone too.
-    let output = fixture.destroy(true);
-    assert_success(&output);
+    fixture.destroy_yes();
     assert!(fixture.role_exists(&format!("{PREFIX}-states")).await);
 }
 
 #[test]
 fn an_unknown_env_fails_clearly() {
     let started = Instant::now();
-    let output = run(
-        &[
-            "deploy",
-            "--env",
-            "no-such-env",
-            "--zip-dir",
-            "/nonexistent",
-        ],
-        &[],
-    );
+    let output = run(&mut xtask(&[
+        "deploy",
+        "--env",
+        "no-such-env",
+        "--zip-dir",
+        "/nonexistent",
+    ]));
     let stderr = failure_stderr(&output);
     assert!(
         stderr.contains("unknown env `no-such-env`: known envs are"),
         "{stderr}"
     );
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_quick(started, 10, &stderr);
 }
 
 #[test]
 fn an_unreachable_endpoint_fails_clearly_in_bounded_time() {
-    let dir = tempfile::tempdir().unwrap();
-    for function in ["planner", "refresher"] {
-        write_zip(&dir.path().join(function).join("bootstrap.zip"), b"x");
-    }
-    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let zips = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let config = workspace_root().join("envs/local.toml");
-    let output = run(
-        &[
-            "deploy",
-            "--config",
-            config.to_str().unwrap(),
-            "--zip-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &["--endpoint-url", &endpoint],
-    );
+    let output = run(&mut xtask(&deploy_of_local_to_nowhere(zips.path())));
     let stderr = failure_stderr(&output);
     assert!(stderr.contains("cannot reach the AWS endpoint"), "{stderr}");
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_quick(started, 60, &stderr);
 }
 
 #[test]
 fn missing_credentials_fail_clearly_before_any_call() {
     let dir = tempfile::tempdir().unwrap();
-    for function in ["planner", "refresher"] {
-        write_zip(&dir.path().join(function).join("bootstrap.zip"), b"x");
-    }
-    let config = workspace_root().join("envs/local.toml");
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "deploy",
-            "--config",
-            config.to_str().unwrap(),
-            "--zip-dir",
-            dir.path().to_str().unwrap(),
-        ])
-        .args([
-            "--endpoint-url",
-            &format!("http://127.0.0.1:{}", free_port()),
-        ])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir.path())
-        .env("AWS_CONFIG_FILE", dir.path().join("none"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let args = deploy_of_local_to_nowhere(dir.path());
+    let output = run(&mut support::xtask_without_credentials(&args, dir.path()));
     let stderr = failure_stderr(&output);
     assert!(
         stderr.contains("no AWS credentials") && stderr.contains("AWS_ACCESS_KEY_ID"),
         "{stderr}"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_quick(started, 30, &stderr);
 }
 
 #[test]
@@ -876,21 +832,23 @@ fn an_invalid_env_file_fails_before_any_call() {
     let local = std::fs::read_to_string(workspace_root().join("envs/local.toml")).unwrap();
     let config = dir.path().join("local.toml");
     std::fs::write(&config, local.replace("region = \"us-east-1\"\n", "")).unwrap();
-    let output = run(
-        &[
-            "deploy",
-            "--config",
-            config.to_str().unwrap(),
-            "--zip-dir",
-            "/nonexistent",
-        ],
-        &[],
-    );
+    let output = run(&mut xtask(&deploy_args(&config, Path::new("/nonexistent"))));
     let stderr = failure_stderr(&output);
     assert!(
         stderr.contains("`region`") && stderr.contains("missing field"),
         "{stderr}"
     );
+}
+
+/// The arguments of a `deploy` of envs/local.toml to an endpoint nobody listens on, from
+/// fake zips of the poll stack's functions that it writes to `zips`.
+fn deploy_of_local_to_nowhere(zips: &Path) -> Vec<String> {
+    write_zips(zips, &["planner", "refresher"]);
+    let config = workspace_root().join("envs/local.toml");
+    let mut args = deploy_args(&config, zips).to_vec();
+    args.push("--endpoint-url".to_string());
+    args.push(format!("http://127.0.0.1:{}", free_port()));
+    args
 }
 
 /// A logging configuration (level ALL) to the log group `group_arn`.
@@ -912,6 +870,26 @@ fn logging_to(group_arn: &str) -> aws_sdk_sfn::types::LoggingConfiguration {
         .build()
 }
 
+/// What Step Functions says when the machine's role may not deliver its logs.
+const LOG_DESTINATION_DENIED: &str =
+    "The state machine IAM Role is not authorized to access the Log Destination";
+
+/// The error metadata (code, message) of the service error that refused a request, which
+/// must have been refused (`why`).
+#[track_caller]
+fn refusal<T: std::fmt::Debug, E, R>(
+    result: Result<T, aws_sdk_sfn::error::SdkError<E, R>>,
+    why: &str,
+) -> aws_sdk_sfn::error::ErrorMetadata
+where
+    E: aws_sdk_sfn::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let refused = result.expect_err(why);
+    let service = refused.as_service_error().expect("a service error");
+    service.meta().clone()
+}
+
 /// The log-delivery actions on "*", as a policy document.
 const LOG_DELIVERY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["logs:CreateLogDelivery","logs:GetLogDelivery","logs:UpdateLogDelivery","logs:DeleteLogDelivery","logs:ListLogDeliveries","logs:PutResourcePolicy","logs:DescribeResourcePolicies","logs:DescribeLogGroups"],"Resource":"*"}]}"#;
 
@@ -919,24 +897,12 @@ const LOG_DELIVERY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Al
 async fn the_emulator_refuses_logging_the_machine_role_cannot_deliver() {
     // Step Functions developer guide, "IAM policies for logging to CloudWatch Logs".
     let fixture = Fixture::start().await;
-    let iam = fixture.iam();
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"states.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let role = iam
-        .create_role()
-        .role_name("machine")
-        .assume_role_policy_document(trust)
-        .send()
-        .await
-        .unwrap();
-    let role_arn = role.role().unwrap().arn().to_string();
+    let role = fixture.create_role("machine", STATES).await;
+    let role_arn = role.arn().to_string();
     let invoke_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"lambda:InvokeFunction","Resource":"*"}]}"#;
-    iam.put_role_policy()
-        .role_name("machine")
-        .policy_name("invoke")
-        .policy_document(invoke_only)
-        .send()
-        .await
-        .unwrap();
+    fixture
+        .put_role_policy("machine", "invoke", invoke_only)
+        .await;
     let group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/vendedlogs/states/machine:*";
     let definition = r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#;
     let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
@@ -948,65 +914,38 @@ async fn the_emulator_refuses_logging_the_machine_role_cannot_deliver() {
             .logging_configuration(logging_to(group))
             .send()
     };
-    let refused = create()
-        .await
-        .expect_err("a role without log delivery is refused");
-    let service = refused.as_service_error().expect("a service error");
+    let refused = refusal(create().await, "a role without log delivery is refused");
     assert_eq!(
-        aws_sdk_sfn::error::ProvideErrorMetadata::code(service),
-        Some("AccessDeniedException")
-    );
-    assert_eq!(
-        aws_sdk_sfn::error::ProvideErrorMetadata::message(service),
-        Some("The state machine IAM Role is not authorized to access the Log Destination")
+        (refused.code(), refused.message()),
+        (Some("AccessDeniedException"), Some(LOG_DESTINATION_DENIED))
     );
     // Without a log destination nothing is judged; with the actions on "*" the same call passes.
-    iam.put_role_policy()
-        .role_name("machine")
-        .policy_name("logs")
-        .policy_document(LOG_DELIVERY)
-        .send()
-        .await
-        .unwrap();
+    fixture
+        .put_role_policy("machine", "logs", LOG_DELIVERY)
+        .await;
     let arn = create()
         .await
         .expect("allowed once the role may deliver logs")
         .state_machine_arn()
         .to_string();
     // An explicit Deny in an attached policy takes one action away: UpdateStateMachine is refused.
-    let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"logs:PutResourcePolicy","Resource":"*"}]}"#;
-    let policy = iam
-        .create_policy()
-        .policy_name("no-resource-policy")
-        .policy_document(deny)
-        .send()
-        .await
-        .unwrap();
-    iam.attach_role_policy()
-        .role_name("machine")
-        .policy_arn(policy.policy().unwrap().arn().unwrap())
-        .send()
-        .await
-        .unwrap();
+    fixture
+        .attach_deny("machine", "no-resource-policy", "logs:PutResourcePolicy")
+        .await;
     let update = sfn
         .update_state_machine()
         .state_machine_arn(&arn)
         .logging_configuration(logging_to(group))
         .send()
         .await;
-    let refused = update.expect_err("a Deny on one log-delivery action is refused");
-    assert_eq!(
-        refused
-            .as_service_error()
-            .and_then(aws_sdk_sfn::error::ProvideErrorMetadata::message),
-        Some("The state machine IAM Role is not authorized to access the Log Destination")
-    );
-    sfn.update_state_machine()
-        .state_machine_arn(&arn)
-        .definition(definition)
-        .send()
-        .await
-        .expect("no destination, no check");
+    let refused = refusal(update, "a Deny on one log-delivery action is refused");
+    assert_eq!(refused.message(), Some(LOG_DESTINATION_DENIED));
+    let request = sfn.update_state_machine().state_machine_arn(&arn);
+    must(
+        "no destination, no check",
+        request.definition(definition).send(),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1019,13 +958,13 @@ async fn the_emulator_refuses_point_in_time_recovery_right_after_create_table() 
         .point_in_time_recovery_enabled(true)
         .build()
         .unwrap();
-    let refused = db
-        .update_continuous_backups()
-        .table_name("fresh")
-        .point_in_time_recovery_specification(pitr.clone())
-        .send()
-        .await;
-    let refused = refused.expect_err("refused right after CreateTable");
+    let enable = || {
+        db.update_continuous_backups()
+            .table_name("fresh")
+            .point_in_time_recovery_specification(pitr.clone())
+            .send()
+    };
+    let refused = enable().await.expect_err("refused right after CreateTable");
     assert!(
         refused
             .as_service_error()
@@ -1033,47 +972,24 @@ async fn the_emulator_refuses_point_in_time_recovery_right_after_create_table() 
         "{refused:?}"
     );
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    db.update_continuous_backups()
-        .table_name("fresh")
-        .point_in_time_recovery_specification(pitr)
-        .send()
-        .await
-        .expect("accepted later");
+    must("accepted later", enable()).await;
 }
 
 #[tokio::test]
 async fn a_role_that_may_not_deliver_logs_fails_deploy_at_once_and_says_so() {
     // A permission the role lacks is not propagation: deploy must not wait a minute for it.
-    let fixture = Fixture::start().await;
-    fixture.deploy();
-    let iam = fixture.iam();
-    let deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"logs:CreateLogDelivery","Resource":"*"}]}"#;
-    let policy = iam
-        .create_policy()
-        .policy_name("no-log-delivery")
-        .policy_document(deny)
-        .send()
-        .await
-        .unwrap();
+    let fixture = Fixture::deployed("poll").await;
     let role = format!("{PREFIX}-states");
-    iam.attach_role_policy()
-        .role_name(&role)
-        .policy_arn(policy.policy().unwrap().arn().unwrap())
-        .send()
-        .await
-        .unwrap();
+    fixture
+        .attach_deny(&role, "no-log-delivery", "logs:CreateLogDelivery")
+        .await;
     fixture.delete_state_machine().await;
     let started = Instant::now();
     let output = fixture.run_deploy(&[]);
-    assert!(!output.status.success());
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "took {:?}:\n{stdout}",
-        started.elapsed()
-    );
-    assert!(!stdout.contains("retrying"), "{stdout}");
+    let stderr = failure_stderr(&output);
+    let printed = stdout(&output);
+    assert_quick(started, 20, &printed);
+    assert!(!printed.contains("retrying"), "{printed}");
     assert!(
         stderr.contains(&format!("cannot create state machine {PREFIX}: role arn:aws:iam::123456789012:role/{role} is not authorized to deliver the machine's logs (a permission error, not propagation)")),
         "{stderr}"
@@ -1109,13 +1025,16 @@ async fn permission(fixture: &Fixture) -> Option<Value> {
         .cloned()
 }
 
+/// The stack's EventBridge rule, if it exists.
+async fn deployed_rule(
+    fixture: &Fixture,
+) -> Option<aws_sdk_eventbridge::operation::describe_rule::DescribeRuleOutput> {
+    let described = events_client(fixture).describe_rule().name(RULE).send();
+    described.await.ok()
+}
+
 async fn rule_exists(fixture: &Fixture) -> bool {
-    events_client(fixture)
-        .describe_rule()
-        .name(RULE)
-        .send()
-        .await
-        .is_ok()
+    deployed_rule(fixture).await.is_some()
 }
 
 #[tokio::test]
@@ -1144,35 +1063,25 @@ async fn events_completion_deploys_rule_target_and_permission_and_redeploy_chang
     let render = rendered(&fixture);
     // The rule: render's pattern, enabled, tagged.
     let events = events_client(&fixture);
-    let rule = events
-        .describe_rule()
-        .name(RULE)
-        .send()
-        .await
-        .expect("rule");
+    let rule = deployed_rule(&fixture).await.expect("rule");
     let pattern = rendered_json(&render, &format!("eventbridge/{RULE}.pattern.json"));
     assert_eq!(
         serde_json::from_str::<Value>(rule.event_pattern().unwrap()).unwrap(),
         pattern
     );
     assert_eq!(rule.state().map(|s| s.as_str()), Some("ENABLED"));
-    let tags = events
-        .list_tags_for_resource()
-        .resource_arn(RULE_ARN)
-        .send()
-        .await
-        .unwrap();
+    let request = events.list_tags_for_resource().resource_arn(RULE_ARN);
+    let tags = must("rule tags", request.send()).await;
     assert!(
         tags_ok(tags.tags().iter().map(|t| (t.key(), t.value()))),
         "{tags:?}"
     );
     // Its one target: the completer.
-    let targets = events
-        .list_targets_by_rule()
-        .rule(RULE)
-        .send()
-        .await
-        .unwrap();
+    let targets = must(
+        "rule targets",
+        events.list_targets_by_rule().rule(RULE).send(),
+    )
+    .await;
     let targets: Vec<(&str, &str)> = targets
         .targets()
         .iter()
@@ -1220,9 +1129,7 @@ async fn events_completion_deploys_rule_target_and_permission_and_redeploy_chang
 
 #[tokio::test]
 async fn drifted_rule_target_and_permission_are_put_back_and_only_they() {
-    let fixture = Fixture::start().await;
-    fixture.set_completion("events");
-    fixture.deploy();
+    let fixture = Fixture::deployed("events").await;
     let events = events_client(&fixture);
     // Someone edits the pattern, points the target elsewhere and widens the permission.
     events
@@ -1270,17 +1177,12 @@ async fn drifted_rule_target_and_permission_are_put_back_and_only_they() {
             format!("{COMPLETER}/{RULE} (source arn)"),
         ],
     );
-    let stdout = fixture.deploy();
-    assert_eq!(
-        mutating_operations(&stdout),
-        [
-            "EventBridge.PutRule 1 mutating",
-            "EventBridge.PutTargets 1 mutating",
-            "Lambda.AddPermission 1 mutating",
-            "Lambda.RemovePermission 1 mutating",
-        ],
-        "{stdout}"
-    );
+    fixture.deploy_mutating(&[
+        "EventBridge.PutRule 1 mutating",
+        "EventBridge.PutTargets 1 mutating",
+        "Lambda.AddPermission 1 mutating",
+        "Lambda.RemovePermission 1 mutating",
+    ]);
     assert_eq!(mutating_calls(&fixture.deploy()), 0);
     let statement = permission(&fixture).await.expect("permission");
     assert_eq!(statement["Condition"]["ArnLike"]["AWS:SourceArn"], RULE_ARN);
@@ -1288,9 +1190,7 @@ async fn drifted_rule_target_and_permission_are_put_back_and_only_they() {
 
 #[tokio::test]
 async fn switching_to_poll_deletes_rule_target_permission_completer_and_its_role() {
-    let fixture = Fixture::start().await;
-    fixture.set_completion("events");
-    fixture.deploy();
+    let fixture = Fixture::deployed("events").await;
     fixture.set_completion("poll");
     let plan = fixture.dry_run();
     let deletes = plan_lines(&plan, "delete");
@@ -1328,12 +1228,8 @@ async fn switching_to_poll_deletes_rule_target_permission_completer_and_its_role
 
 #[tokio::test]
 async fn destroy_removes_the_rule_and_the_completer_and_leaves_an_untagged_rule_alone() {
-    let fixture = Fixture::start().await;
-    fixture.set_completion("events");
-    fixture.deploy();
-    let output = fixture.destroy(true);
-    assert_success(&output);
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let fixture = Fixture::deployed("events").await;
+    let stdout = fixture.destroy_yes();
     // The seven of a poll stack, the rule, the completer and its role.
     assert!(stdout.contains("10 resources deleted"), "{stdout}");
     assert!(!rule_exists(&fixture).await);
@@ -1355,9 +1251,7 @@ async fn destroy_removes_the_rule_and_the_completer_and_leaves_an_untagged_rule_
     fixture.set_completion("poll");
     let plan = fixture.dry_run();
     assert!(plan_lines(&plan, "delete").is_empty(), "{plan}");
-    let output = fixture.destroy(true);
-    assert_success(&output);
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = fixture.destroy_yes();
     assert!(
         stdout.contains(&format!("skipping eventbridge rule {RULE}")),
         "{stdout}"
@@ -1368,24 +1262,10 @@ async fn destroy_removes_the_rule_and_the_completer_and_leaves_an_untagged_rule_
 /// Runs `cargo xtask <args>` against the emulator with these credentials.
 fn xtask_as(
     fixture: &Fixture,
-    args: &[&str],
+    args: &[impl AsRef<std::ffi::OsStr>],
     credentials: &aws_sdk_iam::config::Credentials,
 ) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .args(["--endpoint-url", &fixture.moto.endpoint()])
-        .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
-        .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
-        .env(
-            "AWS_SESSION_TOKEN",
-            credentials.session_token().expect("a session token"),
-        )
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask")
+    run(support::xtask_signed(args, credentials).args(fixture.endpoint_args()))
 }
 
 #[tokio::test]
@@ -1399,22 +1279,10 @@ async fn deploy_switch_and_destroy_need_nothing_beyond_the_rendered_deployer_pol
     let policy = std::fs::read_to_string(render.join("iam/deployer.policy.json")).unwrap();
     // A role with exactly the deployer's policy: the emulator checks each call made with its
     // credentials against it (tests/emulator/iam_enforcement.py).
-    let iam = fixture.iam();
-    iam.create_role()
-        .role_name("deployer")
-        .assume_role_policy_document(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#,
-        )
-        .send()
-        .await
-        .unwrap();
-    iam.put_role_policy()
-        .role_name("deployer")
-        .policy_name("deployer")
-        .policy_document(policy)
-        .send()
-        .await
-        .unwrap();
+    fixture.create_role("deployer", ACCOUNT).await;
+    fixture
+        .put_role_policy("deployer", "deployer", &policy)
+        .await;
     let provider =
         aws_config::sts::AssumeRoleProvider::builder("arn:aws:iam::123456789012:role/deployer")
             .session_name("deploy-test")
@@ -1429,13 +1297,7 @@ async fn deploy_switch_and_destroy_need_nothing_beyond_the_rendered_deployer_pol
 
     let config = fixture.config();
     let zips = fixture.zips();
-    let deploy = [
-        "deploy",
-        "--config",
-        config.to_str().unwrap(),
-        "--zip-dir",
-        zips.to_str().unwrap(),
-    ];
+    let deploy = deploy_args(&config, &zips);
     let denials = || fixture.moto.iam_denials()["denials"].clone();
     for (step, completion) in [
         ("deploy", "events"),
@@ -1450,7 +1312,7 @@ async fn deploy_switch_and_destroy_need_nothing_beyond_the_rendered_deployer_pol
             denials(),
             serde_json::json!([]),
             "{step}: {}",
-            String::from_utf8_lossy(&output.stdout)
+            stdout(&output)
         );
     }
     assert!(rule_exists(&fixture).await);
@@ -1472,13 +1334,9 @@ async fn deploy_switch_and_destroy_need_nothing_beyond_the_rendered_deployer_pol
         .as_array_mut()
         .unwrap()
         .retain(|s| s["Sid"] != "RefreshEventsRule");
-    iam.put_role_policy()
-        .role_name("deployer")
-        .policy_name("deployer")
-        .policy_document(narrowed.to_string())
-        .send()
-        .await
-        .unwrap();
+    fixture
+        .put_role_policy("deployer", "deployer", &narrowed.to_string())
+        .await;
     let output = xtask_as(&fixture, &deploy, &credentials);
     let stderr = failure_stderr(&output);
     assert!(stderr.contains("events:DescribeRule"), "{stderr}");
@@ -1486,9 +1344,7 @@ async fn deploy_switch_and_destroy_need_nothing_beyond_the_rendered_deployer_pol
 
 #[tokio::test]
 async fn the_deployed_rule_delivers_a_refresh_end_to_the_completer_and_only_with_its_permission() {
-    let fixture = Fixture::start().await;
-    fixture.set_completion("events");
-    fixture.deploy();
+    let fixture = Fixture::deployed("events").await;
     // One group on launch template version 1, refreshed to version 2 in half a second.
     let template = group::group_on_two_versions(
         &fixture.sdk,
@@ -1498,12 +1354,7 @@ async fn the_deployed_rule_delivers_a_refresh_end_to_the_completer_and_only_with
     .await;
     let refresh = || refresh::start_refresh(&fixture.sdk, "web-1", &template, None);
     // The detail-types the deployed rule matches.
-    let rule = events_client(&fixture)
-        .describe_rule()
-        .name(RULE)
-        .send()
-        .await
-        .unwrap();
+    let rule = deployed_rule(&fixture).await.expect("the deployed rule");
     let pattern: Value = serde_json::from_str(rule.event_pattern().unwrap()).unwrap();
     let matched_types: Vec<String> = pattern["detail-type"]
         .as_array()
@@ -1568,12 +1419,7 @@ async fn the_deployed_rule_delivers_a_refresh_end_to_the_completer_and_only_with
         "{rule}"
     );
     // And a deploy puts it back.
-    let stdout = fixture.deploy();
-    assert_eq!(
-        mutating_operations(&stdout),
-        ["Lambda.AddPermission 1 mutating"],
-        "{stdout}"
-    );
+    fixture.deploy_mutating(&["Lambda.AddPermission 1 mutating"]);
 }
 
 /// Someone narrowed the Lambda role's inline policy and edited the state machine's definition:
@@ -1581,20 +1427,14 @@ async fn the_deployed_rule_delivers_a_refresh_end_to_the_completer_and_only_with
 /// changes anything.
 #[tokio::test]
 async fn the_plan_shows_what_an_update_changes_in_policies_and_definition() {
-    let fixture = Fixture::start().await;
-    fixture.deploy();
-    let iam = fixture.iam();
+    let fixture = Fixture::deployed("poll").await;
     let role = format!("{PREFIX}-lambda");
     let mut narrowed = fixture.inline_policy(&role).await;
     let statements = narrowed["Statement"].as_array_mut().unwrap();
     let removed = statements.remove(0)["Sid"].as_str().unwrap().to_string();
-    iam.put_role_policy()
-        .role_name(&role)
-        .policy_name(&role)
-        .policy_document(narrowed.to_string())
-        .send()
-        .await
-        .unwrap();
+    fixture
+        .put_role_policy(&role, &role, &narrowed.to_string())
+        .await;
     let sfn = aws_sdk_sfn::Client::new(&fixture.sdk);
     sfn.update_state_machine()
         .state_machine_arn(machine_arn())
