@@ -177,8 +177,10 @@ fn then_done(name: &str, state: impl Into<State>) -> StateMachine {
     machine(States::new().add(name, state).add("Done", succeed()))
 }
 
-/// `Waves`: an inline Map over `$.waves` running `processor`, followed by `Report`.
-fn waves_then_report(processor: Branch) -> StateMachine {
+/// `Waves`: an inline Map over `$.waves` whose processor runs `name` (the given state) and
+/// has `Settle` (a Succeed), followed by `Report`.
+fn waves_then_report(name: &str, state: State) -> StateMachine {
+    let processor = Branch::new(States::new().add(name, state).add("Settle", succeed()));
     machine(
         States::new()
             .add(
@@ -221,48 +223,27 @@ rejects![
         )]
     ),
     next_into_outer_scope_is_rejected_inside_map(
-        {
-            let processor = Branch::new(
-                States::new()
-                    .add("Check", task_state(catch_all("Settle")).next("Report"))
-                    .add("Settle", succeed()),
-            );
-            waves_then_report(processor)
-        },
+        waves_then_report("Check", task_state(catch_all("Settle")).next("Report")),
         [(
             "Waves > ItemProcessor > Check",
             "Next `Report` is not a state in this scope"
         )]
     ),
     catch_into_outer_scope_is_rejected_inside_map(
-        {
-            let processor = Branch::new(
-                States::new()
-                    .add("Check", task_state(catch_all("Report")).next("Settle"))
-                    .add("Settle", succeed()),
-            );
-            waves_then_report(processor)
-        },
+        waves_then_report("Check", task_state(catch_all("Report")).next("Settle")),
         [(
             "Waves > ItemProcessor > Check > Catch[0]",
             "Next `Report` is not a state in this scope"
         )]
     ),
     choice_targets_into_outer_scope_are_rejected_inside_map(
-        {
-            let processor = Branch::new(
-                States::new()
-                    .add(
-                        "Poll",
-                        choice_state(
-                            vec![ChoiceRule::new(status_is("Failed"), "Report")],
-                            Some("Settle"),
-                        ),
-                    )
-                    .add("Settle", succeed()),
-            );
-            waves_then_report(processor)
-        },
+        waves_then_report(
+            "Poll",
+            choice_state(
+                vec![ChoiceRule::new(status_is("Failed"), "Report")],
+                Some("Settle")
+            )
+        ),
         [(
             "Waves > ItemProcessor > Poll > Choices[0]",
             "Next `Report` is not a state in this scope"
