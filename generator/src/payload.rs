@@ -261,6 +261,25 @@ pub enum RefresherRequest {
     },
 }
 
+impl RefresherRequest {
+    /// The rollout the action is for: every action names one.
+    pub fn rollout_id(&self) -> &str {
+        match self {
+            RefresherRequest::Wave { rollout_id, .. }
+            | RefresherRequest::Start { rollout_id, .. }
+            | RefresherRequest::Check { rollout_id, .. }
+            | RefresherRequest::AwaitRefresh { rollout_id, .. }
+            | RefresherRequest::CheckAlarms { rollout_id, .. }
+            | RefresherRequest::SpendBudget { rollout_id, .. }
+            | RefresherRequest::AwaitApproval { rollout_id, .. }
+            | RefresherRequest::Rollback { rollout_id, .. }
+            | RefresherRequest::Cancel { rollout_id }
+            | RefresherRequest::SettleRollbacks { rollout_id, .. }
+            | RefresherRequest::Finish { rollout_id, .. } => rollout_id,
+        }
+    }
+}
+
 /// A rollback event without `scope` (from a state machine rendered before it existed)
 /// rolls back only what is in flight, as it did then.
 fn in_flight_scope() -> crate::config::RollbackScope {

@@ -140,21 +140,11 @@ impl Refresher {
     }
 
     pub async fn handle(&self, request: RefresherRequest) -> Result<Value, Error> {
+        // Every action names its rollout, and the id goes into table keys and client tokens.
+        validate_rollout_id(request.rollout_id())?;
         match request {
             RefresherRequest::Wave { rollout_id, wave } => {
-                validate_rollout_id(&rollout_id)?;
-                // The wave's group and batch size feed the Map's MaxConcurrencyPath (groups).
-                let info = wave_store::wave_info(&self.store, &rollout_id, wave).await?;
-                #[cfg(feature = "notify")]
-                crate::notify::before_wave(&self.store, &rollout_id, wave).await;
-                to_json(&WaveResponse {
-                    rollout_id,
-                    wave,
-                    items: (0..info.size).collect(),
-                    started_at: (self.clock)(),
-                    max_concurrency: info.batch_size,
-                    group: info.group,
-                })
+                to_json(&self.wave_items(rollout_id, wave).await?)
             }
             RefresherRequest::SpendBudget {
                 rollout_id,
@@ -163,7 +153,6 @@ impl Refresher {
                 planned,
                 max_failures,
             } => {
-                validate_rollout_id(&rollout_id)?;
                 crate::budget::spend(&self.store, &rollout_id, wave, index, planned, max_failures)
                     .await
             }
@@ -173,7 +162,6 @@ impl Refresher {
                 since,
                 alarms,
             } => {
-                validate_rollout_id(&rollout_id)?;
                 let now = (self.clock)();
                 to_json(&crate::alarms::check(&rollout_id, wave, since, now, &alarms).await?)
             }
@@ -184,76 +172,47 @@ impl Refresher {
                 ami,
                 preferences,
             } => {
-                validate_rollout_id(&rollout_id)?;
                 validate_ami(&ami)?;
-                // The child knows its position in the wave; the name is in the table.
-                let asg = wave_store::wave_member(&self.store, &rollout_id, wave, index).await?;
-                match self
-                    .start(&rollout_id, &asg, &ami, wave, &preferences)
-                    .await
-                {
-                    Ok(step) => to_json(&step),
-                    Err(error) => {
-                        self.record_start_failure(&rollout_id, &asg, &error).await;
-                        Err(error)
-                    }
-                }
+                to_json(
+                    &self
+                        .start_member(&rollout_id, wave, index, &ami, &preferences)
+                        .await?,
+                )
             }
             RefresherRequest::Check {
                 rollout_id,
                 asg,
                 timeout_minutes,
-            } => {
-                validate_rollout_id(&rollout_id)?;
-                to_json(&self.check(&rollout_id, &asg, timeout_minutes).await?)
-            }
+            } => to_json(&self.check(&rollout_id, &asg, timeout_minutes).await?),
             RefresherRequest::AwaitRefresh {
                 rollout_id,
                 asg,
                 task_token,
-            } => {
-                validate_rollout_id(&rollout_id)?;
-                let completer = Completer {
-                    store: self.store.clone(),
-                    sfn: self.sfn.clone(),
-                    clock: self.clock.clone(),
-                };
-                to_json(
-                    &completer
-                        .store_token(&rollout_id, &asg, &task_token)
-                        .await?,
-                )
-            }
+            } => to_json(
+                &self
+                    .completer()
+                    .store_token(&rollout_id, &asg, &task_token)
+                    .await?,
+            ),
             RefresherRequest::AwaitApproval {
                 rollout_id,
                 wave,
                 task_token,
-            } => {
-                validate_rollout_id(&rollout_id)?;
-                self.store
-                    .put_approval(&rollout_id, wave, &task_token, (self.clock)())
-                    .await?;
-                #[cfg(feature = "notify")]
-                crate::notify::awaiting_approval(&self.store, &rollout_id, wave).await;
-                Ok(serde_json::json!({"rollout_id": rollout_id, "awaiting_wave": wave + 1}))
-            }
+            } => self.await_approval(rollout_id, wave, &task_token).await,
             RefresherRequest::Rollback {
                 rollout_id,
                 scope,
                 preferences,
             } => {
-                validate_rollout_id(&rollout_id)?;
                 let mut response = self.in_flight(&rollout_id, true).await?;
                 self.restore(&rollout_id, scope, preferences.as_ref(), &mut response)
                     .await?;
                 to_json(&response.bounded())
             }
             RefresherRequest::Cancel { rollout_id } => {
-                validate_rollout_id(&rollout_id)?;
                 to_json(&self.in_flight(&rollout_id, false).await?.bounded())
             }
             RefresherRequest::SettleRollbacks { rollout_id, round } => {
-                validate_rollout_id(&rollout_id)?;
                 to_json(&self.settle(&rollout_id, round).await?.bounded())
             }
             RefresherRequest::Finish {
@@ -261,13 +220,71 @@ impl Refresher {
                 outcome,
                 error,
             } => {
-                validate_rollout_id(&rollout_id)?;
                 let response = self.finish(&rollout_id, outcome, error.as_ref()).await?;
                 #[cfg(feature = "notify")]
                 crate::notify::finished(&self.store, &response).await;
                 to_json(&response)
             }
         }
+    }
+
+    /// The `wave` action: the positions of the wave's ASGs for its Map, with the wave's group
+    /// and batch size (they feed the Map's MaxConcurrencyPath).
+    async fn wave_items(&self, rollout_id: String, wave: u32) -> Result<WaveResponse, Error> {
+        let info = wave_store::wave_info(&self.store, &rollout_id, wave).await?;
+        #[cfg(feature = "notify")]
+        crate::notify::before_wave(&self.store, &rollout_id, wave).await;
+        Ok(WaveResponse {
+            rollout_id,
+            wave,
+            items: (0..info.size).collect(),
+            started_at: (self.clock)(),
+            max_concurrency: info.batch_size,
+            group: info.group,
+        })
+    }
+
+    /// The `start` action: starts the refresh of the ASG at position `index` of `wave` (the
+    /// child knows its position; the name is in the table). A start that fails is recorded
+    /// on the ASG's record.
+    async fn start_member(
+        &self,
+        rollout_id: &str,
+        wave: u32,
+        index: u32,
+        ami: &str,
+        preferences: &Preferences,
+    ) -> Result<StepResponse, Error> {
+        let asg = wave_store::wave_member(&self.store, rollout_id, wave, index).await?;
+        let started = self.start(rollout_id, &asg, ami, wave, preferences).await;
+        if let Err(error) = &started {
+            self.record_start_failure(rollout_id, &asg, error).await;
+        }
+        started
+    }
+
+    /// The completer on this refresher's clients, table and clock (`await_refresh`).
+    fn completer(&self) -> Completer {
+        Completer {
+            store: self.store.clone(),
+            sfn: self.sfn.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// The `await_approval` action: stores the task token an operator's approval answers.
+    async fn await_approval(
+        &self,
+        rollout_id: String,
+        wave: u32,
+        task_token: &str,
+    ) -> Result<Value, Error> {
+        self.store
+            .put_approval(&rollout_id, wave, task_token, (self.clock)())
+            .await?;
+        #[cfg(feature = "notify")]
+        crate::notify::awaiting_approval(&self.store, &rollout_id, wave).await;
+        Ok(serde_json::json!({"rollout_id": rollout_id, "awaiting_wave": wave + 1}))
     }
 
     /// Starts (or adopts) the ASG's refresh to `ami`.

@@ -704,3 +704,79 @@ async fn malformed_events_are_invalid_input() {
         Err(Error::InvalidInput(_))
     ));
 }
+
+#[tokio::test]
+async fn every_action_refuses_a_malformed_rollout_id_before_any_call() {
+    let emulator = Emulator::start().await;
+    let refresher = refresher(&emulator, no_autoscaling());
+    let id = || "r 1/../x".to_string();
+    let actions = [
+        RefresherRequest::Wave {
+            rollout_id: id(),
+            wave: 0,
+        },
+        RefresherRequest::Start {
+            rollout_id: id(),
+            wave: 0,
+            index: 0,
+            ami: NEW_AMI.into(),
+            preferences: preferences(),
+        },
+        RefresherRequest::Check {
+            rollout_id: id(),
+            asg: "a".into(),
+            timeout_minutes: 60,
+        },
+        RefresherRequest::AwaitRefresh {
+            rollout_id: id(),
+            asg: "a".into(),
+            task_token: "token".into(),
+        },
+        RefresherRequest::CheckAlarms {
+            rollout_id: id(),
+            wave: 0,
+            since: 0,
+            alarms: Vec::new(),
+        },
+        RefresherRequest::SpendBudget {
+            rollout_id: id(),
+            wave: 0,
+            index: 0,
+            planned: 4,
+            max_failures: generator::config::MaxFailures::Count(1),
+        },
+        RefresherRequest::AwaitApproval {
+            rollout_id: id(),
+            wave: 0,
+            task_token: "token".into(),
+        },
+        RefresherRequest::Rollback {
+            rollout_id: id(),
+            scope: generator::config::RollbackScope::InFlight,
+            preferences: None,
+        },
+        RefresherRequest::Cancel { rollout_id: id() },
+        RefresherRequest::SettleRollbacks {
+            rollout_id: id(),
+            round: 0,
+        },
+        RefresherRequest::Finish {
+            rollout_id: id(),
+            outcome: Outcome::Succeeded,
+            error: None,
+        },
+    ];
+    for action in actions {
+        let shown = format!("{action:?}");
+        match refresher.handle(action).await {
+            Err(Error::InvalidInput(message)) => assert!(
+                message.contains("`r 1/../x` is not a rollout id"),
+                "{shown}: {message}"
+            ),
+            other => panic!("{shown}: expected the id refused, got {other:?}"),
+        }
+    }
+    // Nothing was written: no approval, no summary, no lock.
+    assert!(emulator.store().list("r 1/../x").await.unwrap().is_empty());
+    assert_eq!(emulator.store().lock_holder().await.unwrap(), None);
+}
