@@ -151,6 +151,34 @@ impl Planner {
         eligible: &mut Vec<String>,
         skipped: &mut Vec<(String, String)>,
     ) -> Result<Prepared, Error> {
+        let (mut kept, shaped) = self
+            .shape_checked(request, found, eligible, skipped)
+            .await?;
+        if !shaped.is_empty() {
+            self.check_image(&request.ami, &shaped).await?;
+        }
+        let pins = self.pin_floating(&shaped, &mut kept, skipped).await?;
+        *eligible = kept;
+        let warnings = self.followers_of_latest(eligible, &shaped).await?;
+        for pin in &pins {
+            tracing::info!(asg = %pin.asg, from = %pin.from, version = %pin.version, "pinned to a numbered launch template version");
+        }
+        for warning in &warnings {
+            tracing::warn!(rollout = %request.rollout_id, "{warning}");
+        }
+        Ok(Prepared { pins, warnings })
+    }
+
+    /// Reads the launch template version and instance profile role of each eligible group
+    /// and sorts the groups (draining `eligible`): those AWS would refresh, in order, with
+    /// their template data; the others go to `skipped` with why.
+    async fn shape_checked<'a>(
+        &self,
+        request: &PlanRequest,
+        found: &'a BTreeMap<String, Candidate>,
+        eligible: &mut Vec<String>,
+        skipped: &mut Vec<(String, String)>,
+    ) -> Result<(Vec<String>, Vec<(&'a Candidate, TemplateData)>), Error> {
         let specs: BTreeSet<TemplateSpec> = eligible
             .iter()
             .filter_map(|asg| found.get(asg).and_then(|c| c.template.clone()))
@@ -187,10 +215,18 @@ impl Planner {
                 (None, _) => skipped.push((asg, "its launch template could not be read".into())),
             }
         }
-        if !shaped.is_empty() {
-            self.check_image(&request.ami, &shaped).await?;
-        }
-        // Pins run side by side (bounded): one UpdateAutoScalingGroup per floating group.
+        Ok((kept, shaped))
+    }
+
+    /// Pins the groups on `$Latest`/`$Default` to the numbered version they run, side by side
+    /// (bounded): one UpdateAutoScalingGroup per floating group. A group that cannot be
+    /// pinned moves from `kept` to `skipped` with why; a retryable failure fails the plan.
+    async fn pin_floating(
+        &self,
+        shaped: &[(&Candidate, TemplateData)],
+        kept: &mut Vec<String>,
+        skipped: &mut Vec<(String, String)>,
+    ) -> Result<Vec<Pin>, Error> {
         let floating: Vec<(&Candidate, &TemplateData, &TemplateSpec)> = shaped
             .iter()
             .filter_map(|(c, d)| {
@@ -237,15 +273,7 @@ impl Planner {
                 }
             }
         }
-        *eligible = kept;
-        let warnings = self.followers_of_latest(eligible, &shaped).await?;
-        for pin in &pins {
-            tracing::info!(asg = %pin.asg, from = %pin.from, version = %pin.version, "pinned to a numbered launch template version");
-        }
-        for warning in &warnings {
-            tracing::warn!(rollout = %request.rollout_id, "{warning}");
-        }
-        Ok(Prepared { pins, warnings })
+        Ok(pins)
     }
 
     /// Records each pin on the group's planned record.
