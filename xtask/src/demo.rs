@@ -49,76 +49,15 @@ pub struct DemoArgs {
 impl DemoArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let started = Instant::now();
-        // The emulator takes any credentials; these keep the SDK off real ones.
-        std::env::set_var("AWS_ACCESS_KEY_ID", "demo");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "demo");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        for var in ["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"] {
-            std::env::remove_var(var);
-        }
+        keep_off_real_credentials();
         let stack = StackSelector {
             env: Some("local".into()),
             config: None,
         };
         let (_, config) = stack.load()?;
-
-        println!(
-            "== 1/6 installing the emulator into .venv (tests/requirements.txt; a first install takes a minute or two) \
-             while building the Lambdas for it"
-        );
-        let zips = tempfile_dir("demo-zips")?;
-        // pip waits on the network, cargo on the CPU: side by side.
-        let python = std::thread::spawn(crate::tools::ensure_python);
-        let built = crate::build::local_zips(&zips);
-        let python = python
-            .join()
-            .map_err(|_| anyhow!("installing the emulator panicked"))?;
-        let deployed = built.and(python).and_then(|_| {
-            println!("== 2/6 starting the emulator on 127.0.0.1");
-            let emulator = Moto::try_start_extended().map_err(|e| anyhow!(e))?;
-            let endpoint = emulator.endpoint();
-            println!("   emulator at {endpoint}");
-            println!("== 3/6 deploying envs/local.toml");
-            DeployArgs {
-                stack,
-                dry_run: false,
-                endpoint: Endpoint::at(endpoint.clone()),
-                zip_dir: Some(zips.clone()),
-            }
-            .run()
-            .context("deploying the local stack to the emulator")?;
-            Ok((emulator, endpoint))
-        });
-        let _ = std::fs::remove_dir_all(&zips);
-        let (emulator, endpoint) = deployed?;
-
-        let tokio = runtime()?;
-        let result = tokio.block_on(async {
-            println!("== 4/6 creating the fleet: {} Auto Scaling groups on {OLD_AMI}", FLEET.len());
-            create_fleet(&config, &endpoint).await?;
-            println!(
-                "== 5/6 rolling out {NEW_AMI}: strategy {}, {} at a time, on failure {}",
-                config.rollout.strategy.as_str(),
-                config.rollout.batch_size,
-                config.rollout.on_failure.as_str()
-            );
-            let ops = Ops::connect(&config, Some(&endpoint)).await?;
-            let rollout_id = format!("demo-{}", rollout::view::stamp(rollout::now()));
-            let (name, _) = ops.start(&rollout_id, NEW_AMI, false).await?;
-            println!("   rollout {rollout_id}, execution {name}");
-            let last = ops.watch(&rollout_id, Duration::from_secs(self.interval)).await?;
-            rollout::outcome(&last)?;
-            println!("== 6/6 what each group launches now");
-            check_fleet(&config, &endpoint).await?;
-            let t = &last.totals;
-            println!(
-                "demo done in {:.0} s: {} ASGs refreshed to {NEW_AMI}, {} skipped (see the table for why)",
-                started.elapsed().as_secs_f64(),
-                t.successful,
-                t.skipped
-            );
-            anyhow::Ok(())
-        });
+        let (emulator, endpoint) = deploy_to_emulator(stack)?;
+        let interval = Duration::from_secs(self.interval);
+        let result = runtime()?.block_on(roll_out(&config, &endpoint, interval, started));
         if result.is_err() {
             let logs = emulator.lambda_logs();
             if !logs.is_empty() {
@@ -128,6 +67,87 @@ impl DemoArgs {
         drop(emulator);
         result
     }
+}
+
+/// The emulator takes any credentials; these keep the SDK off real ones.
+fn keep_off_real_credentials() {
+    std::env::set_var("AWS_ACCESS_KEY_ID", "demo");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "demo");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    for var in ["AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"] {
+        std::env::remove_var(var);
+    }
+}
+
+/// Steps 1 to 3: installs the emulator while building the Lambdas, starts it, deploys the
+/// local stack there. Returns the running emulator and its endpoint.
+fn deploy_to_emulator(stack: StackSelector) -> anyhow::Result<(Moto, String)> {
+    println!(
+        "== 1/6 installing the emulator into .venv (tests/requirements.txt; a first install takes a minute or two) \
+         while building the Lambdas for it"
+    );
+    let zips = tempfile_dir("demo-zips")?;
+    // pip waits on the network, cargo on the CPU: side by side.
+    let python = std::thread::spawn(crate::tools::ensure_python);
+    let built = crate::build::local_zips(&zips);
+    let python = python
+        .join()
+        .map_err(|_| anyhow!("installing the emulator panicked"))?;
+    let deployed = built.and(python).and_then(|_| {
+        println!("== 2/6 starting the emulator on 127.0.0.1");
+        let emulator = Moto::try_start_extended().map_err(|e| anyhow!(e))?;
+        let endpoint = emulator.endpoint();
+        println!("   emulator at {endpoint}");
+        println!("== 3/6 deploying envs/local.toml");
+        DeployArgs {
+            stack,
+            dry_run: false,
+            endpoint: Endpoint::at(endpoint.clone()),
+            zip_dir: Some(zips.clone()),
+        }
+        .run()
+        .context("deploying the local stack to the emulator")?;
+        Ok((emulator, endpoint))
+    });
+    let _ = std::fs::remove_dir_all(&zips);
+    deployed
+}
+
+/// Steps 4 to 6: creates the fleet, rolls [`NEW_AMI`] out with live progress, and checks
+/// what each group launches afterwards.
+async fn roll_out(
+    config: &StackConfig,
+    endpoint: &str,
+    interval: Duration,
+    started: Instant,
+) -> anyhow::Result<()> {
+    println!(
+        "== 4/6 creating the fleet: {} Auto Scaling groups on {OLD_AMI}",
+        FLEET.len()
+    );
+    create_fleet(config, endpoint).await?;
+    println!(
+        "== 5/6 rolling out {NEW_AMI}: strategy {}, {} at a time, on failure {}",
+        config.rollout.strategy.as_str(),
+        config.rollout.batch_size,
+        config.rollout.on_failure.as_str()
+    );
+    let ops = Ops::connect(config, Some(endpoint)).await?;
+    let rollout_id = format!("demo-{}", rollout::view::stamp(rollout::now()));
+    let (name, _) = ops.start(&rollout_id, NEW_AMI, false).await?;
+    println!("   rollout {rollout_id}, execution {name}");
+    let last = ops.watch(&rollout_id, interval).await?;
+    rollout::outcome(&last)?;
+    println!("== 6/6 what each group launches now");
+    check_fleet(config, endpoint).await?;
+    let t = &last.totals;
+    println!(
+        "demo done in {:.0} s: {} ASGs refreshed to {NEW_AMI}, {} skipped (see the table for why)",
+        started.elapsed().as_secs_f64(),
+        t.successful,
+        t.skipped
+    );
+    Ok(())
 }
 
 /// One launch template per group (on [`OLD_AMI`]) and the groups, tagged so the local
