@@ -154,21 +154,13 @@ impl Builder {
     /// Builds one function with only its feature, then checks the binary and the zip.
     pub fn build(&self, function: &'static str) -> anyhow::Result<BuiltZip> {
         let Self {
-            venv_bin,
-            target_dir,
-            target,
+            target_dir, target, ..
         } = self;
         let lambda_dir = target_dir.join("lambda");
         let zip = lambda_dir.join(function).join("bootstrap.zip");
         let release_dir = target_dir.join(target.triple).join("release");
         // A zip left by an earlier build must never pass for this one.
-        match std::fs::remove_file(&zip) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                return Err(error)
-                    .with_context(|| format!("cannot remove the old {}", zip.display()));
-            }
-            _ => {}
-        }
+        remove_if_present(&zip)?;
         eprintln!(
             "building {function} for {} ({}, glibc {LAMBDA_GLIBC}) with cargo-lambda and zig",
             target.arch.as_str(),
@@ -184,33 +176,7 @@ impl Builder {
             }
         );
         let started = Instant::now();
-        let mut build = Command::new(venv_bin.join("cargo-lambda"));
-        build
-            .args([
-                "lambda",
-                "build",
-                "--release",
-                "--locked",
-                "--package",
-                RUNTIME_PACKAGE,
-            ])
-            .args([
-                "--bin",
-                function,
-                "--no-default-features",
-                "--features",
-                function,
-            ])
-            .arg("--target")
-            .arg(format!("{}.{LAMBDA_GLIBC}", target.triple))
-            .args(["--output-format", "zip", "--lambda-dir"])
-            .arg(&lambda_dir)
-            // cargo-zigbuild runs `python -m ziglang` with this Python first: the pinned zig
-            // in .venv, whatever `zig` or `python3` is on PATH.
-            .env("CARGO_ZIGBUILD_PYTHON_PATH", venv_bin.join("python"))
-            .current_dir(workspace_root())
-            .stdin(Stdio::null())
-            .stdout(std::io::stderr());
+        let mut build = self.cargo_lambda(function, &lambda_dir);
         let failed = format!(
             "cargo lambda build of {function} for {} failed",
             target.arch.as_str()
@@ -232,6 +198,52 @@ impl Builder {
             bytes,
             max_glibc,
         })
+    }
+
+    /// `cargo lambda build` of one function: release, locked, only its feature, for the
+    /// target's triple pinned to [`LAMBDA_GLIBC`], zipped under `lambda_dir`.
+    fn cargo_lambda(&self, function: &str, lambda_dir: &Path) -> Command {
+        let Self {
+            venv_bin, target, ..
+        } = self;
+        let mut build = Command::new(venv_bin.join("cargo-lambda"));
+        build
+            .args([
+                "lambda",
+                "build",
+                "--release",
+                "--locked",
+                "--package",
+                RUNTIME_PACKAGE,
+            ])
+            .args([
+                "--bin",
+                function,
+                "--no-default-features",
+                "--features",
+                function,
+            ])
+            .arg("--target")
+            .arg(format!("{}.{LAMBDA_GLIBC}", target.triple))
+            .args(["--output-format", "zip", "--lambda-dir"])
+            .arg(lambda_dir)
+            // cargo-zigbuild runs `python -m ziglang` with this Python first: the pinned zig
+            // in .venv, whatever `zig` or `python3` is on PATH.
+            .env("CARGO_ZIGBUILD_PYTHON_PATH", venv_bin.join("python"))
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(std::io::stderr());
+        build
+    }
+}
+
+/// Removes `path`; fine when it is not there.
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("cannot remove the old {}", path.display()))
+        }
+        _ => Ok(()),
     }
 }
 
