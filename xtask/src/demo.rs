@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use asg_refresh_emulator::Moto;
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
 use aws_sdk_ec2::types::RequestLaunchTemplateData;
@@ -14,6 +14,7 @@ use generator::config::StackConfig;
 
 use crate::deploy::aws::{runtime, sdk_config, SdkResultExt};
 use crate::deploy::DeployArgs;
+use crate::drift;
 use crate::env_file::{Endpoint, StackSelector};
 use crate::rollout::{self, Ops};
 
@@ -216,35 +217,22 @@ async fn check_fleet(config: &StackConfig, endpoint: &str) -> anyhow::Result<()>
     let sdk = sdk_config(config, Some(endpoint)).await?;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let autoscaling = aws_sdk_autoscaling::Client::new(&sdk);
+    let names: Vec<String> = FLEET.iter().map(|(name, ..)| name.to_string()).collect();
+    let groups = drift::current_groups(&autoscaling, &names).await?;
     let mut wrong = Vec::new();
     for (name, capacity, _) in FLEET {
-        let groups = autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(name)
-            .send()
+        let group = groups
+            .get(name)
+            .ok_or_else(|| anyhow!("Auto Scaling group {name} is gone"))?;
+        if group.template_id.is_none() && group.template_name.is_none() {
+            bail!("Auto Scaling group {name} has no launch template");
+        }
+        let (number, image) = drift::version_image(&ec2, group)
             .await
-            .ctx(format!("describing Auto Scaling group {name}"))?;
-        let template = groups
-            .auto_scaling_groups()
-            .first()
-            .and_then(|g| g.launch_template())
-            .ok_or_else(|| anyhow!("Auto Scaling group {name} has no launch template"))?;
-        let version = template.version().unwrap_or("$Default");
-        let versions = ec2
-            .describe_launch_template_versions()
-            .launch_template_id(template.launch_template_id().unwrap_or_default())
-            .versions(version)
-            .send()
-            .await
-            .ctx(format!("describing the launch template of {name}"))?;
-        let described = versions.launch_template_versions().first();
-        let number = described
-            .and_then(|v| v.version_number())
-            .unwrap_or_default();
-        let image = described
-            .and_then(|v| v.launch_template_data())
-            .and_then(|d| d.image_id())
-            .unwrap_or("-");
+            .with_context(|| format!("describing the launch template of {name}"))?;
+        let version = group.version.as_deref().unwrap_or("$Default");
+        let number = number.as_deref().unwrap_or("0");
+        let image = image.as_deref().unwrap_or("-");
         let expected = if capacity > 0 { NEW_AMI } else { OLD_AMI };
         let verdict = if image == expected {
             "ok"

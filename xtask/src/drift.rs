@@ -64,11 +64,12 @@ pub struct Report {
 }
 
 /// The group's launch template as it names it now.
-struct Current {
-    template_id: Option<String>,
-    template_name: Option<String>,
-    version: Option<String>,
-    instances: Vec<String>,
+pub(crate) struct Current {
+    pub template_id: Option<String>,
+    pub template_name: Option<String>,
+    /// The version as the group names it (`$Default` when it names none).
+    pub version: Option<String>,
+    pub instances: Vec<String>,
 }
 
 impl DriftArgs {
@@ -278,7 +279,7 @@ fn reasons(
 }
 
 /// Each group's launch template (its own or its mixed instances policy's) and instances.
-async fn current_groups(
+pub(crate) async fn current_groups(
     autoscaling: &aws_sdk_autoscaling::Client,
     names: &[String],
 ) -> anyhow::Result<BTreeMap<String, Current>> {
@@ -320,7 +321,7 @@ async fn current_groups(
 }
 
 /// The group's launch template version as a number (`$Latest`/`$Default` resolved) and its AMI.
-async fn version_image(
+pub(crate) async fn version_image(
     ec2: &aws_sdk_ec2::Client,
     current: &Current,
 ) -> anyhow::Result<(Option<String>, Option<String>)> {
