@@ -132,28 +132,7 @@ impl AbortArgs {
         let env = config.name.clone();
         runtime()?.block_on(async {
             let ops = Ops::connect(&config, self.endpoint.url()).await?;
-            let holder = ops.store.lock_holder().await?;
-            let rollout_id = match (&self.rollout, &holder) {
-                (Some(id), _) => id.clone(),
-                (None, Some(holder)) => holder.clone(),
-                (None, None) => {
-                    bail!("no rollout is running on stack `{env}`: nothing to abort")
-                }
-            };
-            let running: Vec<String> = ops
-                .executions_of(&rollout_id)
-                .await?
-                .iter()
-                .filter(|e| *e.status() == ExecutionStatus::Running)
-                .map(|e| e.execution_arn().to_string())
-                .collect();
-            // A rollout whose execution stopped while it held the lock can be aborted too
-            // (its refreshes may still run); one that ended released the lock.
-            if running.is_empty() && holder.as_deref() != Some(rollout_id.as_str()) {
-                bail!(
-                    "rollout {rollout_id} is not running on stack `{env}`: nothing to abort (see `cargo xtask status --env {env} --rollout {rollout_id}`)"
-                );
-            }
+            let (rollout_id, running) = to_abort(&ops, self.rollout.as_deref(), &env).await?;
             let reason = self.reason.clone();
             let cause = format!(
                 "aborted by {operator}: {}",
@@ -184,41 +163,86 @@ impl AbortArgs {
                     format!(": {}", stopped.acted_on.join(", "))
                 }
             );
-            wait_settled(&refresher, &rollout_id, config.rollout.timeout_minutes, &env).await?;
-            let at = now();
-            let mut summary =
-                ops.store
-                    .summary(&rollout_id)
-                    .await?
-                    .unwrap_or_else(|| RolloutSummary {
-                        rollout_id: rollout_id.clone(),
-                        started_at: at,
-                        ..RolloutSummary::default()
-                    });
+            wait_settled(
+                &refresher,
+                &rollout_id,
+                config.rollout.timeout_minutes,
+                &env,
+            )
+            .await?;
             let mut message = cause.clone();
             if !stopped.acted_on.is_empty() {
                 message.push_str(&format!("; {verb}: {}", stopped.acted_on.join(", ")));
             }
-            summary.status = RolloutStatus::Aborted;
-            summary.ended_at = Some(at);
-            summary.message = Some(generator::payload::cap_message(&message));
-            ops.store.put_summary(&summary, at).await?;
-            ops.store
-                .put_abort(&Abort {
-                    rollout_id: rollout_id.clone(),
-                    by: operator.clone(),
-                    reason,
-                    action: action.into(),
-                    at,
-                })
-                .await?;
-            let released = ops.store.release_lock(&rollout_id).await?;
+            let abort = Abort {
+                rollout_id: rollout_id.clone(),
+                by: operator.clone(),
+                reason,
+                action: action.into(),
+                at: now(),
+            };
+            let released = record(&ops, &abort, &message).await?;
             println!(
                 "aborted rollout {rollout_id} on stack `{env}`{}",
-                if released { "; the stack lock is released" } else { "" }
+                if released {
+                    "; the stack lock is released"
+                } else {
+                    ""
+                }
             );
             println!("resume it: cargo xtask rollout --env {env} --resume {rollout_id}");
             Ok(())
         })
     }
+}
+
+/// The rollout to abort (the one named, else the one holding the stack lock) and the ARNs of
+/// its running executions. Refuses when it is not running: a rollout whose execution stopped
+/// while it held the lock can be aborted too (its refreshes may still run); one that ended
+/// released the lock.
+async fn to_abort(
+    ops: &Ops,
+    named: Option<&str>,
+    env: &str,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let holder = ops.store.lock_holder().await?;
+    let rollout_id = match (named, &holder) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(holder)) => holder.clone(),
+        (None, None) => bail!("no rollout is running on stack `{env}`: nothing to abort"),
+    };
+    let running: Vec<String> = ops
+        .executions_of(&rollout_id)
+        .await?
+        .iter()
+        .filter(|e| *e.status() == ExecutionStatus::Running)
+        .map(|e| e.execution_arn().to_string())
+        .collect();
+    if running.is_empty() && holder.as_deref() != Some(rollout_id.as_str()) {
+        bail!(
+            "rollout {rollout_id} is not running on stack `{env}`: nothing to abort (see `cargo xtask status --env {env} --rollout {rollout_id}`)"
+        );
+    }
+    Ok((rollout_id, running))
+}
+
+/// Marks the rollout Aborted with `message`, records who aborted it and why, and releases
+/// the stack lock. Returns whether this released the lock.
+async fn record(ops: &Ops, abort: &Abort, message: &str) -> anyhow::Result<bool> {
+    let rollout_id = &abort.rollout_id;
+    let mut summary = ops
+        .store
+        .summary(rollout_id)
+        .await?
+        .unwrap_or_else(|| RolloutSummary {
+            rollout_id: rollout_id.clone(),
+            started_at: abort.at,
+            ..RolloutSummary::default()
+        });
+    summary.status = RolloutStatus::Aborted;
+    summary.ended_at = Some(abort.at);
+    summary.message = Some(generator::payload::cap_message(message));
+    ops.store.put_summary(&summary, abort.at).await?;
+    ops.store.put_abort(abort).await?;
+    Ok(ops.store.release_lock(rollout_id).await?)
 }
