@@ -19,7 +19,7 @@ use crate::completion::Completer;
 use crate::error::{classify, Error};
 use crate::fanout;
 use crate::lambda::to_json;
-use crate::store::{AsgRecord, RolloutStatus, RolloutSummary, StopAction, Store};
+use crate::store::{AsgRecord, RolloutStatus, StopAction, Store};
 use crate::wave_store;
 use crate::{validate_ami, validate_rollout_id, Clock};
 
@@ -845,15 +845,7 @@ impl Refresher {
             Outcome::Failed
         };
         let message = finish_message(&records, &failed, outcome, error, succeeded, skipped);
-        let mut summary = self
-            .store
-            .summary(rollout_id)
-            .await?
-            .unwrap_or_else(|| RolloutSummary {
-                rollout_id: rollout_id.to_string(),
-                started_at: now,
-                ..RolloutSummary::default()
-            });
+        let mut summary = self.store.summary_or_new(rollout_id, now).await?;
         summary.status = RolloutStatus::from(outcome);
         summary.ended_at = Some(now);
         summary.message = Some(message.clone());

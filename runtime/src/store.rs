@@ -588,6 +588,23 @@ impl Store {
         Ok(out)
     }
 
+    /// The rollout's summary, or a new one started at `now` when it has none yet (a rollout
+    /// that ends, or is aborted, before its summary was written).
+    pub async fn summary_or_new(
+        &self,
+        rollout_id: &str,
+        now: i64,
+    ) -> Result<RolloutSummary, Error> {
+        Ok(self
+            .summary(rollout_id)
+            .await?
+            .unwrap_or_else(|| RolloutSummary {
+                rollout_id: rollout_id.to_string(),
+                started_at: now,
+                ..RolloutSummary::default()
+            }))
+    }
+
     pub async fn summary(&self, rollout_id: &str) -> Result<Option<RolloutSummary>, Error> {
         let Some(i) = self.get_item(rollout_id, SUMMARY_KEY).await? else {
             return Ok(None);

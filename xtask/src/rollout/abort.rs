@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 use aws_sdk_sfn::types::ExecutionStatus;
 use clap::Args;
 use runtime::refresher::Refresher;
-use runtime::store::{Abort, RolloutStatus, RolloutSummary};
+use runtime::store::{Abort, RolloutStatus};
 
 use super::{now, Ops};
 use crate::deploy::aws::runtime;
@@ -230,15 +230,7 @@ async fn to_abort(
 /// the stack lock. Returns whether this released the lock.
 async fn record(ops: &Ops, abort: &Abort, message: &str) -> anyhow::Result<bool> {
     let rollout_id = &abort.rollout_id;
-    let mut summary = ops
-        .store
-        .summary(rollout_id)
-        .await?
-        .unwrap_or_else(|| RolloutSummary {
-            rollout_id: rollout_id.clone(),
-            started_at: abort.at,
-            ..RolloutSummary::default()
-        });
+    let mut summary = ops.store.summary_or_new(rollout_id, abort.at).await?;
     summary.status = RolloutStatus::Aborted;
     summary.ended_at = Some(abort.at);
     summary.message = Some(generator::payload::cap_message(message));
