@@ -537,6 +537,20 @@ impl Store {
         self.put_item(item, "recording the abort").await
     }
 
+    /// Ends an aborted rollout: its summary marked Aborted at `abort.at` with `message`, the
+    /// abort recorded (who, why, what was done), the stack lock released. Returns whether
+    /// this released the lock.
+    pub async fn record_abort(&self, abort: &Abort, message: &str) -> Result<bool, Error> {
+        let rollout_id = &abort.rollout_id;
+        let mut summary = self.summary_or_new(rollout_id, abort.at).await?;
+        summary.status = RolloutStatus::Aborted;
+        summary.ended_at = Some(abort.at);
+        summary.message = Some(generator::payload::cap_message(message));
+        self.put_summary(&summary, abort.at).await?;
+        self.put_abort(abort).await?;
+        self.release_lock(rollout_id).await
+    }
+
     /// The rollout's last abort, if an operator aborted it.
     pub async fn abort_of(&self, rollout_id: &str) -> Result<Option<Abort>, Error> {
         Ok(self.get_item(rollout_id, ABORT_KEY).await?.map(|i| Abort {

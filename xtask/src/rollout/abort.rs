@@ -181,7 +181,7 @@ impl AbortArgs {
                 action: action.into(),
                 at: now(),
             };
-            let released = record(&ops, &abort, &message).await?;
+            let released = ops.store.record_abort(&abort, &message).await?;
             println!(
                 "aborted rollout {rollout_id} on stack `{env}`{}",
                 if released {
@@ -224,17 +224,4 @@ async fn to_abort(
         );
     }
     Ok((rollout_id, running))
-}
-
-/// Marks the rollout Aborted with `message`, records who aborted it and why, and releases
-/// the stack lock. Returns whether this released the lock.
-async fn record(ops: &Ops, abort: &Abort, message: &str) -> anyhow::Result<bool> {
-    let rollout_id = &abort.rollout_id;
-    let mut summary = ops.store.summary_or_new(rollout_id, abort.at).await?;
-    summary.status = RolloutStatus::Aborted;
-    summary.ended_at = Some(abort.at);
-    summary.message = Some(generator::payload::cap_message(message));
-    ops.store.put_summary(&summary, abort.at).await?;
-    ops.store.put_abort(abort).await?;
-    Ok(ops.store.release_lock(rollout_id).await?)
 }
