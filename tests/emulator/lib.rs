@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// How long the emulator may take to answer its first request.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How many ports [`Moto::spawn_on_free_port`] tries.
+const PORT_ATTEMPTS: usize = 5;
+
 /// The workspace root: the parent of the running package's directory (each package is one
 /// level down). Cargo sets
 /// `CARGO_MANIFEST_DIR` when it runs a binary or a test, so that value wins over the one
@@ -103,10 +106,12 @@ impl Moto {
             "{} is missing: run `cargo xtask test`, which installs the pinned emulator into .venv",
             server.display()
         );
-        let port = free_port();
-        let mut command = Command::new(&server);
-        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-        Self::spawn(command, port, &server)
+        Self::spawn_on_free_port(&server, |port| {
+            let mut command = Command::new(&server);
+            command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            command
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Starts the project's extended emulator (`tests/emulator/server.py` under the
@@ -126,15 +131,17 @@ impl Moto {
             ));
         }
         let script = emulator_server_path();
-        let port = free_port();
-        let work_dir = std::env::temp_dir().join(format!("asg-refresh-emulator-{port}"));
-        let mut command = Command::new(&python);
-        command
-            .arg(&script)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .env("ASG_REFRESH_EMULATOR_WORK_DIR", &work_dir);
-        let mut moto = Self::try_spawn(command, port, &script)?;
-        moto.work_dir = Some(work_dir);
+        let work_dir =
+            |port: u16| std::env::temp_dir().join(format!("asg-refresh-emulator-{port}"));
+        let mut moto = Self::spawn_on_free_port(&script, |port| {
+            let mut command = Command::new(&python);
+            command
+                .arg(&script)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .env("ASG_REFRESH_EMULATOR_WORK_DIR", work_dir(port));
+            command
+        })?;
+        moto.work_dir = Some(work_dir(moto.port));
         Ok(moto)
     }
 
@@ -158,8 +165,27 @@ impl Moto {
         out
     }
 
-    fn spawn(command: Command, port: u16, what: &Path) -> Self {
-        Self::try_spawn(command, port, what).unwrap_or_else(|e| panic!("{e}"))
+    /// Starts `command_for(port)` on a [`free_port`] and waits until it answers. A port can
+    /// still be taken between the pick and the emulator's bind (CI once lost a test to
+    /// "Address already in use"), so that failure picks another port, a bounded number of
+    /// times; every other failure is returned as it is.
+    fn spawn_on_free_port(
+        what: &Path,
+        command_for: impl Fn(u16) -> Command,
+    ) -> Result<Self, String> {
+        let mut taken = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port();
+            match Self::try_spawn(command_for(port), port, what) {
+                Err(e) if e.contains("Address already in use") => taken.push(port),
+                other => return other,
+            }
+        }
+        Err(format!(
+            "{} could not bind any of the {PORT_ATTEMPTS} free ports it was given ({taken:?}): \
+             each was taken before it started",
+            what.display()
+        ))
     }
 
     fn try_spawn(mut command: Command, port: u16, what: &Path) -> Result<Self, String> {
@@ -347,10 +373,102 @@ impl Drop for Moto {
     }
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, picked at random below the range the kernel draws
+/// outgoing connections' local ports from (`ip_local_port_range`). A port from the kernel's
+/// own pick (`bind :0`) lies inside that range, where any client socket opened before the
+/// emulator binds it can take it.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let (low, _) = ephemeral_port_range();
+    if low > OWN_PORTS_FROM + 1_000 {
+        let span = u64::from(low - OWN_PORTS_FROM);
+        for attempt in 0..64_u64 {
+            let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+            random.write_u64(attempt);
+            let port = OWN_PORTS_FROM + (random.finish() % span) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+/// The lowest port [`free_port`] picks: above the registered ports most services use.
+const OWN_PORTS_FROM: u16 = 10_000;
+
+/// The kernel's range for outgoing connections' local ports, Linux's default when it cannot
+/// be read.
+fn ephemeral_port_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut bounds = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((bounds.next()??, bounds.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn shell(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        command
+    }
+
+    #[test]
+    fn free_port_is_below_the_outgoing_range_and_bindable() {
+        let (low, _) = ephemeral_port_range();
+        let port = free_port();
+        assert!(
+            (OWN_PORTS_FROM..low).contains(&port),
+            "{port} not in {OWN_PORTS_FROM}..{low}"
+        );
+        TcpListener::bind(("127.0.0.1", port)).expect("the port it gave is free");
+    }
+
+    #[test]
+    fn a_port_taken_before_the_bind_is_retried_on_another_then_given_up() {
+        let ports = std::cell::RefCell::new(Vec::new());
+        let error = Moto::spawn_on_free_port(Path::new("sh"), |port| {
+            ports.borrow_mut().push(port);
+            shell("echo 'OSError: [Errno 98] Address already in use'; exit 1")
+        })
+        .err()
+        .expect("every port was taken");
+        let ports = ports.into_inner();
+        assert_eq!(ports.len(), PORT_ATTEMPTS);
+        assert!(error.contains(&format!("{ports:?}")), "{error}");
+        assert!(
+            error.contains("each was taken before it started"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn any_other_early_exit_is_returned_at_once() {
+        let calls = Cell::new(0);
+        let error = Moto::spawn_on_free_port(Path::new("sh"), |_| {
+            calls.set(calls.get() + 1);
+            match calls.get() {
+                1 => shell("echo 'Address already in use'; exit 1"),
+                _ => shell("echo 'ModuleNotFoundError: moto'; exit 1"),
+            }
+        })
+        .err()
+        .expect("the emulator cannot start");
+        assert_eq!(
+            calls.get(),
+            2,
+            "one retry for the taken port, none for the rest"
+        );
+        assert!(error.contains("ModuleNotFoundError: moto"), "{error}");
+    }
 }
