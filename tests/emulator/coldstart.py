@@ -26,20 +26,25 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_moto():
-    port = free_port()
+def start_moto(attempts=5):
+    """Starts moto on a free port. A port can be taken between the pick and moto's bind;
+    moto then exits at once, and the next attempt picks another port."""
     server = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
-            return process, endpoint
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("moto did not start within 60 s")
+    for _ in range(attempts):
+        port = free_port()
+        process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+                return process, endpoint
+            except OSError:
+                time.sleep(0.1)
+        if process.poll() is None:
+            process.kill()
+            raise SystemExit("moto did not start within 60 s")
+    raise SystemExit(f"moto exited at once on each of {attempts} free ports")
 
 
 def main():
