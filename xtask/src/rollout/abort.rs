@@ -22,8 +22,7 @@ use runtime::refresher::Refresher;
 use runtime::store::{Abort, RolloutStatus};
 
 use super::{now, Ops};
-use crate::deploy::aws::runtime;
-use crate::deploy::aws::{sdk_config, sdk_error};
+use crate::deploy::aws::{runtime, sdk_config, sdk_error};
 use crate::env_file::{Endpoint, StackSelector};
 
 /// Seconds between two reads of the cancels or rollbacks while the abort waits for them.
